@@ -1,0 +1,118 @@
+"""One exception tree for everything duet raises.
+
+    DuetError
+    ├── UsageError             the API was called wrongly or in the wrong state
+    ├── NotAllowed             an operation outside the allowlist (refused before or after sending)
+    ├── PermissionDenied       a value that is the owner's to release was read without a request
+    ├── QuotaExceeded          the owner's limits for this scientist (bytes, objects) were reached
+    ├── RemoteError            an operation failed on the owner's side (carries the op and message)
+    ├── RequestDenied          a request was denied or timed out (raised only when asked to)
+    ├── DuetTimeout            a blocking call did not get its reply in time
+    ├── ProtocolError          a frame or message is malformed, oversized or of another version
+    └── NetworkError           anything about reaching the peer
+        ├── SignalingError     the signaling server refused or failed
+        ├── HandshakeError     versions or allowlists of the two sides do not match
+        └── ConnectionLost     the peer went away; every blocking call on the session raises this
+
+Errors that happen on the owner's side cross the wire as data (a code and a message) and are
+raised on the scientist's side as the class the code names.
+"""
+
+from __future__ import annotations
+
+
+class DuetError(Exception):
+    """Base class of every error duet raises."""
+
+    code = "duet_error"
+
+
+class UsageError(DuetError):
+    code = "usage_error"
+
+
+class NotAllowed(DuetError):
+    code = "not_allowed"
+
+
+class PermissionDenied(DuetError):
+    code = "permission_denied"
+
+
+class QuotaExceeded(DuetError):
+    code = "quota_exceeded"
+
+
+class RemoteError(DuetError):
+    """An operation failed on the owner's side.
+
+    ``op`` names the remote operation (``torch.Tensor.matmul``), ``remote_type`` the exception
+    type raised there, and the message is the owner's (or a redacted note).
+    """
+
+    code = "remote_error"
+
+    def __init__(self, message: str, *, op: str | None = None, remote_type: str | None = None):
+        self.op = op
+        self.remote_type = remote_type
+        self.remote_message = message
+        prefix = f"{op} failed on the owner's side" if op else "remote operation failed"
+        kind = f" ({remote_type})" if remote_type else ""
+        super().__init__(f"{prefix}{kind}: {message}")
+
+
+class RequestDenied(DuetError):
+    code = "request_denied"
+
+
+class DuetTimeout(DuetError, TimeoutError):
+    code = "timeout"
+
+
+class ProtocolError(DuetError):
+    code = "protocol_error"
+
+
+class NetworkError(DuetError):
+    code = "network_error"
+
+
+class SignalingError(NetworkError):
+    code = "signaling_error"
+
+
+class HandshakeError(NetworkError):
+    code = "handshake_error"
+
+
+class ConnectionLost(NetworkError):
+    code = "connection_lost"
+
+
+_BY_CODE: dict[str, type[DuetError]] = {
+    cls.code: cls
+    for cls in (
+        DuetError,
+        UsageError,
+        NotAllowed,
+        PermissionDenied,
+        QuotaExceeded,
+        RemoteError,
+        RequestDenied,
+        DuetTimeout,
+        ProtocolError,
+        NetworkError,
+        SignalingError,
+        HandshakeError,
+        ConnectionLost,
+    )
+}
+
+
+def error_from_wire(code: str, message: str, *, op: str | None, remote_type: str | None) -> DuetError:
+    """Rebuild the exception the owner reported (unknown codes become RemoteError)."""
+    cls = _BY_CODE.get(code, RemoteError)
+    if cls is RemoteError:
+        return RemoteError(message, op=op, remote_type=remote_type)
+    text = f"{op}: {message}" if op else message
+    return cls(text)
