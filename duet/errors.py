@@ -116,3 +116,7 @@ def error_from_wire(code: str, message: str, *, op: str | None, remote_type: str
         return RemoteError(message, op=op, remote_type=remote_type)
     text = f"{op}: {message}" if op else message
     return cls(text)
+
+
+class RequestWarning(UserWarning):
+    """A request was denied or timed out and ``get`` returned None (not an error)."""

@@ -1,0 +1,60 @@
+"""duet: remote data science where the data never leaves its owner.
+
+The owner publishes data and answers requests; the scientist drives PyTorch on the owner's
+machine through pointers::
+
+    import duet as sy
+    owner, scientist = sy.duet_pair()          # both sides in one process
+"""
+
+from .errors import (
+    ConnectionLost,
+    DuetError,
+    DuetTimeout,
+    HandshakeError,
+    NetworkError,
+    NotAllowed,
+    PermissionDenied,
+    ProtocolError,
+    QuotaExceeded,
+    RemoteError,
+    RequestDenied,
+    RequestWarning,
+    SignalingError,
+    UsageError,
+)
+
+__version__ = "0.1.0"
+
+from .owner.requests import Handler, Request, RequestQueue, RequestStatus  # noqa: E402
+from .scientist.pointer import Pointer, RequestHandle  # noqa: E402
+from .session import OwnerSession, ScientistSession, duet_pair, install_send  # noqa: E402
+
+install_send()
+
+__all__ = [
+    "ConnectionLost",
+    "DuetError",
+    "DuetTimeout",
+    "Handler",
+    "HandshakeError",
+    "NetworkError",
+    "NotAllowed",
+    "OwnerSession",
+    "PermissionDenied",
+    "Pointer",
+    "ProtocolError",
+    "QuotaExceeded",
+    "RemoteError",
+    "Request",
+    "RequestDenied",
+    "RequestHandle",
+    "RequestQueue",
+    "RequestStatus",
+    "RequestWarning",
+    "ScientistSession",
+    "SignalingError",
+    "UsageError",
+    "__version__",
+    "duet_pair",
+]

@@ -1,0 +1,326 @@
+"""Serving one scientist: run its actions in order, off the network loop, and answer its gets.
+
+Every action is checked here, whatever the scientist's side checked: the op must be on the
+allowlist for the real type of its target, ids must be the scientist's own or published
+objects it may see, and results must fit the scientist's quota. A failing action stores its error
+under the result id (raised on the scientist's side when something depends on it) and the
+service keeps serving.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from ..errors import DuetError, NotAllowed, PermissionDenied, ProtocolError, RemoteError, UsageError
+from ..protocol import allowlist
+from ..protocol.messages import (
+    Call,
+    Delete,
+    ErrorInfo,
+    Failure,
+    Get,
+    ListStore,
+    Put,
+    Reply,
+    Sync,
+)
+from ..protocol.serde import Decoder, Encoder
+from .requests import Request, RequestQueue, RequestStatus, new_request_id
+from .store import OWNER, ObjectStore, StoredObject, describe, value_elements, value_nbytes
+
+log = logging.getLogger(__name__)
+
+Outgoing = tuple[list[Any], list[memoryview]]
+
+
+class _Propagated(Exception):
+    """An input of this action had failed: carry the original error."""
+
+    def __init__(self, info: ErrorInfo):
+        self.info = info
+
+
+class PeerService:
+    """Runs one scientist's actions on a dedicated worker thread.
+
+    ``send(messages, buffers)`` is called from the worker thread (or the thread that decides a
+    request) and must be thread-safe. ``call_later(delay, fn)`` schedules request expiry.
+    """
+
+    def __init__(
+        self,
+        peer: str,
+        store: ObjectStore,
+        requests: RequestQueue,
+        send: Callable[[list[Any], list[memoryview]], None],
+        call_later: Callable[[float, Callable[[], None]], None],
+        *,
+        redact_errors: bool = False,
+    ):
+        self.peer = peer
+        self.store = store
+        self.requests = requests
+        self._send = send
+        self._call_later = call_later
+        self.redact_errors = redact_errors
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
+        self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
+        self._thread.start()
+        self.actions_run = 0
+
+    # ---- called from the network loop
+    def submit(self, messages: list[Any], buffers: list[memoryview]) -> None:
+        self._queue.put((messages, buffers))
+
+    def stop(self) -> None:
+        self._queue.put(None)
+
+    def join(self, timeout_secs: float) -> None:
+        self._thread.join(timeout_secs)
+
+    # ---- the worker thread
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            messages, buffers = item
+            out: list[Any] = []
+            out_buffers: list[memoryview] = []
+            for message in messages:
+                try:
+                    self._handle(message, buffers, out, out_buffers)
+                except Exception as exc:  # the owner keeps serving whatever one message does
+                    log.exception("unexpected failure handling %s", type(message).__name__)
+                    out.append(Failure(result=None, error=self._error_info(exc, None)))
+            if out:
+                self._send(out, out_buffers)
+
+    def _handle(self, message: Any, buffers: list[memoryview], out: list[Any], out_buffers: list[memoryview]) -> None:
+        if isinstance(message, Call):
+            failure = self._call(message, buffers)
+            if failure is not None:
+                out.append(failure)
+        elif isinstance(message, Put):
+            try:
+                self._put(message, buffers)
+            except Exception as exc:
+                out.append(Failure(result=message.id, error=self._error_info(exc, "send")))
+        elif isinstance(message, Delete):
+            for object_id in message.ids:
+                entry = self.store.get(object_id)
+                if entry is None:
+                    continue
+                if entry.owner != self.peer:
+                    out.append(
+                        Failure(
+                            result=None,
+                            error=ErrorInfo(
+                                code=NotAllowed.code,
+                                op="delete",
+                                message=f"object {object_id} is not yours to delete",
+                            ),
+                        )
+                    )
+                    continue
+                self.store.remove(object_id)
+        elif isinstance(message, Get):
+            reply = self._get(message, out_buffers)
+            if reply is not None:
+                out.append(reply)
+        elif isinstance(message, Sync):
+            out.append(Reply(rid=message.rid))
+        elif isinstance(message, ListStore):
+            rows = [
+                {"id": e.id, "tags": e.tags, "description": e.description, "size": e.nbytes,
+                 **describe(e.value)}
+                for e in self.store.published()
+                if e.pointable
+            ]  # fmt: skip
+            out.append(Reply(rid=message.rid, value=rows))
+        else:
+            raise ProtocolError(f"a scientist may not send {type(message).__name__} messages")
+
+    # ---- actions
+    def _use(self, object_id: str, used: list[StoredObject]) -> Any:
+        entry = self.store.get(object_id)
+        if entry is None or (entry.owner == OWNER and not entry.pointable) or (
+            entry.owner not in (OWNER, self.peer)
+        ):
+            raise UsageError(f"object {object_id} does not exist on the owner's side (deleted or never created)")
+        if entry.error is not None:
+            raise _Propagated(entry.error)
+        used.append(entry)
+        return entry.value
+
+    def _call(self, message: Call, buffers: list[memoryview]) -> Failure | None:
+        path = message.op
+        if message.result in self.store:
+            return Failure(
+                result=None,
+                error=ErrorInfo(
+                    code=UsageError.code,
+                    op=path,
+                    message=f"object id {message.result!r} is already in use; ids cannot be reused",
+                ),
+            )
+        used: list[StoredObject] = []
+        try:
+            if message.target is None:
+                op = allowlist.function(path)
+                call_args: list[Any] = []
+            else:
+                target = self._use(message.target, used)
+                op = allowlist.member(allowlist.type_key(target), path)
+                call_args = [target]
+            path = op.path
+            decoder = Decoder(buffers, lambda ref: self._use(ref, used))
+            args = [decoder.decode(a) for a in message.args]
+            kwargs = {}
+            for key, value in message.kwargs.items():
+                if key == "out" or (op.kwargs is not None and key not in op.kwargs):
+                    raise NotAllowed(f"keyword argument {key!r} is not allowed for {op.path}")
+                kwargs[key] = decoder.decode(value)
+            if op.kind == "attribute" and (args or kwargs):
+                raise ProtocolError(f"{op.path} is an attribute and takes no arguments")
+            assert op.impl is not None
+            result = op.impl(*call_args, *args, **kwargs)
+        except _Propagated as failed:
+            return self._store_failure(message.result, failed.info, notify=False)
+        except Exception as exc:
+            return self._store_failure(message.result, self._error_info(exc, path))
+        self.actions_run += 1
+        private = any(self.store.is_private(e) for e in used)
+        if private:
+            if op.mutates and call_args:
+                self.store.taint.mark_mutated(op.path, call_args[0])
+            if result is not None:
+                self.store.taint.mark(result)
+        entry = StoredObject(
+            id=message.result,
+            value=result,
+            owner=self.peer,
+            private=private,
+            nbytes=value_nbytes(result),
+            source_tags=frozenset().union(*(e.source_tags for e in used)),
+        )
+        try:
+            self.store.add_for_peer(self.peer, entry)
+        except DuetError as exc:
+            return Failure(result=message.result, error=self._error_info(exc, op.path))
+        return None
+
+    def _store_failure(self, result_id: str, info: ErrorInfo, *, notify: bool = True) -> Failure | None:
+        entry = StoredObject(id=result_id, value=None, owner=self.peer, error=info)
+        try:
+            self.store.add_for_peer(self.peer, entry)
+        except DuetError:
+            pass
+        return Failure(result=result_id, error=info) if notify else None
+
+    def _put(self, message: Put, buffers: list[memoryview]) -> None:
+        if message.id in self.store:
+            raise UsageError(f"object id {message.id!r} is already in use; ids cannot be reused")
+        value = Decoder(buffers, None).decode(message.value)
+        entry = StoredObject(
+            id=message.id,
+            value=value,
+            owner=self.peer,
+            tags=list(message.tags),
+            description=message.description,
+            nbytes=value_nbytes(value),
+        )
+        self.store.add_for_peer(self.peer, entry)
+
+    # ---- gets and requests
+    def _get(self, message: Get, out_buffers: list[memoryview]) -> Reply | None:
+        entry = self.store.get(message.id)
+        if entry is None or (entry.owner == OWNER and not entry.pointable) or (
+            entry.owner not in (OWNER, self.peer)
+        ):
+            return self._error_reply(
+                message.rid,
+                UsageError(f"object {message.id} does not exist on the owner's side (deleted or never created)"),
+                "get",
+            )
+        if entry.error is not None:
+            return Reply(rid=message.rid, status="error", error=entry.error)
+        if not self.store.is_private(entry):
+            return self._value_reply(message.rid, entry, "ok", out_buffers, message.delete_obj)
+        if not message.request:
+            return self._error_reply(
+                message.rid,
+                PermissionDenied(
+                    f"object {entry.id} holds the owner's private data; ask for it with "
+                    f".get(request_block=True, name=..., reason=...) or .request(name=..., reason=...)"
+                ),
+                "get",
+            )
+        request = Request(
+            id=new_request_id(),
+            name=message.name,
+            reason=message.reason,
+            object_id=entry.id,
+            object_type=entry.type_name,
+            tags=self._tags_of(entry),
+            peer=self.peer,
+            elements=value_elements(entry.value),
+        )
+        self._waiting[request.id] = (message.rid, message.delete_obj)
+        self.requests.submit(request, entry.value)
+        if request.status is RequestStatus.PENDING and message.timeout_secs is not None:
+            self._call_later(max(0.0, message.timeout_secs), lambda: self.requests.expire(request))
+        return None  # the reply is sent when the request is decided
+
+    def _tags_of(self, entry: StoredObject) -> list[str]:
+        # the owner's tags of what the value was computed from; never the scientist's own tags
+        return sorted(entry.source_tags)
+
+    def on_decided(self, request: Request) -> None:
+        """Called by the request queue from whichever thread decided the request."""
+        waiting = self._waiting.pop(request.id, None)
+        if waiting is None:
+            return
+        rid, delete_obj = waiting
+        buffers: list[memoryview] = []
+        if request.status is RequestStatus.ACCEPTED:
+            entry = self.store.get(request.object_id)
+            if entry is None:
+                reply = self._error_reply(rid, UsageError(f"object {request.object_id} was deleted"), "get")
+            else:
+                reply = self._value_reply(rid, entry, "accepted", buffers, delete_obj)
+        else:
+            note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
+            reply = Reply(rid=rid, status=request.status.value, note=f"request {request.name!r} {note}")
+        self._send([reply], buffers)
+
+    def _value_reply(
+        self, rid: int, entry: StoredObject, status: str, buffers: list[memoryview], delete_obj: bool
+    ) -> Reply:
+        try:
+            value = Encoder(buffers).encode(entry.value)
+        except DuetError as exc:
+            return self._error_reply(rid, exc, "get")
+        if delete_obj and entry.owner == self.peer:
+            self.store.remove(entry.id)
+        return Reply(rid=rid, status=status, value=value)  # type: ignore[arg-type]
+
+    def _error_reply(self, rid: int, exc: Exception, op: str) -> Reply:
+        return Reply(rid=rid, status="error", error=self._error_info(exc, op))
+
+    def _error_info(self, exc: BaseException, op: str | None) -> ErrorInfo:
+        if isinstance(exc, DuetError) and not isinstance(exc, RemoteError):
+            return ErrorInfo(code=exc.code, message=str(exc)[:20_000], op=op)
+        if self.redact_errors:
+            return ErrorInfo(
+                code=RemoteError.code, message="the owner redacts error details", op=op, remote_type=None
+            )
+        return ErrorInfo(
+            code=RemoteError.code, message=str(exc)[:20_000] or type(exc).__name__, op=op,
+            remote_type=type(exc).__name__,
+        )  # fmt: skip

@@ -1,0 +1,242 @@
+"""The owner's object store: every value on the owner's side, with tags, provenance and quotas."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..errors import QuotaExceeded, UsageError
+from ..protocol.allowlist import type_key
+from ..protocol.messages import ErrorInfo
+from .taint import Taint
+
+if TYPE_CHECKING:
+    import pandas
+
+OWNER = "owner"
+DEFAULT_MAX_BYTES = 4 * 1024**3
+DEFAULT_MAX_OBJECTS = 100_000
+
+
+@dataclass(eq=False)
+class StoredObject:
+    id: str
+    value: Any
+    owner: str  # OWNER, or the peer that created it
+    tags: list[str] = field(default_factory=list)
+    description: str = ""
+    pointable: bool = False
+    private: bool = False  # set for values that cannot be tracked by identity (numbers)
+    nbytes: int = 0
+    created: float = field(default_factory=time.time)
+    error: ErrorInfo | None = None  # a failed result: raised when used
+    # tags of the owner's published objects this value was computed from: what handlers match
+    source_tags: frozenset[str] = frozenset()
+
+    def get(self) -> Any:
+        """The value itself (the owner's side holds the real object)."""
+        return self.value
+
+    @property
+    def type_name(self) -> str:
+        return type(self.value).__name__ if self.error is None else "Error"
+
+
+def value_nbytes(value: Any, depth: int = 0) -> int:
+    if isinstance(value, torch.Tensor):
+        return value.numel() * value.element_size()
+    if isinstance(value, nn.Module):
+        return sum(value_nbytes(t) for t in value.parameters()) + sum(
+            value_nbytes(t) for t in value.buffers()
+        )
+    if isinstance(value, torch.utils.data.TensorDataset):
+        return sum(value_nbytes(t) for t in value.tensors)
+    if depth < 4 and isinstance(value, list | tuple):
+        return 64 + sum(value_nbytes(v, depth + 1) for v in value[:10_000])
+    if depth < 4 and isinstance(value, dict):
+        return 64 + sum(value_nbytes(v, depth + 1) for v in list(value.values())[:10_000])
+    if isinstance(value, str | bytes):
+        return len(value)
+    return 64
+
+
+def value_elements(value: Any) -> int:
+    """How many elements releasing this value discloses (for handler quotas)."""
+    if isinstance(value, torch.Tensor):
+        return value.numel()
+    if isinstance(value, nn.Module):
+        return sum(t.numel() for t in value.parameters())
+    if isinstance(value, list | tuple):
+        return sum(value_elements(v) for v in value)
+    if isinstance(value, dict):
+        return sum(value_elements(v) for v in value.values())
+    return 1
+
+
+def describe(value: Any) -> dict[str, Any]:
+    """Metadata the scientist may see about a published object."""
+    meta: dict[str, Any] = {"kind": type_key(value), "type": type(value).__name__}
+    if isinstance(value, torch.Tensor):
+        meta["shape"] = list(value.shape)
+        meta["dtype"] = str(value.dtype).removeprefix("torch.")
+    elif isinstance(value, torch.utils.data.TensorDataset):
+        meta["fields"] = len(value.tensors)
+        meta["shape"] = [list(t.shape) for t in value.tensors]
+    elif isinstance(value, torch.utils.data.Dataset):
+        meta["fields"] = 2
+    return meta
+
+
+@dataclass
+class PeerQuota:
+    """What one scientist may keep on the owner's side."""
+
+    max_bytes: int = DEFAULT_MAX_BYTES
+    max_objects: int = DEFAULT_MAX_OBJECTS
+    bytes_used: int = 0
+    objects: int = 0
+
+
+class ObjectStore:
+    """All objects, by id. The owner's view (``owner.store``) lists the objects the owner published.
+
+    Thread-safe: the executor thread writes, the owner's notebook reads.
+    """
+
+    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES, max_objects: int = DEFAULT_MAX_OBJECTS):
+        self._objects: dict[str, StoredObject] = {}
+        self._lock = threading.RLock()
+        self.taint = Taint()
+        self.default_quota = (max_bytes, max_objects)
+        self.quotas: dict[str, PeerQuota] = {}
+
+    # ---- the owner's own objects
+    def publish(
+        self, value: Any, *, pointable: bool = True, tags: list[str] | None = None, description: str = ""
+    ) -> StoredObject:
+        tags = [str(t) for t in (tags or [])]
+        entry = StoredObject(
+            id="o" + uuid.uuid4().hex,
+            value=value,
+            owner=OWNER,
+            tags=tags,
+            description=description,
+            pointable=pointable,
+            nbytes=value_nbytes(value),
+            source_tags=frozenset(tags),
+        )
+        self.taint.mark_deep(value)
+        if not self.taint.is_marked(value):
+            entry.private = True
+        with self._lock:
+            self._objects[entry.id] = entry
+        return entry
+
+    def published(self) -> list[StoredObject]:
+        with self._lock:
+            return [e for e in self._objects.values() if e.owner == OWNER]
+
+    # ---- everything
+    def get(self, object_id: str) -> StoredObject | None:
+        return self._objects.get(object_id)
+
+    def __contains__(self, object_id: object) -> bool:
+        return object_id in self._objects
+
+    def is_private(self, entry: StoredObject) -> bool:
+        return entry.owner == OWNER or entry.private or self.taint.touches(entry.value)
+
+    def quota(self, peer: str) -> PeerQuota:
+        q = self.quotas.get(peer)
+        if q is None:
+            q = self.quotas[peer] = PeerQuota(*self.default_quota)
+        return q
+
+    def add_for_peer(self, peer: str, entry: StoredObject) -> None:
+        """Store a peer's object, within the peer's quota (raises QuotaExceeded, stores nothing)."""
+        quota = self.quota(peer)
+        with self._lock:
+            if entry.id in self._objects:
+                raise UsageError(f"object id {entry.id!r} is already in use; ids cannot be reused")
+            if quota.objects + 1 > quota.max_objects:
+                raise QuotaExceeded(
+                    f"the owner allows {quota.max_objects} objects per scientist and you hold "
+                    f"{quota.objects}; delete pointers you no longer need"
+                )
+            if quota.bytes_used + entry.nbytes > quota.max_bytes:
+                raise QuotaExceeded(
+                    f"storing {entry.nbytes} bytes would exceed the owner's limit of "
+                    f"{quota.max_bytes} bytes per scientist ({quota.bytes_used} in use)"
+                )
+            quota.objects += 1
+            quota.bytes_used += entry.nbytes
+            self._objects[entry.id] = entry
+
+    def remove(self, object_id: str) -> StoredObject | None:
+        with self._lock:
+            entry = self._objects.pop(object_id, None)
+            if entry is not None and entry.owner != OWNER:
+                quota = self.quota(entry.owner)
+                quota.objects -= 1
+                quota.bytes_used -= entry.nbytes
+            return entry
+
+    def drop_peer(self, peer: str) -> int:
+        with self._lock:
+            ids = [i for i, e in self._objects.items() if e.owner == peer]
+            for object_id in ids:
+                self.remove(object_id)
+            return len(ids)
+
+    def peer_objects(self, peer: str) -> list[StoredObject]:
+        with self._lock:
+            return [e for e in self._objects.values() if e.owner == peer]
+
+
+class OwnerStoreView:
+    """``owner.store``: the objects the owner published, list-like, with ``.pandas``."""
+
+    def __init__(self, store: ObjectStore):
+        self._store = store
+
+    def __len__(self) -> int:
+        return len(self._store.published())
+
+    def __iter__(self) -> Iterator[StoredObject]:
+        return iter(self._store.published())
+
+    def __getitem__(self, key: int | str) -> StoredObject:
+        entries = self._store.published()
+        if isinstance(key, int):
+            return entries[key]
+        for entry in entries:
+            if entry.id == key:
+                return entry
+        matches = [e for e in entries if key in e.tags]
+        if len(matches) == 1:
+            return matches[0]
+        if not matches:
+            raise KeyError(f"no published object has the id or tag {key!r}")
+        raise KeyError(f"tag {key!r} matches {len(matches)} objects: {[e.id for e in matches]}")
+
+    @property
+    def pandas(self) -> pandas.DataFrame:
+        from ..display import store_frame
+
+        return store_frame(
+            [
+                {"id": e.id, "tags": e.tags, "description": e.description, **describe(e.value),
+                 "size": e.nbytes, "pointable": e.pointable}
+                for e in self._store.published()
+            ]
+        )  # fmt: skip
+
+    def __repr__(self) -> str:
+        return f"<owner store: {len(self)} published objects>"

@@ -1,0 +1,447 @@
+"""The remote surface: the one table of operations a scientist may run on the owner's side.
+
+Both sides use this table. The scientist checks a path before sending (an unknown path is a clear
+error and nothing is sent); the owner checks again before running anything, because the peer is
+never trusted. Nothing here is looked up by a name the peer chose: functions are resolved from
+the fixed paths below when this module loads, methods are called through per-type tables whose
+keys are fixed names, and object members are read from torch's own member dicts.
+
+Entries:
+- functions: ``torch.zeros``, ``torch.nn.Linear``, ``python.Float`` ... (``Op.kind == "function"``)
+- methods and attributes per type key: ``Tensor.add``, ``Tensor.grad``, ``Module.parameters``.
+
+A type key names what kind of object a pointer points to (``Tensor``, ``Module``, ``Number``...).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.utils.data as tud
+from torch import nn
+
+from ..errors import NotAllowed
+from .modules import LAYERS
+
+Returns = str | None | Callable[[dict[str, Any], tuple[Any, ...], dict[str, Any]], tuple[str | None, dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Op:
+    path: str
+    kind: str  # "function" | "method" | "attribute"
+    returns: Returns = "Tensor"
+    mutates: bool = False
+    impl: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    kwargs: frozenset[str] | None = None  # allowed keyword names, None: any
+
+    def result_kind(
+        self, receiver_meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        if callable(self.returns):
+            return self.returns(receiver_meta, args, kwargs)
+        if self.returns == "self":
+            return receiver_meta.get("kind"), {}
+        return self.returns, {}
+
+
+# ---------------------------------------------------------------- owner-side type keys
+
+
+def type_key(obj: Any) -> str | None:
+    """The table a value's methods are looked up in (the owner's view of its real type)."""
+    if isinstance(obj, bool):
+        return "Bool"
+    if isinstance(obj, int | float):
+        return "Number"
+    if isinstance(obj, str):
+        return "String"
+    if isinstance(obj, torch.Size):
+        return "Size"
+    if isinstance(obj, tuple):
+        return "Tuple"
+    if isinstance(obj, list):
+        return "List"
+    if isinstance(obj, dict):
+        return "Dict"
+    if isinstance(obj, torch.Tensor):
+        return "Tensor"
+    if isinstance(obj, nn.Module):
+        return "Module"
+    if isinstance(obj, torch.optim.Optimizer):
+        return "Optimizer"
+    if isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
+        return "LRScheduler"
+    if isinstance(obj, tud.DataLoader):
+        return "DataLoader"
+    if isinstance(obj, tud.dataloader._BaseDataLoaderIter):
+        return "DataLoaderIter"
+    if isinstance(obj, tud.Dataset):
+        return "Dataset"
+    return None
+
+
+# ---------------------------------------------------------------- helpers for the tables
+
+
+def _call_method(name: str) -> Callable[..., Any]:
+    # `name` is a fixed key of this table, never a peer's string.
+    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(self, name)(*args, **kwargs)
+
+    return call
+
+
+def _read_attribute(name: str) -> Callable[..., Any]:
+    def read(self: Any) -> Any:
+        return getattr(self, name)
+
+    return read
+
+
+_OPERATORS: dict[str, Callable[..., Any]] = {
+    "__add__": operator.add, "__radd__": lambda a, b: operator.add(b, a),
+    "__sub__": operator.sub, "__rsub__": lambda a, b: operator.sub(b, a),
+    "__mul__": operator.mul, "__rmul__": lambda a, b: operator.mul(b, a),
+    "__truediv__": operator.truediv, "__rtruediv__": lambda a, b: operator.truediv(b, a),
+    "__floordiv__": operator.floordiv, "__rfloordiv__": lambda a, b: operator.floordiv(b, a),
+    "__mod__": operator.mod, "__rmod__": lambda a, b: operator.mod(b, a),
+    "__pow__": operator.pow, "__rpow__": lambda a, b: operator.pow(b, a),
+    "__matmul__": operator.matmul, "__rmatmul__": lambda a, b: operator.matmul(b, a),
+    "__and__": operator.and_, "__or__": operator.or_, "__xor__": operator.xor,
+    "__lt__": operator.lt, "__le__": operator.le, "__gt__": operator.gt, "__ge__": operator.ge,
+    "__eq__": operator.eq, "__ne__": operator.ne,
+    "__neg__": operator.neg, "__abs__": operator.abs, "__invert__": operator.invert,
+    "__getitem__": operator.getitem, "__contains__": operator.contains, "__len__": len,
+    "__iadd__": operator.iadd, "__isub__": operator.isub, "__imul__": operator.imul,
+    "__itruediv__": operator.itruediv,
+    "__setitem__": lambda a, k, v: operator.setitem(a, k, v),
+}  # fmt: skip
+_INPLACE_OPERATORS = {"__iadd__", "__isub__", "__imul__", "__itruediv__", "__setitem__"}
+_ARITHMETIC = [
+    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+    "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
+    "__neg__", "__abs__", "__iadd__", "__isub__", "__imul__", "__itruediv__",
+]  # fmt: skip
+_COMPARISONS = ["__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"]
+
+
+def _methods(type_name: str, names: list[str], returns: Returns = "Tensor") -> dict[str, Op]:
+    table = {}
+    for name in names:
+        mutates = name.endswith("_") and not name.endswith("__") or name in _INPLACE_OPERATORS
+        impl = _OPERATORS.get(name) or _call_method(name)
+        table[name] = Op(f"{type_name}.{name}", "method", returns, mutates, impl)
+    return table
+
+
+def _attributes(type_name: str, names: dict[str, Returns]) -> dict[str, Op]:
+    return {
+        name: Op(f"{type_name}.{name}", "attribute", returns, False, _read_attribute(name))
+        for name, returns in names.items()
+    }
+
+
+def _pair_if_dim(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    if args or "dim" in kwargs:
+        return "Tuple", {"length": 2}
+    return "Tensor", {}
+
+
+def _pair(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    return "Tuple", {"length": 2}
+
+
+def _same_fields(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    return None, {"fields": meta.get("fields")}
+
+
+def _loader_fields(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    dataset_meta = getattr(args[0], "meta", {}) if args else {}
+    return "DataLoader", {"fields": dataset_meta.get("fields")}
+
+
+def _dataset_fields(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    return "Dataset", {"fields": len(args)}
+
+
+def _batch(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+    fields = meta.get("fields")
+    return "List", ({"length": fields} if fields else {})
+
+
+# ---------------------------------------------------------------- methods and attributes
+
+_TENSOR_METHODS = [
+    "add", "sub", "mul", "div", "pow", "neg", "abs", "exp", "log", "sqrt", "sin", "cos",
+    "matmul", "mm", "t", "transpose", "permute", "sum", "mean", "std", "var", "prod", "cumsum",
+    "argmax", "argmin", "amax", "amin", "norm", "view", "view_as", "reshape", "reshape_as",
+    "flatten", "squeeze", "unsqueeze", "expand", "expand_as", "repeat", "float", "double",
+    "long", "int", "bool", "half", "type_as", "clone", "detach", "contiguous", "eq", "ne", "lt",
+    "le", "gt", "ge", "softmax", "log_softmax", "relu", "sigmoid", "tanh", "clamp", "round",
+    "floor", "ceil", "sign", "masked_fill", "index_select", "gather", "all", "any", "chunk",
+    "split", "argsort", "square", "cpu", "to", "maximum", "minimum", "where",
+    "add_", "sub_", "mul_", "div_", "zero_", "fill_", "copy_", "clamp_", "abs_", "normal_",
+    "uniform_", "unsqueeze_", "squeeze_", "masked_fill_", "requires_grad_", "relu_",
+    *_ARITHMETIC, *_COMPARISONS, "__matmul__", "__rmatmul__", "__and__", "__or__", "__xor__",
+    "__invert__", "__getitem__", "__setitem__",
+]  # fmt: skip
+
+TABLES: dict[str, dict[str, Op]] = {}
+TABLES["Tensor"] = {
+    **_methods("Tensor", _TENSOR_METHODS),
+    **_methods("Tensor", ["max", "min", "median"], _pair_if_dim),
+    **_methods("Tensor", ["sort", "topk"], _pair),
+    **_methods("Tensor", ["item"], "Number"),
+    **_methods("Tensor", ["tolist"], None),
+    **_methods("Tensor", ["numel", "dim", "__len__"], "Number"),
+    **_methods("Tensor", ["size"], lambda m, a, k: ("Number", {}) if a or k else ("Size", {})),
+    **_methods("Tensor", ["backward"], "None"),
+    **_attributes(
+        "Tensor",
+        {"grad": "Tensor", "shape": "Size", "dtype": "dtype", "requires_grad": "Bool",
+         "is_leaf": "Bool", "ndim": "Number", "T": "Tensor", "device": "device"},
+    ),  # fmt: skip
+}
+TABLES["Tensor"]["backward"] = Op("Tensor.backward", "method", "None", True, _call_method("backward"))
+TABLES["Tensor"]["requires_grad_"] = Op("Tensor.requires_grad_", "method", "self", True, _call_method("requires_grad_"))
+
+
+def _module_call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    return module(*args, **kwargs)
+
+
+def _module_member(module: nn.Module, name: str) -> Any:
+    # reads torch's own member dicts: no attribute lookup by the peer's name
+    if not isinstance(name, str):
+        raise TypeError("a member name must be a string")
+    for members in (module._modules, module._parameters, module._buffers):
+        if name in members:
+            return members[name]
+    raise AttributeError(f"{type(module).__name__} has no layer, parameter or buffer named {name!r}")
+
+
+def _module_flag(name: str) -> Callable[..., Any]:
+    def run(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+        getattr(module, name)(*args, **kwargs)
+        return None
+
+    return run
+
+
+TABLES["Module"] = {
+    "__call__": Op("Module.__call__", "method", "Tensor", True, _module_call),
+    "forward": Op("Module.forward", "method", "Tensor", True, _module_call),
+    "member": Op("Module.member", "method", None, False, _module_member),
+    "parameters": Op("Module.parameters", "method", "List", False, lambda m, *a, **k: list(m.parameters(*a, **k))),
+    "named_parameters": Op("Module.named_parameters", "method", "List", False,
+                           lambda m, *a, **k: list(m.named_parameters(*a, **k))),
+    "children": Op("Module.children", "method", "List", False, lambda m: list(m.children())),
+    "state_dict": Op("Module.state_dict", "method", "Dict", False, lambda m: dict(m.state_dict())),
+    "load_state_dict": Op("Module.load_state_dict", "method", "None", True,
+                          lambda m, sd, strict=True: (m.load_state_dict(sd, strict=strict), None)[1]),
+    "train": Op("Module.train", "method", "None", True, _module_flag("train")),
+    "eval": Op("Module.eval", "method", "None", True, _module_flag("eval")),
+    "zero_grad": Op("Module.zero_grad", "method", "None", True, _module_flag("zero_grad")),
+    "requires_grad_": Op("Module.requires_grad_", "method", "None", True, _module_flag("requires_grad_")),
+    **_attributes("Module", {"training": "Bool", "weight": "Tensor", "bias": "Tensor"}),
+}  # fmt: skip
+
+
+def _optimizer_step(optimizer: torch.optim.Optimizer) -> None:
+    optimizer.step()
+    return None
+
+
+TABLES["Optimizer"] = {
+    "step": Op("Optimizer.step", "method", "None", True, _optimizer_step),
+    "zero_grad": Op("Optimizer.zero_grad", "method", "None", True, _module_flag("zero_grad")),
+    "state_dict": Op("Optimizer.state_dict", "method", "Dict", False, _call_method("state_dict")),
+}
+TABLES["LRScheduler"] = {
+    "step": Op("LRScheduler.step", "method", "None", True, _module_flag("step")),
+    "get_last_lr": Op("LRScheduler.get_last_lr", "method", "List", False, _call_method("get_last_lr")),
+}
+TABLES["DataLoader"] = {
+    "__len__": Op("DataLoader.__len__", "method", "Number", False, len),
+    "__iter__": Op("DataLoader.__iter__", "method", _same_fields, False, iter),
+}
+TABLES["Dataset"] = {
+    "__len__": Op("Dataset.__len__", "method", "Number", False, len),
+    "__getitem__": Op("Dataset.__getitem__", "method", _batch, False, operator.getitem),
+}
+TABLES["DataLoaderIter"] = {
+    "__next__": Op("DataLoaderIter.__next__", "method", _batch, True, next),
+    "__len__": Op("DataLoaderIter.__len__", "method", "Number", False, len),
+}
+
+_NUMBER = [*_ARITHMETIC, *_COMPARISONS]
+TABLES["Number"] = {
+    **_methods("Number", _NUMBER, "Number"),
+    **_methods("Number", _COMPARISONS, "Bool"),
+}
+TABLES["Bool"] = {**TABLES["Number"], **_methods("Bool", ["__and__", "__or__", "__xor__"], "Bool")}
+TABLES["String"] = {
+    **_methods("String", ["__add__", "__radd__", "__mul__", "__getitem__", "__iadd__", "upper",
+                          "lower", "strip", "replace", "title", "capitalize"], "String"),
+    **_methods("String", ["__len__", "find", "count"], "Number"),
+    **_methods("String", ["__contains__", "startswith", "endswith", *_COMPARISONS], "Bool"),
+    **_methods("String", ["split"], "List"),
+}  # fmt: skip
+_SEQUENCE = {
+    **_methods("Sequence", ["__getitem__"], None),
+    **_methods("Sequence", ["__len__", "index", "count"], "Number"),
+    **_methods("Sequence", ["__contains__", "__eq__", "__ne__"], "Bool"),
+}
+TABLES["Tuple"] = {**_SEQUENCE, **_methods("Tuple", ["__add__"], "Tuple")}
+TABLES["Size"] = {**_SEQUENCE, **_methods("Size", ["numel"], "Number")}
+TABLES["List"] = {
+    **_SEQUENCE,
+    **_methods("List", ["append", "extend", "insert", "reverse", "clear"], "None"),
+    **_methods("List", ["pop"], None),
+    **_methods("List", ["__add__", "__iadd__", "copy"], "List"),
+    **_methods("List", ["__setitem__"], "None"),
+}
+for _name in ("append", "extend", "insert", "reverse", "clear", "pop", "__setitem__", "__iadd__"):
+    TABLES["List"][_name] = Op(f"List.{_name}", "method", TABLES["List"][_name].returns, True,
+                               TABLES["List"][_name].impl)  # fmt: skip
+TABLES["Dict"] = {
+    **_methods("Dict", ["__getitem__", "get", "pop"], None),
+    **_methods("Dict", ["__len__"], "Number"),
+    **_methods("Dict", ["__contains__"], "Bool"),
+    "keys": Op("Dict.keys", "method", "List", False, lambda d: list(d.keys())),
+    "values": Op("Dict.values", "method", "List", False, lambda d: list(d.values())),
+    "items": Op("Dict.items", "method", "List", False, lambda d: list(d.items())),
+    "__setitem__": Op("Dict.__setitem__", "method", "None", True, _OPERATORS["__setitem__"]),
+    "update": Op("Dict.update", "method", "None", True, _call_method("update")),
+}
+for _name in ("pop",):
+    TABLES["Dict"][_name] = Op(f"Dict.{_name}", "method", None, True, _call_method(_name))
+TABLES["dtype"] = {}
+TABLES["device"] = {}
+TABLES["None"] = {}
+
+
+# ---------------------------------------------------------------- functions
+
+
+def _manual_seed(seed: int) -> None:
+    torch.manual_seed(seed)
+    return None
+
+
+def _cuda_is_available() -> bool:
+    return bool(torch.cuda.is_available())
+
+
+def _typed(cls: type, kind: str) -> Callable[..., Any]:
+    def make(*args: Any) -> Any:
+        value = cls(*args)
+        if kind == "Number" and cls is float:
+            return float(value)
+        return value
+
+    return make
+
+
+def _fn(path: str, impl: Callable[..., Any], returns: Returns = "Tensor", **extra: Any) -> Op:
+    return Op(path, "function", returns, impl=impl, **extra)
+
+
+_TORCH_FUNCTIONS = [
+    "tensor", "zeros", "ones", "randn", "rand", "randint", "arange", "full", "linspace", "eye",
+    "zeros_like", "ones_like", "randn_like", "flatten", "cat", "stack", "matmul", "sum", "mean",
+    "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "argmax",
+    "where", "clamp", "maximum", "minimum", "squeeze", "unsqueeze", "transpose", "reshape",
+]  # fmt: skip
+_FUNCTIONAL = [
+    "relu", "max_pool2d", "log_softmax", "softmax", "nll_loss", "cross_entropy", "mse_loss",
+    "l1_loss", "dropout", "dropout2d", "sigmoid", "tanh", "linear",
+]  # fmt: skip
+_LOSSES = ["MSELoss", "CrossEntropyLoss", "NLLLoss", "L1Loss"]
+
+FUNCTIONS: dict[str, Op] = {}
+for _name in _TORCH_FUNCTIONS:
+    FUNCTIONS[f"torch.{_name}"] = _fn(f"torch.{_name}", getattr(torch, _name))
+FUNCTIONS["torch.manual_seed"] = _fn("torch.manual_seed", _manual_seed, "None")
+FUNCTIONS["torch.max"] = _fn("torch.max", torch.max, lambda m, a, k: _pair_if_dim(m, a[1:], k))
+FUNCTIONS["torch.min"] = _fn("torch.min", torch.min, lambda m, a, k: _pair_if_dim(m, a[1:], k))
+FUNCTIONS["torch.cuda.is_available"] = _fn("torch.cuda.is_available", _cuda_is_available, "Bool")
+for _name in _FUNCTIONAL:
+    FUNCTIONS[f"torch.nn.functional.{_name}"] = _fn(
+        f"torch.nn.functional.{_name}", getattr(torch.nn.functional, _name)
+    )
+for _path, (_cls, _settings) in LAYERS.items():
+    FUNCTIONS[_path] = _fn(_path, _cls, "Module")
+for _name in _LOSSES:
+    FUNCTIONS[f"torch.nn.{_name}"] = _fn(f"torch.nn.{_name}", getattr(nn, _name), "Module")
+FUNCTIONS["torch.nn.Module"] = _fn("torch.nn.Module", nn.Module, "Module")
+for _name in ("SGD", "Adam", "Adadelta"):
+    FUNCTIONS[f"torch.optim.{_name}"] = _fn(f"torch.optim.{_name}", getattr(torch.optim, _name), "Optimizer")
+FUNCTIONS["torch.optim.lr_scheduler.StepLR"] = _fn(
+    "torch.optim.lr_scheduler.StepLR", torch.optim.lr_scheduler.StepLR, "LRScheduler"
+)
+FUNCTIONS["torch.utils.data.TensorDataset"] = _fn(
+    "torch.utils.data.TensorDataset", tud.TensorDataset, _dataset_fields
+)
+# no workers (processes), samplers or collate functions: only these settings
+FUNCTIONS["torch.utils.data.DataLoader"] = _fn(
+    "torch.utils.data.DataLoader", tud.DataLoader, _loader_fields,
+    kwargs=frozenset({"batch_size", "shuffle", "drop_last"}),
+)  # fmt: skip
+for _name, _cls, _kind in (
+    ("Float", float, "Number"), ("Int", int, "Number"), ("Bool", bool, "Bool"),
+    ("String", str, "String"), ("List", list, "List"), ("Dict", dict, "Dict"),
+    ("Tuple", tuple, "Tuple"),
+):  # fmt: skip
+    FUNCTIONS[f"python.{_name}"] = _fn(f"python.{_name}", _typed(_cls, _kind), _kind)
+
+
+# ---------------------------------------------------------------- lookups
+
+
+def function(path: str) -> Op:
+    op = FUNCTIONS.get(path)
+    if op is None:
+        raise NotAllowed(f"{path!r} is not on the allowlist of remote operations")
+    return op
+
+
+def member(kind: str | None, name: str) -> Op:
+    """The op for ``name`` on an object of type ``kind`` (None: any type that has it)."""
+    if kind is None:
+        for table in TABLES.values():
+            if name in table:
+                return table[name]
+    else:
+        op = TABLES.get(kind, {}).get(name)
+        if op is not None:
+            return op
+    where = f"{kind} objects" if kind else "remote objects"
+    raise NotAllowed(f"{name!r} is not on the allowlist for {where}")
+
+
+def namespaces() -> set[str]:
+    """Every dotted prefix of a function path, e.g. 'torch', 'torch.nn'."""
+    out = set()
+    for path in FUNCTIONS:
+        parts = path.split(".")
+        for i in range(1, len(parts)):
+            out.add(".".join(parts[:i]))
+    return out
+
+
+def digest() -> str:
+    """A fingerprint of the whole table: both sides must agree on it."""
+    lines = sorted(f"f {p} {op.returns if isinstance(op.returns, str | None) else 'fn'}" for p, op in FUNCTIONS.items())
+    for kind, table in TABLES.items():
+        lines.extend(sorted(f"m {kind}.{n} {op.kind} {op.mutates}" for n, op in table.items()))
+    return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
+
+
+NAMESPACES = namespaces()

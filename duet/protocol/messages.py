@@ -1,0 +1,153 @@
+"""The wire messages: one flat pydantic discriminated union, field ``k`` names the type.
+
+A frame's header is a JSON list of messages (many small actions ride in one frame). Values inside
+messages (``args``, ``value``) are serde data (see serde.py), validated when they are decoded.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import pydantic
+from pydantic import BaseModel, ConfigDict, Field
+
+from ..errors import ProtocolError
+from .frames import PROTOCOL_VERSION, decode_frame, encode_frame
+
+ObjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+ShortText = Annotated[str, Field(max_length=2000)]
+RequestId = Annotated[int, Field(ge=0, lt=2**63)]
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class Hello(_Message):
+    k: Literal["hello"] = "hello"
+    protocol_version: int = PROTOCOL_VERSION
+    duet_version: ShortText
+    torch_version: ShortText
+    allowlist: ShortText
+    role: Literal["owner", "scientist"]
+    client_id: ShortText = ""
+
+
+class Call(_Message):
+    """Run ``op`` (a function path, or a member name of ``target``) and store the result."""
+
+    k: Literal["call"] = "call"
+    op: Annotated[str, Field(min_length=1, max_length=200)]
+    target: ObjectId | None = None
+    args: list[Any] = Field(default_factory=list, max_length=10_000)
+    kwargs: dict[str, Any] = Field(default_factory=dict, max_length=1000)
+    result: ObjectId
+
+
+class Put(_Message):
+    """Store a value the scientist sends (a tensor, a model, a number)."""
+
+    k: Literal["put"] = "put"
+    id: ObjectId
+    value: Any
+    tags: list[ShortText] = Field(default_factory=list, max_length=100)
+    description: ShortText = ""
+
+
+class Delete(_Message):
+    k: Literal["del"] = "del"
+    ids: list[ObjectId] = Field(max_length=100_000)
+
+
+class Get(_Message):
+    """Ask for a value; ``request`` asks the owner to release it when it is private."""
+
+    k: Literal["get"] = "get"
+    rid: RequestId
+    id: ObjectId
+    request: bool = False
+    name: ShortText = ""
+    reason: ShortText = ""
+    timeout_secs: float | None = None
+    delete_obj: bool = False
+
+
+class Sync(_Message):
+    """Replied to once every action before it has run: a barrier."""
+
+    k: Literal["sync"] = "sync"
+    rid: RequestId
+
+
+class ListStore(_Message):
+    k: Literal["store"] = "store"
+    rid: RequestId
+
+
+class ErrorInfo(_Message):
+    code: ShortText
+    message: Annotated[str, Field(max_length=20_000)]
+    op: ShortText | None = None
+    remote_type: ShortText | None = None
+
+
+class Reply(_Message):
+    k: Literal["reply"] = "reply"
+    rid: RequestId
+    status: Literal["ok", "accepted", "denied", "timeout", "pending", "error"] = "ok"
+    value: Any = None
+    error: ErrorInfo | None = None
+    note: ShortText = ""
+
+
+class Failure(_Message):
+    """Sent as soon as an action fails, so the scientist can log it; raised on use."""
+
+    k: Literal["failure"] = "failure"
+    result: ObjectId | None
+    error: ErrorInfo
+
+
+class Ping(_Message):
+    k: Literal["ping"] = "ping"
+    seq: int = 0
+
+
+class Pong(_Message):
+    k: Literal["pong"] = "pong"
+    seq: int = 0
+
+
+class Bye(_Message):
+    k: Literal["bye"] = "bye"
+    reason: ShortText = ""
+
+
+Message = Annotated[
+    Hello | Call | Put | Delete | Get | Sync | ListStore | Reply | Failure | Ping | Pong | Bye,
+    Field(discriminator="k"),
+]
+_MESSAGES = pydantic.TypeAdapter(list[Message])
+MAX_MESSAGES_PER_FRAME = 100_000
+
+
+def pack(messages: list[Any], buffers: list[memoryview] | None = None) -> bytes:
+    """Encode messages (and the buffers their values refer to) into one frame."""
+    header = _MESSAGES.dump_json(messages, exclude_defaults=False)
+    return encode_frame(header, buffers or [])
+
+
+def unpack(data: bytes, *, max_frame_bytes: int) -> tuple[list[Any], list[memoryview]]:
+    """Decode and validate a frame: its messages and buffers. Raises ProtocolError."""
+    frame = decode_frame(data, max_frame_bytes=max_frame_bytes)
+    try:
+        messages = _MESSAGES.validate_json(frame.header)
+    except pydantic.ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first.get("loc", ()))
+        raise ProtocolError(f"malformed message at {where or 'header'}: {first.get('msg')}") from exc
+    except (ValueError, RecursionError) as exc:
+        raise ProtocolError(f"malformed frame header: {exc}") from exc
+    if len(messages) > MAX_MESSAGES_PER_FRAME:
+        raise ProtocolError(f"{len(messages)} messages in one frame exceed {MAX_MESSAGES_PER_FRAME}")
+    return messages, frame.buffers

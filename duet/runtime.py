@@ -1,0 +1,56 @@
+"""The library's one background event loop, started lazily on first use, never at import.
+
+Sessions, channels and timers live on this loop; notebook code calls in from its own thread.
+The caller's event loop (Jupyter's) is never touched.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Coroutine
+from typing import Any, TypeVar
+
+from .errors import DuetTimeout, UsageError
+
+T = TypeVar("T")
+_lock = threading.Lock()
+_loop: asyncio.AbstractEventLoop | None = None
+_thread: threading.Thread | None = None
+
+
+def get_loop() -> asyncio.AbstractEventLoop:
+    global _loop, _thread
+    with _lock:
+        if _loop is None or not _thread or not _thread.is_alive():
+            loop = asyncio.new_event_loop()
+            ready = threading.Event()
+
+            def run() -> None:
+                asyncio.set_event_loop(loop)
+                loop.call_soon(ready.set)
+                loop.run_forever()
+
+            _thread = threading.Thread(target=run, name="duet-loop", daemon=True)
+            _thread.start()
+            ready.wait(10)
+            _loop = loop
+        return _loop
+
+
+def on_loop_thread() -> bool:
+    return _thread is not None and threading.current_thread() is _thread
+
+
+def run(coro: Coroutine[Any, Any, T], *, timeout_secs: float | None, what: str) -> T:
+    """Run a coroutine on the library loop and wait for it (``what`` names it in errors)."""
+    if on_loop_thread():
+        coro.close()
+        raise UsageError(f"{what} cannot block the duet event loop thread")
+    future = asyncio.run_coroutine_threadsafe(coro, get_loop())
+    try:
+        return future.result(timeout_secs)
+    except concurrent.futures.TimeoutError as exc:
+        future.cancel()
+        raise DuetTimeout(f"{what} did not finish within {timeout_secs} s") from exc

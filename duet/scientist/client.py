@@ -1,0 +1,191 @@
+"""The scientist's side of a session: queues actions, coalesces them into frames, matches replies.
+
+Calls on pointers never wait: each queues an action and returns a new pointer whose id was
+chosen here. The queue is flushed as soon as the event loop gets to it (so actions issued in a
+burst ride together), when it grows large, and before anything blocks. Replies are matched to
+waiting calls by request id.
+"""
+
+from __future__ import annotations
+
+import collections
+import concurrent.futures
+import itertools
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..errors import ConnectionLost, DuetTimeout, error_from_wire
+from ..protocol import allowlist
+from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Put, Reply
+from ..protocol.serde import Decoder, Encoder
+
+if TYPE_CHECKING:
+    from ..connection import Connection
+    from .pointer import Pointer
+
+log = logging.getLogger(__name__)
+FLUSH_AT = 512
+DELETE_BATCH = 256
+
+
+class PointerClient:
+    def __init__(self, connection: Connection, *, default_timeout_secs: float = 120.0):
+        self.connection = connection
+        self.default_timeout_secs = default_timeout_secs
+        self._lock = threading.Lock()
+        self._queue: list[Any] = []
+        self._buffers: list[memoryview] = []
+        self._deletes: collections.deque[str] = collections.deque()
+        self._flush_scheduled = False
+        self._prefix = "s" + secrets.token_hex(4) + "-"
+        self._ids = itertools.count(1)
+        self._rids = itertools.count(1)
+        self._pending: dict[int, concurrent.futures.Future[tuple[Reply, list[memoryview]]]] = {}
+        self.failures: dict[str, ErrorInfo] = {}
+        self.lost: ConnectionLost | None = None
+        self.actions_sent = 0
+
+    # ---- ids and pointers
+    def new_id(self) -> str:
+        return f"{self._prefix}{next(self._ids)}"
+
+    def pointer(self, object_id: str, kind: str | None, meta: dict[str, Any] | None, *, owned: bool) -> Pointer:
+        from .pointer import Pointer
+
+        return Pointer(self, object_id, kind, meta or {}, owned=owned)
+
+    def ref_of(self, value: Any) -> str | None:
+        from .pointer import Pointer
+
+        if isinstance(value, Pointer):
+            if value._client is not self:
+                raise ConnectionLost("a pointer from another session cannot be used here")
+            return value.id
+        return None
+
+    # ---- queueing
+    def enqueue(self, build: Callable[[Encoder], Any]) -> None:
+        """Queue one action; ``build`` encodes its values into this frame's buffers."""
+        if self.lost is not None:
+            raise ConnectionLost(str(self.lost))
+        with self._lock:
+            mark = len(self._buffers)
+            try:
+                message = build(Encoder(self._buffers, self.ref_of))
+            except BaseException:
+                del self._buffers[mark:]
+                raise
+            self._queue.append(message)
+            size = len(self._queue)
+            schedule = not self._flush_scheduled
+            self._flush_scheduled = True
+        if size >= FLUSH_AT:
+            self.flush()
+        elif schedule:
+            self.connection.loop.call_soon_threadsafe(self.flush)
+
+    def call(self, op: allowlist.Op, target: Pointer | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Pointer:
+        result_id = self.new_id()
+        name = op.path if target is None else op.path.split(".", 1)[1]
+        self.enqueue(
+            lambda enc: Call(
+                op=name,
+                target=None if target is None else target.id,
+                args=[enc.encode(a) for a in args],
+                kwargs={k: enc.encode(v) for k, v in kwargs.items()},
+                result=result_id,
+            )
+        )
+        receiver_meta = {} if target is None else {"kind": target.kind, **target.meta}
+        kind, meta = op.result_kind(receiver_meta, args, kwargs)
+        return self.pointer(result_id, kind, meta, owned=True)
+
+    def put(self, value: Any, *, tags: list[str] | None = None, description: str = "") -> str:
+        object_id = self.new_id()
+        self.enqueue(
+            lambda enc: Put(id=object_id, value=enc.encode(value), tags=tags or [], description=description)
+        )
+        return object_id
+
+    def release(self, object_id: str) -> None:
+        """A pointer was dropped: free its object on the owner's side (batched)."""
+        self._deletes.append(object_id)  # deque.append is atomic: safe from __del__ anywhere
+
+    def flush(self) -> None:
+        with self._lock:
+            self._flush_scheduled = False
+            messages, buffers = self._queue, self._buffers
+            self._queue, self._buffers = [], []
+            deletes = []
+            while self._deletes:
+                deletes.append(self._deletes.popleft())
+        if deletes:
+            messages.append(Delete(ids=deletes))
+        if not messages or self.lost is not None:
+            return
+        self.actions_sent += len(messages)
+        try:
+            self.connection.send(messages, buffers)
+        except ConnectionLost as exc:
+            self.on_lost(exc)
+
+    # ---- blocking calls
+    def request(self, build: Callable[[int], Any], *, timeout_secs: float | None, what: str) -> tuple[Reply, list[memoryview]]:
+        future = self.request_async(build)
+        return self.wait(future, timeout_secs=timeout_secs, what=what)
+
+    def request_async(self, build: Callable[[int], Any]) -> concurrent.futures.Future[tuple[Reply, list[memoryview]]]:
+        rid = next(self._rids)
+        future: concurrent.futures.Future[tuple[Reply, list[memoryview]]] = concurrent.futures.Future()
+        self._pending[rid] = future
+        try:
+            self.enqueue(lambda enc: build(rid))
+        except BaseException:
+            self._pending.pop(rid, None)
+            raise
+        self.flush()
+        return future
+
+    def wait(self, future: concurrent.futures.Future[Any], *, timeout_secs: float | None, what: str) -> Any:
+        timeout = self.default_timeout_secs if timeout_secs is None else timeout_secs
+        try:
+            return future.result(timeout)
+        except concurrent.futures.TimeoutError as exc:
+            raise DuetTimeout(f"{what}: no reply from the owner within {timeout} s") from exc
+
+    def decode(self, value: Any, buffers: list[memoryview]) -> Any:
+        return Decoder(buffers, None).decode(value)
+
+    @staticmethod
+    def raise_for(reply: Reply) -> None:
+        if reply.status == "error" and reply.error is not None:
+            e = reply.error
+            raise error_from_wire(e.code, e.message, op=e.op, remote_type=e.remote_type)
+
+    # ---- incoming (on the loop thread)
+    def on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
+        for message in messages:
+            if isinstance(message, Reply):
+                future = self._pending.pop(message.rid, None)
+                if future is not None and not future.done():
+                    future.set_result((message, buffers))
+            elif isinstance(message, Failure):
+                if message.result is not None:
+                    self.failures[message.result] = message.error
+                    if len(self.failures) > 10_000:
+                        self.failures.pop(next(iter(self.failures)))
+                log.warning(
+                    "remote %s failed: %s", message.error.op or "operation", message.error.message
+                )
+            else:
+                log.warning("ignored an unexpected %s message from the owner", type(message).__name__)
+
+    def on_lost(self, exc: ConnectionLost) -> None:
+        self.lost = exc
+        pending, self._pending = self._pending, {}
+        for future in pending.values():
+            if not future.done():
+                future.set_exception(ConnectionLost(str(exc)))

@@ -1,0 +1,228 @@
+"""Pointers: the scientist's handles on objects that live on the owner's side.
+
+Every call on a pointer returns a new pointer at once (the action is queued, not awaited).
+``get`` is the only way a value comes back: at once for the scientist's own objects and results
+computed only from them, through the owner's request queue for anything derived from the
+owner's data.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import warnings
+from collections.abc import Iterator
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotAllowed, RequestDenied, RequestWarning, UsageError
+from ..protocol import allowlist
+from ..protocol.messages import Get, Reply
+
+if TYPE_CHECKING:
+    from .client import PointerClient
+
+
+class Pointer:
+    """A reference to an object on the owner's side.
+
+    ``kind`` is the type key of the object (``Tensor``, ``Module``, ``Number``...), or None when
+    it is not known here; it decides which methods may be called.
+    """
+
+    __slots__ = ("__weakref__", "_client", "_owned", "id", "kind", "meta")
+
+    def __init__(self, client: PointerClient, object_id: str, kind: str | None, meta: dict[str, Any], *, owned: bool):
+        self._client = client
+        self.id = object_id
+        self.kind = kind
+        self.meta = meta
+        self._owned = owned
+
+    # ---- members
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        try:
+            op = allowlist.member(self.kind, name)
+        except NotAllowed:
+            if self.kind == "Module":  # a layer, parameter or buffer of a remote model
+                return self._call("member", name)
+            raise
+        if op.kind == "attribute":
+            return self._client.call(op, self, (), {})
+        return RemoteMethod(self, op)
+
+    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+        return self._client.call(allowlist.member(self.kind, name), self, args, kwargs)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._call("__call__", *args, **kwargs)
+
+    # ---- getting values back
+    def get(
+        self,
+        request_block: bool = False,
+        name: str | None = None,
+        reason: str = "",
+        timeout_secs: float | None = None,
+        delete_obj: bool = False,
+    ) -> Any:
+        """Fetch the value.
+
+        Your own objects (and results computed only from them) come back at once. A value
+        derived from the owner's data raises PermissionDenied unless ``request_block=True``,
+        which asks the owner and waits: accepted returns the value, denied or timed out returns
+        None with a RequestWarning. Remote failures raise RemoteError naming the failed op.
+        """
+        if not request_block:
+            reply, buffers = self._client.request(
+                lambda rid: Get(rid=rid, id=self.id, delete_obj=delete_obj),
+                timeout_secs=timeout_secs,
+                what=f"get of {self.id}",
+            )
+            return self._value(reply, buffers)
+        handle = self.request(name=name, reason=reason, timeout_secs=timeout_secs, delete_obj=delete_obj)
+        return handle.wait(timeout_secs=None if timeout_secs is None else timeout_secs + 5.0)
+
+    def request(
+        self, name: str | None = None, reason: str = "", timeout_secs: float | None = None, delete_obj: bool = False
+    ) -> RequestHandle:
+        """Ask the owner to release this value without waiting; returns a handle."""
+        future = self._client.request_async(
+            lambda rid: Get(
+                rid=rid,
+                id=self.id,
+                request=True,
+                name=name or "",
+                reason=reason,
+                timeout_secs=timeout_secs,
+                delete_obj=delete_obj,
+            )
+        )
+        return RequestHandle(self, name or "", future)
+
+    def _value(self, reply: Reply, buffers: list[memoryview]) -> Any:
+        self._client.raise_for(reply)
+        return self._client.decode(reply.value, buffers)
+
+    def delete(self) -> None:
+        """Free the object on the owner's side now (it is freed anyway when the pointer is dropped)."""
+        if self._owned:
+            self._owned = False
+            self._client.release(self.id)
+
+    def __del__(self) -> None:
+        if getattr(self, "_owned", False):
+            try:
+                self._client.release(self.id)
+            except Exception:
+                pass
+
+    # ---- Python protocols that need a value here
+    def __bool__(self) -> bool:
+        raise UsageError(
+            f"a pointer's truth value lives on the owner's side; fetch it first: ptr.get(...) ({self!r})"
+        )
+
+    def __len__(self) -> int:
+        name = "train_size" if self.kind in ("Dataset", "DataLoader") else "len"
+        length = self._call("__len__").get(request_block=True, name=name, reason="length of a remote object")
+        if length is None:
+            raise RequestDenied(f"the owner did not release the length of {self.id} (request {name!r})")
+        return int(length)
+
+    def __iter__(self) -> Iterator[Any]:
+        if self.kind == "DataLoader":
+            from .loader import iterate_loader
+
+            return iterate_loader(self)
+        length = self.meta.get("length")
+        if length is None:
+            raise UsageError(
+                f"cannot iterate a remote {self.kind or 'object'} of unknown length; index it instead (ptr[0])"
+            )
+        return (self[i] for i in range(length))
+
+    def __index__(self) -> int:
+        raise UsageError("a pointer cannot be used as a local number; fetch it with .get(...) first")
+
+    __hash__ = object.__hash__
+
+    def __repr__(self) -> str:
+        return f"<Pointer to {self.kind or 'object'} {self.id}>"
+
+
+def _operator(name: str) -> Any:
+    def method(self: Pointer, *args: Any) -> Any:
+        return self._call(name, *args)
+
+    method.__name__ = name
+    return method
+
+
+for _name in (
+    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+    "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
+    "__matmul__", "__rmatmul__", "__and__", "__or__", "__xor__", "__lt__", "__le__", "__gt__",
+    "__ge__", "__eq__", "__ne__", "__neg__", "__abs__", "__invert__", "__getitem__", "__setitem__",
+    "__iadd__", "__isub__", "__imul__", "__itruediv__", "__contains__",
+):  # fmt: skip
+    setattr(Pointer, _name, _operator(_name))
+
+
+def _setitem(self: Pointer, key: Any, value: Any) -> None:
+    self._call("__setitem__", key, value)
+
+
+Pointer.__setitem__ = _setitem  # type: ignore[method-assign]
+Pointer.__hash__ = object.__hash__  # type: ignore[method-assign]
+
+
+class RemoteMethod:
+    """A method of a remote object; calling it queues the call and returns a pointer."""
+
+    __slots__ = ("op", "pointer")
+
+    def __init__(self, pointer: Pointer, op: allowlist.Op):
+        self.pointer = pointer
+        self.op = op
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Pointer:
+        return self.pointer._client.call(self.op, self.pointer, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<remote method {self.op.path} of {self.pointer!r}>"
+
+
+class RequestHandle:
+    """A request sent to the owner: ``status`` and ``wait()``."""
+
+    def __init__(self, pointer: Pointer, name: str, future: concurrent.futures.Future[tuple[Reply, list[memoryview]]]):
+        self.pointer = pointer
+        self.name = name
+        self._future = future
+
+    @property
+    def status(self) -> str:
+        if not self._future.done():
+            return "pending"
+        if self._future.exception() is not None:
+            return "error"
+        return self._future.result()[0].status
+
+    def wait(self, timeout_secs: float | None = None) -> Any:
+        """Wait for the owner's decision: the value if accepted, None (with a warning) otherwise."""
+        reply, buffers = self.pointer._client.wait(
+            self._future, timeout_secs=timeout_secs, what=f"request {self.name!r} for {self.pointer.id}"
+        )
+        if reply.status in ("denied", "timeout"):
+            how = "was denied by the owner" if reply.status == "denied" else "timed out waiting for the owner"
+            warnings.warn(
+                f"request {self.name!r} for {self.pointer.id} {how}; get() returns None",
+                RequestWarning,
+                stacklevel=3,
+            )
+            return None
+        return self.pointer._value(reply, buffers)
+
+    def __repr__(self) -> str:
+        return f"<RequestHandle {self.name!r} for {self.pointer.id}: {self.status}>"

@@ -1,0 +1,259 @@
+"""Sessions: what ``launch_duet``, ``join_duet`` and ``duet_pair`` return.
+
+An ``OwnerSession`` holds the owner's store and request queue and serves the scientist through a
+``PeerService``; a ``ScientistSession`` holds pointers, ``duet.torch`` and ``duet.python``. Both
+sit on a ``Connection`` over any Channel (in memory or WebRTC) and are used from the caller's
+thread; the network runs on the library's background loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from types import TracebackType
+from typing import Any
+
+import torch
+from torch import nn
+
+from .connection import Connection, State
+from .errors import ConnectionLost, DuetTimeout, UsageError
+from .owner.requests import Request, RequestQueue
+from .owner.service import PeerService
+from .owner.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, ObjectStore, OwnerStoreView, StoredObject
+from .protocol.allowlist import type_key
+from .protocol.messages import Sync
+from .runtime import get_loop, run
+from .scientist.client import PointerClient
+from .scientist.library import RemoteLibrary
+from .scientist.pointer import Pointer
+from .scientist.store_view import RemoteStore
+from .transport.channel import Channel
+
+log = logging.getLogger(__name__)
+
+
+class _Session:
+    role = ""
+    connection: Connection | None = None
+
+    @property
+    def connected(self) -> bool:
+        """True while the peer is there."""
+        return self.connection is not None and self.connection.state is State.OPEN
+
+    @property
+    def client_id(self) -> str:
+        return self.connection.client_id if self.connection else ""
+
+    def close(self, *, timeout_secs: float = 10.0) -> None:
+        """Leave the session; the peer sees it closed."""
+        if self.connection is not None and self.connection.state not in (State.CLOSING, State.CLOSED):
+            run(self.connection.close("closed by the " + self.role), timeout_secs=timeout_secs, what="closing")
+
+    def wait_closed(self, timeout_secs: float | None = None) -> None:
+        """Block until the peer has left (or the session was closed). Raises DuetTimeout."""
+        if self.connection is None:
+            return
+        connection = self.connection
+
+        async def wait() -> None:
+            await connection.wait_closed()
+
+        run(wait(), timeout_secs=timeout_secs, what="waiting for the peer to leave")
+
+    def __enter__(self) -> Any:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _connection(self) -> Connection:
+        if self.connection is None:
+            raise UsageError("this session is not connected yet")
+        return self.connection
+
+
+class OwnerSession(_Session):
+    """The data owner's side: ``store``, ``requests``, and ``x.send(duet, ...)`` to publish."""
+
+    role = "owner"
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
+        redact_errors: bool = False,
+    ):
+        self.objects = ObjectStore(max_bytes=max_bytes, max_objects=max_objects)
+        self.store = OwnerStoreView(self.objects)
+        self.requests = RequestQueue(on_decided=self._route_decision)
+        self.redact_errors = redact_errors
+        self._services: dict[str, PeerService] = {}
+        self.peer = "scientist"
+
+    def publish(self, value: Any, *, pointable: bool = True, tags: list[str] | None = None, description: str = "") -> StoredObject:
+        """Put one of the owner's values in the store; it stays private (gets are requests)."""
+        return self.objects.publish(value, pointable=pointable, tags=tags, description=description)
+
+    def _attach(self, connection: Connection, peer: str) -> None:
+        self.connection = connection
+        self.peer = peer
+        loop = connection.loop
+
+        def call_later(delay: float, fn: Any) -> None:
+            loop.call_soon_threadsafe(loop.call_later, delay, fn)
+
+        self._services[peer] = PeerService(
+            peer,
+            self.objects,
+            self.requests,
+            connection.send_if_open,
+            call_later,
+            redact_errors=self.redact_errors,
+        )
+
+    def _on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
+        self._services[self.peer].submit(messages, buffers)
+
+    def _on_lost(self, exc: ConnectionLost) -> None:
+        service = self._services.pop(self.peer, None)
+        if service is not None:
+            service.stop()
+        freed = self.objects.drop_peer(self.peer)
+        log.info("the scientist left (%s); freed %d of its objects", exc, freed)
+
+    def _route_decision(self, request: Request) -> None:
+        service = self._services.get(request.peer)
+        if service is not None:
+            service.on_decided(request)
+
+    def __repr__(self) -> str:
+        state = "connected" if self.connected else "not connected"
+        return f"<duet owner session, {state}: {len(self.store)} published, {len(self.requests)} pending requests>"
+
+
+class ScientistSession(_Session):
+    """The data scientist's side: ``store``, ``torch``, ``python`` and pointers."""
+
+    role = "scientist"
+
+    def __init__(self, *, timeout_secs: float = 120.0):
+        self.default_timeout_secs = timeout_secs
+        self.client: PointerClient | None = None
+
+    def _attach(self, connection: Connection) -> None:
+        self.connection = connection
+        self.client = PointerClient(connection, default_timeout_secs=self.default_timeout_secs)
+        self.torch = RemoteLibrary(self.client, "torch")
+        self.python = RemoteLibrary(self.client, "python")
+        self.store = RemoteStore(self.client)
+
+    def _on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
+        assert self.client is not None
+        self.client.on_messages(messages, buffers)
+
+    def _on_lost(self, exc: ConnectionLost) -> None:
+        if self.client is not None:
+            self.client.on_lost(exc)
+
+    def send_value(self, value: Any, *, tags: list[str] | None = None, description: str = "") -> Pointer:
+        client = self._client()
+        object_id = client.put(value, tags=tags, description=description)
+        meta: dict[str, Any] = {}
+        if isinstance(value, torch.Tensor):
+            meta = {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
+        return client.pointer(object_id, type_key(value), meta, owned=True)
+
+    def sync(self, timeout_secs: float | None = None) -> None:
+        """Wait until the owner has run every action sent so far."""
+        client = self._client()
+        reply, _ = client.request(lambda rid: Sync(rid=rid), timeout_secs=timeout_secs, what="sync")
+        client.raise_for(reply)
+
+    def _client(self) -> PointerClient:
+        if self.client is None:
+            raise UsageError("this session is not connected yet")
+        return self.client
+
+    def __repr__(self) -> str:
+        return f"<duet scientist session, {'connected' if self.connected else 'not connected'}>"
+
+
+async def connect_sessions(
+    session: OwnerSession | ScientistSession,
+    channel: Channel,
+    *,
+    peer: str = "scientist",
+    timeout_secs: float = 30.0,
+    client_id: str = "",
+) -> None:
+    """Run the handshake for one side over ``channel`` (on the library loop)."""
+    connection = Connection(
+        channel,
+        session.role,
+        on_messages=lambda m, b: session._on_messages(m, b),
+        on_lost=lambda exc: session._on_lost(exc),
+        client_id=client_id,
+    )
+    if isinstance(session, OwnerSession):
+        session._attach(connection, peer)
+    else:
+        session._attach(connection)
+    await connection.open(timeout_secs=timeout_secs)
+
+
+def duet_pair(
+    *,
+    max_bytes: int = DEFAULT_MAX_BYTES,
+    max_objects: int = DEFAULT_MAX_OBJECTS,
+    redact_errors: bool = False,
+    timeout_secs: float = 30.0,
+) -> tuple[OwnerSession, ScientistSession]:
+    """An owner and a scientist joined in this process over an in-memory channel.
+
+    The channel carries real encoded frames, exactly as the network does.
+
+    >>> owner, scientist = duet_pair()
+    """
+    from .transport.memory import memory_pair
+
+    owner = OwnerSession(max_bytes=max_bytes, max_objects=max_objects, redact_errors=redact_errors)
+    scientist = ScientistSession()
+
+    async def join() -> None:
+        a, b = memory_pair()
+        await asyncio.gather(
+            connect_sessions(owner, a, timeout_secs=timeout_secs),
+            connect_sessions(scientist, b, timeout_secs=timeout_secs),
+        )
+
+    run(join(), timeout_secs=timeout_secs + 5, what="joining the in-memory duet")
+    return owner, scientist
+
+
+# ---------------------------------------------------------------- .send on torch objects
+
+
+def _send(self: Any, session: Any, *, pointable: bool = True, tags: list[str] | None = None, description: str = "") -> Any:
+    """Send this tensor or model to a duet session.
+
+    To an owner session: publish it in the owner's store (``pointable=False`` keeps it out of the
+    scientist's listing); returns the stored entry. To a scientist session: store it on the
+    owner's side as the scientist's own object; returns a pointer.
+    """
+    if isinstance(session, OwnerSession):
+        return session.publish(self, pointable=pointable, tags=tags, description=description)
+    if isinstance(session, ScientistSession):
+        return session.send_value(self, tags=tags, description=description)
+    raise UsageError(f"send() takes a duet session, not {type(session).__name__}")
+
+
+def install_send() -> None:
+    """Add ``send`` to torch.Tensor and torch.nn.Module (and nothing else in torch)."""
+    torch.Tensor.send = _send  # type: ignore[attr-defined]
+    nn.Module.send = _send  # type: ignore[attr-defined]
+
+
+__all__ = ["DuetTimeout", "OwnerSession", "ScientistSession", "duet_pair", "install_send"]

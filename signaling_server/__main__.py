@@ -1,0 +1,140 @@
+"""Command line entry point: ``python -m signaling_server --host 127.0.0.1 --port 5000``.
+
+Prints exactly one line to stdout once listening (``signaling server listening on ws://HOST:PORT``)
+and logs to stderr. SIGINT and SIGTERM shut it down gracefully.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+
+from ._server import (
+    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_SESSIONS,
+    DEFAULT_SESSION_TTL,
+    Limits,
+    SignalingServer,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m signaling_server",
+        description=(
+            "Websocket rendezvous server for duet: a data owner registers and gets a session ID, "
+            "a data scientist joins with it, and the server relays the WebRTC offer and answer "
+            "between them and nothing else."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument(
+        "--host", default="127.0.0.1", help="address to listen on (0.0.0.0 for all IPv4)"
+    )
+    parser.add_argument(
+        "--port", type=int, default=5000, help="TCP port to listen on; 0 picks a free port"
+    )
+    parser.add_argument(
+        "--session-ttl",
+        type=_positive_float,
+        default=DEFAULT_SESSION_TTL,
+        metavar="SECS",
+        help="seconds an unpaired session lives before it expires (and, once paired, the time "
+        "allowed for the offer/answer exchange)",
+    )
+    parser.add_argument(
+        "--max-message-bytes",
+        type=_positive_int,
+        default=DEFAULT_MAX_MESSAGE_BYTES,
+        metavar="BYTES",
+        help="largest message accepted; larger ones get a too_big error (SDP is a few KB)",
+    )
+    parser.add_argument(
+        "--max-connections-per-ip",
+        type=_positive_int,
+        default=DEFAULT_MAX_CONNECTIONS_PER_IP,
+        metavar="N",
+        help="open connections allowed from one source IP address",
+    )
+    parser.add_argument(
+        "--max-sessions",
+        type=_positive_int,
+        default=DEFAULT_MAX_SESSIONS,
+        metavar="N",
+        help="sessions held at once; further registrations get a server_full error",
+    )
+    parser.add_argument(
+        "--log-level",
+        default="INFO",
+        type=str.upper,
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging level (logs go to stderr, one line per session when it ends)",
+    )
+    return parser
+
+
+async def _serve(args: argparse.Namespace) -> None:
+    limits = Limits(
+        session_ttl=args.session_ttl,
+        max_message_bytes=args.max_message_bytes,
+        max_connections_per_ip=args.max_connections_per_ip,
+        max_sessions=args.max_sessions,
+    )
+    server = SignalingServer(limits)
+    url = await server.start(args.host, args.port)
+    print(f"signaling server listening on {url}", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError):  # not on Windows
+            loop.add_signal_handler(sig, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        logger.info("shutting down (%d sessions open)", server.session_count)
+        await server.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=args.log_level,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    if args.log_level != "DEBUG":
+        # websockets logs every connection at INFO; keep the one-line-per-session log readable.
+        logging.getLogger("websockets").setLevel(logging.WARNING)
+    try:
+        asyncio.run(_serve(args))
+    except OSError as exc:
+        print(f"signaling server cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
