@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from types import TracebackType
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,6 +18,7 @@ from torch import nn
 
 from .connection import Connection, State
 from .errors import ConnectionLost, DuetTimeout, UsageError
+from .owner.context import OwnerSettings
 from .owner.requests import Request, RequestQueue
 from .owner.service import PeerService
 from .owner.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, ObjectStore, OwnerStoreView, StoredObject
@@ -85,7 +86,9 @@ class OwnerSession(_Session):
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_objects: int = DEFAULT_MAX_OBJECTS,
         redact_errors: bool = False,
+        data_root: str | Path | None = None,
     ):
+        self.settings = OwnerSettings(data_root=Path(data_root).resolve() if data_root else None)
         self.objects = ObjectStore(max_bytes=max_bytes, max_objects=max_objects)
         self.store = OwnerStoreView(self.objects)
         self.requests = RequestQueue(on_decided=self._route_decision)
@@ -112,6 +115,7 @@ class OwnerSession(_Session):
             connection.send_if_open,
             call_later,
             redact_errors=self.redact_errors,
+            settings=self.settings,
         )
 
     def _on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
@@ -209,6 +213,7 @@ def duet_pair(
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_objects: int = DEFAULT_MAX_OBJECTS,
     redact_errors: bool = False,
+    data_root: str | Path | None = None,
     timeout_secs: float = 30.0,
 ) -> tuple[OwnerSession, ScientistSession]:
     """An owner and a scientist joined in this process over an in-memory channel.
@@ -219,7 +224,9 @@ def duet_pair(
     """
     from .transport.memory import memory_pair
 
-    owner = OwnerSession(max_bytes=max_bytes, max_objects=max_objects, redact_errors=redact_errors)
+    owner = OwnerSession(
+        max_bytes=max_bytes, max_objects=max_objects, redact_errors=redact_errors, data_root=data_root
+    )
     scientist = ScientistSession()
 
     async def join() -> None:

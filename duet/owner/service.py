@@ -29,6 +29,7 @@ from ..protocol.messages import (
     Sync,
 )
 from ..protocol.serde import Decoder, Encoder
+from .context import OwnerSettings, set_current
 from .requests import Request, RequestQueue, RequestStatus, new_request_id
 from .store import OWNER, ObjectStore, StoredObject, describe, value_elements, value_nbytes
 
@@ -60,7 +61,9 @@ class PeerService:
         call_later: Callable[[float, Callable[[], None]], None],
         *,
         redact_errors: bool = False,
+        settings: OwnerSettings | None = None,
     ):
+        self.settings = settings or OwnerSettings()
         self.peer = peer
         self.store = store
         self.requests = requests
@@ -85,6 +88,7 @@ class PeerService:
 
     # ---- the worker thread
     def _work(self) -> None:
+        set_current(self.settings)
         while True:
             item = self._queue.get()
             if item is None:
