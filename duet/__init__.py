@@ -26,9 +26,9 @@ from .errors import (
 
 __version__ = "0.1.0"
 
-from .owner.requests import Handler, Request, RequestQueue, RequestStatus  # noqa: E402
-from .scientist.pointer import Pointer, RequestHandle  # noqa: E402
-from .session import OwnerSession, ScientistSession, duet_pair, install_send  # noqa: E402
+from .owner.requests import Handler, Request, RequestQueue, RequestStatus
+from .scientist.pointer import Pointer, RequestHandle
+from .session import OwnerSession, ScientistSession, duet_pair, install_send
 
 install_send()
 

@@ -86,13 +86,17 @@ class Connection:
             peer = await asyncio.wait_for(asyncio.shield(self._hello), timeout_secs)
         except TimeoutError as exc:
             await self.close("handshake timed out")
-            raise HandshakeError(f"the peer did not complete the handshake within {timeout_secs} s") from exc
+            raise HandshakeError(
+                f"the peer did not complete the handshake within {timeout_secs} s"
+            ) from exc
         except ConnectionLost:
             await self.close("lost during handshake")
             raise
         problem = None
         if peer.protocol_version != PROTOCOL_VERSION:
-            problem = f"protocol version {peer.protocol_version} (peer) vs {PROTOCOL_VERSION} (here)"
+            problem = (
+                f"protocol version {peer.protocol_version} (peer) vs {PROTOCOL_VERSION} (here)"
+            )
         elif peer.allowlist != hello.allowlist:
             problem = (
                 f"allowlist {peer.allowlist} (peer, duet {peer.duet_version}) vs {hello.allowlist} "
@@ -152,7 +156,7 @@ class Connection:
         try:
             self.on_lost(self.lost)
         finally:
-            asyncio.ensure_future(self._shutdown())
+            self._tasks.append(asyncio.ensure_future(self._shutdown()))
 
     # ---- sending (thread-safe entry point)
     def send(self, messages: list[Any], buffers: list[memoryview] | None = None) -> None:
@@ -218,7 +222,7 @@ class Connection:
                     log.info("the peer closed the session: %s", message.reason)
                     self.lost = ConnectionLost(f"the peer closed the session ({message.reason})")
                     self.on_lost(self.lost)
-                    asyncio.ensure_future(self._shutdown())
+                    self._tasks.append(asyncio.ensure_future(self._shutdown()))
                     return
                 else:
                     rest.append(message)

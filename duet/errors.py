@@ -109,7 +109,9 @@ _BY_CODE: dict[str, type[DuetError]] = {
 }
 
 
-def error_from_wire(code: str, message: str, *, op: str | None, remote_type: str | None) -> DuetError:
+def error_from_wire(
+    code: str, message: str, *, op: str | None, remote_type: str | None
+) -> DuetError:
     """Rebuild the exception the owner reported (unknown codes become RemoteError)."""
     cls = _BY_CODE.get(code, RemoteError)
     if cls is RemoteError:

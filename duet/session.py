@@ -21,10 +21,16 @@ from .errors import ConnectionLost, DuetTimeout, UsageError
 from .owner.context import OwnerSettings
 from .owner.requests import Request, RequestQueue
 from .owner.service import PeerService
-from .owner.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, ObjectStore, OwnerStoreView, StoredObject
+from .owner.store import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_OBJECTS,
+    ObjectStore,
+    OwnerStoreView,
+    StoredObject,
+)
 from .protocol.allowlist import type_key
 from .protocol.messages import Sync
-from .runtime import get_loop, run
+from .runtime import run
 from .scientist.client import PointerClient
 from .scientist.library import RemoteLibrary
 from .scientist.pointer import Pointer
@@ -49,8 +55,15 @@ class _Session:
 
     def close(self, *, timeout_secs: float = 10.0) -> None:
         """Leave the session; the peer sees it closed."""
-        if self.connection is not None and self.connection.state not in (State.CLOSING, State.CLOSED):
-            run(self.connection.close("closed by the " + self.role), timeout_secs=timeout_secs, what="closing")
+        if self.connection is not None and self.connection.state not in (
+            State.CLOSING,
+            State.CLOSED,
+        ):
+            run(
+                self.connection.close("closed by the " + self.role),
+                timeout_secs=timeout_secs,
+                what="closing",
+            )
 
     def wait_closed(self, timeout_secs: float | None = None) -> None:
         """Block until the peer has left (or the session was closed). Raises DuetTimeout."""
@@ -96,7 +109,14 @@ class OwnerSession(_Session):
         self._services: dict[str, PeerService] = {}
         self.peer = "scientist"
 
-    def publish(self, value: Any, *, pointable: bool = True, tags: list[str] | None = None, description: str = "") -> StoredObject:
+    def publish(
+        self,
+        value: Any,
+        *,
+        pointable: bool = True,
+        tags: list[str] | None = None,
+        description: str = "",
+    ) -> StoredObject:
         """Put one of the owner's values in the store; it stays private (gets are requests)."""
         return self.objects.publish(value, pointable=pointable, tags=tags, description=description)
 
@@ -162,7 +182,9 @@ class ScientistSession(_Session):
         if self.client is not None:
             self.client.on_lost(exc)
 
-    def send_value(self, value: Any, *, tags: list[str] | None = None, description: str = "") -> Pointer:
+    def send_value(
+        self, value: Any, *, tags: list[str] | None = None, description: str = ""
+    ) -> Pointer:
         client = self._client()
         object_id = client.put(value, tags=tags, description=description)
         meta: dict[str, Any] = {}
@@ -225,7 +247,10 @@ def duet_pair(
     from .transport.memory import memory_pair
 
     owner = OwnerSession(
-        max_bytes=max_bytes, max_objects=max_objects, redact_errors=redact_errors, data_root=data_root
+        max_bytes=max_bytes,
+        max_objects=max_objects,
+        redact_errors=redact_errors,
+        data_root=data_root,
     )
     scientist = ScientistSession()
 
@@ -243,7 +268,14 @@ def duet_pair(
 # ---------------------------------------------------------------- .send on torch objects
 
 
-def _send(self: Any, session: Any, *, pointable: bool = True, tags: list[str] | None = None, description: str = "") -> Any:
+def _send(
+    self: Any,
+    session: Any,
+    *,
+    pointable: bool = True,
+    tags: list[str] | None = None,
+    description: str = "",
+) -> Any:
     """Send this tensor or model to a duet session.
 
     To an owner session: publish it in the owner's store (``pointable=False`` keeps it out of the

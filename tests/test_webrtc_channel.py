@@ -14,8 +14,9 @@ os.environ["DUET_ICE_HOSTS"] = "127.0.0.1"
 
 import pytest
 
-from duet.errors import DuetTimeout, NetworkError, ProtocolError
+from duet.errors import DuetTimeout, NetworkError, ProtocolError, UsageError
 from duet.transport.channel import ChannelClosed
+from duet.transport.ice import resolve_ice_hosts, without_mdns_candidates
 from duet.transport.webrtc import (
     WebRTCChannel,
     answer_offer,
@@ -228,3 +229,22 @@ def test_garbage_answer_is_refused() -> None:
         await scientist.close()
 
     run(main())
+
+
+def test_resolve_ice_hosts(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_ice_hosts(["127.0.0.1", "::1", "127.0.0.1"]) == ("127.0.0.1", "::1")
+    monkeypatch.setenv("DUET_ICE_HOSTS", " 127.0.0.1 , 127.0.0.2,")
+    assert resolve_ice_hosts(None) == ("127.0.0.1", "127.0.0.2")
+    monkeypatch.setenv("DUET_ICE_HOSTS", "")
+    assert resolve_ice_hosts(None) is None
+    for bad in (["localhost"], [], "127.0.0.1"):
+        with pytest.raises(UsageError):
+            resolve_ice_hosts(bad)
+
+
+def test_mdns_candidates_dropped() -> None:
+    sdp = (
+        "a=candidate:1 1 udp 1 127.0.0.1 5000 typ host\r\n"
+        "a=candidate:2 1 udp 1 1f0e2c.local 5001 typ host\r\n"
+    )
+    assert sdp_candidate_addresses(without_mdns_candidates(sdp)) == ["127.0.0.1"]

@@ -15,7 +15,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import Enum
+from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-class RequestStatus(str, Enum):
+class RequestStatus(StrEnum):
     PENDING = "pending"
     ACCEPTED = "accepted"
     DENIED = "denied"
@@ -128,7 +128,9 @@ class RequestQueue:
             if action == "accept" and handler.element_quota is not None:
                 if handler.released + request.elements > handler.element_quota:
                     action = "deny"
-                    log.info("handler %s quota of %s elements reached", handler.id, handler.element_quota)
+                    log.info(
+                        "handler %s quota of %s elements reached", handler.id, handler.element_quota
+                    )
                 else:
                     handler.released += request.elements
             if handler.print_local:
@@ -188,7 +190,9 @@ class RequestQueue:
         if isinstance(key, int):
             pending = self.pending
             if not -len(pending) <= key < len(pending):
-                raise IndexError(f"there are {len(pending)} pending requests; index {key} is out of range")
+                raise IndexError(
+                    f"there are {len(pending)} pending requests; index {key} is out of range"
+                )
             return pending[key]
         for request in self.history:
             if request.id == key:
@@ -254,7 +258,11 @@ class RequestQueue:
             self._handlers = [
                 h
                 for h in self._handlers
-                if not (h is handler or h.id == handler or (isinstance(handler, str) and h.name == _normalize(handler)))
+                if not (
+                    h is handler
+                    or h.id == handler
+                    or (isinstance(handler, str) and h.name == _normalize(handler))
+                )
             ]
             if len(self._handlers) == before:
                 raise UsageError(f"no handler {handler!r}")

@@ -9,6 +9,7 @@ service keeps serving.
 
 from __future__ import annotations
 
+import collections
 import logging
 import queue
 import threading
@@ -35,7 +36,7 @@ from .store import OWNER, ObjectStore, StoredObject, describe, value_elements, v
 
 log = logging.getLogger(__name__)
 
-Outgoing = tuple[list[Any], list[memoryview]]
+MAX_FAILURES = 100_000
 
 
 class _Propagated(Exception):
@@ -71,7 +72,10 @@ class PeerService:
         self._call_later = call_later
         self.redact_errors = redact_errors
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
+        self._waiting: dict[str, tuple[int, bool]] = {}
+        self._failed: collections.OrderedDict[str, ErrorInfo] = (
+            collections.OrderedDict()
+        )  # request id -> (reply id, delete_obj)
         self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
         self._thread.start()
         self.actions_run = 0
@@ -105,7 +109,9 @@ class PeerService:
             if out:
                 self._send(out, out_buffers)
 
-    def _handle(self, message: Any, buffers: list[memoryview], out: list[Any], out_buffers: list[memoryview]) -> None:
+    def _handle(
+        self, message: Any, buffers: list[memoryview], out: list[Any], out_buffers: list[memoryview]
+    ) -> None:
         if isinstance(message, Call):
             failure = self._call(message, buffers)
             if failure is not None:
@@ -114,9 +120,14 @@ class PeerService:
             try:
                 self._put(message, buffers)
             except Exception as exc:
-                out.append(Failure(result=message.id, error=self._error_info(exc, "send")))
+                if message.id in self.store or message.id in self._failed:
+                    out.append(Failure(result=None, error=self._error_info(exc, "send")))
+                else:
+                    out.append(self._store_failure(message.id, self._error_info(exc, "send")))
         elif isinstance(message, Delete):
             for object_id in message.ids:
+                if self._failed.pop(object_id, None) is not None:
+                    continue
                 entry = self.store.get(object_id)
                 if entry is None:
                     continue
@@ -152,19 +163,24 @@ class PeerService:
 
     # ---- actions
     def _use(self, object_id: str, used: list[StoredObject]) -> Any:
+        failed = self._failed.get(object_id)
+        if failed is not None:
+            raise _Propagated(failed)
         entry = self.store.get(object_id)
-        if entry is None or (entry.owner == OWNER and not entry.pointable) or (
-            entry.owner not in (OWNER, self.peer)
+        if (
+            entry is None
+            or (entry.owner == OWNER and not entry.pointable)
+            or (entry.owner not in (OWNER, self.peer))
         ):
-            raise UsageError(f"object {object_id} does not exist on the owner's side (deleted or never created)")
-        if entry.error is not None:
-            raise _Propagated(entry.error)
+            raise UsageError(
+                f"object {object_id} does not exist on the owner's side (deleted or never created)"
+            )
         used.append(entry)
         return entry.value
 
     def _call(self, message: Call, buffers: list[memoryview]) -> Failure | None:
         path = message.op
-        if message.result in self.store:
+        if message.result in self.store or message.result in self._failed:
             return Failure(
                 result=None,
                 error=ErrorInfo(
@@ -185,11 +201,8 @@ class PeerService:
             path = op.path
             decoder = Decoder(buffers, lambda ref: self._use(ref, used))
             args = [decoder.decode(a) for a in message.args]
-            kwargs = {}
-            for key, value in message.kwargs.items():
-                if key == "out" or (op.kwargs is not None and key not in op.kwargs):
-                    raise NotAllowed(f"keyword argument {key!r} is not allowed for {op.path}")
-                kwargs[key] = decoder.decode(value)
+            op.check_kwargs(message.kwargs)
+            kwargs = {key: decoder.decode(value) for key, value in message.kwargs.items()}
             if op.kind == "attribute" and (args or kwargs):
                 raise ProtocolError(f"{op.path} is an attribute and takes no arguments")
             assert op.impl is not None
@@ -216,19 +229,21 @@ class PeerService:
         try:
             self.store.add_for_peer(self.peer, entry)
         except DuetError as exc:
-            return Failure(result=message.result, error=self._error_info(exc, op.path))
+            return self._store_failure(message.result, self._error_info(exc, op.path))
         return None
 
-    def _store_failure(self, result_id: str, info: ErrorInfo, *, notify: bool = True) -> Failure | None:
-        entry = StoredObject(id=result_id, value=None, owner=self.peer, error=info)
-        try:
-            self.store.add_for_peer(self.peer, entry)
-        except DuetError:
-            pass
+    def _store_failure(
+        self, result_id: str, info: ErrorInfo, *, notify: bool = True
+    ) -> Failure | None:
+        # kept apart from the store (and its quota) so a quota error can be reported too;
+        # bounded, oldest forgotten first
+        self._failed[result_id] = info
+        if len(self._failed) > MAX_FAILURES:
+            self._failed.popitem(last=False)
         return Failure(result=result_id, error=info) if notify else None
 
     def _put(self, message: Put, buffers: list[memoryview]) -> None:
-        if message.id in self.store:
+        if message.id in self.store or message.id in self._failed:
             raise UsageError(f"object id {message.id!r} is already in use; ids cannot be reused")
         value = Decoder(buffers, None).decode(message.value)
         entry = StoredObject(
@@ -243,17 +258,22 @@ class PeerService:
 
     # ---- gets and requests
     def _get(self, message: Get, out_buffers: list[memoryview]) -> Reply | None:
+        failed = self._failed.get(message.id)
+        if failed is not None:
+            return Reply(rid=message.rid, status="error", error=failed)
         entry = self.store.get(message.id)
-        if entry is None or (entry.owner == OWNER and not entry.pointable) or (
-            entry.owner not in (OWNER, self.peer)
+        if (
+            entry is None
+            or (entry.owner == OWNER and not entry.pointable)
+            or (entry.owner not in (OWNER, self.peer))
         ):
             return self._error_reply(
                 message.rid,
-                UsageError(f"object {message.id} does not exist on the owner's side (deleted or never created)"),
+                UsageError(
+                    f"object {message.id} does not exist on the owner's side (deleted or never created)"
+                ),
                 "get",
             )
-        if entry.error is not None:
-            return Reply(rid=message.rid, status="error", error=entry.error)
         if not self.store.is_private(entry):
             return self._value_reply(message.rid, entry, "ok", out_buffers, message.delete_obj)
         if not message.request:
@@ -295,16 +315,24 @@ class PeerService:
         if request.status is RequestStatus.ACCEPTED:
             entry = self.store.get(request.object_id)
             if entry is None:
-                reply = self._error_reply(rid, UsageError(f"object {request.object_id} was deleted"), "get")
+                reply = self._error_reply(
+                    rid, UsageError(f"object {request.object_id} was deleted"), "get"
+                )
             else:
                 reply = self._value_reply(rid, entry, "accepted", buffers, delete_obj)
         else:
             note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
-            reply = Reply(rid=rid, status=request.status.value, note=f"request {request.name!r} {note}")
+            status: Any = request.status.value
+            reply = Reply(rid=rid, status=status, note=f"request {request.name!r} {note}")
         self._send([reply], buffers)
 
     def _value_reply(
-        self, rid: int, entry: StoredObject, status: str, buffers: list[memoryview], delete_obj: bool
+        self,
+        rid: int,
+        entry: StoredObject,
+        status: Any,
+        buffers: list[memoryview],
+        delete_obj: bool,
     ) -> Reply:
         try:
             value = Encoder(buffers).encode(entry.value)
@@ -312,7 +340,7 @@ class PeerService:
             return self._error_reply(rid, exc, "get")
         if delete_obj and entry.owner == self.peer:
             self.store.remove(entry.id)
-        return Reply(rid=rid, status=status, value=value)  # type: ignore[arg-type]
+        return Reply(rid=rid, status=status, value=value)
 
     def _error_reply(self, rid: int, exc: Exception, op: str) -> Reply:
         return Reply(rid=rid, status="error", error=self._error_info(exc, op))
@@ -322,7 +350,10 @@ class PeerService:
             return ErrorInfo(code=exc.code, message=str(exc)[:20_000], op=op)
         if self.redact_errors:
             return ErrorInfo(
-                code=RemoteError.code, message="the owner redacts error details", op=op, remote_type=None
+                code=RemoteError.code,
+                message="the owner redacts error details",
+                op=op,
+                remote_type=None,
             )
         return ErrorInfo(
             code=RemoteError.code, message=str(exc)[:20_000] or type(exc).__name__, op=op,

@@ -14,7 +14,6 @@ from torch import nn
 
 from ..errors import QuotaExceeded, UsageError
 from ..protocol.allowlist import type_key
-from ..protocol.messages import ErrorInfo
 from .taint import Taint
 
 if TYPE_CHECKING:
@@ -36,7 +35,6 @@ class StoredObject:
     private: bool = False  # set for values that cannot be tracked by identity (numbers)
     nbytes: int = 0
     created: float = field(default_factory=time.time)
-    error: ErrorInfo | None = None  # a failed result: raised when used
     # tags of the owner's published objects this value was computed from: what handlers match
     source_tags: frozenset[str] = frozenset()
 
@@ -46,7 +44,7 @@ class StoredObject:
 
     @property
     def type_name(self) -> str:
-        return type(self.value).__name__ if self.error is None else "Error"
+        return type(self.value).__name__
 
 
 def value_nbytes(value: Any, depth: int = 0) -> int:
@@ -110,7 +108,9 @@ class ObjectStore:
     Thread-safe: the executor thread writes, the owner's notebook reads.
     """
 
-    def __init__(self, *, max_bytes: int = DEFAULT_MAX_BYTES, max_objects: int = DEFAULT_MAX_OBJECTS):
+    def __init__(
+        self, *, max_bytes: int = DEFAULT_MAX_BYTES, max_objects: int = DEFAULT_MAX_OBJECTS
+    ):
         self._objects: dict[str, StoredObject] = {}
         self._lock = threading.RLock()
         self.taint = Taint()
@@ -119,7 +119,12 @@ class ObjectStore:
 
     # ---- the owner's own objects
     def publish(
-        self, value: Any, *, pointable: bool = True, tags: list[str] | None = None, description: str = ""
+        self,
+        value: Any,
+        *,
+        pointable: bool = True,
+        tags: list[str] | None = None,
+        description: str = "",
     ) -> StoredObject:
         tags = [str(t) for t in (tags or [])]
         entry = StoredObject(

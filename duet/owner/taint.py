@@ -25,8 +25,12 @@ class Taint:
     def mark(self, obj: Any) -> bool:
         """Mark ``obj`` private; False when it cannot be tracked by identity (plain numbers)."""
         key = id(obj)
+
+        def forget(_ref: weakref.ref[Any]) -> None:
+            self._marked.pop(key, None)
+
         try:
-            ref = weakref.ref(obj, lambda _r, key=key: self._marked.pop(key, None))
+            ref = weakref.ref(obj, forget)
         except TypeError:
             return False
         self._marked[key] = ref

@@ -28,7 +28,11 @@ from torch import nn
 from ..errors import NotAllowed
 from .modules import LAYERS
 
-Returns = str | None | Callable[[dict[str, Any], tuple[Any, ...], dict[str, Any]], tuple[str | None, dict[str, Any]]]
+Returns = (
+    str
+    | None
+    | Callable[[dict[str, Any], tuple[Any, ...], dict[str, Any]], tuple[str | None, dict[str, Any]]]
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +43,12 @@ class Op:
     mutates: bool = False
     impl: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     kwargs: frozenset[str] | None = None  # allowed keyword names, None: any
+
+    def check_kwargs(self, names: Any) -> None:
+        """Refuse keyword arguments the op does not allow (``out=`` never: it writes elsewhere)."""
+        for name in names:
+            if name == "out" or (self.kwargs is not None and name not in self.kwargs):
+                raise NotAllowed(f"keyword argument {name!r} is not allowed for {self.path}")
 
     def result_kind(
         self, receiver_meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -134,7 +144,7 @@ _COMPARISONS = ["__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"]
 def _methods(type_name: str, names: list[str], returns: Returns = "Tensor") -> dict[str, Op]:
     table = {}
     for name in names:
-        mutates = name.endswith("_") and not name.endswith("__") or name in _INPLACE_OPERATORS
+        mutates = (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_OPERATORS
         impl = _OPERATORS.get(name) or _call_method(name)
         table[name] = Op(f"{type_name}.{name}", "method", returns, mutates, impl)
     return table
@@ -147,30 +157,42 @@ def _attributes(type_name: str, names: dict[str, Returns]) -> dict[str, Op]:
     }
 
 
-def _pair_if_dim(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+def _pair_if_dim(
+    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
     if args or "dim" in kwargs:
         return "Tuple", {"length": 2}
     return "Tensor", {}
 
 
-def _pair(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+def _pair(
+    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
     return "Tuple", {"length": 2}
 
 
-def _same_fields(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+def _same_fields(
+    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
     return None, {"fields": meta.get("fields")}
 
 
-def _loader_fields(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+def _loader_fields(
+    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
     dataset_meta = getattr(args[0], "meta", {}) if args else {}
     return "DataLoader", {"fields": dataset_meta.get("fields")}
 
 
-def _dataset_fields(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+def _dataset_fields(
+    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
     return "Dataset", {"fields": len(args)}
 
 
-def _batch(meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[str | None, dict[str, Any]]:
+def _batch(
+    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
     fields = meta.get("fields")
     return "List", ({"length": fields} if fields else {})
 
@@ -204,12 +226,24 @@ TABLES["Tensor"] = {
     **_methods("Tensor", ["backward"], "None"),
     **_attributes(
         "Tensor",
-        {"grad": "Tensor", "shape": "Size", "dtype": "dtype", "requires_grad": "Bool",
-         "is_leaf": "Bool", "ndim": "Number", "T": "Tensor", "device": "device"},
+        {
+            "grad": "Tensor",
+            "shape": "Size",
+            "dtype": "dtype",
+            "requires_grad": "Bool",
+            "is_leaf": "Bool",
+            "ndim": "Number",
+            "T": "Tensor",
+            "device": "device",
+        },
     ),  # fmt: skip
 }
-TABLES["Tensor"]["backward"] = Op("Tensor.backward", "method", "None", True, _call_method("backward"))
-TABLES["Tensor"]["requires_grad_"] = Op("Tensor.requires_grad_", "method", "self", True, _call_method("requires_grad_"))
+TABLES["Tensor"]["backward"] = Op(
+    "Tensor.backward", "method", "None", True, _call_method("backward")
+)
+TABLES["Tensor"]["requires_grad_"] = Op(
+    "Tensor.requires_grad_", "method", "self", True, _call_method("requires_grad_")
+)
 
 
 def _module_call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
@@ -223,7 +257,9 @@ def _module_member(module: nn.Module, name: str) -> Any:
     for members in (module._modules, module._parameters, module._buffers):
         if name in members:
             return members[name]
-    raise AttributeError(f"{type(module).__name__} has no layer, parameter or buffer named {name!r}")
+    raise AttributeError(
+        f"{type(module).__name__} has no layer, parameter or buffer named {name!r}"
+    )
 
 
 def _module_flag(name: str) -> Callable[..., Any]:
@@ -265,7 +301,9 @@ TABLES["Optimizer"] = {
 }
 TABLES["LRScheduler"] = {
     "step": Op("LRScheduler.step", "method", "None", True, _module_flag("step")),
-    "get_last_lr": Op("LRScheduler.get_last_lr", "method", "List", False, _call_method("get_last_lr")),
+    "get_last_lr": Op(
+        "LRScheduler.get_last_lr", "method", "List", False, _call_method("get_last_lr")
+    ),
 }
 TABLES["DataLoader"] = {
     "__len__": Op("DataLoader.__len__", "method", "Number", False, len),
@@ -358,6 +396,7 @@ _TORCH_FUNCTIONS = [
     "zeros_like", "ones_like", "randn_like", "flatten", "cat", "stack", "matmul", "sum", "mean",
     "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "argmax",
     "where", "clamp", "maximum", "minimum", "squeeze", "unsqueeze", "transpose", "reshape",
+    "add", "sub", "mul", "div", "pow", "neg", "mm", "std", "var", "exp", "eq", "lt", "gt",
 ]  # fmt: skip
 _FUNCTIONAL = [
     "relu", "max_pool2d", "log_softmax", "softmax", "nll_loss", "cross_entropy", "mse_loss",
@@ -382,7 +421,9 @@ for _name in _LOSSES:
     FUNCTIONS[f"torch.nn.{_name}"] = _fn(f"torch.nn.{_name}", getattr(nn, _name), "Module")
 FUNCTIONS["torch.nn.Module"] = _fn("torch.nn.Module", nn.Module, "Module")
 for _name in ("SGD", "Adam", "Adadelta"):
-    FUNCTIONS[f"torch.optim.{_name}"] = _fn(f"torch.optim.{_name}", getattr(torch.optim, _name), "Optimizer")
+    FUNCTIONS[f"torch.optim.{_name}"] = _fn(
+        f"torch.optim.{_name}", getattr(torch.optim, _name), "Optimizer"
+    )
 FUNCTIONS["torch.optim.lr_scheduler.StepLR"] = _fn(
     "torch.optim.lr_scheduler.StepLR", torch.optim.lr_scheduler.StepLR, "LRScheduler"
 )
@@ -394,12 +435,12 @@ FUNCTIONS["torch.utils.data.DataLoader"] = _fn(
     "torch.utils.data.DataLoader", tud.DataLoader, _loader_fields,
     kwargs=frozenset({"batch_size", "shuffle", "drop_last"}),
 )  # fmt: skip
-for _name, _cls, _kind in (
+for _name, _pytype, _kind in (
     ("Float", float, "Number"), ("Int", int, "Number"), ("Bool", bool, "Bool"),
     ("String", str, "String"), ("List", list, "List"), ("Dict", dict, "Dict"),
     ("Tuple", tuple, "Tuple"),
 ):  # fmt: skip
-    FUNCTIONS[f"python.{_name}"] = _fn(f"python.{_name}", _typed(_cls, _kind), _kind)
+    FUNCTIONS[f"python.{_name}"] = _fn(f"python.{_name}", _typed(_pytype, _kind), _kind)
 
 
 # ---------------------------------------------------------------- lookups
@@ -438,7 +479,10 @@ def namespaces() -> set[str]:
 
 def digest() -> str:
     """A fingerprint of the whole table: both sides must agree on it."""
-    lines = sorted(f"f {p} {op.returns if isinstance(op.returns, str | None) else 'fn'}" for p, op in FUNCTIONS.items())
+    lines = sorted(
+        f"f {p} {op.returns if isinstance(op.returns, str | None) else 'fn'}"
+        for p, op in FUNCTIONS.items()
+    )
     for kind, table in TABLES.items():
         lines.extend(sorted(f"m {kind}.{n} {op.kind} {op.mutates}" for n, op in table.items()))
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]

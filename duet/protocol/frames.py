@@ -13,6 +13,7 @@ touching it: any malformed input raises ProtocolError, never another exception.
 from __future__ import annotations
 
 import struct
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import ProtocolError
@@ -31,7 +32,7 @@ class Frame:
     buffers: list[memoryview]
 
 
-def encode_frame(header: bytes, buffers: list[memoryview | bytes] | None = None) -> bytes:
+def encode_frame(header: bytes, buffers: Sequence[memoryview | bytes] | None = None) -> bytes:
     buffers = buffers or []
     if len(header) > MAX_HEADER_BYTES:
         raise ProtocolError(f"frame header of {len(header)} bytes exceeds {MAX_HEADER_BYTES}")
@@ -54,7 +55,9 @@ def decode_frame(data: bytes, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES)
     if view.nbytes > max_frame_bytes:
         raise ProtocolError(f"frame of {view.nbytes} bytes exceeds the limit of {max_frame_bytes}")
     if view.nbytes < _PREFIX.size:
-        raise ProtocolError(f"frame of {view.nbytes} bytes is shorter than its {_PREFIX.size}-byte prefix")
+        raise ProtocolError(
+            f"frame of {view.nbytes} bytes is shorter than its {_PREFIX.size}-byte prefix"
+        )
     magic, version, flags, header_len, n_buffers = _PREFIX.unpack_from(view, 0)
     if magic != MAGIC:
         raise ProtocolError("not a duet frame (bad magic bytes)")
@@ -73,7 +76,9 @@ def decode_frame(data: bytes, *, max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES)
     lengths = struct.unpack_from(f"<{n_buffers}Q", view, offset)
     total = table_end + header_len + sum(lengths)
     if total != view.nbytes:
-        raise ProtocolError(f"frame lengths add up to {total} bytes but the frame has {view.nbytes}")
+        raise ProtocolError(
+            f"frame lengths add up to {total} bytes but the frame has {view.nbytes}"
+        )
     header = bytes(view[table_end : table_end + header_len])
     buffers = []
     pos = table_end + header_len

@@ -145,9 +145,13 @@ def unpack(data: bytes, *, max_frame_bytes: int) -> tuple[list[Any], list[memory
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
-        raise ProtocolError(f"malformed message at {where or 'header'}: {first.get('msg')}") from exc
+        raise ProtocolError(
+            f"malformed message at {where or 'header'}: {first.get('msg')}"
+        ) from exc
     except (ValueError, RecursionError) as exc:
         raise ProtocolError(f"malformed frame header: {exc}") from exc
     if len(messages) > MAX_MESSAGES_PER_FRAME:
-        raise ProtocolError(f"{len(messages)} messages in one frame exceed {MAX_MESSAGES_PER_FRAME}")
+        raise ProtocolError(
+            f"{len(messages)} messages in one frame exceed {MAX_MESSAGES_PER_FRAME}"
+        )
     return messages, frame.buffers

@@ -22,8 +22,17 @@ LAYERS: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
     "torch.nn.Linear": (nn.Linear, ("in_features", "out_features", "bias")),
     "torch.nn.Conv2d": (
         nn.Conv2d,
-        ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
-         "bias", "padding_mode"),
+        (
+            "in_channels",
+            "out_channels",
+            "kernel_size",
+            "stride",
+            "padding",
+            "dilation",
+            "groups",
+            "bias",
+            "padding_mode",
+        ),
     ),  # fmt: skip
     "torch.nn.MaxPool2d": (
         nn.MaxPool2d,
@@ -86,7 +95,11 @@ def decode_module(data: dict[str, Any], decoder: Decoder, depth: int) -> nn.Modu
     config = data.get("config")
     children = data.get("children")
     state = data.get("state")
-    if not isinstance(config, dict) or not isinstance(children, list) or not isinstance(state, list):
+    if (
+        not isinstance(config, dict)
+        or not isinstance(children, list)
+        or not isinstance(state, list)
+    ):
         raise ProtocolError("a module spec needs config, children and state")
     if len(children) > MAX_CHILDREN:
         raise ProtocolError(f"a module may have at most {MAX_CHILDREN} children")
@@ -97,7 +110,9 @@ def decode_module(data: dict[str, Any], decoder: Decoder, depth: int) -> nn.Modu
     elif isinstance(path, str) and path in LAYERS and path != "torch.nn.Sequential":
         cls, allowed = LAYERS[path]
         if not set(config) <= set(allowed):
-            raise ProtocolError(f"{path} does not take the settings {sorted(set(config) - set(allowed))}")
+            raise ProtocolError(
+                f"{path} does not take the settings {sorted(set(config) - set(allowed))}"
+            )
         kwargs = {name: decoder.decode(value, depth + 1) for name, value in config.items()}
         try:
             module = cls(**kwargs)
@@ -124,7 +139,7 @@ def decode_module(data: dict[str, Any], decoder: Decoder, depth: int) -> nn.Modu
 
 
 def _load_state(module: nn.Module, state: list[Any], decoder: Decoder, depth: int) -> None:
-    own = dict(module.named_parameters(recurse=False))
+    own: dict[str, torch.Tensor] = dict(module.named_parameters(recurse=False))
     own.update(dict(module.named_buffers(recurse=False)))
     for pair in state:
         if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):

@@ -25,7 +25,9 @@ _DTYPE_NAMES = [
     "uint8", "int8", "int16", "int32", "int64", "bool", "uint16", "uint32", "uint64",
 ]  # fmt: skip
 DTYPES: dict[str, torch.dtype] = {
-    name: getattr(torch, name) for name in _DTYPE_NAMES if isinstance(getattr(torch, name, None), torch.dtype)
+    name: getattr(torch, name)
+    for name in _DTYPE_NAMES
+    if isinstance(getattr(torch, name, None), torch.dtype)
 }
 DTYPE_NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
 
@@ -35,7 +37,7 @@ def tensor_to_buffer(tensor: torch.Tensor) -> memoryview:
     flat = tensor.detach().contiguous().reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
-    return memoryview(flat.view(torch.uint8).numpy()).cast("B")
+    return flat.view(torch.uint8).numpy().data
 
 
 def tensor_from_buffer(dtype_name: Any, shape: Any, buffer: memoryview) -> torch.Tensor:
@@ -66,7 +68,9 @@ class Encoder:
     None for ordinary values.
     """
 
-    def __init__(self, buffers: list[memoryview], ref_of: Callable[[Any], str | None] | None = None):
+    def __init__(
+        self, buffers: list[memoryview], ref_of: Callable[[Any], str | None] | None = None
+    ):
         self.buffers = buffers
         self.ref_of = ref_of
 
@@ -96,10 +100,15 @@ class Encoder:
         if isinstance(value, dict):
             return {
                 "$": "dict",
-                "v": [[self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()],
+                "v": [
+                    [self.encode(k, depth + 1), self.encode(v, depth + 1)] for k, v in value.items()
+                ],
             }
         if isinstance(value, slice):
-            return {"$": "slice", "v": [self.encode(p, depth + 1) for p in (value.start, value.stop, value.step)]}
+            return {
+                "$": "slice",
+                "v": [self.encode(p, depth + 1) for p in (value.start, value.stop, value.step)],
+            }
         if value is Ellipsis:
             return {"$": "ellipsis"}
         if isinstance(value, torch.dtype):
@@ -171,7 +180,9 @@ class Decoder:
                 try:
                     out[key] = self.decode(pair[1], depth + 1)
                 except TypeError as exc:
-                    raise ProtocolError(f"unhashable dict key of type {type(key).__name__}") from exc
+                    raise ProtocolError(
+                        f"unhashable dict key of type {type(key).__name__}"
+                    ) from exc
             return out
         if tag == "tensor":
             tensor = tensor_from_buffer(data.get("dtype"), data.get("shape"), self._buffer(data))

@@ -45,6 +45,9 @@ class PointerClient:
         self._rids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future[tuple[Reply, list[memoryview]]]] = {}
         self.failures: dict[str, ErrorInfo] = {}
+        self.notices: collections.deque[ErrorInfo] = collections.deque(
+            maxlen=1000
+        )  # newest failures
         self.lost: ConnectionLost | None = None
         self.actions_sent = 0
 
@@ -52,7 +55,9 @@ class PointerClient:
     def new_id(self) -> str:
         return f"{self._prefix}{next(self._ids)}"
 
-    def pointer(self, object_id: str, kind: str | None, meta: dict[str, Any] | None, *, owned: bool) -> Pointer:
+    def pointer(
+        self, object_id: str, kind: str | None, meta: dict[str, Any] | None, *, owned: bool
+    ) -> Pointer:
         from .pointer import Pointer
 
         return Pointer(self, object_id, kind, meta or {}, owned=owned)
@@ -87,7 +92,14 @@ class PointerClient:
         elif schedule:
             self.connection.loop.call_soon_threadsafe(self.flush)
 
-    def call(self, op: allowlist.Op, target: Pointer | None, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Pointer:
+    def call(
+        self,
+        op: allowlist.Op,
+        target: Pointer | None,
+        args: tuple[Any, ...],
+        kwargs: dict[str, Any],
+    ) -> Pointer:
+        op.check_kwargs(kwargs)
         result_id = self.new_id()
         name = op.path if target is None else op.path.split(".", 1)[1]
         self.enqueue(
@@ -106,7 +118,9 @@ class PointerClient:
     def put(self, value: Any, *, tags: list[str] | None = None, description: str = "") -> str:
         object_id = self.new_id()
         self.enqueue(
-            lambda enc: Put(id=object_id, value=enc.encode(value), tags=tags or [], description=description)
+            lambda enc: Put(
+                id=object_id, value=enc.encode(value), tags=tags or [], description=description
+            )
         )
         return object_id
 
@@ -133,14 +147,23 @@ class PointerClient:
             self.on_lost(exc)
 
     # ---- blocking calls
-    def request(self, build: Callable[[int], Any], *, timeout_secs: float | None, what: str) -> tuple[Reply, list[memoryview]]:
+    def request(
+        self, build: Callable[[int], Any], *, timeout_secs: float | None, what: str
+    ) -> tuple[Reply, list[memoryview]]:
         future = self.request_async(build)
         return self.wait(future, timeout_secs=timeout_secs, what=what)
 
-    def request_async(self, build: Callable[[int], Any]) -> concurrent.futures.Future[tuple[Reply, list[memoryview]]]:
+    def request_async(
+        self, build: Callable[[int], Any]
+    ) -> concurrent.futures.Future[tuple[Reply, list[memoryview]]]:
         rid = next(self._rids)
-        future: concurrent.futures.Future[tuple[Reply, list[memoryview]]] = concurrent.futures.Future()
+        future: concurrent.futures.Future[tuple[Reply, list[memoryview]]] = (
+            concurrent.futures.Future()
+        )
         self._pending[rid] = future
+        # the blocking message rides in a frame of its own: if the owner refuses the frame
+        # before it (too large, say), this one still gets its reply
+        self.flush()
         try:
             self.enqueue(lambda enc: build(rid))
         except BaseException:
@@ -149,7 +172,9 @@ class PointerClient:
         self.flush()
         return future
 
-    def wait(self, future: concurrent.futures.Future[Any], *, timeout_secs: float | None, what: str) -> Any:
+    def wait(
+        self, future: concurrent.futures.Future[Any], *, timeout_secs: float | None, what: str
+    ) -> Any:
         timeout = self.default_timeout_secs if timeout_secs is None else timeout_secs
         try:
             return future.result(timeout)
@@ -173,6 +198,7 @@ class PointerClient:
                 if future is not None and not future.done():
                     future.set_result((message, buffers))
             elif isinstance(message, Failure):
+                self.notices.append(message.error)
                 if message.result is not None:
                     self.failures[message.result] = message.error
                     if len(self.failures) > 10_000:
@@ -181,7 +207,9 @@ class PointerClient:
                     "remote %s failed: %s", message.error.op or "operation", message.error.message
                 )
             else:
-                log.warning("ignored an unexpected %s message from the owner", type(message).__name__)
+                log.warning(
+                    "ignored an unexpected %s message from the owner", type(message).__name__
+                )
 
     def on_lost(self, exc: ConnectionLost) -> None:
         self.lost = exc

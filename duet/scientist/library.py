@@ -34,7 +34,9 @@ class RemoteLibrary:
 
     def __dir__(self) -> list[str]:
         prefix = self._path + "."
-        names = {p[len(prefix) :].split(".")[0] for p in allowlist.FUNCTIONS if p.startswith(prefix)}
+        names = {
+            p[len(prefix) :].split(".")[0] for p in allowlist.FUNCTIONS if p.startswith(prefix)
+        }
         return sorted(names)
 
     def __repr__(self) -> str:

@@ -30,7 +30,15 @@ class Pointer:
 
     __slots__ = ("__weakref__", "_client", "_owned", "id", "kind", "meta")
 
-    def __init__(self, client: PointerClient, object_id: str, kind: str | None, meta: dict[str, Any], *, owned: bool):
+    def __init__(
+        self,
+        client: PointerClient,
+        object_id: str,
+        kind: str | None,
+        meta: dict[str, Any],
+        *,
+        owned: bool,
+    ):
         self._client = client
         self.id = object_id
         self.kind = kind
@@ -57,6 +65,12 @@ class Pointer:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("__call__", *args, **kwargs)
 
+    def __getitem__(self, key: Any) -> Any:
+        return self._call("__getitem__", key)
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        self._call("__setitem__", key, value)
+
     # ---- getting values back
     def get(
         self,
@@ -80,11 +94,17 @@ class Pointer:
                 what=f"get of {self.id}",
             )
             return self._value(reply, buffers)
-        handle = self.request(name=name, reason=reason, timeout_secs=timeout_secs, delete_obj=delete_obj)
+        handle = self.request(
+            name=name, reason=reason, timeout_secs=timeout_secs, delete_obj=delete_obj
+        )
         return handle.wait(timeout_secs=None if timeout_secs is None else timeout_secs + 5.0)
 
     def request(
-        self, name: str | None = None, reason: str = "", timeout_secs: float | None = None, delete_obj: bool = False
+        self,
+        name: str | None = None,
+        reason: str = "",
+        timeout_secs: float | None = None,
+        delete_obj: bool = False,
     ) -> RequestHandle:
         """Ask the owner to release this value without waiting; returns a handle."""
         future = self._client.request_async(
@@ -125,9 +145,13 @@ class Pointer:
 
     def __len__(self) -> int:
         name = "train_size" if self.kind in ("Dataset", "DataLoader") else "len"
-        length = self._call("__len__").get(request_block=True, name=name, reason="length of a remote object")
+        length = self._call("__len__").get(
+            request_block=True, name=name, reason="length of a remote object"
+        )
         if length is None:
-            raise RequestDenied(f"the owner did not release the length of {self.id} (request {name!r})")
+            raise RequestDenied(
+                f"the owner did not release the length of {self.id} (request {name!r})"
+            )
         return int(length)
 
     def __iter__(self) -> Iterator[Any]:
@@ -143,7 +167,9 @@ class Pointer:
         return (self[i] for i in range(length))
 
     def __index__(self) -> int:
-        raise UsageError("a pointer cannot be used as a local number; fetch it with .get(...) first")
+        raise UsageError(
+            "a pointer cannot be used as a local number; fetch it with .get(...) first"
+        )
 
     __hash__ = object.__hash__
 
@@ -163,18 +189,10 @@ for _name in (
     "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
     "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
     "__matmul__", "__rmatmul__", "__and__", "__or__", "__xor__", "__lt__", "__le__", "__gt__",
-    "__ge__", "__eq__", "__ne__", "__neg__", "__abs__", "__invert__", "__getitem__", "__setitem__",
+    "__ge__", "__eq__", "__ne__", "__neg__", "__abs__", "__invert__",
     "__iadd__", "__isub__", "__imul__", "__itruediv__", "__contains__",
 ):  # fmt: skip
     setattr(Pointer, _name, _operator(_name))
-
-
-def _setitem(self: Pointer, key: Any, value: Any) -> None:
-    self._call("__setitem__", key, value)
-
-
-Pointer.__setitem__ = _setitem  # type: ignore[method-assign]
-Pointer.__hash__ = object.__hash__  # type: ignore[method-assign]
 
 
 class RemoteMethod:
@@ -196,7 +214,12 @@ class RemoteMethod:
 class RequestHandle:
     """A request sent to the owner: ``status`` and ``wait()``."""
 
-    def __init__(self, pointer: Pointer, name: str, future: concurrent.futures.Future[tuple[Reply, list[memoryview]]]):
+    def __init__(
+        self,
+        pointer: Pointer,
+        name: str,
+        future: concurrent.futures.Future[tuple[Reply, list[memoryview]]],
+    ):
         self.pointer = pointer
         self.name = name
         self._future = future
@@ -212,10 +235,16 @@ class RequestHandle:
     def wait(self, timeout_secs: float | None = None) -> Any:
         """Wait for the owner's decision: the value if accepted, None (with a warning) otherwise."""
         reply, buffers = self.pointer._client.wait(
-            self._future, timeout_secs=timeout_secs, what=f"request {self.name!r} for {self.pointer.id}"
+            self._future,
+            timeout_secs=timeout_secs,
+            what=f"request {self.name!r} for {self.pointer.id}",
         )
         if reply.status in ("denied", "timeout"):
-            how = "was denied by the owner" if reply.status == "denied" else "timed out waiting for the owner"
+            how = (
+                "was denied by the owner"
+                if reply.status == "denied"
+                else "timed out waiting for the owner"
+            )
             warnings.warn(
                 f"request {self.name!r} for {self.pointer.id} {how}; get() returns None",
                 RequestWarning,

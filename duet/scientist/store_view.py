@@ -27,12 +27,16 @@ class RemoteStore:
         )
         self._client.raise_for(reply)
         rows = reply.value
-        if not isinstance(rows, list) or not all(isinstance(r, dict) and isinstance(r.get("id"), str) for r in rows):
+        if not isinstance(rows, list) or not all(
+            isinstance(r, dict) and isinstance(r.get("id"), str) for r in rows
+        ):
             raise ProtocolError("the owner's store listing is malformed")
         return rows
 
     def _pointer(self, row: dict[str, Any]) -> Pointer:
-        meta = {k: row[k] for k in ("fields", "shape", "dtype", "tags", "description") if k in row}
+        meta: dict[str, Any] = {
+            k: row[k] for k in ("fields", "shape", "dtype", "tags", "description") if k in row
+        }
         return self._client.pointer(row["id"], row.get("kind"), meta, owned=False)
 
     def __len__(self) -> int:
@@ -45,7 +49,9 @@ class RemoteStore:
         rows = self._rows()
         if isinstance(key, int):
             if not -len(rows) <= key < len(rows):
-                raise UsageError(f"the owner's store lists {len(rows)} objects; index {key} is out of range")
+                raise UsageError(
+                    f"the owner's store lists {len(rows)} objects; index {key} is out of range"
+                )
             return self._pointer(rows[key])
         for row in rows:
             if row["id"] == key:
@@ -55,8 +61,12 @@ class RemoteStore:
             return self._pointer(matches[0])
         if not matches:
             raise UsageError(f"no object in the owner's store has the id or tag {key!r}")
-        described = ", ".join(f"{r['id']} ({r.get('description') or 'no description'})" for r in matches)
-        raise UsageError(f"tag {key!r} matches {len(matches)} objects: {described}; use an id instead")
+        described = ", ".join(
+            f"{r['id']} ({r.get('description') or 'no description'})" for r in matches
+        )
+        raise UsageError(
+            f"tag {key!r} matches {len(matches)} objects: {described}; use an id instead"
+        )
 
     @property
     def pandas(self) -> pandas.DataFrame:

@@ -35,6 +35,7 @@ import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 
 from ..errors import NetworkError, ProtocolError, UsageError
+from ..protocol.chunking import MIN_CHUNK_SIZE
 
 logger = logging.getLogger(__name__)
 
@@ -201,3 +202,12 @@ def sdp_max_message_size(sdp: str) -> int:
     """The peer's ``a=max-message-size`` (0: no limit; 65536 when absent, RFC 8841 s. 6)."""
     match = _MAX_MESSAGE_RE.search(sdp)
     return int(match.group(1)) if match else _REMOTE_DEFAULT_MAX_MESSAGE
+
+
+def chunk_size_for_peer(remote_sdp: str, wanted: int) -> int:
+    """``wanted`` lowered to the peer's advertised maximum message size, if it has one."""
+    limit = sdp_max_message_size(remote_sdp)
+    size = wanted if limit == 0 else min(wanted, limit)  # 0 means "any size"
+    if size < MIN_CHUNK_SIZE:
+        raise NetworkError(f"the peer accepts data channel messages of only {limit} bytes")
+    return size

@@ -38,13 +38,13 @@ from ..protocol.chunking import DEFAULT_CHUNK_SIZE
 from .channel import Channel, ChannelClosed
 from .ice import (
     check_host_candidates,
+    chunk_size_for_peer,
     client_id_from_fingerprint,
     dtls_fingerprint,
     ice_configuration,
     resolve_ice_hosts,
     restricted_host_addresses,
     sdp_candidate_addresses,
-    sdp_max_message_size,
     without_mdns_candidates,
 )
 
@@ -67,14 +67,6 @@ LOW_WATER = 256 << 10  # resume once it drained to 256 KiB
 DEFAULT_STALL_TIMEOUT = 120.0  # no drain progress for this long: the connection is dead
 DEFAULT_GATHER_TIMEOUT = 30.0
 _CLOSED = object()
-
-
-def _chunk_size_for(remote_sdp: str, wanted: int) -> int:
-    limit = sdp_max_message_size(remote_sdp)
-    size = wanted if limit == 0 else min(wanted, limit)  # 0 means "any size"
-    if size < chunking.MIN_CHUNK_SIZE:
-        raise NetworkError(f"the peer accepts data channel messages of only {limit} bytes")
-    return size
 
 
 class WebRTCChannel(Channel):
@@ -250,21 +242,17 @@ async def _set_local(pc: RTCPeerConnection, hosts: tuple[str, ...] | None, timeo
     try:
         with restricted_host_addresses(hosts):
             desc = await (pc.createOffer() if pc.signalingState == "stable" else pc.createAnswer())
-            try:
-                await asyncio.wait_for(pc.setLocalDescription(desc), timeout)
-            except TimeoutError:
-                raise DuetTimeout(
-                    f"ICE candidate gathering did not finish within {timeout:g} s"
-                ) from None
+            await asyncio.wait_for(pc.setLocalDescription(desc), timeout)
         sdp: str = pc.localDescription.sdp
         check_host_candidates(sdp, hosts)  # NetworkError: never hand out a foreign address
-    except DuetError:
+        return sdp
+    except BaseException as exc:
         await pc.close()
-        raise
-    except Exception as exc:
-        await pc.close()
+        if isinstance(exc, DuetError) or not isinstance(exc, Exception):
+            raise
+        if isinstance(exc, TimeoutError):
+            raise DuetTimeout(f"ICE gathering did not finish within {timeout:g} s") from None
         raise NetworkError(f"could not create the local WebRTC description: {exc}") from exc
-    return sdp
 
 
 async def _set_remote(
@@ -283,7 +271,11 @@ class OfferingPeer:
     """The scientist's side before the answer arrives. Show ``client_id`` to the owner."""
 
     def __init__(
-        self, pc: RTCPeerConnection, channel: WebRTCChannel, offer_sdp: str, hosts: Any = None
+        self,
+        pc: RTCPeerConnection,
+        channel: WebRTCChannel,
+        offer_sdp: str,
+        hosts: tuple[str, ...] | None = None,
     ) -> None:
         self._pc = pc
         self._channel = channel
@@ -301,7 +293,7 @@ class OfferingPeer:
             await self.close()
             raise
         await _set_remote(self._pc, answer_sdp, "answer", self._hosts)
-        self._channel.chunk_size = _chunk_size_for(answer_sdp, self._channel.chunk_size)
+        self._channel.chunk_size = chunk_size_for_peer(answer_sdp, self._channel.chunk_size)
         await self._channel._wait_open(timeout_secs)
         return self._channel
 
@@ -393,7 +385,7 @@ async def answer_offer(
     """Owner: answer the scientist's offer; returns the peer and the complete answer SDP."""
     hosts = resolve_ice_hosts(ice_hosts)
     dtls_fingerprint(offer_sdp)  # ProtocolError before any socket is opened
-    size = _chunk_size_for(offer_sdp, chunk_size)
+    size = chunk_size_for_peer(offer_sdp, chunk_size)
     pc = RTCPeerConnection(ice_configuration(ice_servers))
     peer = AnsweringPeer(pc, offer_sdp, chunk_size=size, max_frame_bytes=max_frame_bytes)
     await _set_remote(pc, offer_sdp, "offer", hosts)
