@@ -26,7 +26,9 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+from .network import join_duet, launch_duet
 from .owner.requests import Handler, Request, RequestQueue, RequestStatus
+from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
 from .session import OwnerSession, ScientistSession, duet_pair, install_send
 
@@ -38,6 +40,7 @@ __all__ = [
     "DuetTimeout",
     "Handler",
     "HandshakeError",
+    "Module",
     "NetworkError",
     "NotAllowed",
     "OwnerSession",
@@ -57,4 +60,6 @@ __all__ = [
     "UsageError",
     "__version__",
     "duet_pair",
+    "join_duet",
+    "launch_duet",
 ]

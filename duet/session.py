@@ -53,17 +53,17 @@ class _Session:
     def client_id(self) -> str:
         return self.connection.client_id if self.connection else ""
 
+    _embedded_server: Any = None  # a signaling server launch_duet started for this session
+
     def close(self, *, timeout_secs: float = 10.0) -> None:
         """Leave the session; the peer sees it closed."""
-        if self.connection is not None and self.connection.state not in (
-            State.CLOSING,
-            State.CLOSED,
-        ):
-            run(
-                self.connection.close("closed by the " + self.role),
-                timeout_secs=timeout_secs,
-                what="closing",
-            )
+        connection = self.connection
+        if connection is not None and connection.state not in (State.CLOSING, State.CLOSED):
+            reason = "closed by the " + self.role
+            run(connection.close(reason), timeout_secs=timeout_secs, what="closing")
+        server, self._embedded_server = self._embedded_server, None
+        if server is not None:
+            run(server.close(), timeout_secs=timeout_secs, what="stopping the signaling server")
 
     def wait_closed(self, timeout_secs: float | None = None) -> None:
         """Block until the peer has left (or the session was closed). Raises DuetTimeout."""
@@ -172,6 +172,7 @@ class ScientistSession(_Session):
         self.client = PointerClient(connection, default_timeout_secs=self.default_timeout_secs)
         self.torch = RemoteLibrary(self.client, "torch")
         self.python = RemoteLibrary(self.client, "python")
+        self.torchvision = RemoteLibrary(self.client, "torchvision")
         self.store = RemoteStore(self.client)
 
     def _on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:

@@ -27,6 +27,7 @@ from torch import nn
 
 from ..errors import NotAllowed
 from .modules import LAYERS
+from .vision import register_vision
 
 Returns = (
     str
@@ -488,4 +489,5 @@ def digest() -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
+register_vision(FUNCTIONS, TABLES)
 NAMESPACES = namespaces()

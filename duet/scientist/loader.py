@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
+from ..errors import RequestDenied
 from ..protocol import allowlist
 
 if TYPE_CHECKING:
@@ -14,10 +15,20 @@ if TYPE_CHECKING:
 def iterate_loader(loader: Pointer) -> Iterator[Pointer]:
     """Yield a pointer per batch without a round trip per batch.
 
-    The number of batches is asked for once (the owner releases it as a request named
-    ``train_size``); each batch is then a queued ``next`` on a remote iterator.
+    The number of batches is asked for once per loader (the owner releases it as a request
+    named ``train_size``) and remembered for later epochs; each batch is then a queued ``next``
+    on a remote iterator. Raises RequestDenied when the owner does not release the length.
     """
-    batches = len(loader)
+    batches = loader.meta.get("batches")
+    if batches is None:
+        try:
+            batches = len(loader)
+        except RequestDenied as exc:
+            raise RequestDenied(
+                f"cannot iterate the remote DataLoader {loader.id}: {exc}; the owner can allow it "
+                "with duet.requests.add_handler(name='train_size', action='accept')"
+            ) from exc
+        loader.meta["batches"] = batches
     iterator = loader._call("__iter__")
     iterator.kind = "DataLoaderIter"
     next_op = allowlist.member("DataLoaderIter", "__next__")

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -94,6 +95,9 @@ class WebRTCChannel(Channel):
         self._closed = False
         self._reason = ""
         self._close_task: asyncio.Task[None] | None = None
+        # when the peer last sent us anything, even a chunk of a frame still arriving: the
+        # session's heartbeat counts it, so a long transfer is not taken for a dead peer
+        self.last_activity = time.monotonic()
         dc.bufferedAmountLowThreshold = LOW_WATER
         dc.on("message", self._on_message)
         dc.on("bufferedamountlow", self._drained.set)
@@ -110,6 +114,7 @@ class WebRTCChannel(Channel):
     def _on_message(self, data: object) -> None:
         if self._closed:
             return
+        self.last_activity = time.monotonic()
         if not isinstance(data, bytes):
             self._protocol_failure(ProtocolError("received a text message on the data channel"))
             return
