@@ -17,3 +17,46 @@ def pair():
     yield owner, scientist
     scientist.close()
     owner.close()
+
+
+def webrtc_pair(**owner_options):
+    """An owner and a scientist in this process, joined over real WebRTC on 127.0.0.1 through
+    a real signaling server (embedded by launch_duet)."""
+    import threading
+
+    ready = threading.Event()
+    found: dict = {}
+
+    def on_ready(session_id, url):
+        found.update(session_id=session_id, url=url)
+        ready.set()
+
+    def launch():
+        try:
+            found["owner"] = sy.launch_duet(confirm=False, on_ready=on_ready, **owner_options)
+        except BaseException as exc:  # handed to the test thread
+            found["error"] = exc
+            ready.set()
+
+    thread = threading.Thread(target=launch)
+    thread.start()
+    assert ready.wait(60), "the owner never registered"
+    if "error" in found:
+        raise found["error"]
+    scientist = sy.join_duet(found["session_id"], found["url"])
+    thread.join(60)
+    if "error" in found:
+        raise found["error"]
+    return found["owner"], scientist
+
+
+@pytest.fixture(params=["memory", "webrtc"])
+def any_pair(request):
+    """The contract suite runs over every Channel: in memory and WebRTC."""
+    if request.param == "memory":
+        owner, scientist = sy.duet_pair()
+    else:
+        owner, scientist = webrtc_pair()
+    yield owner, scientist
+    scientist.close()
+    owner.close()
