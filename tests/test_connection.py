@@ -1,0 +1,134 @@
+"""Connections: the handshake, the heartbeat, closing, and the public API's shape."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+import torch
+
+import duet as sy
+from duet.connection import Connection
+from duet.protocol.messages import Hello, pack
+from duet.runtime import run
+from duet.transport.channel import Channel, ChannelClosed
+from duet.transport.memory import memory_pair
+
+
+class Blackhole(Channel):
+    """Delivers until ``silence()``; then swallows everything, like a peer that froze."""
+
+    def __init__(self, inner: Channel):
+        self.inner = inner
+        self.silent = False
+
+    def silence(self) -> None:
+        self.silent = True
+
+    async def send(self, frame: bytes) -> None:
+        if not self.silent:
+            await self.inner.send(frame)
+
+    async def recv(self) -> bytes:
+        while True:
+            frame = await self.inner.recv()
+            if not self.silent:
+                return frame
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.inner.closed
+
+
+def test_a_silent_peer_is_declared_lost_and_blocking_calls_raise():
+    owner = sy.OwnerSession()
+    scientist = sy.ScientistSession()
+    holder = {}
+
+    async def join():
+        a, b = memory_pair()
+        holder["hole"] = Blackhole(b)
+        for session, channel in ((owner, a), (scientist, holder["hole"])):
+            connection = Connection(channel, session.role, on_messages=session._on_messages,
+                                    on_lost=session._on_lost, heartbeat_secs=0.1, dead_after_secs=0.5)  # fmt: skip
+            if session is owner:
+                session._attach(connection, "scientist")
+            else:
+                session._attach(connection)
+        await asyncio.gather(
+            owner.connection.open(timeout_secs=10), scientist.connection.open(timeout_secs=10)
+        )
+
+    run(join(), timeout_secs=20, what="join")
+    ptr = scientist.store[torch.ones(1).send(owner).id]
+    handle = ptr.request(name="never")
+    holder["hole"].silence()
+    with pytest.raises(sy.ConnectionLost, match="no word from the peer"):
+        handle.wait(30)
+    with pytest.raises(sy.ConnectionLost):
+        scientist.torch.ones(1)
+    owner.wait_closed(timeout_secs=30)
+    assert not owner.connected and len(owner.store) == 1
+
+
+def test_handshake_mismatch_names_both_versions():
+    async def attempt():
+        a, b = memory_pair()
+        connection = Connection(
+            a, "scientist", on_messages=lambda m, b: None, on_lost=lambda e: None
+        )
+        other = Hello(duet_version="9.9.9", torch_version="0", allowlist="ffff", role="owner")
+        await b.send(pack([other]))
+        await connection.open(timeout_secs=10)
+
+    with pytest.raises(sy.HandshakeError, match=r"9\.9\.9.*" + sy.__version__.replace(".", r"\.")):
+        run(attempt(), timeout_secs=20, what="handshake")
+
+
+def test_a_peer_that_never_says_hello_times_out_cleanly():
+    async def attempt():
+        a, _b = memory_pair()
+        connection = Connection(a, "owner", on_messages=lambda m, b: None, on_lost=lambda e: None)
+        await connection.open(timeout_secs=0.3)
+
+    with pytest.raises(sy.HandshakeError, match="did not complete the handshake"):
+        run(attempt(), timeout_secs=20, what="handshake")
+
+
+def test_memory_channel_close_is_seen_by_the_peer():
+    async def scenario():
+        a, b = memory_pair()
+        await a.send(b"x")
+        await a.close()
+        assert await b.recv() == b"x"
+        with pytest.raises(ChannelClosed):
+            await b.recv()
+        with pytest.raises(ChannelClosed):
+            await b.send(b"y")
+
+    run(scenario(), timeout_secs=10, what="scenario")
+
+
+def test_context_manager_closes_both_sides():
+    owner, scientist = sy.duet_pair()
+    with owner, scientist:
+        assert owner.connected and scientist.connected
+    assert not owner.connected and not scientist.connected
+
+
+def test_public_api_is_curated_and_importing_only_adds_send_to_torch():
+    exported = set(sy.__all__)
+    assert {"launch_duet", "join_duet", "duet_pair", "Module", "DuetError", "RemoteError",
+            "PermissionDenied", "ConnectionLost", "Pointer"} <= exported  # fmt: skip
+    for name in sy.__all__:
+        assert hasattr(sy, name), name
+    for name in exported - {"__version__"}:
+        obj = getattr(sy, name)
+        if isinstance(obj, type) and issubclass(obj, Exception) and obj is not sy.RequestWarning:
+            assert issubclass(obj, sy.DuetError), name
+    assert hasattr(torch.Tensor, "send") and hasattr(torch.nn.Module, "send")
+    assert not hasattr(torch.Tensor, "get") and not hasattr(torch.Tensor, "request")
+    assert torch.Tensor.send.__module__ == "duet.session"
