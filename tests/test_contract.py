@@ -54,7 +54,7 @@ def test_get_accepted_by_hand(any_pair):
 
 def test_remote_error_names_the_op(any_pair):
     _, scientist = any_pair
-    with pytest.raises(sy.RemoteError, match="Tensor.view"):
+    with pytest.raises(sy.RemoteError, match=r"Tensor\.view"):
         scientist.torch.ones(5).view(2, 2).get()
 
 

@@ -51,7 +51,7 @@ def test_publish_list_ops_and_gets_across_processes(duet_processes):
 
 
 def test_a_50_mb_tensor_arrives_intact(duet_processes):
-    owner, scientist = duet_processes
+    _owner, scientist = duet_processes
     from .peers.peer import big_tensor, digest
 
     assert run_step(scientist, "big", timeout=4 * UNIT)["digest"] == digest(big_tensor())
