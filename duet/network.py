@@ -112,7 +112,7 @@ def launch_duet(
         )
     _say("♫♫♫ > waiting for the scientist to join...")
     if on_ready is not None:
-        on_ready(session_id, url)
+        on_ready(session_id, str(url))
 
     try:
         offer = run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +34,7 @@ from .protocol.messages import Sync
 from .runtime import run
 from .scientist.client import PointerClient
 from .scientist.library import RemoteLibrary
+from .scientist.plan import Plan
 from .scientist.pointer import Pointer
 from .scientist.store_view import RemoteStore
 from .transport.channel import Channel
@@ -192,6 +194,20 @@ class ScientistSession(_Session):
         if isinstance(value, torch.Tensor):
             meta = {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
         return client.pointer(object_id, type_key(value), meta, owned=True)
+
+    def plan(self, fn: Callable[..., Any]) -> Plan:
+        """Record ``fn`` (a function of pointers) once; each call then runs it on the owner's
+        side from one small message. Use it as a decorator for a training step::
+
+            @duet.plan
+            def step(data, target):
+                optimizer.zero_grad()
+                loss = duet.torch.nn.functional.nll_loss(model(data), target)
+                loss.backward()
+                optimizer.step()
+                return loss
+        """
+        return Plan(self._client(), fn)
 
     def sync(self, timeout_secs: float | None = None) -> None:
         """Wait until the owner has run every action sent so far."""

@@ -20,6 +20,7 @@ from ..errors import DuetError, NotAllowed, PermissionDenied, ProtocolError, Rem
 from ..protocol import allowlist
 from ..protocol.messages import (
     Call,
+    DefinePlan,
     Delete,
     ErrorInfo,
     Failure,
@@ -27,6 +28,7 @@ from ..protocol.messages import (
     ListStore,
     Put,
     Reply,
+    RunPlan,
     Sync,
 )
 from ..protocol.serde import Decoder, Encoder
@@ -37,6 +39,18 @@ from .store import OWNER, ObjectStore, StoredObject, describe, value_elements, v
 log = logging.getLogger(__name__)
 
 MAX_FAILURES = 100_000
+MAX_PLANS = 1000
+
+
+def _rebind(value: Any, names: dict[str, str]) -> Any:
+    """Rename the object references inside encoded values (a plan's symbolic ids)."""
+    if isinstance(value, dict):
+        if value.get("$") == "ref" and isinstance(value.get("id"), str):
+            return {"$": "ref", "id": names.get(value["id"], value["id"])}
+        return {key: _rebind(item, names) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_rebind(item, names) for item in value]
+    return value
 
 
 class _Propagated(Exception):
@@ -72,13 +86,13 @@ class PeerService:
         self._call_later = call_later
         self.redact_errors = redact_errors
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
-        self._waiting: dict[str, tuple[int, bool]] = {}
-        self._failed: collections.OrderedDict[str, ErrorInfo] = (
-            collections.OrderedDict()
-        )  # request id -> (reply id, delete_obj)
+        self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
+        self._failed: collections.OrderedDict[str, ErrorInfo] = collections.OrderedDict()
+        self._plans: dict[str, DefinePlan] = {}
+        self._plan_runs = 0
+        self.actions_run = 0
         self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
         self._thread.start()
-        self.actions_run = 0
 
     # ---- called from the network loop
     def submit(self, messages: list[Any], buffers: list[memoryview]) -> None:
@@ -103,6 +117,10 @@ class PeerService:
             for message in messages:
                 try:
                     self._handle(message, buffers, out, out_buffers)
+                except DuetError as exc:
+                    out.append(
+                        Failure(result=None, error=self._error_info(exc, type(message).__name__))
+                    )
                 except Exception as exc:  # the owner keeps serving whatever one message does
                     log.exception("unexpected failure handling %s", type(message).__name__)
                     out.append(Failure(result=None, error=self._error_info(exc, None)))
@@ -148,6 +166,14 @@ class PeerService:
             reply = self._get(message, out_buffers)
             if reply is not None:
                 out.append(reply)
+        elif isinstance(message, DefinePlan):
+            if message.id in self._plans or len(self._plans) >= MAX_PLANS:
+                raise UsageError(f"plan id {message.id!r} is in use, or {MAX_PLANS} plans exist")
+            if len(message.inputs) != len(set(message.inputs)):
+                raise ProtocolError("a plan's inputs must be distinct")
+            self._plans[message.id] = message
+        elif isinstance(message, RunPlan):
+            self._run_plan(message, out)
         elif isinstance(message, Sync):
             out.append(Reply(rid=message.rid))
         elif isinstance(message, ListStore):
@@ -255,6 +281,37 @@ class PeerService:
             nbytes=value_nbytes(value),
         )
         self.store.add_for_peer(self.peer, entry)
+
+    def _run_plan(self, message: RunPlan, out: list[Any]) -> None:
+        plan = self._plans.get(message.plan)
+        if plan is None:
+            raise UsageError(f"no plan {message.plan!r}; define it first")
+        if len(message.inputs) != len(plan.inputs) or len(message.outputs) != len(plan.outputs):
+            raise UsageError(
+                f"plan {plan.id} takes {len(plan.inputs)} inputs and {len(plan.outputs)} outputs"
+            )
+        self._plan_runs += 1
+        names = dict(zip(plan.inputs, message.inputs, strict=True))
+        names.update(zip(plan.outputs, message.outputs, strict=True))
+        temporaries = []
+        for call in plan.calls:
+            if call.result not in names:
+                names[call.result] = f"{call.result}.{self._plan_runs}"
+                temporaries.append(names[call.result])
+        for call in plan.calls:
+            rebound = Call(
+                op=call.op,
+                target=None if call.target is None else names.get(call.target, call.target),
+                args=_rebind(call.args, names),
+                kwargs=_rebind(call.kwargs, names),
+                result=names[call.result],
+            )
+            failure = self._call(rebound, [])
+            if failure is not None and failure.result not in temporaries:
+                out.append(failure)
+        for object_id in temporaries:  # what the step made along the way, nobody points at
+            self.store.remove(object_id)
+            self._failed.pop(object_id, None)
 
     # ---- gets and requests
     def _get(self, message: Get, out_buffers: list[memoryview]) -> Reply | None:

@@ -118,13 +118,48 @@ class Pong(_Message):
     seq: int = 0
 
 
+class DefinePlan(_Message):
+    """A recorded sequence of calls with symbolic inputs, replayed by ``RunPlan``.
+
+    Each call is checked against the allowlist when it runs, like any other action.
+    """
+
+    k: Literal["plan"] = "plan"
+    id: ObjectId
+    inputs: list[ObjectId] = Field(max_length=1000)
+    outputs: list[ObjectId] = Field(max_length=1000)
+    calls: list[Call] = Field(min_length=1, max_length=10_000)
+
+
+class RunPlan(_Message):
+    """Run a defined plan: ``inputs`` bind its symbolic inputs, ``outputs`` name its results."""
+
+    k: Literal["run"] = "run"
+    plan: ObjectId
+    inputs: list[ObjectId] = Field(max_length=1000)
+    outputs: list[ObjectId] = Field(max_length=1000)
+
+
 class Bye(_Message):
     k: Literal["bye"] = "bye"
     reason: ShortText = ""
 
 
 Message = Annotated[
-    Hello | Call | Put | Delete | Get | Sync | ListStore | Reply | Failure | Ping | Pong | Bye,
+    Hello
+    | Call
+    | Put
+    | Delete
+    | Get
+    | Sync
+    | ListStore
+    | DefinePlan
+    | RunPlan
+    | Reply
+    | Failure
+    | Ping
+    | Pong
+    | Bye,
     Field(discriminator="k"),
 ]
 _MESSAGES = pydantic.TypeAdapter(list[Message])

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import logging
 import secrets
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConnectionLost, DuetTimeout, error_from_wire
+from ..errors import ConnectionLost, DuetTimeout, UsageError, error_from_wire
 from ..protocol import allowlist
 from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Put, Reply
 from ..protocol.serde import Decoder, Encoder
@@ -44,6 +45,7 @@ class PointerClient:
         self._ids = itertools.count(1)
         self._rids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future[tuple[Reply, list[memoryview]]]] = {}
+        self._recording: list[Any] | None = None
         self.failures: dict[str, ErrorInfo] = {}
         self.notices: collections.deque[ErrorInfo] = collections.deque(
             maxlen=1000
@@ -60,6 +62,8 @@ class PointerClient:
     ) -> Pointer:
         from .pointer import Pointer
 
+        # results recorded into a plan are symbolic: nothing on the owner's side to free
+        owned = owned and self._recording is None
         return Pointer(self, object_id, kind, meta or {}, owned=owned)
 
     def ref_of(self, value: Any) -> str | None:
@@ -72,10 +76,31 @@ class PointerClient:
         return None
 
     # ---- queueing
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Any]]:
+        """Collect the calls made inside instead of sending them (for plans)."""
+        if self._recording is not None:
+            raise UsageError("plans cannot be recorded inside plans")
+        calls: list[Any] = []
+        self._recording = calls
+        try:
+            yield calls
+        finally:
+            self._recording = None
+
     def enqueue(self, build: Callable[[Encoder], Any]) -> None:
         """Queue one action; ``build`` encodes its values into this frame's buffers."""
         if self.lost is not None:
             raise ConnectionLost(str(self.lost))
+        if self._recording is not None:
+            scratch: list[memoryview] = []
+            message = build(Encoder(scratch, self.ref_of))
+            if scratch:
+                raise UsageError(
+                    "a plan cannot capture local tensors: send them first (x.send(duet))"
+                )
+            self._recording.append(message)
+            return
         with self._lock:
             mark = len(self._buffers)
             try:
@@ -156,6 +181,10 @@ class PointerClient:
     def request_async(
         self, build: Callable[[int], Any]
     ) -> concurrent.futures.Future[tuple[Reply, list[memoryview]]]:
+        if self._recording is not None:
+            raise UsageError(
+                "a plan cannot wait for values (no get, len or iteration inside a plan)"
+            )
         rid = next(self._rids)
         future: concurrent.futures.Future[tuple[Reply, list[memoryview]]] = (
             concurrent.futures.Future()

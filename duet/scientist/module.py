@@ -22,6 +22,7 @@ queued remote action and the data never comes back.
 
 from __future__ import annotations
 
+import inspect
 import types
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,8 +79,23 @@ class Module(nn.Module):
             session, pointable=pointable, tags=tags, description=description
         )
         if isinstance(sent, Pointer):
+            # pack the weights into a frame now: training this local model right after send()
+            # must not change what the owner receives
+            sent._client.flush()
             return RemoteModule(sent, self)
         return sent
+
+    def __getstate__(self) -> dict[str, Any]:
+        # copies of a model (copy.deepcopy) share its torch library instead of copying a module
+        state = super().__getstate__()
+        for key in ("torch_ref", "_sy_init"):
+            if key in state:
+                state[key] = _Shared(state[key])
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        state = {k: v.value if isinstance(v, _Shared) else v for k, v in state.items()}
+        super().__setstate__(state)
 
     def save(self, path: str | Path) -> None:
         """Write this model's weights (its ``state_dict``) to a local file."""
@@ -89,6 +105,18 @@ class Module(nn.Module):
         """Load weights written by ``save`` from a local file into this model."""
         # the user's own local file, read as plain tensors only (weights_only): never wire bytes
         self.load_state_dict(torch.load(path, weights_only=True))
+
+
+class _Shared:
+    """A value that copies of a model share (deepcopy returns it as it is)."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Any):
+        self.value = value
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _Shared:
+        return self
 
 
 def _rebuild(template: nn.Module) -> nn.Module:
@@ -155,13 +183,18 @@ class RemoteModule:
         template = self._template
         if name in template._modules or name in template._parameters or name in template._buffers:
             return self._member(name)
-        attribute = getattr(type(template), name, None)
+        if name in template.__dict__:
+            return template.__dict__[name]
+        missing = object()
+        attribute = inspect.getattr_static(type(template), name, missing)
         if isinstance(attribute, types.FunctionType):
             return types.MethodType(attribute, self)
         if isinstance(attribute, property) and attribute.fget is not None:
             return attribute.fget(self)
-        if name in template.__dict__:
-            return template.__dict__[name]
+        if isinstance(attribute, staticmethod | classmethod):
+            return attribute.__get__(None, type(template))
+        if attribute is not missing:
+            return attribute
         raise AttributeError(f"remote {type(template).__name__} has no attribute {name!r}")
 
     # ---- containers (nn.ModuleList, nn.ModuleDict) used from forward
