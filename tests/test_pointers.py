@@ -33,7 +33,7 @@ def test_own_values_come_back_at_once_and_private_ones_need_a_request(pair):
 
 
 def test_remote_torch_creation_functions(pair):
-    _, scientist = pair
+    owner, scientist = pair
     rt = scientist.torch
     rt.manual_seed(7)
     remote = rt.randn(2, 3).get()  # one process shares torch's RNG: finish remotely first
@@ -43,7 +43,11 @@ def test_remote_torch_creation_functions(pair):
     assert torch.equal(rt.ones(2, dtype=torch.int64).get(), torch.ones(2, dtype=torch.int64))
     assert torch.equal(rt.arange(5).get(), torch.arange(5))
     assert torch.equal(rt.tensor([[1, 2], [3, 4]]).get(), torch.tensor([[1, 2], [3, 4]]))
-    assert rt.cuda.is_available().get() is torch.cuda.is_available()
+    has_cuda = rt.cuda.is_available()
+    with pytest.raises(sy.PermissionDenied):  # facts about the owner's machine are the owner's
+        has_cuda.get()
+    owner.requests.add_handler(name="cuda_is_available", action="accept")
+    assert has_cuda.get(request_block=True, name="cuda_is_available") is torch.cuda.is_available()
 
 
 def test_tensor_methods_and_operators_match_local_torch(pair):

@@ -238,7 +238,7 @@ class PeerService:
         except Exception as exc:
             return self._store_failure(message.result, self._error_info(exc, path))
         self.actions_run += 1
-        private = any(self.store.is_private(e) for e in used)
+        private = op.owner_data or any(self.store.is_private(e) for e in used)
         if private:
             if op.mutates and call_args:
                 self.store.taint.mark_mutated(op.path, call_args[0])

@@ -44,6 +44,9 @@ class Op:
     mutates: bool = False
     impl: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
     kwargs: frozenset[str] | None = None  # allowed keyword names, None: any
+    # the result is the owner's own information (its files, its machine), private however
+    # it was asked for
+    owner_data: bool = False
 
     def check_kwargs(self, names: Any) -> None:
         """Refuse keyword arguments the op does not allow (``out=`` never: it writes elsewhere)."""
@@ -411,7 +414,9 @@ for _name in _TORCH_FUNCTIONS:
 FUNCTIONS["torch.manual_seed"] = _fn("torch.manual_seed", _manual_seed, "None")
 FUNCTIONS["torch.max"] = _fn("torch.max", torch.max, lambda m, a, k: _pair_if_dim(m, a[1:], k))
 FUNCTIONS["torch.min"] = _fn("torch.min", torch.min, lambda m, a, k: _pair_if_dim(m, a[1:], k))
-FUNCTIONS["torch.cuda.is_available"] = _fn("torch.cuda.is_available", _cuda_is_available, "Bool")
+FUNCTIONS["torch.cuda.is_available"] = _fn(
+    "torch.cuda.is_available", _cuda_is_available, "Bool", owner_data=True
+)
 for _name in _FUNCTIONAL:
     FUNCTIONS[f"torch.nn.functional.{_name}"] = _fn(
         f"torch.nn.functional.{_name}", getattr(torch.nn.functional, _name)
