@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from copy import deepcopy
+
 import pytest
 import torch
 from torch import nn
@@ -239,16 +241,22 @@ def test_remote_optimizer_updates_the_remote_parameters(pair):
     assert not torch.allclose(trained.fc2.bias, local.fc2.bias)
 
 
-def test_nested_sy_modules_run_their_own_forward_remotely(pair):
+def test_nested_sy_modules_and_module_lists_run_their_own_forward_remotely(pair):
     _, scientist = pair
 
     class Block(sy.Module):
+        scale = 0.5  # class settings and static helpers work in a remote forward too
+
         def __init__(self, torch_ref):
             super().__init__(torch_ref=torch_ref)
             self.fc = self.torch_ref.nn.Linear(4, 4)
 
+        @staticmethod
+        def residual(out, x):
+            return out + x
+
         def forward(self, x):
-            return self.torch_ref.relu(self.fc(x)) + x
+            return self.residual(self.torch_ref.relu(self.fc(x)) * self.scale, x)
 
     class Net(sy.Module):
         def __init__(self, torch_ref):
@@ -304,3 +312,28 @@ def test_a_remote_model_cannot_be_sent_again(pair):
     remote = MLP(torch).send(scientist)
     with pytest.raises(sy.UsageError, match="already on the owner's side"):
         remote.send(scientist)
+
+
+def test_a_local_model_can_be_deep_copied():
+    model = MLP(torch, hidden=6)
+    copy = deepcopy(model)
+    assert copy.torch_ref is torch and copy.hidden == 6
+    assert copy.fc1.weight is not model.fc1.weight
+    assert torch.equal(copy.fc1.weight, model.fc1.weight)
+    with torch.no_grad():
+        copy.fc1.weight.add_(1)
+    assert not torch.equal(copy.fc1.weight, model.fc1.weight)
+
+
+def test_training_the_local_model_right_after_send_does_not_change_what_was_sent(pair):
+    _, scientist = pair
+    for _ in range(20):
+        local = MLP(torch)
+        before = local.state_dict()
+        before = {k: v.clone() for k, v in before.items()}
+        remote = local.send(scientist)
+        with torch.no_grad():
+            for parameter in local.parameters():
+                parameter.add_(1.0)
+        sent = remote.get().state_dict()
+        assert all(torch.equal(sent[k], v) for k, v in before.items())

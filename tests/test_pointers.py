@@ -246,3 +246,13 @@ def test_blocking_calls_time_out_with_a_clear_error(pair):
     with pytest.raises(sy.DuetTimeout, match="never answered"):
         handle.wait(timeout_secs=0.2)
     assert time.monotonic() - started < 30
+
+
+def test_a_tensor_changed_right_after_sending_arrives_as_it_was_sent(pair):
+    _, scientist = pair
+    for _ in range(50):
+        tensor = torch.zeros(1000)
+        ptr = tensor.send(scientist)
+        total = ptr + tensor
+        tensor.add_(1)
+        assert ptr.sum().get().item() == 0.0 and total.sum().get().item() == 0.0

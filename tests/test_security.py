@@ -218,3 +218,15 @@ def test_mutating_own_objects_with_private_data_makes_them_private(pair):
     opt.step()
     with pytest.raises(sy.PermissionDenied):
         model.get()
+
+
+def test_objects_of_unknown_type_have_no_remote_methods(pair):
+    owner, scientist = pair
+    generator_ptr = raw_call(scientist, "torch.Generator")  # not allowlisted: a failure entry
+    with pytest.raises(sy.NotAllowed):
+        generator_ptr.get()
+    # an owner object of a type outside every table cannot be driven by guessing a table
+    entry = owner.publish(object(), tags=["odd"])
+    with pytest.raises(sy.NotAllowed, match="no remote methods"):
+        raw_call(scientist, "update", target=entry.id, args=[{"$": "dict", "v": []}]).get()
+    still_works(scientist)

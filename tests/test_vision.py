@@ -69,7 +69,7 @@ def test_scientist_iterates_remote_mnist_batches_built_with_remote_transforms(mn
 
 
 def test_test_split_and_scalar_normalize(mnist):
-    _owner, scientist, images, _labels = mnist
+    _owner, scientist, images, labels = mnist
     transforms = scientist.torchvision.transforms
     dataset = scientist.torchvision.datasets.MNIST(
         root="mnist",
@@ -80,6 +80,7 @@ def test_test_split_and_scalar_normalize(mnist):
     image, label = dataset[1]
     got = image.get(request_block=True, name="batch", timeout_secs=10)
     assert torch.allclose(got[0], images[1].float() / 255 * 2 - 1, atol=1e-5)
+    assert label.get(request_block=True, name="batch", timeout_secs=10) == labels[1]
 
 
 @pytest.mark.parametrize(
@@ -154,14 +155,14 @@ def test_unlisted_torchvision_names_are_refused_before_sending(pair):
         scientist.torchvision.transforms.Lambda(print)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core: a dataset an op reads from the owner's disk is stored as the scientist's "
-    "non-private object (PeerService._call marks results private only from private inputs)",
-)
-def test_mnist_batches_are_the_owners_private_data(mnist):
-    _owner, scientist, _, _ = mnist
+def test_mnist_read_from_the_owners_files_is_the_owners_private_data(mnist):
+    owner, scientist, _, _ = mnist
     dataset = scientist.torchvision.datasets.MNIST("mnist", transform=remote_transforms(scientist))
     image, _label = dataset[0]
     with pytest.raises(sy.PermissionDenied):
         image.get()
+    loader = scientist.torch.utils.data.DataLoader(dataset, batch_size=4)
+    data_ptr, _target_ptr = next(iter(loader))
+    with pytest.raises(sy.PermissionDenied):
+        data_ptr.get()
+    assert "train_size" in [r.name for r in owner.requests.history]  # len(loader) was asked

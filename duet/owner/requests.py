@@ -114,6 +114,7 @@ class RequestQueue:
         self.on_decided = on_decided
         self.printer: Callable[[str], None] = print
         self._changed = threading.Condition(self._lock)
+        self._listeners: list[Callable[[Request], None]] = []
 
     # ---- requests
     def submit(self, request: Request, value: Any) -> Request:
@@ -134,7 +135,8 @@ class RequestQueue:
                 else:
                     handler.released += request.elements
             if handler.print_local:
-                self.printer(f"[duet] request {request.name!r} ({action}ed by handler): {value!r}")
+                verdict = "accepted" if action == "accept" else "denied"
+                self.printer(f"[duet] request {request.name!r} ({verdict} by a handler): {value!r}")
             status = RequestStatus.ACCEPTED if action == "accept" else RequestStatus.DENIED
             self._decide(request, status, f"handler {handler.id}")
         return request
@@ -153,6 +155,11 @@ class RequestQueue:
         log.info("request %s %r %s by %s", request.id, request.name, status.value, by)
         if self.on_decided is not None:
             self.on_decided(request)
+        for listener in list(self._listeners):
+            try:
+                listener(request)
+            except Exception:  # a listener's bug must not stop the owner serving
+                log.exception("a request listener failed")
 
     def _match(self, request: Request) -> Handler | None:
         now = time.monotonic()
@@ -162,6 +169,10 @@ class RequestQueue:
                 handler.matched += 1
                 return handler
         return None
+
+    def add_listener(self, listener: Callable[[Request], None]) -> None:
+        """Call ``listener(request)`` after each decision (to show or log decisions live)."""
+        self._listeners.append(listener)
 
     @property
     def pending(self) -> list[Request]:

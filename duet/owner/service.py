@@ -222,7 +222,10 @@ class PeerService:
                 call_args: list[Any] = []
             else:
                 target = self._use(message.target, used)
-                op = allowlist.member(allowlist.type_key(target), path)
+                kind = allowlist.type_key(target)
+                if kind is None:  # the owner knows the real type: no guessing across tables
+                    raise NotAllowed(f"{type(target).__name__} objects have no remote methods")
+                op = allowlist.member(kind, path)
                 call_args = [target]
             path = op.path
             decoder = Decoder(buffers, lambda ref: self._use(ref, used))

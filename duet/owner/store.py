@@ -56,6 +56,10 @@ def value_nbytes(value: Any, depth: int = 0) -> int:
         )
     if isinstance(value, torch.utils.data.TensorDataset):
         return sum(value_nbytes(t) for t in value.tensors)
+    if isinstance(value, torch.utils.data.Dataset):  # e.g. MNIST: its tensors are attributes
+        return 64 + sum(
+            value_nbytes(v) for v in vars(value).values() if isinstance(v, torch.Tensor)
+        )
     if depth < 4 and isinstance(value, list | tuple):
         return 64 + sum(value_nbytes(v, depth + 1) for v in value[:10_000])
     if depth < 4 and isinstance(value, dict):

@@ -97,6 +97,8 @@ def type_key(obj: Any) -> str | None:
         return "DataLoaderIter"
     if isinstance(obj, tud.Dataset):
         return "Dataset"
+    if type(obj).__module__.startswith("torchvision.transforms"):
+        return "Transform"
     return None
 
 

@@ -161,7 +161,12 @@ def register_vision(functions: dict[str, Op], tables: dict[str, dict[str, Op]]) 
     for name in DATASETS:
         path = f"torchvision.datasets.{name}"
         functions[path] = Op(
-            path, "function", _dataset_kind, impl=_dataset(name), kwargs=DATASET_KWARGS
+            path,
+            "function",
+            _dataset_kind,
+            impl=_dataset(name),
+            kwargs=DATASET_KWARGS,
+            owner_data=True,  # read from the owner's files: private, however it was asked for
         )
     tables["Transform"] = {
         "__call__": Op("Transform.__call__", "method", "Tensor", False, _call_transform),

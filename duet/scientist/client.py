@@ -110,9 +110,12 @@ class PointerClient:
                 raise
             self._queue.append(message)
             size = len(self._queue)
+            # tensors are encoded without a copy: send now, while they still hold the values
+            # they had when sent (the frame is packed, so copied, before this call returns)
+            copies_pending = len(self._buffers) > mark
             schedule = not self._flush_scheduled
             self._flush_scheduled = True
-        if size >= FLUSH_AT:
+        if size >= FLUSH_AT or copies_pending:
             self.flush()
         elif schedule:
             self.connection.loop.call_soon_threadsafe(self.flush)

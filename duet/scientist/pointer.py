@@ -144,6 +144,8 @@ class Pointer:
         )
 
     def __len__(self) -> int:
+        if "len" in self.meta:  # released once already: a dataset's length does not change
+            return int(self.meta["len"])
         name = "train_size" if self.kind in ("Dataset", "DataLoader") else "len"
         length = self._call("__len__").get(
             request_block=True, name=name, reason="length of a remote object"
@@ -152,6 +154,8 @@ class Pointer:
             raise RequestDenied(
                 f"the owner did not release the length of {self.id} (request {name!r})"
             )
+        if self.kind in ("Dataset", "DataLoader"):
+            self.meta["len"] = int(length)
         return int(length)
 
     def __iter__(self) -> Iterator[Any]:
