@@ -131,7 +131,8 @@ class PointerClient:
         result_id = self.new_id()
         name = op.path if target is None else op.path.split(".", 1)[1]
         self.enqueue(
-            lambda enc: Call(
+            # built by our own code from checked parts: skip re-validating on the hot path
+            lambda enc: Call.model_construct(
                 op=name,
                 target=None if target is None else target.id,
                 args=[enc.encode(a) for a in args],
