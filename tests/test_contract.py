@@ -80,3 +80,50 @@ def test_closing_one_side_is_seen_by_the_other(any_pair):
     assert not scientist.connected and not owner.connected
     with pytest.raises(sy.ConnectionLost):
         scientist.torch.ones(1).get()
+
+
+def test_loopback_owner_and_scientist_find_each_other_with_no_id_to_copy(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setenv("DUET_LOOPBACK_FILE", str(tmp_path / "loopback.json"))
+    registered = threading.Event()
+    found: dict = {}
+
+    def launch():
+        found["owner"] = sy.launch_duet(loopback=True, on_ready=lambda sid, url: registered.set())
+
+    thread = threading.Thread(target=launch)
+    thread.start()
+    assert registered.wait(60)
+    scientist = sy.join_duet(loopback=True)
+    thread.join(60)
+    owner = found["owner"]
+    try:
+        out = capsys.readouterr().out
+        assert "started a signaling server for this session at ws://127.0.0.1:" in out
+        assert "enter the client ID" not in out
+        torch.ones(2).send(owner, tags=["x"])
+        assert len(scientist.store) == 1
+        assert not (tmp_path / "loopback.json").exists()  # consumed once the scientist joined
+    finally:
+        scientist.close()
+        owner.close()
+
+
+def test_joining_loopback_with_no_owner_waiting_is_a_clear_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUET_LOOPBACK_FILE", str(tmp_path / "nobody.json"))
+    with pytest.raises(sy.UsageError, match="no owner is waiting on this machine"):
+        sy.join_duet(loopback=True)
+
+
+def test_unknown_session_id_is_a_signaling_error():
+    from signaling_server import start_embedded_server
+
+    from duet.runtime import run
+
+    server, url = run(start_embedded_server("127.0.0.1", 0), timeout_secs=30, what="server")
+    try:
+        with pytest.raises(sy.SignalingError, match="unknown or expired"):
+            sy.join_duet("0" * 32, url, timeout_secs=30)
+    finally:
+        run(server.close(), timeout_secs=30, what="stop")

@@ -20,6 +20,7 @@ compares, so a signaling server that swapped the offer is caught.
 from __future__ import annotations
 
 import asyncio
+import os
 import logging
 import time
 from collections.abc import Sequence
@@ -63,8 +64,8 @@ __all__ = [
 ]
 
 DEFAULT_MAX_FRAME_BYTES = 1 << 30
-HIGH_WATER = 1 << 20  # pause sending above 1 MiB queued in the data channel
-LOW_WATER = 256 << 10  # resume once it drained to 256 KiB
+HIGH_WATER = int(os.environ.get("DUET_HIGH_WATER", 1 << 20))  # pause above this much queued
+LOW_WATER = int(os.environ.get("DUET_LOW_WATER", 256 << 10))  # resume once drained to this
 DEFAULT_STALL_TIMEOUT = 120.0  # no drain progress for this long: the connection is dead
 DEFAULT_GATHER_TIMEOUT = 30.0
 _CLOSED = object()
