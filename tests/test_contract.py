@@ -117,9 +117,8 @@ def test_joining_loopback_with_no_owner_waiting_is_a_clear_error(tmp_path, monke
 
 
 def test_unknown_session_id_is_a_signaling_error():
-    from signaling_server import start_embedded_server
-
     from duet.runtime import run
+    from signaling_server import start_embedded_server
 
     server, url = run(start_embedded_server("127.0.0.1", 0), timeout_secs=30, what="server")
     try:

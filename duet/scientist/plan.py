@@ -44,7 +44,9 @@ class Plan:
         plan_id = self.id
         assert plan_id is not None
         client.enqueue(
-            lambda enc: RunPlan.model_construct(plan=plan_id, inputs=[a.id for a in args], outputs=out_ids)
+            lambda enc: RunPlan.model_construct(
+                plan=plan_id, inputs=[a.id for a in args], outputs=out_ids
+            )
         )
         pointers = [
             client.pointer(object_id, kind, meta, owned=True)

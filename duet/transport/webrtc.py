@@ -20,8 +20,8 @@ compares, so a signaling server that swapped the offer is caught.
 from __future__ import annotations
 
 import asyncio
-import os
 import logging
+import os
 import time
 from collections.abc import Sequence
 from typing import Any
