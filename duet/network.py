@@ -43,6 +43,49 @@ def loopback_file() -> Path:
     )
 
 
+def _write_loopback(record: dict[str, Any]) -> None:
+    # written whole, then renamed into place: a scientist never reads half a file
+    path = loopback_file()
+    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
+    partial.write_text(json.dumps(record))
+    os.replace(partial, path)
+
+
+def _read_loopback() -> dict[str, Any]:
+    path = loopback_file()
+    try:
+        record = json.loads(path.read_text())
+        pid = int(record["pid"])
+        session_id, url = str(record["session_id"]), str(record["signaling_url"])
+    except FileNotFoundError:
+        raise UsageError(
+            "no owner is waiting on this machine: run launch_duet(loopback=True) first"
+        ) from None
+    except (ValueError, KeyError, TypeError) as exc:
+        raise UsageError(
+            f"the loopback file {path} is unreadable ({exc}); relaunch the owner"
+        ) from exc
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        path.unlink(missing_ok=True)
+        raise UsageError(
+            "no owner is waiting on this machine (the last one has exited): run launch_duet(loopback=True)"
+        ) from None
+    except PermissionError:
+        pass  # alive, another user's process
+    return {"session_id": session_id, "signaling_url": url}
+
+
+def _remove_loopback(session_id: str) -> None:
+    path = loopback_file()
+    try:
+        if json.loads(path.read_text()).get("session_id") == session_id:
+            path.unlink(missing_ok=True)
+    except (OSError, ValueError):
+        pass  # gone already, or another owner's by now
+
+
 def _ice_hosts(ice_hosts: Sequence[str] | None, loopback: bool) -> Sequence[str] | None:
     if ice_hosts is not None:
         return ice_hosts
@@ -102,9 +145,8 @@ def launch_duet(
         _say(f"♫♫♫ > started a signaling server for this session at {url}")
     _say(f"♫♫♫ > duet session ID: {session_id}")
     if loopback:
-        loopback_file().write_text(
-            json.dumps({"session_id": session_id, "signaling_url": url, "pid": os.getpid()})
-        )
+        _write_loopback({"session_id": session_id, "signaling_url": url, "pid": os.getpid()})
+
         _say("♫♫♫ > on this machine, the scientist runs: duet = sy.join_duet(loopback=True)")
     else:
         _say(
@@ -140,7 +182,7 @@ def launch_duet(
         raise
     finally:
         if loopback:
-            loopback_file().unlink(missing_ok=True)
+            _remove_loopback(session_id)
         run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
     _say(f"♫♫♫ > connected to scientist {client_id}")
     return owner
@@ -195,13 +237,7 @@ def join_duet(
     Raises SignalingError (unknown or expired ID, the owner refused), HandshakeError, DuetTimeout.
     """
     if loopback and session_id is None:
-        path = loopback_file()
-        try:
-            found = json.loads(path.read_text())
-        except FileNotFoundError:
-            raise UsageError(
-                "no owner is waiting on this machine: run launch_duet(loopback=True) first"
-            ) from None
+        found = _read_loopback()
         session_id, signaling_url = found["session_id"], signaling_url or found["signaling_url"]
     if session_id is None:
         raise UsageError("join_duet needs the session ID the owner was given")

@@ -126,3 +126,25 @@ def test_unknown_session_id_is_a_signaling_error():
             sy.join_duet("0" * 32, url, timeout_secs=30)
     finally:
         run(server.close(), timeout_secs=30, what="stop")
+
+
+def test_a_stale_or_broken_loopback_file_is_a_clear_error(tmp_path, monkeypatch):
+    import json
+    import subprocess
+    import sys
+
+    path = tmp_path / "loopback.json"
+    monkeypatch.setenv("DUET_LOOPBACK_FILE", str(path))
+    path.write_text("{half a fi")
+    with pytest.raises(sy.UsageError, match="unreadable"):
+        sy.join_duet(loopback=True)
+    finished = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(finished.stdout)
+    path.write_text(
+        json.dumps({"session_id": "0" * 32, "signaling_url": "ws://127.0.0.1:9", "pid": dead_pid})
+    )
+    with pytest.raises(sy.UsageError, match="has exited"):
+        sy.join_duet(loopback=True)
+    assert not path.exists()

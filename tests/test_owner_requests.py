@@ -199,3 +199,15 @@ def test_deciding_twice_is_an_error(pair):
     handle.wait(10)
     with pytest.raises(sy.UsageError, match="already accepted"):
         request.deny()
+
+
+def test_a_handler_added_later_decides_requests_already_waiting(pair):
+    owner, scientist = pair
+    ptr = scientist.store[torch.tensor([2.0]).send(owner).id]
+    handle = ptr.request(name="cuda_is_available")
+    assert owner.requests.wait_for_request(timeout_secs=10) is not None
+    owner.requests.add_handler(name="something else", action="deny")
+    assert handle.status == "pending"
+    owner.requests.add_handler(name="cuda_is_available", action="accept", print_local=True)
+    assert torch.equal(handle.wait(10), torch.tensor([2.0]))
+    assert owner.requests.history[0].decided_by == "handler 2"

@@ -49,6 +49,7 @@ class Request:
     status: RequestStatus = RequestStatus.PENDING
     decided_by: str = ""
     _queue: RequestQueue | None = field(default=None, repr=False)
+    _value: Any = field(default=None, repr=False)  # what accepting releases (for print_local)
 
     def accept(self) -> None:
         """Release the value to the scientist."""
@@ -120,26 +121,36 @@ class RequestQueue:
     def submit(self, request: Request, value: Any) -> Request:
         """Record a request and let the handlers decide it; returns it (maybe still pending)."""
         request._queue = self
+        request._value = value
         with self._lock:
             self._requests.append(request)
             handler = self._match(request)
             self._changed.notify_all()
         if handler is not None:
-            action = handler.action
-            if action == "accept" and handler.element_quota is not None:
-                if handler.released + request.elements > handler.element_quota:
-                    action = "deny"
-                    log.info(
-                        "handler %s quota of %s elements reached", handler.id, handler.element_quota
-                    )
-                else:
-                    handler.released += request.elements
-            if handler.print_local:
-                verdict = "accepted" if action == "accept" else "denied"
-                self.printer(f"[duet] request {request.name!r} ({verdict} by a handler): {value!r}")
-            status = RequestStatus.ACCEPTED if action == "accept" else RequestStatus.DENIED
-            self._decide(request, status, f"handler {handler.id}")
+            self._apply(handler, request)
         return request
+
+    def _apply(self, handler: Handler, request: Request) -> None:
+        handler.matched += 1
+        action = handler.action
+        if action == "accept" and handler.element_quota is not None:
+            if handler.released + request.elements > handler.element_quota:
+                action = "deny"
+                log.info(
+                    "handler %s quota of %s elements reached", handler.id, handler.element_quota
+                )
+            else:
+                handler.released += request.elements
+        if handler.print_local:
+            verdict = "accepted" if action == "accept" else "denied"
+            self.printer(
+                f"[duet] request {request.name!r} ({verdict} by a handler): {request._value!r}"
+            )
+        status = RequestStatus.ACCEPTED if action == "accept" else RequestStatus.DENIED
+        try:
+            self._decide(request, status, f"handler {handler.id}")
+        except UsageError:  # decided meanwhile by the owner's hand: the hand wins
+            pass
 
     def expire(self, request: Request) -> None:
         if request.status is RequestStatus.PENDING:
@@ -151,6 +162,7 @@ class RequestQueue:
                 raise UsageError(f"request {request.id} was already {request.status.value}")
             request.status = status
             request.decided_by = by
+            request._value = None  # the owner's value is no longer needed here
             self._changed.notify_all()
         log.info("request %s %r %s by %s", request.id, request.name, status.value, by)
         if self.on_decided is not None:
@@ -166,7 +178,6 @@ class RequestQueue:
         self._handlers = [h for h in self._handlers if not h.expired(now)]
         for handler in self._handlers:
             if handler.matches(request):
-                handler.matched += 1
                 return handler
         return None
 
@@ -253,6 +264,10 @@ class RequestQueue:
         )
         with self._lock:
             self._handlers.append(handler)
+            # requests already waiting are decided now too, as if they had just arrived
+            waiting = [r for r in self.pending if self._match(r) is handler]
+        for request in waiting:
+            self._apply(handler, request)
         return handler
 
     @property
