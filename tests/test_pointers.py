@@ -256,3 +256,20 @@ def test_a_tensor_changed_right_after_sending_arrives_as_it_was_sent(pair):
         total = ptr + tensor
         tensor.add_(1)
         assert ptr.sum().get().item() == 0.0 and total.sum().get().item() == 0.0
+
+
+def test_a_flood_of_actions_never_queues_more_than_a_window_on_the_owner(pair):
+    from duet.scientist.client import FLUSH_AT, MAX_MARKS, WINDOW_ACTIONS
+
+    owner, scientist = pair
+    service = owner._services["scientist"]
+    x = scientist.torch.zeros(1)
+    scientist.sync(timeout_secs=10)
+    start = service.actions_run
+    most_behind = 0
+    for issued in range(1, 6 * WINDOW_ACTIONS + 1):
+        x = x + 1
+        if issued % 97 == 0:
+            most_behind = max(most_behind, issued - (service.actions_run - start))
+    assert most_behind <= (MAX_MARKS + 1) * WINDOW_ACTIONS + FLUSH_AT
+    assert x.get().item() == 6 * WINDOW_ACTIONS

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectionLost, DuetTimeout, UsageError, error_from_wire
 from ..protocol import allowlist
-from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Put, Reply
+from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Put, Reply, Sync
 from ..protocol.serde import Decoder, Encoder
 
 if TYPE_CHECKING:
@@ -29,6 +29,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FLUSH_AT = 512
+WINDOW_ACTIONS = 1024  # a barrier every this many actions
+MAX_MARKS = 2  # unanswered barriers before the caller waits
 DELETE_BATCH = 256
 
 
@@ -46,6 +48,9 @@ class PointerClient:
         self._rids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future[tuple[Reply, list[memoryview]]]] = {}
         self._recording: list[Any] | None = None
+        self._since_mark = 0
+        self._in_pace = False
+        self._marks: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
         self.failures: dict[str, ErrorInfo] = {}
         self.notices: collections.deque[ErrorInfo] = collections.deque(
             maxlen=1000
@@ -119,6 +124,28 @@ class PointerClient:
             self.flush()
         elif schedule:
             self.connection.loop.call_soon_threadsafe(self.flush)
+        self._pace()
+
+    def _pace(self) -> None:
+        """Flow control for actions: at most ~WINDOW_ACTIONS * MAX_MARKS wait on the owner.
+
+        Every WINDOW_ACTIONS actions a barrier rides along; once MAX_MARKS barriers are
+        unanswered, the caller waits for the oldest. The owner's queue (its memory) stays
+        bounded however fast the scientist issues actions.
+        """
+        self._since_mark += 1
+        if self._since_mark < WINDOW_ACTIONS or self._in_pace:
+            return
+        self._since_mark = 0
+        self._in_pace = True
+        try:
+            self._marks.append(self.request_async(lambda rid: Sync.model_construct(rid=rid)))
+            while len(self._marks) > MAX_MARKS:
+                self.wait(self._marks.popleft(), timeout_secs=None, what="pacing actions")
+            while self._marks and self._marks[0].done():
+                self._marks.popleft()
+        finally:
+            self._in_pace = False
 
     def call(
         self,

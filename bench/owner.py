@@ -1,0 +1,132 @@
+"""The data owner's process for the benchmarks (started by ``python -m bench``).
+
+    python -m bench.owner serve --url WS --threads T [--data mnist|small] [--big]
+        one session: publish data, add handlers, serve until the scientist leaves
+    python -m bench.owner setup --url WS --threads T
+        for each "go" line on stdin, launch_duet and report the times (set-up benchmark)
+
+Prints one JSON object per line (``{"event": ...}``); the library's own lines are skipped by the
+driver. ``BENCH_PROFILE=<file>`` samples every thread while serving and writes the report there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import ctypes
+import gc
+import json
+import os
+import sys
+import threading
+import time
+import tracemalloc
+
+os.environ.setdefault("DUET_ICE_HOSTS", "127.0.0.1")
+
+import torch
+
+import duet as sy
+from bench.data import BIG_ELEMENTS, mnist_like, small_data
+from bench.sampler import Sampler
+
+
+def emit(event: str, **fields: object) -> None:
+    print(json.dumps({"event": event, **fields}), flush=True)
+
+
+def serve(args: argparse.Namespace) -> None:
+    duet = sy.launch_duet(
+        args.url, confirm=False, on_ready=lambda sid, url: emit("ready", session_id=sid)
+    )
+    x, y = mnist_like() if args.data == "mnist" else small_data()
+    x.send(duet, tags=["x"], description="images" if args.data == "mnist" else "features")
+    y.send(duet, tags=["y"], description="labels")
+    if args.big:
+        big = torch.randn(BIG_ELEMENTS, generator=torch.Generator().manual_seed(1))
+        big.send(duet, tags=["big"], description="50 MB")
+    for name in ("small", "big", "loss", "check"):
+        duet.requests.add_handler(name=name, action="accept")
+    sampler = Sampler().start() if os.environ.get("BENCH_PROFILE") else None
+    threading.Thread(target=answer_stats, args=(duet,), daemon=True).start()
+    emit("published", pid=os.getpid())
+    duet.wait_closed()
+    if sampler is not None:
+        sampler.stop()
+        with open(os.environ["BENCH_PROFILE"], "w") as out:
+            out.write(sampler.report(f"owner process ({args.data} session)"))
+    emit("closed", requests=len(duet.requests.history))
+
+
+def answer_stats(duet: sy.OwnerSession) -> None:
+    """On a "stats" line: what the owner holds (reads internals; for leak hunting only)."""
+    previous: collections.Counter[str] = collections.Counter()
+    snapshot = None
+    for line in sys.stdin:
+        if line.strip() == "trim":  # give freed C heap back to the OS: retained, or leaked?
+            gc.collect()
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            emit("trimmed")
+            continue
+        if line.strip() not in ("stats", "types"):
+            continue
+        gc.collect()
+        fields: dict[str, object] = {
+            "objects": len(duet.objects._objects),
+            "taint_marks": len(duet.objects.taint._marked),
+            "failed": sum(len(s._failed) for s in duet._services.values()),
+            "waiting": sum(len(s._waiting) for s in duet._services.values()),
+            "requests": len(duet.requests.history),
+            "gc_objects": len(gc.get_objects()),
+        }
+        if line.strip() == "types":
+            counts = collections.Counter(type(o).__name__ for o in gc.get_objects())
+            if previous:
+                fields["grown"] = (counts - previous).most_common(8)
+            previous = counts
+        if tracemalloc.is_tracing():  # BENCH_TRACEMALLOC=1: Python allocations that grew
+            now = tracemalloc.take_snapshot().filter_traces(
+                [tracemalloc.Filter(False, tracemalloc.__file__)]
+            )
+            if snapshot is not None:
+                diff = now.compare_to(snapshot, "lineno")[:6]
+                fields["traced_growth"] = [
+                    f"{d.size_diff / 1024:+.0f} KiB {d.traceback}" for d in diff
+                ]
+            fields["traced_mib"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
+            snapshot = now
+        emit("stats", **fields)
+
+
+def setup(args: argparse.Namespace) -> None:
+    emit("ready")
+    for line in sys.stdin:
+        if line.strip() != "go":
+            break
+        started = time.monotonic()
+        duet = sy.launch_duet(
+            args.url,
+            confirm=False,
+            on_ready=lambda sid, url: emit("session", session_id=sid, t=time.monotonic()),
+        )
+        emit("connected", t_call=started, t_connected=time.monotonic())
+        duet.wait_closed()
+        emit("closed")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("mode", choices=["serve", "setup"])
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--data", choices=["mnist", "small"], default="mnist")
+    parser.add_argument("--big", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if os.environ.get("BENCH_TRACEMALLOC"):
+        tracemalloc.start()
+    serve(args) if args.mode == "serve" else setup(args)
+
+
+if __name__ == "__main__":
+    main()
