@@ -162,7 +162,8 @@ Message = Annotated[
     | Bye,
     Field(discriminator="k"),
 ]
-_MESSAGES = pydantic.TypeAdapter(list[Message])
+# ids never repeat: caching every string parsed would only churn memory
+_MESSAGES = pydantic.TypeAdapter(list[Message], config=ConfigDict(cache_strings="keys"))
 MAX_MESSAGES_PER_FRAME = 100_000
 
 

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 FLUSH_AT = 512
-WINDOW_ACTIONS = 1024  # a barrier every this many actions
+WINDOW_ACTIONS = 256  # a barrier every this many actions
 MAX_MARKS = 2  # unanswered barriers before the caller waits
 DELETE_BATCH = 256
 
