@@ -9,7 +9,9 @@ thread; the network runs on the library's background loop.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import logging
+import weakref
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -224,6 +226,20 @@ class ScientistSession(_Session):
         return f"<duet scientist session, {'connected' if self.connected else 'not connected'}>"
 
 
+_LIVE: weakref.WeakSet[_Session] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_sessions() -> None:
+    # a notebook or script that ends without close(): tell the peer now, rather than leaving
+    # it to notice the silence a few seconds later
+    for session in list(_LIVE):
+        try:
+            session.close(timeout_secs=2.0)
+        except Exception:  # best effort while the interpreter shuts down
+            pass
+
+
 async def connect_sessions(
     session: OwnerSession | ScientistSession,
     channel: Channel,
@@ -245,6 +261,7 @@ async def connect_sessions(
     else:
         session._attach(connection)
     await connection.open(timeout_secs=timeout_secs)
+    _LIVE.add(session)
 
 
 def duet_pair(

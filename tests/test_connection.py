@@ -132,3 +132,33 @@ def test_public_api_is_curated_and_importing_only_adds_send_to_torch():
     assert hasattr(torch.Tensor, "send") and hasattr(torch.nn.Module, "send")
     assert not hasattr(torch.Tensor, "get") and not hasattr(torch.Tensor, "request")
     assert torch.Tensor.send.__module__ == "duet.session"
+
+
+def test_a_process_that_exits_without_closing_says_goodbye(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "owner_exits.py"
+    script.write_text(
+        "import duet as sy, sys\n"
+        "owner = sy.launch_duet(confirm=False, on_ready=lambda s, u: print('READY', s, u, flush=True))\n"
+        "print('connected', flush=True)\n"
+    )  # the script ends without owner.close()
+    owner = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        for _ in range(20):  # a few banner lines come first
+            line = owner.stdout.readline()
+            if line.startswith("READY"):
+                break
+        _, session_id, url = line.split()
+        scientist = sy.join_duet(session_id, url)
+        owner.wait(60)
+        scientist.wait_closed(timeout_secs=30)
+        assert not scientist.connected
+        assert "closed by the owner" in str(scientist.client.lost)
+    finally:
+        if owner.poll() is None:
+            owner.kill()
+        owner.wait(30)
+        owner.stdout.close()
