@@ -143,7 +143,14 @@ class OwnerSession(_Session):
         )
 
     def _on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
-        self._services[self.peer].submit(messages, buffers)
+        service = self._services[self.peer]
+        if not service.submit(messages, buffers) and self.connection is not None:
+            reason = (
+                f"the scientist sent more than {service.max_backlog} actions the owner had not "
+                "run yet (flooding); the owner closed the session"
+            )
+            log.warning(reason)
+            self._closing = asyncio.ensure_future(self.connection.close(reason))
 
     def _on_lost(self, exc: ConnectionLost) -> None:
         service = self._services.pop(self.peer, None)

@@ -230,3 +230,21 @@ def test_objects_of_unknown_type_have_no_remote_methods(pair):
     with pytest.raises(sy.NotAllowed, match="no remote methods"):
         raw_call(scientist, "update", target=entry.id, args=[{"$": "dict", "v": []}]).get()
     still_works(scientist)
+
+
+def test_a_scientist_ignoring_the_action_window_is_disconnected_not_obeyed():
+    owner, scientist = sy.duet_pair()
+    try:
+        entry = torch.arange(3).send(owner)
+        owner._services["scientist"].max_backlog = 50
+        scientist.client._in_pace = True  # a hostile client that never waits
+        x = scientist.torch.zeros(1)
+        with pytest.raises(sy.ConnectionLost, match="flooding"):
+            for _ in range(100_000):
+                x = x + 1
+            scientist.sync(timeout_secs=30)
+        scientist.wait_closed(timeout_secs=30)
+        assert not owner.connected and owner.store[0] is entry
+    finally:
+        scientist.close()
+        owner.close()

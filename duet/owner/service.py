@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 
 MAX_FAILURES = 100_000
 MAX_PLANS = 1000
+MAX_BACKLOG = 50_000  # messages received but not yet run (the scientist's window is ~512)
 
 
 def _rebind(value: Any, names: dict[str, str]) -> Any:
@@ -91,12 +92,25 @@ class PeerService:
         self._plans: dict[str, DefinePlan] = {}
         self._plan_runs = 0
         self.actions_run = 0
+        self.max_backlog = MAX_BACKLOG
+        self._backlog = 0
+        self._backlog_lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
         self._thread.start()
 
     # ---- called from the network loop
-    def submit(self, messages: list[Any], buffers: list[memoryview]) -> None:
+    def submit(self, messages: list[Any], buffers: list[memoryview]) -> bool:
+        """Queue messages to run; False when the backlog would pass ``max_backlog``.
+
+        A scientist that keeps to the action window never comes near the limit; one that
+        ignores it is stopped here instead of growing the owner's memory without bound.
+        """
+        with self._backlog_lock:
+            if self._backlog + len(messages) > self.max_backlog:
+                return False
+            self._backlog += len(messages)
         self._queue.put((messages, buffers))
+        return True
 
     def stop(self) -> None:
         self._queue.put(None)
@@ -124,6 +138,8 @@ class PeerService:
                 except Exception as exc:  # the owner keeps serving whatever one message does
                     log.exception("unexpected failure handling %s", type(message).__name__)
                     out.append(Failure(result=None, error=self._error_info(exc, None)))
+            with self._backlog_lock:
+                self._backlog -= len(messages)
             if out:
                 self._send(out, out_buffers)
 
