@@ -273,3 +273,22 @@ def test_a_flood_of_actions_never_queues_more_than_a_window_on_the_owner(pair):
             most_behind = max(most_behind, issued - (service.actions_run - start))
     assert most_behind <= (MAX_MARKS + 1) * WINDOW_ACTIONS + FLUSH_AT
     assert x.get().item() == 6 * WINDOW_ACTIONS
+
+
+def test_plain_torch_calls_on_pointers_run_on_the_owner(pair):
+    _, scientist = pair
+    x = torch.arange(6.0).view(2, 3)
+    ptr = x.send(scientist)
+    flat = torch.flatten(ptr, 1)
+    assert isinstance(flat, sy.Pointer) and torch.equal(flat.get(), torch.flatten(x, 1))
+    log_probs = torch.nn.functional.log_softmax(ptr, dim=1)
+    target = torch.tensor([2, 0]).send(scientist)
+    loss = torch.nn.functional.nll_loss(log_probs, target)
+    expected = torch.nn.functional.nll_loss(
+        torch.nn.functional.log_softmax(x, dim=1), torch.tensor([2, 0])
+    )
+    assert torch.allclose(loss.get(), expected)
+    with pytest.raises(sy.NotAllowed, match="no remote counterpart"):
+        torch.cumprod(ptr, 0)
+    with pytest.raises(sy.UsageError, match="cannot be pickled"):
+        torch.save(ptr, "/tmp/never-written.pt")

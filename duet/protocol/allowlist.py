@@ -475,6 +475,19 @@ def member(kind: str | None, name: str) -> Op:
     raise NotAllowed(f"{name!r} is not on the allowlist for {where}")
 
 
+_BY_CALLABLE: dict[int, Op] = {}
+
+
+def function_for(func: Any) -> Op | None:
+    """The op whose owner-side implementation is this very torch callable (for pointers taking
+    part in ordinary torch calls through ``__torch_function__``)."""
+    if not _BY_CALLABLE:
+        for op in FUNCTIONS.values():
+            if op.impl is not None and op.path.startswith("torch."):
+                _BY_CALLABLE.setdefault(id(op.impl), op)
+    return _BY_CALLABLE.get(id(func))
+
+
 def namespaces() -> set[str]:
     """Every dotted prefix of a function path, e.g. 'torch', 'torch.nn'."""
     out = set()

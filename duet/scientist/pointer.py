@@ -65,6 +65,22 @@ class Pointer:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("__call__", *args, **kwargs)
 
+    @classmethod
+    def __torch_function__(
+        cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        """Plain torch calls on pointers run on the owner's side: ``torch.flatten(ptr, 1)``,
+        ``torch.nn.functional.nll_loss(output_ptr, target_ptr)``. Only allowlisted functions."""
+        op = allowlist.function_for(func)
+        if op is None:
+            name = getattr(func, "__qualname__", repr(func))
+            raise NotAllowed(f"torch function {name!r} has no remote counterpart on the allowlist")
+        kwargs = kwargs or {}
+        pointer = next(
+            a for a in (*args, *kwargs.values()) if isinstance(a, Pointer)
+        )  # torch only calls this when a pointer is among the arguments
+        return pointer._client.call(op, None, args, kwargs)
+
     def __getitem__(self, key: Any) -> Any:
         return self._call("__getitem__", key)
 
@@ -169,6 +185,11 @@ class Pointer:
                 f"cannot iterate a remote {self.kind or 'object'} of unknown length; index it instead (ptr[0])"
             )
         return (self[i] for i in range(length))
+
+    def __reduce__(self) -> Any:
+        raise UsageError(
+            f"a pointer cannot be pickled or saved ({self!r}); fetch the value with .get(...) first"
+        )
 
     def __index__(self) -> int:
         raise UsageError(
