@@ -211,3 +211,17 @@ def test_a_handler_added_later_decides_requests_already_waiting(pair):
     owner.requests.add_handler(name="cuda_is_available", action="accept", print_local=True)
     assert torch.equal(handle.wait(10), torch.tensor([2.0]))
     assert owner.requests.history[0].decided_by == "handler 2"
+
+
+def test_a_model_trained_on_tagged_data_matches_a_handler_for_those_tags(pair):
+    owner, scientist = pair
+    owner.requests.add_handler(tags=["cohort-a"], action="accept")
+    features = scientist.store[torch.randn(8, 3).send(owner, tags=["cohort-a"]).id]
+    model = torch.nn.Linear(3, 1).send(scientist)
+    optimizer = scientist.torch.optim.SGD(model.parameters(), lr=0.1)
+    model(features).sum().backward()
+    optimizer.step()
+    trained = model.get(request_block=True, name="model_download", timeout_secs=10)
+    assert isinstance(trained, torch.nn.Linear)
+    request = owner.requests.history[-1]
+    assert request.tags == ["cohort-a"] and request.decided_by == "handler 1"

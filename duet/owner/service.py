@@ -258,18 +258,21 @@ class PeerService:
             return self._store_failure(message.result, self._error_info(exc, path))
         self.actions_run += 1
         private = op.owner_data or any(self.store.is_private(e) for e in used)
+        tags: frozenset[str] = frozenset()
         if private:
+            taint = self.store.taint
+            tags = tags.union(*(e.source_tags | taint.tags_of(e.value) for e in used))
             if op.mutates and call_args:
-                self.store.taint.mark_mutated(op.path, call_args[0])
+                taint.mark_mutated(op.path, call_args[0], tags)
             if result is not None:
-                self.store.taint.mark(result)
+                taint.mark(result, tags)
         entry = StoredObject(
             id=message.result,
             value=result,
             owner=self.peer,
             private=private,
             nbytes=value_nbytes(result),
-            source_tags=frozenset().union(*(e.source_tags for e in used)),
+            source_tags=tags,
         )
         try:
             self.store.add_for_peer(self.peer, entry)
@@ -378,8 +381,9 @@ class PeerService:
         return None  # the reply is sent when the request is decided
 
     def _tags_of(self, entry: StoredObject) -> list[str]:
-        # the owner's tags of what the value was computed from; never the scientist's own tags
-        return sorted(entry.source_tags)
+        # the owner's tags of what the value was computed from, or what changed it (a model
+        # trained on tagged data); never the scientist's own tags
+        return sorted(entry.source_tags | self.store.taint.tags_of(entry.value))
 
     def on_decided(self, request: Request) -> None:
         """Called by the request queue from whichever thread decided the request."""

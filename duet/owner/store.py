@@ -141,7 +141,7 @@ class ObjectStore:
             nbytes=value_nbytes(value),
             source_tags=frozenset(tags),
         )
-        self.taint.mark_deep(value)
+        self.taint.mark_deep(value, frozenset(tags))
         if not self.taint.is_marked(value):
             entry.private = True
         with self._lock:
