@@ -42,6 +42,10 @@ class StoredObject:
         """The value itself (the owner's side holds the real object)."""
         return self.value
 
+    def __repr__(self) -> str:
+        listed = "listed" if self.pointable else "not listed"
+        return f"<{self.type_name} {self.id} owned by {self.owner}, tags={self.tags}, {listed}>"
+
     @property
     def type_name(self) -> str:
         return type(self.value).__name__
