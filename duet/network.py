@@ -18,7 +18,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import DuetError, HandshakeError, SignalingError, UsageError
+from .errors import HandshakeError, SignalingError, UsageError
 from .owner.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS
 from .runtime import run
 from .session import OwnerSession, ScientistSession, connect_sessions
@@ -290,4 +290,4 @@ def join_duet(
     return scientist
 
 
-__all__ = ["DuetError", "join_duet", "launch_duet"]
+__all__ = ["join_duet", "launch_duet"]

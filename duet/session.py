@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .connection import Connection, State
-from .errors import ConnectionLost, DuetTimeout, UsageError
+from .errors import ConnectionLost, UsageError
 from .owner.context import OwnerSettings
 from .owner.requests import Request, RequestQueue
 from .owner.service import PeerService
@@ -336,4 +336,4 @@ def install_send() -> None:
     nn.Module.send = _send  # type: ignore[attr-defined]
 
 
-__all__ = ["DuetTimeout", "OwnerSession", "ScientistSession", "duet_pair", "install_send"]
+__all__ = ["OwnerSession", "ScientistSession", "duet_pair", "install_send"]
