@@ -204,10 +204,10 @@ class PeerService:
             raise ProtocolError(f"a scientist may not send {type(message).__name__} messages")
 
     # ---- actions
-    def _use(self, object_id: str, used: list[StoredObject]) -> Any:
-        failed = self._failed.get(object_id)
-        if failed is not None:
-            raise _Propagated(failed)
+    def _visible(self, object_id: str) -> StoredObject:
+        """The entry this scientist may name: its own, or the owner's listed objects.
+
+        Anything else reads as missing, so the scientist learns nothing about it."""
         entry = self.store.get(object_id)
         if (
             entry is None
@@ -217,6 +217,13 @@ class PeerService:
             raise UsageError(
                 f"object {object_id} does not exist on the owner's side (deleted or never created)"
             )
+        return entry
+
+    def _use(self, object_id: str, used: list[StoredObject]) -> Any:
+        failed = self._failed.get(object_id)
+        if failed is not None:
+            raise _Propagated(failed)
+        entry = self._visible(object_id)
         used.append(entry)
         return entry.value
 
@@ -340,19 +347,10 @@ class PeerService:
         failed = self._failed.get(message.id)
         if failed is not None:
             return Reply(rid=message.rid, status="error", error=failed)
-        entry = self.store.get(message.id)
-        if (
-            entry is None
-            or (entry.owner == OWNER and not entry.pointable)
-            or (entry.owner not in (OWNER, self.peer))
-        ):
-            return self._error_reply(
-                message.rid,
-                UsageError(
-                    f"object {message.id} does not exist on the owner's side (deleted or never created)"
-                ),
-                "get",
-            )
+        try:
+            entry = self._visible(message.id)
+        except UsageError as exc:
+            return self._error_reply(message.rid, exc, "get")
         if not self.store.is_private(entry):
             return self._value_reply(message.rid, entry, "ok", out_buffers, message.delete_obj)
         if not message.request:

@@ -177,10 +177,10 @@ def _pair(
     return "Tuple", {"length": 2}
 
 
-def _same_fields(
+def _loader_iterator(
     meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str | None, dict[str, Any]]:
-    return None, {"fields": meta.get("fields")}
+    return "DataLoaderIter", {"fields": meta.get("fields")}
 
 
 def _loader_fields(
@@ -313,7 +313,7 @@ TABLES["LRScheduler"] = {
 }
 TABLES["DataLoader"] = {
     "__len__": Op("DataLoader.__len__", "method", "Number", False, len),
-    "__iter__": Op("DataLoader.__iter__", "method", _same_fields, False, iter),
+    "__iter__": Op("DataLoader.__iter__", "method", _loader_iterator, False, iter),
 }
 TABLES["Dataset"] = {
     "__len__": Op("Dataset.__len__", "method", "Number", False, len),

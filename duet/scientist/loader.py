@@ -19,18 +19,14 @@ def iterate_loader(loader: Pointer) -> Iterator[Pointer]:
     named ``train_size``) and remembered for later epochs; each batch is then a queued ``next``
     on a remote iterator. Raises RequestDenied when the owner does not release the length.
     """
-    batches = loader.meta.get("batches")
-    if batches is None:
-        try:
-            batches = len(loader)
-        except RequestDenied as exc:
-            raise RequestDenied(
-                f"cannot iterate the remote DataLoader {loader.id}: {exc}; the owner can allow it "
-                "with duet.requests.add_handler(name='train_size', action='accept')"
-            ) from exc
-        loader.meta["batches"] = batches
+    try:
+        batches = len(loader)  # released once, then remembered by the pointer
+    except RequestDenied as exc:
+        raise RequestDenied(
+            f"cannot iterate the remote DataLoader {loader.id}: {exc}; the owner can allow it "
+            "with duet.requests.add_handler(name='train_size', action='accept')"
+        ) from exc
     iterator = loader._call("__iter__")
-    iterator.kind = "DataLoaderIter"
     next_op = allowlist.member("DataLoaderIter", "__next__")
     for _ in range(batches):
         yield loader._client.call(next_op, iterator, (), {})
