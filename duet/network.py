@@ -1,19 +1,21 @@
 """``launch_duet`` and ``join_duet``: two processes, peer to peer over a WebRTC data channel.
 
-The owner registers with a signaling server and gets a session ID; the scientist joins with it,
-offers a WebRTC connection and shows a client ID derived from its DTLS certificate fingerprint;
-the owner checks that ID against the offer it received (so a signaling server that swapped the
-offer cannot pass), answers, and both sides run the protocol handshake over the open data
+The owner makes its DTLS certificate first, so its ID is known at launch and printed in the line
+the scientist runs. It registers with a signaling server and gets a session ID; the scientist
+joins with it, offers a WebRTC connection and shows a client ID derived from its DTLS
+certificate; the owner confirms that ID (on loopback, the scientist instead proves it read the
+owner's private loopback file), answers, and each side then checks that the certificate its peer
+actually presented in the DTLS handshake is the one confirmed (the owner's ID, for a scientist
+given ``owner_id``). So a signaling server that swapped or spliced the offer or the answer is
+caught, whatever the SDP says. Both sides then run the protocol handshake over the open data
 channel. Only then is "connected" printed.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import sys
-import tempfile
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +24,15 @@ from .errors import HandshakeError, SignalingError, UsageError
 from .owner.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS
 from .runtime import run
 from .session import OwnerSession, ScientistSession, connect_sessions
+from .transport import loopback as local
+from .transport.identity import (
+    certificate_fingerprint,
+    client_id_from_fingerprint,
+    new_certificate,
+    normalize_id,
+    parse_id,
+)
+from .transport.sdp import check_peer_sdp
 from .transport.signaling import SignalingClient
 from .transport.webrtc import answer_offer, create_offer
 
@@ -36,54 +47,7 @@ def _say(text: str) -> None:
 
 def loopback_file() -> Path:
     """Where an owner started with ``loopback=True`` leaves its address for a local scientist."""
-    uid = os.getuid() if hasattr(os, "getuid") else 0
-    return Path(
-        os.environ.get("DUET_LOOPBACK_FILE")
-        or Path(tempfile.gettempdir()) / f"duet-loopback-{uid}.json"
-    )
-
-
-def _write_loopback(record: dict[str, Any]) -> None:
-    # written whole, then renamed into place: a scientist never reads half a file
-    path = loopback_file()
-    partial = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-    partial.write_text(json.dumps(record))
-    os.replace(partial, path)
-
-
-def _read_loopback() -> dict[str, Any]:
-    path = loopback_file()
-    try:
-        record = json.loads(path.read_text())
-        pid = int(record["pid"])
-        session_id, url = str(record["session_id"]), str(record["signaling_url"])
-    except FileNotFoundError:
-        raise UsageError(
-            "no owner is waiting on this machine: run launch_duet(loopback=True) first"
-        ) from None
-    except (ValueError, KeyError, TypeError) as exc:
-        raise UsageError(
-            f"the loopback file {path} is unreadable ({exc}); relaunch the owner"
-        ) from exc
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        path.unlink(missing_ok=True)
-        raise UsageError(
-            "no owner is waiting on this machine (the last one has exited): run launch_duet(loopback=True)"
-        ) from None
-    except PermissionError:
-        pass  # alive, another user's process
-    return {"session_id": session_id, "signaling_url": url}
-
-
-def _remove_loopback(session_id: str) -> None:
-    path = loopback_file()
-    try:
-        if json.loads(path.read_text()).get("session_id") == session_id:
-            path.unlink(missing_ok=True)
-    except (OSError, ValueError):
-        pass  # gone already, or another owner's by now
+    return local.loopback_file()
 
 
 def _ice_hosts(ice_hosts: Sequence[str] | None, loopback: bool) -> Sequence[str] | None:
@@ -108,15 +72,22 @@ def launch_duet(
 ) -> OwnerSession:
     """Start a duet as the data owner and wait until a scientist has joined.
 
-    Prints the session ID and the exact line the scientist runs. With ``confirm=True`` you are
+    Prints the session ID and the exact line the scientist runs, which carries your owner ID
+    so the scientist can check it is really you they reach. With ``confirm=True`` you are
     asked for the client ID the scientist was shown; a wrong ID refuses the connection
     (``confirm`` may also be the expected ID itself, or a function given the ID that returns
-    True to accept). ``on_ready(session_id, signaling_url)`` is called once the session is
-    registered, for handing the ID over another way. ``loopback=True``: owner and scientist on this machine find each other
-    with no ID to copy and no prompt. With no ``signaling_url`` (and no ``DUET_SIGNALING_URL``),
-    a signaling server is started on 127.0.0.1 for this session.
+    True to accept). Either way the scientist's connection must then present the certificate of
+    that ID, or it is refused. ``on_ready(session_id, signaling_url)`` is called once the
+    session is registered, for handing the ID over another way.
 
-    Raises SignalingError, HandshakeError, DuetTimeout (no scientist within ``timeout_secs``).
+    ``loopback=True``: owner and scientist on this machine find each other with no ID to copy
+    and no prompt, through a file only your user can read (see ``loopback_file()``); a process
+    that joins without having read it is refused. With no ``signaling_url`` (and no
+    ``DUET_SIGNALING_URL``), a signaling server is started on 127.0.0.1 for this session.
+
+    Raises SignalingError, HandshakeError (the scientist was not confirmed or is not who was
+    confirmed), ProtocolError (an offer duet would not send), DuetTimeout (no scientist within
+    ``timeout_secs``).
     """
     owner = OwnerSession(
         max_bytes=max_bytes,
@@ -127,6 +98,10 @@ def launch_duet(
     hosts = _ice_hosts(ice_hosts, loopback)
     url = signaling_url or os.environ.get("DUET_SIGNALING_URL")
     state: dict[str, Any] = {}
+    # made before registering, so the owner's ID can be printed in the scientist's join line
+    certificate = new_certificate()
+    owner_id = client_id_from_fingerprint(certificate_fingerprint(certificate))
+    token = local.new_token() if loopback else ""
 
     async def register() -> str:
         nonlocal url
@@ -144,34 +119,42 @@ def launch_duet(
     if "server" in state:
         _say(f"♫♫♫ > started a signaling server for this session at {url}")
     _say(f"♫♫♫ > duet session ID: {session_id}")
-    if loopback:
-        _write_loopback({"session_id": session_id, "signaling_url": url, "pid": os.getpid()})
-
-        _say("♫♫♫ > on this machine, the scientist runs: duet = sy.join_duet(loopback=True)")
-    else:
-        _say(
-            f'♫♫♫ > ask the scientist to run: duet = sy.join_duet("{session_id}", signaling_url="{url}")'
-        )
-    _say("♫♫♫ > waiting for the scientist to join...")
-    if on_ready is not None:
-        on_ready(session_id, str(url))
-
+    _say(f"♫♫♫ > your owner ID: {owner_id}")
     try:
+        if loopback:
+            record = local.LoopbackRecord(session_id, str(url), os.getpid(), owner_id, token)
+            local.write_loopback(record)
+            _say("♫♫♫ > on this machine, the scientist runs: duet = sy.join_duet(loopback=True)")
+        else:
+            _say(
+                f'♫♫♫ > ask the scientist to run: duet = sy.join_duet("{session_id}", '
+                f'signaling_url="{url}", owner_id="{owner_id}")'
+            )
+        _say("♫♫♫ > waiting for the scientist to join...")
+        if on_ready is not None:
+            on_ready(session_id, str(url))
         offer = run(
             state["signaling"].wait_offer(timeout_secs=timeout_secs),
             timeout_secs=timeout_secs + 10,
             what="waiting for the scientist",
         )
-        from .transport.ice import client_id_from_fingerprint, dtls_fingerprint
-
-        client_id = client_id_from_fingerprint(dtls_fingerprint(offer))
-        if not loopback and confirm is not False:
+        scientist_fingerprint = check_peer_sdp(offer, "the scientist's offer")
+        client_id = client_id_from_fingerprint(scientist_fingerprint)
+        if loopback:
+            local.check_proof(offer, token, session_id, scientist_fingerprint)
+        elif confirm is not False:
             _confirm(confirm, client_id)
 
         async def answer() -> None:
-            peer, answer_sdp = await answer_offer(offer, ice_servers=ice_servers, ice_hosts=hosts)
+            peer, answer_sdp = await answer_offer(
+                offer,
+                ice_servers=ice_servers,
+                ice_hosts=hosts,
+                certificate=certificate,
+                expected_peer_id=client_id,
+            )
             await state["signaling"].send_answer(answer_sdp)
-            channel = await peer.channel(CONNECT_TIMEOUT_SECS)
+            channel = await peer.channel(CONNECT_TIMEOUT_SECS)  # checks the presented certificate
             await connect_sessions(
                 owner, channel, timeout_secs=CONNECT_TIMEOUT_SECS, client_id=client_id
             )
@@ -182,7 +165,7 @@ def launch_duet(
         raise
     finally:
         if loopback:
-            _remove_loopback(session_id)
+            local.remove_loopback(session_id)
         run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
     _say(f"♫♫♫ > connected to scientist {client_id}")
     return owner
@@ -208,7 +191,7 @@ def _confirm(confirm: bool | str | Callable[[str], bool], client_id: str) -> Non
             given = input("♫♫♫ > enter the client ID the scientist was shown: ")
         else:
             given = str(confirm)
-        ok = _normalize_id(given) == _normalize_id(client_id)
+        ok = normalize_id(given) == normalize_id(client_id)
     if not ok:
         raise HandshakeError(
             f"client ID {given!r} does not match the scientist's connection offer; refusing the "
@@ -216,14 +199,11 @@ def _confirm(confirm: bool | str | Callable[[str], bool], client_id: str) -> Non
         )
 
 
-def _normalize_id(text: str) -> str:
-    return "".join(ch for ch in text.lower() if ch.isalnum())
-
-
 def join_duet(
     session_id: str | None = None,
     signaling_url: str | None = None,
     *,
+    owner_id: str | None = None,
     loopback: bool = False,
     ice_servers: Sequence[str] | None = None,
     ice_hosts: Sequence[str] | None = None,
@@ -231,16 +211,34 @@ def join_duet(
 ) -> ScientistSession:
     """Join a duet as the data scientist; returns the connected session.
 
-    Prints your client ID: tell it to the owner, who types it to confirm you. ``loopback=True``
-    joins the owner started with ``launch_duet(loopback=True)`` on this machine.
+    Prints your client ID: tell it to the owner, who types it to confirm you. ``owner_id`` is
+    the ID in the line the owner's ``launch_duet`` printed: given, the connection is refused
+    unless the owner's side presents that owner's certificate, so no one else (not even the
+    signaling server) can stand in for the owner and receive what you send. ``loopback=True``
+    joins the owner started with ``launch_duet(loopback=True)`` on this machine, reading the
+    owner's ID and a token from its private loopback file.
 
-    Raises SignalingError (unknown or expired ID, the owner refused), HandshakeError, DuetTimeout.
+    Raises SignalingError (unknown or expired ID, the owner refused), HandshakeError (the owner
+    is not ``owner_id``), UsageError (a malformed ``owner_id``, no owner waiting on loopback, a
+    loopback file someone else could have written), DuetTimeout.
     """
-    if loopback and session_id is None:
-        found = _read_loopback()
-        session_id, signaling_url = found["session_id"], signaling_url or found["signaling_url"]
+    record = local.read_loopback() if loopback else None
+    if record is not None:
+        if session_id is not None and session_id.strip() != record.session_id:
+            raise UsageError(
+                f"the owner waiting on this machine runs session {record.session_id[:8]}…, not "
+                f"{session_id.strip()[:8]}…; join with join_duet(loopback=True) alone"
+            )
+        if owner_id is not None and normalize_id(owner_id) != normalize_id(record.owner_id):
+            raise UsageError(
+                f"the owner waiting on this machine is {record.owner_id}, not {owner_id}"
+            )
+        session_id, owner_id = record.session_id, record.owner_id
+        signaling_url = signaling_url or record.signaling_url
     if session_id is None:
         raise UsageError("join_duet needs the session ID the owner was given")
+    if owner_id is not None:
+        owner_id = parse_id(owner_id, "owner_id")
     url = signaling_url or os.environ.get("DUET_SIGNALING_URL")
     if url is None:
         raise UsageError(
@@ -252,25 +250,40 @@ def join_duet(
     state: dict[str, Any] = {}
 
     async def offer() -> str:
-        state["peer"], sdp = await create_offer(ice_servers=ice_servers, ice_hosts=hosts)
+        peer, sdp = await create_offer(ice_servers=ice_servers, ice_hosts=hosts)
+        state["peer"] = peer
+        if record is not None:
+            proof = local.loopback_proof(record.token, record.session_id, peer.fingerprint)
+            sdp = local.with_proof(sdp, proof)
         state["signaling"] = client = await SignalingClient.connect(url)
         await client.join(session_id)
         await client.send_offer(sdp)
-        return str(state["peer"].client_id)
+        return str(peer.client_id)
 
-    client_id = run(
-        offer(), timeout_secs=CONNECT_TIMEOUT_SECS, what="joining through the signaling server"
-    )
+    try:
+        client_id = run(
+            offer(), timeout_secs=CONNECT_TIMEOUT_SECS, what="joining through the signaling server"
+        )
+    except BaseException:
+        _close_all(state)
+        raise
     _say(f"♫♫♫ > duet client ID: {client_id}")
     if not loopback:
         _say("♫♫♫ > tell the data owner this client ID; waiting for them to confirm...")
+        if owner_id is None:
+            _say(
+                "♫♫♫ > not checking who answers: pass the owner_id from the owner's join line "
+                "to make sure it is the owner"
+            )
 
     async def connect() -> None:
         try:
             answer_sdp = await state["signaling"].wait_answer(timeout_secs=timeout_secs)
         except SignalingError as exc:
             raise SignalingError(f"the owner did not answer: {exc}") from exc
-        channel = await state["peer"].accept_answer(answer_sdp, timeout_secs=CONNECT_TIMEOUT_SECS)
+        channel = await state["peer"].accept_answer(
+            answer_sdp, timeout_secs=CONNECT_TIMEOUT_SECS, expected_peer_id=owner_id
+        )
         await connect_sessions(
             scientist, channel, timeout_secs=CONNECT_TIMEOUT_SECS, client_id=client_id
         )
@@ -282,12 +295,20 @@ def join_duet(
             what="connecting to the owner",
         )
     except BaseException:
-        run(state["peer"].close(), timeout_secs=10, what="closing the WebRTC connection")
+        _close_all(state)
         raise
-    finally:
-        run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
-    _say("♫♫♫ > connected to the data owner")
+    run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
+    checked = f" {owner_id} (its certificate checked)" if owner_id else ""
+    _say(f"♫♫♫ > connected to the data owner{checked}")
     return scientist
+
+
+def _close_all(state: dict[str, Any]) -> None:
+    """Close the scientist's peer connection and signaling connection, whichever exist."""
+    if "peer" in state:
+        run(state["peer"].close(), timeout_secs=10, what="closing the WebRTC connection")
+    if "signaling" in state:
+        run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
 
 
 __all__ = ["join_duet", "launch_duet"]

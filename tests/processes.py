@@ -17,8 +17,8 @@ UNIT = 30.0  # seconds; every wait in these tests is a multiple of it
 
 
 class Process:
-    def __init__(self, *args: str, stdin: bool = True):
-        env = {**os.environ, "DUET_ICE_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1"}
+    def __init__(self, *args: str, stdin: bool = True, env: dict[str, str] | None = None):
+        env = {**os.environ, "DUET_ICE_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1", **(env or {})}
         self.popen = subprocess.Popen(
             [sys.executable, *args],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,
@@ -69,6 +69,14 @@ class Process:
         """The next JSON line whose ``key`` equals ``value``."""
         match = self.line(rf'^\{{.*"{key}": "{re.escape(value)}"', timeout)
         return json.loads(match.string)
+
+    def exit_code(self, timeout: float = UNIT) -> int:
+        """Wait for the process to end (it must, within ``timeout``); its output is in ``output``."""
+        code = self.popen.wait(timeout)
+        while (line := self.lines.get(timeout=timeout)) is not None:
+            self.output.append(line)
+        self.lines.put(None)
+        return code
 
     def send(self, text: str) -> None:
         assert self.popen.stdin is not None

@@ -13,14 +13,16 @@ def duet_processes():
     owner = Process(str(PEER), "owner", url)
     started = [server, owner]
     try:
+        owner_id = owner.line(r'owner_id="([0-9a-f-]+)"').group(1)  # from the join line
         session_id = owner.event("event", "ready")["session_id"]
         assert len(session_id) == 32 and int(session_id, 16) >= 0
-        scientist = Process(str(PEER), "scientist", session_id, url)
+        scientist = Process(str(PEER), "scientist", session_id, url, owner_id)
         started.append(scientist)
         client_id = scientist.line(r"duet client ID: ([0-9a-f-]+)").group(1)
         owner.send(client_id)  # the owner types the ID the scientist was shown
         assert owner.event("event", "connected")["client_id"] == client_id
         scientist.event("event", "connected")
+        assert f"connected to the data owner {owner_id}" in "\n".join(scientist.output)
         owner.event("event", "published")
         yield owner, scientist
     finally:

@@ -1,4 +1,4 @@
-"""Which local addresses ICE may use, and reading candidates and fingerprints out of an SDP.
+"""Which local addresses ICE may use, and reading ICE candidates out of an SDP.
 
 aiortc gathers candidates with aioice: ``aioice.ice.Connection.gather_candidates`` asks the
 module-level ``aioice.ice.get_host_addresses()`` for *every* address of every interface
@@ -24,18 +24,15 @@ from __future__ import annotations
 
 import contextlib
 import contextvars
-import hashlib
 import ipaddress
 import logging
 import os
-import re
 from collections.abc import Callable, Iterator, Sequence
 
 import aioice.ice
 from aiortc import RTCConfiguration, RTCIceServer
 
-from ..errors import NetworkError, ProtocolError, UsageError
-from ..protocol.chunking import MIN_CHUNK_SIZE
+from ..errors import NetworkError, UsageError
 
 logger = logging.getLogger(__name__)
 
@@ -45,9 +42,6 @@ _allowed_hosts: contextvars.ContextVar[tuple[str, ...] | None] = contextvars.Con
     "duet_ice_hosts", default=None
 )
 _WRAPPER_MARK = "__duet_ice_hosts_wrapper__"
-_REMOTE_DEFAULT_MAX_MESSAGE = 65536
-_FINGERPRINT_RE = re.compile(r"^a=fingerprint:sha-256\s+([0-9A-Fa-f:]+)\s*$", re.MULTILINE)
-_MAX_MESSAGE_RE = re.compile(r"^a=max-message-size:(\d+)\s*$", re.MULTILINE)
 
 
 def ice_configuration(ice_servers: Sequence[str | RTCIceServer] | None) -> RTCConfiguration:
@@ -177,37 +171,3 @@ def check_host_candidates(sdp: str, hosts: tuple[str, ...] | None) -> None:
                 f"ICE gathered a host candidate on {address}, outside the configured "
                 f"addresses {list(hosts)}; refusing to use it"
             )
-
-
-def dtls_fingerprint(sdp: str) -> str:
-    """The ``a=fingerprint:sha-256`` value of ``sdp`` (upper-case hex with colons)."""
-    values = {m.group(1).upper() for m in _FINGERPRINT_RE.finditer(sdp)}
-    if not values:
-        raise ProtocolError("the SDP has no a=fingerprint:sha-256 line")
-    if len(values) > 1:
-        raise ProtocolError("the SDP has several different sha-256 DTLS fingerprints")
-    (value,) = values
-    if len(value.replace(":", "")) != 64:
-        raise ProtocolError(f"malformed sha-256 DTLS fingerprint {value!r}")
-    return value
-
-
-def client_id_from_fingerprint(fp: str) -> str:
-    """Short code for a DTLS fingerprint: 16 hex digits of its sha256 (``3fa2-91bc-0d4e-77a1``)."""
-    digest = hashlib.sha256(fp.strip().upper().encode("ascii")).hexdigest()[:16]
-    return "-".join(digest[i : i + 4] for i in range(0, 16, 4))
-
-
-def sdp_max_message_size(sdp: str) -> int:
-    """The peer's ``a=max-message-size`` (0: no limit; 65536 when absent, RFC 8841 s. 6)."""
-    match = _MAX_MESSAGE_RE.search(sdp)
-    return int(match.group(1)) if match else _REMOTE_DEFAULT_MAX_MESSAGE
-
-
-def chunk_size_for_peer(remote_sdp: str, wanted: int) -> int:
-    """``wanted`` lowered to the peer's advertised maximum message size, if it has one."""
-    limit = sdp_max_message_size(remote_sdp)
-    size = wanted if limit == 0 else min(wanted, limit)  # 0 means "any size"
-    if size < MIN_CHUNK_SIZE:
-        raise NetworkError(f"the peer accepts data channel messages of only {limit} bytes")
-    return size

@@ -12,9 +12,12 @@ twice. ICE uses only the configured STUN/TURN servers (never aiortc's default pu
 server) and, if ``ice_hosts`` or ``$DUET_ICE_HOSTS`` is set, only those local addresses
 (see ``duet.transport.ice``).
 
-The DTLS certificate fingerprint in each SDP names the peer the data channel will be encrypted
-to: ``client_id_from_fingerprint`` turns it into a short code the scientist prints and the owner
-compares, so a signaling server that swapped the offer is caught.
+Who the peer is: each side's DTLS certificate is shortened to an ID (the scientist's client ID,
+the owner's ID; ``duet.transport.identity``). A peer SDP is read strictly (``duet.transport.sdp``)
+and its fingerprint gives the ID to confirm; once the data channel is open, and before it is
+handed to anyone, the certificate the peer actually presented in the DTLS handshake is compared
+with that ID (or with the one the caller expects): a mismatch closes the connection with a
+HandshakeError, however the SDP was written.
 """
 
 from __future__ import annotations
@@ -33,22 +36,30 @@ from aiortc import (
     RTCPeerConnection,
     RTCSessionDescription,
 )
+from aiortc.rtcdtlstransport import RTCCertificate
 
-from ..errors import DuetError, DuetTimeout, NetworkError, ProtocolError
+from ..errors import DuetError, DuetTimeout, HandshakeError, NetworkError, ProtocolError
 from ..protocol import chunking
 from ..protocol.chunking import DEFAULT_CHUNK_SIZE
 from .channel import Channel, ChannelClosed
 from .ice import (
     check_host_candidates,
-    chunk_size_for_peer,
-    client_id_from_fingerprint,
-    dtls_fingerprint,
     ice_configuration,
     resolve_ice_hosts,
     restricted_host_addresses,
     sdp_candidate_addresses,
     without_mdns_candidates,
 )
+from .identity import (
+    certificate_fingerprint,
+    check_presented,
+    client_id_from_fingerprint,
+    new_certificate,
+    normalize_id,
+    peer_connection,
+    presented_fingerprint,
+)
+from .sdp import check_peer_sdp, chunk_size_for_peer, dtls_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -243,7 +254,12 @@ class WebRTCChannel(Channel):
             raise NetworkError(f"the WebRTC connection could not be set up ({self._reason})")
 
 
-async def _set_local(pc: RTCPeerConnection, hosts: tuple[str, ...] | None, timeout: float) -> str:
+async def _set_local(
+    pc: RTCPeerConnection,
+    hosts: tuple[str, ...] | None,
+    timeout: float,
+    certificate: RTCCertificate,
+) -> str:
     """Create and apply the local offer/answer (this gathers candidates); return its SDP."""
     try:
         with restricted_host_addresses(hosts):
@@ -251,6 +267,11 @@ async def _set_local(pc: RTCPeerConnection, hosts: tuple[str, ...] | None, timeo
             await asyncio.wait_for(pc.setLocalDescription(desc), timeout)
         sdp: str = pc.localDescription.sdp
         check_host_candidates(sdp, hosts)  # NetworkError: never hand out a foreign address
+        if dtls_fingerprint(sdp) != certificate_fingerprint(certificate):
+            raise NetworkError(
+                "aiortc did not use the DTLS certificate duet gave it, so the ID shown would not "
+                "be this connection's; install aiortc 1.16 (pip install 'aiortc==1.16.*')"
+            )
         return sdp
     except BaseException as exc:
         await pc.close()
@@ -273,6 +294,28 @@ async def _set_remote(
         raise NetworkError(f"the peer's WebRTC {kind} was refused: {exc}") from exc
 
 
+async def _check_peer(
+    channel: WebRTCChannel,
+    pc: RTCPeerConnection,
+    expected_id: str,
+    *,
+    peer: str,
+    expected_from: str,
+) -> str:
+    """The fingerprint the peer presented, once it is checked against ``expected_id``.
+
+    On a mismatch the connection is closed and HandshakeError raised: nothing has been sent on
+    the channel yet and nothing received on it has been read.
+    """
+    try:
+        presented = presented_fingerprint(pc)
+        check_presented(presented, expected_id, peer=peer, expected_from=expected_from)
+    except HandshakeError:
+        await channel.close()
+        raise
+    return presented
+
+
 class OfferingPeer:
     """The scientist's side before the answer arrives. Show ``client_id`` to the owner."""
 
@@ -281,26 +324,52 @@ class OfferingPeer:
         pc: RTCPeerConnection,
         channel: WebRTCChannel,
         offer_sdp: str,
-        hosts: tuple[str, ...] | None = None,
+        hosts: tuple[str, ...] | None,
+        certificate: RTCCertificate,
     ) -> None:
         self._pc = pc
         self._channel = channel
         self._hosts = hosts
         self.offer_sdp = offer_sdp
-        self.fingerprint = dtls_fingerprint(offer_sdp)
+        self.fingerprint = certificate_fingerprint(certificate)
         self.client_id = client_id_from_fingerprint(self.fingerprint)
+        #: the fingerprint the owner presented in the DTLS handshake, once connected
         self.peer_fingerprint: str | None = None
 
-    async def accept_answer(self, answer_sdp: str, *, timeout_secs: float) -> WebRTCChannel:
-        """Apply the owner's answer and wait until the data channel is open."""
+    async def accept_answer(
+        self, answer_sdp: str, *, timeout_secs: float, expected_peer_id: str | None = None
+    ) -> WebRTCChannel:
+        """Apply the owner's answer and wait until the data channel is open.
+
+        With ``expected_peer_id`` (the owner's ID), an answer from anyone else is refused with
+        HandshakeError: at once if the answer names another certificate, else once DTLS shows
+        the certificate actually presented. Raises ProtocolError for a malformed answer.
+        """
         try:
-            self.peer_fingerprint = dtls_fingerprint(answer_sdp)
-        except ProtocolError:
+            fingerprint = check_peer_sdp(answer_sdp, "the owner's answer")
+            answer_id = client_id_from_fingerprint(fingerprint)
+            if expected_peer_id is not None and normalize_id(answer_id) != normalize_id(
+                expected_peer_id
+            ):
+                raise HandshakeError(
+                    f"the answer came from {answer_id}, not from the owner {expected_peer_id} "
+                    "(the owner_id you gave join_duet): someone else answered, most likely the "
+                    "signaling server; refusing it before connecting. Check the owner_id, start "
+                    "a new session, and use a signaling server you trust"
+                )
+        except (ProtocolError, HandshakeError):
             await self.close()
             raise
         await _set_remote(self._pc, answer_sdp, "answer", self._hosts)
         self._channel.chunk_size = chunk_size_for_peer(answer_sdp, self._channel.chunk_size)
         await self._channel._wait_open(timeout_secs)
+        if expected_peer_id is None:
+            expected, source = answer_id, "the certificate its answer named"
+        else:
+            expected, source = expected_peer_id, "the owner_id you gave join_duet"
+        self.peer_fingerprint = await _check_peer(
+            self._channel, self._pc, expected, peer="owner", expected_from=source
+        )
         return self._channel
 
     async def close(self) -> None:
@@ -308,14 +377,25 @@ class OfferingPeer:
 
 
 class AnsweringPeer:
-    """The owner's side after answering. ``peer_client_id`` must match what the scientist shows."""
+    """The owner's side after answering. ``peer_client_id`` must match what the scientist shows.
 
-    def __init__(self, pc: RTCPeerConnection, offer_sdp: str, **channel_options: Any) -> None:
+    ``channel`` returns the data channel only once the scientist has presented, in the DTLS
+    handshake, the certificate of ``expected_peer_id`` (by default the offer's own ID).
+    """
+
+    def __init__(
+        self,
+        pc: RTCPeerConnection,
+        offer_sdp: str,
+        expected_peer_id: str | None = None,
+        **channel_options: Any,
+    ) -> None:
         self._pc = pc
         self._options = channel_options
         self.offer_sdp = offer_sdp
-        self.peer_fingerprint = dtls_fingerprint(offer_sdp)
+        self.peer_fingerprint = check_peer_sdp(offer_sdp, "the scientist's offer")
         self.peer_client_id = client_id_from_fingerprint(self.peer_fingerprint)
+        self.expected_peer_id = expected_peer_id or self.peer_client_id
         self.answer_sdp = ""
         self._channel: WebRTCChannel | None = None
         self._arrived = asyncio.Event()
@@ -336,7 +416,10 @@ class AnsweringPeer:
             self._arrived.set()
 
     async def channel(self, timeout_secs: float) -> WebRTCChannel:
-        """Wait until the scientist's data channel has arrived and is open."""
+        """Wait until the scientist's data channel has arrived, is open and its peer checked.
+
+        Raises HandshakeError if the peer presented another certificate than expected.
+        """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout_secs
         try:
@@ -352,6 +435,13 @@ class AnsweringPeer:
             await self.close()
             raise NetworkError(f"the WebRTC connection is {state} before the data channel opened")
         await self._channel._wait_open(max(0.0, deadline - loop.time()))
+        await _check_peer(
+            self._channel,
+            self._pc,
+            self.expected_peer_id,
+            peer="scientist",
+            expected_from="the client ID that was confirmed",
+        )
         return self._channel
 
     async def close(self) -> None:
@@ -368,15 +458,20 @@ async def create_offer(
     timeout_secs: float = DEFAULT_GATHER_TIMEOUT,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    certificate: RTCCertificate | None = None,
 ) -> tuple[OfferingPeer, str]:
-    """Scientist: a peer connection with one data channel; returns it and the complete offer."""
+    """Scientist: a peer connection with one data channel; returns it and the complete offer.
+
+    ``certificate`` (default: a new one) is the DTLS certificate the client ID is made from.
+    """
     hosts = resolve_ice_hosts(ice_hosts)
-    pc = RTCPeerConnection(ice_configuration(ice_servers))
+    certificate = certificate or new_certificate()
+    pc = peer_connection(ice_configuration(ice_servers), certificate)
     dc = pc.createDataChannel("duet", ordered=True)
     # Created now so its message listener is attached before the channel can open.
     channel = WebRTCChannel(pc, dc, chunk_size=chunk_size, max_frame_bytes=max_frame_bytes)
-    sdp = await _set_local(pc, hosts, timeout_secs)
-    return OfferingPeer(pc, channel, sdp, hosts), sdp
+    sdp = await _set_local(pc, hosts, timeout_secs, certificate)
+    return OfferingPeer(pc, channel, sdp, hosts, certificate), sdp
 
 
 async def answer_offer(
@@ -387,13 +482,30 @@ async def answer_offer(
     timeout_secs: float = DEFAULT_GATHER_TIMEOUT,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+    certificate: RTCCertificate | None = None,
+    expected_peer_id: str | None = None,
 ) -> tuple[AnsweringPeer, str]:
-    """Owner: answer the scientist's offer; returns the peer and the complete answer SDP."""
+    """Owner: answer the scientist's offer; returns the peer and the complete answer SDP.
+
+    ``certificate`` (default: a new one) is the owner's, whose ID the scientist may check;
+    ``expected_peer_id`` is the client ID the owner confirmed (default: the offer's own).
+    Raises ProtocolError for an offer duet's peers would not write, and HandshakeError if the
+    offer is not from ``expected_peer_id``, both before any socket is opened.
+    """
     hosts = resolve_ice_hosts(ice_hosts)
-    dtls_fingerprint(offer_sdp)  # ProtocolError before any socket is opened
+    fingerprint = check_peer_sdp(offer_sdp, "the scientist's offer")
+    offer_id = client_id_from_fingerprint(fingerprint)
+    if expected_peer_id is not None and normalize_id(offer_id) != normalize_id(expected_peer_id):
+        raise HandshakeError(
+            f"the offer is from {offer_id}, not from the confirmed scientist {expected_peer_id}; "
+            "refusing it before connecting"
+        )
     size = chunk_size_for_peer(offer_sdp, chunk_size)
-    pc = RTCPeerConnection(ice_configuration(ice_servers))
-    peer = AnsweringPeer(pc, offer_sdp, chunk_size=size, max_frame_bytes=max_frame_bytes)
+    certificate = certificate or new_certificate()
+    pc = peer_connection(ice_configuration(ice_servers), certificate)
+    peer = AnsweringPeer(
+        pc, offer_sdp, expected_peer_id, chunk_size=size, max_frame_bytes=max_frame_bytes
+    )
     await _set_remote(pc, offer_sdp, "offer", hosts)
-    peer.answer_sdp = await _set_local(pc, hosts, timeout_secs)
+    peer.answer_sdp = await _set_local(pc, hosts, timeout_secs, certificate)
     return peer, peer.answer_sdp

@@ -1,7 +1,11 @@
 """A real owner or scientist process for the cross-process tests.
 
-    python peer.py owner <signaling_url>        publishes data, serves until the scientist leaves
-    python peer.py scientist <session_id> <url> runs the scenario named on stdin, one per line
+    python peer.py owner <signaling_url> [--loopback]   publishes data, serves until the scientist
+                                                        leaves (types the client ID read on stdin,
+                                                        unless --loopback)
+    python peer.py scientist <session_id> <url> [<owner_id>]
+                                                        runs the scenario named on stdin, one per
+                                                        line (checks the owner's ID if given)
 
 Both print one JSON object per line for the test to read.
 """
@@ -34,9 +38,12 @@ def digest(tensor: torch.Tensor) -> str:
     return hashlib.sha256(tensor.numpy().tobytes()).hexdigest()
 
 
-def owner(url: str) -> None:
+def owner(url: str, loopback: bool = False) -> None:
     duet = sy.launch_duet(
-        url, confirm=True, on_ready=lambda sid, u: emit(event="ready", session_id=sid)
+        url,
+        confirm=True,
+        loopback=loopback,
+        on_ready=lambda sid, u: emit(event="ready", session_id=sid),
     )
     emit(event="connected", client_id=duet.client_id)
     torch.tensor([1.0, 2.0, 3.0]).send(duet, tags=["ages"], description="ages")
@@ -59,8 +66,8 @@ def owner(url: str) -> None:
     )
 
 
-def scientist(session_id: str, url: str) -> None:
-    duet = sy.join_duet(session_id, url)
+def scientist(session_id: str, url: str, owner_id: str | None = None) -> None:
+    duet = sy.join_duet(session_id, url, owner_id=owner_id)
     emit(event="connected")
     for line in sys.stdin:
         step = line.strip()
@@ -120,6 +127,6 @@ def scientist(session_id: str, url: str) -> None:
 
 if __name__ == "__main__":
     if sys.argv[1] == "owner":
-        owner(sys.argv[2])
+        owner(sys.argv[2], loopback="--loopback" in sys.argv[3:])
     else:
-        scientist(sys.argv[2], sys.argv[3])
+        scientist(sys.argv[2], sys.argv[3], *sys.argv[4:5])
