@@ -14,9 +14,10 @@ import signal
 import sys
 
 from ._server import (
-    DEFAULT_MAX_CONNECTIONS_PER_IP,
+    DEFAULT_FIRST_MESSAGE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_SESSIONS,
+    DEFAULT_MAX_SESSIONS_PER_IP,
     DEFAULT_SESSION_TTL,
     Limits,
     SignalingServer,
@@ -71,11 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="largest message accepted; larger ones get a too_big error (SDP is a few KB)",
     )
     parser.add_argument(
-        "--max-connections-per-ip",
+        "--max-sessions-per-ip",
         type=_positive_int,
-        default=DEFAULT_MAX_CONNECTIONS_PER_IP,
+        default=DEFAULT_MAX_SESSIONS_PER_IP,
         metavar="N",
-        help="open connections allowed from one source IP address",
+        help="open sessions one source IP address may register; further registrations from it "
+        "get a too_many_sessions error (connections that have not registered do not count)",
+    )
+    parser.add_argument(
+        "--first-message-timeout",
+        type=_positive_float,
+        default=DEFAULT_FIRST_MESSAGE_TIMEOUT,
+        metavar="SECS",
+        help="a new connection that sends no register or join message within this time is dropped",
     )
     parser.add_argument(
         "--max-sessions",
@@ -98,8 +107,9 @@ async def _serve(args: argparse.Namespace) -> None:
     limits = Limits(
         session_ttl=args.session_ttl,
         max_message_bytes=args.max_message_bytes,
-        max_connections_per_ip=args.max_connections_per_ip,
+        max_sessions_per_ip=args.max_sessions_per_ip,
         max_sessions=args.max_sessions,
+        first_message_timeout=args.first_message_timeout,
     )
     server = SignalingServer(limits)
     url = await server.start(args.host, args.port)

@@ -25,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_SESSION_TTL = 600.0
 DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
-DEFAULT_MAX_CONNECTIONS_PER_IP = 64
+DEFAULT_MAX_SESSIONS_PER_IP = 64
 DEFAULT_MAX_SESSIONS = 10_000
+DEFAULT_FIRST_MESSAGE_TIMEOUT = 5.0
 
 #: Messages up to this many times ``max_message_bytes`` get a ``too_big`` error message; larger
 #: ones are cut off by the websocket layer (close code 1009, no message) before being buffered.
@@ -39,11 +40,18 @@ class Limits:
 
     session_ttl: float = DEFAULT_SESSION_TTL
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_connections_per_ip: int = DEFAULT_MAX_CONNECTIONS_PER_IP
+    max_sessions_per_ip: int = DEFAULT_MAX_SESSIONS_PER_IP
     max_sessions: int = DEFAULT_MAX_SESSIONS
+    first_message_timeout: float = DEFAULT_FIRST_MESSAGE_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("session_ttl", "max_message_bytes", "max_connections_per_ip", "max_sessions"):
+        for name in (
+            "session_ttl",
+            "max_message_bytes",
+            "max_sessions_per_ip",
+            "max_sessions",
+            "first_message_timeout",
+        ):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
@@ -57,6 +65,7 @@ class _Gone(Exception):
 class _Session:
     id: str
     owner: ServerConnection
+    owner_ip: str
     started: float
     scientist: ServerConnection | None = None
     state: str = "registered"  # -> joined -> offered -> answered
@@ -75,7 +84,7 @@ class SignalingServer:
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._sessions: dict[str, _Session] = {}
-        self._per_ip: dict[str, int] = {}
+        self._sessions_per_ip: dict[str, int] = {}
         self._ws_server: Server | None = None
         self.url = ""
 
@@ -117,45 +126,25 @@ class SignalingServer:
     # ----------------------------------------------------------------- connections
 
     async def _handle(self, ws: ServerConnection) -> None:
-        address = ws.remote_address
-        ip = str(address[0]) if address else "unknown"
-        open_now = self._per_ip.get(ip, 0)
-        if open_now >= self.limits.max_connections_per_ip:
-            logger.warning("refused a connection from %s: %d already open", ip, open_now)
-            await self._reject(
-                ws,
-                Reject(
-                    "too_many_connections",
-                    f"{ip} already has {open_now} open connections to this signaling server "
-                    f"(limit {self.limits.max_connections_per_ip}); close unused ones or raise "
-                    "--max-connections-per-ip on the server",
-                ),
-            )
-            return
-        self._per_ip[ip] = open_now + 1
         try:
             await self._serve_connection(ws)
         except Reject as rej:
-            logger.debug("refused %s: %s", ip, rej)
+            logger.debug("refused %s: %s", _ip(ws), rej)
             await self._reject(ws, rej)
         except _Gone:
             pass
-        finally:
-            left = self._per_ip[ip] - 1
-            if left:
-                self._per_ip[ip] = left
-            else:
-                del self._per_ip[ip]
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
-        ttl = self.limits.session_ttl
+        # An idle connection costs little, but it must not linger: one that says nothing is
+        # dropped after a few seconds, so idle sockets never hold a place.
+        wait = self.limits.first_message_timeout
         try:
-            async with asyncio.timeout(ttl):
+            async with asyncio.timeout(wait):
                 first = await self._recv(ws)
         except TimeoutError:
             raise Reject(
                 "expired",
-                f"no register or join message within {_secs(ttl)} s of connecting; "
+                f"no register or join message within {_secs(wait)} s of connecting; "
                 "send one right after connecting",
             ) from None
         if first["type"] == "register":
@@ -200,12 +189,23 @@ class SignalingServer:
                 f"the signaling server already holds {len(self._sessions)} sessions "
                 f"(limit {limits.max_sessions}); try again later or raise --max-sessions",
             )
+        ip = _ip(ws)
+        held = self._sessions_per_ip.get(ip, 0)
+        if held >= limits.max_sessions_per_ip:
+            logger.warning("refused to register for %s: it holds %d sessions", ip, held)
+            raise Reject(
+                "too_many_sessions",
+                f"{ip} already holds {held} open sessions on this signaling server (limit "
+                f"{limits.max_sessions_per_ip}); finish or close some, or raise "
+                "--max-sessions-per-ip on the server",
+            )
         session_id = secrets.token_hex(16)
         while session_id in self._sessions:  # pragma: no cover - 128 random bits
             session_id = secrets.token_hex(16)
         loop = asyncio.get_running_loop()
-        session = _Session(session_id, ws, loop.time())
+        session = _Session(session_id, ws, ip, loop.time())
         self._sessions[session_id] = session
+        self._sessions_per_ip[ip] = held + 1
         ttl = limits.session_ttl
         try:
             await self._send(
@@ -362,6 +362,11 @@ class SignalingServer:
         session.ended = True
         if self._sessions.get(session.id) is session:
             del self._sessions[session.id]
+        left = self._sessions_per_ip[session.owner_ip] - 1
+        if left:
+            self._sessions_per_ip[session.owner_ip] = left
+        else:
+            del self._sessions_per_ip[session.owner_ip]
         logger.info("session %s %s, %s", short_id(session.id), " -> ".join(session.events), outcome)
         return True
 
@@ -370,13 +375,19 @@ class SignalingServer:
         return f"{asyncio.get_running_loop().time() - session.started:.1f} s"
 
 
+def _ip(ws: ServerConnection) -> str:
+    address = ws.remote_address
+    return str(address[0]) if address else "unknown"
+
+
 async def start_embedded_server(
     host: str = "127.0.0.1", port: int = 0, **limits: Any
 ) -> tuple[SignalingServer, str]:
     """Run a signaling server on the current asyncio loop; return it and its ``ws://`` URL.
 
     ``limits`` are the fields of :class:`Limits` (``session_ttl``, ``max_message_bytes``,
-    ``max_connections_per_ip``, ``max_sessions``). Stop it with ``await server.close()``.
+    ``max_sessions_per_ip``, ``max_sessions``, ``first_message_timeout``). Stop it with
+    ``await server.close()``.
     """
     server = SignalingServer(Limits(**limits))
     url = await server.start(host, port)

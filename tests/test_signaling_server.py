@@ -358,33 +358,66 @@ def test_owner_leaving_before_pairing_removes_the_session(server_url: str) -> No
     run(body())
 
 
-def test_too_many_connections_from_one_address_are_refused(
+def test_a_client_that_sends_nothing_is_dropped(
     start_server: Callable[..., ServerProcess],
 ) -> None:
-    url = start_server("--max-connections-per-ip", "2").url
+    url = start_server("--first-message-timeout", "0.2").url
+
+    async def body() -> None:
+        async with connect(url, compression=None) as idle:
+            reply = json.loads(await idle.recv())
+            assert reply["code"] == "expired"
+            assert "no register or join message within 0.2 s of connecting" in reply["message"]
+            with pytest.raises(ConnectionClosed) as closed:
+                await idle.recv()
+            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+    run(body())
+
+
+def test_idle_connections_do_not_lock_an_address_out(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    url = start_server("--max-sessions-per-ip", "2").url
+
+    async def body() -> None:
+        idle = [await connect(url, compression=None) for _ in range(20)]
+        try:
+            _, offer, answer = await _complete_session(url)
+            assert (offer, answer) == (SDP_OFFER, SDP_ANSWER)
+        finally:
+            for ws in idle:
+                await ws.close()
+
+    run(body())
+
+
+def test_an_address_may_hold_a_limited_number_of_sessions(
+    start_server: Callable[..., ServerProcess],
+) -> None:
+    url = start_server("--max-sessions-per-ip", "2").url
 
     async def body() -> None:
         first, _ = await _registered_owner(url)
         second, _ = await _registered_owner(url)
-        async with connect(url, compression=None) as third:
-            reply = json.loads(await third.recv())
-            assert reply["code"] == "too_many_connections"
-            assert "--max-connections-per-ip" in reply["message"]
-            with pytest.raises(ConnectionClosed) as closed:
-                await third.recv()
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+        async with await SignalingClient.connect(url) as third:
+            with pytest.raises(SignalingServerError) as refused:
+                await third.register()
+        assert refused.value.server_code == "too_many_sessions"
+        assert "127.0.0.1 already holds 2 open sessions" in str(refused.value)
+        assert "--max-sessions-per-ip" in str(refused.value)
         await first.close()
-        for _ in range(20):  # the server may not have counted the close yet: retry, bounded
+        for _ in range(20):  # the server may not have ended the session yet: retry, bounded
             client = await SignalingClient.connect(url)
             try:
                 assert re.fullmatch(r"[0-9a-f]{32}", await client.register())
                 break
-            except SignalingError:
-                continue
+            except SignalingServerError as exc:
+                assert exc.server_code == "too_many_sessions"
             finally:
                 await client.close()
         else:
-            pytest.fail("a connection slot was not freed after a client closed")
+            pytest.fail("a session's place was not freed after its owner left")
         await second.close()
 
     run(body())
@@ -494,7 +527,8 @@ def test_help_exits_zero_and_mentions_every_option() -> None:
         "--port",
         "--session-ttl",
         "--max-message-bytes",
-        "--max-connections-per-ip",
+        "--max-sessions-per-ip",
+        "--first-message-timeout",
         "--max-sessions",
         "--log-level",
     ):

@@ -48,7 +48,7 @@ class SignalingServerError(SignalingError):
     """The signaling server refused a request; ``server_code`` is its error code.
 
     Codes: ``unknown_session``, ``session_taken``, ``malformed``, ``too_big``,
-    ``too_many_connections``, ``server_full``, ``expired``, ``peer_left``.
+    ``too_many_sessions``, ``server_full``, ``expired``, ``peer_left``.
     """
 
     def __init__(self, server_code: str, message: str) -> None:
