@@ -22,20 +22,21 @@ os.environ["DUET_ICE_HOSTS"] = "127.0.0.1"
 
 import torch
 
-from . import gets, memory, ops, setup, training, transfer
+from . import gets, memory, ops, setup, training, transfer, tutorial
 from .common import Context
-from .procs import ROOT, start_signaling_server, terminate
+from .procs import ROOT, pin_malloc, start_signaling_server, terminate
 from .sampler import Sampler
 
 BENCHMARKS = {
     "training": training.run,
+    "tutorial": tutorial.run,
     "gets": gets.run,
     "ops": ops.run,
     "transfer": transfer.run,
     "setup": setup.run,
     "memory": memory.run,
 }
-SHARED = {"training", "gets", "ops", "transfer"}  # these share one session
+SHARED = {"training", "tutorial", "gets", "ops", "transfer"}  # these share one session
 
 
 def machine() -> str:
@@ -62,6 +63,33 @@ def cpu_busy(seconds: float = 0.5) -> float:
     time.sleep(seconds)
     busy1, total1 = sample()
     return (busy1 - busy0) / max(1, total1 - total0)
+
+
+def cpu_ticks() -> tuple[int, int, int]:
+    """CPU ticks so far: busy on the machine, used by this benchmark's processes (its process
+    group, finished children included), and in all."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    total = sum(fields)
+    ours, group = 0, os.getpgrp()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            parts = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the process ended
+            continue
+        if int(parts[2]) == group:
+            ours += int(parts[11]) + int(parts[12])
+            if stat.parent.name == str(os.getpid()):
+                ours += int(parts[13]) + int(parts[14])
+    return total - fields[3] - fields[4], ours, total
+
+
+def others_busy(before: tuple[int, int, int]) -> str:
+    """How much of the machine other processes used since ``before`` (they skew timings)."""
+    busy, ours, total = (a - b for a, b in zip(cpu_ticks(), before, strict=True))
+    share = max(0, busy - ours) / max(1, total)
+    return f"other processes used {100 * share:.0f}% of the CPUs meanwhile" + (
+        " (NOT idle: figures skewed)" if share > 0.05 else ""
+    )
 
 
 def wait_idle(limit_secs: float) -> str:
@@ -102,14 +130,24 @@ def main() -> None:
         help="seconds to wait for other load to go before each benchmark (default 30)",
     )  # fmt: skip
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--malloc", choices=["pinned", "glibc"], default="pinned",
+        help="pinned (default): fixed glibc allocator thresholds in every process, see "
+        "procs.pin_malloc; glibc: its own adaptive ones (noisier torch timings)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    os.environ["BENCH_MALLOC"] = args.malloc  # the owner processes read it
+    allocator = pin_malloc() if args.malloc == "pinned" else "glibc's adaptive allocator"
     if args.profile:
         args.profile.mkdir(parents=True, exist_ok=True)
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
     print(f"duet benchmarks ({'quick' if args.quick else 'full'}): {machine()}")
     print(f"duet at {revision()}")
-    print(f"torch.set_num_threads({args.threads}) in the owner and in this process\n", flush=True)
+    print(
+        f"torch.set_num_threads({args.threads}) in the owner and in this process; {allocator}\n",
+        flush=True,
+    )
 
     started = time.perf_counter()
     server, url = start_signaling_server()
@@ -118,7 +156,7 @@ def main() -> None:
         for name in names:
             print(f"[{name}] {wait_idle(args.wait_idle)}", flush=True)
             sampler = Sampler().start() if args.profile else None
-            begun = time.perf_counter()
+            begun, ticks = time.perf_counter(), cpu_ticks()
             try:
                 BENCHMARKS[name](ctx)
             except Exception as exc:  # one broken benchmark does not hide the others
@@ -131,7 +169,7 @@ def main() -> None:
                     Path(path).write_text(sampler.report(f"scientist (driver), {name}"))
             if name in SHARED and not (set(names[names.index(name) + 1 :]) & SHARED):
                 ctx.close()
-            print(f"  ({time.perf_counter() - begun:.1f} s)\n", flush=True)
+            print(f"  ({time.perf_counter() - begun:.1f} s; {others_busy(ticks)})\n", flush=True)
     finally:
         ctx.close()
         terminate(server)

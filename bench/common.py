@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
+import contextlib
+import os
 import statistics
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .procs import Owner
+from .procs import Owner, thread_stats
 
 
 @dataclass
@@ -46,6 +51,7 @@ class Context:
     _owner: Owner | None = None
     _duet: Any = None
     figures: list[Figure] = field(default_factory=list)
+    _local: concurrent.futures.ThreadPoolExecutor | None = None
 
     def n(self, full: int, quick: int) -> int:
         return quick if self.quick else full
@@ -70,15 +76,82 @@ class Context:
         assert self._owner is not None
         return self._owner.pid
 
+    def owner_threads(self) -> dict[int, str]:
+        assert self._owner is not None
+        return self._owner.threads()
+
     def close(self) -> None:
+        if self._local is not None:
+            self._local.shutdown()
+            self._local = None
         if self._duet is not None and self._owner is not None:
             self._owner.close(self._duet)
             self._duet = self._owner = None
+
+    def local(self, fn: Callable[..., Any], *args: Any) -> Any:
+        """Run a local baseline on this driver's worker thread, as the owner runs torch on its
+        executor thread.
+
+        Like for like matters here: with glibc's allocator the same torch step ran ~20 %
+        slower on a process's main thread (its arena returns the big activation buffers to the
+        OS and faults them back in every step) than on another thread, so a baseline on the
+        main thread flattered every remote/local ratio.
+        """
+        if self._local is None:
+            self._local = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="bench-local")
+        return self._local.submit(fn, *args).result()
 
     def report(self, figure: Figure) -> Figure:
         self.figures.append(figure)
         print(figure.line(), flush=True)
         return figure
+
+
+class ThreadUsage:
+    """CPU time and minor page faults per thread of the owner and of this driver, summed over
+    the intervals measured (``with usage.measure(): ...``).
+
+    Threads are named by role: ``owner executor`` (duet-owner-*, where torch runs),
+    ``owner duet-loop`` (network, frame decoding), ``scientist MainThread`` (issuing actions),
+    ``scientist duet-loop``; the rest is ``other``.
+    """
+
+    def __init__(self, ctx: Context):
+        self._owner = (ctx.owner_pid, ctx.owner_threads())
+        self.cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
+        self.faults: collections.defaultdict[str, int] = collections.defaultdict(int)
+
+    def _snapshot(self) -> dict[str, tuple[float, int]]:
+        here = {t.native_id: t.name for t in threading.enumerate()}
+        out: dict[str, tuple[float, int]] = {}
+        for who, (pid, names) in (("owner", self._owner), ("scientist", (os.getpid(), here))):
+            for tid, (cpu, faults) in thread_stats(pid).items():
+                name = names.get(tid, "other")
+                role = f"{who} {'executor' if name.startswith('duet-owner') else name}"
+                c, f = out.get(role, (0.0, 0))
+                out[role] = (c + cpu, f + faults)
+        return out
+
+    def reset(self) -> None:
+        self.cpu.clear()
+        self.faults.clear()
+
+    @contextlib.contextmanager
+    def measure(self) -> Iterator[None]:
+        before = self._snapshot()
+        yield
+        for role, (cpu, faults) in self._snapshot().items():
+            c, f = before.get(role, (0.0, 0))
+            self.cpu[role] += cpu - c
+            self.faults[role] += faults - f
+
+    def per_step(self, steps: int, roles: list[str]) -> str:
+        """``role cpu ms (faults)`` per step for the given roles."""
+        return ", ".join(
+            f"{role} {1000 * self.cpu[role] / steps:.1f} ms"
+            + (f" ({self.faults[role] / steps:,.0f} faults)" if self.faults[role] >= steps else "")
+            for role in roles
+        )
 
 
 def percentile(values: list[float], q: float) -> float:

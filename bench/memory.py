@@ -64,6 +64,7 @@ def measure(ctx: Context, *, sync_every: int) -> None:
     owner = Owner(
         ctx.url, "serve", "--data", "small",
         threads=ctx.threads, profile=ctx.profile_path("owner", f"memory-{sync_every}"),
+        malloc="glibc",  # the owner's memory as users run it: glibc's own allocator settings
     )  # fmt: skip
     duet = owner.join()
     before = rss_kib(owner.pid)

@@ -28,6 +28,7 @@ import torch
 
 import duet as sy
 from bench.data import BIG_ELEMENTS, mnist_like, small_data
+from bench.procs import pin_malloc
 from bench.sampler import Sampler
 
 
@@ -42,10 +43,12 @@ def serve(args: argparse.Namespace) -> None:
     x, y = mnist_like() if args.data == "mnist" else small_data()
     x.send(duet, tags=["x"], description="images" if args.data == "mnist" else "features")
     y.send(duet, tags=["y"], description="labels")
+    if args.data == "mnist":  # the tutorial's way: one dataset, loaded by a remote DataLoader
+        duet.publish(torch.utils.data.TensorDataset(x, y), tags=["train"], description="x, y")
     if args.big:
         big = torch.randn(BIG_ELEMENTS, generator=torch.Generator().manual_seed(1))
         big.send(duet, tags=["big"], description="50 MB")
-    for name in ("small", "big", "loss", "check"):
+    for name in ("small", "big", "loss", "check", "train_size"):
         duet.requests.add_handler(name=name, action="accept")
     sampler = Sampler().start() if os.environ.get("BENCH_PROFILE") else None
     threading.Thread(target=answer_stats, args=(duet,), daemon=True).start()
@@ -59,7 +62,8 @@ def serve(args: argparse.Namespace) -> None:
 
 
 def answer_stats(duet: sy.OwnerSession) -> None:
-    """On a "stats" line: what the owner holds (reads internals; for leak hunting only)."""
+    """On a "stats" line: what the owner holds (reads internals; for leak hunting only); on a
+    "threads" line, its threads' native ids and names."""
     previous: collections.Counter[str] = collections.Counter()
     snapshot = None
     for line in sys.stdin:
@@ -67,6 +71,9 @@ def answer_stats(duet: sy.OwnerSession) -> None:
             gc.collect()
             ctypes.CDLL("libc.so.6").malloc_trim(0)
             emit("trimmed")
+            continue
+        if line.strip() == "threads":  # thread names by native id, to read per-thread CPU
+            emit("threads", ids={str(t.native_id): t.name for t in threading.enumerate()})
             continue
         if line.strip() not in ("stats", "types"):
             continue
@@ -123,6 +130,8 @@ def main() -> None:
     parser.add_argument("--big", action="store_true")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if os.environ.get("BENCH_MALLOC", "pinned") == "pinned":
+        pin_malloc()
     if os.environ.get("BENCH_TRACEMALLOC"):
         tracemalloc.start()
     serve(args) if args.mode == "serve" else setup(args)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import io
 import json
 import os
@@ -126,11 +127,63 @@ def rss_kib(pid: int) -> dict[str, int]:
     return fields
 
 
+def thread_stats(pid: int) -> dict[int, tuple[float, int]]:
+    """Per thread of a process, by native id: CPU seconds used so far (user + system) and
+    minor page faults (what an allocator that gives memory back to the OS costs)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:  # the thread ended
+            continue
+        out[int(task.name)] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[7]))
+    return out
+
+
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters
+
+
+def pin_malloc() -> str:
+    """Keep glibc's allocator from handing torch's big buffers back to the OS every step.
+
+    By default glibc raises its mmap threshold on the fly, trims the main heap's top once
+    more than twice that is free, and unmaps a thread's 64 MiB heap as soon as it is empty: a
+    training step's activations (5-10 MB each here) are then given back and faulted in again,
+    zeroed, the next step (5,000-7,000 page faults per step). Whether that happens depends on
+    the thread (main arena or not) and on the allocation history, so the same torch step costs
+    37 or 47 ms from one process or thread to the next: more noise than what is measured. One
+    arena with fixed thresholds removes it; both processes of a benchmark call this first
+    thing, before any other thread allocates.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return "allocator as is (no glibc)"
+    ok = (
+        libc.mallopt(M_ARENA_MAX, 1)
+        and libc.mallopt(M_MMAP_THRESHOLD, 32 << 20)
+        and libc.mallopt(M_TRIM_THRESHOLD, 1 << 30)
+    )
+    if not ok:
+        return "allocator as is (mallopt failed)"
+    return "glibc allocator pinned (one arena, mmap/trim thresholds 32 MiB / 1 GiB)"
+
+
 class Owner:
     """An owner process (``bench/owner.py``) serving one scientist: this driver process."""
 
-    def __init__(self, url: str, *args: str, threads: int, profile: str | None = None):
+    def __init__(
+        self,
+        url: str,
+        *args: str,
+        threads: int,
+        profile: str | None = None,
+        malloc: str | None = None,
+    ):
         extra = {"BENCH_PROFILE": profile} if profile else {}
+        if malloc:  # "pinned" or "glibc" (see pin_malloc); default: as the driver was told
+            extra["BENCH_MALLOC"] = malloc
         self.process = Process(
             "-m", "bench.owner", *args, "--url", url, "--threads", str(threads),
             env=child_env(**extra),
@@ -147,6 +200,11 @@ class Owner:
             duet = sy.join_duet(self.ready["session_id"], self.url)
         self.process.event("published")
         return duet
+
+    def threads(self) -> dict[int, str]:
+        """The owner's threads: native id -> name (``duet-loop``, ``duet-owner-...``)."""
+        self.process.send("threads")
+        return {int(k): v for k, v in self.process.event("threads")["ids"].items()}
 
     def close(self, duet: Any) -> dict[str, Any]:
         duet.close()
