@@ -38,14 +38,16 @@ def requests_frame(requests: Iterable[Request]) -> pd.DataFrame:
                 "Object ID": r.object_id,
                 "Object type": r.object_type,
                 "Tags": list(r.tags),
+                "Op": r.op,
+                "Elements": r.elements,
                 "Status": r.status.value,
                 "Decided by": r.decided_by,
                 "Arrival time": r.arrival,
             }
             for r in requests
         ],
-        columns=["Request ID", "Name", "Reason", "Object ID", "Object type", "Tags", "Status",
-                 "Decided by", "Arrival time"],
+        columns=["Request ID", "Name", "Reason", "Object ID", "Object type", "Tags", "Op",
+                 "Elements", "Status", "Decided by", "Arrival time"],
     )  # fmt: skip
 
 
@@ -56,6 +58,8 @@ def handlers_frame(handlers: Iterable[Handler]) -> pd.DataFrame:
                 "Handler ID": h.id,
                 "Name": h.name,
                 "Tags": h.tags,
+                "Kind": h.kind,
+                "Max elements": h.max_elements,
                 "Action": h.action,
                 "Timeout (s)": h.timeout_secs,
                 "Print local": h.print_local,
@@ -65,6 +69,6 @@ def handlers_frame(handlers: Iterable[Handler]) -> pd.DataFrame:
             }
             for h in handlers
         ],
-        columns=["Handler ID", "Name", "Tags", "Action", "Timeout (s)", "Print local",
+        columns=["Handler ID", "Name", "Tags", "Kind", "Max elements", "Action", "Timeout (s)", "Print local",
                  "Element quota", "Released", "Matched"],
     )  # fmt: skip

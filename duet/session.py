@@ -108,7 +108,7 @@ class OwnerSession(_Session):
         self.settings = OwnerSettings(data_root=Path(data_root).resolve() if data_root else None)
         self.objects = ObjectStore(max_bytes=max_bytes, max_objects=max_objects)
         self.store = OwnerStoreView(self.objects)
-        self.requests = RequestQueue(on_decided=self._route_decision)
+        self.requests = RequestQueue(on_decided=self._route_decision, data_tags=self._data_tags)
         self.redact_errors = redact_errors
         self._services: dict[str, PeerService] = {}
         self.peer = "scientist"
@@ -123,6 +123,9 @@ class OwnerSession(_Session):
     ) -> StoredObject:
         """Put one of the owner's values in the store; it stays private (gets are requests)."""
         return self.objects.publish(value, pointable=pointable, tags=tags, description=description)
+
+    def _data_tags(self) -> set[str]:
+        return {tag for entry in self.objects.published() for tag in entry.tags}
 
     def _attach(self, connection: Connection, peer: str) -> None:
         self.connection = connection

@@ -27,7 +27,7 @@ def test_remote_ops_and_own_values(any_pair):
 
 def test_get_accepted_by_a_handler(any_pair):
     owner, scientist = any_pair
-    owner.requests.add_handler(name="ok", action="accept")
+    owner.requests.add_handler(name="ok", kind="tensor", max_elements=2, action="accept")
     ptr = scientist.store[torch.tensor([1.0, 2.0]).send(owner).id]
     assert torch.equal(
         ptr.get(request_block=True, name="ok", timeout_secs=30), torch.tensor([1.0, 2.0])
@@ -60,9 +60,9 @@ def test_remote_error_names_the_op(any_pair):
 
 def test_large_tensor_arrives_intact(any_pair):
     owner, scientist = any_pair
-    owner.requests.add_handler(name="big", action="accept")
+    owner.requests.add_handler(tags=["big"], action="accept")
     big = torch.randn(50_000_000 // 4)
-    ptr = scientist.store[big.send(owner).id]
+    ptr = scientist.store[big.send(owner, tags=["big"]).id]
     assert torch.equal(ptr.get(request_block=True, name="big", timeout_secs=120), big)
 
 

@@ -94,7 +94,7 @@ def test_sy_module_is_an_ordinary_local_model_that_trains():
 
 def test_sent_model_runs_forward_on_the_owner_and_matches_local_output(pair):
     owner, scientist = pair
-    owner.requests.add_handler(name="output", action="accept")
+    owner.requests.add_handler(name="output", kind="tensor", action="accept")
     torch.manual_seed(0)
     local = SyNet(torch).eval()
     x = torch.randn(5, 1, 8, 8)
@@ -130,8 +130,8 @@ def test_owner_receives_layers_and_weights_but_not_the_models_code(pair):
 
 def test_remote_training_gives_the_same_weights_as_local_training(pair):
     owner, scientist = pair
-    owner.requests.add_handler(name="train_size", action="accept")
-    owner.requests.add_handler(name="model_download", action="accept")
+    owner.requests.add_handler(name="train_size", kind="int", max_elements=1, action="accept")
+    owner.requests.add_handler(name="model_download", kind="module", action="accept")
     x, y = make_data()
     owner.publish(torch.utils.data.TensorDataset(x, y), tags=["train"], description="toy set")
 
@@ -155,7 +155,7 @@ def test_remote_training_gives_the_same_weights_as_local_training(pair):
 
 def test_downloading_a_trained_model_is_one_request(pair):
     owner, scientist = pair
-    owner.requests.add_handler(name="model_download", action="accept")
+    owner.requests.add_handler(name="model_download", kind="module", action="accept")
     x, y = make_data()
     x_ptr = scientist.store[x.send(owner).id]
     y_ptr = scientist.store[y.send(owner).id]

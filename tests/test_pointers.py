@@ -46,7 +46,7 @@ def test_remote_torch_creation_functions(pair):
     has_cuda = rt.cuda.is_available()
     with pytest.raises(sy.PermissionDenied):  # facts about the owner's machine are the owner's
         has_cuda.get()
-    owner.requests.add_handler(name="cuda_is_available", action="accept")
+    owner.requests.add_handler(name="cuda_is_available", kind="bool", action="accept")
     assert has_cuda.get(request_block=True, name="cuda_is_available") is torch.cuda.is_available()
 
 
@@ -129,7 +129,7 @@ def test_nn_layers_functional_and_optimizers(pair):
 
 def test_tensor_dataset_and_data_loader(pair):
     owner, scientist = pair
-    owner.requests.add_handler(name="train_size", action="accept")
+    owner.requests.add_handler(name="train_size", kind="int", max_elements=1, action="accept")
     rt = scientist.torch
     dataset = rt.utils.data.TensorDataset(rt.arange(10.0).view(10, 1), rt.arange(10))
     loader = rt.utils.data.DataLoader(dataset, batch_size=4, shuffle=False)

@@ -30,8 +30,8 @@ def test_scientist_sees_the_published_dataset_with_its_tags_and_description(publ
 
 def test_iterating_a_remote_loader_yields_batch_pointers_once_train_size_is_accepted(published):
     owner, scientist, x, y = published
-    owner.requests.add_handler(name="train_size", action="accept")
-    owner.requests.add_handler(name="batch", action="accept")
+    owner.requests.add_handler(name="train_size", kind="int", max_elements=1, action="accept")
+    owner.requests.add_handler(name="batch", max_elements=4 * 28 * 28, action="accept")
     loader = scientist.torch.utils.data.DataLoader(
         scientist.store["train"], batch_size=4, shuffle=False
     )
@@ -48,7 +48,7 @@ def test_iterating_a_remote_loader_yields_batch_pointers_once_train_size_is_acce
 
 def test_len_of_a_remote_dataset_and_loader_is_a_train_size_request(published):
     owner, scientist, _, _ = published
-    owner.requests.add_handler(name="train_size", action="accept")
+    owner.requests.add_handler(name="train_size", kind="int", max_elements=1, action="accept")
     dataset = scientist.store["train"]
     loader = scientist.torch.utils.data.DataLoader(dataset, batch_size=4, drop_last=True)
     assert len(dataset) == 10
@@ -73,7 +73,7 @@ def test_denied_train_size_makes_iteration_fail_with_a_clear_error(published):
 
 def test_each_epoch_reuses_the_number_of_batches(published):
     owner, scientist, _, _ = published
-    owner.requests.add_handler(name="train_size", action="accept")
+    owner.requests.add_handler(name="train_size", kind="int", max_elements=1, action="accept")
     loader = scientist.torch.utils.data.DataLoader(scientist.store["train"], batch_size=3)
     epochs = [sum(1 for _ in loader) for _ in range(3)]
     assert epochs == [4, 4, 4]
@@ -82,7 +82,7 @@ def test_each_epoch_reuses_the_number_of_batches(published):
 
 def test_scientist_builds_a_dataset_from_published_tensors(pair):
     owner, scientist = pair
-    owner.requests.add_handler(name="train_size", action="accept")
+    owner.requests.add_handler(name="train_size", kind="int", max_elements=1, action="accept")
     x_ptr = scientist.store[torch.randn(6, 2).send(owner, tags=["x"]).id]
     y_ptr = scientist.store[torch.zeros(6).send(owner, tags=["y"]).id]
     dataset = scientist.torch.utils.data.TensorDataset(x_ptr, y_ptr)

@@ -193,8 +193,13 @@ def test_out_arguments_cannot_write_into_other_objects(pair):
             result=result,
         )
     )
-    with pytest.raises(sy.NotAllowed, match="'out'"):  # and refused by the owner when forced
-        scientist.client.pointer(result, None, {}, owned=True).get()
+    forced = scientist.client.pointer(result, None, {}, owned=True)
+    # refused by the owner when forced; the refusal of an op on private data is private too
+    with pytest.raises(sy.PermissionDenied):
+        forced.get()
+    owner.requests.add_handler(tags=["add"], action="accept")
+    with pytest.raises(sy.NotAllowed, match="'out'"):
+        forced.get(request_block=True, name="why", timeout_secs=10)
     assert torch.equal(mine.get(), torch.zeros(3))
 
 
@@ -227,8 +232,15 @@ def test_objects_of_unknown_type_have_no_remote_methods(pair):
         generator_ptr.get()
     # an owner object of a type outside every table cannot be driven by guessing a table
     entry = owner.publish(object(), tags=["odd"])
+    attempt = raw_call(scientist, "update", target=entry.id, args=[{"$": "dict", "v": []}])
+    with pytest.raises(sy.PermissionDenied):  # about the owner's object: private
+        attempt.get()
+    handle = attempt.request(name="why")
+    request = owner.requests.wait_for_request(timeout_secs=10)
+    assert request.tags == ["odd"] and request.kind == "error"
+    request.accept()  # an object of unknown kind matches no tag handler: by hand only
     with pytest.raises(sy.NotAllowed, match="no remote methods"):
-        raw_call(scientist, "update", target=entry.id, args=[{"$": "dict", "v": []}]).get()
+        handle.wait(timeout_secs=10)
     still_works(scientist)
 
 

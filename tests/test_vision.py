@@ -37,8 +37,8 @@ def mnist(tmp_path):
     write_mnist(raw, "t10k", images[:N_TEST], labels[:N_TEST])
     (tmp_path / "secret").mkdir()
     owner, scientist = sy.duet_pair(data_root=tmp_path / "data")
-    owner.requests.add_handler(name="train_size", action="accept")
-    owner.requests.add_handler(name="batch", action="accept")
+    owner.requests.add_handler(name="train_size", kind="int", max_elements=1, action="accept")
+    owner.requests.add_handler(name="batch", max_elements=4 * 28 * 28, action="accept")
     yield owner, scientist, images, labels
     scientist.close()
     owner.close()

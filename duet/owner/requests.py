@@ -12,6 +12,7 @@ import logging
 import threading
 import time
 import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,6 +20,9 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..protocol.allowlist import OP_NAMES
+from .labels import Label, tags_of
+from .snapshot import KINDS, Snapshot
 
 if TYPE_CHECKING:
     import pandas
@@ -35,21 +39,47 @@ class RequestStatus(StrEnum):
 
 @dataclass(eq=False)
 class Request:
-    """One request from a scientist. ``accept()`` or ``deny()`` decides it."""
+    """One request from a scientist to release a value. ``accept()`` or ``deny()`` decides it.
+
+    What is decided on, and released, is ``snapshot``: the value as it was when the request
+    arrived (``value`` shows it). ``tags`` are the owner's tags of the data the value depends
+    on, ``op`` the operation that made it; both come from the owner's records, never from the
+    scientist.
+    """
 
     id: str
     name: str
     reason: str
     object_id: str
-    object_type: str
-    tags: list[str]
     peer: str
-    elements: int
+    label: Label
+    op: str
+    snapshot: Snapshot
     arrival: datetime = field(default_factory=datetime.now)
     status: RequestStatus = RequestStatus.PENDING
     decided_by: str = ""
     _queue: RequestQueue | None = field(default=None, repr=False)
-    _value: Any = field(default=None, repr=False)  # what accepting releases (for print_local)
+
+    @property
+    def tags(self) -> list[str]:
+        return tags_of(self.label)
+
+    @property
+    def kind(self) -> str:
+        return self.snapshot.kind
+
+    @property
+    def elements(self) -> int:
+        return self.snapshot.elements
+
+    @property
+    def object_type(self) -> str:
+        return self.snapshot.kind
+
+    @property
+    def value(self) -> Any:
+        """What accepting releases, exactly as the scientist would receive it."""
+        return self.snapshot.decoded()
 
     def accept(self) -> None:
         """Release the value to the scientist."""
@@ -66,18 +96,28 @@ class Request:
 
     def __repr__(self) -> str:
         return (
-            f"<Request {self.id} {self.name!r} for {self.object_type} {self.object_id} "
-            f"({self.status.value})>"
+            f"<Request {self.id} {self.name!r}: {self.kind} of {self.elements} elements from "
+            f"{self.tags or 'untagged data'} made by {self.op or 'the owner'} ({self.status.value})>"
         )
 
 
 @dataclass(eq=False)
 class Handler:
-    """Decides matching requests at once. Create with ``requests.add_handler(...)``."""
+    """Decides matching requests at once. Create with ``requests.add_handler(...)``.
+
+    A handler matches what is released, not what the scientist says about it: ``data_tags``
+    must name a tag of every piece of the owner's data the value depends on, ``op_tags`` the
+    operation that made it, ``kind`` and ``max_elements`` its type and size. ``name`` (chosen
+    by the scientist) narrows further but proves nothing.
+    """
 
     id: int
     name: str | None
     tags: list[str] | None
+    data_tags: frozenset[str]
+    op_tags: frozenset[str]
+    kind: str | None
+    max_elements: int | None
     action: str
     timeout_secs: float
     print_local: bool
@@ -92,22 +132,51 @@ class Handler:
     def matches(self, request: Request) -> bool:
         if self.name is not None and self.name != _normalize(request.name):
             return False
-        if self.tags is not None and not set(self.tags) & set(request.tags):
+        if self.kind is not None and request.kind != self.kind:
             return False
+        if self.max_elements is not None and request.elements > self.max_elements:
+            return False
+        if self.tags is not None:
+            if self.op_tags and request.op not in self.op_tags:
+                return False
+            if self.data_tags or not self.op_tags:
+                # every source of the value must be data the handler names; unknown ones never
+                if not request.label or any(
+                    source.kind == "unknown" or not (source.tags & self.data_tags)
+                    for source in request.label
+                ):
+                    return False
         return True
+
+    @property
+    def constrained(self) -> bool:
+        """True when the handler says something about what is released (not only its name)."""
+        return self.tags is not None or self.kind is not None or self.max_elements is not None
 
 
 def _normalize(name: str | None) -> str:
     return (name or "").strip().lower()
 
 
+class HandlerWarning(UserWarning):
+    """A handler that accepts requests by their name alone: the scientist chooses names."""
+
+
 class RequestQueue:
     """``duet.requests``: indexable over the pending requests, ``.pandas`` shows them all.
 
     ``on_decided(request)`` is called (from whichever thread decided) once per request.
+    ``data_tags()`` gives the tags of the owner's published data, so a handler's tags can be
+    told apart from op names.
     """
 
-    def __init__(self, on_decided: Callable[[Request], None] | None = None):
+    def __init__(
+        self,
+        on_decided: Callable[[Request], None] | None = None,
+        *,
+        data_tags: Callable[[], set[str]] | None = None,
+    ):
+        self._data_tags = data_tags or set
         self._lock = threading.RLock()
         self._requests: list[Request] = []
         self._handlers: list[Handler] = []
@@ -118,10 +187,9 @@ class RequestQueue:
         self._listeners: list[Callable[[Request], None]] = []
 
     # ---- requests
-    def submit(self, request: Request, value: Any) -> Request:
+    def submit(self, request: Request) -> Request:
         """Record a request and let the handlers decide it; returns it (maybe still pending)."""
         request._queue = self
-        request._value = value
         with self._lock:
             self._requests.append(request)
             handler = self._match(request)
@@ -144,7 +212,7 @@ class RequestQueue:
         if handler.print_local:
             verdict = "accepted" if action == "accept" else "denied"
             self.printer(
-                f"[duet] request {request.name!r} ({verdict} by a handler): {request._value!r}"
+                f"[duet] request {request.name!r} ({verdict} by a handler): {request.value!r}"
             )
         status = RequestStatus.ACCEPTED if action == "accept" else RequestStatus.DENIED
         try:
@@ -162,7 +230,6 @@ class RequestQueue:
                 raise UsageError(f"request {request.id} was already {request.status.value}")
             request.status = status
             request.decided_by = by
-            request._value = None  # the owner's value is no longer needed here
             self._changed.notify_all()
         log.info("request %s %r %s by %s", request.id, request.name, status.value, by)
         if self.on_decided is not None:
@@ -241,27 +308,64 @@ class RequestQueue:
         timeout_secs: float = -1,
         print_local: bool = False,
         element_quota: int | None = None,
+        kind: str | None = None,
+        max_elements: int | None = None,
     ) -> Handler:
         """Decide matching requests automatically, first match wins.
 
-        ``name`` matches the request's name (trimmed, case-insensitive); ``tags`` match the
-        stored object's tags (the owner's, not the scientist's claim); neither matches all.
+        What a handler matches is what would be released:
+
+        - ``tags``: the owner's tags of the data the value was computed from, and the name of
+          the operation that made it. A value matches only when *every* piece of the owner's
+          data it depends on carries one of the tags (``private + public * 0`` does not match
+          a handler for ``public``), and, if op names are among the tags (``"__len__"``,
+          ``"mean"``), only when it was made by one of them:
+          ``tags=["ages", "mean"]`` releases means of the data tagged ``ages``, nothing else.
+        - ``kind`` (``"int"``, ``"float"``, ``"tensor"``, ...) and ``max_elements``: the type
+          and size of the value.
+        - ``name``: the name the scientist gave the request (trimmed, case-insensitive). The
+          scientist chooses it, so an accept handler keyed by name alone accepts anything a
+          scientist names that way (a HandlerWarning says so).
+
         ``timeout_secs`` makes the handler expire (-1: never). ``print_local`` prints the value
-        here. ``element_quota`` caps the tensor elements it may release, then it denies.
+        here. ``element_quota`` caps the elements it may release in all, then it denies.
         """
         if action not in ("accept", "deny"):
             raise UsageError(f"action must be 'accept' or 'deny', not {action!r}")
         if element_quota is not None and element_quota < 0:
             raise UsageError("element_quota must be a non-negative number of elements")
+        if max_elements is not None and max_elements < 0:
+            raise UsageError("max_elements must be a non-negative number of elements")
+        if kind is not None and kind not in KINDS:
+            raise UsageError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
+        if isinstance(tags, str):
+            raise UsageError("tags is a list of tags, not one string")
+        tag_list = None if tags is None else [str(t) for t in tags]
+        data_tags = self._data_tags()
+        op_tags = frozenset(t for t in tag_list or () if t in OP_NAMES and t not in data_tags)
         handler = Handler(
             id=next(self._handler_ids),
             name=None if name is None else _normalize(name),
-            tags=None if tags is None else [str(t) for t in tags],
+            tags=tag_list,
+            data_tags=frozenset(tag_list or ()) - op_tags,
+            op_tags=op_tags,
+            kind=kind,
+            max_elements=max_elements,
             action=action,
             timeout_secs=float(timeout_secs),
             print_local=print_local,
             element_quota=element_quota,
         )
+        if action == "accept" and not handler.constrained:
+            what = f"named {name!r}" if name is not None else "of any kind"
+            warnings.warn(
+                f"this handler accepts every request {what}, whatever it releases (the "
+                "scientist chooses request names); constrain it by what is released: "
+                "tags=[...] (the data's tags and op names like '__len__'), kind=..., "
+                "max_elements=...",
+                HandlerWarning,
+                stacklevel=2,
+            )
         with self._lock:
             self._handlers.append(handler)
             # requests already waiting are decided now too, as if they had just arrived

@@ -1,15 +1,18 @@
 """Serving one scientist: run its actions in order, off the network loop, and answer its gets.
 
 Every action is checked here, whatever the scientist's side checked: the op must be on the
-allowlist for the real type of its target, ids must be the scientist's own or published
-objects it may see, and results must fit the scientist's quota. A failing action stores its error
-under the result id (raised on the scientist's side when something depends on it) and the
-service keeps serving.
+allowlist for the real type of its target, ids must be the scientist's own or published objects
+it may see, and results must fit the scientist's quota. The executor (executor.py) runs calls
+and keeps the labels; this module handles the other messages and the release of values:
+
+- a value that depends only on the scientist's own inputs is sent at once;
+- anything else is released only through a request, decided on a snapshot taken when the
+  request arrives (snapshot.py); without a request the answer is PermissionDenied, the same for
+  a value and for a failure, so the answer does not tell which it is.
 """
 
 from __future__ import annotations
 
-import collections
 import logging
 import queue
 import threading
@@ -17,7 +20,6 @@ from collections.abc import Callable
 from typing import Any
 
 from ..errors import DuetError, NotAllowed, PermissionDenied, ProtocolError, RemoteError, UsageError
-from ..protocol import allowlist
 from ..protocol.messages import (
     Call,
     DefinePlan,
@@ -31,14 +33,16 @@ from ..protocol.messages import (
     RunPlan,
     Sync,
 )
-from ..protocol.serde import Decoder, Encoder
+from ..protocol.serde import Decoder
 from .context import OwnerSettings, set_current
+from .executor import Executor
+from .labels import owner_containers
 from .requests import Request, RequestQueue, RequestStatus, new_request_id
-from .store import OWNER, ObjectStore, StoredObject, describe, value_elements, value_nbytes
+from .snapshot import Snapshot
+from .store import OWNER, ObjectStore, StoredObject, describe, value_nbytes
 
 log = logging.getLogger(__name__)
 
-MAX_FAILURES = 100_000
 MAX_PLANS = 1000
 MAX_BACKLOG = 50_000  # messages received but not yet run (the scientist's window is ~512)
 
@@ -54,13 +58,6 @@ def _rebind(value: Any, names: dict[str, str]) -> Any:
     return value
 
 
-class _Propagated(Exception):
-    """An input of this action had failed: carry the original error."""
-
-    def __init__(self, info: ErrorInfo):
-        self.info = info
-
-
 class PeerService:
     """Runs one scientist's actions on a dedicated worker thread.
 
@@ -73,7 +70,7 @@ class PeerService:
         peer: str,
         store: ObjectStore,
         requests: RequestQueue,
-        send: Callable[[list[Any], list[memoryview]], None],
+        send: Callable[[list[Any], list[Any]], None],
         call_later: Callable[[float, Callable[[], None]], None],
         *,
         redact_errors: bool = False,
@@ -86,17 +83,20 @@ class PeerService:
         self._send = send
         self._call_later = call_later
         self.redact_errors = redact_errors
+        self.executor = Executor(peer, store, error_info=self._error_info)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
-        self._failed: collections.OrderedDict[str, ErrorInfo] = collections.OrderedDict()
         self._plans: dict[str, DefinePlan] = {}
         self._plan_runs = 0
-        self.actions_run = 0
         self.max_backlog = MAX_BACKLOG
         self._backlog = 0
         self._backlog_lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
         self._thread.start()
+
+    @property
+    def actions_run(self) -> int:
+        return self.executor.actions_run
 
     # ---- called from the network loop
     def submit(self, messages: list[Any], buffers: list[memoryview]) -> bool:
@@ -127,57 +127,38 @@ class PeerService:
                 return
             messages, buffers = item
             out: list[Any] = []
-            out_buffers: list[memoryview] = []
-            for message in messages:
-                try:
-                    self._handle(message, buffers, out, out_buffers)
-                except DuetError as exc:
-                    out.append(
-                        Failure(result=None, error=self._error_info(exc, type(message).__name__))
-                    )
-                except Exception as exc:  # the owner keeps serving whatever one message does
-                    log.exception("unexpected failure handling %s", type(message).__name__)
-                    out.append(Failure(result=None, error=self._error_info(exc, None)))
+            out_buffers: list[Any] = []
+            with self.executor.own_rng():
+                for message in messages:
+                    try:
+                        self._handle(message, buffers, out, out_buffers)
+                    except DuetError as exc:
+                        out.append(
+                            Failure(
+                                result=None, error=self._error_info(exc, type(message).__name__)
+                            )
+                        )
+                    except Exception as exc:  # the owner keeps serving whatever one message does
+                        log.exception("unexpected failure handling %s", type(message).__name__)
+                        out.append(Failure(result=None, error=self._error_info(exc, None)))
             with self._backlog_lock:
                 self._backlog -= len(messages)
             if out:
                 self._send(out, out_buffers)
 
     def _handle(
-        self, message: Any, buffers: list[memoryview], out: list[Any], out_buffers: list[memoryview]
+        self, message: Any, buffers: list[memoryview], out: list[Any], out_buffers: list[Any]
     ) -> None:
         if isinstance(message, Call):
-            failure = self._call(message, buffers)
+            failure = self.executor.call(message, buffers)
             if failure is not None:
                 out.append(failure)
         elif isinstance(message, Put):
-            try:
-                self._put(message, buffers)
-            except Exception as exc:
-                if message.id in self.store or message.id in self._failed:
-                    out.append(Failure(result=None, error=self._error_info(exc, "send")))
-                else:
-                    out.append(self._store_failure(message.id, self._error_info(exc, "send")))
+            failure = self._put(message, buffers)
+            if failure is not None:
+                out.append(failure)
         elif isinstance(message, Delete):
-            for object_id in message.ids:
-                if self._failed.pop(object_id, None) is not None:
-                    continue
-                entry = self.store.get(object_id)
-                if entry is None:
-                    continue
-                if entry.owner != self.peer:
-                    out.append(
-                        Failure(
-                            result=None,
-                            error=ErrorInfo(
-                                code=NotAllowed.code,
-                                op="delete",
-                                message=f"object {object_id} is not yours to delete",
-                            ),
-                        )
-                    )
-                    continue
-                self.store.remove(object_id)
+            self._delete(message, out)
         elif isinstance(message, Get):
             reply = self._get(message, out_buffers)
             if reply is not None:
@@ -203,104 +184,14 @@ class PeerService:
         else:
             raise ProtocolError(f"a scientist may not send {type(message).__name__} messages")
 
-    # ---- actions
-    def _visible(self, object_id: str) -> StoredObject:
-        """The entry this scientist may name: its own, or the owner's listed objects.
-
-        Anything else reads as missing, so the scientist learns nothing about it."""
-        entry = self.store.get(object_id)
-        if (
-            entry is None
-            or (entry.owner == OWNER and not entry.pointable)
-            or (entry.owner not in (OWNER, self.peer))
-        ):
-            raise UsageError(
-                f"object {object_id} does not exist on the owner's side (deleted or never created)"
-            )
-        return entry
-
-    def _use(self, object_id: str, used: list[StoredObject]) -> Any:
-        failed = self._failed.get(object_id)
-        if failed is not None:
-            raise _Propagated(failed)
-        entry = self._visible(object_id)
-        used.append(entry)
-        return entry.value
-
-    def _call(self, message: Call, buffers: list[memoryview]) -> Failure | None:
-        path = message.op
-        if message.result in self.store or message.result in self._failed:
-            return Failure(
-                result=None,
-                error=ErrorInfo(
-                    code=UsageError.code,
-                    op=path,
-                    message=f"object id {message.result!r} is already in use; ids cannot be reused",
-                ),
-            )
-        used: list[StoredObject] = []
-        try:
-            if message.target is None:
-                op = allowlist.function(path)
-                call_args: list[Any] = []
-            else:
-                target = self._use(message.target, used)
-                kind = allowlist.type_key(target)
-                if kind is None:  # the owner knows the real type: no guessing across tables
-                    raise NotAllowed(f"{type(target).__name__} objects have no remote methods")
-                op = allowlist.member(kind, path)
-                call_args = [target]
-            path = op.path
-            decoder = Decoder(buffers, lambda ref: self._use(ref, used))
-            args = [decoder.decode(a) for a in message.args]
-            op.check_kwargs(message.kwargs)
-            kwargs = {key: decoder.decode(value) for key, value in message.kwargs.items()}
-            if op.kind == "attribute" and (args or kwargs):
-                raise ProtocolError(f"{op.path} is an attribute and takes no arguments")
-            assert op.impl is not None
-            result = op.impl(*call_args, *args, **kwargs)
-        except _Propagated as failed:
-            return self._store_failure(message.result, failed.info, notify=False)
-        except Exception as exc:
-            return self._store_failure(message.result, self._error_info(exc, path))
-        self.actions_run += 1
-        private = op.owner_data or any(self.store.is_private(e) for e in used)
-        tags: frozenset[str] = frozenset()
-        if private:
-            taint = self.store.taint
-            tags = tags.union(*(e.source_tags | taint.tags_of(e.value) for e in used))
-            if op.mutates and call_args:
-                taint.mark_mutated(op.path, call_args[0], tags)
-            if result is not None:
-                taint.mark(result, tags)
-        entry = StoredObject(
-            id=message.result,
-            value=result,
-            owner=self.peer,
-            private=private,
-            nbytes=value_nbytes(result),
-            source_tags=tags,
-        )
-        try:
-            self.store.add_for_peer(self.peer, entry)
-        except DuetError as exc:
-            return self._store_failure(message.result, self._error_info(exc, op.path))
-        return None
-
-    def _store_failure(
-        self, result_id: str, info: ErrorInfo, *, notify: bool = True
-    ) -> Failure | None:
-        # kept apart from the store (and its quota) so a quota error can be reported too;
-        # bounded, oldest forgotten first
-        self._failed[result_id] = info
-        if len(self._failed) > MAX_FAILURES:
-            self._failed.popitem(last=False)
-        return Failure(result=result_id, error=info) if notify else None
-
-    def _put(self, message: Put, buffers: list[memoryview]) -> None:
-        if message.id in self.store or message.id in self._failed:
+    # ---- the scientist's own values
+    def _put(self, message: Put, buffers: list[memoryview]) -> Failure | None:
+        if message.id in self.store or message.id in self.executor._overflow:
             raise UsageError(f"object id {message.id!r} is already in use; ids cannot be reused")
-        value = Decoder(buffers, None).decode(message.value)
+        try:
+            value = owner_containers(Decoder(buffers, None).decode(message.value))
+        except (DuetError, ValueError) as exc:
+            return self.executor._fail(message.id, self._error_info(exc, "send"), frozenset(), None)
         entry = StoredObject(
             id=message.id,
             value=value,
@@ -309,7 +200,32 @@ class PeerService:
             description=message.description,
             nbytes=value_nbytes(value),
         )
-        self.store.add_for_peer(self.peer, entry)
+        try:
+            self.store.add_for_peer(self.peer, entry)
+        except DuetError as exc:
+            return self.executor._fail(message.id, self._error_info(exc, "send"), frozenset(), None)
+        return None
+
+    def _delete(self, message: Delete, out: list[Any]) -> None:
+        for object_id in message.ids:
+            entry = self.store.get(object_id)
+            if entry is None:
+                self.executor.forget(object_id)
+                continue
+            if entry.owner == self.peer:
+                self.store.remove(object_id)
+            elif entry.owner == OWNER and entry.pointable:
+                out.append(
+                    Failure(
+                        result=None,
+                        error=ErrorInfo(
+                            code=NotAllowed.code,
+                            op="delete",
+                            message=f"object {object_id} is the owner's; it is not yours to delete",
+                        ),
+                    )
+                )
+            # anything else reads as missing: deleting it does nothing
 
     def _run_plan(self, message: RunPlan, out: list[Any]) -> None:
         plan = self._plans.get(message.plan)
@@ -335,53 +251,58 @@ class PeerService:
                 kwargs=_rebind(call.kwargs, names),
                 result=names[call.result],
             )
-            failure = self._call(rebound, [])
+            failure = self.executor.call(rebound, [])
             if failure is not None and failure.result not in temporaries:
                 out.append(failure)
         for object_id in temporaries:  # what the step made along the way, nobody points at
             self.store.remove(object_id)
-            self._failed.pop(object_id, None)
 
     # ---- gets and requests
-    def _get(self, message: Get, out_buffers: list[memoryview]) -> Reply | None:
-        failed = self._failed.get(message.id)
-        if failed is not None:
-            return Reply(rid=message.rid, status="error", error=failed)
+    def _get(self, message: Get, out_buffers: list[Any]) -> Reply | None:
         try:
-            entry = self._visible(message.id)
+            entry = self.executor.visible(message.id)
         except UsageError as exc:
             return self._error_reply(message.rid, exc, "get")
-        if not self.store.is_private(entry):
-            return self._value_reply(message.rid, entry, "ok", out_buffers, message.delete_obj)
+        label = self.executor.label_of(entry)
+        if not label:  # the scientist's own: at once
+            if entry.failure is not None:
+                return Reply(rid=message.rid, status="error", error=entry.failure)
+            snapshot = Snapshot.of(entry.value, buffers=out_buffers)
+            return self._value_reply(message.rid, entry, snapshot, "ok", message.delete_obj)
         if not message.request:
             return self._error_reply(
                 message.rid,
                 PermissionDenied(
-                    f"object {entry.id} holds the owner's private data; ask for it with "
+                    f"object {entry.id} depends on the owner's private data; ask for it with "
                     f".get(request_block=True, name=..., reason=...) or .request(name=..., reason=...)"
                 ),
                 "get",
             )
+        snapshot = (
+            Snapshot.failed(entry.failure)
+            if entry.failure is not None
+            else Snapshot.of(entry.value)
+        )
         request = Request(
             id=new_request_id(),
             name=message.name,
             reason=message.reason,
             object_id=entry.id,
-            object_type=entry.type_name,
-            tags=self._tags_of(entry),
             peer=self.peer,
-            elements=value_elements(entry.value),
+            label=label,
+            op=entry.op,
+            snapshot=snapshot,
         )
         self._waiting[request.id] = (message.rid, message.delete_obj)
-        self.requests.submit(request, entry.value)
-        if request.status is RequestStatus.PENDING and message.timeout_secs is not None:
-            self._call_later(max(0.0, message.timeout_secs), lambda: self.requests.expire(request))
+        self.requests.submit(request)
+        if request.status is RequestStatus.PENDING:
+            # decided later, by a person: freeze what was asked for as it is now
+            snapshot.freeze()
+            if message.timeout_secs is not None:
+                self._call_later(
+                    max(0.0, message.timeout_secs), lambda: self.requests.expire(request)
+                )
         return None  # the reply is sent when the request is decided
-
-    def _tags_of(self, entry: StoredObject) -> list[str]:
-        # the owner's tags of what the value was computed from, or what changed it (a model
-        # trained on tagged data); never the scientist's own tags
-        return sorted(entry.source_tags | self.store.taint.tags_of(entry.value))
 
     def on_decided(self, request: Request) -> None:
         """Called by the request queue from whichever thread decided the request."""
@@ -389,15 +310,11 @@ class PeerService:
         if waiting is None:
             return
         rid, delete_obj = waiting
-        buffers: list[memoryview] = []
+        buffers: list[Any] = []
         if request.status is RequestStatus.ACCEPTED:
             entry = self.store.get(request.object_id)
-            if entry is None:
-                reply = self._error_reply(
-                    rid, UsageError(f"object {request.object_id} was deleted"), "get"
-                )
-            else:
-                reply = self._value_reply(rid, entry, "accepted", buffers, delete_obj)
+            reply = self._value_reply(rid, entry, request.snapshot, "accepted", delete_obj)
+            buffers = request.snapshot.buffers
         else:
             note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
             status: Any = request.status.value
@@ -407,18 +324,17 @@ class PeerService:
     def _value_reply(
         self,
         rid: int,
-        entry: StoredObject,
+        entry: StoredObject | None,
+        snapshot: Snapshot,
         status: Any,
-        buffers: list[memoryview],
         delete_obj: bool,
     ) -> Reply:
-        try:
-            value = Encoder(buffers).encode(entry.value)
-        except DuetError as exc:
-            return self._error_reply(rid, exc, "get")
-        if delete_obj and entry.owner == self.peer:
+        """The reply releasing ``snapshot`` (its buffers are already where the frame's are)."""
+        if delete_obj and entry is not None and entry.owner == self.peer:
             self.store.remove(entry.id)
-        return Reply(rid=rid, status=status, value=value)
+        if snapshot.error is not None:
+            return Reply(rid=rid, status="error", error=snapshot.error)
+        return Reply(rid=rid, status=status, value=snapshot.value)
 
     def _error_reply(self, rid: int, exc: Exception, op: str) -> Reply:
         return Reply(rid=rid, status="error", error=self._error_info(exc, op))
@@ -437,3 +353,6 @@ class PeerService:
             code=RemoteError.code, message=str(exc)[:20_000] or type(exc).__name__, op=op,
             remote_type=type(exc).__name__,
         )  # fmt: skip
+
+
+__all__ = ["PeerService"]

@@ -14,10 +14,12 @@ from torch import nn
 
 from ..errors import QuotaExceeded, UsageError
 from ..protocol.allowlist import type_key
-from .taint import Taint
+from .labels import EMPTY, Label, LabelRegistry, Source, Walk, owner_containers
 
 if TYPE_CHECKING:
     import pandas
+
+    from ..protocol.messages import ErrorInfo
 
 OWNER = "owner"
 DEFAULT_MAX_BYTES = 4 * 1024**3
@@ -26,17 +28,25 @@ DEFAULT_MAX_OBJECTS = 100_000
 
 @dataclass(eq=False)
 class StoredObject:
+    """One handle on the owner's side: a value, or the failure of the op that was to make it.
+
+    ``label`` is what the entry may depend on besides the state it reaches (see labels.py):
+    for the owner's published objects their own source, for a result the labels of everything
+    the op that made it read. ``op`` is that op's short name (a tag handlers can match).
+    """
+
     id: str
     value: Any
     owner: str  # OWNER, or the peer that created it
     tags: list[str] = field(default_factory=list)
     description: str = ""
     pointable: bool = False
-    private: bool = False  # set for values that cannot be tracked by identity (numbers)
     nbytes: int = 0
     created: float = field(default_factory=time.time)
-    # tags of the owner's published objects this value was computed from: what handlers match
-    source_tags: frozenset[str] = frozenset()
+    label: Label = EMPTY
+    op: str = ""
+    failure: ErrorInfo | None = None  # set instead of a value when the op failed
+    private_account: bool = False  # counted against the scientist's private quota
 
     def get(self) -> Any:
         """The value itself (the owner's side holds the real object)."""
@@ -48,7 +58,7 @@ class StoredObject:
 
     @property
     def type_name(self) -> str:
-        return type(self.value).__name__
+        return "failure" if self.failure is not None else type(self.value).__name__
 
 
 def value_nbytes(value: Any, depth: int = 0) -> int:
@@ -73,19 +83,6 @@ def value_nbytes(value: Any, depth: int = 0) -> int:
     return 64
 
 
-def value_elements(value: Any) -> int:
-    """How many elements releasing this value discloses (for handler quotas)."""
-    if isinstance(value, torch.Tensor):
-        return value.numel()
-    if isinstance(value, nn.Module):
-        return sum(t.numel() for t in value.parameters())
-    if isinstance(value, list | tuple):
-        return sum(value_elements(v) for v in value)
-    if isinstance(value, dict):
-        return sum(value_elements(v) for v in value.values())
-    return 1
-
-
 def describe(value: Any) -> dict[str, Any]:
     """Metadata the scientist may see about a published object."""
     meta: dict[str, Any] = {"kind": type_key(value), "type": type(value).__name__}
@@ -102,12 +99,23 @@ def describe(value: Any) -> dict[str, Any]:
 
 @dataclass
 class PeerQuota:
-    """What one scientist may keep on the owner's side."""
+    """What one scientist may keep on the owner's side.
+
+    Bytes are counted in two accounts: values computed only from the scientist's own inputs,
+    and values that depend on the owner's data. Each has ``max_bytes``. Keeping them apart
+    means whether one of the scientist's own operations fits never depends on the owner's data
+    (a private value's size could otherwise be read off a refusal).
+    """
 
     max_bytes: int = DEFAULT_MAX_BYTES
     max_objects: int = DEFAULT_MAX_OBJECTS
-    bytes_used: int = 0
+    own_bytes: int = 0
+    private_bytes: int = 0
     objects: int = 0
+
+    @property
+    def bytes_used(self) -> int:
+        return self.own_bytes + self.private_bytes
 
 
 class ObjectStore:
@@ -121,7 +129,7 @@ class ObjectStore:
     ):
         self._objects: dict[str, StoredObject] = {}
         self._lock = threading.RLock()
-        self.taint = Taint()
+        self.labels = LabelRegistry()
         self.default_quota = (max_bytes, max_objects)
         self.quotas: dict[str, PeerQuota] = {}
 
@@ -134,20 +142,23 @@ class ObjectStore:
         tags: list[str] | None = None,
         description: str = "",
     ) -> StoredObject:
+        """Store one of the owner's values: private, and read-only for every scientist."""
         tags = [str(t) for t in (tags or [])]
+        if isinstance(value, list | dict):
+            value = owner_containers(value)
+        object_id = "o" + uuid.uuid4().hex
+        label = frozenset({Source("data", object_id, frozenset(tags))})
         entry = StoredObject(
-            id="o" + uuid.uuid4().hex,
+            id=object_id,
             value=value,
             owner=OWNER,
             tags=tags,
             description=description,
             pointable=pointable,
             nbytes=value_nbytes(value),
-            source_tags=frozenset(tags),
+            label=label,
         )
-        self.taint.mark_deep(value, frozenset(tags))
-        if not self.taint.is_marked(value):
-            entry.private = True
+        self.labels.protect_all(Walk().add(value), label)
         with self._lock:
             self._objects[entry.id] = entry
         return entry
@@ -163,17 +174,18 @@ class ObjectStore:
     def __contains__(self, object_id: object) -> bool:
         return object_id in self._objects
 
-    def is_private(self, entry: StoredObject) -> bool:
-        return entry.owner == OWNER or entry.private or self.taint.touches(entry.value)
-
     def quota(self, peer: str) -> PeerQuota:
         q = self.quotas.get(peer)
         if q is None:
             q = self.quotas[peer] = PeerQuota(*self.default_quota)
         return q
 
-    def add_for_peer(self, peer: str, entry: StoredObject) -> None:
-        """Store a peer's object, within the peer's quota (raises QuotaExceeded, stores nothing)."""
+    def add_for_peer(self, peer: str, entry: StoredObject, *, check_bytes: bool = True) -> None:
+        """Store a peer's object, within the peer's quota (raises QuotaExceeded, stores nothing).
+
+        ``check_bytes=False`` for failures: they count as objects, and their few bytes are not
+        checked, so storing one never depends on how much private data the scientist holds.
+        """
         quota = self.quota(peer)
         with self._lock:
             if entry.id in self._objects:
@@ -183,13 +195,17 @@ class ObjectStore:
                     f"the owner allows {quota.max_objects} objects per scientist and you hold "
                     f"{quota.objects}; delete pointers you no longer need"
                 )
-            if quota.bytes_used + entry.nbytes > quota.max_bytes:
+            used = quota.private_bytes if entry.private_account else quota.own_bytes
+            if check_bytes and used + entry.nbytes > quota.max_bytes:
                 raise QuotaExceeded(
                     f"storing {entry.nbytes} bytes would exceed the owner's limit of "
-                    f"{quota.max_bytes} bytes per scientist ({quota.bytes_used} in use)"
+                    f"{quota.max_bytes} bytes per scientist ({used} in use)"
                 )
             quota.objects += 1
-            quota.bytes_used += entry.nbytes
+            if entry.private_account:
+                quota.private_bytes += entry.nbytes
+            else:
+                quota.own_bytes += entry.nbytes
             self._objects[entry.id] = entry
 
     def remove(self, object_id: str) -> StoredObject | None:
@@ -198,7 +214,10 @@ class ObjectStore:
             if entry is not None and entry.owner != OWNER:
                 quota = self.quota(entry.owner)
                 quota.objects -= 1
-                quota.bytes_used -= entry.nbytes
+                if entry.private_account:
+                    quota.private_bytes -= entry.nbytes
+                else:
+                    quota.own_bytes -= entry.nbytes
             return entry
 
     def drop_peer(self, peer: str) -> int:

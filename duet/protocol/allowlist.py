@@ -15,6 +15,7 @@ A type key names what kind of object a pointer points to (``Tensor``, ``Module``
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import operator
 from collections.abc import Callable
@@ -36,6 +37,17 @@ Returns = (
 )
 
 
+# What an op may change besides making its result, so that the owner can label (and protect)
+# everything it writes. The owner binds these names to the objects they denote.
+#   "target"       the object it is called on (a tensor's storage, a list, an iterator)
+#   "target_deep"  that object and everything it holds (a model's parameters, an optimizer's state)
+#   "graph"        the gradients of the leaves of the autograd graph behind the target (backward)
+#   "module_call"  a model's buffers (in training mode), and its input when a layer works in place
+#   "inplace_arg"  its first argument, when called with ``inplace=True``
+#   "rng"          the random number generator's state (manual_seed)
+WRITES = frozenset({"target", "target_deep", "graph", "module_call", "inplace_arg", "rng"})
+
+
 @dataclass(frozen=True)
 class Op:
     path: str
@@ -47,6 +59,22 @@ class Op:
     # the result is the owner's own information (its files, its machine), private however
     # it was asked for
     owner_data: bool = False
+    writes: str | None = None  # one of WRITES: what else the op changes
+    random: bool = False  # draws from the random number generator
+    # False for ops that change their target without reading it (list.append): the target's
+    # contents do not flow into the result, so a long list is not walked on every append
+    reads_target: bool = True
+
+    def __post_init__(self) -> None:
+        if self.writes is None and self.mutates:
+            object.__setattr__(self, "writes", "target")
+        if self.writes is not None and self.writes not in WRITES:
+            raise ValueError(f"unknown write effect {self.writes!r} for {self.path}")
+
+    @property
+    def name(self) -> str:
+        """The op's short name, as a tag on what it makes (``mean``, ``__len__``, ``nll_loss``)."""
+        return self.path.rsplit(".", 1)[-1]
 
     def check_kwargs(self, names: Any) -> None:
         """Refuse keyword arguments the op does not allow (``out=`` never: it writes elsewhere)."""
@@ -147,12 +175,17 @@ _ARITHMETIC = [
 _COMPARISONS = ["__lt__", "__le__", "__gt__", "__ge__", "__eq__", "__ne__"]
 
 
+_RANDOM_METHODS = {"normal_", "uniform_"}
+
+
 def _methods(type_name: str, names: list[str], returns: Returns = "Tensor") -> dict[str, Op]:
     table = {}
     for name in names:
         mutates = (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_OPERATORS
         impl = _OPERATORS.get(name) or _call_method(name)
-        table[name] = Op(f"{type_name}.{name}", "method", returns, mutates, impl)
+        table[name] = Op(
+            f"{type_name}.{name}", "method", returns, mutates, impl, random=name in _RANDOM_METHODS
+        )
     return table
 
 
@@ -245,7 +278,7 @@ TABLES["Tensor"] = {
     ),  # fmt: skip
 }
 TABLES["Tensor"]["backward"] = Op(
-    "Tensor.backward", "method", "None", True, _call_method("backward")
+    "Tensor.backward", "method", "None", True, _call_method("backward"), writes="graph"
 )
 TABLES["Tensor"]["requires_grad_"] = Op(
     "Tensor.requires_grad_", "method", "self", True, _call_method("requires_grad_")
@@ -276,21 +309,31 @@ def _module_flag(name: str) -> Callable[..., Any]:
     return run
 
 
+def _module_copy(module: nn.Module) -> nn.Module:
+    # a module built from allowlisted layers only: copying it runs no code of the peer's
+    return copy.deepcopy(module)
+
+
+def _deep(name: str, path: str, impl: Callable[..., Any], returns: Returns = "None") -> Op:
+    return Op(path, "method", returns, True, impl, writes="target_deep")
+
+
 TABLES["Module"] = {
-    "__call__": Op("Module.__call__", "method", "Tensor", True, _module_call),
-    "forward": Op("Module.forward", "method", "Tensor", True, _module_call),
+    "__call__": Op("Module.__call__", "method", "Tensor", True, _module_call, writes="module_call", random=True),
+    "forward": Op("Module.forward", "method", "Tensor", True, _module_call, writes="module_call", random=True),
     "member": Op("Module.member", "method", None, False, _module_member),
     "parameters": Op("Module.parameters", "method", "List", False, lambda m, *a, **k: list(m.parameters(*a, **k))),
     "named_parameters": Op("Module.named_parameters", "method", "List", False,
                            lambda m, *a, **k: list(m.named_parameters(*a, **k))),
     "children": Op("Module.children", "method", "List", False, lambda m: list(m.children())),
     "state_dict": Op("Module.state_dict", "method", "Dict", False, lambda m: dict(m.state_dict())),
-    "load_state_dict": Op("Module.load_state_dict", "method", "None", True,
-                          lambda m, sd, strict=True: (m.load_state_dict(sd, strict=strict), None)[1]),
-    "train": Op("Module.train", "method", "None", True, _module_flag("train")),
-    "eval": Op("Module.eval", "method", "None", True, _module_flag("eval")),
-    "zero_grad": Op("Module.zero_grad", "method", "None", True, _module_flag("zero_grad")),
-    "requires_grad_": Op("Module.requires_grad_", "method", "None", True, _module_flag("requires_grad_")),
+    "copy": Op("Module.copy", "method", "Module", False, _module_copy),
+    "load_state_dict": _deep("load_state_dict", "Module.load_state_dict",
+                             lambda m, sd, strict=True: (m.load_state_dict(sd, strict=strict), None)[1]),
+    "train": _deep("train", "Module.train", _module_flag("train")),
+    "eval": _deep("eval", "Module.eval", _module_flag("eval")),
+    "zero_grad": _deep("zero_grad", "Module.zero_grad", _module_flag("zero_grad")),
+    "requires_grad_": _deep("requires_grad_", "Module.requires_grad_", _module_flag("requires_grad_")),
     **_attributes("Module", {"training": "Bool", "weight": "Tensor", "bias": "Tensor"}),
 }  # fmt: skip
 
@@ -300,27 +343,34 @@ def _optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     return None
 
 
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+    # a copy: the optimizer's own state dicts must not be shared with a value the scientist
+    # holds (they change with every step)
+    return copy.deepcopy(optimizer.state_dict())
+
+
 TABLES["Optimizer"] = {
-    "step": Op("Optimizer.step", "method", "None", True, _optimizer_step),
-    "zero_grad": Op("Optimizer.zero_grad", "method", "None", True, _module_flag("zero_grad")),
-    "state_dict": Op("Optimizer.state_dict", "method", "Dict", False, _call_method("state_dict")),
+    "step": _deep("step", "Optimizer.step", _optimizer_step),
+    "zero_grad": _deep("zero_grad", "Optimizer.zero_grad", _module_flag("zero_grad")),
+    "state_dict": Op("Optimizer.state_dict", "method", "Dict", False, _optimizer_state),
 }
 TABLES["LRScheduler"] = {
-    "step": Op("LRScheduler.step", "method", "None", True, _module_flag("step")),
+    "step": _deep("step", "LRScheduler.step", _module_flag("step")),
     "get_last_lr": Op(
         "LRScheduler.get_last_lr", "method", "List", False, _call_method("get_last_lr")
     ),
 }
 TABLES["DataLoader"] = {
     "__len__": Op("DataLoader.__len__", "method", "Number", False, len),
-    "__iter__": Op("DataLoader.__iter__", "method", _loader_iterator, False, iter),
+    # a shuffling loader draws its order from the random number generator
+    "__iter__": Op("DataLoader.__iter__", "method", _loader_iterator, False, iter, random=True),
 }
 TABLES["Dataset"] = {
     "__len__": Op("Dataset.__len__", "method", "Number", False, len),
     "__getitem__": Op("Dataset.__getitem__", "method", _batch, False, operator.getitem),
 }
 TABLES["DataLoaderIter"] = {
-    "__next__": Op("DataLoaderIter.__next__", "method", _batch, True, next),
+    "__next__": Op("DataLoaderIter.__next__", "method", _batch, True, next, random=True),
     "__len__": Op("DataLoaderIter.__len__", "method", "Number", False, len),
 }
 
@@ -353,7 +403,8 @@ TABLES["List"] = {
 }
 for _name in ("append", "extend", "insert", "reverse", "clear", "pop", "__setitem__", "__iadd__"):
     TABLES["List"][_name] = Op(f"List.{_name}", "method", TABLES["List"][_name].returns, True,
-                               TABLES["List"][_name].impl)  # fmt: skip
+                               TABLES["List"][_name].impl,
+                               reads_target=_name not in ("append", "extend", "insert", "clear"))  # fmt: skip
 TABLES["Dict"] = {
     **_methods("Dict", ["__getitem__", "get", "pop"], None),
     **_methods("Dict", ["__len__"], "Number"),
@@ -361,8 +412,10 @@ TABLES["Dict"] = {
     "keys": Op("Dict.keys", "method", "List", False, lambda d: list(d.keys())),
     "values": Op("Dict.values", "method", "List", False, lambda d: list(d.values())),
     "items": Op("Dict.items", "method", "List", False, lambda d: list(d.items())),
-    "__setitem__": Op("Dict.__setitem__", "method", "None", True, _OPERATORS["__setitem__"]),
-    "update": Op("Dict.update", "method", "None", True, _call_method("update")),
+    "__setitem__": Op(
+        "Dict.__setitem__", "method", "None", True, _OPERATORS["__setitem__"], reads_target=False
+    ),
+    "update": Op("Dict.update", "method", "None", True, _call_method("update"), reads_target=False),
 }
 for _name in ("pop",):
     TABLES["Dict"][_name] = Op(f"Dict.{_name}", "method", None, True, _call_method(_name))
@@ -410,10 +463,15 @@ _FUNCTIONAL = [
 ]  # fmt: skip
 _LOSSES = ["MSELoss", "CrossEntropyLoss", "NLLLoss", "L1Loss"]
 
+_RANDOM_FUNCTIONS = {"randn", "rand", "randint", "randn_like", "dropout", "dropout2d"}
+_INPLACE_FUNCTIONS = {"relu", "dropout", "dropout2d"}  # take inplace=True
+
 FUNCTIONS: dict[str, Op] = {}
 for _name in _TORCH_FUNCTIONS:
-    FUNCTIONS[f"torch.{_name}"] = _fn(f"torch.{_name}", getattr(torch, _name))
-FUNCTIONS["torch.manual_seed"] = _fn("torch.manual_seed", _manual_seed, "None")
+    FUNCTIONS[f"torch.{_name}"] = _fn(
+        f"torch.{_name}", getattr(torch, _name), random=_name in _RANDOM_FUNCTIONS
+    )
+FUNCTIONS["torch.manual_seed"] = _fn("torch.manual_seed", _manual_seed, "None", writes="rng")
 FUNCTIONS["torch.max"] = _fn("torch.max", torch.max, lambda m, a, k: _pair_if_dim(m, a[1:], k))
 FUNCTIONS["torch.min"] = _fn("torch.min", torch.min, lambda m, a, k: _pair_if_dim(m, a[1:], k))
 FUNCTIONS["torch.cuda.is_available"] = _fn(
@@ -421,10 +479,13 @@ FUNCTIONS["torch.cuda.is_available"] = _fn(
 )
 for _name in _FUNCTIONAL:
     FUNCTIONS[f"torch.nn.functional.{_name}"] = _fn(
-        f"torch.nn.functional.{_name}", getattr(torch.nn.functional, _name)
+        f"torch.nn.functional.{_name}",
+        getattr(torch.nn.functional, _name),
+        random=_name in _RANDOM_FUNCTIONS,
+        writes="inplace_arg" if _name in _INPLACE_FUNCTIONS else None,
     )
 for _path, (_cls, _settings) in LAYERS.items():
-    FUNCTIONS[_path] = _fn(_path, _cls, "Module")
+    FUNCTIONS[_path] = _fn(_path, _cls, "Module", random=True)  # initial weights are random
 for _name in _LOSSES:
     FUNCTIONS[f"torch.nn.{_name}"] = _fn(f"torch.nn.{_name}", getattr(nn, _name), "Module")
 FUNCTIONS["torch.nn.Module"] = _fn("torch.nn.Module", nn.Module, "Module")
@@ -498,6 +559,15 @@ def namespaces() -> set[str]:
     return out
 
 
+def op_names() -> frozenset[str]:
+    """Every op's short name (``mean``, ``__len__``, ``nll_loss``): the tags a handler may use
+    to name the operation that made a value."""
+    names = {op.name for op in FUNCTIONS.values()}
+    for table in TABLES.values():
+        names.update(op.name for op in table.values())
+    return frozenset(names)
+
+
 def digest() -> str:
     """A fingerprint of the whole table: both sides must agree on it."""
     lines = sorted(
@@ -505,9 +575,12 @@ def digest() -> str:
         for p, op in FUNCTIONS.items()
     )
     for kind, table in TABLES.items():
-        lines.extend(sorted(f"m {kind}.{n} {op.kind} {op.mutates}" for n, op in table.items()))
+        lines.extend(
+            sorted(f"m {kind}.{n} {op.kind} {op.mutates} {op.writes}" for n, op in table.items())
+        )
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
 register_vision(FUNCTIONS, TABLES)
 NAMESPACES = namespaces()
+OP_NAMES = op_names()

@@ -63,11 +63,14 @@ def _to_tensor() -> Any:
 
 
 def _normalize(mean: Any, std: Any, inplace: bool = False) -> Any:
+    if inplace:
+        # it would write into whatever tensor it is applied to, the owner's data included
+        raise NotAllowed("Normalize(inplace=True) is not allowed; leave inplace=False")
     for name, value in (("mean", mean), ("std", std)):
         values = value if isinstance(value, list | tuple) else [value]
         if not values or not all(isinstance(v, int | float) for v in values):
             raise NotAllowed(f"Normalize's {name} must be a number or a list of numbers")
-    return _torchvision().transforms.Normalize(mean, std, inplace=bool(inplace))
+    return _torchvision().transforms.Normalize(mean, std)
 
 
 def dataset_root(root: Any) -> Path:

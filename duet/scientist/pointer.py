@@ -174,6 +174,13 @@ class Pointer:
             self.meta["len"] = int(length)
         return int(length)
 
+    def len(self) -> Pointer:
+        """A pointer to the remote object's length (``len(ptr)`` asks for the number itself).
+
+        >>> size = loader.len().get(request_block=True, name="train_size")
+        """
+        return self._call("__len__")
+
     def __iter__(self) -> Iterator[Any]:
         if self.kind == "DataLoader":
             from .loader import iterate_loader

@@ -1,0 +1,327 @@
+"""Information-flow labels: which of the owner's data a value may depend on.
+
+A *label* is the set of sources a value may depend on. A source is one published object of the
+owner (named by its tags), one piece of the owner's own information (its files, its machine),
+or ``UNKNOWN`` when the owner cannot tell (fail closed). The empty label means the value depends
+only on what the scientist sent: it may be released without a request.
+
+Labels live where the state lives, so aliases cannot launder them:
+
+- every *entry* (a handle the scientist holds) carries the label of the operation that made it;
+  this covers immutable values (numbers, strings, tuples) and which object the handle names;
+- every piece of mutable state carries its own label in a ``LabelRegistry``: tensor storages
+  (views and aliases share them), tensor objects (shape, ``.grad``), models, optimizers,
+  schedulers, loaders, iterators, datasets, transforms, and the owner-side lists and dicts.
+  An operation with a labeled input joins its label into everything it writes.
+
+The label of a value is its entry's label joined with the labels of every piece of state
+reachable from it (``StateWalk``). A walk that meets an object of unknown kind, or that would go
+too far or too deep, yields ``UNKNOWN``: private.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.utils.data as tud
+from torch import nn
+
+MAX_WALK_NODES = 200_000  # state nodes visited to label one value; more: UNKNOWN
+MAX_WALK_DEPTH = 64
+# Autograd nodes one backward may have. Walking a graph from Python wraps its nodes, and torch
+# then frees a deeply wrapped chain recursively: past ~40,000 nodes that overflows the C stack.
+MAX_GRAPH_NODES = 20_000
+
+
+@dataclass(frozen=True)
+class Source:
+    """One thing of the owner's a value may depend on."""
+
+    kind: str  # "data" (a published object), "owner" (its files, its machine), "unknown"
+    name: str  # the published object's id, or the operation that read the owner's information
+    tags: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:
+        shown = ",".join(sorted(self.tags)) or self.name
+        return f"<{self.kind}:{shown}>"
+
+
+Label = frozenset[Source]
+EMPTY: Label = frozenset()
+UNKNOWN_SOURCE = Source("unknown", "unknown")
+UNKNOWN: Label = frozenset({UNKNOWN_SOURCE})
+
+
+def join(*labels: Label) -> Label:
+    out = EMPTY
+    for label in labels:
+        if label:
+            out = label if not out else out | label
+    return out
+
+
+def tags_of(label: Label) -> list[str]:
+    """The owner's tags of the sources in ``label``, sorted."""
+    return sorted({tag for source in label for tag in source.tags})
+
+
+class LabelList(list[Any]):
+    """A list on the owner's side that can carry a label (plain lists cannot be weakly
+    referenced). Every list a scientist can name is one of these."""
+
+    __slots__ = ("__weakref__",)
+
+
+class LabelDict(dict[Any, Any]):
+    """A dict on the owner's side that can carry a label (see LabelList)."""
+
+    __slots__ = ("__weakref__",)
+
+
+def owner_containers(value: Any, depth: int = 0) -> Any:
+    """``value`` with every plain list and dict (inside lists, tuples and dicts) replaced by a
+    LabelList / LabelDict copy, so that every container a scientist can name carries a label.
+
+    Tensors and other objects are kept as they are (they carry labels of their own); owner-side
+    containers already in place are kept too, so aliases stay aliases.
+    """
+    if depth > MAX_WALK_DEPTH:
+        raise ValueError(f"containers nested deeper than {MAX_WALK_DEPTH} levels")
+    kind = type(value)
+    if kind is list:
+        if all(type(v) in _SCALAR_TYPES for v in value):
+            return LabelList(value)
+        return LabelList([owner_containers(v, depth + 1) for v in value])
+    if kind is dict:
+        return LabelDict({k: owner_containers(v, depth + 1) for k, v in value.items()})
+    if kind is tuple:
+        items = tuple(owner_containers(v, depth + 1) for v in value)
+        return value if all(a is b for a, b in zip(items, value, strict=True)) else items
+    return value
+
+
+_SCALARS = (int, float, bool, str, bytes, complex, type(None), torch.dtype, torch.device,
+            torch.Size, slice, type(Ellipsis))  # fmt: skip
+_SCALAR_TYPES = frozenset({int, float, bool, str, bytes, complex, type(None)})
+
+
+def _is_vision_object(obj: Any) -> bool:
+    module = type(obj).__module__
+    return module.startswith("torchvision.datasets") or module.startswith("torchvision.transforms")
+
+
+class Walk:
+    """The state nodes reachable from some values (what their labels are read from).
+
+    ``nodes`` maps id -> node for every labeled piece of state met; ``unknown`` is set when the
+    walk met an object it cannot see into or went past its limits: the values are then private.
+    """
+
+    __slots__ = ("_limit", "nodes", "unknown")
+
+    def __init__(self, limit: int = MAX_WALK_NODES):
+        self.nodes: dict[int, Any] = {}
+        self.unknown = False
+        self._limit = limit
+
+    def add(self, value: Any) -> Walk:
+        stack: list[tuple[Any, int]] = [(value, 0)]
+        nodes = self.nodes
+        while stack:
+            obj, depth = stack.pop()
+            if isinstance(obj, _SCALARS):
+                continue
+            if depth > MAX_WALK_DEPTH or len(nodes) > self._limit:
+                self.unknown = True
+                return self
+            key = id(obj)
+            if key in nodes:
+                continue
+            if isinstance(obj, torch.Tensor):
+                nodes[key] = obj
+                try:
+                    storage = obj.untyped_storage()
+                except (RuntimeError, NotImplementedError):  # no storage to label: fail closed
+                    self.unknown = True
+                    continue
+                nodes[id(storage)] = storage
+                if obj.is_leaf:
+                    grad = obj.grad
+                    if grad is not None:
+                        stack.append((grad, depth + 1))
+                continue
+            if isinstance(obj, LabelList):
+                nodes[key] = obj
+                stack.extend((v, depth + 1) for v in obj if not isinstance(v, _SCALARS))
+            elif isinstance(obj, LabelDict):
+                nodes[key] = obj
+                for k, v in obj.items():
+                    if not isinstance(k, _SCALARS):
+                        stack.append((k, depth + 1))
+                    if not isinstance(v, _SCALARS):
+                        stack.append((v, depth + 1))
+            elif isinstance(obj, list | tuple):  # plain: no label of its own, only contents
+                nodes[key] = obj
+                stack.extend((v, depth + 1) for v in obj if not isinstance(v, _SCALARS))
+            elif isinstance(obj, dict):
+                nodes[key] = obj
+                for k, v in obj.items():
+                    stack.append((k, depth + 1))
+                    stack.append((v, depth + 1))
+            elif isinstance(obj, nn.Module):
+                nodes[key] = obj
+                stack.extend((t, depth + 1) for t in obj._parameters.values() if t is not None)
+                stack.extend((t, depth + 1) for t in obj._buffers.values() if t is not None)
+                stack.extend((m, depth + 1) for m in obj._modules.values() if m is not None)
+            elif isinstance(obj, torch.optim.Optimizer):
+                nodes[key] = obj
+                stack.append((obj.param_groups, depth + 1))
+                stack.extend((s, depth + 1) for s in obj.state.values())
+            elif isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
+                nodes[key] = obj
+                stack.append((obj.optimizer, depth + 1))
+            elif isinstance(obj, tud.DataLoader):
+                nodes[key] = obj
+                stack.append((obj.dataset, depth + 1))
+            elif isinstance(obj, tud.dataloader._BaseDataLoaderIter):
+                nodes[key] = obj
+                stack.append((obj._dataset, depth + 1))
+            elif isinstance(obj, tud.TensorDataset):
+                nodes[key] = obj
+                stack.extend((t, depth + 1) for t in obj.tensors)
+            elif _is_vision_object(obj):
+                # opened from the owner's files or built from plain settings; nothing a
+                # scientist can change in place: the object's own label covers it
+                nodes[key] = obj
+            else:
+                self.unknown = True
+        return self
+
+
+class LabelRegistry:
+    """Labels of mutable state, kept per object and forgotten when the object dies.
+
+    ``protected`` state belongs to the owner's published objects: its label is fixed when it
+    is published and nothing a scientist does may write it.
+
+    Thread-safe for the owner's use: the executor threads write, anyone may read.
+    """
+
+    def __init__(self) -> None:
+        # id(node) -> [weakref to node, label, protected]
+        self._records: dict[int, list[Any]] = {}
+        self._lock = threading.Lock()
+
+    def _record(self, node: Any) -> list[Any] | None:
+        record = self._records.get(id(node))
+        if record is not None and record[0]() is node:
+            return record
+        return None
+
+    def label(self, node: Any) -> Label:
+        record = self._records.get(id(node))
+        if record is None or record[0]() is not node:
+            return EMPTY
+        label: Label = record[1]
+        return label
+
+    def is_protected(self, node: Any) -> bool:
+        record = self._record(node)
+        return record is not None and bool(record[2])
+
+    def _set(self, node: Any, label: Label, protected: bool) -> bool:
+        key = id(node)
+        records = self._records
+
+        def forget(ref: weakref.ref[Any]) -> None:
+            current = records.get(key)
+            if current is not None and current[0] is ref:
+                del records[key]
+
+        try:
+            ref = weakref.ref(node, forget)
+        except TypeError:
+            return False
+        records[key] = [ref, label, protected]
+        return True
+
+    def join(self, node: Any, label: Label) -> None:
+        """Add ``label`` to what ``node`` may depend on (protected nodes stay as published)."""
+        if not label:
+            return
+        with self._lock:
+            record = self._record(node)
+            if record is None:
+                self._set(node, label, False)
+            elif not record[2] and not label <= record[1]:
+                record[1] = record[1] | label
+
+    def protect(self, node: Any, label: Label) -> None:
+        with self._lock:
+            record = self._record(node)
+            if record is None:
+                self._set(node, label, True)
+            else:
+                record[1] = record[1] | label
+                record[2] = True
+
+    # ---- over walks
+    def label_of(self, walk: Walk) -> Label:
+        label = UNKNOWN if walk.unknown else EMPTY
+        records = self._records
+        for key, node in walk.nodes.items():
+            record = records.get(key)
+            if record is not None and record[0]() is node and record[1]:
+                label = record[1] if not label else label | record[1]
+        return label
+
+    def protected_in(self, walk: Walk) -> Any | None:
+        """The first protected node of ``walk``, or None."""
+        records = self._records
+        for key, node in walk.nodes.items():
+            record = records.get(key)
+            if record is not None and record[2] and record[0]() is node:
+                return node
+        return None
+
+    def join_all(self, nodes: Iterable[Any], label: Label, *, skip: dict[int, Any]) -> None:
+        """Join ``label`` into every node not in ``skip`` (plain containers carry none)."""
+        if not label:
+            return
+        for node in nodes:
+            if id(node) in skip or type(node) in (list, tuple, dict):
+                continue
+            self.join(node, label)
+
+    def protect_all(self, walk: Walk, label: Label) -> None:
+        for node in walk.nodes.values():
+            if type(node) not in (list, tuple, dict):
+                self.protect(node, label)
+
+    def __len__(self) -> int:
+        return len(self._records)
+
+
+def graph_leaves(tensor: torch.Tensor) -> list[torch.Tensor] | None:
+    """The leaf tensors whose ``.grad`` a backward pass from ``tensor`` writes, or None when the
+    graph has more than MAX_GRAPH_NODES nodes (too large to walk safely)."""
+    leaves: list[torch.Tensor] = []
+    stack = [tensor.grad_fn]
+    seen: set[int] = set()
+    while stack:
+        fn = stack.pop()
+        if fn is None or id(fn) in seen:
+            continue
+        if len(seen) >= MAX_GRAPH_NODES:
+            return None
+        seen.add(id(fn))
+        variable = getattr(fn, "variable", None)
+        if isinstance(variable, torch.Tensor):
+            leaves.append(variable)
+        stack.extend(next_fn for next_fn, _ in fn.next_functions)
+    return leaves
