@@ -22,16 +22,18 @@ from ..errors import ConnectionLost, DuetTimeout, UsageError, error_from_wire
 from ..protocol import allowlist
 from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Put, Reply, Sync
 from ..protocol.serde import Decoder, Encoder
+from .pointer import Pointer
 
 if TYPE_CHECKING:
     from ..connection import Connection
-    from .pointer import Pointer
 
 log = logging.getLogger(__name__)
 FLUSH_AT = 512
 WINDOW_ACTIONS = 256  # a barrier every this many actions
 MAX_MARKS = 2  # unanswered barriers before the caller waits
-DELETE_BATCH = 256
+# dropped pointers are freed in order, a Delete at most this many drops after the drop: not
+# only at the end of a frame, which can hold many training steps' activations
+DELETE_BATCH = 8
 
 
 class PointerClient:
@@ -65,15 +67,12 @@ class PointerClient:
     def pointer(
         self, object_id: str, kind: str | None, meta: dict[str, Any] | None, *, owned: bool
     ) -> Pointer:
-        from .pointer import Pointer
-
         # results recorded into a plan are symbolic: nothing on the owner's side to free
         owned = owned and self._recording is None
         return Pointer(self, object_id, kind, meta or {}, owned=owned)
 
     def ref_of(self, value: Any) -> str | None:
-        from .pointer import Pointer
-
+        # hot: every argument of every action passes here, so Pointer is imported at the top
         if isinstance(value, Pointer):
             if value._client is not self:
                 raise ConnectionLost("a pointer from another session cannot be used here")
@@ -113,6 +112,8 @@ class PointerClient:
             except BaseException:
                 del self._buffers[mark:]
                 raise
+            if len(self._deletes) >= DELETE_BATCH:
+                self._queue.append(Delete.model_construct(ids=self._take_deletes()))
             self._queue.append(message)
             size = len(self._queue)
             # tensors are encoded without a copy: send now, while they still hold the values
@@ -184,16 +185,20 @@ class PointerClient:
         """A pointer was dropped: free its object on the owner's side (batched)."""
         self._deletes.append(object_id)  # deque.append is atomic: safe from __del__ anywhere
 
+    def _take_deletes(self) -> list[str]:
+        deletes = []
+        while self._deletes:  # popleft is atomic too: drops from other threads may interleave
+            deletes.append(self._deletes.popleft())
+        return deletes
+
     def flush(self) -> None:
         with self._lock:
             self._flush_scheduled = False
             messages, buffers = self._queue, self._buffers
             self._queue, self._buffers = [], []
-            deletes = []
-            while self._deletes:
-                deletes.append(self._deletes.popleft())
+            deletes = self._take_deletes()
         if deletes:
-            messages.append(Delete(ids=deletes))
+            messages.append(Delete.model_construct(ids=deletes))
         if not messages or self.lost is not None:
             return
         self.actions_sent += len(messages)
