@@ -128,16 +128,20 @@ def rss_kib(pid: int) -> dict[str, int]:
 
 
 def thread_stats(pid: int) -> dict[int, tuple[float, int]]:
-    """Per thread of a process, by native id: CPU seconds used so far (user + system) and
-    minor page faults (what an allocator that gives memory back to the OS costs)."""
-    tick = os.sysconf("SC_CLK_TCK")
+    """Per thread of a process, by native id: CPU seconds used so far and minor page faults
+    (what an allocator that gives memory back to the OS costs).
+
+    CPU comes from ``schedstat`` (nanoseconds): ``stat`` counts in 10 ms ticks, too coarse
+    for a thread that works 0.3 ms per training step.
+    """
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
             fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+            cpu_ns = int((task / "schedstat").read_text().split()[0])
         except OSError:  # the thread ended
             continue
-        out[int(task.name)] = ((int(fields[11]) + int(fields[12])) / tick, int(fields[7]))
+        out[int(task.name)] = (cpu_ns / 1e9, int(fields[7]))
     return out
 
 
