@@ -1,7 +1,7 @@
 """Running one scientist's operations while keeping the release boundary.
 
 For every call the executor
-1. resolves its inputs: the scientist's own entries, or the owner's listed objects;
+1. names its inputs: the scientist's own entries, or the owner's listed objects;
 2. looks the op up in the allowlist for the target's *real* type;
 3. reads the label of everything the op reads (see labels.py), and of the random number
    generator when it draws from it;
@@ -11,37 +11,32 @@ For every call the executor
 A failure is stored under the result id, like a value, labeled with everything the op read. The
 scientist hears of it at once only when that label is empty; otherwise whether the op failed,
 and why, is as private as a value would have been, and reaches the scientist only through a
-request.
+request. So that a private failure shows nowhere else either, an op that did not run because an
+input had failed labels what it would have written as if it had run, and every handle made from
+private data carries the existing state it may stand for (``reach``: what it could alias, or
+would have aliased had it not failed); writes through it label all of that.
 
-Every scientist has its own random number generator state (swapped in while its actions run), so
-neither the owner's seeds nor another scientist's draws show in what it gets.
+Every scientist has its own random number generator state, swapped in around the ops that draw
+from it, so neither the owner's seeds nor another scientist's draws show in what it gets.
 """
 
 from __future__ import annotations
 
 import collections
 import contextlib
-import inspect
 import logging
+import weakref
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
-from torch import nn
 
-from ..errors import DuetError, NotAllowed, ProtocolError, RemoteError, UsageError
+from ..errors import DuetError, NotAllowed, ProtocolError, UsageError
 from ..protocol import allowlist
 from ..protocol.messages import Call, ErrorInfo, Failure
 from ..protocol.serde import Decoder
-from .labels import (
-    EMPTY,
-    Label,
-    LabelRegistry,
-    Source,
-    Walk,
-    graph_leaves,
-    owner_containers,
-)
+from . import effects
+from .labels import EMPTY, Label, Source, Walk, owner_containers
 from .store import OWNER, ObjectStore, StoredObject, value_nbytes
 
 log = logging.getLogger(__name__)
@@ -51,28 +46,43 @@ MAX_OVERFLOW = 10_000
 class _InputFailed(Exception):
     """An input of this call is itself a failure: the call fails the same way."""
 
-    def __init__(self, entry: StoredObject):
-        self.entry = entry
+
+class _PublicRefusal(Exception):
+    """A write into a published object named directly: refused, and the scientist may know."""
+
+    def __init__(self, error: DuetError):
+        self.error = error
 
 
 class _Inputs:
-    """What one call read: the entries it named and the state reachable from their values."""
+    """What one call named and read."""
 
-    __slots__ = ("entries", "entry_label", "lazy", "walk")
+    __slots__ = ("direct", "entries", "entry_label", "failed", "lazy", "values", "walk")
 
     def __init__(self) -> None:
-        self.entries: list[StoredObject] = []
+        self.entries: list[StoredObject] = []  # every entry named, failures included
+        self.failed: list[StoredObject] = []
         self.entry_label: Label = EMPTY
-        self.walk = Walk()
+        self.walk = Walk()  # the state read
         self.lazy: list[Any] = []  # values read only if the op fails (reads_target=False)
+        self.values: list[Any] = []  # the argument values named (not the target)
 
-    def label(self, labels: LabelRegistry, *, with_lazy: bool = False) -> Label:
-        if with_lazy:
-            for value in self.lazy:
-                self.walk.add(value)
-            self.lazy = []
-        state = labels.label_of(self.walk)
-        return self.entry_label | state if state else self.entry_label
+    def reach(self) -> tuple[list[Any], bool]:
+        """The live objects the named entries stand for, and whether that is unknown."""
+        nodes: list[Any] = []
+        unknown = False
+        for entry in self.entries:
+            unknown = unknown or entry.reach_unknown
+            for ref in entry.reach:
+                node = ref()
+                if node is not None:
+                    nodes.append(node)
+        return nodes, unknown
+
+    def read_all(self) -> None:
+        for value in self.lazy:
+            self.walk.add(value)
+        self.lazy = []
 
 
 class Executor:
@@ -90,19 +100,22 @@ class Executor:
         self.labels = store.labels
         self._error_info = error_info
         self.rng_label: Label = EMPTY
-        # results that could not be stored because the scientist holds max_objects already:
-        # kept (bounded, outside the store) so that using them says why, not "does not exist"
-        self._overflow: collections.OrderedDict[str, ErrorInfo] = collections.OrderedDict()
+        # joined into everything once a write could not be followed (see _label_reach)
+        self.poisoned: Label = EMPTY
         generator = torch.Generator()
         generator.seed()  # fresh: never the owner's own seed
         self._rng_state = generator.get_state()
+        # leaf tensors that require gradients: where a backward pass may write (by id)
+        self._leaves: dict[int, weakref.ref[torch.Tensor]] = {}
+        # results that could not be stored because the scientist holds max_objects already:
+        # kept (bounded, outside the store) so that using them says why, not "does not exist"
+        self._overflow: collections.OrderedDict[str, ErrorInfo] = collections.OrderedDict()
         self.actions_run = 0
 
     # ---- the scientist's random number generator
     @contextlib.contextmanager
     def own_rng(self) -> Iterator[None]:
-        """While active, torch's default generator is this scientist's (swapped in around the
-        ops that draw from it only, so the owner's own draws are rarely in its way)."""
+        """While active, torch's default generator holds this scientist's state."""
         saved = torch.get_rng_state()
         torch.set_rng_state(self._rng_state)
         try:
@@ -111,16 +124,31 @@ class Executor:
             self._rng_state = torch.get_rng_state()
             torch.set_rng_state(saved)
 
-    @staticmethod
-    def _draws(op: allowlist.Op, target: Any) -> bool:
-        """Whether this call draws from (or seeds) the generator."""
-        if op.writes == "rng":
-            return True
-        if not op.random:
-            return False
-        if op.writes == "module_call" and isinstance(target, nn.Module):
-            return any(m.training and isinstance(m, _RANDOM_LAYERS) for m in target.modules())
-        return True
+    # ---- where gradients go
+    def register_leaves(self, value: Any) -> None:
+        for leaf in effects.leaves_in(value):
+            key = id(leaf)
+            ref = self._leaves.get(key)
+            if ref is None or ref() is not leaf:
+                self._leaves[key] = weakref.ref(leaf, lambda r, k=key: self._forget_leaf(k, r))
+
+    def _forget_leaf(self, key: int, ref: weakref.ref[torch.Tensor]) -> None:
+        if self._leaves.get(key) is ref:
+            del self._leaves[key]
+
+    def leaves(self) -> list[torch.Tensor]:
+        """The scientist's leaves a backward pass may write: never the owner's objects."""
+        out = []
+        for ref in list(self._leaves.values()):
+            leaf = ref()
+            if (
+                leaf is not None
+                and leaf.requires_grad
+                and leaf.is_leaf
+                and not self.labels.is_protected(leaf)
+            ):
+                out.append(leaf)
+        return out
 
     # ---- naming objects
     def visible(self, object_id: str) -> StoredObject:
@@ -145,27 +173,28 @@ class Executor:
         self._overflow.pop(object_id, None)
 
     def _name(self, object_id: str, inputs: _Inputs) -> StoredObject:
-        """Resolve an input; its value is read only once ``inputs.read`` is called."""
         entry = self.visible(object_id)
         inputs.entries.append(entry)
         if entry.label:
             inputs.entry_label = inputs.entry_label | entry.label
         if entry.failure is not None:
-            raise _InputFailed(entry)
-        inputs.lazy.append(entry.value)
+            inputs.failed.append(entry)
         return entry
 
     def _use(self, object_id: str, inputs: _Inputs) -> Any:
-        value = self._name(object_id, inputs).value
-        inputs.lazy.pop()
-        inputs.walk.add(value)
-        return value
+        """An argument: read now (a failure stands in as None; the call will not run)."""
+        entry = self._name(object_id, inputs)
+        if entry.failure is not None:
+            return None
+        inputs.walk.add(entry.value)
+        inputs.values.append(entry.value)
+        return entry.value
 
     def label_of(self, entry: StoredObject) -> Label:
         """Everything ``entry`` may depend on: empty means it is the scientist's own."""
         if entry.failure is not None:
-            return entry.label
-        state = self.labels.label_of(Walk().add(entry.value))
+            return entry.label | self.poisoned
+        state = self.labels.label_of(Walk().add(entry.value)) | self.poisoned
         return entry.label | state if state else entry.label
 
     def _extra(self, op: allowlist.Op | None, draws: bool, *, failed: bool = False) -> Label:
@@ -198,64 +227,164 @@ class Executor:
             )
         inputs = _Inputs()
         op: allowlist.Op | None = None
+        target: Any = None
+        args: list[Any] = []
+        kwargs: dict[str, Any] = {}
         writes: list[Any] = []
         draws = False
         try:
-            target: Any = None
+            # name every input, even after one turns out to be a failure: what the call
+            # would have used is what its failure stands for
             call_args: list[Any] = []
             if message.target is None:
                 op = allowlist.function(path)
             else:
-                target = self._name(message.target, inputs).value
-                kind = allowlist.type_key(target)
-                if kind is None:  # the owner knows the real type: no guessing across tables
-                    raise NotAllowed(f"{type(target).__name__} objects have no remote methods")
-                op = allowlist.member(kind, path)
-                if op.reads_target:
-                    inputs.walk.add(inputs.lazy.pop())
-                call_args = [target]
-            path = op.path
+                entry = self._name(message.target, inputs)
+                if entry.failure is None:
+                    target = entry.value
+                    kind = allowlist.type_key(target)
+                    if kind is None:  # the owner knows the real type: no guessing across tables
+                        inputs.lazy.append(target)
+                        raise NotAllowed(f"{type(target).__name__} objects have no remote methods")
+                    op = allowlist.member(kind, path)
+                    if op.reads_target:
+                        inputs.walk.add(target)
+                    else:
+                        inputs.lazy.append(target)
+                    call_args = [target]
             decoder = Decoder(buffers, lambda ref: self._use(ref, inputs))
             args = [decoder.decode(a) for a in message.args]
-            op.check_kwargs(message.kwargs)
             kwargs = {key: decoder.decode(value) for key, value in message.kwargs.items()}
+            if inputs.failed:
+                raise _InputFailed
+            assert op is not None
+            path = op.path
+            op.check_kwargs(message.kwargs)
             if op.kind == "attribute" and (args or kwargs):
                 raise ProtocolError(f"{op.path} is an attribute and takes no arguments")
-            draws = self._draws(op, target)
-            label = inputs.label(self.labels) | self._extra(op, draws)
-            writes = self._writes(op, target, args, kwargs)
+            draws = effects.draws(op, target)
+            label = self._input_label(inputs) | self._extra(op, draws)
+            leaves = self.leaves() if op.writes == "graph" else []
+            writes = effects.written(op, target, args, kwargs, leaves)
             self._refuse_protected(op, writes, inputs)
+            if op.writes == "graph":
+                # gradients go to the scientist's leaves only: the owner's never get any
+                kwargs["inputs"] = leaves or [torch.zeros((), requires_grad=True)]
             assert op.impl is not None
             if draws:
                 with self.own_rng():
                     result = op.impl(*call_args, *args, **kwargs)
             else:
                 result = op.impl(*call_args, *args, **kwargs)
-        except _InputFailed as failed:
-            # it fails as its input did: whether it does depends on the inputs named so far
-            info = failed.entry.failure
+        except _InputFailed:
+            # it fails as its first failed input did; had that not failed, the op would have
+            # run: what it would have drawn and written is labeled as if it had
+            inputs.read_all()
+            label = self._input_label(inputs)
+            info = inputs.failed[0].failure
             assert info is not None
-            return self._fail(message.result, info, inputs.entry_label, op, notify=False)
+            if label:
+                self._would_have_run(op, message, target, args, kwargs, inputs, label)
+            return self._fail(message.result, info, label, op, inputs, target, notify=False)
         except _PublicRefusal as refusal:
             return self._fail(message.result, self._error_info(refusal.error, path), EMPTY, op)
         except Exception as exc:
-            label = inputs.label(self.labels, with_lazy=True) | self._extra(op, draws, failed=True)
-            self._after(op, writes, label, draws)  # it may have written part of what it writes
-            return self._fail(message.result, self._error_info(exc, path), label, op)
+            inputs.read_all()
+            label = self._input_label(inputs) | self._extra(op, draws, failed=True)
+            if label and op is not None and not writes:
+                # failed before it knew what it writes: label what it would have written
+                self._would_have_run(op, message, target, args, kwargs, inputs, label)
+            self._after(op, writes, label, draws, inputs)
+            info = self._error_info(exc, path)
+            return self._fail(message.result, info, label, op, inputs, target)
         self.actions_run += 1
-        self._after(op, writes, label, draws)
-        return self._store_result(message.result, result, label, op, inputs)
+        self._after(op, writes, label, draws, inputs)
+        if op.writes is not None:
+            self.register_leaves(target)  # requires_grad_() can make a leaf
+        return self._store_result(message.result, result, label, op, inputs, target)
+
+    def _input_label(self, inputs: _Inputs) -> Label:
+        state = self.labels.label_of(inputs.walk)
+        return inputs.entry_label | state | self.poisoned
+
+    def _would_have_run(
+        self,
+        op: allowlist.Op | None,
+        message: Call,
+        target: Any,
+        args: list[Any],
+        kwargs: dict[str, Any],
+        inputs: _Inputs,
+        label: Label,
+    ) -> None:
+        """Label what ``message`` would have changed had it run (it did not, for a private
+        reason): the generator if it would draw, what it would write, what its inputs stand
+        for."""
+        if op is not None:
+            candidates = [op]
+        elif message.target is not None:  # the target failed: any op of that name
+            candidates = [t[message.op] for t in allowlist.TABLES.values() if message.op in t]
+        else:
+            candidates = []
+        if any(
+            (effects.draws(c, target) if target is not None else (c.random or c.writes == "rng"))
+            for c in candidates
+        ):
+            self.rng_label = self.rng_label | label
+        nodes, unknown = inputs.reach()
+        writing = [c for c in candidates if c.writes not in (None, "rng")]
+        if not writing:
+            return
+        for candidate in writing:
+            try:
+                would = effects.written(candidate, target, args, kwargs, self.leaves())
+            except Exception:  # cannot tell: label the target and everything it holds
+                would = [effects.Deep(target)] if target is not None else []
+            for item in would:
+                nodes.extend(effects.walk_written(item).nodes.values())
+        self._label_reach(nodes, unknown, label)
+
+    def _label_reach(self, nodes: list[Any], unknown: bool, label: Label) -> None:
+        """Join ``label`` into everything held by ``nodes``; if that is unknown, into
+        everything this scientist will ever see."""
+        if unknown:
+            log.info("a write through a handle of unknown reach: all %s sees is private", self.peer)
+            self.poisoned = self.poisoned | label
+        for node in nodes:
+            walk = Walk().add(node)
+            self.labels.join_all(walk.nodes.values(), label, skip={})
+
+    def _reach_of_result(
+        self, op: allowlist.Op | None, inputs: _Inputs, target: Any
+    ) -> tuple[tuple[Any, ...], bool]:
+        """What a result of this call may stand for: what its inputs stand for, and the state
+        it may share with them (by the op's alias class) whether or not it actually does."""
+        nodes, unknown = inputs.reach()
+        shared = effects.alias_candidates(op, target, inputs.values)
+        nodes.extend(effects.mutable(shared.nodes.values()))
+        found, too_many = effects.refs(nodes)
+        return found, unknown or too_many or shared.unknown
 
     def _store_result(
-        self, result_id: str, result: Any, label: Label, op: allowlist.Op, inputs: _Inputs
+        self,
+        result_id: str,
+        result: Any,
+        label: Label,
+        op: allowlist.Op,
+        inputs: _Inputs,
+        target: Any,
     ) -> Failure | None:
         value = owner_containers(result) if isinstance(result, list | dict | tuple) else result
+        reach: tuple[Any, ...] = ()
+        reach_unknown = False
         if label:
             # label what the op made; what it only passed through (an input returned, the
             # storage a view shares) keeps its own label, and the entry's label covers the
             # choice of it
             made = Walk().add(value)
             self.labels.join_all(made.nodes.values(), label, skip=inputs.walk.nodes)
+            reach, reach_unknown = self._reach_of_result(op, inputs, target)
+        self.register_leaves(value)
         entry = StoredObject(
             id=result_id,
             value=value,
@@ -264,11 +393,13 @@ class Executor:
             label=label,
             op=op.name,
             private_account=bool(label),
+            reach=reach,
+            reach_unknown=reach_unknown,
         )
         try:
             self.store.add_for_peer(self.peer, entry)
         except DuetError as exc:
-            return self._fail(result_id, self._error_info(exc, op.path), label, op)
+            return self._fail(result_id, self._error_info(exc, op.path), label, op, inputs, target)
         return None
 
     def _fail(
@@ -277,10 +408,18 @@ class Executor:
         info: ErrorInfo,
         label: Label,
         op: allowlist.Op | None,
+        inputs: _Inputs | None = None,
+        target: Any = None,
         *,
         notify: bool = True,
     ) -> Failure | None:
-        """Store a failure under ``result_id``; a Failure to send when the scientist may know."""
+        """Store a failure under ``result_id``; a Failure to send when the scientist may know.
+
+        A private failure stands for what its result would have stood for (``reach``)."""
+        reach: tuple[Any, ...] = ()
+        reach_unknown = False
+        if label and inputs is not None:
+            reach, reach_unknown = self._reach_of_result(op, inputs, target)
         entry = StoredObject(
             id=result_id,
             value=None,
@@ -290,6 +429,8 @@ class Executor:
             op=op.name if op is not None else "",
             failure=info,
             private_account=bool(label),
+            reach=reach,
+            reach_unknown=reach_unknown,
         )
         try:
             self.store.add_for_peer(self.peer, entry, check_bytes=False)
@@ -304,69 +445,32 @@ class Executor:
             return None
         return Failure(result=result_id, error=info) if notify else None
 
-    # ---- what an op writes
-    def _writes(
-        self, op: allowlist.Op, target: Any, args: list[Any], kwargs: dict[str, Any]
-    ) -> list[Any]:
-        """The objects ``op`` may change besides its result (see allowlist.WRITES)."""
-        effect = op.writes
-        if effect is None or effect == "rng":
-            return []
-        if effect == "target":
-            return [target]
-        if effect == "target_deep":
-            return [_Deep(target)]
-        if effect == "graph":
-            if not isinstance(target, torch.Tensor) or target.grad_fn is None:
-                return []
-            leaves = graph_leaves(target)
-            if leaves is None:
-                raise UsageError(
-                    "backward through more than 20,000 autograd operations is refused (the owner "
-                    "cannot check what it writes); call backward on smaller steps"
-                )
-            return [_Grad(leaf) for leaf in leaves]
-        if effect == "module_call":
-            out: list[Any] = []
-            if isinstance(target, nn.Module):
-                modules = list(target.modules())
-                if any(m.training for m in modules):
-                    out.extend(b for m in modules for b in m._buffers.values() if b is not None)
-                if args and any(getattr(m, "inplace", False) is True for m in modules):
-                    out.append(args[0])
-            return out
-        if effect == "inplace_arg":
-            assert op.impl is not None
-            try:
-                bound = inspect.signature(op.impl).bind(*args, **kwargs)
-            except TypeError:
-                return []  # the call itself will fail
-            if bound.arguments.get("inplace"):
-                return [args[0]] if args else []
-            return []
-        raise AssertionError(f"unknown write effect {effect}")
-
+    # ---- writes
     def _refuse_protected(self, op: allowlist.Op, writes: list[Any], inputs: _Inputs) -> None:
-        if op.writes == "rng" or not writes:
-            return
-        for written in writes:
-            walk = _walk_written(written)
-            node = self.labels.protected_in(walk)
+        for item in writes:
+            node = self.labels.protected_in(effects.walk_written(item))
             if node is None:
                 continue
-            what = type(node).__name__ if not isinstance(node, torch.UntypedStorage) else "tensor"
+            what = "tensor" if isinstance(node, torch.UntypedStorage) else type(node).__name__
             error = NotAllowed(
                 f"{op.path} would change the owner's published {what}; the owner's objects are "
                 "read-only for scientists: work on a copy (x.clone(), model.copy())"
             )
-            root = written.obj if isinstance(written, _Deep | _Grad) else written
+            root = effects.root(item)
             direct = any(e.owner == OWNER and e.value is root for e in inputs.entries)
             others_public = all(not e.label for e in inputs.entries if e.owner != OWNER)
-            if direct and others_public:
+            if direct and others_public:  # the scientist named it: nothing private in knowing
                 raise _PublicRefusal(error)
             raise error
 
-    def _after(self, op: allowlist.Op | None, writes: list[Any], label: Label, draws: bool) -> None:
+    def _after(
+        self,
+        op: allowlist.Op | None,
+        writes: list[Any],
+        label: Label,
+        draws: bool,
+        inputs: _Inputs,
+    ) -> None:
         """Label what the op wrote (also when it failed part way)."""
         if op is None:
             return
@@ -376,56 +480,10 @@ class Executor:
             self.rng_label = self.rng_label | label
         if not label:
             return
-        for written in writes:
-            walk = _walk_written(written)
-            self.labels.join_all(walk.nodes.values(), label, skip={})
-
-
-_RANDOM_LAYERS = (nn.Dropout, nn.Dropout2d)
-
-
-class _PublicRefusal(Exception):
-    """A write into a published object named directly: refused, and the scientist may know."""
-
-    def __init__(self, error: DuetError):
-        self.error = error
-
-
-class _Deep:
-    """Written: an object and everything it holds."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: Any):
-        self.obj = obj
-
-
-class _Grad:
-    """Written: a leaf tensor's ``.grad`` (by backward)."""
-
-    __slots__ = ("obj",)
-
-    def __init__(self, obj: torch.Tensor):
-        self.obj = obj
-
-
-def _walk_written(written: Any) -> Walk:
-    walk = Walk()
-    if isinstance(written, _Deep):
-        return walk.add(written.obj)
-    if isinstance(written, _Grad):
-        leaf = written.obj
-        walk.nodes[id(leaf)] = leaf
-        if leaf.grad is not None:
-            walk.add(leaf.grad)
-        return walk
-    # the object itself: a tensor's storage and metadata, a container (not what it holds)
-    walk.nodes[id(written)] = written
-    if isinstance(written, torch.Tensor):
-        storage = written.untyped_storage()
-        walk.nodes[id(storage)] = storage
-    return walk
-
-
-def remote_error(info: ErrorInfo) -> RemoteError:
-    return RemoteError(info.message, op=info.op, remote_type=info.remote_type)
+        for item in writes:
+            self.labels.join_all(effects.walk_written(item).nodes.values(), label, skip={})
+        if op.writes not in (None, "rng"):
+            # writing through a handle that stands for more than its value: all of it
+            nodes, unknown = inputs.reach()
+            if nodes or unknown:
+                self._label_reach(nodes, unknown, label)

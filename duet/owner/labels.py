@@ -33,9 +33,6 @@ from torch import nn
 
 MAX_WALK_NODES = 200_000  # state nodes visited to label one value; more: UNKNOWN
 MAX_WALK_DEPTH = 64
-# Autograd nodes one backward may have. Walking a graph from Python wraps its nodes, and torch
-# then frees a deeply wrapped chain recursively: past ~40,000 nodes that overflows the C stack.
-MAX_GRAPH_NODES = 20_000
 
 
 @dataclass(frozen=True)
@@ -305,23 +302,3 @@ class LabelRegistry:
 
     def __len__(self) -> int:
         return len(self._records)
-
-
-def graph_leaves(tensor: torch.Tensor) -> list[torch.Tensor] | None:
-    """The leaf tensors whose ``.grad`` a backward pass from ``tensor`` writes, or None when the
-    graph has more than MAX_GRAPH_NODES nodes (too large to walk safely)."""
-    leaves: list[torch.Tensor] = []
-    stack = [tensor.grad_fn]
-    seen: set[int] = set()
-    while stack:
-        fn = stack.pop()
-        if fn is None or id(fn) in seen:
-            continue
-        if len(seen) >= MAX_GRAPH_NODES:
-            return None
-        seen.add(id(fn))
-        variable = getattr(fn, "variable", None)
-        if isinstance(variable, torch.Tensor):
-            leaves.append(variable)
-        stack.extend(next_fn for next_fn, _ in fn.next_functions)
-    return leaves

@@ -36,7 +36,7 @@ from ..protocol.messages import (
 from ..protocol.serde import Decoder
 from .context import OwnerSettings, set_current
 from .executor import Executor
-from .labels import owner_containers
+from .labels import UNKNOWN, owner_containers
 from .requests import Request, RequestQueue, RequestStatus, new_request_id
 from .snapshot import Snapshot
 from .store import OWNER, ObjectStore, StoredObject, describe, value_nbytes
@@ -128,19 +128,19 @@ class PeerService:
             messages, buffers = item
             out: list[Any] = []
             out_buffers: list[Any] = []
-            with self.executor.own_rng():
-                for message in messages:
-                    try:
-                        self._handle(message, buffers, out, out_buffers)
-                    except DuetError as exc:
-                        out.append(
-                            Failure(
-                                result=None, error=self._error_info(exc, type(message).__name__)
-                            )
-                        )
-                    except Exception as exc:  # the owner keeps serving whatever one message does
-                        log.exception("unexpected failure handling %s", type(message).__name__)
-                        out.append(Failure(result=None, error=self._error_info(exc, None)))
+            for message in messages:
+                try:
+                    self._handle(message, buffers, out, out_buffers)
+                except DuetError as exc:
+                    out.append(
+                        Failure(result=None, error=self._error_info(exc, type(message).__name__))
+                    )
+                except Exception as exc:  # the owner keeps serving whatever one message does
+                    log.exception("unexpected failure handling %s", type(message).__name__)
+                    # the owner's own bookkeeping failed part way: it can no longer tell what
+                    # is private, so from now on everything this scientist sees is (fail closed)
+                    self.executor.poisoned = self.executor.poisoned | UNKNOWN
+                    out.append(Failure(result=None, error=self._error_info(exc, None)))
             with self._backlog_lock:
                 self._backlog -= len(messages)
             if out:
@@ -189,9 +189,11 @@ class PeerService:
         if message.id in self.store or message.id in self.executor._overflow:
             raise UsageError(f"object id {message.id!r} is already in use; ids cannot be reused")
         try:
-            value = owner_containers(Decoder(buffers, None).decode(message.value))
+            with self.executor.own_rng():  # rebuilding layers draws initial weights
+                value = owner_containers(Decoder(buffers, None).decode(message.value))
         except (DuetError, ValueError) as exc:
             return self.executor._fail(message.id, self._error_info(exc, "send"), frozenset(), None)
+        self.executor.register_leaves(value)
         entry = StoredObject(
             id=message.id,
             value=value,

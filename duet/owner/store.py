@@ -47,6 +47,11 @@ class StoredObject:
     op: str = ""
     failure: ErrorInfo | None = None  # set instead of a value when the op failed
     private_account: bool = False  # counted against the scientist's private quota
+    # existing state this handle may stand for besides its value: what it was chosen from (a
+    # list item picked by a private index), or what a failed op would have used; writes through
+    # the handle label all of it, so which object was written tells nothing (executor.py)
+    reach: tuple[Any, ...] = ()  # weak references
+    reach_unknown: bool = False
 
     def get(self) -> Any:
         """The value itself (the owner's side holds the real object)."""

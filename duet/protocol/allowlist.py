@@ -16,6 +16,7 @@ A type key names what kind of object a pointer points to (``Tensor``, ``Module``
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import operator
 from collections.abc import Callable
@@ -46,6 +47,10 @@ Returns = (
 #   "inplace_arg"  its first argument, when called with ``inplace=True``
 #   "rng"          the random number generator's state (manual_seed)
 WRITES = frozenset({"target", "target_deep", "graph", "module_call", "inplace_arg", "rng"})
+# What an op's result may share with its inputs, so the owner knows which existing state a
+# handle may stand for: None (something new), "target" (a view of its target, or something
+# taken out of it), "args" (its arguments, or a container holding them), "all" (either).
+ALIASES = frozenset({"target", "args", "all"})
 
 
 @dataclass(frozen=True)
@@ -64,12 +69,15 @@ class Op:
     # False for ops that change their target without reading it (list.append): the target's
     # contents do not flow into the result, so a long list is not walked on every append
     reads_target: bool = True
+    aliases: str | None = "all"  # one of ALIASES, or None; set for every op at the end
 
     def __post_init__(self) -> None:
         if self.writes is None and self.mutates:
             object.__setattr__(self, "writes", "target")
         if self.writes is not None and self.writes not in WRITES:
             raise ValueError(f"unknown write effect {self.writes!r} for {self.path}")
+        if self.aliases is not None and self.aliases not in ALIASES:
+            raise ValueError(f"unknown alias class {self.aliases!r} for {self.path}")
 
     @property
     def name(self) -> str:
@@ -582,5 +590,61 @@ def digest() -> str:
 
 
 register_vision(FUNCTIONS, TABLES)
+
+
+# ---------------------------------------------------------------- what results may alias
+
+_TENSOR_ALIASING = {
+    "view", "view_as", "reshape", "reshape_as", "flatten", "squeeze", "unsqueeze", "expand",
+    "expand_as", "t", "transpose", "permute", "detach", "contiguous", "float", "double", "long",
+    "int", "bool", "half", "type_as", "cpu", "to", "chunk", "split", "__getitem__", "T", "grad",
+}  # fmt: skip
+_IMMUTABLE_TABLES = {"Number", "Bool", "String", "dtype", "device", "None"}
+_NEW_RESULTS = {
+    "__len__", "__contains__", "__eq__", "__ne__", "index", "count", "numel", "training",
+    "copy_state", "get_last_lr", "append", "extend", "insert", "reverse", "clear", "update",
+    "train", "eval", "zero_grad", "load_state_dict", "step", "state_dict_copy",
+}  # fmt: skip
+_ALIASING_FUNCTIONS = {
+    "torch.flatten", "torch.squeeze", "torch.unsqueeze", "torch.transpose", "torch.reshape",
+    "torch.nn.functional.relu", "torch.nn.functional.dropout", "torch.nn.functional.dropout2d",
+    "python.List", "python.Dict", "python.Tuple", "torch.utils.data.TensorDataset",
+    "torch.utils.data.DataLoader", "torch.optim.SGD", "torch.optim.Adam", "torch.optim.Adadelta",
+    "torch.optim.lr_scheduler.StepLR", "torchvision.transforms.Compose",
+    "torchvision.datasets.MNIST", "torchvision.datasets.FashionMNIST",
+}  # fmt: skip
+
+
+def _alias_class(kind: str, name: str, op: Op) -> str | None:
+    if kind in _IMMUTABLE_TABLES:
+        return None  # values, not objects: nothing to alias
+    if kind == "Tensor":
+        return "target" if name in _TENSOR_ALIASING or op.mutates else None
+    if kind == "Module":
+        if name in ("__call__", "forward"):
+            return "args"  # a layer may hand back its input (Flatten, Dropout in eval mode)
+        return None if name in ("copy", *_NEW_RESULTS) else "target"
+    if kind == "Optimizer":
+        return None  # its state dict is a copy
+    if name in _NEW_RESULTS:
+        return None
+    if name in ("__add__", "__iadd__"):
+        return "all"  # a list made of both operands' items
+    if kind == "Transform":
+        return "args"
+    return "target"
+
+
+for _kind, _table in TABLES.items():
+    for _name, _op in list(_table.items()):
+        _table[_name] = dataclasses.replace(_op, aliases=_alias_class(_kind, _name, _op))
+for _path, _op in list(FUNCTIONS.items()):
+    FUNCTIONS[_path] = dataclasses.replace(
+        _op, aliases="args" if _path in _ALIASING_FUNCTIONS else None
+    )
+# backward's gradients go to the leaves the owner chooses (never the owner's own objects)
+TABLES["Tensor"]["backward"] = dataclasses.replace(
+    TABLES["Tensor"]["backward"], kwargs=frozenset({"gradient", "retain_graph", "create_graph"})
+)
 NAMESPACES = namespaces()
 OP_NAMES = op_names()

@@ -1,0 +1,176 @@
+"""What an operation changes besides its result, and what a handle may stand for.
+
+The allowlist names each op's write effect and alias class (protocol/allowlist.py); this module
+binds those names to the objects they denote on the owner's side:
+
+- ``written(...)``: the objects an op may change (its target, a model's buffers, the gradients
+  a backward pass writes...), so they can be checked against the owner's published objects
+  before the op runs and labeled after it;
+- ``alias_candidates(...)``: the existing state an op's result may share, by the op's alias
+  class (a view shares its target's storage, ``l[i]`` is one of ``l``'s items). A handle made
+  by an op with a private input stands for all of it: writes through the handle label all of
+  it, so *which* object was written never tells the scientist anything.
+"""
+
+from __future__ import annotations
+
+import inspect
+import weakref
+from collections.abc import Iterable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..protocol import allowlist
+from .labels import Walk
+
+MAX_REACH = 100_000  # objects one handle may stand for; more: unknown (see Executor.poisoned)
+RANDOM_LAYERS = (nn.Dropout, nn.Dropout2d)
+
+
+class Deep:
+    """Written: an object and everything it holds."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: Any):
+        self.obj = obj
+
+
+class Grad:
+    """Written: a leaf tensor's ``.grad`` (by backward)."""
+
+    __slots__ = ("obj",)
+
+    def __init__(self, obj: torch.Tensor):
+        self.obj = obj
+
+
+def root(written: Any) -> Any:
+    return written.obj if isinstance(written, Deep | Grad) else written
+
+
+def walk_written(written: Any) -> Walk:
+    """The state nodes one written thing covers."""
+    walk = Walk()
+    if isinstance(written, Deep):
+        return walk.add(written.obj)
+    if isinstance(written, Grad):
+        leaf = written.obj
+        walk.nodes[id(leaf)] = leaf
+        if leaf.grad is not None:
+            walk.add(leaf.grad)
+        return walk
+    if written is None:
+        return walk
+    # the object itself: a tensor's storage and metadata, a container (not what it holds)
+    walk.nodes[id(written)] = written
+    if isinstance(written, torch.Tensor):
+        storage = written.untyped_storage()
+        walk.nodes[id(storage)] = storage
+    return walk
+
+
+def written(
+    op: allowlist.Op,
+    target: Any,
+    args: list[Any],
+    kwargs: dict[str, Any],
+    leaves: list[torch.Tensor],
+) -> list[Any]:
+    """What ``op`` may change besides its result (see allowlist.WRITES). ``target`` or an
+    argument may be None when it is a failure (nothing of it to write). ``leaves`` are the
+    tensors a backward pass writes gradients into."""
+    effect = op.writes
+    if effect is None or effect == "rng":
+        return []
+    if effect == "target":
+        return [target] if target is not None else []
+    if effect == "target_deep":
+        return [Deep(target)] if target is not None else []
+    if effect == "graph":
+        return [Grad(leaf) for leaf in leaves]
+    if effect == "module_call":
+        out: list[Any] = []
+        if isinstance(target, nn.Module):
+            modules = list(target.modules())
+            if any(m.training for m in modules):
+                out.extend(b for m in modules for b in m._buffers.values() if b is not None)
+            if (
+                args
+                and args[0] is not None
+                and any(getattr(m, "inplace", False) is True for m in modules)
+            ):
+                out.append(args[0])
+        return out
+    if effect == "inplace_arg":
+        assert op.impl is not None
+        try:
+            bound = inspect.signature(op.impl).bind(*args, **kwargs)
+        except TypeError:
+            return []  # the call itself will fail
+        if bound.arguments.get("inplace") and args and args[0] is not None:
+            return [args[0]]
+        return []
+    raise AssertionError(f"unknown write effect {effect}")
+
+
+def draws(op: allowlist.Op, target: Any) -> bool:
+    """Whether this call draws from (or seeds) the random number generator."""
+    if op.writes == "rng":
+        return True
+    if not op.random:
+        return False
+    if op.writes == "module_call" and isinstance(target, nn.Module):
+        return any(m.training and isinstance(m, RANDOM_LAYERS) for m in target.modules())
+    return True
+
+
+def mutable(nodes: Iterable[Any]) -> list[Any]:
+    """The nodes that carry state of their own (not plain containers)."""
+    return [n for n in nodes if type(n) not in (list, tuple, dict)]
+
+
+def alias_candidates(op: allowlist.Op | None, target: Any, values: list[Any]) -> Walk:
+    """The existing state a result of ``op`` may share (``values``: its named arguments).
+    For an unknown op (its target failed) nothing: the target's own candidates stand in."""
+    walk = Walk()
+    if op is None or op.aliases is None:
+        return walk
+    if op.aliases in ("target", "all") and target is not None:
+        walk.add(target)
+    if op.aliases in ("args", "all"):
+        for value in values:
+            walk.add(value)
+    return walk
+
+
+def refs(nodes: Iterable[Any]) -> tuple[tuple[Any, ...], bool]:
+    """Weak references to ``nodes`` (once each); True when there are too many to keep."""
+    seen: dict[int, Any] = {}
+    for node in nodes:
+        key = id(node)
+        if key in seen:
+            continue
+        try:
+            seen[key] = weakref.ref(node)
+        except TypeError:
+            continue
+        if len(seen) > MAX_REACH:
+            return (), True
+    return tuple(seen.values()), False
+
+
+def leaves_in(value: Any) -> list[torch.Tensor]:
+    """Leaf tensors that require gradients, held by ``value`` (bounded)."""
+    if isinstance(value, torch.Tensor):
+        return [value] if value.requires_grad and value.is_leaf else []
+    if isinstance(value, int | float | str | bool | type(None)):
+        return []
+    walk = Walk(limit=50_000).add(value)
+    return [
+        n
+        for n in walk.nodes.values()
+        if isinstance(n, torch.Tensor) and n.requires_grad and n.is_leaf
+    ]
