@@ -130,11 +130,16 @@ class Executor:
             key = id(leaf)
             ref = self._leaves.get(key)
             if ref is None or ref() is not leaf:
-                self._leaves[key] = weakref.ref(leaf, lambda r, k=key: self._forget_leaf(k, r))
+                self._leaves[key] = weakref.ref(leaf, self._leaf_forgetter(key))
 
-    def _forget_leaf(self, key: int, ref: weakref.ref[torch.Tensor]) -> None:
-        if self._leaves.get(key) is ref:
-            del self._leaves[key]
+    def _leaf_forgetter(self, key: int) -> Callable[[weakref.ref[torch.Tensor]], None]:
+        leaves = self._leaves
+
+        def forget(ref: weakref.ref[torch.Tensor]) -> None:
+            if leaves.get(key) is ref:
+                del leaves[key]
+
+        return forget
 
     def leaves(self) -> list[torch.Tensor]:
         """The scientist's leaves a backward pass may write: never the owner's objects."""
