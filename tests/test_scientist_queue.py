@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
+
 from duet.protocol import allowlist
 from duet.protocol.messages import Call, Delete
-from duet.scientist.client import DELETE_BATCH, PointerClient
+from duet.scientist import client as client_module
+from duet.scientist.client import PointerClient
 
 
 class RecordingConnection:
@@ -42,19 +45,31 @@ def refs(message: Any) -> set[str]:
     return found
 
 
-def test_dropped_pointers_are_freed_within_the_frame_not_at_its_end():
+def forward_pass(steps: int) -> tuple[list[Any], Any]:
+    """One frame of a forward pass: each result replaces the previous one."""
     connection = RecordingConnection()
     client = PointerClient(connection)  # type: ignore[arg-type]
     relu = allowlist.function("torch.nn.functional.relu")
     x = client.call(allowlist.function("torch.zeros"), None, (4,), {})
-    for _ in range(40):  # a forward pass: each result replaces the previous one
+    for _ in range(steps):
         x = client.call(relu, None, (x,), {})
     client.flush()
-
     [frame] = connection.frames
+    return frame, x
+
+
+def test_dropped_pointers_are_freed_at_the_end_of_the_frame_by_default():
+    frame, x = forward_pass(40)
+    assert [type(m) for m in frame] == [Call] * 41 + [Delete]
+    assert len(frame[-1].ids) == 40 and x.id not in frame[-1].ids
+
+
+def test_dropped_pointers_can_be_freed_within_the_frame(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(client_module, "DELETE_BATCH", 8)
+    frame, x = forward_pass(40)
     deletes = [i for i, m in enumerate(frame) if isinstance(m, Delete)]
-    assert len(deletes) >= 40 // DELETE_BATCH  # freed along the way, a few at a time
-    assert deletes[0] <= DELETE_BATCH + 1  # the first results are freed early in the frame
+    assert len(deletes) >= 40 // 8  # freed along the way, a few at a time
+    assert deletes[0] <= 8 + 1  # the first results are freed early in the frame
     freed: set[str] = set()
     for message in frame:  # never freed before an action that still uses it
         if isinstance(message, Delete):

@@ -31,9 +31,14 @@ log = logging.getLogger(__name__)
 FLUSH_AT = 512
 WINDOW_ACTIONS = 256  # a barrier every this many actions
 MAX_MARKS = 2  # unanswered barriers before the caller waits
-# dropped pointers are freed in order, a Delete at most this many drops after the drop: not
-# only at the end of a frame, which can hold many training steps' activations
-DELETE_BATCH = 8
+# When dropped pointers are freed on the owner's side. None: one Delete at the end of each
+# frame. A number: a Delete rides in the frame once this many were dropped, so the owner does
+# not hold a frame's worth of results nobody points at (a training step's activations: on the
+# tutorial CNN 1,370 -> 890 MiB owner RSS at 8). Not the default yet: with glibc's default
+# allocator thresholds, freeing mid-frame makes the owner trim and fault its heap back in every
+# step (5,500 page faults, 44 -> 53 ms a step); with fixed thresholds in the owner process it
+# is both smaller and faster (bench/README.md).
+DELETE_BATCH: int | None = None
 
 
 class PointerClient:
@@ -112,7 +117,7 @@ class PointerClient:
             except BaseException:
                 del self._buffers[mark:]
                 raise
-            if len(self._deletes) >= DELETE_BATCH:
+            if DELETE_BATCH is not None and len(self._deletes) >= DELETE_BATCH:
                 self._queue.append(Delete.model_construct(ids=self._take_deletes()))
             self._queue.append(message)
             size = len(self._queue)
