@@ -33,7 +33,7 @@ MIB = 1024
 
 
 def owner_stats(owner: Owner) -> dict[str, object]:
-    """What the owner's store, taint marks and heap hold (and which types grew since last)."""
+    """What the owner's store, label records and heap hold (and which types grew since last)."""
     owner.process.send("types")
     return owner.process.event("stats", timeout=120)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import collections.abc
 import ctypes
 import gc
 import json
@@ -78,11 +79,15 @@ def answer_stats(duet: sy.OwnerSession) -> None:
         if line.strip() not in ("stats", "types"):
             continue
         gc.collect()
+        services = list(duet._services.values())
         fields: dict[str, object] = {
             "objects": len(duet.objects._objects),
-            "taint_marks": len(duet.objects.taint._marked),
-            "failed": sum(len(s._failed) for s in duet._services.values()),
-            "waiting": sum(len(s._waiting) for s in duet._services.values()),
+            "label_records": count(duet.objects, "labels._records"),
+            "failed": sum(
+                getattr(e, "failure", None) is not None for e in duet.objects._objects.values()
+            ),
+            "overflow": sum(count(s, "executor._overflow") for s in services),
+            "waiting": sum(count(s, "_waiting") for s in services),
             "requests": len(duet.requests.history),
             "gc_objects": len(gc.get_objects()),
         }
@@ -103,6 +108,13 @@ def answer_stats(duet: sy.OwnerSession) -> None:
             fields["traced_mib"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 2)
             snapshot = now
         emit("stats", **fields)
+
+
+def count(obj: object, path: str) -> int:
+    """len() of an internal collection of the owner, 0 if it has moved (internals change)."""
+    for name in path.split("."):
+        obj = getattr(obj, name, None)
+    return len(obj) if isinstance(obj, collections.abc.Sized) else 0
 
 
 def setup(args: argparse.Namespace) -> None:
