@@ -135,8 +135,17 @@ def main() -> None:
         help="pinned (default): fixed glibc allocator thresholds in every process, see "
         "procs.pin_malloc; glibc: its own adaptive ones (noisier torch timings)",
     )  # fmt: skip
+    parser.add_argument(
+        "--delete-batch", type=int, metavar="N",
+        help="free dropped pointers within a frame, N at a time (duet.scientist.client."
+        "DELETE_BATCH; default: at the end of each frame)",
+    )  # fmt: skip
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.delete_batch:
+        from duet.scientist import client
+
+        client.DELETE_BATCH = args.delete_batch
     os.environ["BENCH_MALLOC"] = args.malloc  # the owner processes read it
     allocator = pin_malloc() if args.malloc == "pinned" else "glibc's adaptive allocator"
     if args.profile:
@@ -144,8 +153,12 @@ def main() -> None:
     names = [n for n in BENCHMARKS if not args.only or n in args.only]
     print(f"duet benchmarks ({'quick' if args.quick else 'full'}): {machine()}")
     print(f"duet at {revision()}")
+    deletes = (
+        f"deletes every {args.delete_batch} drops" if args.delete_batch else "deletes per frame"
+    )
     print(
-        f"torch.set_num_threads({args.threads}) in the owner and in this process; {allocator}\n",
+        f"torch.set_num_threads({args.threads}) in the owner and in this process; {allocator}; "
+        f"{deletes}\n",
         flush=True,
     )
 
