@@ -38,6 +38,9 @@ def tcp_rates(reps: int) -> list[float]:
 def run(ctx: Context) -> None:
     reps = ctx.n(3, 1)
     duet = ctx.session("transfer")
+    # a fresh seed: after training on the owner's data (shuffles, dropout) the scientist's
+    # generator depends on that data, and so would anything drawn from it
+    duet.torch.manual_seed(1)
     mine = duet.torch.randn(BIG_ELEMENTS)
     duet.sync()
     own, handled, upload = [], [], []
