@@ -19,6 +19,7 @@ from duet.protocol.chunking import (
     chunk_count,
     split_frame,
 )
+from duet.protocol.frames import FrameTooLarge, declared_size, encode_frame, header_of
 
 CHUNK = DEFAULT_CHUNK_SIZE
 BODY = CHUNK - HEADER_SIZE
@@ -169,3 +170,64 @@ def test_random_chunks_give_frames_or_protocol_error(chunks: list[bytes]) -> Non
 @given(st.lists(st.binary(max_size=3000), max_size=8), st.integers(HEADER_SIZE + 1, 700))
 def test_random_frames_roundtrip(frames: list[bytes], chunk_size: int) -> None:
     assert roundtrip(frames, chunk_size) == frames
+
+
+def test_an_oversized_frame_is_discarded_and_the_next_one_reassembles() -> None:
+    reassembler = Reassembler(max_frame_bytes=100)
+    chunks = list(split_frame(b"z" * 1000, 0, HEADER_SIZE + 30))
+    fed = 0
+    with pytest.raises(FrameTooLarge, match="exceeds the limit of 100 bytes") as info:
+        for chunk in chunks:
+            fed += 1
+            reassembler.feed(chunk)
+    assert fed == 4 and info.value.head == b"z" * 120  # the chunk that crossed the limit
+    assert reassembler.in_frame and reassembler.buffered == 0
+    rest = chunks[fed:]
+    assert [reassembler.feed(c) for c in rest] == [None] * len(rest)
+    assert reassembler.bytes_discarded == 1000 and reassembler.frames_refused == 1
+    assert reassembler.feed(next(split_frame(b"next", 1))) == b"next"
+
+
+def test_an_aborted_refused_frame_ends_cleanly() -> None:
+    reassembler = Reassembler(max_frame_bytes=10)
+    chunks = list(split_frame(b"z" * 100, 0, HEADER_SIZE + 20))
+    with pytest.raises(FrameTooLarge):
+        reassembler.feed(chunks[0])
+    assert reassembler.feed(chunks[1]) is None
+    assert reassembler.feed(abort_chunk(0)) is None
+    assert not reassembler.in_frame
+    assert reassembler.feed(next(split_frame(b"ok", 1))) == b"ok"
+
+
+def test_a_frame_is_refused_from_the_size_its_head_declares() -> None:
+    frame = encode_frame(b'[{"k": "sync", "rid": 1}]', [memoryview(bytes(10_000))])
+    reassembler = Reassembler(max_frame_bytes=5_000, frame_size=declared_size)
+    chunks = list(split_frame(frame, 0, HEADER_SIZE + 1000))
+    with pytest.raises(FrameTooLarge, match=f"of {len(frame)} bytes exceeds") as info:
+        reassembler.feed(chunks[0])  # the first chunk tells
+    assert header_of(info.value.head) == b'[{"k": "sync", "rid": 1}]'
+    assert all(reassembler.feed(c) is None for c in chunks[1:])
+    assert reassembler.feed(next(split_frame(b"x", 1))) == b"x"
+
+
+def test_the_limit_can_change_between_frames_and_within_one() -> None:
+    frame = encode_frame(b"[]", [memoryview(bytes(3000))])
+    reassembler = Reassembler(max_frame_bytes=1 << 20, frame_size=declared_size)
+    assert [reassembler.feed(c) for c in split_frame(frame, 0, 1000)][-1] == frame
+    chunks = list(split_frame(frame, 1, 1000))
+    reassembler.feed(chunks[0])
+    reassembler.max_frame_bytes = 1500
+    with pytest.raises(FrameTooLarge):
+        reassembler.feed(chunks[1])
+    reassembler.feed(chunks[2])
+    reassembler.feed(chunks[3])
+    reassembler.max_frame_bytes = 10_000
+    assert [reassembler.feed(c) for c in split_frame(frame, 2, 1000)][-1] == frame
+
+
+def test_a_head_that_is_not_a_frame_leaves_the_limit_to_the_bytes() -> None:
+    reassembler = Reassembler(max_frame_bytes=50, frame_size=declared_size)
+    assert reassembler.feed(next(split_frame(b"not a duet frame", 0))) == b"not a duet frame"
+    with pytest.raises(FrameTooLarge):
+        for chunk in split_frame(b"q" * 60, 1, HEADER_SIZE + 20):
+            reassembler.feed(chunk)

@@ -12,7 +12,13 @@ import pydantic
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import ProtocolError
-from .frames import PROTOCOL_VERSION, decode_frame, encode_frame
+from .frames import (
+    DEFAULT_MAX_FRAME_BYTES,
+    PROTOCOL_VERSION,
+    FrameTooLarge,
+    decode_frame,
+    encode_frame,
+)
 
 ObjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 ShortText = Annotated[str, Field(max_length=2000)]
@@ -31,6 +37,10 @@ class Hello(_Message):
     allowlist: ShortText
     role: Literal["owner", "scientist"]
     client_id: ShortText = ""
+    # the largest frame this side accepts now, and (an owner's) the bytes one scientist may
+    # store: the peer refuses locally what could never be accepted, instead of sending it
+    max_frame_bytes: Annotated[int, Field(ge=0)] | None = None
+    max_bytes: Annotated[int, Field(ge=0)] | None = None
 
 
 class Call(_Message):
@@ -167,17 +177,39 @@ _MESSAGES = pydantic.TypeAdapter(list[Message], config=ConfigDict(cache_strings=
 MAX_MESSAGES_PER_FRAME = 100_000
 
 
-def pack(messages: list[Any], buffers: list[memoryview] | None = None) -> bytes:
-    """Encode messages (and the buffers their values refer to) into one frame."""
-    header = _MESSAGES.dump_json(messages, exclude_defaults=False)
-    return encode_frame(header, buffers or [])
+def pack(
+    messages: list[Any],
+    buffers: list[memoryview] | None = None,
+    *,
+    max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+) -> bytes:
+    """Encode messages (and the buffers their values refer to) into one frame.
+
+    Raises FrameTooLarge (a ProtocolError) when the frame would exceed ``max_frame_bytes`` or
+    the header and buffer-count limits, or does not fit in memory; nothing is allocated for the
+    frame itself in the first cases.
+    """
+    try:
+        header = _MESSAGES.dump_json(messages, exclude_defaults=False)
+    except MemoryError:
+        raise FrameTooLarge(
+            f"the header of {len(messages)} messages could not be encoded: out of memory",
+            size=0,
+            limit=0,
+        ) from None
+    return encode_frame(header, buffers or [], max_frame_bytes=max_frame_bytes)
 
 
 def unpack(data: bytes, *, max_frame_bytes: int) -> tuple[list[Any], list[memoryview]]:
     """Decode and validate a frame: its messages and buffers. Raises ProtocolError."""
     frame = decode_frame(data, max_frame_bytes=max_frame_bytes)
+    return unpack_header(frame.header), frame.buffers
+
+
+def unpack_header(header: bytes) -> list[Any]:
+    """Validate a frame's JSON header into its messages. Raises ProtocolError."""
     try:
-        messages = _MESSAGES.validate_json(frame.header)
+        messages = _MESSAGES.validate_json(header)
     except pydantic.ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first.get("loc", ()))
@@ -190,4 +222,4 @@ def unpack(data: bytes, *, max_frame_bytes: int) -> tuple[list[Any], list[memory
         raise ProtocolError(
             f"{len(messages)} messages in one frame exceed {MAX_MESSAGES_PER_FRAME}"
         )
-    return messages, frame.buffers
+    return messages
