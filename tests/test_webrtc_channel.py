@@ -248,3 +248,41 @@ def test_mdns_candidates_dropped() -> None:
         "a=candidate:2 1 udp 1 1f0e2c.local 5001 typ host\r\n"
     )
     assert sdp_candidate_addresses(without_mdns_candidates(sdp)) == ["127.0.0.1"]
+
+
+def test_a_frame_over_the_limit_is_refused_from_its_head_and_the_stream_goes_on() -> None:
+    from duet.protocol.frames import FrameTooLarge, header_of
+    from duet.protocol.messages import Put, pack
+
+    async def body(a: WebRTCChannel, b: WebRTCChannel) -> None:
+        b.set_max_frame_bytes(1 << 20)
+        big = pack([Put(id="s1", value={"$": "bytes", "buf": 0})], [memoryview(bytes(8 << 20))])
+        await a.send(big)
+        await a.send(b"after the big frame")
+        with pytest.raises(FrameTooLarge, match=f"of {len(big)} bytes exceeds the limit") as info:
+            await recv(b)
+        assert b'"id":"s1"' in (header_of(info.value.head) or b"")
+        assert await recv(b) == b"after the big frame"
+        assert not b.closed
+        # refused at the first chunk: nothing of it was held, the rest dropped as it came
+        assert b._reassembler.frames_refused == 1 and b._reassembler.buffered == 0
+        assert b._reassembler.bytes_discarded == len(big)
+        b.set_max_frame_bytes(16 << 20)
+        await a.send(big)
+        assert await recv(b) == big
+
+    run(with_pair(body))
+
+
+def test_a_peer_that_stops_acknowledging_closes_the_channel_with_a_reason() -> None:
+    async def body(a: WebRTCChannel, b: WebRTCChannel) -> None:
+        async def no_sack() -> None:  # b still receives, but never acknowledges
+            return None
+
+        b._pc.sctp._send_sack = no_sack  # type: ignore[union-attr,method-assign]
+        a.stall_timeout_secs = 1.0
+        with pytest.raises(ChannelClosed, match=r"the peer stopped reading for 1 s"):
+            await asyncio.wait_for(a.send(os.urandom(8 << 20)), WAIT)
+        assert a.closed
+
+    run(with_pair(body))

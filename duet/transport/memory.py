@@ -1,9 +1,14 @@
-"""An in-memory channel pair: both ends live on one event loop and pass real encoded frames."""
+"""An in-memory channel pair: both ends live on one event loop and pass real encoded frames.
+
+Sending never waits (the frame is already in this process's memory); a frame over the
+receiver's ``max_frame_bytes`` is refused by its ``recv`` like any other transport's.
+"""
 
 from __future__ import annotations
 
 import asyncio
 
+from ..protocol.frames import HEAD_BYTES, FrameTooLarge
 from .channel import Channel, ChannelClosed
 
 _CLOSED = object()
@@ -30,6 +35,14 @@ class MemoryChannel(Channel):
             self._closed = True
             raise ChannelClosed("the peer closed the in-memory channel")
         assert isinstance(item, bytes)
+        if len(item) > self.max_frame_bytes:
+            raise FrameTooLarge(
+                f"a frame of {len(item)} bytes exceeds the limit of {self.max_frame_bytes} "
+                "bytes; it was refused",
+                size=len(item),
+                limit=self.max_frame_bytes,
+                head=item[:HEAD_BYTES],
+            )
         return item
 
     async def close(self) -> None:

@@ -8,7 +8,10 @@ signaling server: SDP strings are passed in and out by the caller.
 Frames are split into chunks (``duet.protocol.chunking``) no larger than the peer's advertised
 ``max-message-size``. ``send`` stops queueing while the data channel's ``bufferedAmount`` is above
 a high-water mark and resumes on ``bufferedamountlow``, so a 50 MB frame never sits in memory
-twice. ICE uses only the configured STUN/TURN servers (never aiortc's default public STUN
+twice. A peer that takes nothing for ``stall_timeout_secs`` (it stopped acknowledging) closes the
+channel with that reason. Incoming frames over ``max_frame_bytes`` (adjustable with
+``set_max_frame_bytes``) are refused from their first chunk and the rest of them dropped as it
+arrives; ``recv`` raises FrameTooLarge in their place and the channel stays open. ICE uses only the configured STUN/TURN servers (never aiortc's default public STUN
 server) and, if ``ice_hosts`` or ``$DUET_ICE_HOSTS`` is set, only those local addresses
 (see ``duet.transport.ice``).
 
@@ -41,7 +44,8 @@ from aiortc.rtcdtlstransport import RTCCertificate
 from ..errors import DuetError, DuetTimeout, HandshakeError, NetworkError, ProtocolError
 from ..protocol import chunking
 from ..protocol.chunking import DEFAULT_CHUNK_SIZE
-from .channel import Channel, ChannelClosed
+from ..protocol.frames import FrameTooLarge, declared_size
+from .channel import DEFAULT_STALL_SECS, Channel, ChannelClosed
 from .ice import (
     check_host_candidates,
     ice_configuration,
@@ -77,7 +81,8 @@ __all__ = [
 DEFAULT_MAX_FRAME_BYTES = 1 << 30
 HIGH_WATER = int(os.environ.get("DUET_HIGH_WATER", 1 << 20))  # pause above this much queued
 LOW_WATER = int(os.environ.get("DUET_LOW_WATER", 256 << 10))  # resume once drained to this
-DEFAULT_STALL_TIMEOUT = 120.0  # no drain progress for this long: the connection is dead
+# no drain progress for this long: the peer stopped acknowledging, the channel is closed
+DEFAULT_STALL_TIMEOUT = DEFAULT_STALL_SECS
 DEFAULT_GATHER_TIMEOUT = 30.0
 _CLOSED = object()
 
@@ -97,8 +102,9 @@ class WebRTCChannel(Channel):
         self._pc = pc
         self._dc = dc
         self.chunk_size = chunk_size
-        self._stall_timeout = stall_timeout_secs
-        self._reassembler = chunking.Reassembler(max_frame_bytes)
+        self.stall_timeout_secs = stall_timeout_secs
+        self.max_frame_bytes = max_frame_bytes
+        self._reassembler = chunking.Reassembler(max_frame_bytes, frame_size=declared_size)
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
         self._send_lock = asyncio.Lock()
         self._send_seq = 0
@@ -110,9 +116,10 @@ class WebRTCChannel(Channel):
         # when the peer last sent us anything, even a chunk of a frame still arriving: the
         # session's heartbeat counts it, so a long transfer is not taken for a dead peer
         self.last_activity = time.monotonic()
+        self.last_progress = time.monotonic()
         dc.bufferedAmountLowThreshold = LOW_WATER
         dc.on("message", self._on_message)
-        dc.on("bufferedamountlow", self._drained.set)
+        dc.on("bufferedamountlow", self._on_drained)
         dc.on("open", self._opened.set)
         dc.on("close", lambda: self._lost("the peer closed the data channel"))
         pc.on("connectionstatechange", self._on_connection_state)
@@ -132,11 +139,19 @@ class WebRTCChannel(Channel):
             return
         try:
             frame = self._reassembler.feed(data)
+        except FrameTooLarge as exc:  # this frame only: the rest of it is dropped as it comes
+            logger.info("refused an incoming frame: %s", exc)
+            self._inbox.put_nowait(exc)
+            return
         except ProtocolError as exc:
             self._protocol_failure(exc)
             return
         if frame is not None:
             self._inbox.put_nowait(frame)
+
+    def _on_drained(self) -> None:
+        self.last_progress = time.monotonic()
+        self._drained.set()
 
     def _protocol_failure(self, exc: ProtocolError) -> None:
         logger.warning("closing the WebRTC channel: %s", exc)
@@ -175,6 +190,10 @@ class WebRTCChannel(Channel):
     def closed(self) -> bool:
         return self._closed
 
+    def set_max_frame_bytes(self, limit: int) -> None:
+        super().set_max_frame_bytes(limit)
+        self._reassembler.max_frame_bytes = limit
+
     def _closed_error(self) -> ChannelClosed:
         return ChannelClosed(f"the WebRTC channel is closed ({self._reason})")
 
@@ -196,6 +215,7 @@ class WebRTCChannel(Channel):
                         await self._wait_drained()
                     self._raise_if_closed()
                     self._dc.send(chunk)
+                    self.last_progress = time.monotonic()
                     sent = True
             except InvalidStateError as exc:
                 self._lost("the data channel is no longer open")
@@ -213,13 +233,13 @@ class WebRTCChannel(Channel):
             self._raise_if_closed()
             self._drained.clear()
             try:
-                await asyncio.wait_for(self._drained.wait(), self._stall_timeout)
+                await asyncio.wait_for(self._drained.wait(), self.stall_timeout_secs)
             except TimeoutError:
-                self._lost("sending stalled")
-                raise DuetTimeout(
-                    f"the data channel did not drain for {self._stall_timeout:g} s "
-                    f"({self._dc.bufferedAmount} bytes queued); closing the channel"
-                ) from None
+                self._lost(
+                    f"the peer stopped reading for {self.stall_timeout_secs:g} s "
+                    f"({self._dc.bufferedAmount} bytes unacknowledged); closed"
+                )
+                raise self._closed_error() from None
         self._raise_if_closed()
 
     async def recv(self) -> bytes:
@@ -229,7 +249,7 @@ class WebRTCChannel(Channel):
         if item is _CLOSED:
             self._inbox.put_nowait(_CLOSED)  # every later recv raises too
             raise self._closed_error()
-        if isinstance(item, ProtocolError):
+        if isinstance(item, ProtocolError):  # FrameTooLarge: that frame only; else fatal
             raise item
         assert isinstance(item, bytes)
         return item
