@@ -1,8 +1,23 @@
 """A connection joins a Channel to a role: handshake, ordered sending, receiving, heartbeat.
 
 Lifecycle: ``connecting -> open -> closing -> closed``, changed only by ``_set_state``. When the
-peer goes away (the channel closes, or the heartbeat hears nothing for ``dead_after_secs``),
-``on_lost`` runs once and every later send raises ConnectionLost.
+peer goes away (the channel closes, the heartbeat hears nothing for ``dead_after_secs``, or the
+peer takes nothing we send for ``stall_timeout_secs``), ``on_lost`` runs once and every later
+send raises ConnectionLost.
+
+Memory is bounded on both paths:
+
+- Sending: ``send`` packs the frame on the calling thread and queues it for the loop. The queue
+  is bounded in bytes by ``max_outbox_bytes``: a thread that would pass it waits (no polling)
+  until the loop has sent enough, so a worker producing replies faster than the peer reads them
+  is paced by the peer. A peer that stops reading is dropped after ``stall_timeout_secs`` with a
+  reason saying so, and every waiting sender gets ConnectionLost. Calls from the loop thread
+  never wait. A frame that cannot be built (over the peer's frame limit, or out of memory)
+  raises FrameTooLarge from ``send``; the connection is unaffected.
+- Receiving: frames over ``max_frame_bytes`` (adjustable at any time with
+  ``set_max_frame_bytes``) are refused from their first bytes and discarded as they arrive; an
+  owner answers each message the frame held (as far as its head shows) with the error, and the
+  session goes on.
 """
 
 from __future__ import annotations
@@ -10,6 +25,8 @@ from __future__ import annotations
 import asyncio
 import enum
 import logging
+import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,12 +36,45 @@ import torch
 from . import __version__
 from .errors import ConnectionLost, HandshakeError, ProtocolError
 from .protocol import allowlist
-from .protocol.frames import DEFAULT_MAX_FRAME_BYTES, PROTOCOL_VERSION
-from .protocol.messages import Bye, ErrorInfo, Failure, Hello, Ping, Pong, pack, unpack
-from .runtime import get_loop
-from .transport.channel import Channel, ChannelClosed
+from .protocol.frames import (
+    DEFAULT_MAX_FRAME_BYTES,
+    MAX_HEADER_BYTES,
+    PROTOCOL_VERSION,
+    FrameTooLarge,
+    header_of,
+)
+from .protocol.messages import (
+    Bye,
+    Call,
+    ErrorInfo,
+    Failure,
+    Get,
+    Hello,
+    ListStore,
+    Ping,
+    Pong,
+    Put,
+    Reply,
+    RunPlan,
+    Sync,
+    pack,
+    unpack,
+    unpack_header,
+)
+from .runtime import get_loop, on_loop_thread
+from .transport.channel import DEFAULT_STALL_SECS, Channel, ChannelClosed
 
 log = logging.getLogger(__name__)
+
+DEFAULT_MAX_OUTBOX_BYTES = int(os.environ.get("DUET_OUTBOX_BYTES", 64 << 20))
+"""Bytes of packed frames that may wait to be sent before sending threads wait for the peer."""
+FRAME_OVERHEAD = MAX_HEADER_BYTES + (1 << 20)
+"""Room in a frame besides its values' bytes: the largest header, and the buffer table."""
+
+
+def frame_limit_for(max_bytes: int) -> int:
+    """The largest frame worth accepting from a peer that may store ``max_bytes`` bytes."""
+    return min(DEFAULT_MAX_FRAME_BYTES, max(0, max_bytes) + FRAME_OVERHEAD)
 
 
 class State(enum.Enum):
@@ -43,15 +93,27 @@ class Connection:
         on_messages: Callable[[list[Any], list[memoryview]], None],
         on_lost: Callable[[ConnectionLost], None],
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
+        max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
+        stall_timeout_secs: float = DEFAULT_STALL_SECS,
+        max_bytes: int | None = None,
         heartbeat_secs: float = 1.0,
         dead_after_secs: float = 5.0,
         client_id: str = "",
     ):
+        """``max_frame_bytes``: the largest frame accepted from the peer (announced in our
+        Hello, adjustable with ``set_max_frame_bytes``). ``max_outbox_bytes``: packed frames
+        that may wait to be sent before sending threads wait. ``stall_timeout_secs``: how long
+        the peer may take nothing while we have something to send before it is dropped.
+        ``max_bytes``: an owner's per-scientist quota, announced so the scientist can refuse
+        what would not fit before sending it."""
         self.channel = channel
         self.role = role
         self.on_messages = on_messages
         self.on_lost = on_lost
-        self.max_frame_bytes = max_frame_bytes
+        self.max_outbox_bytes = max_outbox_bytes
+        self.stall_timeout_secs = stall_timeout_secs
+        channel.stall_timeout_secs = stall_timeout_secs  # the transport's flow control agrees
+        self.max_bytes = max_bytes
         self.heartbeat_secs = heartbeat_secs
         self.dead_after_secs = dead_after_secs
         self.client_id = client_id
@@ -64,8 +126,52 @@ class Connection:
         self._hello: asyncio.Future[Hello] = self.loop.create_future()
         self._last_heard = time.monotonic()
         self._closed_event = asyncio.Event()
+        # bytes packed and not yet handed to the channel; senders wait on this condition
+        self._room = threading.Condition(threading.Lock())
+        self._queued = 0
+        self._progress_at = time.monotonic()  # when the outbox last moved (or became busy)
+        self._max_frame_bytes = max_frame_bytes
+        self._limit_reason = ""
+        self.set_max_frame_bytes(max_frame_bytes)
         self.frames_sent = 0
         self.frames_received = 0
+        self.frames_refused = 0
+
+    # ---- limits
+    @property
+    def max_frame_bytes(self) -> int:
+        """The largest frame accepted from the peer now."""
+        return self._max_frame_bytes
+
+    @max_frame_bytes.setter
+    def max_frame_bytes(self, limit: int) -> None:
+        self.set_max_frame_bytes(limit)
+
+    def set_max_frame_bytes(self, limit: int, *, reason: str = "") -> None:
+        """Refuse incoming frames over ``limit`` bytes from now on. Safe from any thread.
+
+        A larger frame is refused from its first bytes and dropped as it arrives, never
+        buffered; the peer gets an error for each message it held (``reason``, if given, is
+        added to that error: why the limit is what it is) and the connection goes on.
+        """
+        if limit < 0:
+            raise ValueError("max_frame_bytes must be >= 0")
+        self._max_frame_bytes = limit
+        self._limit_reason = reason
+        self.channel.set_max_frame_bytes(limit)
+
+    @property
+    def peer_max_frame_bytes(self) -> int:
+        """The largest frame the peer said it accepts (the default before its Hello)."""
+        hello = self.peer_hello
+        if hello is None or hello.max_frame_bytes is None:
+            return DEFAULT_MAX_FRAME_BYTES
+        return hello.max_frame_bytes
+
+    @property
+    def queued_bytes(self) -> int:
+        """Bytes of packed frames waiting to be sent (or being sent)."""
+        return self._queued
 
     # ---- lifecycle (on the loop)
     async def open(self, *, timeout_secs: float) -> Hello:
@@ -80,8 +186,10 @@ class Connection:
             allowlist=allowlist.digest(),
             role=self.role,  # type: ignore[arg-type]
             client_id=self.client_id,
+            max_frame_bytes=self.max_frame_bytes,
+            max_bytes=self.max_bytes,
         )
-        self._outbox.put_nowait(pack([hello]))
+        self._put_nowait(pack([hello]))
         try:
             peer = await asyncio.wait_for(asyncio.shield(self._hello), timeout_secs)
         except TimeoutError as exc:
@@ -89,28 +197,39 @@ class Connection:
             raise HandshakeError(
                 f"the peer did not complete the handshake within {timeout_secs} s"
             ) from exc
+        except HandshakeError as exc:
+            await self.close(f"handshake failed: {exc}")
+            raise
         except ConnectionLost:
             await self.close("lost during handshake")
             raise
+        self._tasks.append(asyncio.ensure_future(self._heartbeat()))
+        return peer
+
+    def _on_hello(self, peer: Hello) -> None:
+        """Check the peer's Hello where it arrives, in the receive loop: the connection is open
+        before the next frame is read, so the peer's first messages are never refused."""
+        if self._hello.done():
+            return  # a second Hello changes nothing
         problem = None
         if peer.protocol_version != PROTOCOL_VERSION:
             problem = (
                 f"protocol version {peer.protocol_version} (peer) vs {PROTOCOL_VERSION} (here)"
             )
-        elif peer.allowlist != hello.allowlist:
+        elif peer.allowlist != allowlist.digest():
             problem = (
-                f"allowlist {peer.allowlist} (peer, duet {peer.duet_version}) vs {hello.allowlist} "
-                f"(here, duet {__version__}); install the same duet version on both sides"
+                f"allowlist {peer.allowlist} (peer, duet {peer.duet_version}) vs "
+                f"{allowlist.digest()} (here, duet {__version__}); install the same duet version "
+                "on both sides"
             )
         elif peer.role == self.role:
             problem = f"both sides are {self.role}s"
         if problem:
-            await self.close(f"handshake failed: {problem}")
-            raise HandshakeError(f"cannot connect: {problem}")
+            self._hello.set_exception(HandshakeError(f"cannot connect: {problem}"))
+            return
         self.peer_hello = peer
         self._set_state(State.OPEN)
-        self._tasks.append(asyncio.ensure_future(self._heartbeat()))
-        return peer
+        self._hello.set_result(peer)
 
     async def close(self, reason: str = "closed") -> None:
         if self.state in (State.CLOSING, State.CLOSED):
@@ -125,6 +244,12 @@ class Connection:
         await self._shutdown()
 
     async def _shutdown(self) -> None:
+        # what was waiting to be sent will never be: free it now, and wake waiting senders
+        while not self._outbox.empty():
+            self._outbox.get_nowait()
+        with self._room:
+            self._queued = 0
+            self._room.notify_all()
         self._outbox.put_nowait(None)
         try:
             await asyncio.wait_for(self.channel.close(), 5.0)
@@ -151,6 +276,8 @@ class Connection:
             return
         self.lost = ConnectionLost(reason)
         log.warning("%s connection lost: %s", self.role, reason)
+        with self._room:
+            self._room.notify_all()
         if not self._hello.done():
             self._hello.set_exception(self.lost)
         try:
@@ -160,20 +287,88 @@ class Connection:
 
     # ---- sending (thread-safe entry point)
     def send(self, messages: list[Any], buffers: list[memoryview] | None = None) -> None:
-        """Encode here (any thread) and queue the frame for the loop to send, in order."""
-        if self.lost is not None:
-            raise ConnectionLost(str(self.lost))
-        if self.state in (State.CLOSING, State.CLOSED):
-            raise ConnectionLost("the session is closed")
-        frame = pack(messages, buffers)
-        self.loop.call_soon_threadsafe(self._outbox.put_nowait, frame)
+        """Encode here (any thread) and queue the frame for the loop to send, in order.
+
+        From any thread but the loop's, waits while the outbox holds ``max_outbox_bytes`` (the
+        peer is slower than we produce); on the loop thread it never waits.
+
+        Raises FrameTooLarge (a ProtocolError; nothing was queued and the connection is fine)
+        when the frame is over the peer's frame limit or the header or buffer-count limits, or
+        could not be built in memory. Raises ConnectionLost when the connection is lost or
+        closed, also while waiting (a peer that stopped reading is dropped after
+        ``stall_timeout_secs``).
+        """
+        self._raise_if_gone()
+        frame = pack(messages, buffers, max_frame_bytes=self.peer_max_frame_bytes)
+        self._admit(len(frame), wait=not on_loop_thread())
+        self.loop.call_soon_threadsafe(self._accept, frame)
 
     def send_if_open(self, messages: list[Any], buffers: list[memoryview] | None = None) -> None:
-        """Like send, but a reply to a peer that has gone is dropped quietly."""
+        """Like send, but a reply to a peer that has gone is dropped quietly.
+
+        FrameTooLarge still raises: the reply could not be sent, the peer is still there.
+        """
         try:
             self.send(messages, buffers)
         except ConnectionLost:
             log.debug("dropped %d messages for a peer that has gone", len(messages))
+
+    def _raise_if_gone(self) -> None:
+        if self.lost is not None:
+            raise ConnectionLost(str(self.lost))
+        if self.state in (State.CLOSING, State.CLOSED):
+            raise ConnectionLost("the session is closed")
+
+    def _admit(self, size: int, *, wait: bool) -> None:
+        """Count ``size`` bytes into the outbox, first waiting for room if ``wait``."""
+        with self._room:
+            while wait and self._queued and self._queued + size > self.max_outbox_bytes:
+                self._raise_if_gone()
+                idle = time.monotonic() - max(self._progress_at, self.channel.last_progress)
+                # the heartbeat drops a stalled peer; this bound holds if it does not run
+                remaining = self.stall_timeout_secs + 2 * self.heartbeat_secs - idle
+                if remaining <= 0:
+                    reason = self._stall_reason(idle)
+                    self.loop.call_soon_threadsafe(self._lose, reason)
+                    raise ConnectionLost(reason)
+                self._room.wait(remaining)
+            self._raise_if_gone()
+            if not self._queued:
+                self._progress_at = time.monotonic()
+            self._queued += size
+
+    def _accept(self, frame: bytes) -> None:
+        """On the loop: a frame a thread packed joins the outbox, unless it is closed."""
+        if self.state is State.CLOSED:
+            with self._room:
+                self._queued = max(0, self._queued - len(frame))
+            return
+        self._outbox.put_nowait(frame)
+
+    def _put_nowait(self, frame: bytes) -> None:
+        """On the loop: queue a frame of our own (a Hello, a Pong, an error); never waits.
+
+        Dropped once the connection is going away."""
+        try:
+            self._admit(len(frame), wait=False)
+        except ConnectionLost:
+            return
+        self._outbox.put_nowait(frame)
+
+    def _room_left(self) -> bool:
+        return self._queued <= self.max_outbox_bytes
+
+    def _stall_reason(self, idle: float) -> str:
+        return (
+            f"the peer stopped reading for {idle:.0f} s ({self._queued} bytes waiting to be "
+            "sent); closed"
+        )
+
+    def _stalled_for(self) -> float:
+        with self._room:
+            if not self._queued:
+                return 0.0
+            return time.monotonic() - max(self._progress_at, self.channel.last_progress)
 
     async def _send_loop(self) -> None:
         while True:
@@ -189,11 +384,20 @@ class Connection:
             except Exception as exc:
                 self._lose(f"sending failed: {exc!r}")
                 return
+            with self._room:
+                self._queued = max(0, self._queued - len(frame))
+                self._progress_at = time.monotonic()
+                self._room.notify_all()
+            del frame  # do not hold the last frame's bytes while waiting for the next
 
     async def _recv_loop(self) -> None:
         while True:
             try:
                 data = await self.channel.recv()
+            except FrameTooLarge as exc:  # refused by the channel; the stream goes on
+                self._last_heard = time.monotonic()
+                self._refuse(exc)
+                continue
             except ChannelClosed as exc:
                 if self.state not in (State.CLOSING, State.CLOSED):
                     self._lose(f"the peer's channel closed ({exc})")
@@ -205,40 +409,91 @@ class Connection:
             self.frames_received += 1
             try:
                 messages, buffers = unpack(data, max_frame_bytes=self.max_frame_bytes)
+            except FrameTooLarge as exc:
+                self._refuse(exc)
+                continue
             except ProtocolError as exc:
                 log.warning("refused a malformed frame from the peer: %s", exc)
                 self._reply_protocol_error(exc)
                 continue
             rest = []
+            ping: Ping | None = None
+            early = False
             for message in messages:
                 if isinstance(message, Ping):
-                    self._outbox.put_nowait(pack([Pong(seq=message.seq)]))
+                    ping = message  # one Pong per frame answers them all
                 elif isinstance(message, Pong):
                     pass
                 elif isinstance(message, Hello):
-                    if not self._hello.done():
-                        self._hello.set_result(message)
+                    self._on_hello(message)
                 elif isinstance(message, Bye):
                     log.info("the peer closed the session: %s", message.reason)
                     self.lost = ConnectionLost(f"the peer closed the session ({message.reason})")
                     self.on_lost(self.lost)
                     self._tasks.append(asyncio.ensure_future(self._shutdown()))
                     return
-                else:
+                elif self.state is State.OPEN:
                     rest.append(message)
+                else:
+                    early = True
+            if ping is not None and self._room_left():  # a peer that does not read gets none
+                self._put_nowait(pack([Pong(seq=ping.seq)]))
+            if early:
+                self._reply_protocol_error(ProtocolError("messages before the handshake"))
             if rest:
-                if self.state is not State.OPEN:
-                    self._reply_protocol_error(ProtocolError("messages before the handshake"))
-                    continue
                 try:
                     self.on_messages(rest, buffers)
                 except Exception:
                     log.exception("handling the peer's messages failed")
 
     def _reply_protocol_error(self, exc: ProtocolError) -> None:
-        if self.role == "owner":
+        if self.role == "owner" and self._room_left():
             info = ErrorInfo(code=exc.code, message=str(exc), op="frame")
-            self._outbox.put_nowait(pack([Failure(result=None, error=info)]))
+            self._put_nowait(pack([Failure(result=None, error=info)]))
+
+    def _refuse(self, exc: FrameTooLarge) -> None:
+        """A frame over our limit was dropped: answer what it held with the error.
+
+        The owner answers each message its head shows (a Put or a call's result id gets a
+        Failure, a get or sync an error Reply), else sends one Failure; the scientist fails its
+        own waiting calls whose replies the frame held.
+        """
+        self.frames_refused += 1
+        log.warning("refused a frame from the peer: %s", exc)
+        messages: list[Any] = []
+        header = header_of(exc.head)
+        if header is not None:
+            try:
+                messages = unpack_header(header)
+            except ProtocolError:
+                messages = []
+        text = f"{exc} ({self._limit_reason})" if self._limit_reason else str(exc)
+        info = ErrorInfo(code=exc.code, message=text[:20_000], op="frame")
+        if self.role != "owner":
+            replies = [
+                Reply(rid=m.rid, status="error", error=info)
+                for m in messages
+                if isinstance(m, Reply)
+            ]
+            if replies and self.state is State.OPEN:
+                self.on_messages(replies, [])
+            return
+        answers: list[Any] = []
+        for message in messages:
+            if isinstance(message, Put):
+                answers.append(Failure(result=message.id, error=info.model_copy(update={"op": "send"})))  # fmt: skip
+            elif isinstance(message, Call):
+                answers.append(Failure(result=message.result, error=info.model_copy(update={"op": message.op})))  # fmt: skip
+            elif isinstance(message, RunPlan):
+                answers.extend(Failure(result=out, error=info) for out in message.outputs)
+            elif isinstance(message, Get | Sync | ListStore):
+                answers.append(Reply(rid=message.rid, status="error", error=info))
+        if not self._room_left():
+            return
+        try:
+            self._put_nowait(pack(answers or [Failure(result=None, error=info)]))
+        except FrameTooLarge:  # answering every message would not fit in a frame
+            self._put_nowait(pack([Failure(result=None, error=info)]))
 
     async def _heartbeat(self) -> None:
         seq = 0
@@ -249,5 +504,10 @@ class Connection:
             if silent > self.dead_after_secs:
                 self._lose(f"no word from the peer for {silent:.1f} s")
                 return
+            stalled = self._stalled_for()
+            if stalled > self.stall_timeout_secs:
+                self._lose(self._stall_reason(stalled))
+                return
             seq += 1
-            self._outbox.put_nowait(pack([Ping(seq=seq)]))
+            if self._room_left():
+                self._put_nowait(pack([Ping(seq=seq)]))

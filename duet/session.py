@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .connection import Connection, State
+from .connection import Connection, State, frame_limit_for
 from .errors import ConnectionLost, UsageError
 from .owner.context import OwnerSettings
 from .owner.requests import Request, RequestQueue
@@ -267,6 +267,10 @@ async def connect_sessions(
         client_id=client_id,
     )
     if isinstance(session, OwnerSession):
+        # announced in the Hello: the scientist refuses locally what could never fit
+        connection.max_bytes = max_bytes = session.objects.default_quota[0]
+        reason = f"the owner lets a scientist store {max_bytes} bytes"
+        connection.set_max_frame_bytes(frame_limit_for(max_bytes), reason=reason)
         session._attach(connection, peer)
     else:
         session._attach(connection)

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..errors import ConnectionLost, DuetTimeout, UsageError, error_from_wire
+from ..errors import ConnectionLost, DuetTimeout, QuotaExceeded, UsageError, error_from_wire
 from ..protocol import allowlist
 from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Put, Reply, Sync
 from ..protocol.serde import Decoder, Encoder
@@ -179,12 +179,31 @@ class PointerClient:
 
     def put(self, value: Any, *, tags: list[str] | None = None, description: str = "") -> str:
         object_id = self.new_id()
-        self.enqueue(
-            lambda enc: Put(
-                id=object_id, value=enc.encode(value), tags=tags or [], description=description
-            )
-        )
+
+        def build(enc: Encoder) -> Put:
+            mark = len(enc.buffers)
+            encoded = enc.encode(value)
+            self._check_put_size(sum(memoryview(b).nbytes for b in enc.buffers[mark:]))
+            return Put(id=object_id, value=encoded, tags=tags or [], description=description)
+
+        self.enqueue(build)
         return object_id
+
+    def _check_put_size(self, size: int) -> None:
+        """Refuse here, before sending, a value the owner said it could never take."""
+        hello = getattr(self.connection, "peer_hello", None)
+        if hello is None:
+            return
+        if hello.max_bytes is not None and size > hello.max_bytes:
+            raise QuotaExceeded(
+                f"this value is {size} bytes and the owner lets a scientist store "
+                f"{hello.max_bytes} bytes; nothing was sent"
+            )
+        if hello.max_frame_bytes is not None and size > hello.max_frame_bytes:
+            raise QuotaExceeded(
+                f"this value is {size} bytes and the owner accepts at most "
+                f"{hello.max_frame_bytes} bytes in one frame; nothing was sent"
+            )
 
     def release(self, object_id: str) -> None:
         """A pointer was dropped: free its object on the owner's side (batched)."""
