@@ -156,6 +156,7 @@ class OwnerSession(_Session):
             self._closing = asyncio.ensure_future(self.connection.close(reason))
 
     def _on_lost(self, exc: ConnectionLost) -> None:
+        self.requests.cancel_peer(self.peer)
         service = self._services.pop(self.peer, None)
         if service is not None:
             service.stop()

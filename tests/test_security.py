@@ -140,9 +140,11 @@ def test_storage_quota_is_a_clear_error_and_owner_data_is_untouched():
     owner, scientist = sy.duet_pair(max_bytes=10_000, max_objects=20)
     try:
         entry = torch.arange(5).send(owner)
-        big = torch.zeros(5000).send(scientist)  # 20 kB > 10 kB
-        with pytest.raises(sy.QuotaExceeded, match="limit of 10000 bytes"):
-            big.get()
+        with pytest.raises(sy.QuotaExceeded, match="nothing was sent"):  # told by the owner's Hello
+            torch.zeros(5000).send(scientist)  # 20 kB > 10 kB
+        made = scientist.torch.zeros(5000)  # made on the owner's side: refused there
+        with pytest.raises(sy.QuotaExceeded, match="10,000 bytes per scientist"):
+            made.get()
         keep = [scientist.python.Int(i) for i in range(25)]
         with pytest.raises(sy.QuotaExceeded, match="20 objects"):
             (keep[-1] + 1).get()

@@ -30,14 +30,16 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
+from torch import nn
 
-from ..errors import DuetError, NotAllowed, ProtocolError, UsageError
+from ..errors import DuetError, NotAllowed, ProtocolError, QuotaExceeded, UsageError
 from ..protocol import allowlist
 from ..protocol.messages import Call, ErrorInfo, Failure
 from ..protocol.serde import Decoder
-from . import effects
+from . import effects, sizes
 from .labels import EMPTY, Label, Source, Walk, owner_containers
-from .store import OWNER, ObjectStore, StoredObject, value_nbytes
+from .quota import GRAPH_NODE_BYTES, PeerQuota, scalar_bytes
+from .store import OWNER, ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
 MAX_OVERFLOW = 10_000
@@ -57,14 +59,13 @@ class _PublicRefusal(Exception):
 class _Inputs:
     """What one call named and read."""
 
-    __slots__ = ("direct", "entries", "entry_label", "failed", "lazy", "values", "walk")
+    __slots__ = ("entries", "entry_label", "failed", "values", "walk")
 
     def __init__(self) -> None:
         self.entries: list[StoredObject] = []  # every entry named, failures included
         self.failed: list[StoredObject] = []
         self.entry_label: Label = EMPTY
         self.walk = Walk()  # the state read
-        self.lazy: list[Any] = []  # values read only if the op fails (reads_target=False)
         self.values: list[Any] = []  # the argument values named (not the target)
 
     def reach(self) -> tuple[list[Any], bool]:
@@ -78,11 +79,6 @@ class _Inputs:
                 if node is not None:
                     nodes.append(node)
         return nodes, unknown
-
-    def read_all(self) -> None:
-        for value in self.lazy:
-            self.walk.add(value)
-        self.lazy = []
 
 
 class Executor:
@@ -249,13 +245,12 @@ class Executor:
                     target = entry.value
                     kind = allowlist.type_key(target)
                     if kind is None:  # the owner knows the real type: no guessing across tables
-                        inputs.lazy.append(target)
                         raise NotAllowed(f"{type(target).__name__} objects have no remote methods")
                     op = allowlist.member(kind, path)
+                    # an op that only adds to its target (list.append) does not read it, and
+                    # can fail only by its arguments: a long list is not walked per append
                     if op.reads_target:
                         inputs.walk.add(target)
-                    else:
-                        inputs.lazy.append(target)
                     call_args = [target]
             decoder = Decoder(buffers, lambda ref: self._use(ref, inputs))
             args = [decoder.decode(a) for a in message.args]
@@ -272,6 +267,9 @@ class Executor:
             leaves = self.leaves() if op.writes == "graph" else []
             writes = effects.written(op, target, args, kwargs, leaves)
             self._refuse_protected(op, writes, inputs)
+            # memory is counted before it is taken: what the op will make must fit
+            planned = sizes.planned_bytes(op, target, args, kwargs)
+            self.quota.check(planned, bool(label), op.path)
             if op.writes == "graph":
                 # gradients go to the scientist's leaves only: the owner's never get any
                 kwargs["inputs"] = leaves or [torch.zeros((), requires_grad=True)]
@@ -284,7 +282,6 @@ class Executor:
         except _InputFailed:
             # it fails as its first failed input did; had that not failed, the op would have
             # run: what it would have drawn and written is labeled as if it had
-            inputs.read_all()
             label = self._input_label(inputs)
             info = inputs.failed[0].failure
             assert info is not None
@@ -294,7 +291,6 @@ class Executor:
         except _PublicRefusal as refusal:
             return self._fail(message.result, self._error_info(refusal.error, path), EMPTY, op)
         except Exception as exc:
-            inputs.read_all()
             label = self._input_label(inputs) | self._extra(op, draws, failed=True)
             if label and op is not None and not writes:
                 # failed before it knew what it writes: label what it would have written
@@ -305,8 +301,30 @@ class Executor:
         self.actions_run += 1
         self._after(op, writes, label, draws, inputs)
         if op.writes is not None:
-            self.register_leaves(target)  # requires_grad_() can make a leaf
+            if isinstance(target, torch.Tensor | nn.Module):
+                self.register_leaves(target)  # requires_grad_() can make a leaf
+            self._hold_written(op, writes, target, planned, bool(label))
         return self._store_result(message.result, result, label, op, inputs, target)
+
+    @property
+    def quota(self) -> PeerQuota:
+        return self.store.quota(self.peer)
+
+    def _hold(self, nodes: Any, private: bool, skip: dict[int, Any]) -> None:
+        """Charge the new state among ``nodes`` (never the owner's published objects)."""
+        labels = self.labels
+        self.quota.hold_all(
+            (n for n in nodes if id(n) not in skip and not labels.is_protected(n)), private
+        )
+
+    def _hold_written(
+        self, op: allowlist.Op, writes: list[Any], target: Any, planned: int, private: bool
+    ) -> None:
+        """Charge what a write made (an optimizer's state, gradients) or put into a list."""
+        for item in writes:
+            self._hold(effects.walk_written(item).nodes.values(), private, {})
+        if isinstance(target, list | dict) and planned:
+            self.quota.grow(target, planned)
 
     def _input_label(self, inputs: _Inputs) -> Label:
         state = self.labels.label_of(inputs.walk)
@@ -382,19 +400,37 @@ class Executor:
         value = owner_containers(result) if isinstance(result, list | dict | tuple) else result
         reach: tuple[Any, ...] = ()
         reach_unknown = False
+        made = Walk().add(value)
         if label:
             # label what the op made; what it only passed through (an input returned, the
             # storage a view shares) keeps its own label, and the entry's label covers the
             # choice of it
-            made = Walk().add(value)
             self.labels.join_all(made.nodes.values(), label, skip=inputs.walk.nodes)
             reach, reach_unknown = self._reach_of_result(op, inputs, target)
+        self._hold(made.nodes.values(), bool(label), inputs.walk.nodes)
+        quota = self.quota
+        # (never touch .grad_fn: a Python wrapper on each node of a long chain makes torch free
+        # the chain recursively, and a chain of ~50,000 overflows the C stack)
+        if isinstance(value, torch.Tensor) and value.requires_grad and not value.is_leaf:
+            graph = GRAPH_NODE_BYTES + sum(
+                quota.take(n) for n in inputs.walk.nodes.values() if isinstance(n, torch.Tensor)
+            )
+            quota.hold(value, graph, bool(label))
+        if quota.used(bool(label)) > quota.max_bytes:  # took more than planned: give it back
+            del made, value, result
+            error = QuotaExceeded(
+                f"{op.path} made more than the owner allows: {quota.max_bytes:,} bytes per "
+                "scientist; delete pointers you no longer need"
+            )
+            return self._fail(
+                result_id, self._error_info(error, op.path), label, op, inputs, target
+            )
         self.register_leaves(value)
         entry = StoredObject(
             id=result_id,
             value=value,
             owner=self.peer,
-            nbytes=value_nbytes(value),
+            nbytes=scalar_bytes(value),
             label=label,
             op=op.name,
             private_account=bool(label),
@@ -453,14 +489,21 @@ class Executor:
     # ---- writes
     def _refuse_protected(self, op: allowlist.Op, writes: list[Any], inputs: _Inputs) -> None:
         for item in writes:
-            node = self.labels.protected_in(effects.walk_written(item))
-            if node is None:
+            found = self.labels.protected_in(effects.walk_written(item))
+            if found is None:
                 continue
+            node, why = found
             what = "tensor" if isinstance(node, torch.UntypedStorage) else type(node).__name__
-            error = NotAllowed(
-                f"{op.path} would change the owner's published {what}; the owner's objects are "
-                "read-only for scientists: work on a copy (x.clone(), model.copy())"
-            )
+            if why == "published":
+                error = NotAllowed(
+                    f"{op.path} would change the owner's published {what}; the owner's objects "
+                    "are read-only for scientists: work on a copy (x.clone(), model.copy())"
+                )
+            else:
+                error = NotAllowed(
+                    f"{op.path} would change a {what} the owner is reviewing a request for; "
+                    "wait for the decision, or work on a copy"
+                )
             root = effects.root(item)
             direct = any(e.owner == OWNER and e.value is root for e in inputs.entries)
             others_public = all(not e.label for e in inputs.entries if e.owner != OWNER)

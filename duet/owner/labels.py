@@ -204,13 +204,15 @@ class LabelRegistry:
     """Labels of mutable state, kept per object and forgotten when the object dies.
 
     ``protected`` state belongs to the owner's published objects: its label is fixed when it
-    is published and nothing a scientist does may write it.
+    is published and nothing a scientist does may write it. ``frozen`` state is under review:
+    a request for it waits for the owner, and until it is decided the scientist may not change
+    what will be released.
 
     Thread-safe for the owner's use: the executor threads write, anyone may read.
     """
 
     def __init__(self) -> None:
-        # id(node) -> [weakref to node, label, protected]
+        # id(node) -> [weakref to node, label, protected, times frozen]
         self._records: dict[int, list[Any]] = {}
         self._lock = threading.Lock()
 
@@ -228,10 +230,11 @@ class LabelRegistry:
         return label
 
     def is_protected(self, node: Any) -> bool:
+        """Whether ``node`` belongs to the owner's published objects."""
         record = self._record(node)
         return record is not None and bool(record[2])
 
-    def _set(self, node: Any, label: Label, protected: bool) -> bool:
+    def _set(self, node: Any, label: Label, protected: bool) -> list[Any] | None:
         key = id(node)
         records = self._records
 
@@ -243,9 +246,10 @@ class LabelRegistry:
         try:
             ref = weakref.ref(node, forget)
         except TypeError:
-            return False
-        records[key] = [ref, label, protected]
-        return True
+            return None
+        record = [ref, label, protected, 0]
+        records[key] = record
+        return record
 
     def join(self, node: Any, label: Label) -> None:
         """Add ``label`` to what ``node`` may depend on (protected nodes stay as published)."""
@@ -267,6 +271,18 @@ class LabelRegistry:
                 record[1] = record[1] | label
                 record[2] = True
 
+    def freeze(self, nodes: Iterable[Any], delta: int = 1) -> None:
+        """Mark ``nodes`` under review (``delta=-1``: one review fewer)."""
+        with self._lock:
+            for node in nodes:
+                if type(node) in (list, tuple, dict):
+                    continue
+                record = self._record(node)
+                if record is None:
+                    record = self._set(node, EMPTY, False)
+                if record is not None:
+                    record[3] = max(0, record[3] + delta)
+
     # ---- over walks
     def label_of(self, walk: Walk) -> Label:
         label = UNKNOWN if walk.unknown else EMPTY
@@ -277,13 +293,14 @@ class LabelRegistry:
                 label = record[1] if not label else label | record[1]
         return label
 
-    def protected_in(self, walk: Walk) -> Any | None:
-        """The first protected node of ``walk``, or None."""
+    def protected_in(self, walk: Walk) -> tuple[Any, str] | None:
+        """The first node of ``walk`` a scientist may not write, and why
+        ("published" or "under review"); None when there is none."""
         records = self._records
         for key, node in walk.nodes.items():
             record = records.get(key)
-            if record is not None and record[2] and record[0]() is node:
-                return node
+            if record is not None and (record[2] or record[3]) and record[0]() is node:
+                return node, "published" if record[2] else "under review"
         return None
 
     def join_all(self, nodes: Iterable[Any], label: Label, *, skip: dict[int, Any]) -> None:

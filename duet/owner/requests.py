@@ -220,9 +220,20 @@ class RequestQueue:
         except UsageError:  # decided meanwhile by the owner's hand: the hand wins
             pass
 
-    def expire(self, request: Request) -> None:
-        if request.status is RequestStatus.PENDING:
-            self._decide(request, RequestStatus.TIMEOUT, "timeout")
+    def expire(self, request: Request, by: str = "timeout") -> None:
+        with self._lock:
+            if request.status is not RequestStatus.PENDING:
+                return
+        try:
+            self._decide(request, RequestStatus.TIMEOUT, by)
+        except UsageError:  # decided meanwhile
+            pass
+
+    def cancel_peer(self, peer: str) -> None:
+        """The scientist left: its waiting requests time out (and let go of their values)."""
+        for request in self.pending:
+            if request.peer == peer:
+                self.expire(request, "the scientist left")
 
     def _decide(self, request: Request, status: RequestStatus, by: str) -> None:
         with self._lock:
@@ -239,6 +250,11 @@ class RequestQueue:
                 listener(request)
             except Exception:  # a listener's bug must not stop the owner serving
                 log.exception("a request listener failed")
+
+    def handler_for(self, request: Request) -> Handler | None:
+        """The handler that would decide ``request`` now, if any."""
+        with self._lock:
+            return self._match(request)
 
     def _match(self, request: Request) -> Handler | None:
         now = time.monotonic()

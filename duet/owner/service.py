@@ -19,7 +19,15 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-from ..errors import DuetError, NotAllowed, PermissionDenied, ProtocolError, RemoteError, UsageError
+from ..errors import (
+    DuetError,
+    NotAllowed,
+    PermissionDenied,
+    ProtocolError,
+    QuotaExceeded,
+    RemoteError,
+    UsageError,
+)
 from ..protocol.messages import (
     Call,
     DefinePlan,
@@ -36,14 +44,17 @@ from ..protocol.messages import (
 from ..protocol.serde import Decoder
 from .context import OwnerSettings, set_current
 from .executor import Executor
-from .labels import UNKNOWN, owner_containers
+from .labels import UNKNOWN, Walk, owner_containers
+from .quota import scalar_bytes
 from .requests import Request, RequestQueue, RequestStatus, new_request_id
 from .snapshot import Snapshot
-from .store import OWNER, ObjectStore, StoredObject, describe, value_nbytes
+from .store import OWNER, ObjectStore, StoredObject, describe
 
 log = logging.getLogger(__name__)
 
 MAX_PLANS = 1000
+MAX_ERROR_TEXT = 2000  # characters of an error kept and sent (failures are kept per object)
+PLAN_CALL_BYTES = 1400  # a recorded call as the owner keeps it (measured), besides its arguments
 MAX_BACKLOG = 50_000  # messages received but not yet run (the scientist's window is ~512)
 
 
@@ -86,6 +97,8 @@ class PeerService:
         self.executor = Executor(peer, store, error_info=self._error_info)
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
+        # request id -> (the state under review, the value itself: kept alive until decided)
+        self._frozen: dict[str, tuple[list[Any], Any]] = {}
         self._plans: dict[str, DefinePlan] = {}
         self._plan_runs = 0
         self.max_backlog = MAX_BACKLOG
@@ -168,6 +181,12 @@ class PeerService:
                 raise UsageError(f"plan id {message.id!r} is in use, or {MAX_PLANS} plans exist")
             if len(message.inputs) != len(set(message.inputs)):
                 raise ProtocolError("a plan's inputs must be distinct")
+            size = sum(
+                PLAN_CALL_BYTES + _json_bytes(c.args) + _json_bytes(c.kwargs) for c in message.calls
+            )
+            quota = self.store.quota(self.peer)
+            quota.check(size, False, "this plan")
+            quota.add(size, False)  # held until the scientist leaves
             self._plans[message.id] = message
         elif isinstance(message, RunPlan):
             self._run_plan(message, out)
@@ -188,11 +207,15 @@ class PeerService:
     def _put(self, message: Put, buffers: list[memoryview]) -> Failure | None:
         if message.id in self.store or message.id in self.executor._overflow:
             raise UsageError(f"object id {message.id!r} is already in use; ids cannot be reused")
+        quota = self.store.quota(self.peer)
         try:
+            # the value's bytes are counted from its header, before it is decoded
+            quota.check(_buffer_bytes(message.value, buffers), False, "this send")
             with self.executor.own_rng():  # rebuilding layers draws initial weights
                 value = owner_containers(Decoder(buffers, None).decode(message.value))
         except (DuetError, ValueError) as exc:
             return self.executor._fail(message.id, self._error_info(exc, "send"), frozenset(), None)
+        quota.hold_all(Walk().add(value).nodes.values(), False)
         self.executor.register_leaves(value)
         entry = StoredObject(
             id=message.id,
@@ -200,7 +223,7 @@ class PeerService:
             owner=self.peer,
             tags=list(message.tags),
             description=message.description,
-            nbytes=value_nbytes(value),
+            nbytes=scalar_bytes(value),
         )
         try:
             self.store.add_for_peer(self.peer, entry)
@@ -295,11 +318,26 @@ class PeerService:
             op=entry.op,
             snapshot=snapshot,
         )
+        quota = self.store.quota(self.peer)
+        if quota.pending >= quota.max_pending and self.requests.handler_for(request) is None:
+            # it would wait for a person, and this scientist has enough waiting already
+            return self._error_reply(
+                message.rid,
+                QuotaExceeded(
+                    f"you have {quota.pending} requests waiting for the owner (the limit is "
+                    f"{quota.max_pending}); wait for their decisions"
+                ),
+                "get",
+            )
         self._waiting[request.id] = (message.rid, message.delete_obj)
+        quota.pending += 1
+        # what the owner decides on cannot change until it is decided: the scientist's writes
+        # to it are refused meanwhile (the snapshot views its memory, no copy is made)
+        frozen = [] if entry.failure is not None else Walk().add(entry.value).nodes.values()
+        self._frozen[request.id] = (list(frozen), entry.value)
+        self.store.labels.freeze(self._frozen[request.id][0])
         self.requests.submit(request)
         if request.status is RequestStatus.PENDING:
-            # decided later, by a person: freeze what was asked for as it is now
-            snapshot.freeze()
             if message.timeout_secs is not None:
                 self._call_later(
                     max(0.0, message.timeout_secs), lambda: self.requests.expire(request)
@@ -311,6 +349,11 @@ class PeerService:
         waiting = self._waiting.pop(request.id, None)
         if waiting is None:
             return
+        frozen, _value = self._frozen.pop(request.id, ([], None))
+        self.store.labels.freeze(frozen, -1)
+        quota = self.store.quotas.get(self.peer)
+        if quota is not None:
+            quota.pending -= 1
         rid, delete_obj = waiting
         buffers: list[Any] = []
         if request.status is RequestStatus.ACCEPTED:
@@ -343,7 +386,7 @@ class PeerService:
 
     def _error_info(self, exc: BaseException, op: str | None) -> ErrorInfo:
         if isinstance(exc, DuetError) and not isinstance(exc, RemoteError):
-            return ErrorInfo(code=exc.code, message=str(exc)[:20_000], op=op)
+            return ErrorInfo(code=exc.code, message=str(exc)[:MAX_ERROR_TEXT], op=op)
         if self.redact_errors:
             return ErrorInfo(
                 code=RemoteError.code,
@@ -352,9 +395,44 @@ class PeerService:
                 remote_type=None,
             )
         return ErrorInfo(
-            code=RemoteError.code, message=str(exc)[:20_000] or type(exc).__name__, op=op,
+            code=RemoteError.code, message=str(exc)[:MAX_ERROR_TEXT] or type(exc).__name__, op=op,
             remote_type=type(exc).__name__,
         )  # fmt: skip
+
+
+def _json_bytes(value: Any) -> int:
+    """About what a decoded JSON value takes in memory (Python objects, not text)."""
+    total = 0
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, dict):
+            total += 232
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            total += 64 + 8 * len(item)
+            stack.extend(item)
+        else:
+            total += 48
+    return total
+
+
+def _buffer_bytes(value: Any, buffers: list[memoryview], depth: int = 0) -> int:
+    """The bytes of the frame's buffers an encoded value refers to (each counted once)."""
+    seen: set[int] = set()
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if level > 64:
+            break
+        if isinstance(item, dict):
+            index = item.get("buf")
+            if type(index) is int and 0 <= index < len(buffers):
+                seen.add(index)
+            stack.extend((v, level + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, level + 1) for v in item)
+    return sum(buffers[i].nbytes for i in seen)
 
 
 __all__ = ["PeerService"]

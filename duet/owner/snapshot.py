@@ -1,8 +1,9 @@
-"""What a request releases: the value frozen, encoded for the wire, at the moment it was asked for.
+"""What a request releases: the value encoded for the wire at the moment it was asked for.
 
 The owner (or a handler) decides on a snapshot, and exactly that snapshot is sent if the request
-is accepted: changing the object afterwards, in place or through an alias, changes nothing that
-was reviewed. A failure (an op on private data that failed) is snapshotted as its error.
+is accepted. No copy is made: the value's state is frozen while the request waits (the
+scientist's writes to it are refused), so what was reviewed is what is released. A failure (an
+op on private data that failed) is snapshotted as its error.
 """
 
 from __future__ import annotations
@@ -64,11 +65,11 @@ class Snapshot:
     kind: str = "none"
     elements: int = 0
     nbytes: int = 0
-    frozen: bool = False
 
     @classmethod
     def of(cls, value: Any, *, buffers: list[Any] | None = None) -> Snapshot:
-        """Encode ``value`` now. Buffers still view the object's memory until ``freeze()``.
+        """Encode ``value`` now. Buffers view the object's memory: the owner keeps the object
+        from changing until the request is decided (LabelRegistry.freeze).
 
         ``buffers``: a frame's buffer list to append to (the encoded value indexes into it).
         """
@@ -85,13 +86,7 @@ class Snapshot:
 
     @classmethod
     def failed(cls, error: ErrorInfo) -> Snapshot:
-        return cls(None, [], error, "error", 0, len(error.message), frozen=True)
-
-    def freeze(self) -> None:
-        """Copy the bytes, so later writes to the object cannot reach what is released."""
-        if not self.frozen:
-            self.buffers = [bytes(b) for b in self.buffers]
-            self.frozen = True
+        return cls(None, [], error, "error", 0, len(error.message))
 
     def decoded(self) -> Any:
         """The value exactly as the scientist would receive it (a RemoteError for a failure)."""

@@ -15,6 +15,7 @@ from torch import nn
 from ..errors import QuotaExceeded, UsageError
 from ..protocol.allowlist import type_key
 from .labels import EMPTY, Label, LabelRegistry, Source, Walk, owner_containers
+from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING, PeerQuota
 
 if TYPE_CHECKING:
     import pandas
@@ -22,8 +23,6 @@ if TYPE_CHECKING:
     from ..protocol.messages import ErrorInfo
 
 OWNER = "owner"
-DEFAULT_MAX_BYTES = 4 * 1024**3
-DEFAULT_MAX_OBJECTS = 100_000
 
 
 @dataclass(eq=False)
@@ -41,7 +40,7 @@ class StoredObject:
     tags: list[str] = field(default_factory=list)
     description: str = ""
     pointable: bool = False
-    nbytes: int = 0
+    nbytes: int = 0  # what the entry itself holds (a number, a string); state is held apart
     created: float = field(default_factory=time.time)
     label: Label = EMPTY
     op: str = ""
@@ -66,23 +65,24 @@ class StoredObject:
         return "failure" if self.failure is not None else type(self.value).__name__
 
 
-def value_nbytes(value: Any, depth: int = 0) -> int:
+def listed_nbytes(value: Any, depth: int = 0) -> int:
+    """The size shown for a published object in the store's listing."""
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
     if isinstance(value, nn.Module):
-        return sum(value_nbytes(t) for t in value.parameters()) + sum(
-            value_nbytes(t) for t in value.buffers()
+        return sum(listed_nbytes(t) for t in value.parameters()) + sum(
+            listed_nbytes(t) for t in value.buffers()
         )
     if isinstance(value, torch.utils.data.TensorDataset):
-        return sum(value_nbytes(t) for t in value.tensors)
+        return sum(listed_nbytes(t) for t in value.tensors)
     if isinstance(value, torch.utils.data.Dataset):  # e.g. MNIST: its tensors are attributes
         return 64 + sum(
-            value_nbytes(v) for v in vars(value).values() if isinstance(v, torch.Tensor)
+            listed_nbytes(v) for v in vars(value).values() if isinstance(v, torch.Tensor)
         )
     if depth < 4 and isinstance(value, list | tuple):
-        return 64 + sum(value_nbytes(v, depth + 1) for v in value[:10_000])
+        return 64 + sum(listed_nbytes(v, depth + 1) for v in value[:10_000])
     if depth < 4 and isinstance(value, dict):
-        return 64 + sum(value_nbytes(v, depth + 1) for v in list(value.values())[:10_000])
+        return 64 + sum(listed_nbytes(v, depth + 1) for v in list(value.values())[:10_000])
     if isinstance(value, str | bytes):
         return len(value)
     return 64
@@ -102,27 +102,6 @@ def describe(value: Any) -> dict[str, Any]:
     return meta
 
 
-@dataclass
-class PeerQuota:
-    """What one scientist may keep on the owner's side.
-
-    Bytes are counted in two accounts: values computed only from the scientist's own inputs,
-    and values that depend on the owner's data. Each has ``max_bytes``. Keeping them apart
-    means whether one of the scientist's own operations fits never depends on the owner's data
-    (a private value's size could otherwise be read off a refusal).
-    """
-
-    max_bytes: int = DEFAULT_MAX_BYTES
-    max_objects: int = DEFAULT_MAX_OBJECTS
-    own_bytes: int = 0
-    private_bytes: int = 0
-    objects: int = 0
-
-    @property
-    def bytes_used(self) -> int:
-        return self.own_bytes + self.private_bytes
-
-
 class ObjectStore:
     """All objects, by id. The owner's view (``owner.store``) lists the objects the owner published.
 
@@ -130,12 +109,16 @@ class ObjectStore:
     """
 
     def __init__(
-        self, *, max_bytes: int = DEFAULT_MAX_BYTES, max_objects: int = DEFAULT_MAX_OBJECTS
+        self,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_pending: int = DEFAULT_MAX_PENDING,
     ):
         self._objects: dict[str, StoredObject] = {}
         self._lock = threading.RLock()
         self.labels = LabelRegistry()
-        self.default_quota = (max_bytes, max_objects)
+        self.default_quota = (max_bytes, max_objects, max_pending)
         self.quotas: dict[str, PeerQuota] = {}
 
     # ---- the owner's own objects
@@ -160,7 +143,7 @@ class ObjectStore:
             tags=tags,
             description=description,
             pointable=pointable,
-            nbytes=value_nbytes(value),
+            nbytes=listed_nbytes(value),
             label=label,
         )
         self.labels.protect_all(Walk().add(value), label)
@@ -200,17 +183,10 @@ class ObjectStore:
                     f"the owner allows {quota.max_objects} objects per scientist and you hold "
                     f"{quota.objects}; delete pointers you no longer need"
                 )
-            used = quota.private_bytes if entry.private_account else quota.own_bytes
-            if check_bytes and used + entry.nbytes > quota.max_bytes:
-                raise QuotaExceeded(
-                    f"storing {entry.nbytes} bytes would exceed the owner's limit of "
-                    f"{quota.max_bytes} bytes per scientist ({used} in use)"
-                )
+            if check_bytes:
+                quota.check(entry.nbytes, entry.private_account, "storing this value")
             quota.objects += 1
-            if entry.private_account:
-                quota.private_bytes += entry.nbytes
-            else:
-                quota.own_bytes += entry.nbytes
+            quota.add(entry.nbytes, entry.private_account)
             self._objects[entry.id] = entry
 
     def remove(self, object_id: str) -> StoredObject | None:
@@ -219,10 +195,7 @@ class ObjectStore:
             if entry is not None and entry.owner != OWNER:
                 quota = self.quota(entry.owner)
                 quota.objects -= 1
-                if entry.private_account:
-                    quota.private_bytes -= entry.nbytes
-                else:
-                    quota.own_bytes -= entry.nbytes
+                quota.add(-entry.nbytes, entry.private_account)
             return entry
 
     def drop_peer(self, peer: str) -> int:
@@ -230,7 +203,10 @@ class ObjectStore:
             ids = [i for i, e in self._objects.items() if e.owner == peer]
             for object_id in ids:
                 self.remove(object_id)
-            return len(ids)
+            quota = self.quotas.pop(peer, None)
+        if quota is not None:
+            quota.release_all()
+        return len(ids)
 
     def peer_objects(self, peer: str) -> list[StoredObject]:
         with self._lock:

@@ -382,11 +382,84 @@ TABLES["DataLoaderIter"] = {
     "__len__": Op("DataLoaderIter.__len__", "method", "Number", False, len),
 }
 
+# Python's own numbers and strings hold the interpreter while they compute: an exponent or a
+# repeat count from the peer could stall the owner for hours. Results are bounded before they
+# are computed.
+MAX_INT_BITS = 1 << 16
+MAX_STRING = 1 << 20
+
+
+def _int_bits(value: Any) -> int:
+    return value.bit_length() if isinstance(value, int) else 0
+
+
+def _refuse_int(bits: float) -> None:
+    if bits > MAX_INT_BITS:
+        raise OverflowError(
+            f"the result would be an integer of about {int(bits):,} bits; the owner computes "
+            f"with integers of at most {MAX_INT_BITS:,} bits"
+        )
+
+
+def _checked_pow(a: Any, b: Any) -> Any:
+    if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
+        _refuse_int(_int_bits(a) * b)
+    return operator.pow(a, b)
+
+
+def _checked_mul(a: Any, b: Any) -> Any:
+    if isinstance(a, int) and isinstance(b, int):
+        _refuse_int(_int_bits(a) + _int_bits(b))
+    elif isinstance(a, str | bytes) and isinstance(b, int):
+        _refuse_string(len(a) * b)
+    elif isinstance(b, str | bytes) and isinstance(a, int):
+        _refuse_string(len(b) * a)
+    return operator.mul(a, b)
+
+
+def _refuse_string(length: int) -> None:
+    if length > MAX_STRING:
+        raise OverflowError(
+            f"the result would be a string of {length:,} characters; the owner makes strings "
+            f"of at most {MAX_STRING:,}"
+        )
+
+
+def _checked_add(a: Any, b: Any) -> Any:
+    if isinstance(a, str) and isinstance(b, str):
+        _refuse_string(len(a) + len(b))
+    return operator.add(a, b)
+
+
+def _checked_replace(s: str, old: Any, new: Any, count: Any = -1) -> str:
+    if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
+        times = s.count(old) if old else len(s) + 1
+        if isinstance(count, int) and count >= 0:
+            times = min(times, count)
+        _refuse_string(len(s) + times * (len(new) - len(old)))
+    return s.replace(old, new, count)
+
+
+_CHECKED: dict[str, Callable[..., Any]] = {
+    "__pow__": _checked_pow, "__rpow__": lambda a, b: _checked_pow(b, a),
+    "__mul__": _checked_mul, "__rmul__": lambda a, b: _checked_mul(b, a),
+    "__imul__": _checked_mul, "__add__": _checked_add, "__radd__": lambda a, b: _checked_add(b, a),
+    "__iadd__": _checked_add, "replace": _checked_replace,
+}  # fmt: skip
+
+
+def _bounded(table: dict[str, Op]) -> dict[str, Op]:
+    return {
+        name: dataclasses.replace(op, impl=_CHECKED[name]) if name in _CHECKED else op
+        for name, op in table.items()
+    }
+
+
 _NUMBER = [*_ARITHMETIC, *_COMPARISONS]
-TABLES["Number"] = {
+TABLES["Number"] = _bounded({
     **_methods("Number", _NUMBER, "Number"),
     **_methods("Number", _COMPARISONS, "Bool"),
-}
+})  # fmt: skip
 TABLES["Bool"] = {**TABLES["Number"], **_methods("Bool", ["__and__", "__or__", "__xor__"], "Bool")}
 TABLES["String"] = {
     **_methods("String", ["__add__", "__radd__", "__mul__", "__getitem__", "__iadd__", "upper",
@@ -395,6 +468,7 @@ TABLES["String"] = {
     **_methods("String", ["__contains__", "startswith", "endswith", *_COMPARISONS], "Bool"),
     **_methods("String", ["split"], "List"),
 }  # fmt: skip
+TABLES["String"] = _bounded(TABLES["String"])
 _SEQUENCE = {
     **_methods("Sequence", ["__getitem__"], None),
     **_methods("Sequence", ["__len__", "index", "count"], "Number"),
