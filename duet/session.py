@@ -31,6 +31,7 @@ from .owner.store import (
     OwnerStoreView,
     StoredObject,
 )
+from .owner.tuning import tune_owner_process
 from .protocol.allowlist import type_key
 from .protocol.messages import Sync
 from .runtime import run
@@ -105,6 +106,7 @@ class OwnerSession(_Session):
         redact_errors: bool = False,
         data_root: str | Path | None = None,
     ):
+        tune_owner_process()
         self.settings = OwnerSettings(data_root=Path(data_root).resolve() if data_root else None)
         self.objects = ObjectStore(max_bytes=max_bytes, max_objects=max_objects)
         self.store = OwnerStoreView(self.objects)
@@ -135,7 +137,7 @@ class OwnerSession(_Session):
         def call_later(delay: float, fn: Any) -> None:
             loop.call_soon_threadsafe(loop.call_later, delay, fn)
 
-        self._services[peer] = PeerService(
+        service = self._services[peer] = PeerService(
             peer,
             self.objects,
             self.requests,
@@ -144,6 +146,11 @@ class OwnerSession(_Session):
             redact_errors=self.redact_errors,
             settings=self.settings,
         )
+
+        def worker_died(reason: str) -> None:  # tell the scientist, rather than go deaf
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(connection.close(reason)))
+
+        service.on_dead = worker_died
 
     def _on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
         service = self._services[self.peer]

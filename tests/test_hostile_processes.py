@@ -93,18 +93,6 @@ def test_a_scientist_that_stops_acknowledging_is_dropped_and_the_owner_stays_bou
         assert scientist.event("step", "stalled", UNIT)["lost"]  # the scientist was told
 
 
-# Until the owner's worker sends each reply as it is produced (and turns a FrameTooLarge from
-# Connection.send into an error reply for that request), duet/owner/service.py: remove the
-# markers with that change (they are strict, so a pass shows as a failure until then).
-NEEDS_OWNER_REPLIES = pytest.mark.xfail(
-    strict=True, reason="the owner's worker sends all replies to one frame in one frame"
-)
-NEEDS_OWNER_CATCH = pytest.mark.xfail(
-    strict=True, reason="the owner's worker does not yet catch FrameTooLarge from send"
-)
-
-
-@NEEDS_OWNER_REPLIES
 def test_many_gets_of_a_large_object_in_one_frame_do_not_amplify_the_owners_memory():
     with duet_processes(max_bytes=64 * MB) as (owner, scientist):
         step(scientist, "own")
@@ -134,7 +122,6 @@ def test_a_200_mb_send_to_a_10_mb_owner_is_refused_early_and_the_owner_serves_on
         assert closed["store"] == 1 and "closed by the scientist" in closed["reason"]
 
 
-@NEEDS_OWNER_CATCH
 def test_replies_too_large_for_a_frame_are_clear_errors_and_the_owner_answers_on():
     with duet_processes(max_bytes=256 * MB) as (owner, scientist):
         errors = step(scientist, "too-big-replies", timeout=4 * UNIT)["errors"]

@@ -58,14 +58,15 @@ def forward_pass(steps: int) -> tuple[list[Any], Any]:
     return frame, x
 
 
-def test_dropped_pointers_are_freed_at_the_end_of_the_frame_by_default():
+def test_dropped_pointers_can_be_freed_at_the_end_of_the_frame(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setattr(client_module, "DELETE_BATCH", None)
     frame, x = forward_pass(40)
     assert [type(m) for m in frame] == [Call] * 41 + [Delete]
     assert len(frame[-1].ids) == 40 and x.id not in frame[-1].ids
 
 
-def test_dropped_pointers_can_be_freed_within_the_frame(monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(client_module, "DELETE_BATCH", 8)
+def test_dropped_pointers_are_freed_within_the_frame_by_default():
+    assert client_module.DELETE_BATCH == 8
     frame, x = forward_pass(40)
     deletes = [i for i, m in enumerate(frame) if isinstance(m, Delete)]
     assert len(deletes) >= 40 // 8  # freed along the way, a few at a time

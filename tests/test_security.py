@@ -262,3 +262,19 @@ def test_a_scientist_ignoring_the_action_window_is_disconnected_not_obeyed():
     finally:
         scientist.close()
         owner.close()
+
+
+def test_an_owner_worker_that_dies_closes_the_session_with_the_reason():
+    owner, scientist = sy.duet_pair()
+    try:
+        service = owner._services["scientist"]
+
+        def crash(messages, buffers):  # something no per-message handler catches
+            raise SystemExit("simulated")
+
+        service._run_frame = crash
+        with pytest.raises(sy.ConnectionLost, match="worker stopped"):
+            scientist.sync(timeout_secs=10)
+    finally:
+        scientist.close()
+        owner.close()

@@ -28,6 +28,7 @@ from ..errors import (
     RemoteError,
     UsageError,
 )
+from ..protocol.frames import FrameTooLarge
 from ..protocol.messages import (
     Call,
     DefinePlan,
@@ -104,6 +105,8 @@ class PeerService:
         self.max_backlog = MAX_BACKLOG
         self._backlog = 0
         self._backlog_lock = threading.Lock()
+        # called (from the worker thread) if the worker stops: the session closes with the reason
+        self.on_dead: Callable[[str], None] | None = None
         self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
         self._thread.start()
 
@@ -134,30 +137,62 @@ class PeerService:
     # ---- the worker thread
     def _work(self) -> None:
         set_current(self.settings)
-        while True:
-            item = self._queue.get()
-            if item is None:
-                return
-            messages, buffers = item
-            out: list[Any] = []
-            out_buffers: list[Any] = []
-            for message in messages:
+        try:
+            while True:
+                item = self._queue.get()
+                if item is None:
+                    return
+                messages, buffers = item
                 try:
-                    self._handle(message, buffers, out, out_buffers)
-                except DuetError as exc:
-                    out.append(
-                        Failure(result=None, error=self._error_info(exc, type(message).__name__))
-                    )
-                except Exception as exc:  # the owner keeps serving whatever one message does
-                    log.exception("unexpected failure handling %s", type(message).__name__)
-                    # the owner's own bookkeeping failed part way: it can no longer tell what
-                    # is private, so from now on everything this scientist sees is (fail closed)
-                    self.executor.poisoned = self.executor.poisoned | UNKNOWN
-                    out.append(Failure(result=None, error=self._error_info(exc, None)))
-            with self._backlog_lock:
-                self._backlog -= len(messages)
-            if out:
-                self._send(out, out_buffers)
+                    self._run_frame(messages, buffers)
+                finally:
+                    with self._backlog_lock:
+                        self._backlog -= len(messages)
+        except BaseException as exc:  # never "connected but deaf": say so, and stop serving
+            log.exception("the owner's worker for %s stopped", self.peer)
+            if self.on_dead is not None:
+                self.on_dead(f"the owner's worker stopped ({type(exc).__name__}: {exc})")
+
+    def _run_frame(self, messages: list[Any], buffers: list[memoryview]) -> None:
+        out: list[Any] = []
+        out_buffers: list[Any] = []
+        for message in messages:
+            try:
+                self._handle(message, buffers, out, out_buffers)
+            except DuetError as exc:
+                out.append(
+                    Failure(result=None, error=self._error_info(exc, type(message).__name__))
+                )
+            except Exception as exc:  # the owner keeps serving whatever one message does
+                log.exception("unexpected failure handling %s", type(message).__name__)
+                # the owner's own bookkeeping failed part way: it can no longer tell what is
+                # private, so from now on everything this scientist sees is (fail closed)
+                self.executor.poisoned = self.executor.poisoned | UNKNOWN
+                out.append(Failure(result=None, error=self._error_info(exc, None)))
+            if out_buffers:
+                # a value goes out as soon as it is made: a frame of gets never piles up
+                # replies in memory (the connection's outbox then bounds what waits)
+                self._reply(out, out_buffers)
+                out, out_buffers = [], []
+        if out:
+            self._reply(out, out_buffers)
+
+    def _reply(self, messages: list[Any], buffers: list[Any]) -> None:
+        """Send replies; one too large to frame becomes an error reply for that request."""
+        try:
+            self._send(messages, buffers)
+        except FrameTooLarge as exc:
+            info = ErrorInfo(code=exc.code, message=str(exc)[:MAX_ERROR_TEXT], op="get")
+            fallback = [
+                Reply(rid=m.rid, status="error", error=info)
+                if isinstance(m, Reply) and m.value is not None
+                else m
+                for m in messages
+            ]
+            try:
+                self._send(fallback, [])
+            except FrameTooLarge:  # even the replies' headers do not fit: one notice
+                self._send([Failure(result=None, error=info)], [])
 
     def _handle(
         self, message: Any, buffers: list[memoryview], out: list[Any], out_buffers: list[Any]
@@ -364,7 +399,7 @@ class PeerService:
             note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
             status: Any = request.status.value
             reply = Reply(rid=rid, status=status, note=f"request {request.name!r} {note}")
-        self._send([reply], buffers)
+        self._reply([reply], buffers)
 
     def _value_reply(
         self,

@@ -34,11 +34,10 @@ MAX_MARKS = 2  # unanswered barriers before the caller waits
 # When dropped pointers are freed on the owner's side. None: one Delete at the end of each
 # frame. A number: a Delete rides in the frame once this many were dropped, so the owner does
 # not hold a frame's worth of results nobody points at (a training step's activations: on the
-# tutorial CNN 1,370 -> 890 MiB owner RSS at 8). Not the default yet: with glibc's default
-# allocator thresholds, freeing mid-frame makes the owner trim and fault its heap back in every
-# step (5,500 page faults, 44 -> 53 ms a step); with fixed thresholds in the owner process it
-# is both smaller and faster (bench/README.md).
-DELETE_BATCH: int | None = None
+# tutorial CNN 1,370 -> 890 MiB owner RSS at 8). With glibc's default allocator thresholds,
+# freeing mid-frame made the owner trim and fault its heap back in every step (44 -> 53 ms a
+# step); owners fix those thresholds (duet/owner/tuning.py), so it is both smaller and faster.
+DELETE_BATCH: int | None = 8
 
 
 class PointerClient:
