@@ -14,6 +14,7 @@ binds those names to the objects they denote on the owner's side:
 
 from __future__ import annotations
 
+import functools
 import inspect
 import weakref
 from collections.abc import Iterable
@@ -107,13 +108,18 @@ def written(
     if effect == "inplace_arg":
         assert op.impl is not None
         try:
-            bound = inspect.signature(op.impl).bind(*args, **kwargs)
+            bound = _signature(op.impl).bind(*args, **kwargs)
         except TypeError:
             return []  # the call itself will fail
         if bound.arguments.get("inplace") and args and args[0] is not None:
             return [args[0]]
         return []
     raise AssertionError(f"unknown write effect {effect}")
+
+
+@functools.cache
+def _signature(impl: Any) -> inspect.Signature:
+    return inspect.signature(impl)
 
 
 def draws(op: allowlist.Op, target: Any) -> bool:
