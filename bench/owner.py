@@ -49,8 +49,8 @@ def serve(args: argparse.Namespace) -> None:
     if args.big:
         big = torch.randn(BIG_ELEMENTS, generator=torch.Generator().manual_seed(1))
         big.send(duet, tags=["big"], description="50 MB")
-    for name in ("small", "big", "loss", "check", "train_size"):
-        duet.requests.add_handler(name=name, action="accept")
+    for name in ("small", "big", "loss", "check", "train_size"):  # everything this owner has
+        duet.requests.add_handler(name=name, tags=["x", "y", "train", "big"], action="accept")
     sampler = Sampler().start() if os.environ.get("BENCH_PROFILE") else None
     threading.Thread(target=answer_stats, args=(duet,), daemon=True).start()
     emit("published", pid=os.getpid())

@@ -34,10 +34,19 @@ def main(url: str) -> None:
     )
     requests = duet.requests
     requests.printer = lambda text: say(event="print_local", text=text)
-    requests.add_handler(name="cuda_is_available", action="accept")
-    requests.add_handler(name="train_size", action="accept")
+    # handlers say what they release, not only the name a scientist gives a request: the
+    # machine's CUDA flag (a bool), the number of batches of the digits (an int made by
+    # __len__), and a model computed from the digits alone
+    requests.add_handler(
+        name="cuda_is_available", tags=["torch.cuda.is_available"], kind="bool", action="accept"
+    )
+    requests.add_handler(
+        name="train_size", tags=["digits-train", "__len__"], kind="int", action="accept"
+    )
     requests.add_handler(name="loss", action="deny", print_local=True)
-    requests.add_handler(name="model_download", action="accept")
+    requests.add_handler(
+        name="model_download", tags=["digits-train"], kind="module", action="accept"
+    )
     requests.add_listener(
         lambda r: say(
             event="decision", name=r.name, status=r.status.value, by=r.decided_by, reason=r.reason

@@ -299,11 +299,15 @@ class Executor:
             info = self._error_info(exc, path)
             return self._fail(message.result, info, label, op, inputs, target)
         self.actions_run += 1
-        self._after(op, writes, label, draws, inputs)
+        written = [effects.walk_written(item) for item in writes]  # as they are now: one walk
+        self._after(op, writes, label, draws, inputs, written)
         if op.writes is not None:
             if isinstance(target, torch.Tensor | nn.Module):
                 self.register_leaves(target)  # requires_grad_() can make a leaf
-            self._hold_written(op, writes, target, planned, bool(label))
+            for walk in written:  # what the write made (an optimizer's state, gradients)
+                self._hold(walk.nodes.values(), bool(label), {})
+            if isinstance(target, list | dict) and planned:  # what was put into a list
+                self.quota.grow(target, planned)
         return self._store_result(message.result, result, label, op, inputs, target)
 
     @property
@@ -316,15 +320,6 @@ class Executor:
         self.quota.hold_all(
             (n for n in nodes if id(n) not in skip and not labels.is_protected(n)), private
         )
-
-    def _hold_written(
-        self, op: allowlist.Op, writes: list[Any], target: Any, planned: int, private: bool
-    ) -> None:
-        """Charge what a write made (an optimizer's state, gradients) or put into a list."""
-        for item in writes:
-            self._hold(effects.walk_written(item).nodes.values(), private, {})
-        if isinstance(target, list | dict) and planned:
-            self.quota.grow(target, planned)
 
     def _input_label(self, inputs: _Inputs) -> Label:
         state = self.labels.label_of(inputs.walk)
@@ -518,8 +513,10 @@ class Executor:
         label: Label,
         draws: bool,
         inputs: _Inputs,
+        written: list[Walk] | None = None,
     ) -> None:
-        """Label what the op wrote (also when it failed part way)."""
+        """Label what the op wrote (also when it failed part way); ``written``: the walks of
+        ``writes`` if the caller has them."""
         if op is None:
             return
         if op.writes == "rng":
@@ -528,8 +525,8 @@ class Executor:
             self.rng_label = self.rng_label | label
         if not label:
             return
-        for item in writes:
-            self.labels.join_all(effects.walk_written(item).nodes.values(), label, skip={})
+        for walk in written if written is not None else map(effects.walk_written, writes):
+            self.labels.join_all(walk.nodes.values(), label, skip={})
         if op.writes not in (None, "rng"):
             # writing through a handle that stands for more than its value: all of it
             nodes, unknown = inputs.reach()

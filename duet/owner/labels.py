@@ -105,6 +105,7 @@ def owner_containers(value: Any, depth: int = 0) -> Any:
 _SCALARS = (int, float, bool, str, bytes, complex, type(None), torch.dtype, torch.device,
             torch.Size, slice, type(Ellipsis))  # fmt: skip
 _SCALAR_TYPES = frozenset({int, float, bool, str, bytes, complex, type(None)})
+_PLAIN_TENSORS = frozenset({torch.Tensor, nn.Parameter})
 
 
 def _is_vision_object(obj: Any) -> bool:
@@ -121,12 +122,26 @@ class Walk:
 
     __slots__ = ("_limit", "nodes", "unknown")
 
+    def _tensor(self, tensor: torch.Tensor) -> bool:
+        """Add a tensor without a gradient; False when it needs the general walk."""
+        if tensor.is_leaf and tensor.grad is not None:
+            return False
+        try:
+            storage = tensor.untyped_storage()
+        except (RuntimeError, NotImplementedError):
+            return False
+        self.nodes[id(tensor)] = tensor
+        self.nodes[id(storage)] = storage
+        return True
+
     def __init__(self, limit: int = MAX_WALK_NODES):
         self.nodes: dict[int, Any] = {}
         self.unknown = False
         self._limit = limit
 
     def add(self, value: Any) -> Walk:
+        if type(value) in _PLAIN_TENSORS and self._tensor(value):  # the common case, quickly
+            return self
         stack: list[tuple[Any, int]] = [(value, 0)]
         nodes = self.nodes
         while stack:
@@ -307,10 +322,15 @@ class LabelRegistry:
         """Join ``label`` into every node not in ``skip`` (plain containers carry none)."""
         if not label:
             return
-        for node in nodes:
-            if id(node) in skip or type(node) in (list, tuple, dict):
-                continue
-            self.join(node, label)
+        with self._lock:
+            for node in nodes:
+                if id(node) in skip or type(node) in (list, tuple, dict):
+                    continue
+                record = self._record(node)
+                if record is None:
+                    self._set(node, label, False)
+                elif not record[2] and not label <= record[1]:
+                    record[1] = record[1] | label
 
     def protect_all(self, walk: Walk, label: Label) -> None:
         for node in walk.nodes.values():

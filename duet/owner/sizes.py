@@ -61,12 +61,24 @@ def _nbytes(t: torch.Tensor) -> int:
     return t.numel() * t.element_size()
 
 
+def _broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...] | None:
+    """The broadcast of ``shapes`` (torch's rule), None when they do not broadcast."""
+    out: list[int] = []
+    rank = max(map(len, shapes))
+    padded = [(1,) * (rank - len(s)) + tuple(s) for s in shapes]
+    for dims in zip(*padded, strict=True):
+        sizes = {d for d in dims if d != 1}
+        if len(sizes) > 1:
+            return None
+        out.append(sizes.pop() if sizes else 1)
+    return tuple(out)
+
+
 def _broadcast_bytes(tensors: list[torch.Tensor]) -> int:
     if not tensors:
         return 0
-    try:
-        shape = torch.broadcast_shapes(*(t.shape for t in tensors))
-    except RuntimeError:
+    shape = _broadcast(*(tuple(t.shape) for t in tensors))
+    if shape is None:
         return 0  # the op will fail anyway
     itemsize = max(t.element_size() for t in tensors)
     return math.prod(shape) * max(itemsize, 4)
@@ -188,9 +200,8 @@ def _matmul_bytes(a: torch.Tensor, b: torch.Tensor) -> int:
         return _broadcast_bytes([a, b])
     rows = a.shape[-2] if a.dim() >= 2 else 1
     cols = b.shape[-1] if b.dim() >= 2 else 1
-    try:
-        batch = torch.broadcast_shapes(a.shape[:-2], b.shape[:-2])
-    except RuntimeError:
+    batch = _broadcast(tuple(a.shape[:-2]), tuple(b.shape[:-2]))
+    if batch is None:
         return 0
     return math.prod(batch) * rows * cols * max(a.element_size(), b.element_size())
 

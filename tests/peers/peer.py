@@ -48,8 +48,8 @@ def owner(url: str, loopback: bool = False) -> None:
     emit(event="connected", client_id=duet.client_id)
     torch.tensor([1.0, 2.0, 3.0]).send(duet, tags=["ages"], description="ages")
     big_tensor().send(duet, tags=["big"], description="50 MB")
-    duet.requests.add_handler(name="handled", action="accept")
-    duet.requests.add_handler(name="big", action="accept")
+    duet.requests.add_handler(name="handled", tags=["ages"], kind="tensor", action="accept")
+    duet.requests.add_handler(name="big", tags=["big"], action="accept")
     duet.requests.add_handler(name="denied", action="deny")
     emit(event="published")
     while duet.connected:
