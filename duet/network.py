@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import HandshakeError, SignalingError, UsageError
-from .owner.store import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS
+from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
 from .runtime import run
 from .session import OwnerSession, ScientistSession, connect_sessions
 from .transport import loopback as local
@@ -66,6 +66,7 @@ def launch_duet(
     timeout_secs: float = 600.0,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_objects: int = DEFAULT_MAX_OBJECTS,
+    max_pending_requests: int = DEFAULT_MAX_PENDING,
     redact_errors: bool = False,
     data_root: str | Path | None = None,
     on_ready: Callable[[str, str], None] | None = None,
@@ -92,6 +93,7 @@ def launch_duet(
     owner = OwnerSession(
         max_bytes=max_bytes,
         max_objects=max_objects,
+        max_pending_requests=max_pending_requests,
         redact_errors=redact_errors,
         data_root=data_root,
     )

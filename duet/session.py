@@ -27,6 +27,7 @@ from .owner.service import PeerService
 from .owner.store import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_OBJECTS,
+    DEFAULT_MAX_PENDING,
     ObjectStore,
     OwnerStoreView,
     StoredObject,
@@ -103,12 +104,15 @@ class OwnerSession(_Session):
         *,
         max_bytes: int = DEFAULT_MAX_BYTES,
         max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_pending_requests: int = DEFAULT_MAX_PENDING,
         redact_errors: bool = False,
         data_root: str | Path | None = None,
     ):
         tune_owner_process()
         self.settings = OwnerSettings(data_root=Path(data_root).resolve() if data_root else None)
-        self.objects = ObjectStore(max_bytes=max_bytes, max_objects=max_objects)
+        self.objects = ObjectStore(
+            max_bytes=max_bytes, max_objects=max_objects, max_pending=max_pending_requests
+        )
         self.store = OwnerStoreView(self.objects)
         self.requests = RequestQueue(on_decided=self._route_decision, data_tags=self._data_tags)
         self.redact_errors = redact_errors
@@ -290,6 +294,7 @@ def duet_pair(
     *,
     max_bytes: int = DEFAULT_MAX_BYTES,
     max_objects: int = DEFAULT_MAX_OBJECTS,
+    max_pending_requests: int = DEFAULT_MAX_PENDING,
     redact_errors: bool = False,
     data_root: str | Path | None = None,
     timeout_secs: float = 30.0,
@@ -305,6 +310,7 @@ def duet_pair(
     owner = OwnerSession(
         max_bytes=max_bytes,
         max_objects=max_objects,
+        max_pending_requests=max_pending_requests,
         redact_errors=redact_errors,
         data_root=data_root,
     )
