@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import logging
+import time
 import weakref
 from collections.abc import Callable
 from pathlib import Path
@@ -34,7 +35,7 @@ from .owner.store import (
 )
 from .owner.tuning import tune_owner_process
 from .protocol.allowlist import type_key
-from .protocol.messages import Sync
+from .protocol.messages import ErrorInfo, Failure, Sync
 from .runtime import run
 from .scientist.client import PointerClient
 from .scientist.library import RemoteLibrary
@@ -44,6 +45,8 @@ from .scientist.store_view import RemoteStore
 from .transport.channel import Channel
 
 log = logging.getLogger(__name__)
+WATCH_SECS = 5.0
+BUSY_NOTICE_SECS = 30.0
 
 
 class _Session:
@@ -155,6 +158,24 @@ class OwnerSession(_Session):
             loop.call_soon_threadsafe(lambda: asyncio.ensure_future(connection.close(reason)))
 
         service.on_dead = worker_died
+        loop.call_soon_threadsafe(self._watch, service, connection, None)
+
+    def _watch(self, service: PeerService, connection: Connection, told: Any) -> None:
+        """Every few seconds, on the loop: tell both sides when one call has run for long (the
+        owner's worker is busy, not gone)."""
+        if connection.state in (State.CLOSING, State.CLOSED):
+            return
+        running = service.running
+        if running is not None and running is not told:
+            op, since = running
+            busy = time.monotonic() - since
+            if busy >= BUSY_NOTICE_SECS:
+                text = f"the owner has been running {op} for {busy:.0f} s; later actions wait"
+                log.warning(text)
+                info = ErrorInfo(code="owner_busy", message=text, op=op)
+                connection.send_if_open([Failure(result=None, error=info)])
+                told = running
+        connection.loop.call_later(WATCH_SECS, self._watch, service, connection, told)
 
     def _on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
         service = self._services[self.peer]

@@ -509,3 +509,24 @@ def test_whether_my_own_allocation_fits_does_not_depend_on_private_sizes():
             owner.close()
 
     assert fits(10) == fits(990) == "fits"
+
+
+def test_the_demo_owners_handlers_release_nothing_else_under_their_names():
+    from duet.demo.owner import add_handlers
+
+    owner, scientist = sy.duet_pair()
+    try:
+        owner.publish(torch.arange(64.0).view(8, 8), tags=["digits-train"])
+        add_handlers(owner.requests)
+        raw = scientist.store["digits-train"] * 1  # a whole batch of the owner's data
+        for name in ("train_size", "model_download", "cuda_is_available"):
+            with pytest.warns(sy.RequestWarning, match="timed out"):
+                assert raw.get(request_block=True, name=name, timeout_secs=0.2) is None
+        assert scientist.store["digits-train"].len().get(request_block=True, name="train_size") == 8
+        model = torch.nn.Linear(8, 1).send(scientist)
+        model(scientist.store["digits-train"]).sum().backward()
+        scientist.torch.optim.SGD(model.parameters(), lr=0.1).step()
+        assert model.get(request_block=True, name="model_download", timeout_secs=10) is not None
+    finally:
+        scientist.close()
+        owner.close()

@@ -278,3 +278,45 @@ def test_an_owner_worker_that_dies_closes_the_session_with_the_reason():
     finally:
         scientist.close()
         owner.close()
+
+
+def test_an_owner_busy_with_one_long_call_says_so(monkeypatch):
+    import dataclasses
+    import logging
+    import threading
+
+    import duet.session as session_module
+    from duet.protocol import allowlist
+
+    monkeypatch.setattr(session_module, "WATCH_SECS", 0.05)
+    monkeypatch.setattr(session_module, "BUSY_NOTICE_SECS", 0.1)
+    release = threading.Event()
+    told = threading.Event()
+
+    def slow_abs(tensor):  # an op that runs until the test lets it finish
+        assert release.wait(30)
+        return tensor.abs()
+
+    op = allowlist.TABLES["Tensor"]["abs"]
+    monkeypatch.setitem(allowlist.TABLES["Tensor"], "abs", dataclasses.replace(op, impl=slow_abs))
+
+    class Seen(logging.Handler):
+        def emit(self, record):
+            if "has been running" in record.getMessage():
+                told.set()
+
+    seen = Seen()
+    logging.getLogger("duet.scientist.client").addHandler(seen)
+    owner, scientist = sy.duet_pair()
+    try:
+        result = torch.ones(2).send(scientist).abs()
+        scientist.client.flush()
+        assert told.wait(30)  # the scientist hears that the owner is busy, and with what
+        assert any(n.code == "owner_busy" and n.op == "abs" for n in scientist.client.notices)
+        release.set()
+        assert torch.equal(result.get(timeout_secs=30), torch.ones(2))
+    finally:
+        release.set()
+        logging.getLogger("duet.scientist.client").removeHandler(seen)
+        scientist.close()
+        owner.close()

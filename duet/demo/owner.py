@@ -22,6 +22,22 @@ def say(**fields: object) -> None:
     print(json.dumps(fields), flush=True)
 
 
+def add_handlers(requests: sy.RequestQueue) -> None:
+    """The demo owner's handlers. They say what they release, not only the name a scientist
+    gives a request: the machine's CUDA flag (a bool), the number of batches of the digits (an
+    int made by ``__len__``), and a model computed from the digits alone."""
+    requests.add_handler(
+        name="cuda_is_available", tags=["torch.cuda.is_available"], kind="bool", action="accept"
+    )
+    requests.add_handler(
+        name="train_size", tags=["digits-train", "__len__"], kind="int", action="accept"
+    )
+    requests.add_handler(name="loss", action="deny", print_local=True)
+    requests.add_handler(
+        name="model_download", tags=["digits-train"], kind="module", action="accept"
+    )
+
+
 def main(url: str) -> None:
     torch.set_num_threads(1)
     train_x, train_y, _, _ = digits()
@@ -34,19 +50,7 @@ def main(url: str) -> None:
     )
     requests = duet.requests
     requests.printer = lambda text: say(event="print_local", text=text)
-    # handlers say what they release, not only the name a scientist gives a request: the
-    # machine's CUDA flag (a bool), the number of batches of the digits (an int made by
-    # __len__), and a model computed from the digits alone
-    requests.add_handler(
-        name="cuda_is_available", tags=["torch.cuda.is_available"], kind="bool", action="accept"
-    )
-    requests.add_handler(
-        name="train_size", tags=["digits-train", "__len__"], kind="int", action="accept"
-    )
-    requests.add_handler(name="loss", action="deny", print_local=True)
-    requests.add_handler(
-        name="model_download", tags=["digits-train"], kind="module", action="accept"
-    )
+    add_handlers(requests)
     requests.add_listener(
         lambda r: say(
             event="decision", name=r.name, status=r.status.value, by=r.decided_by, reason=r.reason

@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -107,6 +108,7 @@ class PeerService:
         self._backlog_lock = threading.Lock()
         # called (from the worker thread) if the worker stops: the session closes with the reason
         self.on_dead: Callable[[str], None] | None = None
+        self.running: tuple[str, float] | None = None  # the call running now, and since when
         self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
         self._thread.start()
 
@@ -198,7 +200,11 @@ class PeerService:
         self, message: Any, buffers: list[memoryview], out: list[Any], out_buffers: list[Any]
     ) -> None:
         if isinstance(message, Call):
-            failure = self.executor.call(message, buffers)
+            self.running = (message.op, time.monotonic())
+            try:
+                failure = self.executor.call(message, buffers)
+            finally:
+                self.running = None
             if failure is not None:
                 out.append(failure)
         elif isinstance(message, Put):
