@@ -9,13 +9,14 @@ the same for both: otherwise some observation depends on a private input.
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 import torch
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import duet as sy
@@ -208,12 +209,14 @@ programs = st.lists(
 
 
 @settings(
-    max_examples=400,
+    max_examples=int(os.environ.get("DUET_PROPERTY_EXAMPLES", "400")),
     derandomize=True,  # the same programs on every run: a failure here is reproducible
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 @given(program=programs)
+# found by this test: a write through a failed input labeled the list's items, not the list
+@example(program=[(0, 0, 0), (49, 38, 0), (91, 28, 0), (157, 1, 1)])
 def test_what_a_scientist_sees_without_requests_does_not_depend_on_private_data(pairs, program):
     seen_a = run(pairs["a"][1], program)
     seen_b = run(pairs["b"][1], program)

@@ -349,18 +349,21 @@ class Executor:
             for c in candidates
         ):
             self.rng_label = self.rng_label | label
-        nodes, unknown = inputs.reach()
         writing = [c for c in candidates if c.writes not in (None, "rng")]
         if not writing:
             return
+        # exactly what a run would have labeled (see _after): what it writes, as written, and
+        # everything its inputs stand for
         for candidate in writing:
             try:
                 would = effects.written(candidate, target, args, kwargs, self.leaves())
-            except Exception:  # cannot tell: label the target and everything it holds
+            except Exception:  # cannot tell: the target and everything it holds
                 would = [effects.Deep(target)] if target is not None else []
             for item in would:
-                nodes.extend(effects.walk_written(item).nodes.values())
-        self._label_reach(nodes, unknown, label)
+                self.labels.join_all(effects.walk_written(item).nodes.values(), label, skip={})
+        nodes, unknown = inputs.reach()
+        if nodes or unknown:
+            self._label_reach(nodes, unknown, label)
 
     def _label_reach(self, nodes: list[Any], unknown: bool, label: Label) -> None:
         """Join ``label`` into everything held by ``nodes``; if that is unknown, into
