@@ -1,17 +1,22 @@
-"""A small websocket rendezvous server that pairs a data owner with a data scientist.
+"""A small websocket rendezvous server that pairs a data owner with data scientists.
 
-The owner registers and gets a session ID; the scientist joins with that ID; the server relays
-the WebRTC offer (scientist -> owner) and answer (owner -> scientist) and nothing else. Run it
-with ``python -m signaling_server --host 127.0.0.1 --port 5000`` or embed it on a running
-asyncio loop with :func:`start_embedded_server`.
+The owner registers and gets a session ID; a scientist joins with that ID; the server relays
+the WebRTC offer (scientist -> owner) and answer (owner -> scientist) and nothing else. A
+session is for one scientist, or *open*: it then accepts scientists, each with its own exchange,
+until its owner closes it or it has answered ``max_peers`` of them. Run it with
+``python -m signaling_server --host 127.0.0.1 --port 5000`` or embed it on a running asyncio
+loop with :func:`start_embedded_server`.
 
 Wire protocol
 =============
 
 Every message is one websocket *text* message holding one JSON object with a string field
-``type``. Unknown extra fields are ignored. permessage-deflate is off.
+``type``. Unknown extra fields are ignored; fields at their default value may be left out.
+permessage-deflate is off. Every message is a model of :mod:`signaling_server.protocol`, the one
+set of pydantic models both this server and duet's client (``duet.transport.signaling``) parse
+and build messages with.
 
-Owner (data owner)::
+One-scientist session (``register`` without ``max_peers``, or with ``"max_peers": 1``)::
 
     owner  -> server  {"type": "register"}
     server -> owner   {"type": "registered", "session_id": "<32 hex>", "ttl_secs": 600}
@@ -19,15 +24,49 @@ Owner (data owner)::
     server -> owner   {"type": "offer", "sdp": "..."}             relayed from the scientist
     owner  -> server  {"type": "answer", "sdp": "..."}            relayed to the scientist
 
-Scientist::
+After the answer is relayed the session is done and the server closes both connections with
+close code 1000. A second scientist joining gets ``session_taken``; if the scientist leaves or
+is refused before the answer, the session ends and the owner gets ``peer_left``.
+
+Open session (``"max_peers": N``, N > 1, or ``"max_peers": null`` for no limit)::
+
+    owner  -> server  {"type": "register", "max_peers": 3}
+    server -> owner   {"type": "registered", "session_id": "<32 hex>", "ttl_secs": 600}
+    server -> owner   {"type": "peer_joined", "peer": "p1"}       a scientist joined
+    server -> owner   {"type": "offer", "peer": "p1", "sdp": "..."}
+    owner  -> server  {"type": "answer", "peer": "p1", "sdp": "..."}   relayed to p1 only
+    owner  -> server  {"type": "decline", "peer": "p2", "reason": "..."}   refuse p2 (optional)
+    server -> owner   {"type": "peer_left", "peer": "p3", "reason": "left", "message": "..."}
+    owner  -> server  {"type": "ping"}                            restarts the session's TTL
+    server -> owner   {"type": "pong", "ttl_secs": 600}
+    owner  -> server  {"type": "close"}                           accept no more scientists
+    server -> owner   {"type": "closed", "reason": "closed" | "max_peers", "answered": 3}
+
+Each scientist that joins gets a peer ID (``p1``, ``p2``... in order of joining, unique within
+the session, never the session ID) that only the owner is told: the server routes an answer to
+the websocket of the scientist it names and to no other, and a scientist never names a peer (an
+offer carrying ``"peer"`` is refused). Per scientist the exchange is ``joined -> offered ->
+answered``, or ``gone`` at any point; the owner's ``answer`` is accepted only for a scientist in
+``offered``, ``decline`` for one in ``joined`` or ``offered``. Once answered, the scientist's
+connection is closed with code 1000 and the owner's stays open. A scientist that leaves, is
+refused (it sent an ``answer``, a second offer, a peer ID...) or does not complete within the
+TTL of joining ends only its own exchange: the owner gets ``peer_left`` with ``reason``
+``left``, ``refused`` or ``expired``, and the session goes on. An ``answer`` or ``decline``
+for a peer that is already gone is ignored (its ``peer_left`` is on the way); one for a peer ID
+never handed out is refused. The session ends when its owner disconnects (scientists
+mid-exchange get ``peer_left``), sends ``close`` (they get ``peer_left``; the owner gets
+``closed``, then close code 1000), has answered ``max_peers`` scientists (``closed`` with
+reason ``max_peers``), or expires. A declined scientist gets the error ``declined`` with the
+owner's reason.
+
+Scientist (the same in both kinds of session)::
 
     scientist -> server  {"type": "join", "session_id": "<32 hex>"}
     server -> scientist  {"type": "joined"}
     scientist -> server  {"type": "offer", "sdp": "..."}          relayed to the owner
     server -> scientist  {"type": "answer", "sdp": "..."}         relayed from the owner
 
-After the answer is relayed the session is done and the server closes both connections with
-close code 1000. The session ID is ``secrets.token_hex(16)`` (128 random bits).
+The session ID is ``secrets.token_hex(16)`` (128 random bits).
 
 Limits
 ======
@@ -35,13 +74,21 @@ Limits
 ``first_message_timeout`` (5 s)  a new connection must send ``register`` or ``join`` within this
                                  time, or it is dropped (``expired``): idle sockets never hold
                                  a place for long
-``session_ttl`` (600 s)          a session that stays unpaired this long expires; once paired,
-                                 the offer/answer exchange must complete within another TTL
+``session_ttl`` (600 s)          one-scientist session: it expires if unpaired this long; once
+                                 paired, the offer/answer exchange must complete within another
+                                 TTL. Open session: it expires this long after its owner's last
+                                 message (``ping`` keeps it alive; duet's client sends one while
+                                 it waits), and each scientist's exchange must complete within
+                                 this time of its joining
+``max_pending_joins`` (8)        scientists one open session may have mid-exchange at once
+                                 (``session_busy``); an open session with a ``max_peers`` also
+                                 admits no more than it has left to answer
 ``max_sessions_per_ip`` (64)     open sessions one source address may have registered
                                  (``too_many_sessions``); only registered sessions count, not
-                                 connections
+                                 connections, and an open session counts once
 ``max_sessions`` (10,000)        sessions held at once (``server_full``)
-``max_message_bytes`` (256 KiB)  largest message (``too_big``)
+``max_message_bytes`` (256 KiB)  largest message (``too_big``); an SDP is at most 1 MiB
+                                 characters whatever this limit, a reason 500
 
 The server trusts nothing it relays and is trusted with nothing: it sees session IDs and SDP,
 and a hostile or compromised server can refuse or disrupt sessions, but the peers authenticate
@@ -49,7 +96,9 @@ each other by the certificates presented in the DTLS handshake (the client ID th
 confirms, the owner ID the scientist is given), so it cannot read or alter their traffic.
 Counting per source address is coarse: users behind one NAT share a quota, and anyone able to
 open many connections from many addresses can still exhaust the server's sockets; put it behind
-a proxy that limits connection rates if it faces the internet.
+a proxy that limits connection rates if it faces the internet. Anyone who has an open
+session's ID can join it (and take one of its pending places until its exchange expires): the
+owner's confirmation of each scientist's client ID is what admits them.
 
 Errors::
 
@@ -59,21 +108,28 @@ after which the server closes that connection with close code 1008 (policy) or 1
 Codes:
 
 ``unknown_session``       the ID is unknown or expired (ask the owner for a new ID)
-``session_taken``         another scientist already joined this session
+``session_taken``         another scientist already joined this one-scientist session
+``session_busy``          this open session has ``max_pending_joins`` scientists mid-exchange,
+                          or as many as it has left to answer (try again shortly)
+``declined``              the owner of the open session declined this scientist
 ``malformed``             not JSON, not an object, unknown type, missing or invalid fields, or a
-                          message out of order (an answer before the offer, an owner sending join)
+                          message out of order (an answer before the offer, an owner sending
+                          join, a scientist sending answer or naming a peer, an answer for a
+                          peer never named)
 ``too_big``               the message is larger than ``max_message_bytes`` (close code 1009)
 ``too_many_sessions``     this source IP address holds ``max_sessions_per_ip`` sessions already
 ``server_full``           the server holds ``max_sessions`` sessions already
-``expired``               the session outlived ``session_ttl``, or a new connection sent nothing
-                          within ``first_message_timeout``
-``peer_left``             the other side disconnected before the exchange completed
+``expired``               the session outlived ``session_ttl``, a scientist's exchange did not
+                          complete in time, or a new connection sent nothing within
+                          ``first_message_timeout``
+``peer_left``             the other side disconnected before the exchange completed, or the
+                          owner closed the open session before answering this scientist
 
 Messages far larger than the limit (more than 4x) are refused by the websocket layer itself:
 the connection is closed with code 1009 without an error message.
 
 The server keeps serving after any bad input; each session's life is logged in one line when it
-ends.
+ends (an open session's as counts: joined, answered, left, declined).
 """
 
 from __future__ import annotations
@@ -81,6 +137,7 @@ from __future__ import annotations
 from ._server import (
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PENDING_JOINS,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_MAX_SESSIONS_PER_IP,
     DEFAULT_SESSION_TTL,
@@ -94,6 +151,7 @@ start_server = start_embedded_server
 __all__ = [
     "DEFAULT_FIRST_MESSAGE_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
+    "DEFAULT_MAX_PENDING_JOINS",
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_MAX_SESSIONS_PER_IP",
     "DEFAULT_SESSION_TTL",

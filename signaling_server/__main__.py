@@ -16,6 +16,7 @@ import sys
 from ._server import (
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES,
+    DEFAULT_MAX_PENDING_JOINS,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_MAX_SESSIONS_PER_IP,
     DEFAULT_SESSION_TTL,
@@ -46,7 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
         description=(
             "Websocket rendezvous server for duet: a data owner registers and gets a session ID, "
             "a data scientist joins with it, and the server relays the WebRTC offer and answer "
-            "between them and nothing else."
+            "between them and nothing else. An owner may keep its session open for several "
+            "scientists, each joining with the same ID."
         ),
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -62,7 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_SESSION_TTL,
         metavar="SECS",
         help="seconds an unpaired session lives before it expires (and, once paired, the time "
-        "allowed for the offer/answer exchange)",
+        "allowed for the offer/answer exchange); an open session (register with max_peers) "
+        "expires this long after its owner's last message, and each scientist's exchange in it "
+        "must complete within this time of joining",
     )
     parser.add_argument(
         "--max-message-bytes",
@@ -94,6 +98,14 @@ def build_parser() -> argparse.ArgumentParser:
         help="sessions held at once; further registrations get a server_full error",
     )
     parser.add_argument(
+        "--max-pending-joins",
+        type=_positive_int,
+        default=DEFAULT_MAX_PENDING_JOINS,
+        metavar="N",
+        help="scientists one open session may have mid-exchange (joined, not yet answered) at "
+        "once; further joins get a session_busy error",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
@@ -110,6 +122,7 @@ async def _serve(args: argparse.Namespace) -> None:
         max_sessions_per_ip=args.max_sessions_per_ip,
         max_sessions=args.max_sessions,
         first_message_timeout=args.first_message_timeout,
+        max_pending_joins=args.max_pending_joins,
     )
     server = SignalingServer(limits)
     url = await server.start(args.host, args.port)

@@ -1,32 +1,16 @@
-"""Parsing and validating signaling messages, and the errors the server sends back.
+"""Parsing what clients send, and the errors the server sends back.
 
-See the package docstring (``signaling_server/__init__.py``) for the wire protocol.
+The messages themselves are the models of :mod:`signaling_server.protocol`, shared with duet's
+client; see the package docstring (``signaling_server/__init__.py``) for the wire protocol.
 """
 
 from __future__ import annotations
 
-import json
-from typing import Any
-
 from websockets.frames import CloseCode
 
-#: The fields (all non-empty strings) each message type must carry.
-FIELDS: dict[str, tuple[str, ...]] = {
-    "register": (),
-    "join": ("session_id",),
-    "offer": ("sdp",),
-    "answer": ("sdp",),
-}
+from .protocol import ClientModel, Error, WireError, parse_client_message, show, to_wire
 
-_JSON_TYPE_NAMES: dict[type, str] = {
-    dict: "object",
-    list: "array",
-    str: "string",
-    int: "number",
-    float: "number",
-    bool: "boolean",
-    type(None): "null",
-}
+__all__ = ["Reject", "out_of_order", "parse", "short_id", "show"]
 
 
 class Reject(Exception):
@@ -44,7 +28,7 @@ class Reject(Exception):
         self.close_code = close_code
 
     def to_wire(self) -> str:
-        return json.dumps({"type": "error", "code": self.code, "message": self.message})
+        return to_wire(Error(code=self.code, message=self.message))
 
 
 def short_id(session_id: str) -> str:
@@ -53,63 +37,25 @@ def short_id(session_id: str) -> str:
     return head + "…" if len(session_id) > 8 else head
 
 
-def show(value: Any, limit: int = 40) -> str:
-    """A short repr of a client-supplied value, safe to echo in an error message."""
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def parse(raw: str | bytes, max_bytes: int) -> dict[str, Any]:
+def parse(raw: str | bytes, max_bytes: int) -> ClientModel:
     """Decode one client message; raise :class:`Reject` if it is not a valid one.
 
-    The result is a dict whose ``type`` is a key of :data:`FIELDS` and which carries the fields
-    that type requires, each a non-empty string. Ordering is checked by the caller.
+    Whether the message is allowed at this point of the session is checked by the caller.
     """
-    if isinstance(raw, bytes):
-        raise Reject(
-            "malformed",
-            f"got a binary message of {len(raw)} bytes; send one JSON object as a text message",
-        )
-    size = len(raw.encode("utf-8", errors="surrogatepass"))
-    if size > max_bytes:
-        raise Reject(
-            "too_big",
-            f"message of {size} bytes exceeds the limit of {max_bytes} bytes; signaling carries "
-            "only SDP (a few KB), raise --max-message-bytes on the server if you need more",
-            CloseCode.MESSAGE_TOO_BIG,
-        )
     try:
-        msg = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        raise Reject(
-            "malformed",
-            f"message {show(raw)} is not valid JSON ({exc}); "
-            'send one JSON object such as {"type": "register"}',
-        ) from None
-    if not isinstance(msg, dict):
-        json_type = _JSON_TYPE_NAMES.get(type(msg), type(msg).__name__)
-        raise Reject(
-            "malformed",
-            f'message must be a JSON object with a "type" field, got a JSON {json_type}',
+        return parse_client_message(raw, max_bytes)
+    except WireError as exc:
+        close_code = (
+            CloseCode.MESSAGE_TOO_BIG if exc.code == "too_big" else CloseCode.POLICY_VIOLATION
         )
-    kind = msg.get("type")
-    if not isinstance(kind, str) or kind not in FIELDS:
-        raise Reject(
-            "malformed",
-            f"unknown message type {show(kind)}; expected one of {', '.join(FIELDS)}",
-        )
-    for name in FIELDS[kind]:
-        value = msg.get(name)
-        if not isinstance(value, str) or not value:
-            raise Reject(
-                "malformed",
-                f'a "{kind}" message needs a non-empty string field "{name}", got {show(value)}',
-            )
-    return msg
+        raise Reject(exc.code, exc.message, close_code) from None
 
 
 def out_of_order(role: str, kind: str, state: str, session_id: str) -> Reject:
-    """The error for a well-formed message that is not allowed at this point of the session."""
+    """The error for a well-formed message that is not allowed at this point of the session.
+
+    ``state`` is the session's (one-scientist session) or the scientist's (open session).
+    """
     sid = short_id(session_id)
     if role == "owner":
         if kind == "answer":
@@ -118,6 +64,9 @@ def out_of_order(role: str, kind: str, state: str, session_id: str) -> Reject:
         elif kind == "register":
             hint = f"this connection already registered session {sid}"
             fix = "open a new connection to register another session"
+        elif kind in ("decline", "ping", "close"):
+            hint = f'the owner of the one-scientist session {sid} cannot send "{kind}"'
+            fix = 'register with "max_peers" for a session that accepts several scientists'
         else:
             hint = f'the owner of session {sid} cannot send "{kind}"'
             fix = 'an owner sends only "answer", after the offer arrives'
@@ -128,3 +77,33 @@ def out_of_order(role: str, kind: str, state: str, session_id: str) -> Reject:
         hint = f'a scientist in session {sid} cannot send "{kind}"'
         fix = 'a scientist sends only one "offer" after joining; the owner sends the answer'
     return Reject("malformed", f"{hint}; {fix}")
+
+
+def owner_misaddressed(session_id: str, kind: str, peer: str | None, why: str) -> Reject:
+    """The error for an open session's owner naming no peer, or one it was never told of."""
+    sid = short_id(session_id)
+    if why == "no_peer":
+        text = f'"{kind}" in the open session {sid} must name the "peer" it is for'
+    elif why == "unknown":
+        text = (
+            f'session {sid} has no scientist {show(peer)}; "{kind}" only peers named in '
+            '"peer_joined"'
+        )
+    elif why == "not_offered":
+        text = f'"{kind}" to {show(peer)} arrived before its offer in session {sid}'
+        text += "; wait for the offer, then answer it"
+    else:  # "legacy": a one-scientist session has no peer IDs
+        text = (
+            f'"{kind}" in the one-scientist session {sid} names peer {show(peer)}; '
+            'send it without "peer"'
+        )
+    return Reject("malformed", text)
+
+
+def scientist_named_peer(session_id: str, peer: str) -> Reject:
+    """The error for a scientist that names a peer: only the server assigns and routes them."""
+    return Reject(
+        "malformed",
+        f"a scientist does not name a peer (got {show(peer)}) in session {short_id(session_id)}; "
+        'send {"type": "offer", "sdp": ...} alone',
+    )

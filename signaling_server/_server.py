@@ -2,24 +2,53 @@
 
 See the package docstring (``signaling_server/__init__.py``) for the wire protocol. The owner's
 connection handler owns a session's lifetime: it waits under an ``asyncio.timeout`` that the
-scientist's join reschedules, so expiry needs no polling.
+scientist's join (one-scientist session) or each owner message (open session) reschedules, so
+expiry needs no polling. In an open session each scientist's handler owns that scientist's
+exchange, under its own timeout; the owner's handler relays answers and declines to it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
+import enum
 import logging
+import re
 import secrets
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.frames import CloseCode
 
-from ._messages import Reject, out_of_order, parse, short_id
+from ._messages import (
+    Reject,
+    out_of_order,
+    owner_misaddressed,
+    parse,
+    scientist_named_peer,
+    short_id,
+)
+from .protocol import (
+    Answer,
+    ClientModel,
+    Close,
+    Closed,
+    Decline,
+    Join,
+    Joined,
+    Offer,
+    PeerJoined,
+    PeerLeft,
+    Ping,
+    Pong,
+    Register,
+    Registered,
+    ServerModel,
+    to_wire,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +57,13 @@ DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
 DEFAULT_MAX_SESSIONS_PER_IP = 64
 DEFAULT_MAX_SESSIONS = 10_000
 DEFAULT_FIRST_MESSAGE_TIMEOUT = 5.0
+DEFAULT_MAX_PENDING_JOINS = 8
 
 #: Messages up to this many times ``max_message_bytes`` get a ``too_big`` error message; larger
 #: ones are cut off by the websocket layer (close code 1009, no message) before being buffered.
 HARD_SIZE_FACTOR = 4
+
+_PEER_ID = re.compile(r"p([1-9][0-9]{0,17})")
 
 
 @dataclass(frozen=True)
@@ -43,6 +75,7 @@ class Limits:
     max_sessions_per_ip: int = DEFAULT_MAX_SESSIONS_PER_IP
     max_sessions: int = DEFAULT_MAX_SESSIONS
     first_message_timeout: float = DEFAULT_FIRST_MESSAGE_TIMEOUT
+    max_pending_joins: int = DEFAULT_MAX_PENDING_JOINS
 
     def __post_init__(self) -> None:
         for name in (
@@ -51,6 +84,7 @@ class Limits:
             "max_sessions_per_ip",
             "max_sessions",
             "first_message_timeout",
+            "max_pending_joins",
         ):
             value = getattr(self, name)
             if not value > 0:
@@ -61,17 +95,48 @@ class _Gone(Exception):
     """The connection this handler serves was closed."""
 
 
+class PeerState(enum.Enum):
+    """One scientist's exchange: ``joined -> offered -> answered``, or ``gone`` at any point."""
+
+    JOINED = "joined"
+    OFFERED = "offered"
+    ANSWERED = "answered"
+    GONE = "gone"
+
+
+@dataclass(eq=False)
+class _Peer:
+    id: str
+    ws: ServerConnection
+    state: PeerState = PeerState.JOINED
+
+
 @dataclass(eq=False)
 class _Session:
     id: str
     owner: ServerConnection
     owner_ip: str
     started: float
-    scientist: ServerConnection | None = None
-    state: str = "registered"  # -> joined -> offered -> answered
+    #: 1 is the one-scientist session; more, or None (no limit), an open session
+    max_peers: int | None = 1
+    #: scientists mid-exchange (joined or offered), by peer ID
+    peers: dict[str, _Peer] = field(default_factory=dict)
+    issued: int = 0  # peer IDs handed out: p1 .. p{issued}
+    answered: int = 0
+    left: int = 0
+    declined: int = 0
+    state: str = "registered"  # one-scientist session: -> joined -> offered -> answered
     events: list[str] = field(default_factory=lambda: ["registered"])
     deadline: asyncio.Timeout | None = None
     ended: bool = False
+
+    @property
+    def open(self) -> bool:
+        return self.max_peers != 1
+
+    def was_issued(self, peer_id: str) -> bool:
+        match = _PEER_ID.fullmatch(peer_id)
+        return match is not None and int(match.group(1)) <= self.issued
 
 
 def _secs(value: float) -> str:
@@ -79,13 +144,14 @@ def _secs(value: float) -> str:
 
 
 class SignalingServer:
-    """Pairs owners with scientists and relays one offer and one answer per session."""
+    """Pairs owners with scientists and relays offers and answers between them."""
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
         self._sessions: dict[str, _Session] = {}
         self._sessions_per_ip: dict[str, int] = {}
         self._ws_server: Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self.url = ""
 
     # ----------------------------------------------------------------- lifecycle
@@ -122,6 +188,16 @@ class SignalingServer:
         if self._ws_server is not None:
             self._ws_server.close()
             await self._ws_server.wait_closed()
+        if self._tasks:  # closing handshakes with scientists, all connections are closed now
+            await asyncio.wait(set(self._tasks), timeout=self.limits.first_message_timeout)
+        for task in set(self._tasks):
+            task.cancel()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        """Run ``coro`` apart, so an owner's handler never waits on one scientist's socket."""
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     # ----------------------------------------------------------------- connections
 
@@ -147,18 +223,18 @@ class SignalingServer:
                 f"no register or join message within {_secs(wait)} s of connecting; "
                 "send one right after connecting",
             ) from None
-        if first["type"] == "register":
-            await self._run_owner(ws)
-        elif first["type"] == "join":
-            await self._run_scientist(ws, first["session_id"])
+        if isinstance(first, Register):
+            await self._run_owner(ws, first)
+        elif isinstance(first, Join):
+            await self._run_scientist(ws, first.session_id)
         else:
             raise Reject(
                 "malformed",
                 f'a new connection must start with "register" (owner) or "join" (scientist), '
-                f'not "{first["type"]}"',
+                f'not "{first.type}"',
             )
 
-    async def _recv(self, ws: ServerConnection) -> dict[str, Any]:
+    async def _recv(self, ws: ServerConnection) -> ClientModel:
         try:
             raw = await ws.recv()
         except ConnectionClosed as exc:
@@ -166,9 +242,9 @@ class SignalingServer:
         return parse(raw, self.limits.max_message_bytes)
 
     @staticmethod
-    async def _send(ws: ServerConnection, message: dict[str, Any]) -> None:
+    async def _send(ws: ServerConnection, message: ServerModel) -> None:
         try:
-            await ws.send(json.dumps(message))
+            await ws.send(to_wire(message))
         except ConnectionClosed as exc:
             raise _Gone from exc
 
@@ -178,9 +254,9 @@ class SignalingServer:
             await ws.send(rej.to_wire())
         await ws.close(rej.close_code, rej.code)
 
-    # ----------------------------------------------------------------- sessions
+    # ----------------------------------------------------------------- owners
 
-    async def _run_owner(self, ws: ServerConnection) -> None:
+    def _admit_owner(self, ws: ServerConnection, register: Register) -> _Session:
         limits = self.limits
         if len(self._sessions) >= limits.max_sessions:
             logger.warning("refused to register: %d sessions open", len(self._sessions))
@@ -203,48 +279,36 @@ class SignalingServer:
         while session_id in self._sessions:  # pragma: no cover - 128 random bits
             session_id = secrets.token_hex(16)
         loop = asyncio.get_running_loop()
-        session = _Session(session_id, ws, ip, loop.time())
+        session = _Session(session_id, ws, ip, loop.time(), max_peers=register.max_peers)
         self._sessions[session_id] = session
         self._sessions_per_ip[ip] = held + 1
-        ttl = limits.session_ttl
+        return session
+
+    async def _run_owner(self, ws: ServerConnection, register: Register) -> None:
+        session = self._admit_owner(ws, register)
+        ttl = self.limits.session_ttl
         try:
             await self._send(
-                ws,
-                {
-                    "type": "registered",
-                    "session_id": session_id,
-                    "ttl_secs": int(ttl) if ttl == int(ttl) else ttl,
-                },
+                ws, Registered(session_id=session.id, ttl_secs=int(ttl) if ttl == int(ttl) else ttl)
             )
             async with asyncio.timeout(ttl) as deadline:
                 session.deadline = deadline
                 while True:
                     msg = await self._recv(ws)
-                    if msg["type"] == "answer" and session.state == "offered":
-                        await self._relay_answer(session, msg["sdp"])
+                    if not session.open:
+                        if await self._owner_message(session, msg):
+                            return
+                        continue
+                    # an open session lives as long as its owner keeps talking (see "ping")
+                    deadline.reschedule(asyncio.get_running_loop().time() + ttl)
+                    if await self._open_owner_message(session, msg):
                         return
-                    raise out_of_order("owner", msg["type"], session.state, session_id)
         except TimeoutError:
-            unpaired = session.scientist is None
-            sid = short_id(session_id)
-            if unpaired:
-                text = f"session {sid} expired after {_secs(ttl)} s without a scientist joining"
-            else:
-                text = (
-                    f"session {sid}: the offer/answer exchange did not complete within "
-                    f"{_secs(ttl)} s of joining"
-                )
-            rej = Reject("expired", f"{text}; register again for a new session ID")
-            outcome = "unpaired" if unpaired else "before the offer/answer exchange completed"
-            await self._end(
-                session, f"expired after {self._age(session)} {outcome}", session.scientist, rej
-            )
-            raise rej from None
+            raise await self._owner_expired(session) from None
         except Reject as rej:
             await self._end(
                 session,
                 f"owner refused ({rej.code}) after {self._age(session)}",
-                session.scientist,
                 Reject(
                     "peer_left",
                     f"the owner was disconnected ({rej.code}) before the offer/answer exchange "
@@ -256,7 +320,6 @@ class SignalingServer:
             await self._end(
                 session,
                 f"owner left after {self._age(session)}",
-                session.scientist,
                 Reject(
                     "peer_left",
                     "the owner disconnected before the offer/answer exchange completed; "
@@ -268,6 +331,131 @@ class SignalingServer:
             # Covers cancellation (server shutdown); a no-op if the session already ended.
             self._mark_ended(session, f"interrupted after {self._age(session)}")
 
+    async def _owner_expired(self, session: _Session) -> Reject:
+        """End a session whose TTL ran out; return the error for its owner."""
+        ttl = self.limits.session_ttl
+        sid = short_id(session.id)
+        if session.open:
+            text = f"session {sid} expired after {_secs(ttl)} s without a message from its owner"
+            outcome = "without a message from its owner"
+            tell_peers = Reject(
+                "expired", f"{text}; ask the owner for a new session ID if they are still there"
+            )
+        elif not session.issued:
+            text = f"session {sid} expired after {_secs(ttl)} s without a scientist joining"
+            outcome = "unpaired"
+            tell_peers = Reject("expired", f"{text}; register again for a new session ID")
+        else:
+            text = (
+                f"session {sid}: the offer/answer exchange did not complete within "
+                f"{_secs(ttl)} s of joining"
+            )
+            outcome = "before the offer/answer exchange completed"
+            tell_peers = Reject("expired", f"{text}; register again for a new session ID")
+        rej = Reject("expired", f"{text}; register again for a new session ID")
+        await self._end(session, f"expired after {self._age(session)} {outcome}", tell_peers)
+        return rej
+
+    async def _owner_message(self, session: _Session, msg: ClientModel) -> bool:
+        """One-scientist session: handle the owner's message; True once the session is done."""
+        if not (isinstance(msg, Answer) and session.state == "offered"):
+            raise out_of_order("owner", msg.type, session.state, session.id)
+        if msg.peer is not None:
+            raise owner_misaddressed(session.id, msg.type, msg.peer, "legacy")
+        peer = next(iter(session.peers.values()))
+        await self._send_to_scientist(session, peer, Answer(sdp=msg.sdp))
+        peer.state = PeerState.ANSWERED
+        session.state = "answered"
+        session.events[-1] = "relayed offer/answer"
+        self._mark_ended(session, f"closed after {self._age(session)}")
+        await asyncio.gather(
+            peer.ws.close(CloseCode.NORMAL_CLOSURE), session.owner.close(CloseCode.NORMAL_CLOSURE)
+        )
+        return True
+
+    async def _open_owner_message(self, session: _Session, msg: ClientModel) -> bool:
+        """Open session: handle the owner's message; True once the session is done."""
+        if isinstance(msg, Ping):
+            ttl = self.limits.session_ttl
+            await self._send(session.owner, Pong(ttl_secs=int(ttl) if ttl == int(ttl) else ttl))
+            return False
+        if isinstance(msg, Close):
+            await self._close_open(session, "closed")
+            return True
+        if not isinstance(msg, Answer | Decline):
+            raise out_of_order("owner", msg.type, "open", session.id)
+        if msg.peer is None:
+            raise owner_misaddressed(session.id, msg.type, None, "no_peer")
+        peer = session.peers.get(msg.peer)
+        if peer is None:
+            if session.was_issued(msg.peer):
+                # it left (the owner is told, or about to be, with peer_left) or was declined
+                logger.debug(
+                    "session %s: %s for gone %s ignored", short_id(session.id), msg.type, msg.peer
+                )
+                return False
+            raise owner_misaddressed(session.id, msg.type, msg.peer, "unknown")
+        if isinstance(msg, Decline):
+            self._finish_peer(session, peer, PeerState.GONE)
+            session.declined += 1
+            reason = msg.reason or "no reason given"
+            self._spawn(
+                self._reject(
+                    peer.ws,
+                    Reject(
+                        "declined",
+                        f"the owner of session {short_id(session.id)} declined this connection "
+                        f"({reason}); ask the owner what they expect",
+                    ),
+                )
+            )
+            return False
+        if peer.state is not PeerState.OFFERED:
+            raise owner_misaddressed(session.id, msg.type, msg.peer, "not_offered")
+        self._finish_peer(session, peer, PeerState.ANSWERED)
+        try:
+            await peer.ws.send(to_wire(Answer(sdp=msg.sdp)))
+        except ConnectionClosed:
+            # it left just now; its own handler sees ANSWERED and says nothing, so tell here
+            peer.state = PeerState.GONE
+            session.left += 1
+            await self._send(
+                session.owner,
+                PeerLeft(
+                    peer=peer.id,
+                    reason="left",
+                    message="the scientist disconnected before the answer reached it",
+                ),
+            )
+            return False
+        session.answered += 1
+        self._spawn(peer.ws.close(CloseCode.NORMAL_CLOSURE))
+        if session.max_peers is not None and session.answered >= session.max_peers:
+            await self._close_open(session, "max_peers")
+            return True
+        return False
+
+    async def _close_open(self, session: _Session, reason: str) -> None:
+        """End an open session normally: tell its owner why, and close the connection (1000)."""
+        note = "max_peers reached" if reason == "max_peers" else "closed by the owner"
+        await self._end(
+            session,
+            f"{note} after {self._age(session)}",
+            Reject(
+                "peer_left",
+                f"the owner closed session {short_id(session.id)} before answering; ask the "
+                "owner for a new session ID",
+            ),
+        )
+        closed = Closed(
+            reason="max_peers" if reason == "max_peers" else "closed", answered=session.answered
+        )
+        with contextlib.suppress(_Gone):
+            await self._send(session.owner, closed)
+        await session.owner.close(CloseCode.NORMAL_CLOSURE)
+
+    # ----------------------------------------------------------------- scientists
+
     async def _run_scientist(self, ws: ServerConnection, session_id: str) -> None:
         session = self._sessions.get(session_id)
         if session is None or session.ended:
@@ -275,85 +463,193 @@ class SignalingServer:
                 "unknown_session",
                 f"session {short_id(session_id)} is unknown or expired; ask the owner for a new ID",
             )
-        if session.scientist is not None:
+        if session.open:
+            await self._run_open_scientist(ws, session)
+            return
+        if session.issued:
             raise Reject(
                 "session_taken",
                 f"session {short_id(session_id)} already has a scientist connected; "
                 "ask the owner for a new session ID",
             )
-        session.scientist = ws
+        peer = self._add_peer(session, ws)
         session.state = "joined"
         session.events.append("joined")
         if session.deadline is not None:
             loop = asyncio.get_running_loop()
             session.deadline.reschedule(loop.time() + self.limits.session_ttl)
         try:
-            await self._send(ws, {"type": "joined"})
-            await self._send_to_peer(session, "owner", {"type": "peer_joined"})
+            await self._send(ws, Joined())
+            await self._send_to_owner(session, PeerJoined())
             while True:
                 msg = await self._recv(ws)
-                if msg["type"] == "offer" and session.state == "joined":
-                    await self._send_to_peer(session, "owner", {"type": "offer", "sdp": msg["sdp"]})
+                if isinstance(msg, Offer) and session.state == "joined":
+                    if msg.peer is not None:
+                        raise scientist_named_peer(session_id, msg.peer)
+                    # before relaying: the owner may answer before this handler runs again
                     session.state = "offered"
+                    peer.state = PeerState.OFFERED
+                    await self._send_to_owner(session, Offer(sdp=msg.sdp))
                     session.events.append("relayed offer")
                     continue
-                raise out_of_order("scientist", msg["type"], session.state, session_id)
+                raise out_of_order("scientist", msg.type, session.state, session_id)
         except Reject as rej:
+            self._finish_peer(session, peer, PeerState.GONE)
             await self._end(
                 session,
                 f"scientist refused ({rej.code}) after {self._age(session)}",
-                session.owner,
                 Reject(
                     "peer_left",
                     f"the scientist was disconnected ({rej.code}) before the offer/answer "
                     "exchange completed; register again and share the new session ID",
                 ),
+                owner=True,
             )
             raise
         except _Gone:
+            self._finish_peer(session, peer, PeerState.GONE)
             await self._end(
                 session,
                 f"scientist left after {self._age(session)}",
-                session.owner,
                 Reject(
                     "peer_left",
                     "the scientist disconnected before the offer/answer exchange completed; "
                     "register again and share the new session ID",
                 ),
+                owner=True,
             )
             raise
 
-    async def _relay_answer(self, session: _Session, sdp: str) -> None:
-        await self._send_to_peer(session, "scientist", {"type": "answer", "sdp": sdp})
-        session.state = "answered"
-        session.events[-1] = "relayed offer/answer"
-        self._mark_ended(session, f"closed after {self._age(session)}")
-        scientist = session.scientist
-        assert scientist is not None
-        await asyncio.gather(
-            scientist.close(CloseCode.NORMAL_CLOSURE), session.owner.close(CloseCode.NORMAL_CLOSURE)
-        )
-
-    async def _send_to_peer(self, session: _Session, role: str, message: dict[str, Any]) -> None:
-        """Send to the other side; if it is gone, end the session and refuse this side."""
-        peer = session.owner if role == "owner" else session.scientist
-        assert peer is not None
+    async def _run_open_scientist(self, ws: ServerConnection, session: _Session) -> None:
+        """One scientist's exchange in an open session; its failure ends only this exchange."""
+        peer = self._admit_to_open(session, ws)
+        ttl = self.limits.session_ttl
+        sid = short_id(session.id)
+        logger.debug("session %s: %s joined from %s", sid, peer.id, _ip(ws))
         try:
-            await peer.send(json.dumps(message))
+            async with asyncio.timeout(ttl):
+                await self._send(ws, Joined())
+                await self._send_to_owner(session, PeerJoined(peer=peer.id))
+                while True:
+                    msg = await self._recv(ws)
+                    if not (isinstance(msg, Offer) and peer.state is PeerState.JOINED):
+                        raise out_of_order("scientist", msg.type, peer.state.value, session.id)
+                    if msg.peer is not None:
+                        raise scientist_named_peer(session.id, msg.peer)
+                    peer.state = PeerState.OFFERED  # before relaying, as above
+                    await self._send_to_owner(session, Offer(sdp=msg.sdp, peer=peer.id))
+        except TimeoutError:
+            rej = Reject(
+                "expired",
+                f"session {sid}: the offer/answer exchange did not complete within "
+                f"{_secs(ttl)} s of joining; ask the owner for a new session ID",
+            )
+            if await self._peer_gone(session, peer, "expired", rej.message):
+                raise rej from None
+        except Reject as rej:
+            message = f"the scientist was refused ({rej.code}): {rej.message}"
+            if await self._peer_gone(session, peer, "refused", message):
+                raise
+        except _Gone:
+            await self._peer_gone(session, peer, "left", "the scientist disconnected")
+        finally:
+            if session.peers.get(peer.id) is peer:  # cancelled: the server is shutting down
+                self._finish_peer(session, peer, PeerState.GONE)
+
+    def _add_peer(self, session: _Session, ws: ServerConnection) -> _Peer:
+        session.issued += 1
+        peer = _Peer(f"p{session.issued}", ws)
+        session.peers[peer.id] = peer
+        return peer
+
+    def _admit_to_open(self, session: _Session, ws: ServerConnection) -> _Peer:
+        sid = short_id(session.id)
+        pending = len(session.peers)
+        if pending >= self.limits.max_pending_joins:
+            raise Reject(
+                "session_busy",
+                f"session {sid} has {pending} scientists mid-exchange already (limit "
+                f"{self.limits.max_pending_joins}); try again in a minute",
+            )
+        if session.max_peers is not None and session.answered + pending >= session.max_peers:
+            raise Reject(
+                "session_busy",
+                f"session {sid} accepts {session.max_peers} scientists and is answering the "
+                "last of them; try again in a minute, or ask the owner for a new session ID",
+            )
+        return self._add_peer(session, ws)
+
+    @staticmethod
+    def _finish_peer(session: _Session, peer: _Peer, state: PeerState) -> None:
+        peer.state = state
+        if session.peers.get(peer.id) is peer:
+            del session.peers[peer.id]
+
+    async def _peer_gone(
+        self,
+        session: _Session,
+        peer: _Peer,
+        reason: Literal["left", "refused", "expired"],
+        message: str,
+    ) -> bool:
+        """Open session: end ``peer``'s exchange and tell the owner; False if it had ended."""
+        if peer.state in (PeerState.ANSWERED, PeerState.GONE):
+            return False
+        self._finish_peer(session, peer, PeerState.GONE)
+        session.left += 1
+        logger.debug("session %s: %s %s", short_id(session.id), peer.id, reason)
+        if not session.ended:
+            with contextlib.suppress(ConnectionClosed):  # the owner's handler sees it gone
+                await session.owner.send(
+                    to_wire(PeerLeft(peer=peer.id, reason=reason, message=message))
+                )
+        return True
+
+    # ----------------------------------------------------------------- relaying and ending
+
+    async def _send_to_owner(self, session: _Session, message: ServerModel) -> None:
+        """Relay to the owner; if it is gone, end the session and refuse this scientist."""
+        try:
+            await session.owner.send(to_wire(message))
         except ConnectionClosed:
-            self._mark_ended(session, f"{role} left after {self._age(session)}")
+            self._mark_ended(session, f"owner left after {self._age(session)}")
             raise Reject(
                 "peer_left",
-                f"the {role} disconnected before the offer/answer exchange completed; "
+                "the owner disconnected before the offer/answer exchange completed; "
+                "start a new session",
+            ) from None
+
+    async def _send_to_scientist(self, session: _Session, peer: _Peer, message: Answer) -> None:
+        """One-scientist session: relay to the scientist; if it is gone, end the session."""
+        try:
+            await peer.ws.send(to_wire(message))
+        except ConnectionClosed:
+            self._mark_ended(session, f"scientist left after {self._age(session)}")
+            raise Reject(
+                "peer_left",
+                "the scientist disconnected before the offer/answer exchange completed; "
                 "start a new session",
             ) from None
 
     async def _end(
-        self, session: _Session, outcome: str, peer: ServerConnection | None, tell_peer: Reject
+        self, session: _Session, outcome: str, tell: Reject, *, owner: bool = False
     ) -> None:
-        """End the session (once) and tell the other side why, closing its connection."""
-        if self._mark_ended(session, outcome) and peer is not None:
-            await self._reject(peer, tell_peer)
+        """End the session (once) and tell the other side(s) why, closing their connections.
+
+        ``owner``: a scientist's handler ends a one-scientist session, so tell the owner;
+        otherwise the owner's handler ends it, so tell every scientist mid-exchange.
+        """
+        ended_now = self._mark_ended(session, outcome)
+        if owner:
+            if ended_now:
+                await self._reject(session.owner, tell)
+            return
+        for peer in list(session.peers.values()):
+            self._finish_peer(session, peer, PeerState.GONE)
+            if session.open:  # one slow scientist must not hold up the others
+                self._spawn(self._reject(peer.ws, tell))
+            else:
+                await self._reject(peer.ws, tell)
 
     def _mark_ended(self, session: _Session, outcome: str) -> bool:
         """Forget the session and log its life in one line; False if it had already ended."""
@@ -367,7 +663,15 @@ class SignalingServer:
             self._sessions_per_ip[session.owner_ip] = left
         else:
             del self._sessions_per_ip[session.owner_ip]
-        logger.info("session %s %s, %s", short_id(session.id), " -> ".join(session.events), outcome)
+        if session.open:
+            limit = "no limit" if session.max_peers is None else f"max_peers {session.max_peers}"
+            life = (
+                f"open ({limit}): {session.issued} joined, {session.answered} answered, "
+                f"{session.left} left, {session.declined} declined"
+            )
+        else:
+            life = " -> ".join(session.events)
+        logger.info("session %s %s, %s", short_id(session.id), life, outcome)
         return True
 
     @staticmethod
@@ -386,8 +690,8 @@ async def start_embedded_server(
     """Run a signaling server on the current asyncio loop; return it and its ``ws://`` URL.
 
     ``limits`` are the fields of :class:`Limits` (``session_ttl``, ``max_message_bytes``,
-    ``max_sessions_per_ip``, ``max_sessions``, ``first_message_timeout``). Stop it with
-    ``await server.close()``.
+    ``max_sessions_per_ip``, ``max_sessions``, ``first_message_timeout``,
+    ``max_pending_joins``). Stop it with ``await server.close()``.
     """
     server = SignalingServer(Limits(**limits))
     url = await server.start(host, port)

@@ -26,6 +26,7 @@ if str(ROOT) not in sys.path:  # the package is used from the working tree, not 
 
 from duet.errors import DuetTimeout, SignalingError  # noqa: E402
 from duet.transport.signaling import SignalingClient, SignalingServerError  # noqa: E402
+from signaling_server.protocol import Join  # noqa: E402
 
 STARTUP_TIMEOUT_SECS = 30.0
 TEST_TIMEOUT_SECS = 30.0
@@ -291,7 +292,7 @@ def test_answer_before_offer_and_owner_join_are_malformed(server_url: str) -> No
         await owner.close()
 
         owner, session_id = await _registered_owner(server_url)
-        await owner._send({"type": "join", "session_id": session_id})
+        await owner._send(Join(session_id=session_id))
         with pytest.raises(SignalingServerError) as refused:
             await owner.wait_peer_joined(10)
         assert refused.value.server_code == "malformed"
