@@ -521,7 +521,12 @@ class SignalingServer:
             raise
 
     async def _run_open_scientist(self, ws: ServerConnection, session: _Session) -> None:
-        """One scientist's exchange in an open session; its failure ends only this exchange."""
+        """One scientist's exchange in an open session; its failure ends only this exchange.
+
+        Whoever ends the exchange closes the connection: this handler if the scientist failed,
+        the owner's if it answered or declined, or the session ended. In the latter cases this
+        handler waits for that close (returning would close the connection with 1000 first).
+        """
         peer = self._admit_to_open(session, ws)
         ttl = self.limits.session_ttl
         sid = short_id(session.id)
@@ -546,10 +551,12 @@ class SignalingServer:
             )
             if await self._peer_gone(session, peer, "expired", rej.message):
                 raise rej from None
+            await ws.wait_closed()
         except Reject as rej:
             message = f"the scientist was refused ({rej.code}): {rej.message}"
             if await self._peer_gone(session, peer, "refused", message):
                 raise
+            await ws.wait_closed()
         except _Gone:
             await self._peer_gone(session, peer, "left", "the scientist disconnected")
         finally:

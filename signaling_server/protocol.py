@@ -253,9 +253,12 @@ def _explain(kind: str, exc: pydantic.ValidationError) -> str:
     name = str(loc[0]) if loc else "?"
     got = "nothing" if error["type"] == "missing" else show(error.get("input"))
     hint = _FIELD_HINTS.get(name)
+    article = "an" if kind[:1] in "aeiou" else "a"
     if hint is None:
-        return f'a "{kind}" message has an invalid field "{name}" ({error["msg"]}), got {got}'
-    return f'a "{kind}" message needs field "{name}" to be {hint}, got {got}'
+        return (
+            f'{article} "{kind}" message has an invalid field "{name}" ({error["msg"]}), got {got}'
+        )
+    return f'{article} "{kind}" message needs field "{name}" to be {hint}, got {got}'
 
 
 def _decode(raw: str | bytes, max_bytes: int, types: tuple[str, ...]) -> dict[str, Any]:

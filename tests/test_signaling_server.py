@@ -531,6 +531,7 @@ def test_help_exits_zero_and_mentions_every_option() -> None:
         "--max-sessions-per-ip",
         "--first-message-timeout",
         "--max-sessions",
+        "--max-pending-joins",
         "--log-level",
     ):
         assert option in done.stdout
