@@ -54,7 +54,8 @@ def parse(raw: str | bytes, max_bytes: int) -> ClientModel:
 def out_of_order(role: str, kind: str, state: str, session_id: str) -> Reject:
     """The error for a well-formed message that is not allowed at this point of the session.
 
-    ``state`` is the session's (one-scientist session) or the scientist's (open session).
+    ``state`` is the session's (one-scientist session), the scientist's (open session), or
+    ``open`` for the owner of an open session.
     """
     sid = short_id(session_id)
     if role == "owner":
@@ -64,9 +65,12 @@ def out_of_order(role: str, kind: str, state: str, session_id: str) -> Reject:
         elif kind == "register":
             hint = f"this connection already registered session {sid}"
             fix = "open a new connection to register another session"
+        elif state == "open":
+            hint = f'the owner of the open session {sid} cannot send "{kind}"'
+            fix = 'it sends "answer" or "decline" (naming a peer), "ping" or "close"'
         elif kind in ("decline", "ping", "close"):
             hint = f'the owner of the one-scientist session {sid} cannot send "{kind}"'
-            fix = 'register with "max_peers" for a session that accepts several scientists'
+            fix = 'register with "max_peers" above 1 (or null) for a session open to several'
         else:
             hint = f'the owner of session {sid} cannot send "{kind}"'
             fix = 'an owner sends only "answer", after the offer arrives'

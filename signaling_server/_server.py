@@ -62,6 +62,8 @@ DEFAULT_MAX_PENDING_JOINS = 8
 #: Messages up to this many times ``max_message_bytes`` get a ``too_big`` error message; larger
 #: ones are cut off by the websocket layer (close code 1009, no message) before being buffered.
 HARD_SIZE_FACTOR = 4
+#: How long ``close()`` lets closing handshakes it started run on once every connection is closed.
+_SHUTDOWN_WAIT_SECS = 5.0
 
 _PEER_ID = re.compile(r"p([1-9][0-9]{0,17})")
 
@@ -143,6 +145,11 @@ def _secs(value: float) -> str:
     return f"{value:g}"
 
 
+def _wire_secs(value: float) -> int | float:
+    """Whole seconds as an int on the wire (``600``, as ever), others as they are."""
+    return int(value) if value == int(value) else value
+
+
 class SignalingServer:
     """Pairs owners with scientists and relays offers and answers between them."""
 
@@ -188,16 +195,22 @@ class SignalingServer:
         if self._ws_server is not None:
             self._ws_server.close()
             await self._ws_server.wait_closed()
-        if self._tasks:  # closing handshakes with scientists, all connections are closed now
-            await asyncio.wait(set(self._tasks), timeout=self.limits.first_message_timeout)
-        for task in set(self._tasks):
-            task.cancel()
+        if self._tasks:  # closing handshakes with scientists: their connections are closed now
+            _, pending = await asyncio.wait(set(self._tasks), timeout=_SHUTDOWN_WAIT_SECS)
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` apart, so an owner's handler never waits on one scientist's socket."""
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[None]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.warning("closing a scientist's connection failed", exc_info=task.exception())
 
     # ----------------------------------------------------------------- connections
 
@@ -288,9 +301,7 @@ class SignalingServer:
         session = self._admit_owner(ws, register)
         ttl = self.limits.session_ttl
         try:
-            await self._send(
-                ws, Registered(session_id=session.id, ttl_secs=int(ttl) if ttl == int(ttl) else ttl)
-            )
+            await self._send(ws, Registered(session_id=session.id, ttl_secs=_wire_secs(ttl)))
             async with asyncio.timeout(ttl) as deadline:
                 session.deadline = deadline
                 while True:
@@ -376,8 +387,7 @@ class SignalingServer:
     async def _open_owner_message(self, session: _Session, msg: ClientModel) -> bool:
         """Open session: handle the owner's message; True once the session is done."""
         if isinstance(msg, Ping):
-            ttl = self.limits.session_ttl
-            await self._send(session.owner, Pong(ttl_secs=int(ttl) if ttl == int(ttl) else ttl))
+            await self._send(session.owner, Pong(ttl_secs=_wire_secs(self.limits.session_ttl)))
             return False
         if isinstance(msg, Close):
             await self._close_open(session, "closed")

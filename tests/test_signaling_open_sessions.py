@@ -138,6 +138,25 @@ def test_three_scientists_join_concurrently_and_each_gets_only_its_own_answer() 
     run(body)
 
 
+def test_offers_iterates_until_the_session_has_answered_max_peers() -> None:
+    async def body(url: str, server: SignalingServer) -> None:
+        owner, session_id = await open_owner(url, max_peers=2)
+        scientists = [await joined_scientist(url, session_id) for _ in range(2)]
+        for n, scientist in enumerate(scientists):
+            await scientist.send_offer(f"offer-{n}")
+        seen = []
+        async for peer, sdp in owner.offers(timeout_secs=UNIT):
+            seen.append((peer, sdp))
+            await owner.send_answer(f"answer-to-{sdp}", peer=peer)
+        assert sorted(seen) == [("p1", "offer-0"), ("p2", "offer-1")]
+        for n, scientist in enumerate(scientists):
+            assert await scientist.wait_answer(UNIT) == f"answer-to-offer-{n}"
+            await scientist.close()
+        await owner.close()
+
+    run(body)
+
+
 def test_an_answered_scientist_is_closed_normally_and_the_owner_stays_connected() -> None:
     async def body(url: str, server: SignalingServer) -> None:
         owner, session_id = await open_owner(url, max_peers=5)
