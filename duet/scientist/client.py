@@ -22,7 +22,7 @@ from ..errors import ConnectionLost, DuetTimeout, QuotaExceeded, UsageError, err
 from ..protocol import allowlist
 from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Put, Reply, Sync
 from ..protocol.serde import Decoder, Encoder
-from .pointer import Pointer
+from .pointer import Pointer, stand_in_pointer
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -41,6 +41,11 @@ DELETE_BATCH: int | None = 8
 
 
 class PointerClient:
+    # what ``ptr.location`` answers (the session or worker that made this client), and whether
+    # ``ptr.get()`` frees the object on the owner's side by default; set by their maker
+    location: Any = None
+    moves_on_get = False
+
     def __init__(self, connection: Connection, *, default_timeout_secs: float = 120.0):
         self.connection = connection
         self.default_timeout_secs = default_timeout_secs
@@ -79,9 +84,14 @@ class PointerClient:
         # hot: every argument of every action passes here, so Pointer is imported at the top
         if isinstance(value, Pointer):
             if value._client is not self:
-                raise ConnectionLost("a pointer from another session cannot be used here")
+                raise UsageError(
+                    f"{value!r} is on {_place(value._client)} and this call goes to "
+                    f"{_place(self)}: values on different workers cannot be used together; "
+                    "move one first (ptr.move(location))"
+                )
             return value.id
-        return None
+        stand_in = stand_in_pointer(value)  # a sent model's parameter: its twin over there
+        return None if stand_in is None else self.ref_of(stand_in)
 
     # ---- queueing
     @contextlib.contextmanager
@@ -305,3 +315,9 @@ class PointerClient:
         for future in pending.values():
             if not future.done():
                 future.set_exception(ConnectionLost(str(exc)))
+
+
+def _place(client: PointerClient) -> str:
+    """How an error names where a client's objects are: the worker's id, or the session."""
+    location = client.location
+    return str(getattr(location, "id", None) or location or "another duet session")

@@ -11,7 +11,9 @@ from __future__ import annotations
 import concurrent.futures
 import warnings
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
+
+import torch
 
 from ..errors import NotAllowed, RequestDenied, RequestWarning, UsageError
 from ..protocol import allowlist
@@ -19,6 +21,21 @@ from ..protocol.messages import Get, Reply
 
 if TYPE_CHECKING:
     from .client import PointerClient
+
+
+class StandIn(Protocol):
+    """What a local stand-in for a remote tensor carries (a model's parameter while the model is
+    on a worker: duet/workers). ``pointer()`` is the pointer an operation should use now."""
+
+    def pointer(self) -> Pointer: ...
+
+
+def stand_in_pointer(value: Any) -> Pointer | None:
+    """The pointer a local stand-in stands for, or None for any other value."""
+    if not isinstance(value, torch.Tensor) or type(value) is torch.Tensor:
+        return None
+    remote: StandIn | None = value.__dict__.get("_duet_remote")
+    return None if remote is None else remote.pointer()
 
 
 class Pointer:
@@ -65,6 +82,30 @@ class Pointer:
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         return self._call("__call__", *args, **kwargs)
 
+    # ---- where the object lives (PySyft's names)
+    @property
+    def location(self) -> Any:
+        """The session (or worker) holding the object."""
+        return self._client.location
+
+    @property
+    def id_at_location(self) -> str:
+        """The object's id on the owner's side (the same as ``id``)."""
+        return self.id
+
+    def copy(self) -> Pointer:
+        """A copy of the object next to it, on the owner's side (``clone`` for a tensor)."""
+        return self._call("clone" if self.kind == "Tensor" else "copy")
+
+    def move(self, location: Any, **get_options: Any) -> Any:
+        """Move the object to another session or worker: fetched here, freed where it was, sent
+        there; returns the new pointer. What depends on an owner's data leaves only through a
+        request (pass ``request_block=True, name=..., reason=...``); None if it is denied."""
+        value = self.get(delete_obj=True, **get_options)
+        if value is None and get_options.get("request_block"):
+            return None
+        return location.send_value(value)
+
     @classmethod
     def __torch_function__(
         cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
@@ -94,7 +135,7 @@ class Pointer:
         name: str | None = None,
         reason: str = "",
         timeout_secs: float | None = None,
-        delete_obj: bool = False,
+        delete_obj: bool | None = None,
     ) -> Any:
         """Fetch the value.
 
@@ -102,7 +143,11 @@ class Pointer:
         derived from the owner's data raises PermissionDenied unless ``request_block=True``,
         which asks the owner and waits: accepted returns the value, denied or timed out returns
         None with a RequestWarning. Remote failures raise RemoteError naming the failed op.
+        ``delete_obj``: free your object on the owner's side once fetched; by default a
+        worker's pointers do (PySyft's get moves the value back), a duet's do not.
         """
+        if delete_obj is None:
+            delete_obj = self._client.moves_on_get
         if not request_block:
             reply, buffers = self._client.request(
                 lambda rid: Get(rid=rid, id=self.id, delete_obj=delete_obj),
