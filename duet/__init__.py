@@ -31,13 +31,26 @@ from .owner.requests import Handler, Request, RequestQueue, RequestStatus
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
 from .session import OwnerSession, ScientistSession, duet_pair, install_send
+from .workers import (
+    BaseDataset,
+    FederatedDataLoader,
+    FederatedDataset,
+    TorchHook,
+    VirtualWorker,
+    install_workers,
+    utils,
+)
 
 install_send()
+install_workers()
 
 __all__ = [
+    "BaseDataset",
     "ConnectionLost",
     "DuetError",
     "DuetTimeout",
+    "FederatedDataLoader",
+    "FederatedDataset",
     "Handler",
     "HandshakeError",
     "Module",
@@ -57,9 +70,12 @@ __all__ = [
     "RequestWarning",
     "ScientistSession",
     "SignalingError",
+    "TorchHook",
     "UsageError",
+    "VirtualWorker",
     "__version__",
     "duet_pair",
     "join_duet",
     "launch_duet",
+    "utils",
 ]
