@@ -79,7 +79,7 @@ def answer_stats(duet: sy.OwnerSession) -> None:
         if line.strip() not in ("stats", "types"):
             continue
         gc.collect()
-        services = list(duet._services.values())
+        services = [link.service for link in duet.links.values() if link.service is not None]
         fields: dict[str, object] = {
             "objects": len(duet.objects._objects),
             "label_records": count(duet.objects, "labels._records"),

@@ -26,11 +26,14 @@ from .errors import (
 
 __version__ = "0.1.0"
 
+from .identity import Identity
+from .local import duet_pair, install_send
 from .network import join_duet, launch_duet
+from .node import OwnerSession
 from .owner.requests import Handler, Request, RequestQueue, RequestStatus
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
-from .session import OwnerSession, ScientistSession, duet_pair, install_send
+from .session import ScientistSession
 from .workers import (
     BaseDataset,
     FederatedDataLoader,
@@ -53,6 +56,7 @@ __all__ = [
     "FederatedDataset",
     "Handler",
     "HandshakeError",
+    "Identity",
     "Module",
     "NetworkError",
     "NotAllowed",

@@ -26,15 +26,18 @@ import asyncio
 import enum
 import logging
 import os
+import secrets
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from . import __version__
-from .errors import ConnectionLost, HandshakeError, ProtocolError
+from .errors import ConnectionLost, DuetTimeout, HandshakeError, ProtocolError
+from .identity import Identity, auth_message, verify
 from .protocol import allowlist
 from .protocol.frames import (
     DEFAULT_MAX_FRAME_BYTES,
@@ -44,6 +47,7 @@ from .protocol.frames import (
     header_of,
 )
 from .protocol.messages import (
+    Auth,
     Bye,
     Call,
     ErrorInfo,
@@ -57,6 +61,7 @@ from .protocol.messages import (
     Reply,
     RunPlan,
     Sync,
+    Welcome,
     pack,
     unpack,
     unpack_header,
@@ -75,6 +80,15 @@ FRAME_OVERHEAD = MAX_HEADER_BYTES + (1 << 20)
 def frame_limit_for(max_bytes: int) -> int:
     """The largest frame worth accepting from a peer that may store ``max_bytes`` bytes."""
     return min(DEFAULT_MAX_FRAME_BYTES, max(0, max_bytes) + FRAME_OVERHEAD)
+
+
+@dataclass(frozen=True)
+class PeerIdentity:
+    """Who the peer proved to be on this connection (``id``), and the name it gave (not proof)."""
+
+    id: str
+    public_key: bytes
+    name: str = ""
 
 
 class State(enum.Enum):
@@ -99,13 +113,18 @@ class Connection:
         heartbeat_secs: float = 1.0,
         dead_after_secs: float = 5.0,
         client_id: str = "",
+        identity: Identity | None = None,
+        fingerprints: tuple[str, str] = ("", ""),
     ):
         """``max_frame_bytes``: the largest frame accepted from the peer (announced in our
         Hello, adjustable with ``set_max_frame_bytes``). ``max_outbox_bytes``: packed frames
         that may wait to be sent before sending threads wait. ``stall_timeout_secs``: how long
         the peer may take nothing while we have something to send before it is dropped.
         ``max_bytes``: an owner's per-scientist quota, announced so the scientist can refuse
-        what would not fit before sending it."""
+        what would not fit before sending it. ``identity``: who this side is (it signs this
+        connection in the handshake); ``fingerprints``: this side's DTLS certificate fingerprint
+        and the one the peer presented (empty over an in-memory channel), which the signatures
+        cover."""
         self.channel = channel
         self.role = role
         self.on_messages = on_messages
@@ -117,6 +136,10 @@ class Connection:
         self.heartbeat_secs = heartbeat_secs
         self.dead_after_secs = dead_after_secs
         self.client_id = client_id
+        self.identity = identity or Identity.ephemeral()
+        self.fingerprints = fingerprints
+        self.peer_identity: PeerIdentity | None = None
+        self._nonce = secrets.token_hex(16)
         self.state = State.CONNECTING
         self.peer_hello: Hello | None = None
         self.lost: ConnectionLost | None = None
@@ -124,6 +147,7 @@ class Connection:
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[Any]] = []
         self._hello: asyncio.Future[Hello] = self.loop.create_future()
+        self._welcome: asyncio.Future[Welcome] = self.loop.create_future()
         self._last_heard = time.monotonic()
         self._closed_event = asyncio.Event()
         # bytes packed and not yet handed to the channel; senders wait on this condition
@@ -188,6 +212,9 @@ class Connection:
             client_id=self.client_id,
             max_frame_bytes=self.max_frame_bytes,
             max_bytes=self.max_bytes,
+            identity=self.identity.public_key.hex(),
+            name=self.identity.name[:100],
+            nonce=self._nonce,
         )
         self._put_nowait(pack([hello]))
         try:
@@ -224,12 +251,58 @@ class Connection:
             )
         elif peer.role == self.role:
             problem = f"both sides are {self.role}s"
+        elif not peer.identity or not peer.nonce:
+            problem = "the peer presented no identity (a duet too old to prove who it is)"
         if problem:
             self._hello.set_exception(HandshakeError(f"cannot connect: {problem}"))
             return
         self.peer_hello = peer
+        own_fp, peer_fp = self.fingerprints
+        signature = self.identity.sign(
+            auth_message(self.role, own_fp, peer_fp, self._nonce, peer.nonce)
+        )
+        self._put_nowait(pack([Auth(signature=signature.hex())]))
+
+    def _on_auth(self, auth: Auth) -> None:
+        """The peer's proof of identity: its key signed this connection. Open on success."""
+        peer = self.peer_hello
+        if self._hello.done():
+            return
+        if peer is None:
+            self._hello.set_exception(HandshakeError("cannot connect: a proof before the Hello"))
+            return
+        own_fp, peer_fp = self.fingerprints
+        who = "the scientist" if peer.role == "scientist" else "the owner"
+        try:
+            peer_id = verify(
+                bytes.fromhex(peer.identity),
+                bytes.fromhex(auth.signature),
+                auth_message(peer.role, peer_fp, own_fp, peer.nonce, self._nonce),
+                who=who,
+            )
+        except HandshakeError as exc:
+            self._hello.set_exception(exc)
+            return
+        self.peer_identity = PeerIdentity(peer_id, bytes.fromhex(peer.identity), peer.name)
         self._set_state(State.OPEN)
         self._hello.set_result(peer)
+
+    # ---- acceptance (an owner decides after the handshake whether to serve this scientist)
+    def welcome(self) -> None:
+        """(Owner) tell the scientist it is accepted."""
+        scientist = self.peer_identity.id if self.peer_identity else ""
+        self.send([Welcome(scientist_id=scientist)])
+
+    async def wait_welcome(self, timeout_secs: float) -> None:
+        """(Scientist) wait until the owner accepts us; DuetTimeout or ConnectionLost if not."""
+        try:
+            await asyncio.wait_for(asyncio.shield(self._welcome), timeout_secs)
+        except TimeoutError as exc:
+            await self.close("the owner did not accept in time")
+            raise DuetTimeout(
+                f"the owner did not accept you within {timeout_secs:g} s (it may still be "
+                "confirming your client ID)"
+            ) from exc
 
     async def close(self, reason: str = "closed") -> None:
         if self.state in (State.CLOSING, State.CLOSED):
@@ -280,6 +353,8 @@ class Connection:
             self._room.notify_all()
         if not self._hello.done():
             self._hello.set_exception(self.lost)
+        if not self._welcome.done():
+            self._welcome.set_exception(self.lost)
         try:
             self.on_lost(self.lost)
         finally:
@@ -426,9 +501,20 @@ class Connection:
                     pass
                 elif isinstance(message, Hello):
                     self._on_hello(message)
+                elif isinstance(message, Auth):
+                    self._on_auth(message)
+                elif isinstance(message, Welcome):
+                    if self.role == "scientist" and not self._welcome.done():
+                        self._welcome.set_result(message)
                 elif isinstance(message, Bye):
                     log.info("the peer closed the session: %s", message.reason)
                     self.lost = ConnectionLost(f"the peer closed the session ({message.reason})")
+                    if not self._hello.done():
+                        self._hello.set_exception(self.lost)
+                    if not self._welcome.done():  # the owner would not serve this scientist
+                        self._welcome.set_exception(
+                            HandshakeError(f"the owner refused to serve you: {message.reason}")
+                        )
                     self.on_lost(self.lost)
                     self._tasks.append(asyncio.ensure_future(self._shutdown()))
                     return

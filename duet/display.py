@@ -33,6 +33,8 @@ def requests_frame(requests: Iterable[Request]) -> pd.DataFrame:
         [
             {
                 "Request ID": r.id,
+                "Scientist": r.peer,
+                "Scientist name": r.scientist_name,
                 "Name": r.name,
                 "Reason": r.reason,
                 "Object ID": r.object_id,
@@ -46,7 +48,8 @@ def requests_frame(requests: Iterable[Request]) -> pd.DataFrame:
             }
             for r in requests
         ],
-        columns=["Request ID", "Name", "Reason", "Object ID", "Object type", "Tags", "Op",
+        columns=["Request ID", "Scientist", "Scientist name", "Name", "Reason", "Object ID",
+                 "Object type", "Tags", "Op",
                  "Elements", "Status", "Decided by", "Arrival time"],
     )  # fmt: skip
 
@@ -58,6 +61,7 @@ def handlers_frame(handlers: Iterable[Handler]) -> pd.DataFrame:
                 "Handler ID": h.id,
                 "Name": h.name,
                 "Tags": h.tags,
+                "Scientist": h.scientist,
                 "Kind": h.kind,
                 "Max elements": h.max_elements,
                 "Action": h.action,
@@ -69,6 +73,6 @@ def handlers_frame(handlers: Iterable[Handler]) -> pd.DataFrame:
             }
             for h in handlers
         ],
-        columns=["Handler ID", "Name", "Tags", "Kind", "Max elements", "Action", "Timeout (s)", "Print local",
+        columns=["Handler ID", "Name", "Tags", "Scientist", "Kind", "Max elements", "Action", "Timeout (s)", "Print local",
                  "Element quota", "Released", "Matched"],
     )  # fmt: skip

@@ -15,15 +15,17 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from .errors import HandshakeError, SignalingError, UsageError
+from .identity import Identity
+from .node import OwnerSession, ScientistLink, default_audit_path
+from .owner.audit import AuditLog
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
 from .runtime import run
-from .session import OwnerSession, ScientistSession, connect_sessions
+from .session import ScientistSession, connect_scientist
 from .transport import loopback as local
 from .transport.identity import (
     certificate_fingerprint,
@@ -32,6 +34,7 @@ from .transport.identity import (
     normalize_id,
     parse_id,
 )
+from .transport.owner_proof import check_answer, sign_answer
 from .transport.sdp import check_peer_sdp
 from .transport.signaling import SignalingClient
 from .transport.webrtc import answer_offer, create_offer
@@ -56,6 +59,12 @@ def _ice_hosts(ice_hosts: Sequence[str] | None, loopback: bool) -> Sequence[str]
     return LOOPBACK_HOSTS if loopback else None
 
 
+def _owner_identity(identity: Identity | str | None) -> Identity:
+    if isinstance(identity, Identity):
+        return identity
+    return Identity.load_or_create(identity or "default", name="owner")
+
+
 def launch_duet(
     signaling_url: str | None = None,
     *,
@@ -70,24 +79,33 @@ def launch_duet(
     redact_errors: bool = False,
     data_root: str | Path | None = None,
     on_ready: Callable[[str, str], None] | None = None,
+    identity: Identity | str | None = None,
+    audit: AuditLog | str | Path | bool = True,
+    unknown: str = "confirm",
 ) -> OwnerSession:
     """Start a duet as the data owner and wait until a scientist has joined.
 
     Prints the session ID and the exact line the scientist runs, which carries your owner ID
-    so the scientist can check it is really you they reach. With ``confirm=True`` you are
-    asked for the client ID the scientist was shown; a wrong ID refuses the connection
-    (``confirm`` may also be the expected ID itself, or a function given the ID that returns
-    True to accept). Either way the scientist's connection must then present the certificate of
-    that ID, or it is refused. ``on_ready(session_id, signaling_url)`` is called once the
-    session is registered, for handing the ID over another way.
+    (your identity's, the same every time: see ``duet.Identity``) so the scientist can check it
+    is really you they reach. A scientist you accepted before joins without a prompt. For an
+    unknown one, with ``confirm=True`` you are asked for the client ID the scientist was shown;
+    a wrong ID refuses the connection (``confirm`` may also be the expected ID itself, or a
+    function given the ID that returns True to accept; ``unknown="refuse"`` refuses unknown
+    scientists). Either way the scientist must prove, on this very connection, that it holds
+    the key of that ID. ``on_ready(session_id, signaling_url)`` is called once the session is
+    registered, for handing the ID over another way.
 
     ``loopback=True``: owner and scientist on this machine find each other with no ID to copy
     and no prompt, through a file only your user can read (see ``loopback_file()``); a process
     that joins without having read it is refused. With no ``signaling_url`` (and no
     ``DUET_SIGNALING_URL``), a signaling server is started on 127.0.0.1 for this session.
 
-    Raises SignalingError, HandshakeError (the scientist was not confirmed or is not who was
-    confirmed), ProtocolError (an offer duet would not send), DuetTimeout (no scientist within
+    ``identity``: who you are (an Identity, or the name of a key in the duet home; "default").
+    ``audit``: the log of requests, decisions and releases (True: ``audit.sqlite3`` in the duet
+    home; a path; False: in memory only). Serving several scientists at once: ``duet serve``.
+
+    Raises SignalingError, HandshakeError (the scientist was not confirmed or could not prove
+    who it is), ProtocolError (an offer duet would not send), DuetTimeout (no scientist within
     ``timeout_secs``).
     """
     owner = OwnerSession(
@@ -96,13 +114,16 @@ def launch_duet(
         max_pending_requests=max_pending_requests,
         redact_errors=redact_errors,
         data_root=data_root,
+        identity=_owner_identity(identity),
+        audit=_audit(audit),
+        unknown=unknown,
     )
     hosts = _ice_hosts(ice_hosts, loopback)
     url = signaling_url or os.environ.get("DUET_SIGNALING_URL")
     state: dict[str, Any] = {}
-    # made before registering, so the owner's ID can be printed in the scientist's join line
+    # the DTLS certificate, made before registering; the owner's ID is its identity's
     certificate = new_certificate()
-    owner_id = client_id_from_fingerprint(certificate_fingerprint(certificate))
+    owner_id = owner.identity.id
     token = local.new_token() if loopback else ""
 
     async def register() -> str:
@@ -141,27 +162,28 @@ def launch_duet(
             what="waiting for the scientist",
         )
         scientist_fingerprint = check_peer_sdp(offer, "the scientist's offer")
-        client_id = client_id_from_fingerprint(scientist_fingerprint)
         if loopback:
             local.check_proof(offer, token, session_id, scientist_fingerprint)
-        elif confirm is not False:
-            _confirm(confirm, client_id)
 
-        async def answer() -> None:
+        async def answer() -> ScientistLink:
             peer, answer_sdp = await answer_offer(
-                offer,
-                ice_servers=ice_servers,
-                ice_hosts=hosts,
-                certificate=certificate,
-                expected_peer_id=client_id,
+                offer, ice_servers=ice_servers, ice_hosts=hosts, certificate=certificate
+            )
+            answer_sdp = sign_answer(
+                answer_sdp, owner.identity, session_id, certificate_fingerprint(certificate)
             )
             await state["signaling"].send_answer(answer_sdp)
             channel = await peer.channel(CONNECT_TIMEOUT_SECS)  # checks the presented certificate
-            await connect_sessions(
-                owner, channel, timeout_secs=CONNECT_TIMEOUT_SECS, client_id=client_id
-            )
+            fingerprints = (certificate_fingerprint(certificate), scientist_fingerprint)
+            return await owner.handshake(channel, fingerprints, timeout_secs=CONNECT_TIMEOUT_SECS)
 
-        run(answer(), timeout_secs=CONNECT_TIMEOUT_SECS * 2, what="connecting to the scientist")
+        link = run(answer(), timeout_secs=CONNECT_TIMEOUT_SECS * 2, what="connecting to the scientist")
+        # decided here, on the caller's thread: a person may be asked for the client ID
+        refusal = owner.decide(link, confirm=confirm, preapproved=loopback)
+        if refusal is not None:
+            run(owner.refuse(link, refusal), timeout_secs=10, what="refusing the scientist")
+            raise HandshakeError(f"refused scientist {link.id}: {refusal}")
+        run(owner.accept(link), timeout_secs=CONNECT_TIMEOUT_SECS, what="accepting the scientist")
     except BaseException:
         _cleanup(state, owner)
         raise
@@ -169,8 +191,18 @@ def launch_duet(
         if loopback:
             local.remove_loopback(session_id)
         run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
-    _say(f"♫♫♫ > connected to scientist {client_id}")
+    _say(f"♫♫♫ > connected to scientist {link.id}")
     return owner
+
+
+def _audit(audit: AuditLog | str | Path | bool) -> AuditLog:
+    if isinstance(audit, AuditLog):
+        return audit
+    if audit is True:
+        return AuditLog(default_audit_path())
+    if audit is False:
+        return AuditLog(None)
+    return AuditLog(audit)
 
 
 def _cleanup(state: dict[str, Any], owner: OwnerSession) -> None:
@@ -178,27 +210,6 @@ def _cleanup(state: dict[str, Any], owner: OwnerSession) -> None:
     if server is not None:
         run(server.close(), timeout_secs=10, what="stopping the signaling server")
         owner._embedded_server = None
-
-
-def _confirm(confirm: bool | str | Callable[[str], bool], client_id: str) -> None:
-    if callable(confirm):
-        ok = bool(confirm(client_id))
-        given = "(checked by your function)"
-    else:
-        if confirm is True:
-            if not sys.stdin or sys.stdin.closed:
-                raise UsageError(
-                    "confirm=True needs someone to type the client ID; pass confirm='<id>'"
-                )
-            given = input("♫♫♫ > enter the client ID the scientist was shown: ")
-        else:
-            given = str(confirm)
-        ok = normalize_id(given) == normalize_id(client_id)
-    if not ok:
-        raise HandshakeError(
-            f"client ID {given!r} does not match the scientist's connection offer; refusing the "
-            "connection (someone may have swapped the offer, or the ID was mistyped)"
-        )
 
 
 def join_duet(
@@ -210,20 +221,30 @@ def join_duet(
     ice_servers: Sequence[str] | None = None,
     ice_hosts: Sequence[str] | None = None,
     timeout_secs: float = 600.0,
+    identity: Identity | str | None = None,
+    name: str = "",
 ) -> ScientistSession:
     """Join a duet as the data scientist; returns the connected session.
 
-    Prints your client ID: tell it to the owner, who types it to confirm you. ``owner_id`` is
-    the ID in the line the owner's ``launch_duet`` printed: given, the connection is refused
-    unless the owner's side presents that owner's certificate, so no one else (not even the
-    signaling server) can stand in for the owner and receive what you send. ``loopback=True``
-    joins the owner started with ``launch_duet(loopback=True)`` on this machine, reading the
-    owner's ID and a token from its private loopback file.
+    Prints your client ID (your identity's: the same every time, see ``duet.Identity``): tell it
+    to the owner, who confirms it the first time. ``owner_id`` is the ID in the line the
+    owner's ``launch_duet`` printed: given, the connection is refused unless the other side
+    proves, on this very connection, that it holds that owner's key, so no one else (not even
+    the signaling server) can stand in for the owner and receive what you send.
+    ``loopback=True`` joins the owner started with ``launch_duet(loopback=True)`` on this
+    machine, reading the owner's ID and a token from its private loopback file. ``name`` is
+    shown to the owner beside your ID (it proves nothing). ``identity``: an Identity, or the
+    name of a key in the duet home ("default").
 
     Raises SignalingError (unknown or expired ID, the owner refused), HandshakeError (the owner
-    is not ``owner_id``), UsageError (a malformed ``owner_id``, no owner waiting on loopback, a
-    loopback file someone else could have written), DuetTimeout.
+    is not ``owner_id``, or refused you), UsageError (a malformed ``owner_id``, no owner waiting
+    on loopback, a loopback file someone else could have written), DuetTimeout.
     """
+    who = identity if isinstance(identity, Identity) else Identity.load_or_create(
+        identity or "default", name=name
+    )
+    if name:
+        who.name = name
     record = local.read_loopback() if loopback else None
     if record is not None:
         if session_id is not None and session_id.strip() != record.session_id:
@@ -251,7 +272,7 @@ def join_duet(
     scientist = ScientistSession()
     state: dict[str, Any] = {}
 
-    async def offer() -> str:
+    async def offer() -> None:
         peer, sdp = await create_offer(ice_servers=ice_servers, ice_hosts=hosts)
         state["peer"] = peer
         if record is not None:
@@ -260,16 +281,13 @@ def join_duet(
         state["signaling"] = client = await SignalingClient.connect(url)
         await client.join(session_id)
         await client.send_offer(sdp)
-        return str(peer.client_id)
 
     try:
-        client_id = run(
-            offer(), timeout_secs=CONNECT_TIMEOUT_SECS, what="joining through the signaling server"
-        )
+        run(offer(), timeout_secs=CONNECT_TIMEOUT_SECS, what="joining through the signaling server")
     except BaseException:
         _close_all(state)
         raise
-    _say(f"♫♫♫ > duet client ID: {client_id}")
+    _say(f"♫♫♫ > duet client ID: {who.id}")
     if not loopback:
         _say("♫♫♫ > tell the data owner this client ID; waiting for them to confirm...")
         if owner_id is None:
@@ -283,11 +301,27 @@ def join_duet(
             answer_sdp = await state["signaling"].wait_answer(timeout_secs=timeout_secs)
         except SignalingError as exc:
             raise SignalingError(f"the owner did not answer: {exc}") from exc
-        channel = await state["peer"].accept_answer(
-            answer_sdp, timeout_secs=CONNECT_TIMEOUT_SECS, expected_peer_id=owner_id
+        peer = state["peer"]
+        expected = None
+        if owner_id is not None:  # refuse an impostor before connecting to it at all
+            owner_fingerprint = check_peer_sdp(answer_sdp, "the owner's answer")
+            try:
+                check_answer(answer_sdp, owner_id, session_id, owner_fingerprint)
+            except HandshakeError:
+                await peer.close()
+                raise
+            expected = client_id_from_fingerprint(owner_fingerprint)
+        channel = await peer.accept_answer(
+            answer_sdp, timeout_secs=CONNECT_TIMEOUT_SECS, expected_peer_id=expected
         )
-        await connect_sessions(
-            scientist, channel, timeout_secs=CONNECT_TIMEOUT_SECS, client_id=client_id
+        await connect_scientist(
+            scientist,
+            channel,
+            identity=who,
+            fingerprints=(peer.fingerprint, peer.peer_fingerprint or ""),
+            timeout_secs=CONNECT_TIMEOUT_SECS,
+            welcome_timeout_secs=timeout_secs,  # the owner may be typing our ID
+            expected_owner=owner_id,
         )
 
     try:
@@ -300,7 +334,7 @@ def join_duet(
         _close_all(state)
         raise
     run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
-    checked = f" {owner_id} (its certificate checked)" if owner_id else ""
+    checked = f" {owner_id} (it proved its identity)" if owner_id else ""
     _say(f"♫♫♫ > connected to the data owner{checked}")
     return scientist
 

@@ -1,41 +1,26 @@
-"""Sessions: what ``launch_duet``, ``join_duet`` and ``duet_pair`` return.
+"""Sessions: what ``join_duet`` returns, and what both sides' sessions share.
 
-An ``OwnerSession`` holds the owner's store and request queue and serves the scientist through a
-``PeerService``; a ``ScientistSession`` holds pointers, ``duet.torch`` and ``duet.python``. Both
-sit on a ``Connection`` over any Channel (in memory or WebRTC) and are used from the caller's
-thread; the network runs on the library's background loop.
+A ``ScientistSession`` holds pointers, ``duet.torch`` and ``duet.python`` on one ``Connection``
+to an owner (over any Channel: in memory or WebRTC). The owner's side is a node
+(``duet/node.py``: one ``OwnerSession`` serving many scientists). Sessions are used from the
+caller's thread; the network runs on the library's background loop.
 """
 
 from __future__ import annotations
 
-import asyncio
 import atexit
 import logging
-import time
 import weakref
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 
-from .connection import Connection, State, frame_limit_for
-from .errors import ConnectionLost, UsageError
-from .owner.context import OwnerSettings
-from .owner.requests import Request, RequestQueue
-from .owner.service import PeerService
-from .owner.store import (
-    DEFAULT_MAX_BYTES,
-    DEFAULT_MAX_OBJECTS,
-    DEFAULT_MAX_PENDING,
-    ObjectStore,
-    OwnerStoreView,
-    StoredObject,
-)
-from .owner.tuning import tune_owner_process
+from .connection import Connection, State
+from .errors import ConnectionLost, HandshakeError, UsageError
+from .identity import Identity, normalize
 from .protocol.allowlist import type_key
-from .protocol.messages import ErrorInfo, Failure, Sync
+from .protocol.messages import Sync
 from .runtime import run
 from .scientist.client import PointerClient
 from .scientist.library import RemoteLibrary
@@ -45,11 +30,9 @@ from .scientist.store_view import RemoteStore
 from .transport.channel import Channel
 
 log = logging.getLogger(__name__)
-WATCH_SECS = 5.0
-BUSY_NOTICE_SECS = 30.0
 
 
-class _Session:
+class Session:
     role = ""
     connection: Connection | None = None
 
@@ -97,115 +80,7 @@ class _Session:
         return self.connection
 
 
-class OwnerSession(_Session):
-    """The data owner's side: ``store``, ``requests``, and ``x.send(duet, ...)`` to publish."""
-
-    role = "owner"
-
-    def __init__(
-        self,
-        *,
-        max_bytes: int = DEFAULT_MAX_BYTES,
-        max_objects: int = DEFAULT_MAX_OBJECTS,
-        max_pending_requests: int = DEFAULT_MAX_PENDING,
-        redact_errors: bool = False,
-        data_root: str | Path | None = None,
-    ):
-        tune_owner_process()
-        self.settings = OwnerSettings(data_root=Path(data_root).resolve() if data_root else None)
-        self.objects = ObjectStore(
-            max_bytes=max_bytes, max_objects=max_objects, max_pending=max_pending_requests
-        )
-        self.store = OwnerStoreView(self.objects)
-        self.requests = RequestQueue(on_decided=self._route_decision, data_tags=self._data_tags)
-        self.redact_errors = redact_errors
-        self._services: dict[str, PeerService] = {}
-        self.peer = "scientist"
-
-    def publish(
-        self,
-        value: Any,
-        *,
-        pointable: bool = True,
-        tags: list[str] | None = None,
-        description: str = "",
-    ) -> StoredObject:
-        """Put one of the owner's values in the store; it stays private (gets are requests)."""
-        return self.objects.publish(value, pointable=pointable, tags=tags, description=description)
-
-    def _data_tags(self) -> set[str]:
-        return {tag for entry in self.objects.published() for tag in entry.tags}
-
-    def _attach(self, connection: Connection, peer: str) -> None:
-        self.connection = connection
-        self.peer = peer
-        loop = connection.loop
-
-        def call_later(delay: float, fn: Any) -> None:
-            loop.call_soon_threadsafe(loop.call_later, delay, fn)
-
-        service = self._services[peer] = PeerService(
-            peer,
-            self.objects,
-            self.requests,
-            connection.send_if_open,
-            call_later,
-            redact_errors=self.redact_errors,
-            settings=self.settings,
-        )
-
-        def worker_died(reason: str) -> None:  # tell the scientist, rather than go deaf
-            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(connection.close(reason)))
-
-        service.on_dead = worker_died
-        loop.call_soon_threadsafe(self._watch, service, connection, None)
-
-    def _watch(self, service: PeerService, connection: Connection, told: Any) -> None:
-        """Every few seconds, on the loop: tell both sides when one call has run for long (the
-        owner's worker is busy, not gone)."""
-        if connection.state in (State.CLOSING, State.CLOSED):
-            return
-        running = service.running
-        if running is not None and running is not told:
-            op, since = running
-            busy = time.monotonic() - since
-            if busy >= BUSY_NOTICE_SECS:
-                text = f"the owner has been running {op} for {busy:.0f} s; later actions wait"
-                log.warning(text)
-                info = ErrorInfo(code="owner_busy", message=text, op=op)
-                connection.send_if_open([Failure(result=None, error=info)])
-                told = running
-        connection.loop.call_later(WATCH_SECS, self._watch, service, connection, told)
-
-    def _on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
-        service = self._services[self.peer]
-        if not service.submit(messages, buffers) and self.connection is not None:
-            reason = (
-                f"the scientist sent more than {service.max_backlog} actions the owner had not "
-                "run yet (flooding); the owner closed the session"
-            )
-            log.warning(reason)
-            self._closing = asyncio.ensure_future(self.connection.close(reason))
-
-    def _on_lost(self, exc: ConnectionLost) -> None:
-        self.requests.cancel_peer(self.peer)
-        service = self._services.pop(self.peer, None)
-        if service is not None:
-            service.stop()
-        freed = self.objects.drop_peer(self.peer)
-        log.info("the scientist left (%s); freed %d of its objects", exc, freed)
-
-    def _route_decision(self, request: Request) -> None:
-        service = self._services.get(request.peer)
-        if service is not None:
-            service.on_decided(request)
-
-    def __repr__(self) -> str:
-        state = "connected" if self.connected else "not connected"
-        return f"<duet owner session, {state}: {len(self.store)} published, {len(self.requests)} pending requests>"
-
-
-class ScientistSession(_Session):
+class ScientistSession(Session):
     """The data scientist's side: ``store``, ``torch``, ``python`` and pointers."""
 
     role = "scientist"
@@ -222,13 +97,21 @@ class ScientistSession(_Session):
         self.torchvision = RemoteLibrary(self.client, "torchvision")
         self.store = RemoteStore(self.client)
 
-    def _on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
+    # ---- what the connection delivers (on the loop)
+    def on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
         assert self.client is not None
         self.client.on_messages(messages, buffers)
 
-    def _on_lost(self, exc: ConnectionLost) -> None:
+    def on_lost(self, exc: ConnectionLost) -> None:
         if self.client is not None:
             self.client.on_lost(exc)
+
+    @property
+    def owner_id(self) -> str:
+        """The ID the owner proved in the handshake."""
+        connection = self.connection
+        peer = connection.peer_identity if connection is not None else None
+        return peer.id if peer is not None else ""
 
     def send_value(
         self, value: Any, *, tags: list[str] | None = None, description: str = ""
@@ -269,113 +152,57 @@ class ScientistSession(_Session):
         return f"<duet scientist session, {'connected' if self.connected else 'not connected'}>"
 
 
-_LIVE: weakref.WeakSet[_Session] = weakref.WeakSet()
+LIVE: weakref.WeakSet[Session] = weakref.WeakSet()
 
 
 @atexit.register
 def _close_live_sessions() -> None:
     # a notebook or script that ends without close(): tell the peer now, rather than leaving
     # it to notice the silence a few seconds later
-    for session in list(_LIVE):
+    for session in list(LIVE):
         try:
             session.close(timeout_secs=2.0)
         except Exception:  # best effort while the interpreter shuts down
             pass
 
 
-async def connect_sessions(
-    session: OwnerSession | ScientistSession,
+async def connect_scientist(
+    session: ScientistSession,
     channel: Channel,
     *,
-    peer: str = "scientist",
+    identity: Identity,
+    fingerprints: tuple[str, str] = ("", ""),
     timeout_secs: float = 30.0,
-    client_id: str = "",
+    welcome_timeout_secs: float | None = None,
+    expected_owner: str | None = None,
+    **connection_options: Any,
 ) -> None:
-    """Run the handshake for one side over ``channel`` (on the library loop)."""
+    """Run the scientist's handshake over ``channel`` (on the library loop), then wait until
+    the owner accepts (it may be confirming the scientist's ID). With ``expected_owner`` (an
+    ID), the owner must prove it is that one before anything else happens."""
     connection = Connection(
         channel,
-        session.role,
-        on_messages=lambda m, b: session._on_messages(m, b),
-        on_lost=lambda exc: session._on_lost(exc),
-        client_id=client_id,
+        "scientist",
+        on_messages=session.on_messages,
+        on_lost=session.on_lost,
+        client_id=identity.id,
+        identity=identity,
+        fingerprints=fingerprints,
+        **connection_options,
     )
-    if isinstance(session, OwnerSession):
-        # announced in the Hello: the scientist refuses locally what could never fit
-        connection.max_bytes = max_bytes = session.objects.default_quota[0]
-        reason = f"the owner lets a scientist store {max_bytes} bytes"
-        connection.set_max_frame_bytes(frame_limit_for(max_bytes), reason=reason)
-        session._attach(connection, peer)
-    else:
-        session._attach(connection)
+    session._attach(connection)
     await connection.open(timeout_secs=timeout_secs)
-    _LIVE.add(session)
-
-
-def duet_pair(
-    *,
-    max_bytes: int = DEFAULT_MAX_BYTES,
-    max_objects: int = DEFAULT_MAX_OBJECTS,
-    max_pending_requests: int = DEFAULT_MAX_PENDING,
-    redact_errors: bool = False,
-    data_root: str | Path | None = None,
-    timeout_secs: float = 30.0,
-) -> tuple[OwnerSession, ScientistSession]:
-    """An owner and a scientist joined in this process over an in-memory channel.
-
-    The channel carries real encoded frames, exactly as the network does.
-
-    >>> owner, scientist = duet_pair()
-    """
-    from .transport.memory import memory_pair
-
-    owner = OwnerSession(
-        max_bytes=max_bytes,
-        max_objects=max_objects,
-        max_pending_requests=max_pending_requests,
-        redact_errors=redact_errors,
-        data_root=data_root,
-    )
-    scientist = ScientistSession()
-
-    async def join() -> None:
-        a, b = memory_pair()
-        await asyncio.gather(
-            connect_sessions(owner, a, timeout_secs=timeout_secs),
-            connect_sessions(scientist, b, timeout_secs=timeout_secs),
+    proved = connection.peer_identity.id if connection.peer_identity else ""
+    if expected_owner is not None and normalize(proved) != normalize(expected_owner):
+        await connection.close("not the owner this scientist was told to reach")
+        raise HandshakeError(
+            f"the other side proved identity {proved}, not the owner {expected_owner} (the "
+            "owner_id you gave join_duet): someone else answered, most likely the signaling "
+            "server; nothing was sent. Check the owner_id, start a new session, and use a "
+            "signaling server you trust"
         )
-
-    run(join(), timeout_secs=timeout_secs + 5, what="joining the in-memory duet")
-    return owner, scientist
-
-
-# ---------------------------------------------------------------- .send on torch objects
+    await connection.wait_welcome(welcome_timeout_secs or timeout_secs)
+    LIVE.add(session)
 
 
-def _send(
-    self: Any,
-    session: Any,
-    *,
-    pointable: bool = True,
-    tags: list[str] | None = None,
-    description: str = "",
-) -> Any:
-    """Send this tensor or model to a duet session.
-
-    To an owner session: publish it in the owner's store (``pointable=False`` keeps it out of the
-    scientist's listing); returns the stored entry. To a scientist session: store it on the
-    owner's side as the scientist's own object; returns a pointer.
-    """
-    if isinstance(session, OwnerSession):
-        return session.publish(self, pointable=pointable, tags=tags, description=description)
-    if isinstance(session, ScientistSession):
-        return session.send_value(self, tags=tags, description=description)
-    raise UsageError(f"send() takes a duet session, not {type(session).__name__}")
-
-
-def install_send() -> None:
-    """Add ``send`` to torch.Tensor and torch.nn.Module (and nothing else in torch)."""
-    torch.Tensor.send = _send  # type: ignore[attr-defined]
-    nn.Module.send = _send  # type: ignore[attr-defined]
-
-
-__all__ = ["OwnerSession", "ScientistSession", "duet_pair", "install_send"]
+__all__ = ["LIVE", "ScientistSession", "Session", "connect_scientist"]

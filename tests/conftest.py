@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 os.environ["DUET_ICE_HOSTS"] = "127.0.0.1"
+# identities, known scientists and audit logs live in a duet home of the test run's own (its
+# processes inherit it), never in the user's ~/.duet
+os.environ["DUET_HOME"] = tempfile.mkdtemp(prefix="duet-home-")
 
 import pytest
 
 import duet as sy
+
+
+@pytest.fixture(autouse=True)
+def duet_home(tmp_path_factory, monkeypatch):
+    """Each test has a duet home of its own: the identities it makes and the scientists its
+    owners come to know do not leak into the next test."""
+    home = tmp_path_factory.mktemp("duet-home")
+    monkeypatch.setenv("DUET_HOME", str(home))
+    return home
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ import queue
 import re
 import subprocess
 import sys
+import tempfile
 import threading
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,18 @@ UNIT = 30.0  # seconds; every wait in these tests is a multiple of it
 
 
 class Process:
-    def __init__(self, *args: str, stdin: bool = True, env: dict[str, str] | None = None):
-        env = {**os.environ, "DUET_ICE_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1", **(env or {})}
+    def __init__(
+        self,
+        *args: str,
+        stdin: bool = True,
+        env: dict[str, str] | None = None,
+        home: str | None = None,
+    ):
+        """``home``: the process's duet home (its identity, the scientists it knows); by default
+        one of its own, as if it ran on a machine of its own."""
+        home = home or tempfile.mkdtemp(prefix="duet-home-")
+        env = {**os.environ, "DUET_ICE_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+               "DUET_HOME": home, **(env or {})}  # fmt: skip
         self.popen = subprocess.Popen(
             [sys.executable, *args],
             stdin=subprocess.PIPE if stdin else subprocess.DEVNULL,

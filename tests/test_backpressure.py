@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from typing import Any
 
 import pytest
 import torch
 
 import duet as sy
 from duet.connection import Connection
+from duet.identity import Identity, auth_message
 from duet.protocol.frames import FrameTooLarge
-from duet.protocol.messages import Hello, Put, Reply, Sync, pack
+from duet.protocol.messages import Auth, Hello, Put, Reply, Sync, pack, unpack
 from duet.protocol.serde import Encoder
 from duet.runtime import run
 from duet.transport.channel import Channel
@@ -53,7 +55,7 @@ class Valve(Channel):
         self.inner.set_max_frame_bytes(limit)
 
 
-def hello(role: str, **limits: int) -> Hello:
+def hello(role: str, **limits: Any) -> Hello:
     from duet import __version__
     from duet.protocol import allowlist
 
@@ -80,11 +82,18 @@ class Pair:
                 on_lost=self.lost.append,
                 **options,
             )
-            await b.send(pack([hello("scientist", max_frame_bytes=peer_limit)]))
-            await self.connection.open(timeout_secs=WAIT)
+            # the raw peer proves an identity of its own, as any scientist does
+            who, nonce = Identity.ephemeral(), "ab" * 16
+            opening = asyncio.ensure_future(self.connection.open(timeout_secs=WAIT))
+            await b.send(pack([hello("scientist", max_frame_bytes=peer_limit,
+                                     identity=who.public_key.hex(), nonce=nonce)]))  # fmt: skip
+            owner_hello = unpack(await asyncio.wait_for(b.recv(), WAIT), max_frame_bytes=1 << 20)
+            proof = auth_message("scientist", "", "", nonce, owner_hello[0][0].nonce)
+            await b.send(pack([Auth(signature=who.sign(proof).hex())]))
+            await opening
 
         run(setup(), timeout_secs=WAIT, what="setup")
-        self.next_frame()  # the owner's Hello
+        self.next_frame()  # the owner's proof of identity
 
     def next_frame(self) -> bytes:
         return run(asyncio.wait_for(self.peer.recv(), WAIT), timeout_secs=WAIT, what="recv")
@@ -191,10 +200,15 @@ def test_messages_right_behind_the_peers_hello_are_handled_not_refused():
 
         a, b = memory_pair()
         connection = Connection(a, "owner", on_messages=on_messages, on_lost=lambda exc: None)
-        # both frames wait in the channel before the owner reads its first one
-        await b.send(pack([hello("scientist")]))
+        who, nonce = Identity.ephemeral(), "cd" * 16
+        await b.send(pack([hello("scientist", identity=who.public_key.hex(), nonce=nonce)]))
+        opening = asyncio.ensure_future(connection.open(timeout_secs=WAIT))
+        owner_hello = unpack(await asyncio.wait_for(b.recv(), WAIT), max_frame_bytes=1 << 20)
+        proof = auth_message("scientist", "", "", nonce, owner_hello[0][0].nonce)
+        # the proof and an action right behind it wait in the channel together
+        await b.send(pack([Auth(signature=who.sign(proof).hex())]))
         await b.send(pack([Sync(rid=7)]))
-        await connection.open(timeout_secs=WAIT)
+        await opening
         await b.send(pack([Sync(rid=8)]))
         await asyncio.wait_for(both.wait(), WAIT)
         await connection.close()

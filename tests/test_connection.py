@@ -11,6 +11,7 @@ import duet as sy
 from duet.connection import Connection
 from duet.protocol.messages import Hello, pack
 from duet.runtime import run
+from duet.session import connect_scientist
 from duet.transport.channel import Channel, ChannelClosed
 from duet.transport.memory import memory_pair
 
@@ -48,18 +49,16 @@ def test_a_silent_peer_is_declared_lost_and_blocking_calls_raise():
     scientist = sy.ScientistSession()
     holder = {}
 
+    quick = {"heartbeat_secs": 0.1, "dead_after_secs": 0.5}
+    owner.connection_options = quick
+
     async def join():
         a, b = memory_pair()
         holder["hole"] = Blackhole(b)
-        for session, channel in ((owner, a), (scientist, holder["hole"])):
-            connection = Connection(channel, session.role, on_messages=session._on_messages,
-                                    on_lost=session._on_lost, heartbeat_secs=0.1, dead_after_secs=0.5)  # fmt: skip
-            if session is owner:
-                session._attach(connection, "scientist")
-            else:
-                session._attach(connection)
         await asyncio.gather(
-            owner.connection.open(timeout_secs=10), scientist.connection.open(timeout_secs=10)
+            owner.admit(a, preapproved=True, timeout_secs=10),
+            connect_scientist(scientist, holder["hole"], identity=sy.Identity.ephemeral(),
+                              timeout_secs=10, **quick),  # fmt: skip
         )
 
     run(join(), timeout_secs=20, what="join")
@@ -131,7 +130,7 @@ def test_public_api_is_curated_and_importing_only_adds_send_to_torch():
             assert issubclass(obj, sy.DuetError), name
     assert hasattr(torch.Tensor, "send") and hasattr(torch.nn.Module, "send")
     assert not hasattr(torch.Tensor, "get") and not hasattr(torch.Tensor, "request")
-    assert torch.Tensor.send.__module__ == "duet.session"
+    assert torch.Tensor.send.__module__ == "duet.local"
 
 
 def test_a_process_that_exits_without_closing_says_goodbye(tmp_path):

@@ -90,7 +90,7 @@ def test_wrong_client_id_refuses_the_connection():
         owner.send("0000-0000-0000-0000")
         owner.popen.wait(UNIT)
         assert owner.popen.returncode != 0
-        assert "does not match the scientist's connection offer" in "".join(owner.errors)
+        assert "does not match the scientist's identity" in "".join(owner.errors)
         scientist.popen.wait(UNIT)
         assert "SignalingError" in "".join(scientist.errors) or "owner" in "".join(scientist.errors)
     finally:

@@ -247,7 +247,7 @@ def test_launch_prints_the_owner_id_that_join_checks(capsys: pytest.CaptureFixtu
     scientist = sy.join_duet(line.group(1), line.group(2), owner_id=line.group(3))
     thread.join(60)
     try:
-        assert f"connected to the data owner {line.group(3)} (its certificate checked)" in (
+        assert f"connected to the data owner {line.group(3)} (it proved its identity)" in (
             capsys.readouterr().out
         )
     finally:

@@ -51,7 +51,7 @@ def test_each_run_is_one_message_and_leaves_no_temporaries(pair):
     x, y = torch.randn(8, 4).send(scientist), torch.randn(8, 1).send(scientist)
     step(x, y)
     scientist.sync(timeout_secs=10)
-    baseline = len(owner.objects.peer_objects("scientist"))
+    baseline = len(owner.objects.peer_objects(owner.client_id))
     sent = []
     original = scientist.client.enqueue
 
@@ -69,7 +69,7 @@ def test_each_run_is_one_message_and_leaves_no_temporaries(pair):
     gc.collect()
     scientist.sync(timeout_secs=10)
     scientist.sync(timeout_secs=10)
-    assert len(owner.objects.peer_objects("scientist")) <= baseline
+    assert len(owner.objects.peer_objects(owner.client_id)) <= baseline
 
 
 def test_a_plan_cannot_wait_or_capture_local_tensors(pair):

@@ -202,7 +202,7 @@ def test_unknown_remote_path_is_refused_here_and_nothing_is_sent(pair):
         scientist.torch.ones(1).member("__class__")  # `member` is for remote models only
     scientist.sync(timeout_secs=10)
     assert scientist.client.failures == {}  # the owner never saw the refused calls
-    assert owner._services["scientist"].actions_run == 2  # just the two ones()
+    assert owner.link().service.actions_run == 2  # just the two ones()
 
 
 def test_dropping_pointers_frees_the_owners_copies_but_not_published_data(pair):
@@ -211,12 +211,12 @@ def test_dropping_pointers_frees_the_owners_copies_but_not_published_data(pair):
     ptr = scientist.store[published.id]
     results = [ptr * i for i in range(50)]
     scientist.sync(timeout_secs=10)
-    assert len(owner.objects.peer_objects("scientist")) >= 50
+    assert len(owner.objects.peer_objects(owner.client_id)) >= 50
     del results, ptr
     gc.collect()
     scientist.sync(timeout_secs=10)  # flushes the deletes and waits for them
     scientist.sync(timeout_secs=10)
-    assert owner.objects.peer_objects("scientist") == []
+    assert owner.objects.peer_objects(owner.client_id) == []
     assert owner.store[0].id == published.id and torch.equal(owner.store[0].value, torch.ones(3))
 
 
@@ -262,7 +262,7 @@ def test_a_flood_of_actions_never_queues_more_than_a_window_on_the_owner(pair):
     from duet.scientist.client import FLUSH_AT, MAX_MARKS, WINDOW_ACTIONS
 
     owner, scientist = pair
-    service = owner._services["scientist"]
+    service = owner.link().service
     x = scientist.torch.zeros(1)
     scientist.sync(timeout_secs=10)
     start = service.actions_run

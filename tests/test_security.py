@@ -250,7 +250,7 @@ def test_a_scientist_ignoring_the_action_window_is_disconnected_not_obeyed():
     owner, scientist = sy.duet_pair()
     try:
         entry = torch.arange(3).send(owner)
-        owner._services["scientist"].max_backlog = 50
+        owner.link().service.max_backlog = 50
         scientist.client._in_pace = True  # a hostile client that never waits
         x = scientist.torch.zeros(1)
         with pytest.raises(sy.ConnectionLost, match="flooding"):
@@ -267,7 +267,7 @@ def test_a_scientist_ignoring_the_action_window_is_disconnected_not_obeyed():
 def test_an_owner_worker_that_dies_closes_the_session_with_the_reason():
     owner, scientist = sy.duet_pair()
     try:
-        service = owner._services["scientist"]
+        service = owner.link().service
 
         def crash(messages, buffers):  # something no per-message handler catches
             raise SystemExit("simulated")
@@ -285,11 +285,11 @@ def test_an_owner_busy_with_one_long_call_says_so(monkeypatch):
     import logging
     import threading
 
-    import duet.session as session_module
+    import duet.node as node_module
     from duet.protocol import allowlist
 
-    monkeypatch.setattr(session_module, "WATCH_SECS", 0.05)
-    monkeypatch.setattr(session_module, "BUSY_NOTICE_SECS", 0.1)
+    monkeypatch.setattr(node_module, "WATCH_SECS", 0.05)
+    monkeypatch.setattr(node_module, "BUSY_NOTICE_SECS", 0.1)
     release = threading.Event()
     told = threading.Event()
 

@@ -38,6 +38,7 @@ from ..protocol.messages import Call, ErrorInfo, Failure
 from ..protocol.serde import Decoder
 from . import effects, sizes
 from .labels import EMPTY, Label, Source, Walk, owner_containers
+from .policy import CallCheck, PolicyChain, QuotaPolicy
 from .quota import GRAPH_NODE_BYTES, PeerQuota, scalar_bytes
 from .store import OWNER, ObjectStore, StoredObject
 
@@ -90,9 +91,12 @@ class Executor:
         store: ObjectStore,
         *,
         error_info: Callable[[BaseException, str | None], ErrorInfo],
+        policy: PolicyChain | None = None,
     ):
         self.peer = peer
         self.store = store
+        # the owner's policy chain (quotas, access rules, ...): every call passes through it
+        self.policy = policy or PolicyChain([QuotaPolicy(store.quota)])
         self.labels = store.labels
         self._error_info = error_info
         self.rng_label: Label = EMPTY
@@ -167,6 +171,8 @@ class Executor:
             raise UsageError(
                 f"object {object_id} does not exist on the owner's side (deleted or never created)"
             )
+        if entry.owner == OWNER:
+            self.policy.check_name(self.peer, entry)
         return entry
 
     def forget(self, object_id: str) -> None:
@@ -269,7 +275,7 @@ class Executor:
             self._refuse_protected(op, writes, inputs)
             # memory is counted before it is taken: what the op will make must fit
             planned = sizes.planned_bytes(op, target, args, kwargs)
-            self.quota.check(planned, bool(label), op.path)
+            self.policy.check_call(CallCheck(self.peer, op, target, planned, bool(label)))
             if op.writes == "graph":
                 # gradients go to the scientist's leaves only: the owner's never get any
                 kwargs["inputs"] = leaves or [torch.zeros((), requires_grad=True)]

@@ -55,6 +55,7 @@ class Request:
     label: Label
     op: str
     snapshot: Snapshot
+    scientist_name: str = ""
     arrival: datetime = field(default_factory=datetime.now)
     status: RequestStatus = RequestStatus.PENDING
     decided_by: str = ""
@@ -122,6 +123,7 @@ class Handler:
     timeout_secs: float
     print_local: bool
     element_quota: int | None
+    scientist: str | None = None  # only this scientist's requests (an identity ID)
     created: float = field(default_factory=time.monotonic)
     released: int = 0
     matched: int = 0
@@ -130,6 +132,8 @@ class Handler:
         return self.timeout_secs >= 0 and now - self.created > self.timeout_secs
 
     def matches(self, request: Request) -> bool:
+        if self.scientist is not None and self.scientist != request.peer:
+            return False
         if self.name is not None and self.name != _normalize(request.name):
             return False
         if self.kind is not None and request.kind != self.kind:
@@ -152,6 +156,12 @@ class Handler:
     def constrained(self) -> bool:
         """True when the handler says something about what is released (not only its name)."""
         return self.tags is not None or self.kind is not None or self.max_elements is not None
+
+
+def _scientist_id(text: str) -> str:
+    from .access import _key
+
+    return _key(text)
 
 
 def _normalize(name: str | None) -> str:
@@ -326,6 +336,7 @@ class RequestQueue:
         element_quota: int | None = None,
         kind: str | None = None,
         max_elements: int | None = None,
+        scientist: str | None = None,
     ) -> Handler:
         """Decide matching requests automatically, first match wins.
 
@@ -342,6 +353,8 @@ class RequestQueue:
         - ``name``: the name the scientist gave the request (trimmed, case-insensitive). The
           scientist chooses it, so an accept handler keyed by name alone accepts anything a
           scientist names that way (a HandlerWarning says so).
+
+        - ``scientist``: only requests of the scientist with this ID.
 
         ``timeout_secs`` makes the handler expire (-1: never). ``print_local`` prints the value
         here. ``element_quota`` caps the elements it may release in all, then it denies.
@@ -371,6 +384,7 @@ class RequestQueue:
             timeout_secs=float(timeout_secs),
             print_local=print_local,
             element_quota=element_quota,
+            scientist=None if scientist is None else _scientist_id(scientist),
         )
         if action == "accept" and not handler.constrained:
             what = f"named {name!r}" if name is not None else "of any kind"

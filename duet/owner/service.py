@@ -44,9 +44,11 @@ from ..protocol.messages import (
     Sync,
 )
 from ..protocol.serde import Decoder
+from .audit import AuditLog
 from .context import OwnerSettings, set_current
 from .executor import Executor
 from .labels import UNKNOWN, Walk, owner_containers
+from .policy import PolicyChain
 from .quota import scalar_bytes
 from .requests import Request, RequestQueue, RequestStatus, new_request_id
 from .snapshot import Snapshot
@@ -88,15 +90,21 @@ class PeerService:
         *,
         redact_errors: bool = False,
         settings: OwnerSettings | None = None,
+        policy: PolicyChain | None = None,
+        audit: AuditLog | None = None,
+        peer_name: str = "",
     ):
         self.settings = settings or OwnerSettings()
         self.peer = peer
+        self.peer_name = peer_name
+        self.audit = audit
         self.store = store
         self.requests = requests
         self._send = send
         self._call_later = call_later
         self.redact_errors = redact_errors
-        self.executor = Executor(peer, store, error_info=self._error_info)
+        self.executor = Executor(peer, store, error_info=self._error_info, policy=policy)
+        self.policy = self.executor.policy
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
         # request id -> (the state under review, the value itself: kept alive until decided)
@@ -238,7 +246,7 @@ class PeerService:
                 {"id": e.id, "tags": e.tags, "description": e.description, "size": e.nbytes,
                  **describe(e.value)}
                 for e in self.store.published()
-                if e.pointable
+                if e.pointable and self.policy.allows_name(self.peer, e)
             ]  # fmt: skip
             out.append(Reply(rid=message.rid, value=rows))
         else:
@@ -344,6 +352,13 @@ class PeerService:
                 ),
                 "get",
             )
+        try:  # may this scientist ask for releases at all (before anything reaches the queue)
+            self.policy.check_release(self.peer, entry)
+        except DuetError as exc:
+            if self.audit is not None:
+                self.audit.record("refused", scientist=self.peer, name=self.peer_name,
+                                  object_id=entry.id, reason=str(exc), request_name=message.name)  # fmt: skip
+            return self._error_reply(message.rid, exc, "get")
         snapshot = (
             Snapshot.failed(entry.failure)
             if entry.failure is not None
@@ -358,7 +373,14 @@ class PeerService:
             label=label,
             op=entry.op,
             snapshot=snapshot,
+            scientist_name=self.peer_name,
         )
+        if self.audit is not None:
+            self.audit.record(
+                "request", scientist=self.peer, name=self.peer_name, request=request.id,
+                object_id=entry.id, request_name=request.name, reason=request.reason,
+                tags=request.tags, op=request.op, value_kind=request.kind, elements=request.elements,
+            )  # fmt: skip
         quota = self.store.quota(self.peer)
         if quota.pending >= quota.max_pending and self.requests.handler_for(request) is None:
             # it would wait for a person, and this scientist has enough waiting already
@@ -401,6 +423,12 @@ class PeerService:
             entry = self.store.get(request.object_id)
             reply = self._value_reply(rid, entry, request.snapshot, "accepted", delete_obj)
             buffers = request.snapshot.buffers
+            if self.audit is not None:
+                self.audit.record(
+                    "release", scientist=self.peer, name=self.peer_name, request=request.id,
+                    object_id=request.object_id, digest=request.snapshot.digest(),
+                    nbytes=request.snapshot.nbytes, value_kind=request.kind,
+                )  # fmt: skip
         else:
             note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
             status: Any = request.status.value

@@ -8,6 +8,8 @@ op on private data that failed) is snapshotted as its error.
 
 from __future__ import annotations
 
+import hashlib
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -87,6 +89,17 @@ class Snapshot:
     @classmethod
     def failed(cls, error: ErrorInfo) -> Snapshot:
         return cls(None, [], error, "error", 0, len(error.message))
+
+    def digest(self) -> str:
+        """sha-256 of exactly what is released (the encoded value and its bytes)."""
+        hasher = hashlib.sha256()
+        if self.error is not None:
+            hasher.update(self.error.model_dump_json().encode())
+        else:
+            hasher.update(json.dumps(self.value, sort_keys=True, default=str).encode())
+            for buffer in self.buffers:
+                hasher.update(memoryview(buffer))
+        return hasher.hexdigest()
 
     def decoded(self) -> Any:
         """The value exactly as the scientist would receive it (a RemoteError for a failure)."""

@@ -41,6 +41,27 @@ class Hello(_Message):
     # store: the peer refuses locally what could never be accepted, instead of sending it
     max_frame_bytes: Annotated[int, Field(ge=0)] | None = None
     max_bytes: Annotated[int, Field(ge=0)] | None = None
+    # who this side is: its identity's Ed25519 public key (hex), a display name (not proof),
+    # and a fresh nonce the peer's signature must cover (see Auth)
+    identity: Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]*$")] = ""
+    name: Annotated[str, Field(max_length=100)] = ""
+    nonce: Annotated[str, Field(max_length=64, pattern=r"^[0-9a-f]*$")] = ""
+
+
+class Auth(_Message):
+    """Sent once the peer's Hello arrived: this side's identity key signs what makes this
+    connection unique (both sides' DTLS fingerprints and both nonces; duet.identity)."""
+
+    k: Literal["auth"] = "auth"
+    signature: Annotated[str, Field(min_length=128, max_length=128, pattern=r"^[0-9a-f]+$")]
+
+
+class Welcome(_Message):
+    """The owner accepted this scientist (known, confirmed, or allowed by its rules): actions
+    may start."""
+
+    k: Literal["welcome"] = "welcome"
+    scientist_id: ShortText = ""
 
 
 class Call(_Message):
@@ -157,6 +178,8 @@ class Bye(_Message):
 
 Message = Annotated[
     Hello
+    | Auth
+    | Welcome
     | Call
     | Put
     | Delete

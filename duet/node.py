@@ -1,0 +1,486 @@
+"""The data owner as a node: one store, many identified scientists, each under its own rules.
+
+An ``OwnerSession`` holds what is the owner's (the store of published data, the request queue,
+its handlers, the access rules, the audit log and the scientists it knows) and serves each
+connected scientist through a ``ScientistLink``: the scientist's connection, its identity as
+proved in the handshake, and the worker that runs its actions (owner/service.py). Everything
+per scientist (its objects, requests, quotas, flow-control window, random generator) is keyed
+by its identity's ID; a scientist can neither see nor touch another's objects, and one that
+leaves frees only its own.
+
+Admitting a scientist (``admit``), after the handshake proved who it is:
+1. the access rules may refuse it at the door (``duet.access.deny(id)``);
+2. a scientist the owner knows (it accepted it before, remembered in the audit database) is
+   let in without a prompt; an unknown one is confirmed as the owner chooses (its ID typed, a
+   function, a given ID) or refused (``unknown="refuse"``); a loopback scientist that proved it
+   read the owner's private file needs no confirmation;
+3. it is welcomed (``Welcome``), and its actions start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from .connection import Connection, PeerIdentity, State, frame_limit_for
+from .errors import ConnectionLost, HandshakeError, UsageError
+from .identity import Identity, duet_home
+from .owner.access import AccessRules
+from .owner.audit import AuditLog
+from .owner.context import OwnerSettings
+from .owner.policy import AccessPolicy, PolicyChain, QuotaPolicy
+from .owner.requests import Request, RequestQueue
+from .owner.service import PeerService
+from .owner.store import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_OBJECTS,
+    DEFAULT_MAX_PENDING,
+    ObjectStore,
+    OwnerStoreView,
+    StoredObject,
+)
+from .owner.tuning import tune_owner_process
+from .protocol.messages import ErrorInfo, Failure
+from .runtime import run
+from .session import LIVE, Session
+from .transport.channel import Channel
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+log = logging.getLogger(__name__)
+WATCH_SECS = 5.0
+BUSY_NOTICE_SECS = 30.0
+Confirm = bool | str | Callable[[str], bool]
+
+
+class ScientistLink:
+    """One scientist at the owner's node. Made before the handshake (its connection needs
+    somewhere to deliver frames); it runs actions only once the owner has admitted it."""
+
+    def __init__(
+        self,
+        node: OwnerSession,
+        channel: Channel,
+        fingerprints: tuple[str, str],
+        *,
+        client_id: str = "",
+    ):
+        self.node = node
+        max_bytes = node.objects.default_quota[0]
+        self.connection = Connection(
+            channel,
+            "owner",
+            on_messages=self.on_messages,
+            on_lost=self.on_lost,
+            identity=node.identity,
+            fingerprints=fingerprints,
+            max_bytes=max_bytes,  # announced: the scientist refuses locally what cannot fit
+            client_id=client_id,
+            **node.connection_options,
+        )
+        reason = f"the owner lets a scientist store {max_bytes} bytes"
+        self.connection.set_max_frame_bytes(frame_limit_for(max_bytes), reason=reason)
+        self.service: PeerService | None = None
+        self.since = time.time()
+
+    @property
+    def peer(self) -> PeerIdentity:
+        peer = self.connection.peer_identity
+        if peer is None:
+            raise UsageError("this scientist has not proved who it is yet")
+        return peer
+
+    @property
+    def id(self) -> str:
+        return self.peer.id
+
+    # ---- frames from the scientist (on the loop)
+    def on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
+        service = self.service
+        if service is None:  # not admitted (yet): nothing of it runs
+            info = ErrorInfo(
+                code="not_allowed", message="the owner has not accepted you (yet)", op="frame"
+            )
+            self.connection.send_if_open([Failure(result=None, error=info)])
+            return
+        if not service.submit(messages, buffers):
+            reason = (
+                f"the scientist sent more than {service.max_backlog} actions the owner had not "
+                "run yet (flooding); the owner closed the session"
+            )
+            log.warning(reason)
+            self._closing = asyncio.ensure_future(self.connection.close(reason))
+
+    def on_lost(self, exc: ConnectionLost) -> None:
+        self.node._forget(self, str(exc))
+
+    def __repr__(self) -> str:
+        who = self.connection.peer_identity
+        return f"<scientist {who.id if who else '(handshake)'} at the owner>"
+
+
+class OwnerSession(Session):
+    """The data owner's side: ``store``, ``requests``, ``access``, ``scientists``, ``audit``, and
+    ``x.send(duet, ...)`` to publish."""
+
+    role = "owner"
+
+    def __init__(
+        self,
+        *,
+        max_bytes: int = DEFAULT_MAX_BYTES,
+        max_objects: int = DEFAULT_MAX_OBJECTS,
+        max_pending_requests: int = DEFAULT_MAX_PENDING,
+        redact_errors: bool = False,
+        data_root: str | Path | None = None,
+        identity: Identity | None = None,
+        audit: AuditLog | str | Path | None = None,
+        max_scientists: int = 1,
+        unknown: str = "confirm",
+    ):
+        """``audit``: where the log lives (an AuditLog, a path, or None for one in memory).
+        ``max_scientists``: how many may be connected at once. ``unknown``: what happens to a
+        scientist this owner does not know: "confirm" (its ID is checked as ``launch_duet``'s
+        ``confirm`` says) or "refuse"."""
+        if unknown not in ("confirm", "refuse"):
+            raise UsageError(f"unknown must be 'confirm' or 'refuse', not {unknown!r}")
+        if max_scientists < 1:
+            raise UsageError("max_scientists must be at least 1")
+        tune_owner_process()
+        self.settings = OwnerSettings(data_root=Path(data_root).resolve() if data_root else None)
+        self.objects = ObjectStore(
+            max_bytes=max_bytes, max_objects=max_objects, max_pending=max_pending_requests
+        )
+        self.store = OwnerStoreView(self.objects)
+        self.requests = RequestQueue(on_decided=self._route_decision, data_tags=self._data_tags)
+        self.redact_errors = redact_errors
+        self.identity = identity or Identity.ephemeral("owner")
+        self.audit = audit if isinstance(audit, AuditLog) else AuditLog(audit)
+        self.access = AccessRules()
+        self.policy = PolicyChain([QuotaPolicy(self.objects.quota), AccessPolicy(self.access)])
+        self.max_scientists = max_scientists
+        self.unknown = unknown
+        self.links: dict[str, ScientistLink] = {}
+        self._last: ScientistLink | None = None  # the last scientist that left
+        # options for each scientist's Connection (heartbeat, stall timeout...: tests, tuning)
+        self.connection_options: dict[str, Any] = {}
+        self.scientists = ScientistsView(self)
+        self._closed = False
+        self._accepting: asyncio.Task[Any] | None = None  # the node's accept loop, if any
+        self.requests.add_listener(self._record_decision)
+
+    # ---- the owner's own objects
+    def publish(
+        self,
+        value: Any,
+        *,
+        pointable: bool = True,
+        tags: list[str] | None = None,
+        description: str = "",
+    ) -> StoredObject:
+        """Put one of the owner's values in the store; it stays private (gets are requests)."""
+        return self.objects.publish(value, pointable=pointable, tags=tags, description=description)
+
+    def _data_tags(self) -> set[str]:
+        return {tag for entry in self.objects.published() for tag in entry.tags}
+
+    # ---- who is connected
+    @property
+    def connection(self) -> Connection | None:  # type: ignore[override]
+        """The first connected scientist's connection (a node may have several), else the last
+        one's that left."""
+        for link in self.links.values():
+            return link.connection
+        return self._last.connection if self._last is not None else None
+
+    @property
+    def connected(self) -> bool:
+        """True while a scientist is connected."""
+        return any(link.connection.state is State.OPEN for link in self.links.values())
+
+    @property
+    def client_id(self) -> str:
+        """The ID of the (first) connected scientist."""
+        for scientist in self.links:
+            return scientist
+        return ""
+
+    def link(self, scientist: str | None = None) -> ScientistLink:
+        """The connected scientist with this ID (or the only one)."""
+        if scientist is None:
+            if len(self.links) != 1:
+                raise UsageError(f"{len(self.links)} scientists are connected; name one")
+            return next(iter(self.links.values()))
+        try:
+            return self.links[scientist]
+        except KeyError:
+            raise UsageError(f"no scientist {scientist!r} is connected") from None
+
+    # ---- admitting scientists
+    async def admit(
+        self,
+        channel: Channel,
+        *,
+        fingerprints: tuple[str, str] = ("", ""),
+        confirm: Confirm = True,
+        preapproved: bool = False,
+        timeout_secs: float = 60.0,
+    ) -> ScientistLink:
+        """(On the loop) run the handshake with a scientist on ``channel``, decide whether to
+        serve it (a confirmation runs off the loop), and start serving it. Raises
+        HandshakeError (refused: the reason says which rule) or what the handshake raises."""
+        link = await self.handshake(channel, fingerprints, timeout_secs=timeout_secs)
+        loop = asyncio.get_running_loop()
+        refusal = await loop.run_in_executor(
+            None, lambda: self.decide(link, confirm=confirm, preapproved=preapproved)
+        )
+        if refusal is not None:
+            await self.refuse(link, refusal)
+            raise HandshakeError(f"refused scientist {link.id}: {refusal}")
+        await self.accept(link)
+        return link
+
+    async def handshake(
+        self, channel: Channel, fingerprints: tuple[str, str], *, timeout_secs: float
+    ) -> ScientistLink:
+        """(On the loop) the protocol handshake: afterwards the scientist has proved its ID."""
+        link = ScientistLink(self, channel, fingerprints)
+        await link.connection.open(timeout_secs=timeout_secs)
+        return link
+
+    def decide(self, link: ScientistLink, *, confirm: Confirm, preapproved: bool) -> str | None:
+        """(Any thread but the loop's) why this scientist may not be served, or None. A person
+        may be asked to type its ID (``confirm=True``)."""
+        peer = link.peer
+        rule = self.access.rule_for(peer.id)
+        if not rule.connect:
+            return f"{rule} refuses it"
+        if self._closed:
+            return "the owner is closing"
+        if peer.id in self.links:
+            return "a scientist with this ID is connected already"
+        if len(self.links) >= self.max_scientists:
+            return f"the owner serves at most {self.max_scientists} scientists at once"
+        if preapproved or self.audit.known(peer.id) is not None:
+            return None
+        if self.unknown == "refuse":
+            return "it is not a scientist this owner knows (unknown scientists are refused)"
+        if confirm is False:
+            return None
+        given, ok = confirm_id(confirm, peer.id)
+        if ok:
+            return None
+        return (
+            f"client ID {given!r} does not match the scientist's identity; refusing it (it may "
+            "be someone else, or the ID was mistyped)"
+        )
+
+    async def refuse(self, link: ScientistLink, reason: str) -> None:
+        peer = link.peer
+        self.audit.record("refused", scientist=peer.id, name=peer.name, reason=reason)
+        await link.connection.close(reason)
+
+    async def accept(self, link: ScientistLink) -> None:
+        """(On the loop) start serving an admitted scientist."""
+        peer = link.peer
+        if peer.id in self.links or len(self.links) >= self.max_scientists:
+            reason = "another scientist took its place meanwhile"
+            await self.refuse(link, reason)
+            raise HandshakeError(f"refused scientist {peer.id}: {reason}")
+        loop = link.connection.loop
+
+        def call_later(delay: float, fn: Any) -> None:
+            loop.call_soon_threadsafe(loop.call_later, delay, fn)
+
+        service = link.service = PeerService(
+            peer.id,
+            self.objects,
+            self.requests,
+            link.connection.send_if_open,
+            call_later,
+            redact_errors=self.redact_errors,
+            settings=self.settings,
+            policy=self.policy,
+            audit=self.audit,
+            peer_name=peer.name,
+        )
+
+        def worker_died(reason: str) -> None:  # tell the scientist, rather than go deaf
+            loop.call_soon_threadsafe(
+                lambda: asyncio.ensure_future(link.connection.close(reason))
+            )
+
+        service.on_dead = worker_died
+        self.links[peer.id] = link
+        self.audit.remember(peer.id, peer.name)
+        self.audit.record("connect", scientist=peer.id, name=peer.name)
+        link.connection.welcome()
+        loop.call_soon(self._watch, link, None)
+        LIVE.add(self)
+
+    def _forget(self, link: ScientistLink, reason: str) -> None:
+        """A scientist left: free what was its, only."""
+        peer = link.connection.peer_identity
+        if peer is None or self.links.get(peer.id) is not link:
+            return
+        del self.links[peer.id]
+        self._last = link
+        self.requests.cancel_peer(peer.id)
+        if link.service is not None:
+            link.service.stop()
+        freed = self.objects.drop_peer(peer.id)
+        self.audit.record("leave", scientist=peer.id, name=peer.name, reason=reason)
+        log.info("scientist %s left (%s); freed %d of its objects", peer.id, reason, freed)
+
+    def _watch(self, link: ScientistLink, told: Any) -> None:
+        """Every few seconds, on the loop: tell both sides when one call has run for long (the
+        owner's worker is busy, not gone)."""
+        connection, service = link.connection, link.service
+        if connection.state in (State.CLOSING, State.CLOSED) or service is None:
+            return
+        running = service.running
+        if running is not None and running is not told:
+            op, since = running
+            busy = time.monotonic() - since
+            if busy >= BUSY_NOTICE_SECS:
+                text = f"the owner has been running {op} for {busy:.0f} s; later actions wait"
+                log.warning(text)
+                info = ErrorInfo(code="owner_busy", message=text, op=op)
+                connection.send_if_open([Failure(result=None, error=info)])
+                told = running
+        connection.loop.call_later(WATCH_SECS, self._watch, link, told)
+
+    def _route_decision(self, request: Request) -> None:
+        link = self.links.get(request.peer)
+        if link is not None and link.service is not None:
+            link.service.on_decided(request)
+
+    def _record_decision(self, request: Request) -> None:
+        self.audit.record(
+            "decision", scientist=request.peer, name=request.scientist_name,
+            request=request.id, object_id=request.object_id, status=request.status.value,
+            decided_by=request.decided_by, request_name=request.name,
+        )  # fmt: skip
+
+    # ---- closing
+    def close(self, *, timeout_secs: float = 10.0) -> None:
+        """Stop admitting, and leave every scientist's session (each sees it closed)."""
+        self._closed = True
+        accepting, self._accepting = self._accepting, None
+        if accepting is not None:
+            accepting.get_loop().call_soon_threadsafe(accepting.cancel)
+        for link in list(self.links.values()):
+            connection = link.connection
+            if connection.state not in (State.CLOSING, State.CLOSED):
+                run(connection.close("closed by the owner"), timeout_secs=timeout_secs,
+                    what="closing")  # fmt: skip
+        super().close(timeout_secs=timeout_secs)
+
+    def wait_closed(self, timeout_secs: float | None = None) -> None:
+        """Block until every connected scientist has left (and, for a node still admitting
+        scientists, until it is closed). Raises DuetTimeout."""
+
+        async def wait() -> None:
+            while True:
+                links = list(self.links.values())
+                accepting = self._accepting
+                if not links and (accepting is None or accepting.done()):
+                    return
+                waits = [asyncio.ensure_future(link.connection.wait_closed()) for link in links]
+                if accepting is not None and not accepting.done():
+                    waits.append(accepting)  # type: ignore[arg-type]
+                _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+                for task in pending:
+                    if task is not accepting:
+                        task.cancel()
+                await asyncio.sleep(0)  # let the links that closed be forgotten
+
+        run(wait(), timeout_secs=timeout_secs, what="waiting for the scientists to leave")
+
+    def __repr__(self) -> str:
+        state = f"{len(self.links)} scientists connected" if self.links else "no scientist"
+        return (
+            f"<duet owner session, {state}: {len(self.store)} published, "
+            f"{len(self.requests)} pending requests>"
+        )
+
+
+class ScientistsView:
+    """``duet.scientists``: who is connected now (``.pandas``), and who the owner knows."""
+
+    def __init__(self, node: OwnerSession):
+        self._node = node
+
+    def __len__(self) -> int:
+        return len(self._node.links)
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._node.links.values()))
+
+    @property
+    def pandas(self) -> pd.DataFrame:
+        import pandas as pd
+
+        node = self._node
+        rows = []
+        for scientist, link in list(node.links.items()):
+            quota = node.objects.quotas.get(scientist)
+            rows.append(
+                {
+                    "Scientist": scientist,
+                    "Name": link.peer.name,
+                    "Connected since": pd.to_datetime(link.since, unit="s"),
+                    "Objects": quota.objects if quota else 0,
+                    "Bytes": quota.bytes_used if quota else 0,
+                    "Pending requests": quota.pending if quota else 0,
+                    "Rule": str(node.access.rule_for(scientist)),
+                }
+            )
+        return pd.DataFrame(
+            rows,
+            columns=["Scientist", "Name", "Connected since", "Objects", "Bytes",
+                     "Pending requests", "Rule"],
+        )  # fmt: skip
+
+    @property
+    def known(self) -> pd.DataFrame:
+        """Every scientist this owner has accepted (ID, name, first and last seen)."""
+        import pandas as pd
+
+        rows = self._node.audit.known_scientists()
+        frame = pd.DataFrame(rows, columns=["id", "name", "role", "first_seen", "last_seen"])
+        for column in ("first_seen", "last_seen"):
+            frame[column] = pd.to_datetime(frame[column], unit="s")
+        return frame
+
+    def __repr__(self) -> str:
+        return f"<{len(self)} scientists connected>"
+
+
+def confirm_id(confirm: Confirm, client_id: str) -> tuple[str, bool]:
+    """Check a scientist's ID as ``launch_duet``'s ``confirm`` says: True asks the person at the
+    keyboard, a string is the expected ID, a function decides. Returns (what was given, ok)."""
+    from .identity import normalize
+
+    if callable(confirm):
+        return "(checked by your function)", bool(confirm(client_id))
+    if confirm is True:
+        if not sys.stdin or sys.stdin.closed:
+            raise UsageError("confirm=True needs someone to type the client ID; pass confirm='<id>'")
+        given = input("♫♫♫ > a scientist wants to join; enter the client ID it was shown: ")
+    else:
+        given = str(confirm)
+    return given, normalize(given) == normalize(client_id)
+
+
+def default_audit_path() -> Path:
+    return duet_home() / "audit.sqlite3"
+
+
+__all__ = ["OwnerSession", "ScientistLink", "ScientistsView"]

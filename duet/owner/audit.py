@@ -1,0 +1,153 @@
+"""The owner's memory: every request, decision and release, and the scientists it knows.
+
+Appended to SQLite in the duet home (``audit.sqlite3``, write-ahead log): each event is its own
+committed transaction, so an owner killed mid-session (even ``kill -9``) loses no event that
+was recorded, and the log survives restarts. ``duet.audit.pandas`` reads it.
+
+Events: ``connect`` / ``leave`` / ``refused`` (a scientist at the door), ``request`` (what was
+asked for: name, reason, object, the owner's tags and op, kind and size), ``decision`` (accepted,
+denied or timed out, and by whom: the owner by hand, which handler, which rule, or a timeout),
+``release`` (what left: the sha-256 of exactly the bytes sent, their size, to whom).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import pandas
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    time REAL NOT NULL,
+    kind TEXT NOT NULL,
+    scientist TEXT NOT NULL DEFAULT '',
+    name TEXT NOT NULL DEFAULT '',
+    request TEXT NOT NULL DEFAULT '',
+    object TEXT NOT NULL DEFAULT '',
+    detail TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS scientists (
+    id TEXT PRIMARY KEY,
+    name TEXT NOT NULL DEFAULT '',
+    role TEXT NOT NULL DEFAULT 'scientist',
+    first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL
+);
+"""
+COLUMNS = ["Time", "Event", "Scientist", "Name", "Request", "Object", "Detail"]
+
+
+class AuditLog:
+    """An append-only log in SQLite. ``path=None``: in memory (for in-process duets)."""
+
+    def __init__(self, path: str | Path | None = None):
+        self.path = Path(path) if path is not None else None
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(
+            str(path) if path is not None else ":memory:",
+            check_same_thread=False,
+            isolation_level=None,  # autocommit: every statement is its own transaction
+            timeout=30.0,
+        )
+        if path is not None:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
+        self._db.executescript(_SCHEMA)
+
+    # ---- events
+    def record(
+        self,
+        kind: str,
+        *,
+        scientist: str = "",
+        name: str = "",
+        request: str = "",
+        object_id: str = "",
+        **detail: Any,
+    ) -> None:
+        """Append one event (committed before this returns)."""
+        text = json.dumps(detail, default=str, sort_keys=True)
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO events (time, kind, scientist, name, request, object, detail) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (time.time(), kind, scientist, name, request, object_id, text),
+            )
+
+    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+        query = "SELECT time, kind, scientist, name, request, object, detail FROM events"
+        args: tuple[Any, ...] = ()
+        if kind is not None:
+            query += " WHERE kind = ?"
+            args = (kind,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY seq", args).fetchall()
+        return [
+            dict(zip(("time", "kind", "scientist", "name", "request", "object"), row[:6],
+                     strict=True), **json.loads(row[6]))
+            for row in rows
+        ]  # fmt: skip
+
+    @property
+    def pandas(self) -> pandas.DataFrame:
+        import pandas as pd
+
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT time, kind, scientist, name, request, object, detail FROM events "
+                "ORDER BY seq"
+            ).fetchall()
+        frame = pd.DataFrame(rows, columns=COLUMNS)
+        frame["Time"] = pd.to_datetime(frame["Time"], unit="s")
+        return frame
+
+    # ---- scientists the owner knows
+    def known(self, scientist: str) -> dict[str, Any] | None:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT id, name, role, first_seen, last_seen FROM scientists WHERE id = ?",
+                (scientist,),
+            ).fetchone()
+        if row is None:
+            return None
+        return dict(zip(("id", "name", "role", "first_seen", "last_seen"), row, strict=True))
+
+    def remember(self, scientist: str, name: str = "", role: str = "scientist") -> None:
+        """Know ``scientist`` from now on (or note that it was seen again)."""
+        now = time.time()
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO scientists (id, name, role, first_seen, last_seen) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, "
+                "name = excluded.name",
+                (scientist, name, role, now, now),
+            )
+
+    def forget(self, scientist: str) -> None:
+        with self._lock:
+            self._db.execute("DELETE FROM scientists WHERE id = ?", (scientist,))
+
+    def known_scientists(self) -> list[dict[str, Any]]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, name, role, first_seen, last_seen FROM scientists ORDER BY first_seen"
+            ).fetchall()
+        return [
+            dict(zip(("id", "name", "role", "first_seen", "last_seen"), row, strict=True))
+            for row in rows
+        ]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __repr__(self) -> str:
+        where = str(self.path) if self.path else "memory"
+        return f"<audit log in {where}>"

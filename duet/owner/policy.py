@@ -1,0 +1,121 @@
+"""The owner's policy chain: every action and every get passes through it, in order.
+
+Each policy may refuse what a scientist does at three points: naming one of the owner's
+published objects, running a call (with what it will allocate, and whether it touches the
+owner's data), and asking for a release. The chain today: quotas, then access rules; later
+rules (privacy budgets, secure-aggregation release rules) plug in by adding a ``Policy``,
+without touching the executor.
+
+A refusal raises a DuetError whose message names the rule; the executor and the service turn
+it into the answer the scientist gets (a refusal about the owner's data, or of an operation on
+it, follows the release boundary like any failure).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from ..errors import NotAllowed, PermissionDenied
+from .access import AccessRules
+
+if TYPE_CHECKING:
+    from ..protocol.allowlist import Op
+    from .quota import PeerQuota
+    from .store import StoredObject
+
+
+@dataclass(frozen=True)
+class CallCheck:
+    """What a policy knows about a call before it runs."""
+
+    scientist: str
+    op: Op
+    target: Any
+    planned_bytes: int  # the estimate of what it will allocate
+    private: bool  # whether it reads the owner's data
+
+
+class Policy:
+    """A rule on the owner's side. Hooks return None to let the action through, or raise."""
+
+    name = "policy"
+
+    def check_name(self, scientist: str, entry: StoredObject) -> None:
+        """``scientist`` names the owner's published ``entry`` (to compute on it)."""
+
+    def check_call(self, call: CallCheck) -> None:
+        """A call is about to run."""
+
+    def check_release(self, scientist: str, entry: StoredObject) -> None:
+        """``scientist`` asks for ``entry`` to be released (a get with a request)."""
+
+
+class QuotaPolicy(Policy):
+    """What a call will allocate must fit the scientist's quota (its own or its private
+    account: see quota.py)."""
+
+    name = "quota"
+
+    def __init__(self, quota_of: Callable[[str], PeerQuota]):
+        self._quota_of = quota_of
+
+    def check_call(self, call: CallCheck) -> None:
+        self._quota_of(call.scientist).check(call.planned_bytes, call.private, call.op.path)
+
+
+class AccessPolicy(Policy):
+    """The owner's access rules (access.py)."""
+
+    name = "access"
+
+    def __init__(self, rules: AccessRules):
+        self.rules = rules
+
+    def check_name(self, scientist: str, entry: StoredObject) -> None:
+        rule = self.rules.rule_for(scientist)
+        if not rule.allows_data(entry.tags):
+            raise NotAllowed(
+                f"{rule} does not let you compute on the owner's object {entry.id} "
+                f"(tagged {entry.tags}); ask the owner"
+            )
+
+    def check_release(self, scientist: str, entry: StoredObject) -> None:
+        rule = self.rules.rule_for(scientist)
+        if not rule.requests:
+            raise PermissionDenied(
+                f"{rule} lets you compute but not ask for releases; your request for "
+                f"{entry.id} was not sent to the owner"
+            )
+
+
+class PolicyChain(Policy):
+    """The policies, in order; the first refusal stops the action."""
+
+    name = "chain"
+
+    def __init__(self, policies: list[Policy]):
+        self.policies = list(policies)
+
+    def add(self, policy: Policy) -> None:
+        self.policies.append(policy)
+
+    def check_name(self, scientist: str, entry: StoredObject) -> None:
+        for policy in self.policies:
+            policy.check_name(scientist, entry)
+
+    def check_call(self, call: CallCheck) -> None:
+        for policy in self.policies:
+            policy.check_call(call)
+
+    def check_release(self, scientist: str, entry: StoredObject) -> None:
+        for policy in self.policies:
+            policy.check_release(scientist, entry)
+
+    def allows_name(self, scientist: str, entry: StoredObject) -> bool:
+        try:
+            self.check_name(scientist, entry)
+        except (NotAllowed, PermissionDenied):
+            return False
+        return True
