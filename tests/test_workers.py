@@ -263,6 +263,9 @@ def test_gradients_are_none_where_local_torch_leaves_them_none(bob):
     with torch.no_grad():
         model(torch.ones(1, 4).send(bob))
     assert model.used.weight.grad is None  # no_grad uses give no gradient
+    state = model.state_dict()  # detached pointers: autograd records nothing
+    assert isinstance(state["used.weight"], sy.Pointer)
+    assert model.used.weight.grad is None
     model.get()
     assert model.used.weight.grad is None
 
@@ -392,6 +395,42 @@ def test_data_the_owner_published_on_a_worker_keeps_its_requests(bob):
     assert model.get(request_block=True, name="trained", reason="keep it") is model
     assert type(model.fc1.weight) is nn.Parameter
     assert len(bob.owner.store) == 2  # the owner's data stays where it is
+
+
+def test_a_federated_dataset_of_owners_data_trains_but_releases_only_through_requests(bob, alice):
+    x, y = make_data(n=12)
+    shares = []
+    for worker, part in ((bob, slice(0, 6)), (alice, slice(6, 12))):
+        x_ptr = worker.store[x[part].send(worker.owner, tags=["x"]).id]
+        y_ptr = worker.store[y[part].send(worker.owner, tags=["y"]).id]
+        shares.append(sy.BaseDataset(x_ptr, y_ptr))
+    federated = sy.FederatedDataset(shares)
+    assert federated.workers == ["bob", "alice"] and len(federated) == 12
+    for worker in (bob, alice):
+        worker.owner.requests.add_handler(name="loss", kind="float", action="accept")
+    model = Net()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    released, where = [], None
+    for data, target in sy.FederatedDataLoader(federated, batch_size=3, shuffle=True):
+        if where is not None and where is not data.location:
+            with pytest.raises(sy.PermissionDenied, match="bring the model back first"):
+                model.send(data.location)  # moving weights learned from bob's data: a release
+            where.owner.requests.add_handler(name="model", kind="module", action="accept")
+            model.get(request_block=True, name="model", reason="on to the next owner")
+        model.send(data.location)
+        where = data.location
+        optimizer.zero_grad()
+        loss = F.nll_loss(model(data), target)
+        loss.backward()
+        optimizer.step()
+        with pytest.raises(sy.PermissionDenied):
+            loss.get()
+        released.append(loss.item().get(request_block=True, name="loss", reason="progress"))
+    assert len(released) == 4 and all(value > 0 for value in released)
+    with pytest.raises(sy.PermissionDenied):
+        model.get()
+    alice.owner.requests.add_handler(name="model", kind="module", action="accept")
+    assert model.get(request_block=True, name="model") is model
 
 
 def test_workers_stop_their_threads_when_closed(hook):

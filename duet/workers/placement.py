@@ -24,7 +24,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import PermissionDenied, UsageError
 from ..protocol.modules import CONTAINER, layer_path
 from ..scientist.pointer import Pointer
 from ..session import ScientistSession
@@ -86,7 +86,14 @@ def send_model(model: nn.Module, location: ScientistSession) -> nn.Module:
     if current is not None:
         if current.location is location:
             return model
-        get_model(model)
+        try:
+            get_model(model)
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                f"this model is on {_name(current.location)} and its weights depend on that "
+                "owner's data, so moving them is a release: bring the model back first with "
+                "model.get(request_block=True, name=..., reason=...), then send it on"
+            ) from exc
     _check_sendable(model)
     client = location._client()
     for parameter in model.parameters():
@@ -166,6 +173,10 @@ def _restore(placement: Placement) -> None:
         detach_stand_in(tensor, original)
     for layer in placement.layers:
         layer.__dict__.pop("forward", None)
+
+
+def _name(location: Any) -> str:
+    return str(getattr(location, "id", None) or location)
 
 
 def _member(parent: Pointer, name: str, kind: str) -> Pointer:

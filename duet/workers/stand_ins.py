@@ -58,13 +58,14 @@ class Remote:
             # made now, not when first needed: that is while another action is being encoded
             self._detached = self.twin.detach()
 
-    def pointer(self) -> Pointer:
+    def pointer(self, *, recorded: bool = True) -> Pointer:
         """The pointer an operation uses now (called while it is being encoded: it must not
-        queue actions itself)."""
+        queue actions itself). ``recorded=False``: an op autograd does not record (detach)."""
         if not self.requires_grad:
             return self.twin
         if torch.is_grad_enabled():
-            self.grad_live = True  # autograd records this use: backward reaches the twin
+            if recorded:  # autograd records this use: backward reaches the twin
+                self.grad_live = True
             return self.twin
         return self.detached()
 
@@ -131,6 +132,11 @@ _NEEDS_VALUES = frozenset({
     "data_ptr", "__dlpack__",
 })  # fmt: skip
 _DESCRIBED = frozenset({"__repr__", "__str__", "__format__"})
+# what autograd does not record: using a parameter this way gives it no gradient
+_NOT_RECORDED = frozenset({
+    "detach", "eq", "ne", "lt", "le", "gt", "ge", "__eq__", "__ne__", "__lt__", "__le__",
+    "__gt__", "__ge__", "argmax", "argmin", "argsort", "long", "int", "bool", "item", "tolist",
+})  # fmt: skip
 _REFLECTED = {
     "__add__": "__radd__", "__sub__": "__rsub__", "__mul__": "__rmul__",
     "__truediv__": "__rtruediv__", "__div__": "__rtruediv__", "__floordiv__": "__rfloordiv__",
@@ -191,7 +197,10 @@ def _method(
         return target
     op = _tensor_op(name)
     inplace = _is_inplace(name)
-    pointer = remote.detached() if inplace and not torch.is_grad_enabled() else remote.pointer()
+    if inplace and not torch.is_grad_enabled():
+        pointer = remote.detached()
+    else:
+        pointer = remote.pointer(recorded=name not in _NOT_RECORDED)
     result = pointer._client.call(op, pointer, args[1:], kwargs)
     if name == "__setitem__":
         return None

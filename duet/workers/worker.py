@@ -93,10 +93,13 @@ class VirtualWorker(ScientistSession):
         values and the scientist's. Waits for the actions sent so far to run."""
         self.sync()
         objects = self.owner.objects
-        entries = list(objects.published())
+        held = {e.id: e.value for e in objects.published()}
         for scientist in list(self.owner.links):
-            entries.extend(objects.peer_objects(scientist))
-        return {e.id: e.value for e in entries if e.failure is None}
+            prefix = f"{scientist}:"  # the owner keeps each scientist's ids apart
+            for entry in objects.peer_objects(scientist):
+                if entry.failure is None:
+                    held[entry.id.removeprefix(prefix)] = entry.value
+        return held
 
     def close(self, *, timeout_secs: float = 10.0) -> None:
         """Stop the worker: its session, its owner and the owner's thread."""
