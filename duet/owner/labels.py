@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.utils.data as tud
 from torch import nn
@@ -206,6 +207,17 @@ class Walk:
             elif isinstance(obj, tud.TensorDataset):
                 nodes[key] = obj
                 stack.extend((t, depth + 1) for t in obj.tensors)
+            elif isinstance(obj, np.ndarray):
+                # numbers only (serde refuses object arrays), never a view the owner made: the
+                # array is one piece of state, like a storage
+                nodes[key] = obj
+            elif isinstance(obj, torch.distributions.Distribution):
+                # what it holds: the tensors it was made from and those it derived (probs,
+                # logits, loc...); anything else in it is unknown
+                nodes[key] = obj
+                stack.extend(
+                    (v, depth + 1) for v in vars(obj).values() if not isinstance(v, _SCALARS)
+                )
             elif _is_vision_object(obj):
                 # opened from the owner's files or built from plain settings; nothing a
                 # scientist can change in place: the object's own label covers it

@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.utils.data as tud
 from torch import nn
@@ -69,6 +70,8 @@ def node_bytes(node: Any) -> int:
         )
     if isinstance(node, nn.Module):
         return MODULE_BYTES
+    if isinstance(node, np.ndarray):  # an array the scientist sent (its own memory)
+        return int(node.nbytes)
     if isinstance(node, tud.dataloader._BaseDataLoaderIter):
         return iterator_bytes(node._index_sampler, node._dataset)
     return 0

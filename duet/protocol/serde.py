@@ -1,8 +1,10 @@
 """Value serde: Python and torch values <-> JSON-ready data plus raw binary buffers.
 
 Never pickle. Plain JSON scalars (None, bool, int, str, finite float) travel as themselves;
-everything else is an object tagged with ``"$"``: containers, tensors (dtype + shape + an index
-into the frame's buffers), references to remote objects, slices, dtypes, sizes, nn.Module specs.
+everything else is an object tagged with ``"$"``: containers, tensors and numpy arrays (dtype +
+shape + an index into the frame's buffers), references to remote objects, slices, dtypes,
+sizes, nn.Module specs. Numpy scalars travel as the Python numbers they hold; numpy arrays of
+Python objects (or of any dtype that is not plain numbers) are refused.
 Decoding trusts nothing: unknown tags, wrong shapes, out-of-range buffer indexes and deep nesting
 raise ProtocolError.
 """
@@ -13,6 +15,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..errors import ProtocolError
@@ -30,6 +33,12 @@ DTYPES: dict[str, torch.dtype] = {
     if isinstance(getattr(torch, name, None), torch.dtype)
 }
 DTYPE_NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
+# numpy arrays: plain numbers only (never object, string or structured dtypes)
+NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+    name: np.dtype(name)
+    for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                 "uint64", "float16", "float32", "float64", "complex64", "complex128")
+}  # fmt: skip
 
 
 def tensor_to_buffer(tensor: torch.Tensor) -> memoryview:
@@ -40,25 +49,56 @@ def tensor_to_buffer(tensor: torch.Tensor) -> memoryview:
     return flat.view(torch.uint8).numpy().data
 
 
+def _check_layout(what: str, dtype_name: Any, shape: Any, itemsize: int, buffer: memoryview) -> int:
+    """The number of elements of a ``shape`` whose bytes are exactly ``buffer``."""
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2**40 for d in shape):
+        raise ProtocolError(f"invalid {what} shape {shape!r}")
+    if len(shape) > 32:
+        raise ProtocolError(f"{what} of {len(shape)} dimensions is not supported")
+    numel = math.prod(shape)
+    if numel * itemsize != buffer.nbytes:
+        raise ProtocolError(
+            f"{what} of shape {shape} and dtype {dtype_name} needs {numel * itemsize} bytes, "
+            f"its buffer has {buffer.nbytes}"
+        )
+    return numel
+
+
 def tensor_from_buffer(dtype_name: Any, shape: Any, buffer: memoryview) -> torch.Tensor:
     dtype = DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
     if dtype is None:
         raise ProtocolError(f"unsupported tensor dtype {dtype_name!r}")
-    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2**40 for d in shape):
-        raise ProtocolError(f"invalid tensor shape {shape!r}")
-    if len(shape) > 32:
-        raise ProtocolError(f"tensor of {len(shape)} dimensions is not supported")
-    numel = math.prod(shape)
     itemsize = torch.empty((), dtype=dtype).element_size()
-    if numel * itemsize != buffer.nbytes:
-        raise ProtocolError(
-            f"tensor of shape {shape} and dtype {dtype_name} needs {numel * itemsize} bytes, "
-            f"its buffer has {buffer.nbytes}"
-        )
+    numel = _check_layout("tensor", dtype_name, shape, itemsize, buffer)
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
     raw = torch.frombuffer(bytearray(buffer), dtype=torch.uint8)
     return raw.view(dtype).reshape(shape)
+
+
+def array_from_buffer(dtype_name: Any, shape: Any, buffer: memoryview) -> np.ndarray[Any, Any]:
+    """A numpy array of its own (writable, not sharing the frame's memory)."""
+    dtype = NUMPY_DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
+    if dtype is None:
+        raise ProtocolError(f"unsupported numpy dtype {dtype_name!r}")
+    _check_layout("array", dtype_name, shape, dtype.itemsize, buffer)
+    return np.frombuffer(bytearray(buffer), dtype=dtype).reshape(shape)
+
+
+def _encode_array(array: np.ndarray[Any, Any], buffers: list[memoryview]) -> dict[str, Any]:
+    name = array.dtype.name
+    if NUMPY_DTYPES.get(name) is None or array.dtype.byteorder == ">":
+        if array.dtype.kind in "biufc" and array.dtype.byteorder == ">":
+            array = array.astype(array.dtype.newbyteorder("="))  # big-endian: native order
+            name = array.dtype.name
+        else:
+            raise ProtocolError(
+                f"a numpy array of dtype {array.dtype} cannot be sent (numbers only: "
+                f"{', '.join(NUMPY_DTYPES)})"
+            )
+    array = np.ascontiguousarray(array)
+    buffers.append(memoryview(array.tobytes()))  # a copy: the array may change after the call
+    return {"$": "ndarray", "dtype": name, "shape": list(array.shape), "buf": len(buffers) - 1}
 
 
 class Encoder:
@@ -126,6 +166,10 @@ class Encoder:
             from .modules import encode_module
 
             return encode_module(value, self)
+        if isinstance(value, np.ndarray):
+            return _encode_array(value, self.buffers)
+        if isinstance(value, np.generic) and value.dtype.kind in "biufc":
+            return self.encode(value.item(), depth)  # np.float32(0.5) travels as 0.5
         raise ProtocolError(f"a value of type {type(value).__name__} cannot be sent")
 
     def encode_tensor(self, tensor: torch.Tensor) -> dict[str, Any]:
@@ -193,6 +237,8 @@ class Decoder:
                     raise ProtocolError("only floating point tensors can require gradients")
                 tensor.requires_grad_(True)
             return tensor
+        if tag == "ndarray":
+            return array_from_buffer(data.get("dtype"), data.get("shape"), self._buffer(data))
         if tag == "ref":
             ref = data.get("id")
             if not isinstance(ref, str) or self.resolve_ref is None:
