@@ -27,7 +27,16 @@ from ..protocol import allowlist
 from .labels import Walk
 
 MAX_REACH = 100_000  # objects one handle may stand for; more: unknown (see Executor.poisoned)
-RANDOM_LAYERS = (nn.Dropout, nn.Dropout2d)
+# layers whose forward draws from the generator in training mode
+RANDOM_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
+                 nn.FeatureAlphaDropout, nn.RReLU)  # fmt: skip
+
+
+def _draws_in_forward(module: nn.Module) -> bool:
+    if isinstance(module, RANDOM_LAYERS):
+        return True
+    # recurrent layers apply dropout between their layers
+    return isinstance(module, nn.RNNBase) and bool(module.dropout)
 
 
 class Deep:
@@ -129,7 +138,7 @@ def draws(op: allowlist.Op, target: Any) -> bool:
     if not op.random:
         return False
     if op.writes == "module_call" and isinstance(target, nn.Module):
-        return any(m.training and isinstance(m, RANDOM_LAYERS) for m in target.modules())
+        return any(m.training and _draws_in_forward(m) for m in target.modules())
     return True
 
 

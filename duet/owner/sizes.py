@@ -4,26 +4,33 @@ The owner checks this against the scientist's quota before running anything, so 
 ``torch.zeros(10**10)`` is refused without the owner ever holding those bytes. What an op really
 took is charged afterwards (quota.py); the estimate only has to stop the large cases early:
 creation from sizes, broadcasting, products, repeats, concatenations, ``tolist``, layers built
-from sizes, batches drawn from a loader, and what is put into a list or a dict.
+from sizes, what a layer's forward makes (a transposed convolution's stride or a convolution's
+padding can ask for any size), samples drawn from a distribution, optimizer state, batches drawn
+from a loader, and what is put into a list or a dict.
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import math
 import sys
 from typing import Any
 
+import numpy as np
 import torch
 import torch.utils.data as tud
 from torch import nn
 
 from ..protocol import allowlist
+from ..protocol.devices import MODULE_MOVES
+from ..protocol.modules import LAYERS
 from .quota import ITEM_BYTES, iterator_bytes, scalar_bytes
 
 PY_FLOAT_BYTES = 32  # a float object and its slot in a list
 
 _CREATION = {"zeros", "ones", "randn", "rand", "full", "empty"}
-_CREATION_LIKE = {"zeros_like", "ones_like", "randn_like"}
+_CREATION_LIKE = {"zeros_like", "ones_like", "randn_like", "rand_like", "full_like"}
 _LIST_INSERTS = {"append", "extend", "insert", "__setitem__", "__iadd__", "__add__", "update"}
 
 
@@ -98,12 +105,18 @@ def planned_bytes(op: allowlist.Op, target: Any, args: list[Any], kwargs: dict[s
     if isinstance(target, tud.DataLoader) and name == "__iter__":
         return iterator_bytes(target.batch_sampler, target.dataset)
     if isinstance(target, torch.optim.Optimizer) and name == "step" and not target.state:
-        # the first step makes the optimizer's state: up to two buffers per parameter
-        return 2 * sum(_nbytes(p) for g in target.param_groups for p in g["params"])
+        # the first step makes the optimizer's state: up to three buffers per parameter
+        defaults = target.defaults
+        copies = 3 if defaults.get("amsgrad") or defaults.get("centered") else 2
+        return copies * sum(_nbytes(p) for g in target.param_groups for p in g["params"])
     if isinstance(target, nn.Module) and name == "copy":
-        return sum(_nbytes(t) for t in target.parameters()) + sum(
-            _nbytes(t) for t in target.buffers()
-        )
+        return _module_bytes(target)
+    if isinstance(target, nn.Module) and name in MODULE_MOVES:
+        return 2 * _module_bytes(target)  # a move copies; double() doubles
+    if isinstance(target, nn.Module) and name in ("__call__", "forward"):
+        return _forward_bytes(target, args)
+    if isinstance(target, torch.distributions.Distribution):
+        return _distribution_bytes(name, target, args, kwargs)
     if op.path.startswith("python."):
         return sum(_inserted_bytes([a]) for a in args)
     return 0
@@ -128,7 +141,21 @@ def _inserted_bytes(values: list[Any]) -> int:
     return total
 
 
+def _module_bytes(module: nn.Module) -> int:
+    return sum(_nbytes(t) for t in module.parameters()) + sum(_nbytes(t) for t in module.buffers())
+
+
 def _function_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if path == "torch.Tensor":  # torch.Tensor(2, 3): sizes (data arrived with the message)
+        if args and all(type(a) is int for a in args):
+            return math.prod(max(a, 0) for a in args) * 4
+        if len(args) == 1 and isinstance(args[0], torch.Size):
+            return _numel(args[0]) * 4
+        return 0
+    if path == "torch.from_numpy":  # a copy of the array
+        return int(args[0].nbytes) if args and isinstance(args[0], np.ndarray) else 0
+    if path == "torch.optim.Adagrad":  # its state is made with it
+        return sum(_nbytes(t) for t in _tensors(args[:1]))
     if name in _CREATION:
         size = kwargs.get("size", args[1:] if name == "full" and args else args)
         if name == "full" and args:
@@ -154,9 +181,8 @@ def _function_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any
         return max(rows, 0) * max(cols, 0) * 4
     if name == "tensor":
         return 0  # its data arrived with the message: already bounded by the frame
-    layer = allowlist.FUNCTIONS.get(path)
-    if layer is not None and layer.returns == "Module":
-        return _layer_bytes(name, args, kwargs)
+    if path in LAYERS:
+        return _layer_bytes(path, args, kwargs)
     tensors = _tensors(args) + _tensors(kwargs.values())
     if name in ("cat", "stack"):
         return sum(_nbytes(t) for t in tensors)
@@ -206,19 +232,198 @@ def _matmul_bytes(a: torch.Tensor, b: torch.Tensor) -> int:
     return math.prod(batch) * rows * cols * max(a.element_size(), b.element_size())
 
 
-def _layer_bytes(name: str, args: list[Any], kwargs: dict[str, Any]) -> int:
-    ints = [a for a in args if isinstance(a, int) and not isinstance(a, bool)]
-    for key in ("in_features", "out_features", "in_channels", "out_channels", "num_features"):
-        if isinstance(kwargs.get(key), int):
-            ints.append(kwargs[key])
-    if name == "Linear" and len(ints) >= 2:
-        return (ints[0] + 1) * ints[1] * 4
-    if name == "Conv2d" and len(ints) >= 3:
-        kernel = ints[2] if len(ints) > 2 else 1
-        return ints[0] * ints[1] * kernel * kernel * 4 + ints[1] * 4
-    if name.startswith("BatchNorm") and ints:
-        return ints[0] * 4 * 4
+@functools.cache
+def _signature(path: str) -> inspect.Signature:
+    return inspect.signature(LAYERS[path][0])
+
+
+def _settings(path: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+    cls = LAYERS[path][0]
+    if issubclass(cls, nn.RNNBase):  # (*args, **kwargs) in torch: name the leading ones
+        leading = ("input_size", "hidden_size", "num_layers")
+        return {**dict(zip(leading, args, strict=False)), **kwargs}
+    try:
+        bound = _signature(path).bind(*args, **kwargs)
+    except TypeError:
+        return {}  # the call will fail
+    return dict(bound.arguments)
+
+
+def _ints(value: Any, default: int = 1) -> int:
+    """The number of elements a size setting (an int or a tuple of ints) spans."""
+    if type(value) is int:
+        return max(value, 0)
+    if isinstance(value, tuple | list) and all(type(v) is int for v in value):
+        return math.prod(max(v, 0) for v in value)
+    return default
+
+
+_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1, "LSTMCell": 4, "GRUCell": 3, "RNNCell": 1}
+
+
+def _layer_bytes(path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
+    """The weights a layer is built with, from its settings."""
+    name = path.rsplit(".", 1)[-1]
+    a = _settings(path, args, kwargs)
+    if name == "Linear":
+        return (_ints(a.get("in_features"), 0) + 1) * _ints(a.get("out_features"), 0) * 4
+    if name.startswith("Conv"):
+        channels = _ints(a.get("in_channels"), 0) * _ints(a.get("out_channels"), 0)
+        groups = max(_ints(a.get("groups", 1)), 1)
+        kernel = _ints(a.get("kernel_size"))
+        if name.endswith("2d") and type(a.get("kernel_size")) is int:
+            kernel *= kernel
+        return channels // groups * kernel * 4 + _ints(a.get("out_channels"), 0) * 4
+    if name.startswith("BatchNorm"):
+        return _ints(a.get("num_features"), 0) * 4 * 4
+    if name == "LayerNorm":
+        return 2 * _ints(a.get("normalized_shape"), 0) * 4
+    if name == "Embedding":
+        return _ints(a.get("num_embeddings"), 0) * _ints(a.get("embedding_dim"), 0) * 4
+    if name == "PReLU":
+        return _ints(a.get("num_parameters", 1)) * 4
+    if name in _GATES:
+        gates, inputs = _GATES[name], _ints(a.get("input_size"), 0)
+        hidden = _ints(a.get("hidden_size"), 0)
+        if name.endswith("Cell"):
+            return gates * hidden * (inputs + hidden + 2) * 4
+        layers = _ints(a.get("num_layers", 1))
+        directions = 2 if a.get("bidirectional") else 1
+        per_layer = gates * hidden * (max(inputs, hidden * directions) + hidden + 2)
+        return layers * directions * per_layer * 4
     return 0
+
+
+# ---- what a forward pass makes (the planned size of a layer's output, and of the outputs of
+# the layers after it in a Sequential, as far as their shapes can be told)
+
+Shape = tuple[int, ...]
+
+
+def _forward_bytes(module: nn.Module, args: list[Any]) -> int:
+    if not args or not isinstance(args[0], torch.Tensor):
+        return 0
+    x = args[0]
+    total, _ = _through(module, tuple(x.shape), max(x.element_size(), 4), 0)
+    return total
+
+
+def _spatial(module: Any, sizes: Shape, *, transposed: bool = False) -> Shape | None:
+    dims = len(sizes)
+
+    def each(value: Any, default: int) -> tuple[int, ...] | None:
+        if value is None:
+            return (default,) * dims
+        if type(value) is int:
+            return (value,) * dims
+        if isinstance(value, tuple) and len(value) == dims and all(type(v) is int for v in value):
+            return value
+        return None
+
+    kernel, stride = each(module.kernel_size, 1), each(module.stride, 1)
+    padding = each(getattr(module, "padding", 0), 0)
+    dilation = each(getattr(module, "dilation", 1), 1)
+    if kernel is None or stride is None or dilation is None:
+        return None
+    if padding is None:  # "same" keeps the size, "valid" pads nothing
+        padding = (0,) * dims
+        if getattr(module, "padding", None) == "same":
+            return sizes
+    if transposed:
+        extra = each(getattr(module, "output_padding", 0), 0) or (0,) * dims
+        return tuple(
+            max((n - 1) * s - 2 * p + d * (k - 1) + e + 1, 0)
+            for n, s, p, d, k, e in zip(
+                sizes, stride, padding, dilation, kernel, extra, strict=True
+            )
+        )
+    return tuple(
+        max((n + 2 * p - d * (k - 1) - 1) // max(s, 1) + 1, 0)
+        for n, s, p, d, k in zip(sizes, stride, padding, dilation, kernel, strict=True)
+    )
+
+
+_SAME_SHAPE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Softplus, nn.PReLU,
+               nn.Sigmoid, nn.Tanh, nn.Identity, nn.Dropout, nn.Dropout2d, nn.LogSoftmax,
+               nn.Softmax, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm,
+               nn.PixelShuffle, nn.PixelUnshuffle)  # fmt: skip
+
+
+def _through(
+    module: nn.Module, shape: Shape, itemsize: int, depth: int
+) -> tuple[int, Shape | None]:
+    """Bytes ``module`` makes from an input of ``shape``, and the shape it returns (None: it
+    cannot be told)."""
+    if depth > 64:
+        return 0, None
+    out: Shape | None = None
+    if isinstance(module, nn.Sequential):
+        total = 0
+        for child in module:
+            made, next_shape = _through(child, shape, itemsize, depth + 1)
+            total += made
+            if next_shape is None:
+                return total, None
+            shape = next_shape
+        return total, shape
+    if isinstance(module, _SAME_SHAPE):
+        if isinstance(module, nn.PixelShuffle) and len(shape) >= 3:
+            r = module.upscale_factor
+            out = (*shape[:-3], shape[-3] // max(r * r, 1), shape[-2] * r, shape[-1] * r)
+        else:
+            out = shape
+    elif isinstance(module, nn.modules.conv._ConvNd) and len(shape) >= 2:
+        dims = len(module.kernel_size)
+        sizes = _spatial(module, shape[-dims:], transposed=module.transposed)
+        if sizes is not None:
+            out = (*shape[: -dims - 1], module.out_channels, *sizes)
+    elif isinstance(module, nn.MaxPool2d | nn.AvgPool2d) and len(shape) >= 2:
+        sizes = _spatial(module, shape[-2:])
+        if sizes is not None:
+            out = (*shape[:-2], *sizes)
+    elif isinstance(module, nn.AdaptiveAvgPool2d) and len(shape) >= 2:
+        size = module.output_size
+        wanted = (size, size) if type(size) is int else size
+        if isinstance(wanted, tuple) and len(wanted) == 2:
+            out = (
+                *shape[:-2],
+                *(n if w is None else w for n, w in zip(shape[-2:], wanted, strict=True)),
+            )
+    elif isinstance(module, nn.Linear) and shape:
+        out = (*shape[:-1], module.out_features)
+    elif isinstance(module, nn.Flatten) and shape:
+        start, end = module.start_dim % len(shape), module.end_dim % len(shape)
+        out = (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
+    elif isinstance(module, nn.Embedding):
+        out = (*shape, module.embedding_dim)
+    elif isinstance(module, nn.RNNBase | nn.RNNCellBase) and shape:
+        gates = _GATES.get(type(module).__name__, 4)
+        hidden = module.hidden_size * (2 if getattr(module, "bidirectional", False) else 1)
+        made = math.prod((*shape[:-1], hidden)) * itemsize * (gates + 2)  # kept for backward
+        return made, None
+    else:
+        return 0, None  # a loss, or a layer whose output size is its input's or less
+    return math.prod(out) * itemsize if out is not None else 0, out
+
+
+def _distribution_bytes(
+    name: str, distribution: torch.distributions.Distribution, args: list[Any], kwargs: Any
+) -> int:
+    shape = tuple(distribution.batch_shape) + tuple(distribution.event_shape)
+    if name in ("sample", "rsample"):
+        drawn = kwargs.get("sample_shape", args[0] if args else ())
+        return (
+            _numel(drawn if isinstance(drawn, torch.Size | list | tuple) else ())
+            * max(math.prod(shape), 1)
+            * 8
+        )
+    values = _tensors(args)
+    if name == "log_prob" and values:
+        if isinstance(distribution, torch.distributions.Categorical):
+            shape = (*shape, distribution.logits.shape[-1])  # the value against every class
+        broadcast = _broadcast(tuple(values[0].shape), shape)
+        return 2 * math.prod(broadcast) * 8 if broadcast is not None else 0
+    return math.prod(shape) * 8
 
 
 def _batch_bytes(iterator: Any) -> int:

@@ -23,12 +23,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 import torch.utils.data as tud
 from torch import nn
 
-from ..errors import NotAllowed
-from .modules import LAYERS
+from ..errors import NotAllowed, UsageError
+from .devices import MODULE_MOVES, make_device, module_move, tensor_move
+from .distributions import register_distributions
+from .modules import LAYERS, LOSSES, TUPLE_RESULTS, build_layer
 from .vision import register_vision
 
 Returns = (
@@ -133,6 +136,12 @@ def type_key(obj: Any) -> str | None:
         return "DataLoaderIter"
     if isinstance(obj, tud.Dataset):
         return "Dataset"
+    if isinstance(obj, torch.distributions.Distribution):
+        return "Distribution"
+    if isinstance(obj, torch.device):
+        return "device"
+    if isinstance(obj, torch.dtype):
+        return "dtype"
     if type(obj).__module__.startswith("torchvision.transforms"):
         return "Transform"
     return None
@@ -204,18 +213,49 @@ def _attributes(type_name: str, names: dict[str, Returns]) -> dict[str, Op]:
     }
 
 
+def kind_of(spec: Any) -> tuple[str | None, dict[str, Any]]:
+    """A result's kind and meta from a spec: a kind, or a tuple of specs (what a tuple holds,
+    so that ``h, (h_n, c_n) = lstm(x)`` unpacks without asking the owner)."""
+    if isinstance(spec, tuple):
+        items = [list(kind_of(item)) for item in spec]
+        return "Tuple", {"length": len(items), "items": items}
+    return spec, {}
+
+
+def _item(
+    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    items = meta.get("items")
+    if items and args and type(args[0]) is int and -len(items) <= args[0] < len(items):
+        kind, item_meta = items[args[0]]
+        return kind, dict(item_meta)
+    return None, {}
+
+
 def _pair_if_dim(
     meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str | None, dict[str, Any]]:
     if args or "dim" in kwargs:
-        return "Tuple", {"length": 2}
+        return kind_of(("Tensor", "Tensor"))
     return "Tensor", {}
 
 
 def _pair(
     meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[str | None, dict[str, Any]]:
-    return "Tuple", {"length": 2}
+    return kind_of(("Tensor", "Tensor"))
+
+
+def _layer_result(
+    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    return kind_of(TUPLE_RESULTS.get(meta.get("layer"), "Tensor"))  # type: ignore[arg-type]
+
+
+def _same_module(
+    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[str | None, dict[str, Any]]:
+    return "Module", {k: v for k, v in meta.items() if k == "layer"}
 
 
 def _loader_iterator(
@@ -291,9 +331,17 @@ TABLES["Tensor"]["backward"] = Op(
 TABLES["Tensor"]["requires_grad_"] = Op(
     "Tensor.requires_grad_", "method", "self", True, _call_method("requires_grad_")
 )
+for _name in ("to", "cuda"):  # the owner's devices only; cuda where it has one
+    TABLES["Tensor"][_name] = Op(f"Tensor.{_name}", "method", "Tensor", impl=tensor_move(_name))
 
 
 def _module_call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+    if type(module) is nn.Module:  # a container of a user's class: its forward stayed home
+        raise UsageError(
+            "this model arrived as a container of its layers: its forward stayed with the "
+            "scientist (no code travels). Subclass sy.Module (class Net(sy.Module)) so that "
+            "forward runs on your side, each step on the owner's"
+        )
     return module(*args, **kwargs)
 
 
@@ -327,8 +375,8 @@ def _deep(name: str, path: str, impl: Callable[..., Any], returns: Returns = "No
 
 
 TABLES["Module"] = {
-    "__call__": Op("Module.__call__", "method", "Tensor", True, _module_call, writes="module_call", random=True),
-    "forward": Op("Module.forward", "method", "Tensor", True, _module_call, writes="module_call", random=True),
+    "__call__": Op("Module.__call__", "method", _layer_result, True, _module_call, writes="module_call", random=True),
+    "forward": Op("Module.forward", "method", _layer_result, True, _module_call, writes="module_call", random=True),
     "member": Op("Module.member", "method", None, False, _module_member),
     "parameters": Op("Module.parameters", "method", "List", False, lambda m, *a, **k: list(m.parameters(*a, **k))),
     "named_parameters": Op("Module.named_parameters", "method", "List", False,
@@ -343,6 +391,9 @@ TABLES["Module"] = {
     "zero_grad": _deep("zero_grad", "Module.zero_grad", _module_flag("zero_grad")),
     "requires_grad_": _deep("requires_grad_", "Module.requires_grad_", _module_flag("requires_grad_")),
     **_attributes("Module", {"training": "Bool", "weight": "Tensor", "bias": "Tensor"}),
+    # device and precision moves run where the model is: they write all of it
+    **{name: Op(f"Module.{name}", "method", _same_module, True, module_move(name),
+                writes="target_deep") for name in MODULE_MOVES},
 }  # fmt: skip
 
 
@@ -470,7 +521,7 @@ TABLES["String"] = {
 }  # fmt: skip
 TABLES["String"] = _bounded(TABLES["String"])
 _SEQUENCE = {
-    **_methods("Sequence", ["__getitem__"], None),
+    **_methods("Sequence", ["__getitem__"], _item),
     **_methods("Sequence", ["__len__", "index", "count"], "Number"),
     **_methods("Sequence", ["__contains__", "__eq__", "__ne__"], "Bool"),
 }
@@ -502,7 +553,7 @@ TABLES["Dict"] = {
 for _name in ("pop",):
     TABLES["Dict"][_name] = Op(f"Dict.{_name}", "method", None, True, _call_method(_name))
 TABLES["dtype"] = {}
-TABLES["device"] = {}
+TABLES["device"] = _attributes("device", {"type": "String", "index": "Number"})
 TABLES["None"] = {}
 
 
@@ -532,21 +583,55 @@ def _fn(path: str, impl: Callable[..., Any], returns: Returns = "Tensor", **extr
     return Op(path, "function", returns, impl=impl, **extra)
 
 
+def _from_numpy(array: Any) -> torch.Tensor:
+    if not isinstance(array, np.ndarray):
+        raise TypeError(f"from_numpy expects a numpy array (got {type(array).__name__})")
+    # a copy: a tensor sharing the array's memory would be an alias the owner does not follow
+    return torch.from_numpy(np.array(array, copy=True))
+
+
+def _legacy_tensor(*args: Any) -> torch.Tensor:
+    """``torch.Tensor(data)`` or ``torch.Tensor(*sizes)``: a float tensor. Made from sizes it is
+    zeros, never uninitialized memory (which could hold what the owner's process freed)."""
+    if not args:
+        return torch.empty(0)
+    if all(type(a) is int for a in args) or (len(args) == 1 and isinstance(args[0], torch.Size)):
+        return torch.zeros(*args)
+    if len(args) == 1:
+        data = args[0]
+        if isinstance(data, torch.Tensor):
+            return torch.Tensor(data)  # the tensor itself, as torch does
+        return torch.tensor(data, dtype=torch.get_default_dtype())
+    raise TypeError("torch.Tensor takes data (a list, a tensor) or sizes (integers)")
+
+
+def _layer_kind(path: str) -> Returns:
+    def kind(
+        meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[str | None, dict[str, Any]]:
+        return "Module", {"layer": path}
+
+    return kind
+
+
 _TORCH_FUNCTIONS = [
     "tensor", "zeros", "ones", "randn", "rand", "randint", "arange", "full", "linspace", "eye",
-    "zeros_like", "ones_like", "randn_like", "flatten", "cat", "stack", "matmul", "sum", "mean",
-    "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "softmax", "log_softmax", "argmax",
-    "where", "clamp", "maximum", "minimum", "squeeze", "unsqueeze", "transpose", "reshape",
-    "add", "sub", "mul", "div", "pow", "neg", "mm", "std", "var", "exp", "eq", "lt", "gt",
+    "zeros_like", "ones_like", "randn_like", "rand_like", "full_like", "flatten", "cat", "stack",
+    "matmul", "sum", "mean", "exp", "log", "sqrt", "abs", "relu", "sigmoid", "tanh", "softmax",
+    "log_softmax", "argmax", "where", "clamp", "maximum", "minimum", "squeeze", "unsqueeze",
+    "transpose", "reshape", "add", "sub", "mul", "div", "pow", "neg", "mm", "std", "var", "eq",
+    "ne", "lt", "le", "gt", "ge", "square", "sin", "cos",
 ]  # fmt: skip
 _FUNCTIONAL = [
-    "relu", "max_pool2d", "log_softmax", "softmax", "nll_loss", "cross_entropy", "mse_loss",
-    "l1_loss", "dropout", "dropout2d", "sigmoid", "tanh", "linear",
+    "relu", "max_pool2d", "avg_pool2d", "log_softmax", "softmax", "nll_loss", "cross_entropy",
+    "mse_loss", "l1_loss", "smooth_l1_loss", "huber_loss", "binary_cross_entropy",
+    "binary_cross_entropy_with_logits", "kl_div", "dropout", "dropout2d", "sigmoid", "tanh",
+    "linear", "leaky_relu", "elu", "gelu", "silu", "softplus", "pixel_shuffle", "pixel_unshuffle",
 ]  # fmt: skip
-_LOSSES = ["MSELoss", "CrossEntropyLoss", "NLLLoss", "L1Loss"]
 
-_RANDOM_FUNCTIONS = {"randn", "rand", "randint", "randn_like", "dropout", "dropout2d"}
-_INPLACE_FUNCTIONS = {"relu", "dropout", "dropout2d"}  # take inplace=True
+_RANDOM_FUNCTIONS = {"randn", "rand", "randint", "randn_like", "rand_like", "dropout", "dropout2d"}
+# take inplace=True (and then return their input)
+_INPLACE_FUNCTIONS = {"relu", "dropout", "dropout2d", "leaky_relu", "elu", "silu"}
 
 FUNCTIONS: dict[str, Op] = {}
 for _name in _TORCH_FUNCTIONS:
@@ -559,6 +644,9 @@ FUNCTIONS["torch.min"] = _fn("torch.min", torch.min, lambda m, a, k: _pair_if_di
 FUNCTIONS["torch.cuda.is_available"] = _fn(
     "torch.cuda.is_available", _cuda_is_available, "Bool", owner_data=True
 )
+FUNCTIONS["torch.device"] = _fn("torch.device", make_device, "device")
+FUNCTIONS["torch.from_numpy"] = _fn("torch.from_numpy", _from_numpy)
+FUNCTIONS["torch.Tensor"] = _fn("torch.Tensor", _legacy_tensor)
 for _name in _FUNCTIONAL:
     FUNCTIONS[f"torch.nn.functional.{_name}"] = _fn(
         f"torch.nn.functional.{_name}",
@@ -566,12 +654,13 @@ for _name in _FUNCTIONAL:
         random=_name in _RANDOM_FUNCTIONS,
         writes="inplace_arg" if _name in _INPLACE_FUNCTIONS else None,
     )
-for _path, (_cls, _settings) in LAYERS.items():
-    FUNCTIONS[_path] = _fn(_path, _cls, "Module", random=True)  # initial weights are random
-for _name in _LOSSES:
-    FUNCTIONS[f"torch.nn.{_name}"] = _fn(f"torch.nn.{_name}", getattr(nn, _name), "Module")
+for _path in LAYERS:  # initial weights are random (a loss has none)
+    FUNCTIONS[_path] = _fn(
+        _path, build_layer(_path), _layer_kind(_path), random=_path not in LOSSES
+    )
 FUNCTIONS["torch.nn.Module"] = _fn("torch.nn.Module", nn.Module, "Module")
-for _name in ("SGD", "Adam", "Adadelta"):
+OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adadelta", "Adagrad", "RMSprop")
+for _name in OPTIMIZERS:
     FUNCTIONS[f"torch.optim.{_name}"] = _fn(
         f"torch.optim.{_name}", getattr(torch.optim, _name), "Optimizer"
     )
@@ -664,6 +753,7 @@ def digest() -> str:
 
 
 register_vision(FUNCTIONS, TABLES)
+register_distributions(FUNCTIONS, TABLES)
 
 
 # ---------------------------------------------------------------- what results may alias
@@ -671,7 +761,8 @@ register_vision(FUNCTIONS, TABLES)
 _TENSOR_ALIASING = {
     "view", "view_as", "reshape", "reshape_as", "flatten", "squeeze", "unsqueeze", "expand",
     "expand_as", "t", "transpose", "permute", "detach", "contiguous", "float", "double", "long",
-    "int", "bool", "half", "type_as", "cpu", "to", "chunk", "split", "__getitem__", "T", "grad",
+    "int", "bool", "half", "type_as", "cpu", "cuda", "to", "chunk", "split", "__getitem__", "T",
+    "grad",
 }  # fmt: skip
 _IMMUTABLE_TABLES = {"Number", "Bool", "String", "dtype", "device", "None"}
 _NEW_RESULTS = {
@@ -681,11 +772,18 @@ _NEW_RESULTS = {
 }  # fmt: skip
 _ALIASING_FUNCTIONS = {
     "torch.flatten", "torch.squeeze", "torch.unsqueeze", "torch.transpose", "torch.reshape",
-    "torch.nn.functional.relu", "torch.nn.functional.dropout", "torch.nn.functional.dropout2d",
+    "torch.Tensor",  # torch.Tensor(t) is t
+    *(f"torch.nn.functional.{name}" for name in _INPLACE_FUNCTIONS),
+    "torch.nn.functional.pixel_shuffle", "torch.nn.functional.pixel_unshuffle",
     "python.List", "python.Dict", "python.Tuple", "torch.utils.data.TensorDataset",
-    "torch.utils.data.DataLoader", "torch.optim.SGD", "torch.optim.Adam", "torch.optim.Adadelta",
+    "torch.utils.data.DataLoader", *(f"torch.optim.{name}" for name in OPTIMIZERS),
     "torch.optim.lr_scheduler.StepLR", "torchvision.transforms.Compose",
     "torchvision.datasets.MNIST", "torchvision.datasets.FashionMNIST",
+    # a layer may hold its arguments (Sequential(a, b) holds a and b)
+    *LAYERS,
+    # a distribution holds its arguments (Normal(loc, scale).loc is loc)
+    "torch.distributions.Categorical", "torch.distributions.Bernoulli",
+    "torch.distributions.Normal",
 }  # fmt: skip
 
 

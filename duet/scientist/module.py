@@ -31,7 +31,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import UsageError
+from ..errors import UsageError, error_from_wire
+from ..protocol.messages import Sync
+from ..protocol.modules import CONTAINER, layer_path, match_dtypes
+from . import tagging
 from .library import RemoteLibrary
 from .pointer import Pointer
 
@@ -61,6 +64,9 @@ class Module(nn.Module):
         """True: this model lives here (a sent model's ``is_local`` is False)."""
         return True
 
+    tag = tagging.tag
+    describe = tagging.describe
+
     def send(
         self,
         session: Any,
@@ -75,6 +81,7 @@ class Module(nn.Module):
         returns a ``RemoteModule`` whose ``forward`` runs there. To an owner session: publish
         the model in the owner's store, like any ``nn.Module``.
         """
+        tags, description = tagging.sent_tags(self, tags, description)
         sent = super().send(  # type: ignore[misc]
             session, pointable=pointable, tags=tags, description=description
         )
@@ -82,6 +89,7 @@ class Module(nn.Module):
             # pack the weights into a frame now: training this local model right after send()
             # must not change what the owner receives
             sent._client.flush()
+            sent.meta.update(tags=tags, description=description)
             return RemoteModule(sent, self)
         return sent
 
@@ -129,9 +137,13 @@ class RemoteModule:
 
     ``template`` is the local model it was sent from: its class gives ``forward`` (and any
     helper methods), its attributes give plain settings (``self.hidden_size``), and its layers
-    name the pointers this object hands to ``forward``. Layers that are ``sy.Module`` (or
-    ``nn.ModuleList``/``nn.ModuleDict``) become ``RemoteModule`` too; other layers become
-    pointers, so they must be layers the owner's allowlist knows (``nn.Linear``, ...).
+    name the pointers this object hands to ``forward``. Layers of the user's own classes
+    (``sy.Module``, any ``nn.Module`` subclass, ``nn.ModuleList``/``nn.ModuleDict``) become
+    ``RemoteModule`` too, their ``forward`` run here; torch's layers become pointers (``send``
+    refuses a model holding one of torch's layers the owner cannot rebuild).
+
+    Device and precision moves (``cpu()``, ``cuda(device)``, ``to(...)``, ``double()``,
+    ``float()``, ``half()``) run on the owner's side and return this object, as torch's do.
     """
 
     def __init__(self, pointer: Pointer, template: nn.Module):
@@ -164,10 +176,12 @@ class RemoteModule:
         pointer = self._pointer.member(name)  # queued: no round trip
         if name in template._modules:
             child = template._modules[name]
-            if isinstance(child, Module | nn.ModuleList | nn.ModuleDict):
+            path = layer_path(child) if child is not None else CONTAINER
+            if child is not None and path == CONTAINER:  # the user's own class: forward runs here
                 member = RemoteModule(pointer, child)
             else:
                 pointer.kind = "Module"
+                pointer.meta["layer"] = path  # what calling it returns (LSTM: a tuple)
                 member = pointer
         else:
             pointer.kind = "Tensor"
@@ -251,6 +265,15 @@ class RemoteModule:
     def zero_grad(self) -> None:
         self._pointer.zero_grad()
 
+    # ---- what it was sent with
+    @property
+    def tags(self) -> list[str]:
+        return self._pointer.tags
+
+    @property
+    def description(self) -> str:
+        return self._pointer.description
+
     # ---- bringing it back
     def get(
         self,
@@ -276,7 +299,9 @@ class RemoteModule:
         if container is None:
             return None
         local = _rebuild(self._template)
-        local.load_state_dict(container.state_dict())
+        state = container.state_dict()
+        match_dtypes(local, state)  # a model moved to double() comes back in double
+        local.load_state_dict(state)
         local.train(container.training)
         return local
 
@@ -285,3 +310,45 @@ class RemoteModule:
 
     def __repr__(self) -> str:
         return f"<remote {type(self._template).__name__} {self._pointer.id}>"
+
+    # ---- where it lives: every move runs on the owner's side, and returns the model as
+    # torch's do (last in the class: ``float`` names a method from here on)
+    def cpu(self) -> RemoteModule:
+        self._pointer.cpu()
+        return self
+
+    def cuda(self, device: Any = None) -> RemoteModule:
+        """Move the model to the owner's CUDA device. Raises UsageError (naming the owner's
+        device) where the owner has none; waits for the owner to say so."""
+        self._checked(self._pointer.cuda() if device is None else self._pointer.cuda(device))
+        return self
+
+    def to(self, *args: Any, **kwargs: Any) -> RemoteModule:
+        """Move or convert the model on the owner's side (waits for the owner: a device it does
+        not have raises here)."""
+        self._checked(self._pointer.to(*args, **kwargs))
+        return self
+
+    def _checked(self, moved: Pointer) -> None:
+        # the result of a move is this model again: nothing would ever use it and hear that it
+        # failed, so ask now (a failure on a model made from the owner's data stays private)
+        client = moved._client
+        reply, _ = client.request(lambda rid: Sync(rid=rid), timeout_secs=None, what="a move")
+        client.raise_for(reply)
+        error = client.failures.get(moved.id)
+        if error is not None:
+            raise error_from_wire(
+                error.code, error.message, op=error.op, remote_type=error.remote_type
+            )
+
+    def double(self) -> RemoteModule:
+        self._pointer.double()
+        return self
+
+    def float(self) -> RemoteModule:
+        self._pointer.float()
+        return self
+
+    def half(self) -> RemoteModule:
+        self._pointer.half()
+        return self

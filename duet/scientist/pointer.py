@@ -112,18 +112,35 @@ class Pointer:
     ) -> Any:
         """Plain torch calls on pointers run on the owner's side: ``torch.flatten(ptr, 1)``,
         ``torch.nn.functional.nll_loss(output_ptr, target_ptr)``. Only allowlisted functions."""
-        op = allowlist.function_for(func)
-        if op is None:
-            name = getattr(func, "__qualname__", repr(func))
-            raise NotAllowed(f"torch function {name!r} has no remote counterpart on the allowlist")
         kwargs = kwargs or {}
         pointer = next(
             a for a in (*args, *kwargs.values()) if isinstance(a, Pointer)
         )  # torch only calls this when a pointer is among the arguments
-        return pointer._client.call(op, None, args, kwargs)
+        op = allowlist.function_for(func)
+        if op is not None:
+            return pointer._client.call(op, None, args, kwargs)
+        qualname = getattr(func, "__qualname__", repr(func))
+        if qualname.startswith(("TensorBase.", "Tensor.")) and args:
+            return _tensor_method(func.__name__, pointer, args, kwargs)
+        raise NotAllowed(f"torch function {qualname!r} has no remote counterpart on the allowlist")
 
     def __getitem__(self, key: Any) -> Any:
         return self._call("__getitem__", key)
+
+    # ---- what it was sent or published with
+    @property
+    def tags(self) -> list[str]:
+        """The tags the object was published or sent with (``[]`` if none)."""
+        return list(self.meta.get("tags") or [])
+
+    @property
+    def description(self) -> str:
+        """The description the object was published or sent with (``""`` if none)."""
+        return str(self.meta.get("description") or "")
+
+    def resolve_pointer_type(self) -> Pointer:
+        """This pointer (PySyft's pointers needed it to learn their type; these know it)."""
+        return self
 
     def __setitem__(self, key: Any, value: Any) -> None:
         self._call("__setitem__", key, value)
@@ -270,6 +287,47 @@ for _name in (
     "__iadd__", "__isub__", "__imul__", "__itruediv__", "__contains__",
 ):  # fmt: skip
     setattr(Pointer, _name, _operator(_name))
+
+
+# A local tensor's operator with a pointer on its right (``local * ptr`` reaches the pointer as
+# ``Tensor.mul(local, ptr)``) runs as the remote function of that name, or as the pointer's
+# reflected operator; either way the local tensor travels as an argument.
+_REFLECTED = {
+    "add": "__radd__", "__add__": "__radd__", "sub": "__rsub__", "__sub__": "__rsub__",
+    "mul": "__rmul__", "__mul__": "__rmul__", "div": "__rtruediv__", "true_divide": "__rtruediv__",
+    "__truediv__": "__rtruediv__", "floor_divide": "__rfloordiv__",
+    "__floordiv__": "__rfloordiv__", "remainder": "__rmod__", "__mod__": "__rmod__",
+    "pow": "__rpow__", "__pow__": "__rpow__", "matmul": "__rmatmul__", "__matmul__": "__rmatmul__",
+    "lt": "__gt__", "__lt__": "__gt__", "le": "__ge__", "__le__": "__ge__", "gt": "__lt__",
+    "__gt__": "__lt__", "ge": "__le__", "__ge__": "__le__", "eq": "__eq__", "__eq__": "__eq__",
+    "ne": "__ne__", "__ne__": "__ne__", "__and__": "__and__", "__or__": "__or__",
+    "__xor__": "__xor__",
+}  # fmt: skip
+_IN_PLACE_OPERATORS = {f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "floordiv", "mod",
+                                               "pow", "matmul", "and", "or", "xor")}  # fmt: skip
+
+
+def _tensor_method(
+    name: str, pointer: Pointer, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    target, rest = args[0], args[1:]
+    if isinstance(target, Pointer):  # Tensor.add(ptr, x), spelled out
+        return target._call(name, *rest, **kwargs)
+    if (name.endswith("_") and not name.endswith("__")) or name in _IN_PLACE_OPERATORS:
+        raise UsageError(
+            f"a local tensor cannot be changed in place by a value on the owner's side "
+            f"(Tensor.{name}); write x = x + ptr, which makes a pointer"
+        )
+    function = allowlist.FUNCTIONS.get(f"torch.{name}")
+    if function is not None:  # torch.mul(local, ptr): the same call, run remotely
+        return pointer._client.call(function, None, args, kwargs)
+    reflected = _REFLECTED.get(name)
+    if reflected is not None and not kwargs and len(rest) == 1 and rest[0] is pointer:
+        return pointer._call(reflected, target)
+    raise NotAllowed(
+        f"Tensor.{name} of a local tensor with a pointer argument has no remote counterpart "
+        "on the allowlist; send the tensor first (x.send(duet))"
+    )
 
 
 class RemoteMethod:

@@ -1,0 +1,74 @@
+"""Devices and precision on the owner's side: ``remote_torch.device(...)``, ``x.to(device)``,
+``model.cuda(device)``, ``model.cpu()``, ``model.double()``.
+
+A move runs where the object lives, on the owner's machine. The owner's devices are its CPU and,
+when it has one, its CUDA device; a move to CUDA on an owner without one fails with an error
+that says so (on the scientist's own objects at once; on anything made from the owner's data,
+privately, like any other failure there).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import NotAllowed, UsageError
+
+DEVICE_TYPES = ("cpu", "cuda")
+MODULE_MOVES = ("cpu", "cuda", "to", "double", "float", "half")
+NO_CUDA = (
+    "the owner has no CUDA device: its tensors and models stay on its cpu "
+    "(torch.device('cpu')); use .cpu(), or ask remote_torch.cuda.is_available() first"
+)
+
+
+def check_device(args: Any, kwargs: dict[str, Any], *, cuda: bool = False) -> None:
+    """Refuse devices other than the owner's cpu and cuda, and cuda where the owner has none.
+    ``cuda``: the call moves to cuda whatever its arguments say (``.cuda()``)."""
+    for value in (kwargs.get("device"), *args):
+        if isinstance(value, str):
+            try:
+                value = torch.device(value)
+            except RuntimeError:
+                continue  # not a device (torch says what it is)
+        if isinstance(value, torch.device):
+            if value.type not in DEVICE_TYPES:
+                raise NotAllowed(
+                    f"device {str(value)!r} is not one of the owner's devices (cpu, cuda)"
+                )
+            cuda = cuda or value.type == "cuda"
+    if cuda and not torch.cuda.is_available():
+        raise UsageError(NO_CUDA)
+
+
+def make_device(*args: Any, **kwargs: Any) -> torch.device:
+    """``remote_torch.device("cuda" if use_cuda else "cpu")``."""
+    device = torch.device(*args, **kwargs)
+    if device.type not in DEVICE_TYPES:
+        raise NotAllowed(f"device {str(device)!r} is not one of the owner's devices (cpu, cuda)")
+    return device
+
+
+def tensor_move(name: str) -> Callable[..., Any]:
+    """``Tensor.to`` / ``Tensor.cuda``, checked (``name`` is a fixed key, never the peer's)."""
+
+    def move(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+        check_device(args, kwargs, cuda=name == "cuda")
+        return getattr(tensor, name)(*args, **kwargs)
+
+    return move
+
+
+def module_move(name: str) -> Callable[..., Any]:
+    """``Module.cpu / cuda / to / double / float / half`` on the owner's side; returns the module,
+    as torch does."""
+
+    def move(module: nn.Module, *args: Any, **kwargs: Any) -> nn.Module:
+        check_device(args, kwargs, cuda=name == "cuda")
+        getattr(module, name)(*args, **kwargs)
+        return module
+
+    return move

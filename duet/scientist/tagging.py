@@ -1,0 +1,52 @@
+"""``t.tag(...)`` and ``t.describe(...)``: a tensor's or a model's tags and description, given
+before it is sent (PySyft's names), and what ``send`` sends with it.
+
+    noise = torch.randn(64, 100, 1, 1).tag("noise").describe("fixed noise for samples")
+    noise_ptr = noise.send(duet)            # noise_ptr.tags == ["noise"]
+
+Tags given to ``send(tags=...)`` win over those given to ``tag``; a description likewise.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def tag(self: Any, *tags: str) -> Any:
+    """Add tags to this tensor or model (kept in order, once each); returns it."""
+    current = list(getattr(self, "tags", None) or [])
+    for value in tags:
+        if not isinstance(value, str):
+            raise TypeError(f"a tag is a string, not {type(value).__name__}")
+        if value not in current:
+            current.append(value)
+    self.tags = current
+    return self
+
+
+def describe(self: Any, description: str) -> Any:
+    """Set this tensor's or model's description; returns it."""
+    if not isinstance(description, str):
+        raise TypeError(f"a description is a string, not {type(description).__name__}")
+    self.description = description
+    return self
+
+
+def sent_tags(value: Any, tags: list[str] | None, description: str) -> tuple[list[str], str]:
+    """The tags and description ``value`` is sent with: those given to ``send``, else its own."""
+    if tags is None:
+        tags = list(getattr(value, "tags", None) or [])
+    if not description:
+        own = getattr(value, "description", "")
+        description = own if isinstance(own, str) else ""
+    return [str(t) for t in tags], description
+
+
+def install_tagging() -> None:
+    """Add ``tag`` and ``describe`` to torch.Tensor and torch.nn.Module."""
+    for cls in (torch.Tensor, nn.Module):
+        cls.tag = tag  # type: ignore[union-attr]
+        cls.describe = describe  # type: ignore[union-attr]
