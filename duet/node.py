@@ -222,6 +222,14 @@ class OwnerSession(Session):
         except KeyError:
             raise UsageError(f"no scientist {scientist!r} is connected") from None
 
+    def held(self, object_id: str, scientist: str | None = None) -> StoredObject | None:
+        """The object a scientist holds under ``object_id`` (the id its pointer shows; each
+        scientist names objects in a namespace of its own), or None."""
+        link = self.link(scientist)
+        if link.service is None:
+            return None
+        return self.objects.get(link.service.executor.key(object_id))
+
     # ---- admitting scientists
     async def admit(
         self,
@@ -312,9 +320,7 @@ class OwnerSession(Session):
         )
 
         def worker_died(reason: str) -> None:  # tell the scientist, rather than go deaf
-            loop.call_soon_threadsafe(
-                lambda: asyncio.ensure_future(link.connection.close(reason))
-            )
+            loop.call_soon_threadsafe(lambda: asyncio.ensure_future(link.connection.close(reason)))
 
         service.on_dead = worker_died
         self.links[peer.id] = link
@@ -472,7 +478,9 @@ def confirm_id(confirm: Confirm, client_id: str) -> tuple[str, bool]:
         return "(checked by your function)", bool(confirm(client_id))
     if confirm is True:
         if not sys.stdin or sys.stdin.closed:
-            raise UsageError("confirm=True needs someone to type the client ID; pass confirm='<id>'")
+            raise UsageError(
+                "confirm=True needs someone to type the client ID; pass confirm='<id>'"
+            )
         given = input("♫♫♫ > a scientist wants to join; enter the client ID it was shown: ")
     else:
         given = str(confirm)

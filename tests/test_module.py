@@ -116,7 +116,7 @@ def test_owner_receives_layers_and_weights_but_not_the_models_code(pair):
     remote = local.send(scientist)
     scientist.sync()
     assert scientist.client.actions_sent - actions == 2  # one put of the whole model, one sync
-    container = owner.objects.get(remote.pointer.id).value
+    container = owner.held(remote.pointer.id).value
     assert type(container) is nn.Module  # a plain container: SyNet's forward stays here
     assert [type(c) for c in container.children()] == [
         nn.Conv2d,
@@ -181,7 +181,7 @@ def test_denied_download_returns_none_with_a_warning(pair):
     train(remote, scientist.torch, [(x_ptr, y_ptr)])
     with pytest.warns(sy.RequestWarning, match="denied"):
         assert remote.get(request_block=True, name="model_download", timeout_secs=10) is None
-    assert owner.objects.get(remote.pointer.id) is not None  # the model stays with the owner
+    assert owner.held(remote.pointer.id) is not None  # the model stays with the owner
 
 
 def test_model_trained_on_private_data_cannot_be_read_without_a_request(pair):
@@ -206,7 +206,7 @@ def test_untouched_sent_model_comes_back_without_a_request(pair):
 def test_train_and_eval_switch_the_remote_model(pair):
     owner, scientist = pair
     remote = SyNet(torch).send(scientist)
-    container = lambda: owner.objects.get(remote.pointer.id).value  # noqa: E731
+    container = lambda: owner.held(remote.pointer.id).value  # noqa: E731
     assert remote.eval() is remote and not remote.training
     scientist.sync()
     assert not container().training and not container().dropout.training

@@ -100,6 +100,10 @@ class Executor:
         self.labels = store.labels
         self._error_info = error_info
         self.rng_label: Label = EMPTY
+        # joined into every backward pass: whether one runs depends on the tensors its graph
+        # saved being unchanged and the graph not yet freed, so on every private in-place write
+        # to a tensor and every private backward pass before it (the graph is never walked)
+        self.graph_label: Label = EMPTY
         # joined into everything once a write could not be followed (see _label_reach)
         self.poisoned: Label = EMPTY
         generator = torch.Generator()
@@ -156,23 +160,34 @@ class Executor:
         return out
 
     # ---- naming objects
+    def key(self, object_id: str) -> str:
+        """Where this scientist's object ``object_id`` is kept: each scientist names objects in
+        a namespace of its own, so another's ids (guessed or learned) name nothing here."""
+        return f"{self.peer}:{object_id}"
+
+    def taken(self, object_id: str) -> bool:
+        """Whether a new object of this scientist's may not be named ``object_id``: its own
+        names, and the names of the owner's listed objects (which it would shadow)."""
+        if self.key(object_id) in self.store or object_id in self._overflow:
+            return True
+        entry = self.store.get(object_id)
+        return entry is not None and entry.owner == OWNER and entry.pointable
+
     def visible(self, object_id: str) -> StoredObject:
         """The entry this scientist may name: its own, or the owner's listed objects.
 
         Anything else reads as missing, so the scientist learns nothing about it."""
         entry = self.store.get(object_id)
+        if entry is not None and entry.owner == OWNER and entry.pointable:
+            self.policy.check_name(self.peer, entry)
+            return entry
+        entry = self.store.get(self.key(object_id))
         if entry is None and object_id in self._overflow:
             return StoredObject(object_id, None, self.peer, failure=self._overflow[object_id])
-        if (
-            entry is None
-            or (entry.owner == OWNER and not entry.pointable)
-            or (entry.owner not in (OWNER, self.peer))
-        ):
+        if entry is None or entry.owner != self.peer:
             raise UsageError(
                 f"object {object_id} does not exist on the owner's side (deleted or never created)"
             )
-        if entry.owner == OWNER:
-            self.policy.check_name(self.peer, entry)
         return entry
 
     def forget(self, object_id: str) -> None:
@@ -217,13 +232,15 @@ class Executor:
             label = frozenset({Source("owner", op.path, frozenset({op.path}))})
         if draws and op.writes != "rng":  # a seed replaces the state without reading it
             label = label | self.rng_label
+        if op.writes == "graph":
+            label = label | self.graph_label
         return label
 
     # ---- calls
     def call(self, message: Call, buffers: list[memoryview]) -> Failure | None:
         """Run one call; returns a Failure to tell the scientist at once, or None."""
         path = message.op
-        if message.result in self.store or message.result in self._overflow:
+        if self.taken(message.result):
             return Failure(
                 result=None,
                 error=ErrorInfo(
@@ -298,8 +315,9 @@ class Executor:
             return self._fail(message.result, self._error_info(refusal.error, path), EMPTY, op)
         except Exception as exc:
             label = self._input_label(inputs) | self._extra(op, draws, failed=True)
-            if label and op is not None and not writes:
-                # failed before it knew what it writes: label what it would have written
+            if label and not writes:
+                # failed before it knew what it writes, or which op it is (the target's type
+                # was chosen privately): label what it would have written
                 self._would_have_run(op, message, target, args, kwargs, inputs, label)
             self._after(op, writes, label, draws, inputs)
             info = self._error_info(exc, path)
@@ -355,6 +373,8 @@ class Executor:
             for c in candidates
         ):
             self.rng_label = self.rng_label | label
+        if any(effects.may_change_graphs(c) for c in candidates):
+            self.graph_label = self.graph_label | label
         writing = [c for c in candidates if c.writes not in (None, "rng")]
         if not writing:
             return
@@ -431,7 +451,7 @@ class Executor:
             )
         self.register_leaves(value)
         entry = StoredObject(
-            id=result_id,
+            id=self.key(result_id),
             value=value,
             owner=self.peer,
             nbytes=scalar_bytes(value),
@@ -466,7 +486,7 @@ class Executor:
         if label and inputs is not None:
             reach, reach_unknown = self._reach_of_result(op, inputs, target)
         entry = StoredObject(
-            id=result_id,
+            id=self.key(result_id),
             value=None,
             owner=self.peer,
             nbytes=len(info.message),
@@ -534,6 +554,8 @@ class Executor:
             self.rng_label = self.rng_label | label
         if not label:
             return
+        if effects.changes_graphs(op, writes):
+            self.graph_label = self.graph_label | label
         for walk in written if written is not None else map(effects.walk_written, writes):
             self.labels.join_all(walk.nodes.values(), label, skip={})
         if op.writes not in (None, "rng"):

@@ -254,7 +254,7 @@ class PeerService:
 
     # ---- the scientist's own values
     def _put(self, message: Put, buffers: list[memoryview]) -> Failure | None:
-        if message.id in self.store or message.id in self.executor._overflow:
+        if self.executor.taken(message.id):
             raise UsageError(f"object id {message.id!r} is already in use; ids cannot be reused")
         quota = self.store.quota(self.peer)
         try:
@@ -267,7 +267,7 @@ class PeerService:
         quota.hold_all(Walk().add(value).nodes.values(), False)
         self.executor.register_leaves(value)
         entry = StoredObject(
-            id=message.id,
+            id=self.executor.key(message.id),
             value=value,
             owner=self.peer,
             tags=list(message.tags),
@@ -282,13 +282,13 @@ class PeerService:
 
     def _delete(self, message: Delete, out: list[Any]) -> None:
         for object_id in message.ids:
-            entry = self.store.get(object_id)
-            if entry is None:
-                self.executor.forget(object_id)
+            entry = self.store.get(self.executor.key(object_id))
+            if entry is not None:
+                self.store.remove(entry.id)
                 continue
-            if entry.owner == self.peer:
-                self.store.remove(object_id)
-            elif entry.owner == OWNER and entry.pointable:
+            self.executor.forget(object_id)
+            entry = self.store.get(object_id)
+            if entry is not None and entry.owner == OWNER and entry.pointable:
                 out.append(
                     Failure(
                         result=None,
@@ -329,7 +329,7 @@ class PeerService:
             if failure is not None and failure.result not in temporaries:
                 out.append(failure)
         for object_id in temporaries:  # what the step made along the way, nobody points at
-            self.store.remove(object_id)
+            self.store.remove(self.executor.key(object_id))
 
     # ---- gets and requests
     def _get(self, message: Get, out_buffers: list[Any]) -> Reply | None:

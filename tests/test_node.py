@@ -1,0 +1,200 @@
+"""The owner as a node: several identified scientists at once, each in its own namespace and
+under its own rules, and an audit log of everything decided."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import duet as sy
+from duet.owner.audit import AuditLog
+from duet.protocol.messages import Delete, Get, Put
+
+
+@pytest.fixture
+def node():
+    owner = sy.OwnerSession(max_scientists=10)
+    owner.publish(torch.arange(4.0), tags=["shared"], description="published to all")
+    scientists = {}
+    for name in ("alice", "bob"):
+        _, scientist = sy.duet_pair(owner=owner, identity=sy.Identity.ephemeral(name))
+        scientists[name] = scientist
+    yield owner, scientists
+    for scientist in scientists.values():
+        scientist.close()
+    owner.close()
+
+
+def raw_get(scientist, object_id, **options):
+    reply, _ = scientist.client.request(
+        lambda rid: Get(rid=rid, id=object_id, **options), timeout_secs=10, what="get"
+    )
+    return reply
+
+
+def test_each_scientist_is_known_by_the_id_it_proved(node):
+    owner, scientists = node
+    ids = {name: s.connection.identity.id for name, s in scientists.items()}
+    assert set(owner.links) == set(ids.values())
+    table = owner.scientists.pandas
+    assert sorted(table["Name"]) == ["alice", "bob"]
+    for scientist in scientists.values():
+        assert scientist.owner_id == owner.identity.id
+
+
+def test_a_scientist_cannot_see_use_get_overwrite_or_delete_anothers_objects(node):
+    _owner, scientists = node
+    alice, bob = scientists["alice"], scientists["bob"]
+    secret = torch.tensor([42.0]).send(alice)
+    alice.sync(timeout_secs=10)
+    guessed = secret.id  # bob learns alice's object id (it is not secret: ids are guessable)
+    reply = raw_get(bob, guessed)
+    assert reply.status == "error" and "does not exist" in reply.error.message
+    used = bob.client.pointer(guessed, "Tensor", {}, owned=False) + 1
+    with pytest.raises(sy.UsageError, match="does not exist"):
+        used.get(timeout_secs=10)
+    bob.client.enqueue(lambda enc: Put(id=guessed, value=enc.encode(torch.zeros(1))))
+    bob.client.enqueue(lambda enc: Delete(ids=[guessed]))
+    bob.sync(timeout_secs=10)
+    assert torch.equal(secret.get(timeout_secs=10), torch.tensor([42.0]))  # untouched, still hers
+    assert bob.client.notices[-1].message.startswith("object")  # told nothing of hers
+    # the owner's published data is shared: both compute on it (its values stay private)
+    for scientist in (alice, bob):
+        with pytest.raises(sy.PermissionDenied):
+            (scientist.store["shared"] * 2).get(timeout_secs=10)
+
+
+def test_a_scientist_that_leaves_frees_only_its_own_objects(node):
+    owner, scientists = node
+    alice, bob = scientists["alice"], scientists["bob"]
+    keep = [torch.ones(10).send(bob) for _ in range(5)]
+    gone = [torch.ones(10).send(alice) for _ in range(5)]
+    bob.sync(timeout_secs=10)
+    alice.sync(timeout_secs=10)
+    alice_id = alice.connection.identity.id
+    alice.close()
+    owner.wait_closed  # noqa: B018 (the node keeps serving bob)
+    assert alice_id not in owner.links or not owner.links[alice_id].connection.lost
+    bob_id = bob.connection.identity.id
+    assert len(owner.objects.peer_objects(bob_id)) == 5
+    assert torch.equal(keep[0].get(timeout_secs=10), torch.ones(10))
+    del gone
+
+
+def test_access_rules_refuse_before_anything_reaches_the_queue_and_name_the_rule(node):
+    owner, scientists = node
+    bob = scientists["bob"]
+    bob_id = bob.connection.identity.id
+    shared = bob.store["shared"]
+    owner.access.allow(bob_id, requests=False)  # compute only
+    total = shared.sum()
+    with pytest.raises(sy.PermissionDenied, match="lets you compute but not ask for releases"):
+        total.get(request_block=True, name="please", timeout_secs=10)
+    assert len(owner.requests.history) == 0  # never reached the owner's queue
+    assert owner.audit.events("refused")[-1]["scientist"] == bob_id
+    owner.access.allow(bob_id, tags=["other-data"])  # may compute only on other data
+    with pytest.raises(sy.NotAllowed, match="does not let you compute on the owner's object"):
+        (shared + 1).get(timeout_secs=10)
+    assert "shared" not in str(bob.store.pandas["Tags"].tolist())  # nor see it listed
+
+
+def test_handlers_can_be_scoped_to_one_scientist(node):
+    owner, scientists = node
+    alice, bob = scientists["alice"], scientists["bob"]
+    owner.requests.add_handler(
+        tags=["shared", "sum"], scientist=alice.connection.identity.id, action="accept"
+    )
+    assert alice.store["shared"].sum().get(request_block=True, name="s") == 6.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", sy.RequestWarning)
+        assert bob.store["shared"].sum().get(request_block=True, name="s", timeout_secs=0.2) is None
+    table = owner.requests.pandas
+    assert set(table["Scientist name"]) == {"alice", "bob"}
+
+
+def test_the_audit_log_holds_requests_decisions_and_releases(tmp_path):
+    path = tmp_path / "audit.sqlite3"
+    owner = sy.OwnerSession(audit=AuditLog(path), max_scientists=2)
+    owner.publish(torch.arange(3.0), tags=["data"])
+    owner.requests.add_handler(tags=["data", "sum"], action="accept")
+    _, scientist = sy.duet_pair(owner=owner, identity=sy.Identity.ephemeral("carol"))
+    try:
+        assert scientist.store["data"].sum().get(request_block=True, name="total") == 3.0
+        handle = scientist.store["data"].request(name="everything", reason="why not")
+        owner.requests.wait_for_request(timeout_secs=10).deny()
+        with pytest.warns(sy.RequestWarning):
+            assert handle.wait(timeout_secs=10) is None
+    finally:
+        scientist.close()
+        owner.close()
+    # a new process (here: a new connection to the same file) reads what was recorded
+    log = AuditLog(path)
+    kinds = [e["kind"] for e in log.events()]
+    assert kinds.count("request") == 2 and kinds.count("release") == 1
+    decisions = log.events("decision")
+    assert [d["status"] for d in decisions] == ["accepted", "denied"]
+    assert (
+        decisions[0]["decided_by"].startswith("handler") and decisions[1]["decided_by"] == "owner"
+    )
+    release = log.events("release")[0]
+    assert len(release["digest"]) == 64 and release["name"] == "carol"
+    assert log.known(scientist.connection.identity.id)["name"] == "carol"
+
+
+def test_an_identity_is_stable_and_private(tmp_path, monkeypatch):
+    monkeypatch.setenv("DUET_HOME", str(tmp_path))
+    first = sy.Identity.load_or_create()
+    again = sy.Identity.load_or_create()
+    assert first.id == again.id and first.path == again.path
+    assert (first.path.stat().st_mode & 0o777) == 0o600
+    first.path.chmod(0o644)
+    with pytest.raises(sy.UsageError, match="can be read by other users"):
+        sy.Identity.load_or_create()
+    assert sy.Identity.load_or_create("other").id != first.id
+
+
+def test_a_known_scientist_joins_without_a_prompt_and_an_unknown_one_is_confirmed():
+    owner = sy.OwnerSession(max_scientists=5)
+    known = sy.Identity.ephemeral("dan")
+    owner.audit.remember(known.id, "dan")
+    asked = []
+
+    def confirm(client_id):
+        asked.append(client_id)
+        return False  # the owner does not recognise this one
+
+    from duet.runtime import run
+    from duet.session import ScientistSession, connect_scientist
+    from duet.transport.memory import memory_pair
+
+    def join(identity):
+        scientist = ScientistSession()
+
+        async def both():
+            import asyncio
+
+            a, b = memory_pair()
+            return await asyncio.gather(
+                owner.admit(a, confirm=confirm, timeout_secs=10),
+                connect_scientist(scientist, b, identity=identity, timeout_secs=10),
+                return_exceptions=True,
+            )
+
+        return scientist, run(both(), timeout_secs=20, what="join")
+
+    try:
+        scientist, outcome = join(known)
+        assert not any(isinstance(o, Exception) for o in outcome) and asked == []
+        # another key presenting the same name is a stranger
+        _stranger, outcome = join(sy.Identity.ephemeral("dan"))
+        assert isinstance(outcome[0], sy.HandshakeError) and len(asked) == 1
+        assert isinstance(outcome[1], sy.HandshakeError)
+        assert "refused to serve you" in str(outcome[1])
+        owner.access.deny(known.id)
+        scientist.close()
+        _, outcome = join(known)
+        assert "refuses it" in str(outcome[0])
+    finally:
+        owner.close()
