@@ -134,7 +134,8 @@ ends (an open session's as counts: joined, answered, left, declined).
 
 from __future__ import annotations
 
-from ._server import (
+from ._server import SignalingServer, start_embedded_server
+from ._sessions import (
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PENDING_JOINS,
@@ -142,8 +143,6 @@ from ._server import (
     DEFAULT_MAX_SESSIONS_PER_IP,
     DEFAULT_SESSION_TTL,
     Limits,
-    SignalingServer,
-    start_embedded_server,
 )
 
 start_server = start_embedded_server

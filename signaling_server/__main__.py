@@ -13,7 +13,8 @@ import logging
 import signal
 import sys
 
-from ._server import (
+from ._server import SignalingServer
+from ._sessions import (
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PENDING_JOINS,
@@ -21,7 +22,6 @@ from ._server import (
     DEFAULT_MAX_SESSIONS_PER_IP,
     DEFAULT_SESSION_TTL,
     Limits,
-    SignalingServer,
 )
 
 logger = logging.getLogger(__name__)

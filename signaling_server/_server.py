@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import enum
 import logging
-import re
 import secrets
 from collections.abc import Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
@@ -30,6 +27,15 @@ from ._messages import (
     parse,
     scientist_named_peer,
     short_id,
+)
+from ._sessions import (
+    HARD_SIZE_FACTOR,
+    Limits,
+    Peer,
+    PeerState,
+    Session,
+    secs,
+    wire_secs,
 )
 from .protocol import (
     Answer,
@@ -52,102 +58,12 @@ from .protocol import (
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_SESSION_TTL = 600.0
-DEFAULT_MAX_MESSAGE_BYTES = 256 * 1024
-DEFAULT_MAX_SESSIONS_PER_IP = 64
-DEFAULT_MAX_SESSIONS = 10_000
-DEFAULT_FIRST_MESSAGE_TIMEOUT = 5.0
-DEFAULT_MAX_PENDING_JOINS = 8
-
-#: Messages up to this many times ``max_message_bytes`` get a ``too_big`` error message; larger
-#: ones are cut off by the websocket layer (close code 1009, no message) before being buffered.
-HARD_SIZE_FACTOR = 4
 #: How long ``close()`` lets closing handshakes it started run on once every connection is closed.
 _SHUTDOWN_WAIT_SECS = 5.0
-
-_PEER_ID = re.compile(r"p([1-9][0-9]{0,17})")
-
-
-@dataclass(frozen=True)
-class Limits:
-    """The server's limits; see ``python -m signaling_server --help``."""
-
-    session_ttl: float = DEFAULT_SESSION_TTL
-    max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
-    max_sessions_per_ip: int = DEFAULT_MAX_SESSIONS_PER_IP
-    max_sessions: int = DEFAULT_MAX_SESSIONS
-    first_message_timeout: float = DEFAULT_FIRST_MESSAGE_TIMEOUT
-    max_pending_joins: int = DEFAULT_MAX_PENDING_JOINS
-
-    def __post_init__(self) -> None:
-        for name in (
-            "session_ttl",
-            "max_message_bytes",
-            "max_sessions_per_ip",
-            "max_sessions",
-            "first_message_timeout",
-            "max_pending_joins",
-        ):
-            value = getattr(self, name)
-            if not value > 0:
-                raise ValueError(f"{name} must be positive, got {value!r}")
 
 
 class _Gone(Exception):
     """The connection this handler serves was closed."""
-
-
-class PeerState(enum.Enum):
-    """One scientist's exchange: ``joined -> offered -> answered``, or ``gone`` at any point."""
-
-    JOINED = "joined"
-    OFFERED = "offered"
-    ANSWERED = "answered"
-    GONE = "gone"
-
-
-@dataclass(eq=False)
-class _Peer:
-    id: str
-    ws: ServerConnection
-    state: PeerState = PeerState.JOINED
-
-
-@dataclass(eq=False)
-class _Session:
-    id: str
-    owner: ServerConnection
-    owner_ip: str
-    started: float
-    #: 1 is the one-scientist session; more, or None (no limit), an open session
-    max_peers: int | None = 1
-    #: scientists mid-exchange (joined or offered), by peer ID
-    peers: dict[str, _Peer] = field(default_factory=dict)
-    issued: int = 0  # peer IDs handed out: p1 .. p{issued}
-    answered: int = 0
-    left: int = 0
-    declined: int = 0
-    state: str = "registered"  # one-scientist session: -> joined -> offered -> answered
-    events: list[str] = field(default_factory=lambda: ["registered"])
-    deadline: asyncio.Timeout | None = None
-    ended: bool = False
-
-    @property
-    def open(self) -> bool:
-        return self.max_peers != 1
-
-    def was_issued(self, peer_id: str) -> bool:
-        match = _PEER_ID.fullmatch(peer_id)
-        return match is not None and int(match.group(1)) <= self.issued
-
-
-def _secs(value: float) -> str:
-    return f"{value:g}"
-
-
-def _wire_secs(value: float) -> int | float:
-    """Whole seconds as an int on the wire (``600``, as ever), others as they are."""
-    return int(value) if value == int(value) else value
 
 
 class SignalingServer:
@@ -155,7 +71,7 @@ class SignalingServer:
 
     def __init__(self, limits: Limits | None = None) -> None:
         self.limits = limits or Limits()
-        self._sessions: dict[str, _Session] = {}
+        self._sessions: dict[str, Session] = {}
         self._sessions_per_ip: dict[str, int] = {}
         self._ws_server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
@@ -233,7 +149,7 @@ class SignalingServer:
         except TimeoutError:
             raise Reject(
                 "expired",
-                f"no register or join message within {_secs(wait)} s of connecting; "
+                f"no register or join message within {secs(wait)} s of connecting; "
                 "send one right after connecting",
             ) from None
         if isinstance(first, Register):
@@ -269,7 +185,7 @@ class SignalingServer:
 
     # ----------------------------------------------------------------- owners
 
-    def _admit_owner(self, ws: ServerConnection, register: Register) -> _Session:
+    def _admit_owner(self, ws: ServerConnection, register: Register) -> Session:
         limits = self.limits
         if len(self._sessions) >= limits.max_sessions:
             logger.warning("refused to register: %d sessions open", len(self._sessions))
@@ -292,7 +208,7 @@ class SignalingServer:
         while session_id in self._sessions:  # pragma: no cover - 128 random bits
             session_id = secrets.token_hex(16)
         loop = asyncio.get_running_loop()
-        session = _Session(session_id, ws, ip, loop.time(), max_peers=register.max_peers)
+        session = Session(session_id, ws, ip, loop.time(), max_peers=register.max_peers)
         self._sessions[session_id] = session
         self._sessions_per_ip[ip] = held + 1
         return session
@@ -301,7 +217,7 @@ class SignalingServer:
         session = self._admit_owner(ws, register)
         ttl = self.limits.session_ttl
         try:
-            await self._send(ws, Registered(session_id=session.id, ttl_secs=_wire_secs(ttl)))
+            await self._send(ws, Registered(session_id=session.id, ttl_secs=wire_secs(ttl)))
             async with asyncio.timeout(ttl) as deadline:
                 session.deadline = deadline
                 while True:
@@ -342,24 +258,24 @@ class SignalingServer:
             # Covers cancellation (server shutdown); a no-op if the session already ended.
             self._mark_ended(session, f"interrupted after {self._age(session)}")
 
-    async def _owner_expired(self, session: _Session) -> Reject:
+    async def _owner_expired(self, session: Session) -> Reject:
         """End a session whose TTL ran out; return the error for its owner."""
         ttl = self.limits.session_ttl
         sid = short_id(session.id)
         if session.open:
-            text = f"session {sid} expired after {_secs(ttl)} s without a message from its owner"
+            text = f"session {sid} expired after {secs(ttl)} s without a message from its owner"
             outcome = "without a message from its owner"
             tell_peers = Reject(
                 "expired", f"{text}; ask the owner for a new session ID if they are still there"
             )
         elif not session.issued:
-            text = f"session {sid} expired after {_secs(ttl)} s without a scientist joining"
+            text = f"session {sid} expired after {secs(ttl)} s without a scientist joining"
             outcome = "unpaired"
             tell_peers = Reject("expired", f"{text}; register again for a new session ID")
         else:
             text = (
                 f"session {sid}: the offer/answer exchange did not complete within "
-                f"{_secs(ttl)} s of joining"
+                f"{secs(ttl)} s of joining"
             )
             outcome = "before the offer/answer exchange completed"
             tell_peers = Reject("expired", f"{text}; register again for a new session ID")
@@ -367,7 +283,7 @@ class SignalingServer:
         await self._end(session, f"expired after {self._age(session)} {outcome}", tell_peers)
         return rej
 
-    async def _owner_message(self, session: _Session, msg: ClientModel) -> bool:
+    async def _owner_message(self, session: Session, msg: ClientModel) -> bool:
         """One-scientist session: handle the owner's message; True once the session is done."""
         if not (isinstance(msg, Answer) and session.state == "offered"):
             raise out_of_order("owner", msg.type, session.state, session.id)
@@ -384,10 +300,10 @@ class SignalingServer:
         )
         return True
 
-    async def _open_owner_message(self, session: _Session, msg: ClientModel) -> bool:
+    async def _open_owner_message(self, session: Session, msg: ClientModel) -> bool:
         """Open session: handle the owner's message; True once the session is done."""
         if isinstance(msg, Ping):
-            await self._send(session.owner, Pong(ttl_secs=_wire_secs(self.limits.session_ttl)))
+            await self._send(session.owner, Pong(ttl_secs=wire_secs(self.limits.session_ttl)))
             return False
         if isinstance(msg, Close):
             await self._close_open(session, "closed")
@@ -445,7 +361,7 @@ class SignalingServer:
             return True
         return False
 
-    async def _close_open(self, session: _Session, reason: str) -> None:
+    async def _close_open(self, session: Session, reason: str) -> None:
         """End an open session normally: tell its owner why, and close the connection (1000)."""
         note = "max_peers reached" if reason == "max_peers" else "closed by the owner"
         await self._end(
@@ -530,7 +446,7 @@ class SignalingServer:
             )
             raise
 
-    async def _run_open_scientist(self, ws: ServerConnection, session: _Session) -> None:
+    async def _run_open_scientist(self, ws: ServerConnection, session: Session) -> None:
         """One scientist's exchange in an open session; its failure ends only this exchange.
 
         Whoever ends the exchange closes the connection: this handler if the scientist failed,
@@ -557,7 +473,7 @@ class SignalingServer:
             rej = Reject(
                 "expired",
                 f"session {sid}: the offer/answer exchange did not complete within "
-                f"{_secs(ttl)} s of joining; ask the owner for a new session ID",
+                f"{secs(ttl)} s of joining; ask the owner for a new session ID",
             )
             if await self._peer_gone(session, peer, "expired", rej.message):
                 raise rej from None
@@ -573,13 +489,13 @@ class SignalingServer:
             if session.peers.get(peer.id) is peer:  # cancelled: the server is shutting down
                 self._finish_peer(session, peer, PeerState.GONE)
 
-    def _add_peer(self, session: _Session, ws: ServerConnection) -> _Peer:
+    def _add_peer(self, session: Session, ws: ServerConnection) -> Peer:
         session.issued += 1
-        peer = _Peer(f"p{session.issued}", ws)
+        peer = Peer(f"p{session.issued}", ws)
         session.peers[peer.id] = peer
         return peer
 
-    def _admit_to_open(self, session: _Session, ws: ServerConnection) -> _Peer:
+    def _admit_to_open(self, session: Session, ws: ServerConnection) -> Peer:
         sid = short_id(session.id)
         pending = len(session.peers)
         if pending >= self.limits.max_pending_joins:
@@ -597,15 +513,15 @@ class SignalingServer:
         return self._add_peer(session, ws)
 
     @staticmethod
-    def _finish_peer(session: _Session, peer: _Peer, state: PeerState) -> None:
+    def _finish_peer(session: Session, peer: Peer, state: PeerState) -> None:
         peer.state = state
         if session.peers.get(peer.id) is peer:
             del session.peers[peer.id]
 
     async def _peer_gone(
         self,
-        session: _Session,
-        peer: _Peer,
+        session: Session,
+        peer: Peer,
         reason: Literal["left", "refused", "expired"],
         message: str,
     ) -> bool:
@@ -624,7 +540,7 @@ class SignalingServer:
 
     # ----------------------------------------------------------------- relaying and ending
 
-    async def _send_to_owner(self, session: _Session, message: ServerModel) -> None:
+    async def _send_to_owner(self, session: Session, message: ServerModel) -> None:
         """Relay to the owner; if it is gone, end the session and refuse this scientist."""
         try:
             await session.owner.send(to_wire(message))
@@ -636,7 +552,7 @@ class SignalingServer:
                 "start a new session",
             ) from None
 
-    async def _send_to_scientist(self, session: _Session, peer: _Peer, message: Answer) -> None:
+    async def _send_to_scientist(self, session: Session, peer: Peer, message: Answer) -> None:
         """One-scientist session: relay to the scientist; if it is gone, end the session."""
         try:
             await peer.ws.send(to_wire(message))
@@ -649,7 +565,7 @@ class SignalingServer:
             ) from None
 
     async def _end(
-        self, session: _Session, outcome: str, tell: Reject, *, owner: bool = False
+        self, session: Session, outcome: str, tell: Reject, *, owner: bool = False
     ) -> None:
         """End the session (once) and tell the other side(s) why, closing their connections.
 
@@ -668,7 +584,7 @@ class SignalingServer:
             else:
                 await self._reject(peer.ws, tell)
 
-    def _mark_ended(self, session: _Session, outcome: str) -> bool:
+    def _mark_ended(self, session: Session, outcome: str) -> bool:
         """Forget the session and log its life in one line; False if it had already ended."""
         if session.ended:
             return False
@@ -680,19 +596,11 @@ class SignalingServer:
             self._sessions_per_ip[session.owner_ip] = left
         else:
             del self._sessions_per_ip[session.owner_ip]
-        if session.open:
-            limit = "no limit" if session.max_peers is None else f"max_peers {session.max_peers}"
-            life = (
-                f"open ({limit}): {session.issued} joined, {session.answered} answered, "
-                f"{session.left} left, {session.declined} declined"
-            )
-        else:
-            life = " -> ".join(session.events)
-        logger.info("session %s %s, %s", short_id(session.id), life, outcome)
+        logger.info("session %s %s, %s", short_id(session.id), session.life(), outcome)
         return True
 
     @staticmethod
-    def _age(session: _Session) -> str:
+    def _age(session: Session) -> str:
         return f"{asyncio.get_running_loop().time() - session.started:.1f} s"
 
 
