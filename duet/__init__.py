@@ -24,7 +24,7 @@ from .errors import (
     UsageError,
 )
 
-__version__ = "0.1.0"
+from ._version import __version__
 
 from .identity import Identity
 from .local import duet_pair, install_send

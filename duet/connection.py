@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .errors import ConnectionLost, DuetTimeout, HandshakeError, ProtocolError
 from .identity import Identity, auth_message, verify
 from .protocol import allowlist

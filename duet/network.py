@@ -143,6 +143,7 @@ def launch_duet(
         _say(f"♫♫♫ > started a signaling server for this session at {url}")
     _say(f"♫♫♫ > duet session ID: {session_id}")
     _say(f"♫♫♫ > your owner ID: {owner_id}")
+    _say(f"♫♫♫ > datasets scientists open are read from {owner.settings.data_root}")
     try:
         if loopback:
             record = local.LoopbackRecord(session_id, str(url), os.getpid(), owner_id, token)
@@ -177,7 +178,9 @@ def launch_duet(
             fingerprints = (certificate_fingerprint(certificate), scientist_fingerprint)
             return await owner.handshake(channel, fingerprints, timeout_secs=CONNECT_TIMEOUT_SECS)
 
-        link = run(answer(), timeout_secs=CONNECT_TIMEOUT_SECS * 2, what="connecting to the scientist")
+        link = run(
+            answer(), timeout_secs=CONNECT_TIMEOUT_SECS * 2, what="connecting to the scientist"
+        )
         # decided here, on the caller's thread: a person may be asked for the client ID
         refusal = owner.decide(link, confirm=confirm, preapproved=loopback)
         if refusal is not None:
@@ -240,8 +243,10 @@ def join_duet(
     is not ``owner_id``, or refused you), UsageError (a malformed ``owner_id``, no owner waiting
     on loopback, a loopback file someone else could have written), DuetTimeout.
     """
-    who = identity if isinstance(identity, Identity) else Identity.load_or_create(
-        identity or "default", name=name
+    who = (
+        identity
+        if isinstance(identity, Identity)
+        else Identity.load_or_create(identity or "default", name=name)
     )
     if name:
         who.name = name

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sys
 import time
 from collections.abc import Callable
@@ -153,7 +154,11 @@ class OwnerSession(Session):
         if max_scientists < 1:
             raise UsageError("max_scientists must be at least 1")
         tune_owner_process()
-        self.settings = OwnerSettings(data_root=Path(data_root).resolve() if data_root else None)
+        # where datasets a scientist opens are read from: given, $DUET_DATA_ROOT, or a folder
+        # in the duet home (the tutorials' owners just call launch_duet())
+        root = Path(data_root or os.environ.get("DUET_DATA_ROOT") or duet_home() / "data")
+        root.mkdir(parents=True, exist_ok=True)
+        self.settings = OwnerSettings(data_root=root.resolve())
         self.objects = ObjectStore(
             max_bytes=max_bytes, max_objects=max_objects, max_pending=max_pending_requests
         )

@@ -84,30 +84,35 @@ def test_test_split_and_scalar_normalize(mnist):
 
 
 @pytest.mark.parametrize(
-    "root", ["..", "../secret", "mnist/../../secret", "/etc", "mnist/../../data/../secret"]
+    "root", ["..", "../secret", "mnist/../../secret", "/etc", "/home/alice/.syft/data"]
 )
-def test_dataset_root_outside_the_data_root_is_refused(mnist, root):
-    _owner, scientist, _, _ = mnist
+def test_a_root_outside_the_data_root_means_the_data_root_itself(mnist, root):
+    """A path on the scientist's machine (or one that climbs) means nothing on the owner's side:
+    it names the data root itself, never a folder outside it."""
+    owner, scientist, _, _ = mnist
+    data_root = owner.settings.data_root
+    (data_root / "MNIST").symlink_to(data_root / "mnist" / "MNIST")  # files at the root too
+    secret_raw = data_root.parent / "secret" / "MNIST" / "raw"
+    secret_raw.mkdir(parents=True)  # decoy files outside the root, never to be read
+    fake = torch.zeros(3, 28, 28, dtype=torch.uint8)
+    write_mnist(secret_raw, "train", fake, torch.zeros(3, dtype=torch.uint8))
     dataset = scientist.torchvision.datasets.MNIST(root, train=True)
-    with pytest.raises(sy.NotAllowed, match="data root"):
-        len(dataset)
+    assert len(dataset) == N_TRAIN  # the owner's files, not the decoys (3)
     assert (scientist.torch.ones(2) * 3).get().tolist() == [3.0, 3.0]  # the session goes on
 
 
-def test_download_is_refused_and_the_session_still_works(mnist):
+def test_download_reads_what_the_owner_placed_and_downloads_nothing(mnist):
     _owner, scientist, _, _ = mnist
     dataset = scientist.torchvision.datasets.MNIST("mnist", train=True, download=True)
-    with pytest.raises(sy.NotAllowed, match="download=True"):
-        len(dataset)
-    good = scientist.torchvision.datasets.MNIST("mnist", transform=remote_transforms(scientist))
-    assert len(good) == N_TRAIN
+    assert len(dataset) == N_TRAIN
 
 
-def test_missing_files_name_the_folder_the_owner_must_fill(mnist):
-    _owner, scientist, _, _ = mnist
+def test_missing_files_name_the_owners_data_root_and_where_they_go(mnist):
+    owner, scientist, _, _ = mnist
     dataset = scientist.torchvision.datasets.FashionMNIST(".", train=True)
-    with pytest.raises(sy.UsageError, match=r"FashionMNIST/raw/"):
+    with pytest.raises(sy.UsageError, match=r"FashionMNIST/raw") as refused:
         len(dataset)
+    assert str(owner.settings.data_root) in str(refused.value)
 
 
 def test_only_torchvision_transforms_may_be_composed_or_passed_to_a_dataset(mnist):
@@ -120,11 +125,12 @@ def test_only_torchvision_transforms_may_be_composed_or_passed_to_a_dataset(mnis
         len(dataset)
 
 
-def test_no_data_root_means_no_datasets(pair):
+def test_an_owner_that_set_no_data_root_has_one_in_its_duet_home(pair, duet_home):
     pytest.importorskip("torchvision")
-    _owner, scientist = pair
+    owner, scientist = pair
+    assert owner.settings.data_root == (duet_home / "data").resolve()
     dataset = scientist.torchvision.datasets.MNIST("mnist")
-    with pytest.raises(sy.NotAllowed, match="data root"):
+    with pytest.raises(sy.UsageError, match=str(duet_home / "data")):
         len(dataset)
 
 

@@ -36,6 +36,7 @@ from ..errors import DuetError, NotAllowed, ProtocolError, QuotaExceeded, UsageE
 from ..protocol import allowlist
 from ..protocol.messages import Call, ErrorInfo, Failure
 from ..protocol.serde import Decoder
+from . import datasets as _datasets  # noqa: F401 (binds the owner's dataset ops)
 from . import effects, sizes
 from .labels import EMPTY, Label, Source, Walk, owner_containers
 from .policy import CallCheck, PolicyChain, QuotaPolicy
