@@ -16,7 +16,8 @@ permessage-deflate is off. Every message is a model of :mod:`signaling_server.pr
 set of pydantic models both this server and duet's client (``duet.transport.signaling``) parse
 and build messages with.
 
-One-scientist session (``register`` without ``max_peers``, or with ``"max_peers": 1``)::
+One-scientist session (``register`` without ``max_peers``, or with ``"max_peers": 1``, and
+without ``"open": true``)::
 
     owner  -> server  {"type": "register"}
     server -> owner   {"type": "registered", "session_id": "<32 hex>", "ttl_secs": 600}
@@ -28,7 +29,8 @@ After the answer is relayed the session is done and the server closes both conne
 close code 1000. A second scientist joining gets ``session_taken``; if the scientist leaves or
 is refused before the answer, the session ends and the owner gets ``peer_left``.
 
-Open session (``"max_peers": N``, N > 1, or ``"max_peers": null`` for no limit)::
+Open session (``"max_peers": N`` with N > 1, ``"max_peers": null`` for no limit, or
+``"open": true`` whatever ``max_peers`` is)::
 
     owner  -> server  {"type": "register", "max_peers": 3}
     server -> owner   {"type": "registered", "session_id": "<32 hex>", "ttl_secs": 600}

@@ -208,7 +208,9 @@ class SignalingServer:
         while session_id in self._sessions:  # pragma: no cover - 128 random bits
             session_id = secrets.token_hex(16)
         loop = asyncio.get_running_loop()
-        session = Session(session_id, ws, ip, loop.time(), max_peers=register.max_peers)
+        session = Session(
+            session_id, ws, ip, loop.time(), max_peers=register.max_peers, open=register.opens
+        )
         self._sessions[session_id] = session
         self._sessions_per_ip[ip] = held + 1
         return session

@@ -73,8 +73,11 @@ class Session:
     owner: ServerConnection
     owner_ip: str
     started: float
-    #: 1 is the one-scientist session; more, or None (no limit), an open session
+    #: the session ends once it has answered this many scientists (None: no limit)
     max_peers: int | None = 1
+    #: an open session (max_peers other than 1, or asked for): a scientist's failure ends only
+    #: its own exchange
+    open: bool = False
     #: scientists mid-exchange (joined or offered), by peer ID
     peers: dict[str, Peer] = field(default_factory=dict)
     issued: int = 0  # peer IDs handed out: p1 .. p{issued}
@@ -85,10 +88,6 @@ class Session:
     events: list[str] = field(default_factory=lambda: ["registered"])
     deadline: asyncio.Timeout | None = None
     ended: bool = False
-
-    @property
-    def open(self) -> bool:
-        return self.max_peers != 1
 
     def was_issued(self, peer_id: str) -> bool:
         match = _PEER_ID.fullmatch(peer_id)

@@ -42,6 +42,7 @@ _FIELD_HINTS = {
     "peer": 'a peer ID such as "p1", as the server named it',
     "max_peers": f"an integer from 1 to {MAX_PEERS_LIMIT}, or null for no limit",
     "reason": f"a string of at most {MAX_REASON_CHARS} characters",
+    "open": "true or false",
 }
 
 
@@ -55,11 +56,22 @@ class _Model(BaseModel):
 
 
 class Register(_Model):
-    """Owner: open a session. ``max_peers`` 1 (the default) is the one-scientist session; more,
-    or ``None`` for no limit, opens a session that accepts scientists until it closes."""
+    """Owner: open a session.
+
+    ``max_peers`` 1 (the default) is the one-scientist session of old; more, or ``None`` for no
+    limit, opens a session that accepts scientists until it closes. ``open=True`` asks for an
+    open session whatever ``max_peers`` is (an open session that ends after one answer, where a
+    scientist who fails does not end it).
+    """
 
     type: Literal["register"] = "register"
     max_peers: Annotated[int, Field(ge=1, le=MAX_PEERS_LIMIT)] | None = 1
+    open: bool = False
+
+    @property
+    def opens(self) -> bool:
+        """True if this registers an open session."""
+        return self.open or self.max_peers != 1
 
 
 class Join(_Model):

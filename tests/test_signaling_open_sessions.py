@@ -361,6 +361,28 @@ def test_an_open_session_ends_once_max_peers_are_answered() -> None:
     run(body)
 
 
+def test_an_open_session_for_one_scientist_outlives_a_scientist_that_fails() -> None:
+    async def body(url: str, server: SignalingServer) -> None:
+        owner = await SignalingClient.connect(url)
+        session_id = await owner.register(max_peers=1, open_session=True)
+        assert owner.open_session
+        fails = await joined_scientist(url, session_id)
+        await fails.close()
+        succeeds = await joined_scientist(url, session_id)
+        await succeeds.send_offer("offer")
+        departed: list[PeerLeft] = []
+        assert await owner.next_offer(UNIT, on_peer_left=departed.append) == ("p2", "offer")
+        assert [(d.peer, d.reason) for d in departed] == [("p1", "left")]
+        await owner.send_answer("answer", peer="p2")
+        assert await succeeds.wait_answer(UNIT) == "answer"
+        assert await owner.next_offer(UNIT) is None
+        assert await owner.next_event(UNIT) == Closed(reason="max_peers", answered=1)
+        for client in (owner, succeeds):
+            await client.close()
+
+    run(body)
+
+
 def test_pending_joins_are_bounded_per_session() -> None:
     async def body(url: str, server: SignalingServer) -> None:
         owner, session_id = await open_owner(url)

@@ -42,6 +42,7 @@ CLIENT_MESSAGES: list[ClientModel] = [
     Register(),
     Register(max_peers=None),
     Register(max_peers=3),
+    Register(open=True),
     Join(session_id="3fa2" * 8),
     Offer(sdp="v=0\r\ns=é ✓\r\n"),
     Answer(sdp="v=0\r\n"),
@@ -81,6 +82,7 @@ def test_every_server_message_round_trips(message: ServerModel) -> None:
 def test_one_scientist_messages_are_what_they_were_on_the_wire() -> None:
     assert json.loads(to_wire(Register())) == {"type": "register"}
     assert json.loads(to_wire(Register(max_peers=None))) == {"type": "register", "max_peers": None}
+    assert not Register().opens and Register(max_peers=None).opens and Register(open=True).opens
     assert json.loads(to_wire(PeerJoined())) == {"type": "peer_joined"}
     assert json.loads(to_wire(Offer(sdp="o"))) == {"type": "offer", "sdp": "o"}
     assert json.loads(to_wire(Joined())) == {"type": "joined"}
@@ -99,6 +101,7 @@ def test_unknown_fields_are_ignored_and_known_ones_are_strict() -> None:
         ('{"type": "offer"}', 'an "offer" message needs field "sdp" to be a non-empty string'),
         ('{"type": "answer", "sdp": "a", "peer": "p 1"}', "got 'p 1'"),
         ('{"type": "decline"}', 'field "peer"'),
+        ('{"type": "register", "open": 1}', 'field "open" to be true or false, got 1'),
         ('{"type": "decline", "peer": "p1", "reason": "' + "x" * 501 + '"}', 'field "reason"'),
         ('{"type": "offer", "sdp": "' + "x" * (MAX_SDP_CHARS + 1) + '"}', 'field "sdp"'),
     ]:

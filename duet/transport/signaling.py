@@ -136,9 +136,10 @@ class SignalingClient:
         self.url = url
         self.session_id: str | None = None
         self.ttl_secs: float | None = None
-        #: what the owner registered: 1 is a one-scientist session, more or None an open one
+        #: the owner's session ends once it has answered this many scientists (None: no limit)
         self.max_peers: int | None = 1
         self.role: str | None = None  # "owner" once registered, "scientist" once joined
+        self._open = False
         self._peer_joined = False
         self._answered = False
         self._closed_event: Closed | None = None
@@ -185,21 +186,27 @@ class SignalingClient:
 
     @property
     def open_session(self) -> bool:
-        """True once registered as the owner of an open session (``max_peers`` other than 1)."""
-        return self.role == "owner" and self.max_peers != 1
+        """True once registered as the owner of an open session."""
+        return self.role == "owner" and self._open
 
     # ----------------------------------------------------------------- owner
 
     async def register(
-        self, timeout_secs: float | None = 10.0, *, max_peers: int | None = 1
+        self,
+        timeout_secs: float | None = 10.0,
+        *,
+        max_peers: int | None = 1,
+        open_session: bool = False,
     ) -> str:
         """Register a new session as the data owner; return its session ID.
 
         ``max_peers=1`` (the default) registers a one-scientist session: ``wait_offer`` and
-        ``send_answer(sdp)``, and the server ends the session after the answer. Any other
-        number, or ``None`` for no limit, registers an open session that accepts scientists
-        until :meth:`close_session` or until it has answered ``max_peers`` of them: use
-        :meth:`next_offer` (or :meth:`offers`) and ``send_answer(sdp, peer=...)``.
+        ``send_answer(sdp)``, and the server ends the session after the answer, or when the
+        scientist fails. Any other number, or ``None`` for no limit, or ``open_session=True``,
+        registers an open session: it accepts scientists, each with its own exchange (one that
+        fails ends only its own), until :meth:`close_session` or until it has answered
+        ``max_peers`` of them. Use :meth:`next_offer` (or :meth:`offers`) and
+        ``send_answer(sdp, peer=...)`` there.
 
         Raises UsageError (a bad ``max_peers``, already registered or joined),
         SignalingServerError (``too_many_sessions``, ``server_full``...), DuetTimeout.
@@ -210,11 +217,13 @@ class SignalingClient:
             raise UsageError(f"max_peers must be a positive int or None, got {max_peers!r}")
         if self.role is not None:
             raise UsageError(f"this connection already serves a session as the {self.role}")
-        await self._send(Register(max_peers=max_peers))
+        register = Register(max_peers=max_peers, open=bool(open_session))
+        await self._send(register)
         msg = await self._wait_for(Registered, timeout_secs, "the reply to register")
         self.ttl_secs = float(msg.ttl_secs)
         self.session_id = msg.session_id
         self.max_peers = max_peers
+        self._open = register.opens
         self.role = "owner"
         return msg.session_id
 
