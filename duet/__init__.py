@@ -7,6 +7,7 @@ machine through pointers::
     owner, scientist = sy.duet_pair()          # both sides in one process
 """
 
+from ._version import __version__
 from .errors import (
     ConnectionLost,
     DuetError,
@@ -23,9 +24,6 @@ from .errors import (
     SignalingError,
     UsageError,
 )
-
-from ._version import __version__
-
 from .identity import Identity
 from .local import duet_pair, install_send
 from .network import join_duet, launch_duet

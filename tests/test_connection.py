@@ -57,8 +57,13 @@ def test_a_silent_peer_is_declared_lost_and_blocking_calls_raise():
         holder["hole"] = Blackhole(b)
         await asyncio.gather(
             owner.admit(a, preapproved=True, timeout_secs=10),
-            connect_scientist(scientist, holder["hole"], identity=sy.Identity.ephemeral(),
-                              timeout_secs=10, **quick),  # fmt: skip
+            connect_scientist(
+                scientist,
+                holder["hole"],
+                identity=sy.Identity.ephemeral(),
+                timeout_secs=10,
+                **quick,
+            ),  # fmt: skip
         )
 
     run(join(), timeout_secs=20, what="join")
