@@ -142,6 +142,22 @@ def draws(op: allowlist.Op, target: Any) -> bool:
     return True
 
 
+_GRAPH_WRITES = frozenset({"graph", "target_deep", "module_call", "inplace_arg"})
+
+
+def may_change_graphs(op: allowlist.Op) -> bool:
+    """Whether ``op`` may decide whether a later backward pass runs: it writes a tensor in
+    place (a graph that saved it refuses to run) or runs a backward pass (it frees the graph)."""
+    return op.writes in _GRAPH_WRITES or (op.writes == "target" and op.path.startswith("Tensor."))
+
+
+def changes_graphs(op: allowlist.Op, writes: list[Any]) -> bool:
+    """Like ``may_change_graphs``, for what a call actually writes."""
+    return op.writes == "graph" or any(
+        isinstance(item, Deep | Grad | torch.Tensor) for item in writes
+    )
+
+
 def mutable(nodes: Iterable[Any]) -> list[Any]:
     """The nodes that carry state of their own (not plain containers)."""
     return [n for n in nodes if type(n) not in (list, tuple, dict)]
