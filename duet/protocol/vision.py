@@ -11,7 +11,6 @@ hold the same allowlist; torchvision is imported only when an entry runs on the 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..errors import NotAllowed, UsageError
