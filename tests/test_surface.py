@@ -737,3 +737,59 @@ def test_a_layer_built_from_a_private_failure_stands_for_the_layers_it_would_hol
     finally:
         scientist.close()
         owner.close()
+
+
+# ---------------------------------------------------------------- found by the property test
+
+
+def observe(secret, program):
+    """What a scientist sees without requests when ``program`` runs against an owner holding
+    ``secret``: gets of what it returns, and failure notices."""
+    owner, scientist = sy.duet_pair()
+    try:
+        owner.publish(torch.tensor([secret]), tags=["secret"])
+        key = (scientist.store["secret"][0] > 0).long().item()  # 1 or 0: private
+        seen = []
+        for ptr in program(scientist, key):
+            try:
+                seen.append(repr(ptr.get(timeout_secs=30)))
+            except sy.DuetError as exc:
+                seen.append(type(exc).__name__)
+        scientist.sync(timeout_secs=30)
+        seen.extend(f"notice {n.op}" for n in scientist.client.notices)
+        return seen
+    finally:
+        scientist.close()
+        owner.close()
+
+
+def in_place_write_then_backward(scientist, key):
+    x = torch.ones(1, 4).send(scientist)
+    model = nn.Linear(4, 1).send(scientist)
+    out = model(x)  # the graph saves x
+    scientist.python.List([scientist.store["secret"], x])[key].add_(1.0)  # x, or refused
+    (out**2).sum().backward()  # runs only if x is unchanged
+    return [model.weight.grad]
+
+
+def backward_then_backward(scientist, key):
+    model = nn.Linear(4, 1).send(scientist)
+    out = model(torch.ones(1, 4).send(scientist))
+    first, second = out.sum(), (out * 2).sum()
+    scientist.python.List([5.0, first])[key].backward()  # frees the graph, or fails
+    second.backward()  # runs only if the graph is still there
+    return [model.weight.grad]
+
+
+def draw_through_a_privately_typed_handle(scientist, key):
+    chosen = scientist.python.List([5.0, scientist.torch.zeros(2)])[key]
+    chosen.normal_()  # draws in one world; a number has no normal_ in the other
+    return [scientist.torch.randn(2)]
+
+
+@pytest.mark.parametrize(
+    "program",
+    [in_place_write_then_backward, backward_then_backward, draw_through_a_privately_typed_handle],
+)
+def test_what_decides_whether_an_op_runs_is_labeled_like_its_inputs(program):
+    assert observe(1.0, program) == observe(-1.0, program)
