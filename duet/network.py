@@ -13,13 +13,16 @@ channel. Only then is "connected" printed.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 import os
+import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import HandshakeError, SignalingError, UsageError
+from .errors import DuetError, DuetTimeout, HandshakeError, SignalingError, UsageError
 from .identity import Identity
 from .node import OwnerSession, ScientistLink, default_audit_path
 from .owner.audit import AuditLog
@@ -82,6 +85,8 @@ def launch_duet(
     identity: Identity | str | None = None,
     audit: AuditLog | str | Path | bool = True,
     unknown: str = "confirm",
+    max_scientists: int = 1,
+    wait: bool = True,
 ) -> OwnerSession:
     """Start a duet as the data owner and wait until a scientist has joined.
 
@@ -102,7 +107,14 @@ def launch_duet(
 
     ``identity``: who you are (an Identity, or the name of a key in the duet home; "default").
     ``audit``: the log of requests, decisions and releases (True: ``audit.sqlite3`` in the duet
-    home; a path; False: in memory only). Serving several scientists at once: ``duet serve``.
+    home; a path; False: in memory only).
+
+    ``max_scientists``: more than 1 makes the owner a node that keeps accepting scientists (each
+    with its own connection, namespace and quotas) until it is closed, serving up to that many
+    at once; ``wait=False`` returns as soon as the session is registered instead of after the
+    first scientist joined (``duet serve`` runs a node from a config file). Unknown scientists
+    joining a node are confirmed off the caller's thread: pass ``confirm`` as a function or an
+    ID, let in only known ones (``unknown="refuse"``), or set access rules.
 
     Raises SignalingError, HandshakeError (the scientist was not confirmed or could not prove
     who it is), ProtocolError (an offer duet would not send), DuetTimeout (no scientist within
@@ -117,7 +129,20 @@ def launch_duet(
         identity=_owner_identity(identity),
         audit=_audit(audit),
         unknown=unknown,
+        max_scientists=max_scientists,
     )
+    if max_scientists > 1 or not wait:
+        return _launch_node(
+            owner,
+            signaling_url,
+            loopback=loopback,
+            confirm=confirm,
+            ice_servers=ice_servers,
+            ice_hosts=ice_hosts,
+            timeout_secs=timeout_secs,
+            on_ready=on_ready,
+            wait=wait,
+        )
     hosts = _ice_hosts(ice_hosts, loopback)
     url = signaling_url or os.environ.get("DUET_SIGNALING_URL")
     state: dict[str, Any] = {}
@@ -195,6 +220,120 @@ def launch_duet(
             local.remove_loopback(session_id)
         run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
     _say(f"♫♫♫ > connected to scientist {link.id}")
+    return owner
+
+
+def _launch_node(
+    owner: OwnerSession,
+    signaling_url: str | None,
+    *,
+    loopback: bool,
+    confirm: bool | str | Callable[[str], bool],
+    ice_servers: Sequence[str] | None,
+    ice_hosts: Sequence[str] | None,
+    timeout_secs: float,
+    on_ready: Callable[[str, str], None] | None,
+    wait: bool,
+) -> OwnerSession:
+    """Register an open session and admit scientists in the background until ``owner`` closes.
+
+    Each offer is handled on its own (one that fails, or is refused, changes nothing for the
+    others): its SDP checked, answered with the owner's signature, its DTLS certificate and
+    identity proved, then decided as ``OwnerSession.decide`` says, off the loop.
+    """
+    hosts = _ice_hosts(ice_hosts, loopback)
+    url = signaling_url or os.environ.get("DUET_SIGNALING_URL")
+    certificate = new_certificate()
+    token = local.new_token() if loopback else ""
+    state: dict[str, Any] = {}
+    first = threading.Event()
+
+    async def register() -> str:
+        nonlocal url
+        if url is None:
+            from signaling_server import start_embedded_server
+
+            state["server"], url = await start_embedded_server("127.0.0.1", 0)
+        state["signaling"] = client = await SignalingClient.connect(url)
+        return await client.register(max_peers=None, open_session=True)
+
+    session_id = run(
+        register(), timeout_secs=CONNECT_TIMEOUT_SECS, what="registering with the signaling server"
+    )
+    owner._embedded_server = state.get("server")
+    signaling: SignalingClient = state["signaling"]
+
+    async def admit(peer_id: str, offer: str) -> None:
+        try:
+            scientist_fingerprint = check_peer_sdp(offer, "the scientist's offer")
+            if loopback:
+                local.check_proof(offer, token, session_id, scientist_fingerprint)
+        except DuetError as exc:
+            log.warning("refused an offer: %s", exc)
+            await signaling.decline(peer_id, str(exc))
+            return
+        try:
+            peer, answer_sdp = await answer_offer(
+                offer, ice_servers=ice_servers, ice_hosts=hosts, certificate=certificate
+            )
+            answer_sdp = sign_answer(
+                answer_sdp, owner.identity, session_id, certificate_fingerprint(certificate)
+            )
+            await signaling.send_answer(answer_sdp, peer=peer_id)
+            channel = await peer.channel(CONNECT_TIMEOUT_SECS)
+            fingerprints = (certificate_fingerprint(certificate), scientist_fingerprint)
+            link = await owner.admit(
+                channel,
+                fingerprints=fingerprints,
+                confirm=confirm,
+                preapproved=loopback,
+                timeout_secs=CONNECT_TIMEOUT_SECS,
+            )
+        except DuetError as exc:
+            log.warning("a scientist could not join: %s", exc)
+            return
+        _say(f"♫♫♫ > connected to scientist {link.id} {link.peer.name}".rstrip())
+        first.set()
+
+    async def accept() -> None:
+        joining: set[asyncio.Task[None]] = set()
+        try:
+            async for peer_id, offer in signaling.offers(timeout_secs=None):
+                task = asyncio.ensure_future(admit(peer_id, offer))
+                joining.add(task)
+                task.add_done_callback(joining.discard)
+        except DuetError as exc:
+            log.warning("the owner's signaling session ended: %s", exc)
+        finally:
+            for task in joining:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await signaling.close()
+
+    async def start() -> None:
+        owner._accepting = asyncio.ensure_future(accept())
+
+    _say(f"♫♫♫ > duet session ID: {session_id}")
+    _say(f"♫♫♫ > your owner ID: {owner.identity.id}")
+    _say(f"♫♫♫ > datasets scientists open are read from {owner.settings.data_root}")
+    if "server" in state:
+        _say(f"♫♫♫ > started a signaling server for this session at {url}")
+    if loopback:
+        record = local.LoopbackRecord(session_id, str(url), os.getpid(), owner.identity.id, token)
+        local.write_loopback(record)
+        _say("♫♫♫ > on this machine, scientists run: duet = sy.join_duet(loopback=True)")
+    else:
+        _say(
+            f'♫♫♫ > scientists run: duet = sy.join_duet("{session_id}", signaling_url="{url}", '
+            f'owner_id="{owner.identity.id}")'
+        )
+    _say(f"♫♫♫ > serving up to {owner.max_scientists} scientists at once until closed")
+    run(start(), timeout_secs=10, what="starting to admit scientists")
+    if on_ready is not None:
+        on_ready(session_id, str(url))
+    if wait and not first.wait(timeout_secs):
+        owner.close()
+        raise DuetTimeout(f"no scientist joined within {timeout_secs:g} s")
     return owner
 
 

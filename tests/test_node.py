@@ -3,6 +3,7 @@ under its own rules, and an audit log of everything decided."""
 
 from __future__ import annotations
 
+import threading
 import warnings
 
 import pytest
@@ -74,9 +75,11 @@ def test_a_scientist_that_leaves_frees_only_its_own_objects(node):
     bob.sync(timeout_secs=10)
     alice.sync(timeout_secs=10)
     alice_id = alice.connection.identity.id
+    left = threading.Event()
+    owner.audit.add_listener(lambda e: e["kind"] == "leave" and left.set())
     alice.close()
-    owner.wait_closed  # noqa: B018 (the node keeps serving bob)
-    assert alice_id not in owner.links or not owner.links[alice_id].connection.lost
+    assert left.wait(10) and alice_id not in owner.links and len(owner.links) == 1
+    assert owner.objects.peer_objects(alice_id) == []
     bob_id = bob.connection.identity.id
     assert len(owner.objects.peer_objects(bob_id)) == 5
     assert torch.equal(keep[0].get(timeout_secs=10), torch.ones(10))

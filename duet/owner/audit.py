@@ -13,14 +13,18 @@ denied or timed out, and by whom: the owner by hand, which handler, which rule, 
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import pandas
+
+log = logging.getLogger(__name__)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
@@ -60,6 +64,13 @@ class AuditLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
         self._db.executescript(_SCHEMA)
+        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+
+    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Call ``listener(event)`` after each event is recorded (on the recording thread; an
+        exception it raises is logged, never lost into the owner's work): a console log, a
+        monitor."""
+        self._listeners.append(listener)
 
     # ---- events
     def record(
@@ -74,12 +85,21 @@ class AuditLog:
     ) -> None:
         """Append one event (committed before this returns)."""
         text = json.dumps(detail, default=str, sort_keys=True)
+        now = time.time()
         with self._lock:
             self._db.execute(
                 "INSERT INTO events (time, kind, scientist, name, request, object, detail) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (time.time(), kind, scientist, name, request, object_id, text),
+                (now, kind, scientist, name, request, object_id, text),
             )
+        if self._listeners:
+            event = dict(time=now, kind=kind, scientist=scientist, name=name, request=request,
+                         object=object_id, **json.loads(text))  # fmt: skip
+            for listener in list(self._listeners):
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("an audit listener failed")
 
     def events(self, kind: str | None = None) -> list[dict[str, Any]]:
         query = "SELECT time, kind, scientist, name, request, object, detail FROM events"
