@@ -1,0 +1,92 @@
+"""Federated learning over real duets: one model trained across several owners, in parallel.
+
+The scientist joins each owner (``sy.join_duet``, or ``join_owners`` for all at once) and hands
+the sessions to a ``Federation``; each round every owner trains the global model on its own
+machine, releases the result through its request queue, and a ``Strategy`` (``FedAvg``,
+``FedProx``, ``FedAdam``) aggregates what was released. Owners allow the rounds with
+``allow_federated_training`` (constrained handlers) or decide each request by hand.
+
+    owners = sy.federated.join_owners([sy.federated.OwnerAddress("a", sid_a, url, owner_id_a), ...])
+    fed = sy.federated.Federation(model, owners, data="digits", strategy=sy.federated.FedAvg(),
+                                  evaluate=accuracy, min_owners=2, round_timeout_secs=60)
+    history = fed.fit(rounds=10)
+    history.plot("accuracy.png")
+
+The modules here are private; use these names:
+- strategies.py: Strategy, FedAvg, FedProx, FedAdam, Update, weighted_average, proximal_term;
+- aio.py: AsyncSession (awaitable syncs and requests on one session), OwnerAddress, join_all;
+- local.py: LocalTraining (what each owner runs), one owner's part of a round;
+- federation.py: Federation (rounds, deadlines, min_owners, fit / fit_async);
+- history.py: History, RoundReport, OwnerResult, Outcome (and the plot);
+- progress.py: the live per-owner display;
+- owner.py: allow_federated_training, the owner's handlers;
+- names.py: the requests' names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from ..identity import Identity
+from ..session import ScientistSession
+from .aio import AsyncSession, OwnerAddress, Released, join_all
+from .federation import Federation
+from .history import History, Outcome, OwnerResult, RoundReport
+from .local import LocalTraining
+from .names import RequestNames
+from .owner import allow_federated_training
+from .progress import OwnerProgress
+from .strategies import FedAdam, FedAvg, FedProx, Strategy, Update, proximal_term, weighted_average
+
+
+def join_owners(
+    addresses: Sequence[OwnerAddress],
+    *,
+    identity: Identity | str | None = None,
+    timeout_secs: float = 120.0,
+) -> dict[str, ScientistSession]:
+    """Join every owner at once (blocking); returns name -> session.
+
+    Raises the first owner's error if any join failed (the sessions that did connect are
+    closed); to go on without the owners that could not be reached, ``await join_all(...)``
+    gives each name's session or error.
+    """
+    from .federation import _run_blocking
+
+    joined = _run_blocking(
+        lambda: join_all(addresses, identity=identity, timeout_secs=timeout_secs)
+    )
+    failed = {name: r for name, r in joined.items() if isinstance(r, BaseException)}
+    if failed:
+        for result in joined.values():
+            if isinstance(result, ScientistSession):
+                result.close()
+        name, error = next(iter(failed.items()))
+        error.add_note(f"(while joining owner {name!r})")
+        raise error
+    return dict(joined)
+
+
+__all__ = [
+    "AsyncSession",
+    "FedAdam",
+    "FedAvg",
+    "FedProx",
+    "Federation",
+    "History",
+    "LocalTraining",
+    "Outcome",
+    "OwnerAddress",
+    "OwnerProgress",
+    "OwnerResult",
+    "Released",
+    "RequestNames",
+    "RoundReport",
+    "Strategy",
+    "Update",
+    "allow_federated_training",
+    "join_all",
+    "join_owners",
+    "proximal_term",
+    "weighted_average",
+]

@@ -1,0 +1,240 @@
+"""An asyncio face on scientist sessions, so one event loop can drive many owners at once.
+
+A ``ScientistSession``'s blocking calls (``get``, ``sync``, ``len``) each park the calling
+thread until one owner answers. ``AsyncSession`` issues the same messages and hands back
+awaitables instead, so a coroutine per owner can wait on its owner while the others go on: one
+owner's slowness never holds the others. Replies are matched to their requests by id (the
+session's client does that); every await here has a timeout.
+
+Queuing actions (``ptr.relu()``, a plan's run) stays what it is: a call that returns a pointer
+at once. It can block only when more than ~500 actions wait unanswered at one owner (the
+client's flow control); the training loop here syncs well before that.
+
+Cancelling an await (a round's deadline) never cancels the request itself: the reply still
+arrives, is matched, and is ignored; ``outstanding`` tells whether it has.
+
+    duet = AsyncSession(sy.join_duet(...))
+    await duet.sync(timeout_secs=30)
+    released = await duet.request(loss_ptr, name="loss", timeout_secs=30)
+    released.value if released.accepted else released.status
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import DuetTimeout, UsageError
+from ..identity import Identity
+from ..protocol.messages import Get, ListStore, Reply, Sync
+from ..scientist.client import PointerClient
+from ..scientist.pointer import Pointer
+from ..session import ScientistSession
+
+ReplyFuture = concurrent.futures.Future[tuple[Reply, list[memoryview]]]
+
+
+@dataclass(frozen=True)
+class Released:
+    """The owner's answer to a request: ``status`` is "accepted" (``value`` holds what was
+    released), "denied", or "timeout" (nobody decided before the request's timeout)."""
+
+    status: str
+    value: Any = None
+
+    @property
+    def accepted(self) -> bool:
+        return self.status == "accepted"
+
+
+class AsyncSession:
+    """Awaitable syncs and requests on one scientist session (see the module's docstring)."""
+
+    def __init__(self, session: ScientistSession):
+        if session.client is None:
+            raise UsageError("this session is not connected yet")
+        self.session = session
+        self._client: PointerClient = session.client
+        self._issued: list[ReplyFuture] = []
+
+    @property
+    def outstanding(self) -> int:
+        """How many syncs and requests issued here have no reply yet."""
+        self._issued = [f for f in self._issued if not f.done()]
+        return len(self._issued)
+
+    @property
+    def connected(self) -> bool:
+        return self.session.connected and self._client.lost is None
+
+    def _issue(self, build: Callable[[int], Any]) -> ReplyFuture:
+        future = self._client.request_async(build)
+        self._issued.append(future)
+        return future
+
+    def sync_soon(self) -> asyncio.Future[None]:
+        """Send a barrier now; the awaitable completes once the owner has run everything sent
+        before it (raises ConnectionLost if the owner went away first)."""
+        future = self._issue(lambda rid: Sync(rid=rid))
+
+        def check(reply: tuple[Reply, list[memoryview]]) -> None:
+            PointerClient.raise_for(reply[0])
+
+        return _mapped(future, check)
+
+    async def sync(self, *, timeout_secs: float) -> None:
+        """Wait until the owner has run every action sent so far. Raises DuetTimeout."""
+        await wait_for(self.sync_soon(), timeout_secs, "sync")
+
+    def request_soon(
+        self, pointer: Pointer, *, name: str, reason: str = "", timeout_secs: float
+    ) -> asyncio.Future[Released]:
+        """Ask the owner to release ``pointer``'s value, now; the awaitable gives the decision.
+
+        ``timeout_secs`` also tells the owner how long the request may wait for a decision
+        (then it times out there). Values the scientist may read without asking are returned
+        as accepted. A failure released by the owner raises its RemoteError when awaited.
+        """
+        client = self._client
+        if pointer._client is not client:
+            raise UsageError(f"{pointer!r} belongs to another session")
+        future = self._issue(
+            lambda rid: Get(
+                rid=rid,
+                id=pointer.id,
+                request=True,
+                name=name,
+                reason=reason,
+                timeout_secs=max(0.0, timeout_secs),
+            )
+        )
+
+        def decode(reply: tuple[Reply, list[memoryview]]) -> Released:
+            message, buffers = reply
+            if message.status in ("denied", "timeout"):
+                return Released(message.status)
+            client.raise_for(message)
+            return Released("accepted", client.decode(message.value, buffers))
+
+        return _mapped(future, decode)
+
+    async def lookup(self, key: str, *, timeout_secs: float) -> Pointer:
+        """A pointer to the owner's listed object with this id or (unique) tag, as
+        ``session.store[key]`` gives, without blocking. Raises UsageError if there is none."""
+        client = self._client
+        future = self._issue(lambda rid: ListStore(rid=rid))
+        reply, _ = await wait_for(_mapped(future, lambda r: r), timeout_secs, "listing the store")
+        client.raise_for(reply)
+        rows = reply.value if isinstance(reply.value, list) else []
+        rows = [r for r in rows if isinstance(r, dict) and isinstance(r.get("id"), str)]
+        matches = [r for r in rows if r["id"] == key] or [
+            r for r in rows if key in (r.get("tags") or [])
+        ]
+        if len(matches) != 1:
+            found = "no object" if not matches else f"{len(matches)} objects"
+            raise UsageError(f"{found} in the owner's store has the id or tag {key!r}")
+        row = matches[0]
+        meta = {k: row[k] for k in ("fields", "shape", "dtype", "tags", "description") if k in row}
+        return client.pointer(row["id"], row.get("kind"), meta, owned=False)
+
+    async def request(
+        self, pointer: Pointer, *, name: str, reason: str = "", timeout_secs: float
+    ) -> Released:
+        """``request_soon`` and wait for the decision (at most ``timeout_secs`` and a margin for
+        the reply to travel). Raises DuetTimeout, ConnectionLost."""
+        future = self.request_soon(pointer, name=name, reason=reason, timeout_secs=timeout_secs)
+        return await wait_for(future, timeout_secs + REPLY_MARGIN_SECS, f"request {name!r}")
+
+    def __repr__(self) -> str:
+        return f"<AsyncSession on {self.session!r}, {self.outstanding} outstanding>"
+
+
+REPLY_MARGIN_SECS = 5.0
+
+
+def _mapped(future: ReplyFuture, fn: Callable[[Any], Any]) -> asyncio.Future[Any]:
+    """An asyncio future (on the running loop) for ``fn(reply)`` of a client's reply future.
+
+    Cancelling it does not cancel the request: the reply is still matched when it comes.
+    """
+    loop = asyncio.get_running_loop()
+    result: asyncio.Future[Any] = loop.create_future()
+
+    def settle(done: ReplyFuture) -> None:
+        if result.done():  # cancelled by its waiter meanwhile
+            return
+        try:
+            result.set_result(fn(done.result()))
+        except BaseException as exc:  # the reply's error, for whoever awaits
+            result.set_exception(exc)
+
+    def arrived(done: ReplyFuture) -> None:  # on the library's loop thread
+        if not loop.is_closed():
+            loop.call_soon_threadsafe(settle, done)
+
+    future.add_done_callback(arrived)
+    # nobody may await it after a deadline: its error is then nobody's news
+    result.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return result
+
+
+async def wait_for(awaitable: asyncio.Future[Any], timeout_secs: float, what: str) -> Any:
+    """Await ``awaitable`` at most ``timeout_secs``; raises DuetTimeout naming ``what``."""
+    try:
+        return await asyncio.wait_for(awaitable, max(0.0, timeout_secs))
+    except TimeoutError:
+        raise DuetTimeout(f"{what}: no reply from the owner within {timeout_secs:.1f} s") from None
+
+
+@dataclass(frozen=True)
+class OwnerAddress:
+    """Where to find one owner: what its ``launch_duet`` printed in the scientist's line."""
+
+    name: str
+    session_id: str
+    signaling_url: str
+    owner_id: str | None = None
+
+
+async def join(
+    address: OwnerAddress, *, identity: Identity, timeout_secs: float
+) -> ScientistSession:
+    """Join one owner (``sy.join_duet``) without holding the event loop: the join runs on a
+    worker thread, bounded by ``timeout_secs``."""
+    from ..network import join_duet
+
+    return await asyncio.to_thread(
+        join_duet,
+        address.session_id,
+        address.signaling_url,
+        owner_id=address.owner_id,
+        identity=identity,
+        timeout_secs=timeout_secs,
+    )
+
+
+async def join_all(
+    addresses: Sequence[OwnerAddress],
+    *,
+    identity: Identity | str | None = None,
+    timeout_secs: float = 120.0,
+) -> dict[str, ScientistSession | BaseException]:
+    """Join every owner at once; returns each name's session, or the error that stopped it."""
+    if len({a.name for a in addresses}) != len(addresses):
+        raise UsageError("each owner needs a name of its own")
+    who = (
+        identity
+        if isinstance(identity, Identity)
+        else Identity.load_or_create(identity or "default")
+    )
+    results = await asyncio.gather(
+        *(join(a, identity=who, timeout_secs=timeout_secs) for a in addresses),
+        return_exceptions=True,
+    )
+    return {a.name: r for a, r in zip(addresses, results, strict=True)}
+
+
+__all__ = ["AsyncSession", "OwnerAddress", "Released", "join", "join_all", "wait_for"]

@@ -1,0 +1,258 @@
+"""``Federation``: one model trained across several owners' duets, round by round, in parallel.
+
+A round: every owner that can take part trains the current global model on its own data (on its
+machine, through pointers), and releases the trained model through its request queue; the
+strategy aggregates the released updates into the next global model, which ``evaluate`` scores.
+The owners run at the same time, each as a coroutine on one event loop (``fit_async``);
+``fit`` runs that loop for code that blocks (notebooks, scripts).
+
+An owner is left out of a round, and the round goes on without it, when it is late (the
+round's ``round_timeout_secs`` passed), denies or does not decide a request, fails, or is lost
+(it died or left: it is then left out of every later round too). One still busy with an earlier
+round's work (its replies are still due) is not asked. A round counts (changes the global model)
+when at least ``min_owners`` updates arrived; its report says who was left out, and why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import logging
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import UsageError
+from ..session import ScientistSession
+from .history import History, Outcome, OwnerResult, RoundReport
+from .local import LeftOut, LocalTraining, Member
+from .names import RequestNames
+from .progress import Listener, ProgressBoard
+from .strategies import FedAvg, Strategy, Update
+
+log = logging.getLogger(__name__)
+Evaluate = Callable[[nn.Module], Mapping[str, float] | float]
+
+
+class Federation:
+    """Train ``model`` across ``owners`` (name -> a joined ``ScientistSession``).
+
+    ``data``: the tag each owner published its training dataset under (a dataset of
+    ``(input, target)`` pairs). ``training``: what each owner runs per round (``LocalTraining``:
+    epochs, batch size, optimizer, loss). ``strategy``: FedAvg (default), FedProx, FedAdam or
+    your own ``Strategy``. ``evaluate(model)``: scores the global model here after each round
+    (a float, or a dict of metrics; a float is called "accuracy"). ``round_timeout_secs``: each
+    round's deadline. ``name``: the prefix of every request's name (``"<name> round 3
+    update"``), which the owners' handlers may match. ``show``: the progress display
+    ("auto", "lines", "none"). ``on_round(report)`` is called after each round.
+
+    The global model is ``self.model`` (a local ``nn.Module``, updated after every round that
+    counts); ``self.history`` holds every round's report.
+
+        fed = sy.federated.Federation(model, {"a": duet_a, "b": duet_b}, data="digits",
+                                      training=sy.federated.LocalTraining(epochs=1, batch_size=32))
+        history = fed.fit(rounds=10)
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        owners: Mapping[str, ScientistSession],
+        *,
+        data: str,
+        training: LocalTraining | None = None,
+        strategy: Strategy | None = None,
+        evaluate: Evaluate | None = None,
+        min_owners: int = 1,
+        round_timeout_secs: float = 300.0,
+        name: str = "federated",
+        show: str = "auto",
+        on_round: Callable[[RoundReport], None] | None = None,
+    ):
+        if not owners:
+            raise UsageError("a federation needs at least one owner")
+        if not 1 <= min_owners <= len(owners):
+            raise UsageError(f"min_owners must be between 1 and {len(owners)}, not {min_owners}")
+        if not round_timeout_secs > 0:
+            raise UsageError("round_timeout_secs must be more than 0")
+        if not isinstance(model, nn.Module):
+            raise UsageError(f"the model must be a torch nn.Module, not {type(model).__name__}")
+        self.model = model
+        self.members = [
+            Member(owner, session, index=i) for i, (owner, session) in enumerate(owners.items())
+        ]
+        self.data = data
+        self.training = training or LocalTraining()
+        self.strategy = strategy or FedAvg()
+        self.evaluate = evaluate
+        self.min_owners = min_owners
+        self.round_timeout_secs = float(round_timeout_secs)
+        self.names = RequestNames(name)
+        self.on_round = on_round
+        self.history = History()
+        self.board = ProgressBoard([m.name for m in self.members], show=show, title=name)
+
+    @property
+    def owners(self) -> list[str]:
+        return [m.name for m in self.members]
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call ``listener(owner, OwnerProgress)`` on every progress change of an owner."""
+        self.board.listeners.append(listener)
+
+    # ---- running
+    def fit(self, rounds: int) -> History:
+        """Run ``rounds`` rounds and return the history (blocking; see ``fit_async``)."""
+        return _run_blocking(lambda: self.fit_async(rounds))
+
+    async def fit_async(self, rounds: int) -> History:
+        """Run ``rounds`` rounds on the running event loop; returns the history."""
+        if rounds < 1:
+            raise UsageError("rounds must be at least 1")
+        self.board.start()
+        try:
+            for _ in range(rounds):
+                await self.run_round()
+        finally:
+            self.board.stop()
+        return self.history
+
+    async def run_round(self) -> RoundReport:
+        """One round (the next in the history): train, release, aggregate, evaluate."""
+        loop = asyncio.get_running_loop()
+        round_ = len(self.history) + 1
+        started = loop.time()
+        deadline = started + self.round_timeout_secs
+        results: dict[str, OwnerResult] = {}
+        tasks: dict[asyncio.Task[Update], Member] = {}
+        finished: dict[str, float] = {}
+        for member in self.members:
+            skipped = self._skip_reason(member)
+            if skipped is not None:
+                results[member.name] = OwnerResult(
+                    member.name, skipped[0], member.samples, reason=skipped[1]
+                )
+                self.board.update(member.name, round=round_, state=f"left out: {skipped[0].value}")
+                continue
+            coroutine = member.run_round(
+                round_, self.model, data=self.data, training=self.training,
+                strategy=self.strategy, names=self.names, deadline=deadline, board=self.board,
+            )  # fmt: skip
+            task = asyncio.ensure_future(coroutine)
+            task.add_done_callback(_timer(finished, member.name, loop, started))
+            tasks[task] = member
+        if tasks:
+            await asyncio.wait(tasks, timeout=max(0.0, deadline - loop.time()))
+        updates: list[Update] = []
+        try:
+            for task, member in tasks.items():
+                result = await self._result(task, member, finished)
+                results[member.name] = result
+                if result.included:
+                    updates.append(task.result())
+        finally:  # an error to raise: the other owners' coroutines end too
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+        counted = len(updates) >= self.min_owners
+        if counted:
+            self._aggregate(updates)
+        report = RoundReport(
+            round=round_,
+            owners={m.name: results[m.name] for m in self.members},
+            counted=counted,
+            min_owners=self.min_owners,
+            metrics=self._metrics(),
+            secs=loop.time() - started,
+        )
+        self.history.append(report)
+        log.info("%s", report.summary())
+        if self.board.mode != "none":
+            print(report.summary(), flush=True)
+        if self.on_round is not None:
+            self.on_round(report)
+        return report
+
+    def _skip_reason(self, member: Member) -> tuple[Outcome, str] | None:
+        if member.gone:
+            return Outcome.GONE, member.gone
+        if not member.aio.connected:
+            member.gone = "its session is closed"
+            return Outcome.GONE, member.gone
+        if member.busy:
+            return Outcome.BUSY, "still running an earlier round's work"
+        return None
+
+    async def _result(
+        self, task: asyncio.Task[Update], member: Member, finished: dict[str, float]
+    ) -> OwnerResult:
+        name = member.name
+        if not task.done():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+            reason = f"no update within the round's {self.round_timeout_secs:g} s"
+            self.board.update(name, state="left out: late")
+            return OwnerResult(name, Outcome.LATE, member.samples, secs=self.round_timeout_secs,
+                               reason=reason)  # fmt: skip
+        secs = finished.get(name, 0.0)
+        exc = task.exception() if not task.cancelled() else None
+        if exc is None and not task.cancelled():
+            update = task.result()
+            return OwnerResult(name, Outcome.UPDATED, update.samples, update.loss, secs)
+        if isinstance(exc, LeftOut):
+            self.board.update(name, state=f"left out: {exc.outcome.value}")
+            return OwnerResult(name, exc.outcome, member.samples, secs=secs, reason=exc.reason)
+        assert exc is not None
+        raise exc  # not the owner's doing (a mistake in the model or the loss): the caller's
+
+    def _aggregate(self, updates: list[Update]) -> None:
+        current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+        new = self.strategy.aggregate(current, updates)
+        with torch.no_grad():
+            self.model.load_state_dict(new)
+
+    def _metrics(self) -> dict[str, float]:
+        if self.evaluate is None:
+            return {}
+        model = copy.deepcopy(self.model)
+        was_training = model.training
+        model.eval()
+        try:
+            scored = self.evaluate(model)
+        finally:
+            model.train(was_training)
+        if isinstance(scored, Mapping):
+            return {str(k): float(v) for k, v in scored.items()}
+        return {"accuracy": float(scored)}
+
+    def __repr__(self) -> str:
+        return (
+            f"<Federation of {len(self.members)} owners ({', '.join(self.owners)}), "
+            f"{type(self.strategy).__name__}, {len(self.history)} rounds run>"
+        )
+
+
+def _timer(
+    finished: dict[str, float], name: str, loop: asyncio.AbstractEventLoop, started: float
+) -> Callable[[asyncio.Task[Update]], None]:
+    def record(_: asyncio.Task[Update]) -> None:
+        finished.setdefault(name, loop.time() - started)
+
+    return record
+
+
+def _run_blocking(make: Callable[[], Any]) -> Any:
+    """Run a coroutine to completion from blocking code: here if this thread has no running
+    event loop, else (Jupyter's cells run inside one) on a thread of its own."""
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(make())
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="duet-federated") as pool:
+        return pool.submit(lambda: asyncio.run(make())).result()
+
+
+__all__ = ["Federation"]

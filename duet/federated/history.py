@@ -1,0 +1,158 @@
+"""What happened in each round, per owner, and a plot of the global model's metrics by round."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..errors import UsageError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+
+class Outcome(StrEnum):
+    """How one owner's part in one round ended."""
+
+    UPDATED = "updated"  # its update was released and aggregated
+    DENIED = "denied"  # the owner (or a handler) denied a release the round needs
+    UNDECIDED = "undecided"  # nobody decided the request before its timeout
+    LATE = "late"  # the round's deadline passed before its update arrived
+    BUSY = "busy"  # still running an earlier round's work: not asked this round
+    LOST = "lost"  # the connection to it was lost (it died or left)
+    GONE = "gone"  # lost in an earlier round: not asked any more
+    FAILED = "failed"  # its training or its update failed (the reason says how)
+
+
+LEFT_OUT = frozenset(Outcome) - {Outcome.UPDATED}
+
+
+@dataclass
+class OwnerResult:
+    """One owner in one round: ``samples`` and ``loss`` as it released them (None if not),
+    ``secs`` from the round's start to its update (or to giving up on it)."""
+
+    owner: str
+    outcome: Outcome
+    samples: int | None = None
+    loss: float | None = None
+    secs: float = 0.0
+    reason: str = ""
+
+    @property
+    def included(self) -> bool:
+        return self.outcome is Outcome.UPDATED
+
+
+@dataclass
+class RoundReport:
+    """One round: each owner's result, whether the round counted (at least ``min_owners``
+    updates: the global model changed), the global model's metrics after it, its duration."""
+
+    round: int
+    owners: dict[str, OwnerResult]
+    counted: bool
+    min_owners: int
+    metrics: dict[str, float] = field(default_factory=dict)
+    secs: float = 0.0
+
+    @property
+    def included(self) -> list[str]:
+        return [name for name, r in self.owners.items() if r.included]
+
+    @property
+    def left_out(self) -> dict[str, OwnerResult]:
+        return {name: r for name, r in self.owners.items() if not r.included}
+
+    def summary(self) -> str:
+        """One line: who took part, whether it counted, who was left out and why, metrics."""
+        n, total = len(self.included), len(self.owners)
+        verdict = "counted" if self.counted else f"did not count (min_owners={self.min_owners})"
+        text = f"round {self.round}: {n} of {total} owners, {verdict}"
+        left = self.left_out
+        if left:
+            text += "; left out: " + "; ".join(
+                f"{name} ({r.outcome.value}: {r.reason})"
+                if r.reason
+                else f"{name} ({r.outcome.value})"
+                for name, r in left.items()
+            )
+        if self.metrics:
+            text += "; " + ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items())
+        return text + f"; {self.secs:.1f} s"
+
+
+class History(list[RoundReport]):
+    """The federation's rounds, in order (a list of RoundReport)."""
+
+    def metric(self, name: str) -> list[float | None]:
+        """The global model's ``name`` after each round (None where it was not measured)."""
+        return [report.metrics.get(name) for report in self]
+
+    @property
+    def pandas(self) -> pd.DataFrame:
+        """One row per round and owner: outcome, samples, loss released, seconds, reason, and
+        the round's metrics."""
+        import pandas as pd
+
+        rows = []
+        for report in self:
+            for result in report.owners.values():
+                rows.append(
+                    {
+                        "round": report.round,
+                        "owner": result.owner,
+                        "outcome": result.outcome.value,
+                        "samples": result.samples,
+                        "loss": result.loss,
+                        "secs": round(result.secs, 3),
+                        "reason": result.reason,
+                        "counted": report.counted,
+                        **report.metrics,
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def plot(self, path: str | Path, *, metric: str = "accuracy", title: str = "") -> Path:
+        """Save a plot of the global model's ``metric`` by round to ``path`` (PNG, SVG, PDF: by
+        its suffix); rounds that did not count are marked. Needs matplotlib
+        (``pip install 'duet[plot]'``). Returns the path."""
+        try:
+            from matplotlib.figure import Figure  # no pyplot: the user's backend is left alone
+        except ImportError as exc:
+            raise UsageError(
+                "plotting the history needs matplotlib: pip install 'duet[plot]'"
+            ) from exc
+        points = [(r.round, r.metrics[metric], r.counted) for r in self if metric in r.metrics]
+        if not points:
+            raise UsageError(f"no round measured {metric!r}; the history has {self._measured()}")
+        figure = Figure(figsize=(6, 4), dpi=100)
+        axes = figure.add_subplot()
+        axes.plot([p[0] for p in points], [p[1] for p in points], marker="o", label=metric)
+        missed = [(p[0], p[1]) for p in points if not p[2]]
+        if missed:
+            axes.scatter(
+                [m[0] for m in missed], [m[1] for m in missed], marker="x", s=80, color="red",
+                label="round did not count", zorder=3,
+            )  # fmt: skip
+        axes.set_xlabel("round")
+        axes.set_ylabel(metric)
+        axes.set_title(title or f"global {metric} by round")
+        axes.grid(True, alpha=0.3)
+        axes.legend()
+        target = Path(path)
+        figure.savefig(target)
+        return target
+
+    def _measured(self) -> str:
+        names = sorted({k for r in self for k in r.metrics})
+        return f"metrics {names}" if names else "no metrics (pass evaluate= to the Federation)"
+
+    def __repr__(self) -> str:
+        counted = sum(r.counted for r in self)
+        return f"<History of {len(self)} rounds, {counted} counted>"
+
+
+__all__ = ["LEFT_OUT", "History", "Outcome", "OwnerResult", "RoundReport"]

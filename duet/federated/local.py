@@ -1,0 +1,311 @@
+"""One owner's part of a round, driven from the scientist's side: local training on the owner's
+machine and the update's release through the owner's request queue.
+
+The first round sets the owner up: the dataset is looked up by tag, its sample count asked for
+(a request: it weighs the owner's updates), the model sent, a remote DataLoader made, and the
+training step recorded as a plan, so each batch is one small message. Every round then loads
+the global weights into the owner's copy of the model, makes a fresh optimizer, runs the epochs
+(a barrier every few batches: progress, and a bound on what waits at the owner) and asks for
+the trained model and its mean loss, by name for the round.
+
+An owner that cannot take part raises ``LeftOut`` with the outcome and the reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..errors import ConnectionLost, DuetTimeout, RemoteError, UsageError
+from ..protocol.modules import CONTAINER, layer_path
+from ..scientist.module import RemoteModule
+from ..scientist.plan import Plan
+from ..scientist.pointer import Pointer
+from ..session import ScientistSession
+from .aio import AsyncSession, Released, wait_for
+from .history import Outcome
+from .names import RequestNames
+from .progress import ProgressBoard
+from .strategies import Strategy, Update
+
+CHUNK_BATCHES = 8  # a barrier after this many batches
+WINDOW_CHUNKS = 2  # barriers unanswered before issuing more batches waits
+
+
+@dataclass(frozen=True)
+class LocalTraining:
+    """What each owner runs in a round: ``epochs`` over its data in batches of ``batch_size``,
+    ``optimizer`` (a torch.optim class: the owner's optimizer of that name, made fresh each
+    round with ``optimizer_options``) on ``loss_fn(output, target)`` (a torch function, run on
+    the owner's side through the pointers). ``seed`` seeds each owner's shuffling and dropout
+    (owner i gets ``seed + i``); None leaves them unseeded."""
+
+    epochs: int = 1
+    batch_size: int = 32
+    optimizer: type[torch.optim.Optimizer] = torch.optim.SGD
+    optimizer_options: Mapping[str, Any] = field(default_factory=lambda: {"lr": 0.01})
+    loss_fn: Callable[[Any, Any], Any] = F.cross_entropy
+    shuffle: bool = True
+    seed: int | None = 0
+    release_loss: bool = True
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1:
+            raise UsageError("epochs and batch_size must be at least 1")
+
+
+class LeftOut(Exception):
+    """This owner is left out of the round: ``outcome`` says how, ``reason`` why."""
+
+    def __init__(self, outcome: Outcome, reason: str):
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
+class Member:
+    """One owner of a federation: its session and, once set up, its remote model and step."""
+
+    def __init__(self, name: str, session: ScientistSession, *, index: int = 0):
+        self.name = name
+        self.session = session
+        self.index = index
+        self.aio = AsyncSession(session)
+        self.samples: int | None = None
+        self.gone = ""  # why it no longer takes part (its connection was lost)
+        self._remote: RemoteModule | Pointer | None = None  # what runs the model's forward
+        self._pointer: Pointer | None = None  # the model on the owner's side
+        self._loader: Pointer | None = None
+        self._params: list[Pointer] = []
+        self._plan: Plan | None = None
+
+    @property
+    def busy(self) -> bool:
+        """True while replies to an earlier round's syncs or requests are still due."""
+        return self.aio.outstanding > 0
+
+    async def run_round(
+        self,
+        round_: int,
+        global_model: nn.Module,
+        *,
+        data: str,
+        training: LocalTraining,
+        strategy: Strategy,
+        names: RequestNames,
+        deadline: float,
+        board: ProgressBoard,
+    ) -> Update:
+        """Train on this owner for one round; returns its update. Raises LeftOut."""
+        loop = asyncio.get_running_loop()
+
+        def left() -> float:
+            return deadline - loop.time()
+
+        try:
+            if self._remote is None:
+                board.update(self.name, round=round_, state="asking for its sample count")
+                await self._setup(global_model, data, training, strategy, names, left)
+            return await self._train(round_, global_model, training, strategy, names, left, board)
+        except ConnectionLost as exc:
+            self.gone = f"connection lost in round {round_}: {exc}"
+            raise LeftOut(Outcome.LOST, f"connection lost: {exc}") from exc
+        except DuetTimeout as exc:
+            raise LeftOut(Outcome.LATE, str(exc)) from exc
+        except RemoteError as exc:
+            where = f" in {exc.op}" if getattr(exc, "op", None) else ""
+            raise LeftOut(Outcome.FAILED, f"failed on the owner's side{where}: {exc}") from exc
+
+    async def _setup(
+        self,
+        global_model: nn.Module,
+        data: str,
+        training: LocalTraining,
+        strategy: Strategy,
+        names: RequestNames,
+        left: Callable[[], float],
+    ) -> None:
+        session = self.session
+        try:
+            dataset = await self.aio.lookup(data, timeout_secs=left())
+        except UsageError as exc:
+            raise LeftOut(Outcome.FAILED, str(exc)) from exc
+        released = await self.aio.request(
+            dataset.len(),
+            name=names.samples,
+            reason="to weigh this owner's updates by how much data it trained on",
+            timeout_secs=left(),
+        )
+        _check_released(released, names.samples)
+        count = released.value
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise LeftOut(Outcome.FAILED, f"its sample count is not a positive integer: {count!r}")
+        if training.seed is not None:
+            session.torch.manual_seed(training.seed + self.index)
+        sent = global_model.send(session)  # type: ignore[operator]
+        if isinstance(sent, RemoteModule):  # an sy.Module: its forward runs here
+            remote: RemoteModule | Pointer = sent
+            pointer = sent.pointer
+        elif layer_path(global_model) == CONTAINER:  # the user's own nn.Module class
+            remote, pointer = RemoteModule(sent, global_model), sent
+        else:  # one of torch's layers (nn.Sequential...): calling it is one remote call
+            remote = pointer = sent
+        loader = session.torch.utils.data.DataLoader(
+            dataset, batch_size=training.batch_size, shuffle=training.shuffle
+        )
+        loader.meta["len"] = math.ceil(count / training.batch_size)  # iterating asks no more
+        parameters = pointer.parameters()
+        params = []
+        for index in range(len(list(global_model.parameters()))):
+            param = parameters[index]
+            param.kind = "Tensor"
+            params.append(param)
+        mu = strategy.proximal_mu
+        loss_fn = training.loss_fn
+
+        def step(data_: Pointer, target: Pointer, optimizer: Pointer, *global_params: Pointer):
+            optimizer.zero_grad()
+            loss = loss_fn(remote(data_), target)
+            objective = loss
+            if mu > 0:
+                from .strategies import proximal_term
+
+                objective = loss + proximal_term(params, global_params, mu)
+            objective.backward()
+            optimizer.step()
+            return loss.detach()
+
+        self.samples = count
+        self._remote, self._pointer, self._loader, self._params = remote, pointer, loader, params
+        self._plan = session.plan(step)
+
+    async def _train(
+        self,
+        round_: int,
+        global_model: nn.Module,
+        training: LocalTraining,
+        strategy: Strategy,
+        names: RequestNames,
+        left: Callable[[], float],
+        board: ProgressBoard,
+    ) -> Update:
+        session, remote, loader, plan = self.session, self._remote, self._loader, self._plan
+        pointer = self._pointer
+        assert remote is not None and loader is not None and plan is not None
+        assert pointer is not None
+        assert self.samples is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        state = {k: v.detach() for k, v in global_model.state_dict().items()}
+        pointer.load_state_dict(state)
+        remote.train()
+        optimizer = getattr(session.torch.optim, training.optimizer.__name__)(
+            pointer.parameters(), **dict(training.optimizer_options)
+        )
+        global_params: list[Pointer] = []
+        if strategy.proximal_mu > 0:
+            global_params = [
+                session.send_value(p.detach().clone()) for p in global_model.parameters()
+            ]
+        batches = math.ceil(self.samples / training.batch_size)
+        window: collections.deque[asyncio.Future[None]] = collections.deque()
+        total: Any = None  # a pointer to the last epoch's summed loss
+        for epoch in range(1, training.epochs + 1):
+            board.update(
+                self.name, round=round_, state="training", epoch=epoch,
+                epochs=training.epochs, batches=0, total_batches=batches, samples=self.samples,
+                loss=None,
+            )  # fmt: skip
+            for index, batch in enumerate(loader):
+                loss = plan(batch[0], batch[1], optimizer, *global_params)
+                if epoch == training.epochs:
+                    total = loss if total is None else total + loss
+                done = index + 1
+                if done % CHUNK_BATCHES and done != batches:
+                    continue
+                barrier = self.aio.sync_soon()
+                barrier.add_done_callback(self._progress(board, round_, epoch, done, started))
+                window.append(barrier)
+                while len(window) > WINDOW_CHUNKS:
+                    await wait_for(window.popleft(), left(), f"training on {self.name}")
+        assert total is not None
+        loss_future = None
+        if training.release_loss:
+            loss_future = self.aio.request_soon(
+                (total / batches).item(),
+                name=names.loss(round_),
+                reason="the mean training loss of this round's last local epoch",
+                timeout_secs=left(),
+            )
+        update_future = self.aio.request_soon(
+            pointer,
+            name=names.update(round_),
+            reason=f"the model trained on this owner's data in round {round_}, to average it",
+            timeout_secs=left(),
+        )
+        board.update(self.name, state="waiting for the owner to release the update")
+        released = await wait_for(update_future, left(), f"{names.update(round_)!r}")
+        _check_released(released, names.update(round_))
+        update = _checked_update(released.value, global_model)
+        loss = None
+        if loss_future is not None:
+            released_loss = await wait_for(loss_future, left(), f"{names.loss(round_)!r}")
+            if released_loss.accepted and isinstance(released_loss.value, float):
+                loss = released_loss.value
+        secs = loop.time() - started
+        board.update(self.name, state="updated", loss=loss, secs=secs)
+        return Update(owner=self.name, state=update, samples=self.samples, loss=loss)
+
+    def _progress(
+        self, board: ProgressBoard, round_: int, epoch: int, done: int, started: float
+    ) -> Callable[[asyncio.Future[None]], None]:
+        def show(barrier: asyncio.Future[None]) -> None:
+            if barrier.cancelled() or barrier.exception() is not None:
+                return
+            row = board.rows[self.name]
+            if row.round == round_ and row.state == "training" and row.epoch == epoch:
+                board.update(
+                    self.name, batches=done, secs=asyncio.get_running_loop().time() - started
+                )
+
+        return show
+
+
+def _check_released(released: Released, name: str) -> None:
+    if released.status == "denied":
+        raise LeftOut(Outcome.DENIED, f"request {name!r} was denied")
+    if released.status == "timeout":
+        raise LeftOut(Outcome.UNDECIDED, f"request {name!r} was not decided in time")
+
+
+def _checked_update(value: Any, global_model: nn.Module) -> dict[str, torch.Tensor]:
+    """The released model's state, if it is the global model's shape with finite weights (an
+    owner's release is not trusted to be either)."""
+    if not isinstance(value, nn.Module):
+        raise LeftOut(Outcome.FAILED, f"its update is a {type(value).__name__}, not a model")
+    state = value.state_dict()
+    expected = global_model.state_dict()
+    if state.keys() != expected.keys():
+        raise LeftOut(Outcome.FAILED, "its update does not have the global model's tensors")
+    for key, tensor in expected.items():
+        got = state[key]
+        if got.shape != tensor.shape or got.dtype != tensor.dtype:
+            raise LeftOut(
+                Outcome.FAILED,
+                f"its update's {key} is {got.dtype} {tuple(got.shape)}, not {tensor.dtype} "
+                f"{tuple(tensor.shape)}",
+            )
+        if got.is_floating_point() and not bool(torch.isfinite(got).all()):
+            raise LeftOut(Outcome.FAILED, f"its update's {key} is not finite")
+    return {k: v.detach().clone() for k, v in state.items()}
+
+
+__all__ = ["LeftOut", "LocalTraining", "Member"]
