@@ -75,6 +75,21 @@ class AsyncSession:
         self._issued.append(future)
         return future
 
+    async def settled(self, *, timeout_secs: float) -> None:
+        """Wait until every sync and request issued here has its reply (whatever it says): the
+        owner has caught up with what it was asked. Raises DuetTimeout."""
+        pending = [f for f in self._issued if not f.done()]
+        if not pending:
+            return
+        waits = [_mapped(f, lambda reply: None) for f in pending]
+        done, _ = await asyncio.wait(waits, timeout=max(0.0, timeout_secs))
+        for future in waits:
+            future.cancel()
+        if len(done) < len(waits):
+            raise DuetTimeout(
+                f"{len(waits) - len(done)} earlier replies still due after {timeout_secs:.1f} s"
+            )
+
     def sync_soon(self) -> asyncio.Future[None]:
         """Send a barrier now; the awaitable completes once the owner has run everything sent
         before it (raises ConnectionLost if the owner went away first)."""

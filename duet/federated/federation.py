@@ -182,8 +182,6 @@ class Federation:
         if not member.aio.connected:
             member.gone = "its session is closed"
             return Outcome.GONE, member.gone
-        if member.busy:
-            return Outcome.BUSY, "still running an earlier round's work"
         return None
 
     async def _result(
@@ -193,9 +191,12 @@ class Federation:
         if not task.done():
             task.cancel()
             await asyncio.gather(task, return_exceptions=True)
-            reason = f"no update within the round's {self.round_timeout_secs:g} s"
-            self.board.update(name, state="left out: late")
-            return OwnerResult(name, Outcome.LATE, member.samples, secs=self.round_timeout_secs,
+            outcome = Outcome.BUSY if member.phase.startswith("catching up") else Outcome.LATE
+            reason = (
+                f"no update within the round's {self.round_timeout_secs:g} s ({member.describe()})"
+            )
+            self.board.update(name, state=f"left out: {outcome.value}")
+            return OwnerResult(name, outcome, member.samples, secs=self.round_timeout_secs,
                                reason=reason)  # fmt: skip
         secs = finished.get(name, 0.0)
         exc = task.exception() if not task.cancelled() else None

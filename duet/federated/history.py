@@ -20,7 +20,7 @@ class Outcome(StrEnum):
     DENIED = "denied"  # the owner (or a handler) denied a release the round needs
     UNDECIDED = "undecided"  # nobody decided the request before its timeout
     LATE = "late"  # the round's deadline passed before its update arrived
-    BUSY = "busy"  # still running an earlier round's work: not asked this round
+    BUSY = "busy"  # still running an earlier round's work at this round's deadline
     LOST = "lost"  # the connection to it was lost (it died or left)
     GONE = "gone"  # lost in an earlier round: not asked any more
     FAILED = "failed"  # its training or its update failed (the reason says how)

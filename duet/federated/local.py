@@ -81,11 +81,23 @@ class Member:
         self.aio = AsyncSession(session)
         self.samples: int | None = None
         self.gone = ""  # why it no longer takes part (its connection was lost)
+        self.phase = "not started"  # what it was doing last in the current round
+        self._done = (0, 0, 0, 0)  # batches the owner has run: epoch, epochs, batch, batches
         self._remote: RemoteModule | Pointer | None = None  # what runs the model's forward
         self._pointer: Pointer | None = None  # the model on the owner's side
         self._loader: Pointer | None = None
         self._params: list[Pointer] = []
         self._plan: Plan | None = None
+
+    def describe(self) -> str:
+        """What this owner was doing, as far as the scientist knows (for a late owner)."""
+        epoch, epochs, batch, batches = self._done
+        if self.phase.startswith(("training", "waiting")) and (epoch, batch) != (epochs, batches):
+            return (
+                f"training: the owner had run {batch} of {batches} batches of epoch {epoch} "
+                f"of {epochs}"
+            )
+        return self.phase
 
     @property
     def busy(self) -> bool:
@@ -111,7 +123,12 @@ class Member:
             return deadline - loop.time()
 
         try:
+            if self.busy:  # an earlier round's work still runs there: let it finish first
+                self.phase = "catching up on an earlier round's work"
+                board.update(self.name, round=round_, state="catching up")
+                await self.aio.settled(timeout_secs=left())
             if self._remote is None:
+                self.phase = "asking for its sample count"
                 board.update(self.name, round=round_, state="asking for its sample count")
                 await self._setup(global_model, data, training, strategy, names, left)
             return await self._train(round_, global_model, training, strategy, names, left, board)
@@ -119,7 +136,8 @@ class Member:
             self.gone = f"connection lost in round {round_}: {exc}"
             raise LeftOut(Outcome.LOST, f"connection lost: {exc}") from exc
         except DuetTimeout as exc:
-            raise LeftOut(Outcome.LATE, str(exc)) from exc
+            late = Outcome.BUSY if self.phase.startswith("catching up") else Outcome.LATE
+            raise LeftOut(late, f"{exc} ({self.describe()})") from exc
         except RemoteError as exc:
             where = f" in {exc.op}" if getattr(exc, "op", None) else ""
             raise LeftOut(Outcome.FAILED, f"failed on the owner's side{where}: {exc}") from exc
@@ -142,7 +160,7 @@ class Member:
             dataset.len(),
             name=names.samples,
             reason="to weigh this owner's updates by how much data it trained on",
-            timeout_secs=left(),
+            timeout_secs=decision_secs(left()),
         )
         _check_released(released, names.samples)
         count = released.value
@@ -216,6 +234,7 @@ class Member:
                 session.send_value(p.detach().clone()) for p in global_model.parameters()
             ]
         batches = math.ceil(self.samples / training.batch_size)
+        self._done = (1, training.epochs, 0, batches)
         window: collections.deque[asyncio.Future[None]] = collections.deque()
         total: Any = None  # a pointer to the last epoch's summed loss
         for epoch in range(1, training.epochs + 1):
@@ -224,6 +243,7 @@ class Member:
                 epochs=training.epochs, batches=0, total_batches=batches, samples=self.samples,
                 loss=None,
             )  # fmt: skip
+            self.phase = f"training (epoch {epoch} of {training.epochs})"
             for index, batch in enumerate(loader):
                 loss = plan(batch[0], batch[1], optimizer, *global_params)
                 if epoch == training.epochs:
@@ -243,14 +263,15 @@ class Member:
                 (total / batches).item(),
                 name=names.loss(round_),
                 reason="the mean training loss of this round's last local epoch",
-                timeout_secs=left(),
+                timeout_secs=decision_secs(left()),
             )
         update_future = self.aio.request_soon(
             pointer,
             name=names.update(round_),
             reason=f"the model trained on this owner's data in round {round_}, to average it",
-            timeout_secs=left(),
+            timeout_secs=decision_secs(left()),
         )
+        self.phase = "waiting for the owner to release its update"
         board.update(self.name, state="waiting for the owner to release the update")
         released = await wait_for(update_future, left(), f"{names.update(round_)!r}")
         _check_released(released, names.update(round_))
@@ -270,6 +291,7 @@ class Member:
         def show(barrier: asyncio.Future[None]) -> None:
             if barrier.cancelled() or barrier.exception() is not None:
                 return
+            self._done = (epoch, self._done[1], done, self._done[3])
             row = board.rows[self.name]
             if row.round == round_ and row.state == "training" and row.epoch == epoch:
                 board.update(
@@ -277,6 +299,12 @@ class Member:
                 )
 
         return show
+
+
+def decision_secs(left: float) -> float:
+    """How long a request may wait for the owner's decision with ``left`` seconds of the round
+    to go: a little less, so that "not decided" arrives before the round gives up on it."""
+    return max(0.0, left - min(1.0, left / 4))
 
 
 def _check_released(released: Released, name: str) -> None:
