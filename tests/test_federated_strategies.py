@@ -37,7 +37,7 @@ def test_fedavg_of_equal_counts_is_the_plain_mean_and_integers_come_from_the_lar
 
 
 def test_averaging_refuses_updates_of_another_shape_or_no_samples():
-    with pytest.raises(UsageError, match="'b'.s update does not have the same tensors"):
+    with pytest.raises(UsageError, match=r"'b'.s update does not have the same tensors"):
         weighted_average([update("a", 1, w=[1.0, 2.0]), update("b", 1, w=[1.0])])
     with pytest.raises(UsageError, match="add up to 0"):
         weighted_average([update("a", 0, w=[1.0])])
