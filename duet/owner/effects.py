@@ -146,16 +146,28 @@ _GRAPH_WRITES = frozenset({"graph", "target_deep", "module_call", "inplace_arg"}
 
 
 def may_change_graphs(op: allowlist.Op) -> bool:
-    """Whether ``op`` may decide whether a later backward pass runs: it writes a tensor in
-    place (a graph that saved it refuses to run) or runs a backward pass (it frees the graph)."""
+    """Whether ``op`` may decide whether a later backward pass runs, whatever it is called on:
+    it may write a tensor in place (a graph that saved it refuses to run) or run a backward
+    pass (it frees the graph). For a method, any type's method of that name counts: which type
+    a handle names may be private."""
+    if op.kind == "function":
+        return _changes_graphs(op)
+    return _named_changes_graphs(op.name)
+
+
+def _changes_graphs(op: allowlist.Op) -> bool:
     return op.writes in _GRAPH_WRITES or (op.writes == "target" and op.path.startswith("Tensor."))
 
 
-def changes_graphs(op: allowlist.Op, writes: list[Any]) -> bool:
-    """Like ``may_change_graphs``, for what a call actually writes."""
-    return op.writes == "graph" or any(
-        isinstance(item, Deep | Grad | torch.Tensor) for item in writes
-    )
+@functools.cache
+def _named_changes_graphs(name: str) -> bool:
+    return any(_changes_graphs(t[name]) for t in allowlist.TABLES.values() if name in t)
+
+
+def may_draw(op: allowlist.Op) -> bool:
+    """Whether ``op`` may draw from (or seed) the generator, whatever state it finds: whether a
+    model's forward draws depends on its training flags, which may be private."""
+    return op.random or op.writes == "rng"
 
 
 def mutable(nodes: Iterable[Any]) -> list[Any]:
@@ -165,13 +177,17 @@ def mutable(nodes: Iterable[Any]) -> list[Any]:
 
 def alias_candidates(op: allowlist.Op | None, target: Any, values: list[Any]) -> Walk:
     """The existing state a result of ``op`` may share (``values``: its named arguments).
-    For an unknown op (its target failed) nothing: the target's own candidates stand in."""
+
+    An unknown op (its target failed, or was of a type chosen privately) may alias anything it
+    was given: a layer's call hands back its input, and the op that would have run is not known
+    (a failed target's own candidates stand in for the target)."""
     walk = Walk()
-    if op is None or op.aliases is None:
+    aliases = "all" if op is None else op.aliases
+    if aliases is None:
         return walk
-    if op.aliases in ("target", "all") and target is not None:
+    if aliases in ("target", "all") and target is not None:
         walk.add(target)
-    if op.aliases in ("args", "all"):
+    if aliases in ("args", "all"):
         for value in values:
             walk.add(value)
     return walk

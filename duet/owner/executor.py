@@ -369,10 +369,7 @@ class Executor:
             candidates = [t[message.op] for t in allowlist.TABLES.values() if message.op in t]
         else:
             candidates = []
-        if any(
-            (effects.draws(c, target) if target is not None else (c.random or c.writes == "rng"))
-            for c in candidates
-        ):
+        if any(effects.may_draw(c) for c in candidates):  # whether it would have drawn: private
             self.rng_label = self.rng_label | label
         if any(effects.may_change_graphs(c) for c in candidates):
             self.graph_label = self.graph_label | label
@@ -551,11 +548,13 @@ class Executor:
             return
         if op.writes == "rng":
             self.rng_label = label  # a seed replaces the whole state
-        elif draws:  # how much it drew may depend on what it read
+        elif draws or (label and op.random):
+            # how much it drew may depend on what it read, and so may whether it drew (a
+            # model's training flags)
             self.rng_label = self.rng_label | label
         if not label:
             return
-        if effects.changes_graphs(op, writes):
+        if effects.may_change_graphs(op):
             self.graph_label = self.graph_label | label
         for walk in written if written is not None else map(effects.walk_written, writes):
             self.labels.join_all(walk.nodes.values(), label, skip={})
