@@ -787,9 +787,22 @@ def draw_through_a_privately_typed_handle(scientist, key):
     return [scientist.torch.randn(2)]
 
 
+def forward_in_a_privately_chosen_mode(scientist, key):
+    model = nn.Sequential(nn.Dropout(0.5)).send(scientist)
+    model.train(scientist.python.List([False, True])[key])  # dropout draws in one world only
+    scientist.torch.manual_seed(0)
+    model(torch.ones(4).send(scientist))
+    return [scientist.torch.randn(2)]
+
+
 @pytest.mark.parametrize(
     "program",
-    [in_place_write_then_backward, backward_then_backward, draw_through_a_privately_typed_handle],
+    [
+        in_place_write_then_backward,
+        backward_then_backward,
+        draw_through_a_privately_typed_handle,
+        forward_in_a_privately_chosen_mode,
+    ],
 )
 def test_what_decides_whether_an_op_runs_is_labeled_like_its_inputs(program):
     assert observe(1.0, program) == observe(-1.0, program)
