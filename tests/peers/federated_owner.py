@@ -1,0 +1,99 @@
+"""An owner taking part in a federation, as a real process: one shard of the digits.
+
+    python federated_owner.py <signaling_url> <shard> <shards> <scientist ID> [options]
+
+Launches a node for one scientist (the one with that ID, confirmed without a prompt), publishes
+its shard of scikit-learn's digits as a TensorDataset tagged "digits" and allows federated
+training with ``sy.federated.allow_federated_training`` (constrained handlers). Options:
+``--deny-rounds 2,3``: deny those rounds' updates (a handler named for each round, first);
+``--rounds 1,2``: allow only those rounds' updates; ``--delay SECS``: every sample takes that
+long to read (a slow owner), after the first ``--quick N`` samples. Prints JSON lines: ``ready`` (session ID), ``published`` (owner ID,
+samples), one ``decision`` per request decided; ``quit`` on stdin ends it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("DUET_ICE_HOSTS", "127.0.0.1")
+
+import torch
+from digits_shards import shard
+
+import duet as sy
+from duet import federated
+
+torch.set_num_threads(1)
+MODEL_ELEMENTS = 100_000  # at most this many weights in a released model
+
+
+def emit(**fields: object) -> None:
+    print(json.dumps(fields, default=str), flush=True)
+
+
+class SlowDigits(torch.utils.data.TensorDataset):
+    """Reading a sample takes ``delay`` seconds, once ``quick`` samples have been read."""
+
+    delay = 0.0
+    quick = 0
+
+    def __getitem__(self, index):  # type: ignore[no-untyped-def]
+        if self.quick > 0:
+            self.quick -= 1
+        else:
+            time.sleep(self.delay)
+        return super().__getitem__(index)
+
+
+def rounds(text: str) -> list[int]:
+    return [int(r) for r in text.split(",") if r]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("url")
+    parser.add_argument("shard", type=int)
+    parser.add_argument("shards", type=int)
+    parser.add_argument("scientist")
+    parser.add_argument("--deny-rounds", type=rounds, default=[])
+    parser.add_argument("--rounds", type=rounds, default=None)
+    parser.add_argument("--delay", type=float, default=0.0)
+    parser.add_argument("--quick", type=int, default=0)
+    args = parser.parse_args()
+
+    owner = sy.launch_duet(
+        args.url,
+        confirm=args.scientist,
+        max_scientists=1,
+        wait=False,
+        audit=False,
+        on_ready=lambda sid, _url: emit(event="ready", session_id=sid),
+    )
+    x, y = shard(args.shard, args.shards)
+    dataset = SlowDigits(x, y)
+    dataset.delay, dataset.quick = args.delay, args.quick
+    owner.publish(dataset, tags=["digits"], description=f"shard {args.shard} of the digits")
+    names = federated.RequestNames()
+    for round_ in args.deny_rounds:
+        owner.requests.add_handler(name=names.update(round_), action="deny")
+    federated.allow_federated_training(
+        owner, "digits", model_elements=MODEL_ELEMENTS, rounds=args.rounds,
+        scientist=args.scientist,
+    )  # fmt: skip
+    owner.requests.add_listener(
+        lambda r: emit(event="decision", name=r.name, status=r.status.value, by=r.decided_by)
+    )
+    emit(event="published", owner_id=owner.identity.id, samples=len(y))
+    for line in sys.stdin:
+        if line.strip() == "quit":
+            break
+    owner.close()
+    emit(event="closed")
+
+
+if __name__ == "__main__":
+    main()
