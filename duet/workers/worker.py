@@ -102,7 +102,8 @@ class VirtualWorker(ScientistSession):
         return held
 
     def close(self, *, timeout_secs: float = 10.0) -> None:
-        """Stop the worker: its session, its owner and the owner's thread."""
+        """Stop the worker: its session, then its owner (and the owner's thread)."""
+        # the scientist leaves first: that is what stops the owner's worker thread for it
         super().close(timeout_secs=timeout_secs)
         self.owner.close(timeout_secs=timeout_secs)
 
