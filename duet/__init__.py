@@ -9,6 +9,7 @@ machine through pointers::
 
 from ._version import __version__
 from .errors import (
+    ConfigError,
     ConnectionLost,
     DuetError,
     DuetTimeout,
@@ -47,6 +48,7 @@ install_workers()
 
 __all__ = [
     "BaseDataset",
+    "ConfigError",
     "ConnectionLost",
     "DuetError",
     "DuetTimeout",

@@ -351,10 +351,8 @@ class Connection:
         log.warning("%s connection lost: %s", self.role, reason)
         with self._room:
             self._room.notify_all()
-        if not self._hello.done():
-            self._hello.set_exception(self.lost)
-        if not self._welcome.done():
-            self._welcome.set_exception(self.lost)
+        _fail(self._hello, self.lost)
+        _fail(self._welcome, self.lost)
         try:
             self.on_lost(self.lost)
         finally:
@@ -509,12 +507,10 @@ class Connection:
                 elif isinstance(message, Bye):
                     log.info("the peer closed the session: %s", message.reason)
                     self.lost = ConnectionLost(f"the peer closed the session ({message.reason})")
-                    if not self._hello.done():
-                        self._hello.set_exception(self.lost)
-                    if not self._welcome.done():  # the owner would not serve this scientist
-                        self._welcome.set_exception(
-                            HandshakeError(f"the owner refused to serve you: {message.reason}")
-                        )
+                    _fail(self._hello, self.lost)
+                    # before a welcome: the owner would not serve this scientist
+                    refused = HandshakeError(f"the owner refused to serve you: {message.reason}")
+                    _fail(self._welcome, refused)
                     self.on_lost(self.lost)
                     self._tasks.append(asyncio.ensure_future(self._shutdown()))
                     return
@@ -597,3 +593,11 @@ class Connection:
             seq += 1
             if self._room_left():
                 self._put_nowait(pack([Ping(seq=seq)]))
+
+
+def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+    """End a handshake step that will not happen; whoever waits for it gets ``exc`` (and no one
+    waiting is fine: the future does not log it as never retrieved)."""
+    if not future.done():
+        future.set_exception(exc)
+        future.exception()  # retrieved: a step nobody awaits is not an error to report

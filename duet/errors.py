@@ -31,6 +31,10 @@ class UsageError(DuetError):
     code = "usage_error"
 
 
+class ConfigError(UsageError):
+    """A ``duet serve`` configuration that cannot be used; the message names the file and line."""
+
+
 class NotAllowed(DuetError):
     code = "not_allowed"
 

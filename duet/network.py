@@ -87,6 +87,7 @@ def launch_duet(
     unknown: str = "confirm",
     max_scientists: int = 1,
     wait: bool = True,
+    owner: OwnerSession | None = None,
 ) -> OwnerSession:
     """Start a duet as the data owner and wait until a scientist has joined.
 
@@ -115,23 +116,26 @@ def launch_duet(
     first scientist joined (``duet serve`` runs a node from a config file). Unknown scientists
     joining a node are confirmed off the caller's thread: pass ``confirm`` as a function or an
     ID, let in only known ones (``unknown="refuse"``), or set access rules.
+    ``owner``: an OwnerSession prepared beforehand (published data, handlers, access rules in
+    place before the first scientist can join); its own settings replace the ones above.
 
     Raises SignalingError, HandshakeError (the scientist was not confirmed or could not prove
     who it is), ProtocolError (an offer duet would not send), DuetTimeout (no scientist within
     ``timeout_secs``).
     """
-    owner = OwnerSession(
-        max_bytes=max_bytes,
-        max_objects=max_objects,
-        max_pending_requests=max_pending_requests,
-        redact_errors=redact_errors,
-        data_root=data_root,
-        identity=_owner_identity(identity),
-        audit=_audit(audit),
-        unknown=unknown,
-        max_scientists=max_scientists,
-    )
-    if max_scientists > 1 or not wait:
+    if owner is None:
+        owner = OwnerSession(
+            max_bytes=max_bytes,
+            max_objects=max_objects,
+            max_pending_requests=max_pending_requests,
+            redact_errors=redact_errors,
+            data_root=data_root,
+            identity=_owner_identity(identity),
+            audit=_audit(audit),
+            unknown=unknown,
+            max_scientists=max_scientists,
+        )
+    if owner.max_scientists > 1 or not wait:
         return _launch_node(
             owner,
             signaling_url,

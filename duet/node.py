@@ -162,7 +162,7 @@ class OwnerSession(Session):
         self.objects = ObjectStore(
             max_bytes=max_bytes, max_objects=max_objects, max_pending=max_pending_requests
         )
-        self.store = OwnerStoreView(self.objects)
+        self.store = OwnerStoreView(self.objects, names=self._scientist_name)
         self.requests = RequestQueue(on_decided=self._route_decision, data_tags=self._data_tags)
         self.redact_errors = redact_errors
         self.identity = identity or Identity.ephemeral("owner")
@@ -178,9 +178,15 @@ class OwnerSession(Session):
         self.scientists = ScientistsView(self)
         self._closed = False
         self._accepting: asyncio.Task[Any] | None = None  # the node's accept loop, if any
-        self.requests.add_listener(self._record_decision)
 
     # ---- the owner's own objects
+    def _scientist_name(self, scientist: str) -> str:
+        link = self.links.get(scientist)
+        if link is not None and link.connection.peer_identity is not None:
+            return link.peer.name
+        known = self.audit.known(scientist)
+        return str(known["name"]) if known else ""
+
     def publish(
         self,
         value: Any,
@@ -368,6 +374,7 @@ class OwnerSession(Session):
         connection.loop.call_later(WATCH_SECS, self._watch, link, told)
 
     def _route_decision(self, request: Request) -> None:
+        self._record_decision(request)  # logged before what it lets out
         link = self.links.get(request.peer)
         if link is not None and link.service is not None:
             link.service.on_decided(request)

@@ -52,6 +52,37 @@ def get_loop() -> asyncio.AbstractEventLoop:
         return _loop
 
 
+def shutdown(timeout_secs: float = 5.0) -> None:
+    """Stop the library loop: cancel what still runs on it, stop it, wait for its thread.
+
+    Called at interpreter exit (after the sessions said goodbye): a loop thread still running
+    native code (aiortc's, uvloop's) while the interpreter tears its modules down can crash the
+    process on its way out. The next ``get_loop()`` starts a new loop."""
+    global _loop, _thread
+    with _lock:
+        loop, thread = _loop, _thread
+        _loop = _thread = None
+    if loop is None or thread is None or not thread.is_alive() or on_loop_thread():
+        return
+
+    async def cancel_all() -> None:
+        tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=timeout_secs)
+        await loop.shutdown_asyncgens()
+
+    try:
+        asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout_secs)
+    except Exception:  # best effort: stop the loop whatever its tasks did
+        pass
+    loop.call_soon_threadsafe(loop.stop)
+    thread.join(timeout_secs)
+    if not thread.is_alive():
+        loop.close()
+
+
 def on_loop_thread() -> bool:
     return _thread is not None and threading.current_thread() is _thread
 

@@ -164,6 +164,9 @@ def _close_live_sessions() -> None:
             session.close(timeout_secs=2.0)
         except Exception:  # best effort while the interpreter shuts down
             pass
+    from .runtime import shutdown
+
+    shutdown()
 
 
 async def connect_scientist(

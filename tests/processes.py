@@ -28,7 +28,7 @@ class Process:
         """``home``: the process's duet home (its identity, the scientists it knows); by default
         one of its own, as if it ran on a machine of its own."""
         home = home or tempfile.mkdtemp(prefix="duet-home-")
-        env = {**os.environ, "DUET_ICE_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1",
+        env = {**os.environ, "DUET_ICE_HOSTS": "127.0.0.1", "PYTHONUNBUFFERED": "1", "PYTHONFAULTHANDLER": "1",
                "DUET_HOME": home, **(env or {})}  # fmt: skip
         self.popen = subprocess.Popen(
             [sys.executable, *args],
@@ -87,6 +87,7 @@ class Process:
         while (line := self.lines.get(timeout=timeout)) is not None:
             self.output.append(line)
         self.lines.put(None)
+        self._threads[1].join(timeout)  # all of stderr read
         return code
 
     def send(self, text: str) -> None:
@@ -110,6 +111,18 @@ class Process:
                     stream.close()
                 except OSError:  # a pipe the killed process left broken
                     pass
+
+
+def identity_in(home: str) -> str:
+    """The ID of the default identity in the duet home ``home`` (made there if new), as the
+    processes started with that home will prove it."""
+    process = Process(
+        "-c", "import duet; print(duet.Identity.load_or_create().id)", stdin=False, home=home
+    )
+    try:
+        return process.line(r"^([0-9a-f-]+)$", 2 * UNIT).group(1)
+    finally:
+        process.stop()
 
 
 def start_signaling_server(*extra: str) -> tuple[Process, str]:

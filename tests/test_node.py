@@ -201,3 +201,22 @@ def test_a_known_scientist_joins_without_a_prompt_and_an_unknown_one_is_confirme
         assert "refuses it" in str(outcome[0])
     finally:
         owner.close()
+
+
+def test_the_owner_sees_what_each_scientist_holds_by_id_and_name(node):
+    owner, scientists = node
+    alice, bob = scientists["alice"], scientists["bob"]
+    mine = torch.ones(3).send(alice)
+    derived = alice.store["shared"] * 2  # depends on the owner's data
+    his = torch.zeros(5).send(bob)
+    alice.sync(timeout_secs=10)
+    bob.sync(timeout_secs=10)
+    held = owner.store.held()
+    assert set(held["Scientist name"]) == {"alice", "bob"}
+    ids = {name: s.connection.identity.id for name, s in scientists.items()}
+    theirs = owner.store.held(scientist=ids["alice"])
+    assert set(theirs["Scientist"]) == {ids["alice"]} and set(theirs["Scientist name"]) == {"alice"}
+    rows = {row["Shape"][0]: row for _, row in theirs.iterrows()}
+    assert not rows[3]["Owner's data"] and rows[4]["Owner's data"] and rows[4]["Op"] == "__mul__"
+    assert mine.id not in set(owner.store.pandas["ID"])  # the published listing is the owner's
+    assert derived is not None and his is not None  # held until here

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from .processes import UNIT, Process, start_signaling_server
+from .processes import UNIT, Process, identity_in, start_signaling_server
 
 PEERS = Path(__file__).parent / "peers"
 NODE = str(PEERS / "node_owner.py")
@@ -95,7 +95,7 @@ def test_three_scientists_train_at_once_isolated_and_one_dies_without_harming_th
 
 def test_identities_access_rules_and_the_audit_log_survive_the_owner_being_killed(nodes, tmp_path):
     erin_home, frank_home = str(tmp_path / "erin"), str(tmp_path / "frank")
-    frank_id = _identity_in(frank_home)
+    frank_id = identity_in(frank_home)
     node = nodes(2, "--compute-only", frank_id)
 
     erin = node.scientist("--name", "erin", "--steps", "3", home=erin_home)
@@ -129,13 +129,3 @@ def test_identities_access_rules_and_the_audit_log_survive_the_owner_being_kille
     assert "refused to serve you" in error
     assert all(not line.startswith('{"event": "asked"') or impostor.client_id in line
                for line in node.owner.output)  # fmt: skip
-
-
-def _identity_in(home: str) -> str:
-    process = Process(
-        "-c", "import duet; print(duet.Identity.load_or_create().id)", stdin=False, home=home
-    )
-    try:
-        return process.line(r"^([0-9a-f-]+)$", 2 * UNIT).group(1)
-    finally:
-        process.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,7 @@ from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING, 
 
 if TYPE_CHECKING:
     import pandas
+    import pandas as pd
 
     from ..protocol.messages import ErrorInfo
 
@@ -216,8 +217,9 @@ class ObjectStore:
 class OwnerStoreView:
     """``owner.store``: the objects the owner published, list-like, with ``.pandas``."""
 
-    def __init__(self, store: ObjectStore):
+    def __init__(self, store: ObjectStore, names: Callable[[str], str] | None = None):
         self._store = store
+        self._names = names or (lambda scientist: "")
 
     def __len__(self) -> int:
         return len(self._store.published())
@@ -250,6 +252,31 @@ class OwnerStoreView:
                 for e in self._store.published()
             ]
         )  # fmt: skip
+
+    def held(self, scientist: str | None = None) -> pd.DataFrame:
+        """What scientists hold on this machine (one of them: ``scientist``, an ID), one row per
+        handle: its scientist's ID and name, type, shape, size in bytes, the op that made it, and
+        whether it depends on the owner's data."""
+        import pandas as pd
+
+        with self._store._lock:
+            entries = [
+                e for e in self._store._objects.values()
+                if e.owner != OWNER and (scientist is None or e.owner == scientist)
+            ]  # fmt: skip
+        rows = []
+        for e in entries:
+            meta = describe(e.value) if e.failure is None else {"type": "failure"}
+            rows.append(
+                {
+                    "ID": e.id, "Scientist": e.owner, "Scientist name": self._names(e.owner),
+                    "Type": meta.get("type", ""), "Shape": meta.get("shape"), "Size": e.nbytes,
+                    "Op": e.op, "Owner's data": bool(e.label),
+                }
+            )  # fmt: skip
+        columns = ["ID", "Scientist", "Scientist name", "Type", "Shape", "Size", "Op",
+                   "Owner's data"]  # fmt: skip
+        return pd.DataFrame(rows, columns=columns)
 
     def __repr__(self) -> str:
         return f"<owner store: {len(self)} published objects>"

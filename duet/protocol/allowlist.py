@@ -752,8 +752,8 @@ def digest() -> str:
     return hashlib.sha256("\n".join(lines).encode()).hexdigest()[:16]
 
 
-register_vision(FUNCTIONS, TABLES)
-register_distributions(FUNCTIONS, TABLES)
+register_vision(Op, FUNCTIONS, TABLES)  # given Op: they do not import this module back
+register_distributions(Op, FUNCTIONS, TABLES)
 
 
 # ---------------------------------------------------------------- what results may alias

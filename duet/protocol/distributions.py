@@ -54,19 +54,21 @@ def _read(name: str) -> Any:
     return read
 
 
-def register_distributions(functions: dict[str, Op], tables: dict[str, dict[str, Op]]) -> None:
+def register_distributions(
+    op_type: type[Op], functions: dict[str, Op], tables: dict[str, dict[str, Op]]
+) -> None:
     """Add the constructors and the ``Distribution`` table to the allowlist."""
-    from .allowlist import Op
-
     for name, kwargs in DISTRIBUTIONS.items():
         path = f"torch.distributions.{name}"
         cls = getattr(torch.distributions, name)  # `name` is a fixed entry of DISTRIBUTIONS
-        functions[path] = Op(path, "function", "Distribution", impl=cls, kwargs=kwargs)
+        functions[path] = op_type(path, "function", "Distribution", impl=cls, kwargs=kwargs)
     table: dict[str, Op] = {}
     for name in SAMPLING:
-        table[name] = Op(f"Distribution.{name}", "method", "Tensor", impl=_call(name), random=True)
+        table[name] = op_type(
+            f"Distribution.{name}", "method", "Tensor", impl=_call(name), random=True
+        )
     for name in METHODS:
-        table[name] = Op(f"Distribution.{name}", "method", "Tensor", impl=_call(name))
+        table[name] = op_type(f"Distribution.{name}", "method", "Tensor", impl=_call(name))
     for name, kind in ATTRIBUTES.items():
-        table[name] = Op(f"Distribution.{name}", "attribute", kind, impl=_read(name))
+        table[name] = op_type(f"Distribution.{name}", "attribute", kind, impl=_read(name))
     tables["Distribution"] = table

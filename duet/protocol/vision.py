@@ -85,18 +85,18 @@ def _dataset_kind(
     return "Dataset", {"fields": 2}  # (image, target) pairs
 
 
-def register_vision(functions: dict[str, Op], tables: dict[str, dict[str, Op]]) -> None:
+def register_vision(
+    op_type: type[Op], functions: dict[str, Op], tables: dict[str, dict[str, Op]]
+) -> None:
     """Add the torchvision entries to the allowlist tables (the same with or without torchvision)."""
-    from .allowlist import Op
-
     prefix = "torchvision.transforms."
-    functions[prefix + "Compose"] = Op(
+    functions[prefix + "Compose"] = op_type(
         prefix + "Compose", "function", "Transform", impl=_compose, kwargs=frozenset({"transforms"})
     )
-    functions[prefix + "ToTensor"] = Op(
+    functions[prefix + "ToTensor"] = op_type(
         prefix + "ToTensor", "function", "Transform", impl=_to_tensor, kwargs=frozenset()
     )
-    functions[prefix + "Normalize"] = Op(
+    functions[prefix + "Normalize"] = op_type(
         prefix + "Normalize",
         "function",
         "Transform",
@@ -105,7 +105,7 @@ def register_vision(functions: dict[str, Op], tables: dict[str, dict[str, Op]]) 
     )
     for name in DATASETS:
         path = f"torchvision.datasets.{name}"
-        functions[path] = Op(
+        functions[path] = op_type(
             path,
             "function",
             _dataset_kind,
@@ -114,5 +114,5 @@ def register_vision(functions: dict[str, Op], tables: dict[str, dict[str, Op]]) 
             owner_data=True,  # read from the owner's files: private, however it was asked for
         )
     tables["Transform"] = {
-        "__call__": Op("Transform.__call__", "method", "Tensor", False, _call_transform),
+        "__call__": op_type("Transform.__call__", "method", "Tensor", False, _call_transform),
     }

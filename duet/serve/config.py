@@ -1,0 +1,159 @@
+"""A node's configuration file (TOML): what it publishes, its handlers, access rules and limits.
+
+Read with ``tomllib`` and checked by pydantic models (strict: an unknown key is an error, not a
+silent no-op). Every error names the file and the line at fault: TOML syntax errors carry theirs;
+for a value that does not validate, the line is found from the path pydantic reports
+(``publish[1].tags`` -> the ``tags =`` line of the second ``[[publish]]`` table).
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from ..errors import ConfigError
+from ..owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
+
+_UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
+          "kib": 2**10, "mib": 2**20, "gib": 2**30}  # fmt: skip
+
+
+def _size(value: Any) -> Any:
+    """``512`` or ``"512 MiB"`` / ``"2GB"``: a number of bytes."""
+    if isinstance(value, str):
+        match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
+        if match is None or match.group(2).lower() not in _UNITS:
+            raise ValueError(f"a size is a number of bytes or like '512 MiB', not {value!r}")
+        return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    return value
+
+
+Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
+Tags = list[Annotated[str, Field(min_length=1, max_length=200)]]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class OwnerConfig(_Strict):
+    identity: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]+$")
+    signaling_url: str | None = None  # none: a signaling server in this process
+    signaling_host: str = "127.0.0.1"  # where that server listens
+    signaling_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port (printed)
+    max_scientists: int = Field(default=8, ge=1, le=10_000)
+    unknown: Literal["refuse", "accept"] = "refuse"
+    data_root: str | None = None
+    audit: str | None = None  # default: audit.sqlite3 in the duet home
+    redact_errors: bool = False
+    loopback: bool = False
+    ice_servers: list[str] = []
+    ice_hosts: list[str] | None = None
+
+
+class LimitsConfig(_Strict):
+    max_bytes: Size = DEFAULT_MAX_BYTES
+    max_objects: int = Field(default=DEFAULT_MAX_OBJECTS, ge=1)
+    max_pending_requests: int = Field(default=DEFAULT_MAX_PENDING, ge=1)
+
+
+class PublishConfig(_Strict):
+    path: str = Field(min_length=1)
+    tags: Tags = []
+    description: str = ""
+    pointable: bool = True
+    format: Literal["pt", "npy", "csv", "imagefolder"] | None = None  # none: from the path
+    target: str | None = None  # csv: the column of labels (a dataset of (features, label))
+    image_size: list[Annotated[int, Field(ge=1, le=8192)]] | None = None  # imagefolder: H, W
+    grayscale: bool = False
+
+
+class HandlerConfig(_Strict):
+    action: Literal["accept", "deny"]
+    tags: Tags | None = None
+    kind: str | None = None
+    name: str | None = None
+    max_elements: int | None = Field(default=None, ge=0)
+    scientist: str | None = None
+    timeout_secs: float = -1
+
+
+class AccessConfig(_Strict):
+    scientist: str = Field(min_length=1)  # an ID, or "default"
+    name: str = ""  # for the log and the list of known scientists
+    connect: bool = True
+    tags: Tags | None = None  # none: all published data
+    requests: bool = True
+
+
+class NodeConfig(_Strict):
+    owner: OwnerConfig = Field(default_factory=OwnerConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    publish: list[PublishConfig] = []
+    handler: list[HandlerConfig] = []
+    access: list[AccessConfig] = []
+
+
+def load_config(path: str | Path) -> tuple[NodeConfig, Locator]:
+    """Read and check a node's config file. Raises ConfigError naming the line at fault."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"cannot read the config {path}: {exc}") from None
+    return parse_config(text, str(path))
+
+
+def parse_config(text: str, source: str = "<config>") -> tuple[NodeConfig, Locator]:
+    locator = Locator(text, source)
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    try:
+        config = NodeConfig.model_validate(data)
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        where = locator.line(error["loc"])
+        field = ".".join(str(part) for part in error["loc"])
+        raise ConfigError(f"{where}: {field}: {error['msg']}") from None
+    return config, locator
+
+
+class Locator:
+    """Finds the line of a key in the TOML text, for error messages: ``file:line``."""
+
+    _HEADER = re.compile(r"^\s*(\[\[?)\s*([A-Za-z0-9_.-]+)\s*\]\]?")
+    _KEY = re.compile(r"^\s*([A-Za-z0-9_-]+)\s*=")
+
+    def __init__(self, text: str, source: str):
+        self.source = source
+        self._keys: dict[tuple[Any, ...], int] = {}
+        table: tuple[Any, ...] = ()
+        counts: dict[str, int] = {}
+        for number, line in enumerate(text.splitlines(), start=1):
+            header = self._HEADER.match(line)
+            if header is not None:
+                name = header.group(2)
+                if header.group(1) == "[[":
+                    counts[name] = counts.get(name, -1) + 1
+                    table = (name, counts[name])
+                else:
+                    table = (name,)
+                self._keys.setdefault(table, number)
+                continue
+            key = self._KEY.match(line)
+            if key is not None:
+                self._keys.setdefault((*table, key.group(1)), number)
+
+    def line(self, loc: tuple[Any, ...]) -> str:
+        """``file:line`` of the deepest part of ``loc`` found (a missing key: its table)."""
+        for end in range(len(loc), 0, -1):
+            number = self._keys.get(tuple(loc[:end]))
+            if number is not None:
+                return f"{self.source}:{number}"
+        return self.source

@@ -1,0 +1,153 @@
+"""``duet serve config.toml``: an owner node as a long-running process, no notebook.
+
+Everything the config sets up (published files, handlers, access rules) is in place before
+the node registers with the signaling server, so no scientist ever sees a half-built owner.
+It then serves until SIGINT (Ctrl-C) or SIGTERM: every scientist is told the session closed,
+and the audit log (one committed transaction per event) records that the node stopped.
+"""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+from types import FrameType
+
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import ConfigError, DuetError
+from ..identity import Identity
+from ..network import launch_duet
+from ..node import OwnerSession
+from ..runtime import run
+from .config import Locator, NodeConfig, load_config
+from .console import EventLog
+from .files import load_publication
+
+
+def build_owner(config: NodeConfig, locator: Locator, base: Path) -> OwnerSession:
+    """The owner session the config describes, with its data, handlers and rules in place.
+    Raises ConfigError naming the line of the entry at fault."""
+    settings = config.owner
+    owner = OwnerSession(
+        max_bytes=config.limits.max_bytes,
+        max_objects=config.limits.max_objects,
+        max_pending_requests=config.limits.max_pending_requests,
+        redact_errors=settings.redact_errors,
+        data_root=_path(settings.data_root, base),
+        identity=Identity.load_or_create(settings.identity, name="owner"),
+        audit=_path(settings.audit, base) or _default_audit(),
+        max_scientists=settings.max_scientists,
+        unknown="confirm" if settings.unknown == "accept" else "refuse",
+    )
+    try:
+        for index, entry in enumerate(config.publish):
+            try:
+                value = load_publication(entry, base)
+            except ConfigError as exc:
+                raise ConfigError(f"{locator.line(('publish', index, 'path'))}: {exc}") from None
+            owner.publish(
+                value, pointable=entry.pointable, tags=entry.tags, description=entry.description
+            )
+        for index, handler in enumerate(config.handler):
+            try:
+                owner.requests.add_handler(**handler.model_dump())
+            except DuetError as exc:
+                raise ConfigError(f"{locator.line(('handler', index))}: {exc}") from None
+        for index, rule in enumerate(config.access):
+            try:
+                if rule.connect:
+                    owner.access.allow(rule.scientist, tags=rule.tags, requests=rule.requests)
+                    if rule.scientist != "default":  # named in the config: known, not asked for
+                        owner.audit.remember(rule.scientist, rule.name)
+                else:
+                    owner.access.deny(rule.scientist)
+            except DuetError as exc:
+                raise ConfigError(f"{locator.line(('access', index))}: {exc}") from None
+    except BaseException:
+        owner.close()
+        raise
+    return owner
+
+
+def serve(config_path: str | Path, *, console: Console | None = None) -> int:
+    """Run the node ``config_path`` describes until SIGINT or SIGTERM; the exit status."""
+    console = console or Console(highlight=False, soft_wrap=True)  # a log: one line each
+    path = Path(config_path)
+    try:
+        config, locator = load_config(path)
+        owner = build_owner(config, locator, path.resolve().parent)
+    except DuetError as exc:
+        console.print(f"[red]duet serve: {exc}[/]", highlight=False, markup=True)
+        return 2
+    stop = threading.Event()
+    stopped_by: list[str] = []
+
+    def on_signal(number: int, _frame: FrameType | None) -> None:
+        stopped_by.append(signal.Signals(number).name)
+        stop.set()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    owner.audit.add_listener(EventLog(console))
+    try:
+        _summary(console, owner, config)
+        settings = config.owner
+        url = settings.signaling_url
+        if url is None:
+            from signaling_server import start_embedded_server
+
+            server, url = run(
+                start_embedded_server(settings.signaling_host, settings.signaling_port),
+                timeout_secs=10,
+                what="starting the signaling server",
+            )
+            owner._embedded_server = server
+            console.print(f"signaling server listening on {url}")
+        launch_duet(
+            url,
+            owner=owner,
+            wait=False,
+            confirm=False,  # no person at this console: access rules and `unknown` decide
+            loopback=settings.loopback,
+            ice_servers=settings.ice_servers,
+            ice_hosts=settings.ice_hosts,
+        )
+        owner.audit.record("node", state="serving", owner_id=owner.identity.id)
+        stop.wait()
+    except DuetError as exc:
+        console.print(f"[red]duet serve: {exc}[/]")
+        owner.close()
+        return 1
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+    console.print(f"stopping ({stopped_by[0] if stopped_by else 'asked'})...")
+    owner.close()
+    owner.audit.record("node", state=f"stopped by {stopped_by[0] if stopped_by else 'request'}")
+    console.print("stopped; the audit log is at " + str(owner.audit.path or "(memory)"))
+    return 0
+
+
+def _summary(console: Console, owner: OwnerSession, config: NodeConfig) -> None:
+    table = Table(title="published", title_justify="left")
+    for column in ("path", "type", "tags", "description"):
+        table.add_column(column)
+    for entry, stored in zip(config.publish, owner.objects.published(), strict=False):
+        table.add_row(entry.path, stored.type_name, ", ".join(entry.tags), entry.description)
+    console.print(table)
+    console.print(f"{len(config.handler)} handlers, {len(config.access)} access rules; "
+                  f"unknown scientists: {config.owner.unknown}")  # fmt: skip
+
+
+def _path(value: str | None, base: Path) -> Path | None:
+    if value is None:
+        return None
+    path = Path(value).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _default_audit() -> Path:
+    from ..node import default_audit_path
+
+    return default_audit_path()

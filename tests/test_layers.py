@@ -1,0 +1,92 @@
+"""The layout tells the architecture: imports point downward only, and no module imports itself
+back through others. Read from the source (imports that run, not those for type checkers)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent / "duet"
+
+# what each layer may import from duet (besides itself and the leaves: errors, _version,
+# identity, runtime, display)
+ALLOWED = {
+    "protocol": set(),
+    "transport": {"protocol"},
+    "owner": {"protocol"},
+    "scientist": {"protocol"},
+}
+LEAVES = {"duet.errors", "duet._version", "duet.identity", "duet.runtime", "duet.display"}
+
+
+def modules() -> dict[str, Path]:
+    found = {}
+    for path in ROOT.rglob("*.py"):
+        name = ".".join(("duet", *path.relative_to(ROOT).with_suffix("").parts))
+        found[name.removesuffix(".__init__")] = path
+    return found
+
+
+def runtime_imports(name: str, path: Path, known: set[str]) -> set[str]:
+    """The duet modules ``name`` imports when it runs (anywhere but under TYPE_CHECKING)."""
+    tree = ast.parse(path.read_text())
+    package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
+    skipped: set[int] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+            skipped.update(id(n) for child in node.body for n in ast.walk(child))
+    out = set()
+    for node in ast.walk(tree):
+        if id(node) in skipped:
+            continue
+        if isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*parts, base] if base else parts)
+            for alias in node.names:
+                candidate = f"{base}.{alias.name}"
+                target = candidate if candidate in known else base
+                if target in known and target != name:
+                    out.add(target)
+        elif isinstance(node, ast.Import):
+            out.update(a.name for a in node.names if a.name in known and a.name != name)
+    return out
+
+
+def test_no_module_imports_itself_back():
+    found = modules()
+    graph = {name: runtime_imports(name, path, set(found)) for name, path in found.items()}
+    cycles = []
+    state: dict[str, int] = {}
+
+    def visit(node: str, trail: list[str]) -> None:
+        state[node] = 1
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                cycles.append([*trail[trail.index(nxt) :], nxt] if nxt in trail else [node, nxt])
+            elif nxt not in state:
+                visit(nxt, [*trail, nxt])
+        state[node] = 2
+
+    for start in sorted(graph):
+        if start not in state:
+            visit(start, [start])
+    assert cycles == []
+
+
+def test_layers_import_downward_only():
+    found = modules()
+    wrong = []
+    for name, path in found.items():
+        parts = name.split(".")
+        layer = parts[1] if len(parts) > 2 else None
+        if layer not in ALLOWED:
+            continue
+        for target in runtime_imports(name, path, set(found)):
+            if target in LEAVES:
+                continue
+            target_layer = target.split(".")[1] if target.count(".") >= 1 else ""
+            if target_layer != layer and target_layer not in ALLOWED[layer]:
+                wrong.append(f"{name} -> {target}")
+    assert wrong == []

@@ -1,0 +1,231 @@
+"""``duet serve config.toml``: an owner node from a config file, as a real process."""
+
+from __future__ import annotations
+
+import signal
+import textwrap
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from sklearn.datasets import load_digits
+
+import duet as sy
+from duet.owner.audit import AuditLog
+from duet.serve import build_owner, parse_config
+from duet.serve.config import Locator
+
+from .processes import UNIT, Process, identity_in, start_signaling_server
+
+TRAINER = str(Path(__file__).parent / "peers" / "trainer.py")
+
+
+def config_error(text: str) -> str:
+    with pytest.raises(sy.UsageError) as caught:
+        config, locator = parse_config(textwrap.dedent(text), "node.toml")
+        build_owner(config, locator, Path.cwd()).close()
+    assert isinstance(caught.value, sy.ConfigError)
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    "text, line, words",
+    [
+        ("[owner]\nmax_scientists = 3\nunknown = 'maybe'\n", 3, "unknown"),
+        ("[owner]\nmax_scientists = 'three'\n", 2, "max_scientists"),
+        ("[owner]\nmax_scientist = 3\n", 2, "Extra inputs are not permitted"),
+        ("[limits]\nmax_bytes = '12 parsecs'\n", 2, "a size is a number of bytes"),
+        ("[[publish]]\npath = 'a.csv'\n\n[[publish]]\ntags = 'x'\npath = 'b.csv'\n", 5, "tags"),
+        (
+            "[[handler]]\ntags = ['x']\naction = 'accept'\n[[handler]]\nkind = 'float'\n",
+            4,
+            "action",
+        ),
+        ("[[handler]]\naction = 'accept'\nkind = 'banana'\n", 1, "banana"),
+        ("[[publish]]\ntags = ['x']\npath = 'missing.csv'\n", 3, "no such file"),
+        ("[owner\nmax_scientists = 3\n", 1, "line 1"),
+        ("[[access]]\nscientist = 'someone'\nrequests = false\n", 1, "ID"),
+    ],
+)
+def test_a_bad_config_is_refused_with_the_line_at_fault(text, line, words):
+    message = config_error(text)
+    assert f"node.toml:{line}" in message or f"line {line}" in message, message
+    assert words in message, message
+
+
+def test_files_of_every_format_are_published_as_the_config_says(tmp_path):
+    torch.save(torch.arange(6.0).reshape(2, 3), tmp_path / "t.pt")
+    torch.save((torch.ones(4, 2), torch.arange(4)), tmp_path / "pair.pt")
+    np.save(tmp_path / "a.npy", np.arange(5, dtype=np.int16))
+    np.save(tmp_path / "objects.npy", np.array([{"x": 1}], dtype=object), allow_pickle=True)
+    pd.DataFrame({"f1": [1.0, 2.0], "f2": [3, 4], "label": [0, 1]}).to_csv(
+        tmp_path / "d.csv", index=False
+    )
+    pd.DataFrame({"f1": [1.0], "who": ["alice"]}).to_csv(tmp_path / "text.csv", index=False)
+    for label in ("cat", "dog"):
+        (tmp_path / "images" / label).mkdir(parents=True)
+        for i in range(3):
+            pixels = np.full((6, 5, 3), 40 * i + (100 if label == "dog" else 0), dtype=np.uint8)
+            from PIL import Image
+
+            Image.fromarray(pixels).save(tmp_path / "images" / label / f"{i}.png")
+    text = """
+        [[publish]]
+        path = "t.pt"
+        tags = ["t"]
+        [[publish]]
+        path = "pair.pt"
+        tags = ["pair"]
+        [[publish]]
+        path = "a.npy"
+        tags = ["a"]
+        [[publish]]
+        path = "d.csv"
+        target = "label"
+        tags = ["d"]
+        description = "two rows"
+        [[publish]]
+        path = "images"
+        tags = ["images"]
+        grayscale = true
+        image_size = [4, 4]
+        [[handler]]
+        tags = ["images", "__len__"]
+        kind = "int"
+        action = "accept"
+    """
+    config, locator = parse_config(textwrap.dedent(text), str(tmp_path / "node.toml"))
+    owner = build_owner(config, locator, tmp_path)
+    try:
+        values = {e.tags[0]: e.value for e in owner.objects.published()}
+        assert torch.equal(values["t"], torch.arange(6.0).reshape(2, 3))
+        assert [len(values["pair"]), values["pair"][3][1].item()] == [4, 3]
+        assert values["a"].dtype == torch.int16 and values["a"].tolist() == [0, 1, 2, 3, 4]
+        features, label = values["d"][1]
+        assert features.tolist() == [2.0, 4.0] and label.dtype == torch.int64 and label == 1
+        # a scientist computes on the image folder; only its length was let out
+        _, scientist = sy.duet_pair(owner=owner, identity=sy.Identity.ephemeral("sam"))
+        loader = scientist.torch.utils.data.DataLoader(scientist.store["images"], batch_size=4)
+        shapes = []
+        for images, _labels in loader:  # its length: accepted by the handler
+            shapes.append(images.shape)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", sy.RequestWarning)
+                with pytest.raises(sy.PermissionDenied):
+                    images.mean().get(timeout_secs=10)
+        assert len(shapes) == 2
+        scientist.close()
+    finally:
+        owner.close()
+    for bad, words in (("objects.npy", "numeric array"), ("text.csv", "column 'who'")):
+        text = f'[[publish]]\ntags = ["x"]\npath = "{bad}"\n'
+        config, locator = parse_config(text, "node.toml")
+        with pytest.raises(sy.ConfigError, match=f"node.toml:3: .*{words}"):
+            build_owner(config, locator, tmp_path)
+
+
+def test_locator_points_at_the_key_or_its_table():
+    locator = Locator("[owner]\nx = 1\n\n[[publish]]\npath = 'a'\n[[publish]]\n", "c.toml")
+    assert locator.line(("owner", "x")) == "c.toml:2"
+    assert locator.line(("publish", 1, "path")) == "c.toml:6"  # missing: its [[publish]]
+    assert locator.line(("nothing",)) == "c.toml"
+
+
+def test_duet_serve_serves_two_scientists_logs_decisions_and_stops_cleanly(tmp_path):
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data / 16.0, columns=[f"p{i}" for i in range(64)])
+    frame["label"] = digits.target
+    frame.to_csv(tmp_path / "digits.csv", index=False)
+    observer_home = str(tmp_path / "observer")
+    observer = identity_in(observer_home)
+    server, url = start_signaling_server()
+    (tmp_path / "node.toml").write_text(
+        textwrap.dedent(f"""
+        [owner]
+        signaling_url = "{url}"
+        max_scientists = 4
+        unknown = "accept"
+        audit = "audit.sqlite3"
+
+        [limits]
+        max_bytes = "256 MiB"
+
+        [[publish]]
+        path = "digits.csv"
+        target = "label"
+        tags = ["digits"]
+        description = "scikit-learn's digits"
+
+        [[handler]]
+        tags = ["digits", "item"]
+        kind = "float"
+        action = "accept"
+
+        [[handler]]
+        tags = ["digits", "__len__"]
+        kind = "int"
+        action = "accept"
+
+        [[access]]
+        scientist = "{observer}"
+        name = "observer"
+        requests = false
+        """)
+    )
+    node = Process("-m", "duet", "serve", str(tmp_path / "node.toml"), stdin=False,
+                   home=str(tmp_path / "node-home"))  # fmt: skip
+    started = [server, node]
+    try:
+        session_id = node.line(r"duet session ID: ([0-9a-f]+)", 2 * UNIT).group(1)
+        owner_id = node.line(r'owner_id="([0-9a-f-]+)"').group(1)
+        args = (TRAINER, session_id, url, owner_id, "--steps", "30")
+        trainer = Process(*args, "--name", "trainer")
+        watcher = Process(*args, "--name", "observer", home=observer_home)
+        started += [trainer, watcher]
+        assert (
+            trainer.event("event", "done", 4 * UNIT)["loss"] < 1.5
+        )  # trained (chance: ln 10 = 2.3)
+        error = watcher.event("event", "error", 4 * UNIT)["error"]
+        assert "compute but not ask for releases" in error
+        node.line(r"accepted 'loss' for trainer .* by handler", UNIT)  # on the console
+        node.popen.send_signal(signal.SIGTERM)
+        code = node.exit_code(UNIT)
+        assert code == 0, "".join(node.errors)[-6000:] + "\n".join(node.output[-8:])
+        output = "\n".join(node.output)
+        assert "stopping (SIGTERM)" in output and "stopped; the audit log is at" in output
+    finally:
+        for process in reversed(started):
+            process.stop()
+    log = AuditLog(tmp_path / "audit.sqlite3")
+    states = [e["state"] for e in log.events("node")]
+    assert states == ["serving", "stopped by SIGTERM"]
+    decided = {(e["name"], e["request_name"], e["status"]) for e in log.events("decision")}
+    assert ("trainer", "loss", "accepted") in decided
+    assert all(name != "observer" for name, _, _ in decided)  # refused before the queue
+    assert any(e["scientist"] == observer for e in log.events("refused"))
+    assert log.known(observer)["name"] == "observer"
+
+
+def test_the_readmes_example_config_is_valid_and_does_what_it_says(tmp_path):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    text = readme.split("```toml\n", 1)[1].split("```", 1)[0]
+    digits = load_digits()
+    frame = pd.DataFrame(digits.data[:50]).add_prefix("p")
+    frame["label"] = digits.target[:50]
+    frame.to_csv(tmp_path / "digits_train.csv", index=False)
+    config, locator = parse_config(text, str(tmp_path / "node.toml"))
+    owner = build_owner(config, locator, tmp_path)
+    try:
+        assert owner.max_scientists == 4 and owner.settings.data_root == tmp_path / "data"
+        (entry,) = owner.store
+        assert entry.tags == ["digits-train"] and len(entry.value) == 50
+        features, label = entry.value[0]
+        assert features.shape == (64,) and int(label) == digits.target[0]
+        (rule,) = [r for r in owner.access if r.scientist == "3fa2-91bc-0d4e-77a1"]
+        assert rule.allows_data(["digits-train"]) and not rule.allows_data(["other"])
+        assert [h.action for h in owner.requests.handlers] == ["accept"]
+    finally:
+        owner.close()
