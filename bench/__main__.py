@@ -22,7 +22,7 @@ os.environ["DUET_ICE_HOSTS"] = "127.0.0.1"
 
 import torch
 
-from . import gets, memory, ops, setup, training, transfer, tutorial
+from . import federated, gets, memory, ops, setup, training, transfer, tutorial
 from .common import Context
 from .procs import ROOT, pin_malloc, start_signaling_server, terminate
 from .sampler import Sampler
@@ -35,6 +35,7 @@ BENCHMARKS = {
     "transfer": transfer.run,
     "setup": setup.run,
     "memory": memory.run,
+    "federated": federated.run,
 }
 SHARED = {"training", "tutorial", "gets", "ops", "transfer"}  # these share one session
 

@@ -28,6 +28,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from ..identity import Identity
+from ..runtime import run
 from ..session import ScientistSession
 from .aio import AsyncSession, OwnerAddress, Released, join_all
 from .federation import Federation
@@ -51,10 +52,10 @@ def join_owners(
     closed); to go on without the owners that could not be reached, ``await join_all(...)``
     gives each name's session or error.
     """
-    from .federation import _run_blocking
-
-    joined = _run_blocking(
-        lambda: join_all(addresses, identity=identity, timeout_secs=timeout_secs)
+    joined = run(
+        join_all(addresses, identity=identity, timeout_secs=timeout_secs),
+        timeout_secs=timeout_secs + 10,
+        what="joining the owners",
     )
     failed = {name: r for name, r in joined.items() if isinstance(r, BaseException)}
     if failed:
@@ -64,7 +65,7 @@ def join_owners(
         name, error = next(iter(failed.items()))
         error.add_note(f"(while joining owner {name!r})")
         raise error
-    return dict(joined)
+    return {name: r for name, r in joined.items() if isinstance(r, ScientistSession)}
 
 
 __all__ = [

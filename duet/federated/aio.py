@@ -8,7 +8,8 @@ session's client does that); every await here has a timeout.
 
 Queuing actions (``ptr.relu()``, a plan's run) stays what it is: a call that returns a pointer
 at once. It can block only when more than ~500 actions wait unanswered at one owner (the
-client's flow control); the training loop here syncs well before that.
+client's flow control): code driving sessions from duet's own loop (as ``Federation`` does)
+must await a sync well before that.
 
 Cancelling an await (a round's deadline) never cancels the request itself: the reply still
 arrives, is matched, and is ignored; ``outstanding`` tells whether it has.

@@ -3,8 +3,10 @@
 A round: every owner that can take part trains the current global model on its own data (on its
 machine, through pointers), and releases the trained model through its request queue; the
 strategy aggregates the released updates into the next global model, which ``evaluate`` scores.
-The owners run at the same time, each as a coroutine on one event loop (``fit_async``);
-``fit`` runs that loop for code that blocks (notebooks, scripts).
+The owners run at the same time, each as a coroutine on duet's own event loop, where their
+sessions' replies arrive (``fit_async`` awaits it from the caller's loop; ``fit`` blocks for
+it). ``evaluate`` and the aggregation run on a worker thread; ``on_round`` and progress
+listeners are called on duet's loop: keep them short.
 
 An owner is left out of a round, and the round goes on without it, when it is late (the
 round's ``round_timeout_secs`` passed), denies or does not decide a request, fails, or is lost
@@ -16,16 +18,16 @@ when at least ``min_owners`` updates arrived; its report says who was left out, 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import copy
 import logging
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Coroutine, Mapping
+from typing import Any, TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import UsageError
+from ..runtime import get_loop, on_loop_thread, run
 from ..session import ScientistSession
 from .history import History, Outcome, OwnerResult, RoundReport
 from .local import LeftOut, LocalTraining, Member
@@ -34,6 +36,7 @@ from .progress import Listener, ProgressBoard
 from .strategies import FedAvg, Strategy, Update
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 Evaluate = Callable[[nn.Module], Mapping[str, float] | float]
 
 
@@ -105,23 +108,33 @@ class Federation:
 
     # ---- running
     def fit(self, rounds: int) -> History:
-        """Run ``rounds`` rounds and return the history (blocking; see ``fit_async``)."""
-        return _run_blocking(lambda: self.fit_async(rounds))
+        """Run ``rounds`` more rounds and return the history (blocking; see ``fit_async``).
+
+        Each round is bounded by ``round_timeout_secs`` (plus ``evaluate``'s own time)."""
+        return run(self._fit(rounds), timeout_secs=None, what="federated training")
 
     async def fit_async(self, rounds: int) -> History:
-        """Run ``rounds`` rounds on the running event loop; returns the history."""
+        """``fit`` for async code (``await fed.fit_async(10)`` in a notebook): the rounds run on
+        duet's event loop while the caller's loop stays free."""
+        return await on_duet_loop(self._fit(rounds))
+
+    async def run_round(self) -> RoundReport:
+        """One more round (the next in the history): train, release, aggregate, evaluate."""
+        return await on_duet_loop(self._round())
+
+    async def _fit(self, rounds: int) -> History:
         if rounds < 1:
             raise UsageError("rounds must be at least 1")
         self.board.start()
         try:
             for _ in range(rounds):
-                await self.run_round()
+                await self._round()
         finally:
             self.board.stop()
         return self.history
 
-    async def run_round(self) -> RoundReport:
-        """One round (the next in the history): train, release, aggregate, evaluate."""
+    async def _round(self) -> RoundReport:
+        # on duet's own loop, where the sessions' replies arrive: no thread hand-offs
         loop = asyncio.get_running_loop()
         round_ = len(self.history) + 1
         started = loop.time()
@@ -158,14 +171,14 @@ class Federation:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
         counted = len(updates) >= self.min_owners
-        if counted:
-            self._aggregate(updates)
+        if counted:  # torch work off the loop: the sessions' heartbeats go on meanwhile
+            await asyncio.to_thread(self._aggregate, updates)
         report = RoundReport(
             round=round_,
             owners={m.name: results[m.name] for m in self.members},
             counted=counted,
             min_owners=self.min_owners,
-            metrics=self._metrics(),
+            metrics=await asyncio.to_thread(self._metrics),
             secs=loop.time() - started,
         )
         self.history.append(report)
@@ -245,15 +258,11 @@ def _timer(
     return record
 
 
-def _run_blocking(make: Callable[[], Any]) -> Any:
-    """Run a coroutine to completion from blocking code: here if this thread has no running
-    event loop, else (Jupyter's cells run inside one) on a thread of its own."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(make())
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="duet-federated") as pool:
-        return pool.submit(lambda: asyncio.run(make())).result()
+async def on_duet_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """Await ``coroutine`` run on duet's event loop (where the sessions live), from any loop."""
+    if on_loop_thread():
+        return await coroutine
+    return await asyncio.wrap_future(asyncio.run_coroutine_threadsafe(coroutine, get_loop()))
 
 
 __all__ = ["Federation"]

@@ -34,10 +34,15 @@ from .aio import AsyncSession, Released, wait_for
 from .history import Outcome
 from .names import RequestNames
 from .progress import ProgressBoard
-from .strategies import Strategy, Update
+from .strategies import Strategy, Update, proximal_term
 
-CHUNK_BATCHES = 8  # a barrier after this many batches
-WINDOW_CHUNKS = 2  # barriers unanswered before issuing more batches waits
+# A barrier after this many batches (2 actions each: next, and the plan run that takes the
+# batch apart, steps and sums the loss), and at most this many barriers unanswered before more
+# batches are issued. So at most ~3 * 16 actions wait at the owner: far from what makes the
+# client's own flow control block (~512), which it must never do on duet's loop, where this code
+# runs.
+CHUNK_BATCHES = 8
+WINDOW_CHUNKS = 2
 
 
 @dataclass(frozen=True)
@@ -189,18 +194,18 @@ class Member:
         mu = strategy.proximal_mu
         loss_fn = training.loss_fn
 
-        def step(data_: Pointer, target: Pointer, optimizer: Pointer, *global_params: Pointer):
+        def step(batch: Pointer, optimizer: Pointer, total: Pointer, *global_params: Pointer):
+            # one message per batch: the batch's fields, the step, and the epoch's summed loss
             optimizer.zero_grad()
-            loss = loss_fn(remote(data_), target)
+            loss = loss_fn(remote(batch[0]), batch[1])
             objective = loss
             if mu > 0:
-                from .strategies import proximal_term
-
                 objective = loss + proximal_term(params, global_params, mu)
             objective.backward()
             optimizer.step()
-            return loss.detach()
+            return total + loss.detach()
 
+        remote.train()  # and it stays in training mode: the global model is evaluated here
         self.samples = count
         self._remote, self._pointer, self._loader, self._params = remote, pointer, loader, params
         self._plan = session.plan(step)
@@ -224,7 +229,6 @@ class Member:
         started = loop.time()
         state = {k: v.detach() for k, v in global_model.state_dict().items()}
         pointer.load_state_dict(state)
-        remote.train()
         optimizer = getattr(session.torch.optim, training.optimizer.__name__)(
             pointer.parameters(), **dict(training.optimizer_options)
         )
@@ -236,8 +240,9 @@ class Member:
         batches = math.ceil(self.samples / training.batch_size)
         self._done = (1, training.epochs, 0, batches)
         window: collections.deque[asyncio.Future[None]] = collections.deque()
-        total: Any = None  # a pointer to the last epoch's summed loss
+        total: Any = None  # a pointer to the epoch's summed loss
         for epoch in range(1, training.epochs + 1):
+            total = session.torch.zeros(())
             board.update(
                 self.name, round=round_, state="training", epoch=epoch,
                 epochs=training.epochs, batches=0, total_batches=batches, samples=self.samples,
@@ -245,9 +250,7 @@ class Member:
             )  # fmt: skip
             self.phase = f"training (epoch {epoch} of {training.epochs})"
             for index, batch in enumerate(loader):
-                loss = plan(batch[0], batch[1], optimizer, *global_params)
-                if epoch == training.epochs:
-                    total = loss if total is None else total + loss
+                total = plan(batch, optimizer, total, *global_params)
                 done = index + 1
                 if done % CHUNK_BATCHES and done != batches:
                     continue
