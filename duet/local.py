@@ -15,6 +15,7 @@ from .identity import Identity
 from .node import OwnerSession
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
 from .runtime import run
+from .scientist.tagging import install_tagging, sent_tags
 from .session import ScientistSession, connect_scientist
 
 
@@ -77,6 +78,7 @@ def _send(
     scientist's listing); returns the stored entry. To a scientist session: store it on the
     owner's side as the scientist's own object; returns a pointer.
     """
+    tags, description = sent_tags(self, tags, description)  # or those given to .tag()
     if isinstance(session, OwnerSession):
         return session.publish(self, pointable=pointable, tags=tags, description=description)
     if isinstance(session, ScientistSession):
@@ -88,6 +90,7 @@ def install_send() -> None:
     """Add ``send`` to torch.Tensor and torch.nn.Module (and nothing else in torch)."""
     torch.Tensor.send = _send  # type: ignore[attr-defined]
     nn.Module.send = _send  # type: ignore[attr-defined]
+    install_tagging()  # t.tag("noise").describe("...") before sending, as PySyft had it
 
 
 __all__ = ["duet_pair", "install_send"]

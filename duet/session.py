@@ -118,9 +118,9 @@ class ScientistSession(Session):
     ) -> Pointer:
         client = self._client()
         object_id = client.put(value, tags=tags, description=description)
-        meta: dict[str, Any] = {}
+        meta: dict[str, Any] = {"tags": list(tags or []), "description": description}
         if isinstance(value, torch.Tensor):
-            meta = {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
+            meta |= {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
         return client.pointer(object_id, type_key(value), meta, owned=True)
 
     def plan(self, fn: Callable[..., Any]) -> Plan:

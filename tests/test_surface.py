@@ -702,11 +702,6 @@ def test_a_model_tagged_before_sending_carries_its_tags(pair):
     assert MLP(torch).tag("a").send(scientist, tags=["b"]).tags == ["b"]  # send's own win
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs duet/local.py's send() to take a tensor's own tags (tagging.sent_tags) and "
-    "install_send() to install tagging; see the surface report",
-)
 def test_a_tensor_tagged_before_sending_carries_its_tags(pair):
     owner, scientist = pair
     noise = torch.randn(2, 3).tag("noise").describe("fixed noise")
