@@ -7,7 +7,10 @@ was recorded, and the log survives restarts. ``duet.audit.pandas`` reads it.
 Events: ``connect`` / ``leave`` / ``refused`` (a scientist at the door), ``request`` (what was
 asked for: name, reason, object, the owner's tags and op, kind and size), ``decision`` (accepted,
 denied or timed out, and by whom: the owner by hand, which handler, which rule, or a timeout),
-``release`` (what left: the sha-256 of exactly the bytes sent, their size, to whom).
+``release`` (what left: the sha-256 of exactly the bytes sent, their size, to whom), ``grant``
+(an accepted request lets its scientist get the same, unchanged object again: the digest of
+what was reviewed). A release through a grant is a ``release`` whose ``decided_by`` is
+"grant of request <id>"; ``releases()`` lists every release with who or what decided it.
 """
 
 from __future__ import annotations
@@ -114,6 +117,15 @@ class AuditLog:
                      strict=True), **json.loads(row[6]))
             for row in rows
         ]  # fmt: skip
+
+    def releases(self) -> list[dict[str, Any]]:
+        """Every release, oldest first, each with ``decided_by``: the owner, a handler, a rule
+        (from the request's decision) or "grant of request <id>"."""
+        decided = {e["request"]: e.get("decided_by", "") for e in self.events("decision")}
+        return [
+            {**event, "decided_by": event.get("decided_by") or decided.get(event["request"], "")}
+            for event in self.events("release")
+        ]
 
     @property
     def pandas(self) -> pandas.DataFrame:

@@ -26,7 +26,7 @@ import collections
 import contextlib
 import logging
 import weakref
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 import torch
@@ -116,6 +116,9 @@ class Executor:
         # kept (bounded, outside the store) so that using them says why, not "does not exist"
         self._overflow: collections.OrderedDict[str, ErrorInfo] = collections.OrderedDict()
         self.actions_run = 0
+        # told of every piece of state written, or that may have been (would have been, had a
+        # private input not failed): the grants over it end (grants.py); None: it cannot be told
+        self.on_write: Callable[[Iterable[Any] | None], None] | None = None
 
     # ---- the scientist's random number generator
     @contextlib.contextmanager
@@ -384,7 +387,9 @@ class Executor:
             except Exception:  # cannot tell: the target and everything it holds
                 would = [effects.Deep(target)] if target is not None else []
             for item in would:
-                self.labels.join_all(effects.walk_written(item).nodes.values(), label, skip={})
+                walk = effects.walk_written(item)
+                self._wrote(walk)
+                self.labels.join_all(walk.nodes.values(), label, skip={})
         nodes, unknown = inputs.reach()
         if nodes or unknown:
             self._label_reach(nodes, unknown, label)
@@ -395,9 +400,16 @@ class Executor:
         if unknown:
             log.info("a write through a handle of unknown reach: all %s sees is private", self.peer)
             self.poisoned = self.poisoned | label
+            if self.on_write is not None:
+                self.on_write(None)
         for node in nodes:
             walk = Walk().add(node)
+            self._wrote(walk)
             self.labels.join_all(walk.nodes.values(), label, skip={})
+
+    def _wrote(self, walk: Walk) -> None:
+        if self.on_write is not None:
+            self.on_write(None if walk.unknown else walk.nodes.values())
 
     def _reach_of_result(
         self, op: allowlist.Op | None, inputs: _Inputs, target: Any
@@ -546,6 +558,11 @@ class Executor:
         ``writes`` if the caller has them."""
         if op is None:
             return
+        if writes and self.on_write is not None:
+            if written is None:
+                written = [effects.walk_written(item) for item in writes]
+            for walk in written:
+                self._wrote(walk)
         if op.writes == "rng":
             self.rng_label = label  # a seed replaces the whole state
         elif draws or (label and op.random):

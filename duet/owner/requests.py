@@ -3,6 +3,15 @@
 A request asks the owner to release a private value. Handlers are checked in the order they
 were added the moment a request arrives (first match wins); a request no handler decides waits
 for the owner (``duet.requests[0].accept()``) until it is decided or its timeout passes.
+
+An accepted request leaves a grant (grants.py): its scientist may get the same object again
+without asking, as long as the object is exactly what was reviewed. ``request.revoke()`` or
+``requests.revoke_grants(...)`` ends grants.
+
+PySyft-Duet names are kept where its notebooks use them: ``requests.requests`` (the pending
+requests), ``request.request_description`` and ``request.request_name``, handlers readable as
+dicts (``handler["tags"]``, ``handler["action"]``) and removed by what they were added with
+(``requests.remove_handler(tags=["loss"])``).
 """
 
 from __future__ import annotations
@@ -21,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..protocol.allowlist import OP_NAMES
+from .grants import Grant, GrantState
 from .labels import Label, tags_of
 from .snapshot import KINDS, Snapshot
 
@@ -59,11 +69,36 @@ class Request:
     arrival: datetime = field(default_factory=datetime.now)
     status: RequestStatus = RequestStatus.PENDING
     decided_by: str = ""
+    # what accepting it left (set by the service that serves the scientist); None: no grant
+    grant: Grant | None = field(default=None, repr=False)
     _queue: RequestQueue | None = field(default=None, repr=False)
 
     @property
     def tags(self) -> list[str]:
         return tags_of(self.label)
+
+    # ---- PySyft-Duet's names
+    @property
+    def request_description(self) -> str:
+        """The reason the scientist gave (PySyft's name for it)."""
+        return self.reason
+
+    @property
+    def request_name(self) -> str:
+        return self.name
+
+    @property
+    def request_id(self) -> str:
+        return self.id
+
+    @property
+    def object_tags(self) -> list[str]:
+        return self.tags
+
+    @property
+    def grant_state(self) -> str:
+        """ "active", "revoked" or "stale" for an accepted request; "" when there is no grant."""
+        return "" if self.grant is None else self.grant.state.value
 
     @property
     def kind(self) -> str:
@@ -89,6 +124,16 @@ class Request:
     def deny(self) -> None:
         """Refuse; the scientist's get returns None with a warning."""
         self._decide(RequestStatus.DENIED, "owner")
+
+    def revoke(self) -> bool:
+        """End the grant this accepted request left: the scientist's next get of the object is
+        a request again. Returns False if the grant had ended already (stale or revoked).
+        Raises UsageError when the request left no grant (not accepted, or not grantable)."""
+        if self.grant is None:
+            raise UsageError(
+                f"request {self.id} is {self.status.value} and left no grant to revoke"
+            )
+        return self.grant.revoke()
 
     def _decide(self, status: RequestStatus, by: str) -> None:
         if self._queue is None:
@@ -124,9 +169,50 @@ class Handler:
     print_local: bool
     element_quota: int | None
     scientist: str | None = None  # only this scientist's requests (an identity ID)
+    log_local: bool = False
     created: float = field(default_factory=time.monotonic)
+    created_time: float = field(default_factory=time.time)  # wall clock, as PySyft showed it
     released: int = 0
     matched: int = 0
+
+    # ---- read as a dict, as PySyft-Duet's handlers were (``handler["tags"]``)
+    def keys(self) -> list[str]:
+        return list(HANDLER_KEYS)
+
+    def __getitem__(self, key: str) -> Any:
+        fields = self._fields()
+        if key not in fields:
+            raise KeyError(f"handlers have no {key!r}; they have {', '.join(HANDLER_KEYS)}")
+        return fields[key]
+
+    def _fields(self) -> dict[str, Any]:
+        return {
+            "id": self.id, "name": self.name,
+            "tags": list(self.tags or []),  # PySyft's handlers always had a list
+            "action": self.action, "timeout_secs": self.timeout_secs,
+            "element_quota": self.element_quota, "print_local": self.print_local,
+            "log_local": self.log_local, "created_time": self.created_time, "kind": self.kind,
+            "max_elements": self.max_elements, "scientist": self.scientist,
+            "released": self.released, "matched": self.matched,
+        }  # fmt: skip
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self[key] if key in HANDLER_KEYS else default
+
+    def __contains__(self, key: object) -> bool:
+        return key in HANDLER_KEYS
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(HANDLER_KEYS)
+
+    def __len__(self) -> int:
+        return len(HANDLER_KEYS)
+
+    def items(self) -> list[tuple[str, Any]]:
+        return list(self._fields().items())
+
+    def values(self) -> list[Any]:
+        return list(self._fields().values())
 
     def expired(self, now: float) -> bool:
         return self.timeout_secs >= 0 and now - self.created > self.timeout_secs
@@ -156,6 +242,12 @@ class Handler:
     def constrained(self) -> bool:
         """True when the handler says something about what is released (not only its name)."""
         return self.tags is not None or self.kind is not None or self.max_elements is not None
+
+
+# what ``handler[key]`` reads: PySyft-Duet's keys, then ours
+HANDLER_KEYS = ("id", "name", "tags", "action", "timeout_secs", "element_quota", "print_local",
+                "log_local", "created_time", "kind", "max_elements", "scientist", "released",
+                "matched")  # fmt: skip
 
 
 def _scientist_id(text: str) -> str:
@@ -219,11 +311,14 @@ class RequestQueue:
                 )
             else:
                 handler.released += request.elements
+        verdict = "accepted" if action == "accept" else "denied"
         if handler.print_local:
-            verdict = "accepted" if action == "accept" else "denied"
             self.printer(
                 f"[duet] request {request.name!r} ({verdict} by a handler): {request.value!r}"
             )
+        if handler.log_local:
+            log.info("request %r (%s by handler %s): %r", request.name, verdict, handler.id,
+                     request.value)  # fmt: skip
         status = RequestStatus.ACCEPTED if action == "accept" else RequestStatus.DENIED
         try:
             self._decide(request, status, f"handler {handler.id}")
@@ -240,10 +335,14 @@ class RequestQueue:
             pass
 
     def cancel_peer(self, peer: str) -> None:
-        """The scientist left: its waiting requests time out (and let go of their values)."""
+        """The scientist left: its waiting requests time out (and let go of their values), and
+        its grants end."""
         for request in self.pending:
             if request.peer == peer:
                 self.expire(request, "the scientist left")
+        for request in self.history:
+            if request.peer == peer and request.grant is not None:
+                request.grant.end(GrantState.STALE, "the scientist left")
 
     def _decide(self, request: Request, status: RequestStatus, by: str) -> None:
         with self._lock:
@@ -288,6 +387,11 @@ class RequestQueue:
         with self._lock:
             return list(self._requests)
 
+    @property
+    def requests(self) -> list[Request]:
+        """The requests waiting for a decision (PySyft-Duet's ``duet.requests.requests``)."""
+        return self.pending
+
     def wait_for_request(self, timeout_secs: float | None = None) -> Request | None:
         """Block until a request is pending (or the timeout passes); returns it or None."""
         with self._changed:
@@ -319,7 +423,30 @@ class RequestQueue:
         from ..display import requests_frame
 
         ordered = self.pending + [r for r in self.history if r.status is not RequestStatus.PENDING]
-        return requests_frame(ordered)
+        frame = requests_frame(ordered)
+        # what an accepted request left: "active" (its scientist may get the object again while
+        # it is unchanged), "revoked", "stale" (it changed, or the scientist left), or ""
+        frame["Grant"] = [r.grant_state for r in ordered]
+        return frame
+
+    # ---- grants
+    @property
+    def grants(self) -> list[Grant]:
+        """The grants accepted requests left that are still active."""
+        return [r.grant for r in self.history if r.grant is not None and r.grant.active]
+
+    def revoke_grants(self, *, scientist: str | None = None, object_id: str | None = None) -> int:
+        """End active grants (all of them, or a scientist's, or those on one object): the next
+        get of those objects is a request again. Returns how many ended."""
+        peer = None if scientist is None else _scientist_id(scientist)
+        ended = 0
+        for grant in self.grants:
+            if peer is not None and grant.peer != peer:
+                continue
+            if object_id is not None and object_id not in (grant.object_id, _short(grant)):
+                continue
+            ended += grant.revoke()
+        return ended
 
     def __repr__(self) -> str:
         return f"<requests: {len(self)} pending, {len(self.history)} in all>"
@@ -333,6 +460,7 @@ class RequestQueue:
         action: str = "accept",
         timeout_secs: float = -1,
         print_local: bool = False,
+        log_local: bool = False,
         element_quota: int | None = None,
         kind: str | None = None,
         max_elements: int | None = None,
@@ -357,7 +485,8 @@ class RequestQueue:
         - ``scientist``: only requests of the scientist with this ID.
 
         ``timeout_secs`` makes the handler expire (-1: never). ``print_local`` prints the value
-        here. ``element_quota`` caps the elements it may release in all, then it denies.
+        here, ``log_local`` logs it (at INFO). ``element_quota`` caps the elements it may
+        release in all, then it denies.
         """
         if action not in ("accept", "deny"):
             raise UsageError(f"action must be 'accept' or 'deny', not {action!r}")
@@ -385,6 +514,7 @@ class RequestQueue:
             print_local=print_local,
             element_quota=element_quota,
             scientist=None if scientist is None else _scientist_id(scientist),
+            log_local=bool(log_local),
         )
         if action == "accept" and not handler.constrained:
             what = f"named {name!r}" if name is not None else "of any kind"
@@ -411,21 +541,68 @@ class RequestQueue:
             self._handlers = [h for h in self._handlers if not h.expired(now)]
             return HandlerList(self._handlers)
 
-    def remove_handler(self, handler: Handler | int | str) -> None:
-        """Remove a handler by object, id, or name."""
+    def remove_handler(
+        self,
+        handler: Handler | int | str | list[str] | tuple[str, ...] | None = None,
+        *,
+        name: str | None = None,
+        tags: list[str] | tuple[str, ...] | None = None,
+    ) -> int:
+        """Remove handlers; returns how many. Name them as they were added, as PySyft did:
+
+        - ``remove_handler(handler)``: the Handler ``add_handler`` returned, or its id (int);
+        - ``remove_handler("loss")``: the handlers added with that name; if none has it, the
+          one handler that has that tag (two: a UsageError, name it better);
+        - ``remove_handler(["ages", "mean"])`` or ``remove_handler(tags=[...])``: the handlers
+          added with exactly those tags (in any order);
+        - ``remove_handler(name=..., tags=...)``: both must match.
+
+        Raises UsageError when nothing matches (nothing is removed).
+        """
+        if handler is not None and (name is not None or tags is not None):
+            raise UsageError("name the handler either by itself or by name=/tags=, not both")
+        if isinstance(handler, list | tuple):
+            handler, tags = None, handler
+        if isinstance(tags, str):
+            raise UsageError("tags is a list of tags, not one string")
         with self._lock:
-            before = len(self._handlers)
-            self._handlers = [
-                h
-                for h in self._handlers
-                if not (
-                    h is handler
-                    or h.id == handler
-                    or (isinstance(handler, str) and h.name == _normalize(handler))
+            handlers = self._handlers
+            if handler is None and name is None and tags is None:
+                raise UsageError(
+                    "say which handler to remove: remove_handler(handler), (name), (tags) "
+                    "or clear_handlers()"
                 )
-            ]
-            if len(self._handlers) == before:
-                raise UsageError(f"no handler {handler!r}")
+            if handler is not None:
+                chosen = [
+                    h
+                    for h in handlers
+                    if h is handler
+                    or (isinstance(handler, int) and not isinstance(handler, bool)
+                        and h.id == handler)
+                    or (isinstance(handler, str) and h.name == _normalize(handler))
+                ]  # fmt: skip
+                if not chosen and isinstance(handler, str):  # PySyft's handlers[tag]
+                    chosen = [h for h in handlers if h.tags is not None and handler in h.tags]
+                    if len(chosen) > 1:
+                        raise UsageError(
+                            f"{len(chosen)} handlers have the tag {handler!r} (handler ids "
+                            f"{[h.id for h in chosen]}); remove one by its id, or by all its "
+                            "tags: remove_handler(tags=[...])"
+                        )
+            else:
+                wanted = None if tags is None else {str(t) for t in tags}
+                chosen = [
+                    h
+                    for h in handlers
+                    if (name is None or h.name == _normalize(name))
+                    and (wanted is None or (h.tags is not None and set(h.tags) == wanted))
+                ]
+            if not chosen:
+                what = repr(handler) if handler is not None else _described(name, tags)
+                known = ", ".join(_shown(h) for h in handlers) or "none"
+                raise UsageError(f"no handler matches {what}; the handlers are: {known}")
+            self._handlers = [h for h in handlers if all(h is not c for c in chosen)]
+            return len(chosen)
 
     def clear_handlers(self) -> None:
         with self._lock:
@@ -438,6 +615,22 @@ class HandlerList(list[Handler]):
         from ..display import handlers_frame
 
         return handlers_frame(self)
+
+
+def _described(name: str | None, tags: Any) -> str:
+    parts = ([] if name is None else [f"name={name!r}"]) + (
+        [] if tags is None else [f"tags={list(tags)!r}"]
+    )
+    return ", ".join(parts)
+
+
+def _shown(handler: Handler) -> str:
+    return f"{handler.id} (name={handler.name!r}, tags={handler.tags!r}, {handler.action})"
+
+
+def _short(grant: Grant) -> str:
+    """The id the scientist's pointer shows for a granted object (its own are namespaced)."""
+    return grant.object_id.removeprefix(grant.peer + ":")
 
 
 def new_request_id() -> str:

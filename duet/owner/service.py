@@ -47,6 +47,7 @@ from ..protocol.serde import Decoder
 from .audit import AuditLog
 from .context import OwnerSettings, set_current
 from .executor import Executor
+from .grants import Grant, GrantBook, GrantState
 from .labels import UNKNOWN, Walk, owner_containers
 from .policy import PolicyChain
 from .quota import scalar_bytes
@@ -105,10 +106,13 @@ class PeerService:
         self.redact_errors = redact_errors
         self.executor = Executor(peer, store, error_info=self._error_info, policy=policy)
         self.policy = self.executor.policy
+        # what accepted requests let this scientist get again (only this one: grants.py)
+        self.grants = GrantBook()
+        self.executor.on_write = self.grants.written
         self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
         self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
-        # request id -> (the state under review, the value itself: kept alive until decided)
-        self._frozen: dict[str, tuple[list[Any], Any]] = {}
+        # request id -> (the state under review, the entry reviewed: kept alive until decided)
+        self._frozen: dict[str, tuple[list[Any], StoredObject | None]] = {}
         self._plans: dict[str, DefinePlan] = {}
         self._plan_runs = 0
         self.max_backlog = MAX_BACKLOG
@@ -178,6 +182,7 @@ class PeerService:
                 # the owner's own bookkeeping failed part way: it can no longer tell what is
                 # private, so from now on everything this scientist sees is (fail closed)
                 self.executor.poisoned = self.executor.poisoned | UNKNOWN
+                self.grants.end_all(GrantState.STALE, "the owner lost track of what changed")
                 out.append(Failure(result=None, error=self._error_info(exc, None)))
             if out_buffers:
                 # a value goes out as soon as it is made: a frame of gets never piles up
@@ -343,6 +348,10 @@ class PeerService:
                 return Reply(rid=message.rid, status="error", error=entry.failure)
             snapshot = Snapshot.of(entry.value, buffers=out_buffers)
             return self._value_reply(message.rid, entry, snapshot, "ok", message.delete_obj)
+        if self.grants.find(entry.id) is not None:
+            reply = self._granted(message, entry, label, out_buffers)
+            if reply is not None:
+                return reply
         if not message.request:
             return self._error_reply(
                 message.rid,
@@ -397,7 +406,7 @@ class PeerService:
         # what the owner decides on cannot change until it is decided: the scientist's writes
         # to it are refused meanwhile (the snapshot views its memory, no copy is made)
         frozen = [] if entry.failure is not None else Walk().add(entry.value).nodes.values()
-        self._frozen[request.id] = (list(frozen), entry.value)
+        self._frozen[request.id] = (list(frozen), entry)
         self.store.labels.freeze(self._frozen[request.id][0])
         self.requests.submit(request)
         if request.status is RequestStatus.PENDING:
@@ -412,15 +421,27 @@ class PeerService:
         waiting = self._waiting.pop(request.id, None)
         if waiting is None:
             return
-        frozen, _value = self._frozen.pop(request.id, ([], None))
-        self.store.labels.freeze(frozen, -1)
         quota = self.store.quotas.get(self.peer)
         if quota is not None:
             quota.pending -= 1
         rid, delete_obj = waiting
         buffers: list[Any] = []
+        entry = self.store.get(request.object_id)
+        frozen, reviewed = self._frozen.get(request.id, ([], None))
+        if (
+            request.status is RequestStatus.ACCEPTED
+            and request.decided_by == "owner"
+            and entry is not None
+            and entry is reviewed
+        ):
+            # what the owner accepted by hand leaves a grant (a handler decides every request
+            # afresh: its quota counts, and removing it stops it), made before the value is
+            # unfrozen, so no write comes between review and grant, and only for the object
+            # reviewed, not one made since under the same id
+            self._grant(request, entry)
+        self._frozen.pop(request.id, None)
+        self.store.labels.freeze(frozen, -1)
         if request.status is RequestStatus.ACCEPTED:
-            entry = self.store.get(request.object_id)
             reply = self._value_reply(rid, entry, request.snapshot, "accepted", delete_obj)
             buffers = request.snapshot.buffers
             if self.audit is not None:
@@ -434,6 +455,72 @@ class PeerService:
             status: Any = request.status.value
             reply = Reply(rid=rid, status=status, note=f"request {request.name!r} {note}")
         self._reply([reply], buffers)
+
+    # ---- grants
+    def _grant(self, request: Request, entry: StoredObject) -> None:
+        """Leave a grant for an accepted request, naming exactly what was reviewed. None is
+        left (fail closed) when that cannot be told or no longer holds."""
+        if entry.failure is not None:
+            current = Snapshot.failed(entry.failure)
+            walk = Walk()
+        else:
+            walk = Walk().add(entry.value)
+            current = Snapshot.of(entry.value)
+        if walk.unknown or (current.error is not None and entry.failure is None):
+            return
+        digest = request.snapshot.digest()
+        grant = Grant(
+            request_id=request.id, peer=self.peer, entry=entry, walk=walk, label=request.label,
+            digest=digest,
+        )  # fmt: skip
+        why = grant.check(entry, walk, self.executor.label_of(entry), current.digest())
+        request.grant = grant
+        if why is not None:  # changed while it was reviewed (the owner's own write, say)
+            grant.end(GrantState.STALE, why)
+            return
+        self.grants.add(grant)
+        if self.audit is not None:
+            self.audit.record(
+                "grant", scientist=self.peer, name=self.peer_name, request=request.id,
+                object_id=entry.id, digest=digest, state=grant.state.value,
+            )  # fmt: skip
+
+    def _granted(
+        self, message: Get, entry: StoredObject, label: Any, out_buffers: list[Any]
+    ) -> Reply | None:
+        """The reply releasing ``entry`` through this scientist's grant on it, or None (and
+        the grant ends) when the object is not exactly what the owner reviewed."""
+        grant = self.grants.find(entry.id)
+        if grant is None:
+            return None
+        try:  # the owner may have changed its rules for this scientist since
+            self.policy.check_release(self.peer, entry)
+        except DuetError:
+            return None
+        if entry.failure is not None:
+            walk, snapshot = Walk(), Snapshot.failed(entry.failure)
+        else:
+            walk, snapshot = Walk().add(entry.value), Snapshot.of(entry.value)
+        why = grant.check(entry, walk, label, snapshot.digest())
+        if why is not None:
+            self.grants.end(grant, GrantState.STALE, why)
+            return None
+        grant.uses += 1
+        if snapshot.buffers:  # into the frame's buffers (empty: replies with values go alone)
+            if out_buffers:
+                snapshot = Snapshot.of(entry.value, buffers=out_buffers)
+            else:
+                out_buffers.extend(snapshot.buffers)
+        if self.audit is not None:
+            self.audit.record(
+                "release", scientist=self.peer, name=self.peer_name, request=grant.request_id,
+                object_id=entry.id, digest=grant.digest, nbytes=snapshot.nbytes,
+                value_kind=snapshot.kind, decided_by=f"grant of request {grant.request_id}",
+            )  # fmt: skip
+        reply = self._value_reply(message.rid, entry, snapshot, "accepted", message.delete_obj)
+        return reply.model_copy(
+            update={"note": f"released under the grant of request {grant.request_id}"}
+        )
 
     def _value_reply(
         self,
