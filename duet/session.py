@@ -96,6 +96,8 @@ class ScientistSession(Session):
         self.python = RemoteLibrary(self.client, "python")
         self.torchvision = RemoteLibrary(self.client, "torchvision")
         self.store = RemoteStore(self.client)
+        # the requests this scientist sent and how the owner answered (``.pandas``)
+        self.requests = self.client.requests
 
     # ---- what the connection delivers (on the loop)
     def on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:

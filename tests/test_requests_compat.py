@@ -169,6 +169,46 @@ def test_remove_handler_says_what_it_could_not_find_and_removes_nothing(pair):
     assert len(requests.handlers) == 2
 
 
+# ---- the scientist's view of its own requests
+def test_the_scientist_sees_its_requests_and_how_each_was_answered(pair):
+    owner, scientist = pair
+    torch.tensor([1.0, 2.0]).send(owner, tags=["x"])
+    data = scientist.store["x"]
+    accepted = data.sum().request(name="sum", reason="a total")
+    owner.requests.wait_for_request(timeout_secs=10).accept()
+    assert accepted.wait(10) == 3.0
+    denied = data.mean().request(name="mean", reason="an average")
+    owner.requests.wait_for_request(timeout_secs=10).deny()
+    with pytest.warns(sy.RequestWarning):
+        denied.wait(10)
+    with pytest.warns(sy.RequestWarning):
+        assert data.max().get(request_block=True, name="max", timeout_secs=0.2) is None
+    waiting = data.min().request(name="min", reason="the smallest")
+    assert owner.requests.wait_for_request(timeout_secs=10).name == "min"
+    table = scientist.requests.pandas
+    assert list(table.columns)[:5] == ["id", "name", "reason", "object id", "status"]
+    assert list(table["name"]) == ["sum", "mean", "max", "min"]
+    assert list(table["status"]) == ["accepted", "denied", "timeout", "pending"]
+    assert list(table["reason"])[:2] == ["a total", "an average"]
+    assert table["object id"].iloc[3] == waiting.pointer.id
+    assert [r.name for r in scientist.requests.pending] == ["min"]
+    assert scientist.requests[0].status == "accepted" and len(scientist.requests) == 4
+    owner.requests[0].accept()
+    waiting.wait(10)
+    assert scientist.requests[3].status == "accepted"
+
+
+def test_the_scientists_table_tells_a_release_under_a_grant(pair):
+    owner, scientist = pair
+    torch.tensor([1.0, 2.0]).send(owner, tags=["x"])
+    total = scientist.store["x"].sum()
+    request, _ = accept(owner, total)
+    assert total.get(request_block=True, name="again", timeout_secs=10) == 3.0
+    row = scientist.requests.pandas.iloc[1]
+    assert row["status"] == "accepted"
+    assert row["note"] == f"released under the grant of request {request.id}"
+
+
 # ---- grants
 def test_an_accepted_object_can_be_got_again_without_a_new_request(pair):
     owner, scientist = pair

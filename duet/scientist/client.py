@@ -20,9 +20,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectionLost, DuetTimeout, QuotaExceeded, UsageError, error_from_wire
 from ..protocol import allowlist
-from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Put, Reply, Sync
+from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Get, Put, Reply, Sync
 from ..protocol.serde import Decoder, Encoder
 from .pointer import Pointer, stand_in_pointer
+from .requests import SentRequests
 
 if TYPE_CHECKING:
     from ..connection import Connection
@@ -68,6 +69,8 @@ class PointerClient:
         )  # newest failures
         self.lost: ConnectionLost | None = None
         self.actions_sent = 0
+        # what this scientist asked the owner to release, and the answers (duet.requests)
+        self.requests = SentRequests()
 
     # ---- ids and pointers
     def new_id(self) -> str:
@@ -262,10 +265,18 @@ class PointerClient:
         # the blocking message rides in a frame of its own: if the owner refuses the frame
         # before it (too large, say), this one still gets its reply
         self.flush()
+
+        def built(enc: Encoder) -> Any:
+            message = build(rid)
+            if type(message) is Get and message.request:
+                self.requests.sent(rid, message)
+            return message
+
         try:
-            self.enqueue(lambda enc: build(rid))
+            self.enqueue(built)
         except BaseException:
             self._pending.pop(rid, None)
+            self.requests.discard(rid)
             raise
         self.flush()
         return future
@@ -292,6 +303,7 @@ class PointerClient:
     def on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
         for message in messages:
             if isinstance(message, Reply):
+                self.requests.answered(message.rid, message)
                 future = self._pending.pop(message.rid, None)
                 if future is not None and not future.done():
                     future.set_result((message, buffers))
@@ -311,6 +323,7 @@ class PointerClient:
 
     def on_lost(self, exc: ConnectionLost) -> None:
         self.lost = exc
+        self.requests.lost(f"the connection closed before the owner answered ({exc})")
         pending, self._pending = self._pending, {}
         for future in pending.values():
             if not future.done():

@@ -1,0 +1,118 @@
+"""``duet.requests`` on the scientist's side: the requests this scientist sent, and their fate.
+
+Recorded here from what was sent (a get with ``request_block=True`` or ``ptr.request(...)``) and
+the replies that came back; nothing is asked of the owner. Statuses: ``pending`` (no reply yet),
+``accepted`` (the value came back: by the owner's hand, a handler, or the grant an earlier
+accepted request left, see ``note``), ``denied``, ``timeout``, ``error`` (refused before the
+queue, say PermissionDenied or a quota) and ``lost`` (the connection closed first).
+"""
+
+from __future__ import annotations
+
+import collections
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas
+
+    from ..protocol.messages import Get, Reply
+
+MAX_KEPT = 10_000  # the newest requests kept (a long training loop asks many times)
+COLUMNS = ["id", "name", "reason", "object id", "status", "note", "sent", "answered"]
+
+
+@dataclass(eq=False)
+class SentRequest:
+    """One request as this scientist knows it. ``id`` numbers requests in this session."""
+
+    id: int
+    name: str
+    reason: str
+    object_id: str
+    status: str = "pending"
+    note: str = ""
+    sent: datetime = field(default_factory=datetime.now)
+    answered: datetime | None = None
+
+    def __repr__(self) -> str:
+        return f"<request {self.id} {self.name!r} for {self.object_id}: {self.status}>"
+
+
+class SentRequests:
+    """The scientist's ``duet.requests``: list-like over its requests, oldest first, with
+    ``.pandas`` and ``.pending``. Thread-safe (replies are recorded on the network's thread)."""
+
+    def __init__(self, *, max_kept: int = MAX_KEPT):
+        self._lock = threading.Lock()
+        self._all: collections.deque[SentRequest] = collections.deque(maxlen=max_kept)
+        self._waiting: dict[int, SentRequest] = {}  # by the id of the reply it waits for
+
+    # ---- recorded by the client
+    def sent(self, rid: int, message: Get) -> None:
+        request = SentRequest(rid, message.name, message.reason, message.id)
+        with self._lock:
+            self._all.append(request)
+            self._waiting[rid] = request
+
+    def answered(self, rid: int, reply: Reply) -> None:
+        with self._lock:
+            request = self._waiting.pop(rid, None)
+        if request is None:
+            return
+        if reply.status == "ok":  # the scientist's own value: no request was needed
+            request.status, request.note = "accepted", "yours: released without a request"
+        else:
+            request.status = reply.status
+            request.note = reply.note or (reply.error.message if reply.error is not None else "")
+        request.answered = datetime.now()
+
+    def discard(self, rid: int) -> None:
+        """The request was never sent (queueing it failed)."""
+        with self._lock:
+            request = self._waiting.pop(rid, None)
+            if request is not None:
+                self._all.remove(request)
+
+    def lost(self, why: str) -> None:
+        with self._lock:
+            waiting, self._waiting = self._waiting, {}
+        for request in waiting.values():
+            request.status, request.note = "lost", why
+
+    # ---- read by the scientist
+    @property
+    def pending(self) -> list[SentRequest]:
+        with self._lock:
+            return [r for r in self._all if r.status == "pending"]
+
+    def __len__(self) -> int:
+        return len(self._all)
+
+    def __iter__(self) -> Iterator[SentRequest]:
+        with self._lock:
+            return iter(list(self._all))
+
+    def __getitem__(self, index: int) -> SentRequest:
+        with self._lock:
+            return list(self._all)[index]
+
+    @property
+    def pandas(self) -> pandas.DataFrame:
+        import pandas as pd
+
+        with self._lock:
+            rows = [
+                [r.id, r.name, r.reason, r.object_id, r.status, r.note, r.sent, r.answered]
+                for r in self._all
+            ]
+        return pd.DataFrame(rows, columns=COLUMNS)
+
+    def __repr__(self) -> str:
+        return f"<your requests: {len(self.pending)} pending, {len(self)} in all>"
+
+
+__all__ = ["SentRequest", "SentRequests"]
