@@ -403,3 +403,16 @@ def test_a_handlers_accept_leaves_no_grant_so_removing_the_handler_stops_release
     assert owner.requests.history[0].grant_state == ""
     owner.requests.remove_handler(handler)
     assert_needs_a_new_request(owner, total)
+
+
+def test_whether_a_private_op_failed_does_not_show_through_a_grant(pair):
+    # a write with a privately failed input does not run; had the input not failed it would
+    # have written: either way the grant ends, so a served get cannot tell which happened
+    owner, scientist = pair
+    torch.tensor([1.0, 2.0, 3.0]).send(owner, tags=["x"])
+    data = scientist.store["x"]
+    doubled = data * 2
+    accept(owner, doubled)
+    failed = data.view(2, 2)  # 3 elements: fails, and why is private
+    doubled.add_(failed)
+    assert_needs_a_new_request(owner, doubled)
