@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from .countdown import Countdown
 from .errors import DuetError, DuetTimeout, HandshakeError, SignalingError, UsageError
 from .identity import Identity
 from .node import OwnerSession, ScientistLink, default_audit_path
@@ -39,12 +40,16 @@ from .transport.identity import (
 )
 from .transport.owner_proof import check_answer, sign_answer
 from .transport.sdp import check_peer_sdp
-from .transport.signaling import SignalingClient
+from .transport.signaling import SignalingClient, SignalingServerError, SignalingUnreachable
 from .transport.webrtc import answer_offer, create_offer
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECS = 60.0
 LOOPBACK_HOSTS = ["127.0.0.1"]
+#: how long join_duet waits for an owner that has not launched yet (PySyft's loopback: 90 s)
+JOIN_WAIT_SECS = 90.0
+_FIRST_RETRY_SECS = 0.25
+_MAX_RETRY_SECS = 2.0
 
 
 def _say(text: str) -> None:
@@ -88,6 +93,9 @@ def launch_duet(
     max_scientists: int = 1,
     wait: bool = True,
     owner: OwnerSession | None = None,
+    network_url: str | None = None,
+    logging: bool = True,
+    db_path: str | Path | None = None,
 ) -> OwnerSession:
     """Start a duet as the data owner and wait until a scientist has joined.
 
@@ -119,10 +127,23 @@ def launch_duet(
     ``owner``: an OwnerSession prepared beforehand (published data, handlers, access rules in
     place before the first scientist can join); its own settings replace the ones above.
 
+    PySyft's names: ``network_url`` is ``signaling_url``; ``logging`` (PySyft's live status
+    line) is accepted and changes nothing, as duet prints no such line (``duet.requests``
+    shows what waits for you); ``db_path`` (PySyft's database for the store) raises
+    UsageError, as duet keeps the owner's objects in this process only.
+
     Raises SignalingError, HandshakeError (the scientist was not confirmed or could not prove
     who it is), ProtocolError (an offer duet would not send), DuetTimeout (no scientist within
-    ``timeout_secs``).
+    ``timeout_secs``), UsageError (``signaling_url`` and ``network_url`` disagree; a
+    ``db_path``).
     """
+    signaling_url = _signaling_url(signaling_url, network_url, "launch_duet")
+    if db_path is not None:
+        raise UsageError(
+            f"db_path={str(db_path)!r}: duet keeps the owner's objects in this process, in "
+            "memory, never in a database; leave db_path out (the record of requests and "
+            "releases is the audit log: launch_duet(audit=path))"
+        )
     if owner is None:
         owner = OwnerSession(
             max_bytes=max_bytes,
@@ -358,6 +379,166 @@ def _cleanup(state: dict[str, Any], owner: OwnerSession) -> None:
         owner._embedded_server = None
 
 
+class _NoOwnerYet(UsageError):
+    """join_duet(loopback=True) found no owner's file (yet): worth waiting for."""
+
+
+def _alias(name: str, value: Any, alias: str, alias_value: Any) -> Any:
+    """``value``, or the same thing under PySyft's name; UsageError if both disagree."""
+    if alias_value is None:
+        return value
+    if value is not None and value != alias_value:
+        raise UsageError(
+            f"{name}={value!r} and {alias}={alias_value!r} disagree ({alias} is PySyft's name "
+            f"for {name}); pass one of them"
+        )
+    return alias_value
+
+
+def _signaling_url(url: Any, network_url: str | None, call: str) -> str | None:
+    if url is not None and not isinstance(url, str):
+        raise UsageError(
+            f"{call}'s second argument is the signaling server's URL, not {url!r}; pass "
+            "PySyft's other arguments by name"
+            if call == "join_duet"
+            else f"{call}'s first argument is the signaling server's URL, not {url!r}; pass "
+            "PySyft's logging= by name"
+        )
+    return _alias("signaling_url", url, "network_url", network_url or None)  # type: ignore[no-any-return]
+
+
+def _find_owner(
+    session_id: str | None, url: str | None, owner_id: str | None, loopback: bool
+) -> tuple[local.LoopbackRecord | None, str, str | None, str]:
+    """Where to join: (loopback record, session ID, owner ID, signaling URL)."""
+    record = None
+    if loopback:
+        path = local.loopback_file()
+        if not os.path.lexists(path):
+            raise _NoOwnerYet(
+                "no owner is waiting on this machine: run launch_duet(loopback=True) first"
+            )
+        try:
+            record = local.read_loopback()
+        except UsageError as exc:
+            if not os.path.lexists(path):  # a stale file, removed: that owner has exited
+                raise _NoOwnerYet(str(exc)) from None
+            raise
+        if session_id is not None and session_id.strip() != record.session_id:
+            raise UsageError(
+                f"the owner waiting on this machine runs session {record.session_id[:8]}…, not "
+                f"{session_id.strip()[:8]}…; join with join_duet(loopback=True) alone"
+            )
+        if owner_id is not None and normalize_id(owner_id) != normalize_id(record.owner_id):
+            raise UsageError(
+                f"the owner waiting on this machine is {record.owner_id}, not {owner_id}"
+            )
+        session_id, owner_id = record.session_id, record.owner_id
+        url = url or record.signaling_url
+    if session_id is None:
+        raise UsageError("join_duet needs the session ID the owner was given")
+    if owner_id is not None:
+        owner_id = parse_id(owner_id, "owner_id")
+    url = url or os.environ.get("DUET_SIGNALING_URL")
+    if url is None:
+        raise UsageError(
+            "no signaling server given: pass the signaling_url the owner's launch_duet printed "
+            "(or set DUET_SIGNALING_URL)"
+        )
+    return record, session_id, owner_id, url
+
+
+def _worth_waiting(exc: BaseException, loopback: bool) -> bool:
+    """Whether a failed attempt to join may succeed later, as the server's reply says."""
+    if isinstance(exc, _NoOwnerYet | SignalingUnreachable | DuetTimeout):
+        return True
+    if isinstance(exc, SignalingServerError):
+        # an unknown session on loopback: that owner's session ended, a new one is on its way
+        return exc.server_code == "server_full" or (
+            loopback and exc.server_code in ("unknown_session", "expired")
+        )
+    return False
+
+
+async def _join_signaling(url: str, session_id: str) -> SignalingClient:
+    client = await SignalingClient.connect(url)
+    try:
+        await client.join(session_id)
+    except BaseException:
+        await client.close()
+        raise
+    return client
+
+
+def _reach_owner(
+    session_id: str | None,
+    url: str | None,
+    *,
+    owner_id: str | None,
+    loopback: bool,
+    wait_secs: float,
+) -> tuple[local.LoopbackRecord | None, str, str | None, str, SignalingClient]:
+    """Find the owner's session and join it on the signaling server, waiting up to
+    ``wait_secs`` (with a countdown) while the owner or the server is not there yet."""
+    countdown: Countdown | None = None
+    delay = _FIRST_RETRY_SECS
+    found: tuple[local.LoopbackRecord | None, str, str | None, str] | None = None
+    try:
+        while True:  # bounded by the countdown's deadline
+            try:
+                found = _find_owner(session_id, url, owner_id, loopback)
+                client = run(
+                    _join_signaling(found[3], found[1]),
+                    timeout_secs=CONNECT_TIMEOUT_SECS,
+                    what="joining through the signaling server",
+                )
+                return (*found, client)
+            except DuetError as exc:
+                if wait_secs <= 0 or not _worth_waiting(exc, loopback):
+                    raise
+                if countdown is None:
+                    countdown = Countdown(_awaited(found, loopback), wait_secs)
+                if countdown.left() <= 0:
+                    raise _owner_never_came(found, loopback, wait_secs, exc) from exc
+                countdown.what = _awaited(found, loopback)
+                countdown.pause(delay, note=_short(exc))
+                delay = min(delay * 2, _MAX_RETRY_SECS)
+    finally:
+        if countdown is not None:
+            countdown.done()
+
+
+def _awaited(found: tuple[Any, str, Any, str] | None, loopback: bool) -> str:
+    if found is None:
+        return "waiting for an owner to run launch_duet(loopback=True) on this machine"
+    return f"waiting to join session {found[1][:8]}… at the signaling server {found[3]}"
+
+
+def _short(exc: BaseException) -> str:
+    if isinstance(exc, SignalingServerError):
+        return exc.server_code
+    if isinstance(exc, SignalingUnreachable):
+        return "not answering"
+    if isinstance(exc, _NoOwnerYet):
+        return "no owner yet"
+    return type(exc).__name__
+
+
+def _owner_never_came(
+    found: tuple[Any, str, Any, str] | None, loopback: bool, wait_secs: float, last: DuetError
+) -> DuetTimeout:
+    if found is None:
+        return DuetTimeout(
+            f"no owner ran launch_duet(loopback=True) on this machine within {wait_secs:g} s "
+            f"(the loopback file {local.loopback_file()} never appeared); start the owner, "
+            "then join again (wait_secs=... waits longer)"
+        )
+    return DuetTimeout(
+        f"could not join session {found[1][:8]}… through the signaling server at {found[3]} "
+        f"within {wait_secs:g} s: {last}"
+    )
+
+
 def join_duet(
     session_id: str | None = None,
     signaling_url: str | None = None,
@@ -369,6 +550,9 @@ def join_duet(
     timeout_secs: float = 600.0,
     identity: Identity | str | None = None,
     name: str = "",
+    wait_secs: float = JOIN_WAIT_SECS,
+    network_url: str | None = None,
+    target_id: str | None = None,
 ) -> ScientistSession:
     """Join a duet as the data scientist; returns the connected session.
 
@@ -382,10 +566,22 @@ def join_duet(
     shown to the owner beside your ID (it proves nothing). ``identity``: an Identity, or the
     name of a key in the duet home ("default").
 
+    Started before the owner, it waits up to ``wait_secs`` (90 s, as PySyft's loopback did)
+    with a countdown on stderr: for the owner's loopback file with ``loopback=True``, for the
+    signaling server to answer at its address otherwise (each attempt bounded, with a backoff
+    between attempts of up to 2 s). An unknown session ID is not waited for: IDs are made by
+    the signaling server when the owner registers, so a wait cannot make one known.
+    ``wait_secs=0`` fails at once. PySyft's names: ``target_id`` is ``session_id``,
+    ``network_url`` is ``signaling_url``.
+
     Raises SignalingError (unknown or expired ID, the owner refused), HandshakeError (the owner
-    is not ``owner_id``, or refused you), UsageError (a malformed ``owner_id``, no owner waiting
-    on loopback, a loopback file someone else could have written), DuetTimeout.
+    is not ``owner_id``, or refused you), UsageError (a malformed ``owner_id``, a loopback file
+    someone else could have written, PySyft's and duet's names given different values),
+    DuetTimeout (no owner within ``wait_secs``, naming the session and the signaling server;
+    or no connection within ``timeout_secs``).
     """
+    session_id = _alias("session_id", session_id, "target_id", target_id or None)
+    signaling_url = _signaling_url(signaling_url, network_url, "join_duet")
     who = (
         identity
         if isinstance(identity, Identity)
@@ -393,32 +589,12 @@ def join_duet(
     )
     if name:
         who.name = name
-    record = local.read_loopback() if loopback else None
-    if record is not None:
-        if session_id is not None and session_id.strip() != record.session_id:
-            raise UsageError(
-                f"the owner waiting on this machine runs session {record.session_id[:8]}…, not "
-                f"{session_id.strip()[:8]}…; join with join_duet(loopback=True) alone"
-            )
-        if owner_id is not None and normalize_id(owner_id) != normalize_id(record.owner_id):
-            raise UsageError(
-                f"the owner waiting on this machine is {record.owner_id}, not {owner_id}"
-            )
-        session_id, owner_id = record.session_id, record.owner_id
-        signaling_url = signaling_url or record.signaling_url
-    if session_id is None:
-        raise UsageError("join_duet needs the session ID the owner was given")
-    if owner_id is not None:
-        owner_id = parse_id(owner_id, "owner_id")
-    url = signaling_url or os.environ.get("DUET_SIGNALING_URL")
-    if url is None:
-        raise UsageError(
-            "no signaling server given: pass the signaling_url the owner's launch_duet printed "
-            "(or set DUET_SIGNALING_URL)"
-        )
+    record, session_id, owner_id, _url, client = _reach_owner(
+        session_id, signaling_url, owner_id=owner_id, loopback=loopback, wait_secs=wait_secs
+    )
     hosts = _ice_hosts(ice_hosts, loopback)
     scientist = ScientistSession()
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"signaling": client}
 
     async def offer() -> None:
         peer, sdp = await create_offer(ice_servers=ice_servers, ice_hosts=hosts)
@@ -426,12 +602,10 @@ def join_duet(
         if record is not None:
             proof = local.loopback_proof(record.token, record.session_id, peer.fingerprint)
             sdp = local.with_proof(sdp, proof)
-        state["signaling"] = client = await SignalingClient.connect(url)
-        await client.join(session_id)
         await client.send_offer(sdp)
 
     try:
-        run(offer(), timeout_secs=CONNECT_TIMEOUT_SECS, what="joining through the signaling server")
+        run(offer(), timeout_secs=CONNECT_TIMEOUT_SECS, what="sending the offer to the owner")
     except BaseException:
         _close_all(state)
         raise
@@ -495,4 +669,32 @@ def _close_all(state: dict[str, Any]) -> None:
         run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
 
 
-__all__ = ["join_duet", "launch_duet"]
+def duet(
+    target_id: str | None = None,
+    logging: bool = True,
+    network_url: str | None = None,
+    loopback: bool = False,
+    db_path: str | Path | None = None,
+    **options: Any,
+) -> OwnerSession | ScientistSession:
+    """PySyft's one call: with no ID, launch a duet as the owner; with one, join it.
+
+    ``sy.duet()`` is ``launch_duet()``, ``sy.duet(loopback=True)`` is
+    ``launch_duet(loopback=True)``, ``sy.duet("<session id>")`` is ``join_duet("<session id>")``
+    (the scientist on this machine joins a loopback owner with ``sy.join_duet(loopback=True)``,
+    as in PySyft). ``network_url`` is the signaling server's URL; ``logging`` and ``db_path``
+    mean what they mean to ``launch_duet``; other keyword arguments go to the call made.
+
+    Raises what ``launch_duet`` or ``join_duet`` raise; UsageError for ``db_path`` when
+    joining (it is the owner's).
+    """
+    if target_id is None:
+        return launch_duet(
+            network_url=network_url, loopback=loopback, logging=logging, db_path=db_path, **options
+        )
+    if db_path is not None:
+        raise UsageError("db_path is for launching a duet (the owner's); joining takes none")
+    return join_duet(target_id, network_url=network_url, loopback=loopback, **options)
+
+
+__all__ = ["duet", "join_duet", "launch_duet"]

@@ -113,7 +113,7 @@ def test_loopback_owner_and_scientist_find_each_other_with_no_id_to_copy(
 def test_joining_loopback_with_no_owner_waiting_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setenv("DUET_LOOPBACK_FILE", str(tmp_path / "nobody.json"))
     with pytest.raises(sy.UsageError, match="no owner is waiting on this machine"):
-        sy.join_duet(loopback=True)
+        sy.join_duet(loopback=True, wait_secs=0)  # by default it waits for one (90 s)
 
 
 def test_unknown_session_id_is_a_signaling_error():
@@ -146,5 +146,5 @@ def test_a_stale_or_broken_loopback_file_is_a_clear_error(tmp_path, monkeypatch)
         json.dumps({"session_id": "0" * 32, "signaling_url": "ws://127.0.0.1:9", "pid": dead_pid})
     )
     with pytest.raises(sy.UsageError, match="has exited"):
-        sy.join_duet(loopback=True)
+        sy.join_duet(loopback=True, wait_secs=0)  # by default it waits for a new owner
     assert not path.exists()

@@ -30,9 +30,10 @@ Messages are the models of :mod:`signaling_server.protocol`, shared with the ser
 wire protocol is documented (``signaling_server/__init__.py``).
 
 Errors the server reports raise :class:`SignalingServerError` (a
-:class:`~duet.errors.SignalingError` carrying the server's ``code``); failing to reach the server,
-losing the connection or receiving a message that is not a valid one raise
-:class:`~duet.errors.SignalingError`; waits that run out of time raise
+:class:`~duet.errors.SignalingError` carrying the server's ``code``); finding nothing at the
+server's address raises :class:`SignalingUnreachable` (a SignalingError: try again later);
+a failed websocket handshake, losing the connection or receiving a message that is not a valid
+one raise :class:`~duet.errors.SignalingError`; waits that run out of time raise
 :class:`~duet.errors.DuetTimeout`; calls that do not fit the session (``wait_offer`` in an open
 session, an answer naming no peer in one) raise :class:`~duet.errors.UsageError` before anything
 is sent.
@@ -112,6 +113,7 @@ __all__ = [
     "PeerLeft",
     "SignalingClient",
     "SignalingServerError",
+    "SignalingUnreachable",
 ]
 
 
@@ -126,6 +128,11 @@ class SignalingServerError(SignalingError):
     def __init__(self, server_code: str, message: str) -> None:
         super().__init__(f"signaling server: {message} [{server_code}]")
         self.server_code = server_code
+
+
+class SignalingUnreachable(SignalingError):
+    """Nothing answered at the signaling server's address (refused, unreachable): it may not
+    be running yet, so a caller may try again later."""
 
 
 class SignalingClient:
@@ -166,7 +173,12 @@ class SignalingClient:
             raise SignalingError(
                 f"{url!r} is not a websocket URL; use ws://host:port or wss://host:port"
             ) from exc
-        except (OSError, InvalidHandshake) as exc:
+        except OSError as exc:
+            raise SignalingUnreachable(
+                f"cannot connect to the signaling server at {url}: {exc}; "
+                "check that it is running and the URL is right"
+            ) from exc
+        except InvalidHandshake as exc:
             raise SignalingError(
                 f"cannot connect to the signaling server at {url}: {exc}; "
                 "check that it is running and the URL is right"
