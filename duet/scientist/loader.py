@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -20,7 +21,7 @@ def iterate_loader(loader: Pointer) -> Iterator[Pointer]:
     on a remote iterator. Raises RequestDenied when the owner does not release the length.
     """
     try:
-        batches = len(loader)  # released once, then remembered by the pointer
+        batches = operator.index(loader.len())  # len(loader): released once, then remembered
     except RequestDenied as exc:
         raise RequestDenied(
             f"cannot iterate the remote DataLoader {loader.id}: {exc}; the owner can allow it "

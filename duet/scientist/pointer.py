@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
-from ..errors import NotAllowed, RequestDenied, RequestWarning, UsageError
+from ..errors import NotAllowed, PermissionDenied, RequestDenied, RequestWarning, UsageError
 from ..protocol import allowlist
 from ..protocol.messages import Get, Reply
 
@@ -153,6 +153,7 @@ class Pointer:
         reason: str = "",
         timeout_secs: float | None = None,
         delete_obj: bool | None = None,
+        verbose: bool = False,
     ) -> Any:
         """Fetch the value.
 
@@ -162,6 +163,7 @@ class Pointer:
         None with a RequestWarning. Remote failures raise RemoteError naming the failed op.
         ``delete_obj``: free your object on the owner's side once fetched; by default a
         worker's pointers do (PySyft's get moves the value back), a duet's do not.
+        ``verbose=True`` (PySyft's): print what is asked of the owner and what it decided.
         """
         if delete_obj is None:
             delete_obj = self._client.moves_on_get
@@ -171,11 +173,40 @@ class Pointer:
                 timeout_secs=timeout_secs,
                 what=f"get of {self.id}",
             )
-            return self._value(reply, buffers)
+            value = self._value(reply, buffers)
+            if verbose:
+                _say(f"got {self.kind or 'object'} {self.id}")
+            return value
         handle = self.request(
             name=name, reason=reason, timeout_secs=timeout_secs, delete_obj=delete_obj
         )
-        return handle.wait(timeout_secs=None if timeout_secs is None else timeout_secs + 5.0)
+        if verbose:
+            limit = "" if timeout_secs is None else f" (up to {timeout_secs:g} s)"
+            why = f": {reason}" if reason else ""
+            _say(f"asked the owner for {handle.label}{why}; waiting for the decision{limit}")
+        value = handle.wait(timeout_secs=None if timeout_secs is None else timeout_secs + 5.0)
+        if verbose:
+            outcome = {"ok": "accepted", "timeout": "timed out"}.get(handle.status, handle.status)
+            _say(f"request {handle.label}: {outcome}")
+        return value
+
+    def get_copy(
+        self,
+        request_block: bool = False,
+        name: str | None = None,
+        reason: str = "",
+        timeout_secs: float | None = None,
+        verbose: bool = False,
+    ) -> Any:
+        """``get`` that leaves the object where it is (PySyft's name; ``delete_obj=False``)."""
+        return self.get(
+            request_block=request_block,
+            name=name,
+            reason=reason,
+            timeout_secs=timeout_secs,
+            delete_obj=False,
+            verbose=verbose,
+        )
 
     def request(
         self,
@@ -221,39 +252,52 @@ class Pointer:
             f"a pointer's truth value lives on the owner's side; fetch it first: ptr.get(...) ({self!r})"
         )
 
-    def __len__(self) -> int:
-        if "len" in self.meta:  # released once already: a dataset's length does not change
-            return int(self.meta["len"])
-        name = "train_size" if self.kind in ("Dataset", "DataLoader") else "len"
-        length = self._call("__len__").get(
-            request_block=True, name=name, reason="length of a remote object"
-        )
-        if length is None:
-            raise RequestDenied(
-                f"the owner did not release the length of {self.id} (request {name!r})"
-            )
-        if self.kind in ("Dataset", "DataLoader"):
-            self.meta["len"] = int(length)
-        return int(length)
+    def __len__(self) -> LengthPointer:  # len(ptr) makes it the number: LengthPointer
+        """A pointer to the remote object's length, as in PySyft::
 
-    def len(self) -> Pointer:
+            size = loader.dataset.__len__().get(request_block=True, name="train_size")
+
+        ``len(ptr)`` asks the owner for the number itself (see LengthPointer).
+        """
+        return self.len()
+
+    def len(self) -> LengthPointer:
         """A pointer to the remote object's length (``len(ptr)`` asks for the number itself).
 
         >>> size = loader.len().get(request_block=True, name="train_size")
         """
-        return self._call("__len__")
+        result = self._call("__len__")
+        length = LengthPointer(result._client, result.id, result.kind, result.meta, owned=False)
+        length._owned, result._owned = result._owned, False  # the new pointer frees it
+        length.of = self
+        return length
 
     def __iter__(self) -> Iterator[Any]:
         if self.kind == "DataLoader":
             from .loader import iterate_loader
 
             return iterate_loader(self)
+        if self.kind == "Dict":  # as Python does: its keys
+            return iter(self._call("keys"))
         length = self.meta.get("length")
+        if length is None and self.kind in ("List", "Tuple"):
+            length = self._own_length()
         if length is None:
             raise UsageError(
                 f"cannot iterate a remote {self.kind or 'object'} of unknown length; index it instead (ptr[0])"
             )
         return (self[i] for i in range(length))
+
+    def _own_length(self) -> int:
+        """The length of a container whose length is the scientist's own (one round trip)."""
+        try:
+            return int(self._call("__len__").get())
+        except PermissionDenied as exc:
+            raise PermissionDenied(
+                f"the length of the remote {self.kind} {self.id} depends on the owner's data, so "
+                "it is theirs to release: request it, n = ptr.__len__().get(request_block=True, "
+                "name='len', reason='...'), then use ptr[i] for i in range(n)"
+            ) from exc
 
     def __reduce__(self) -> Any:
         raise UsageError(
@@ -330,6 +374,38 @@ def _tensor_method(
     )
 
 
+class LengthPointer(Pointer):
+    """A pointer to a remote object's length (``ptr.__len__()``, ``ptr.len()``).
+
+    ``get`` it as any pointer. Where Python needs the number itself (``len(ptr)``, ``range(n)``)
+    it is asked for as a request, named ``train_size`` for a Dataset's or DataLoader's length
+    and ``len`` otherwise; a Dataset's or DataLoader's length, once released, is remembered.
+    Raises RequestDenied there when the owner does not release it.
+    """
+
+    __slots__ = ("of",)
+
+    of: Pointer
+
+    def __index__(self) -> int:
+        of = self.of
+        if "len" in of.meta:  # released once already: a dataset's length does not change
+            return int(of.meta["len"])
+        name = "train_size" if of.kind in ("Dataset", "DataLoader") else "len"
+        length = self.get(request_block=True, name=name, reason="length of a remote object")
+        if length is None:
+            raise RequestDenied(
+                f"the owner did not release the length of {of.id} (request {name!r})"
+            )
+        if of.kind in ("Dataset", "DataLoader"):
+            of.meta["len"] = int(length)
+        return int(length)
+
+
+def _say(text: str) -> None:
+    print(f"♫♫♫ > {text}", flush=True)
+
+
 class RemoteMethod:
     """A method of a remote object; calling it queues the call and returns a pointer."""
 
@@ -358,6 +434,11 @@ class RequestHandle:
         self.pointer = pointer
         self.name = name
         self._future = future
+
+    @property
+    def label(self) -> str:
+        """How messages name the request: its name and the object, or the object alone."""
+        return f"{self.name!r} ({self.pointer.id})" if self.name else self.pointer.id
 
     @property
     def status(self) -> str:
