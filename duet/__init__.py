@@ -7,6 +7,7 @@ machine through pointers::
     owner, scientist = sy.duet_pair()          # both sides in one process
 """
 
+from . import lib, logger, util
 from ._version import __version__
 from .errors import (
     ConfigError,
@@ -27,9 +28,10 @@ from .errors import (
 )
 from .identity import Identity
 from .local import duet_pair, install_send
-from .network import join_duet, launch_duet
+from .network import duet, join_duet, launch_duet
 from .node import OwnerSession
 from .owner.requests import Handler, Request, RequestQueue, RequestStatus
+from .scientist.library import GYM_REFUSAL, RefusedLibrary
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
 from .session import ScientistSession
@@ -45,6 +47,10 @@ from .workers import (
 
 install_send()
 install_workers()
+
+#: PySyft's ``sy.gym`` and a session's ``duet.gym``: refused, see GYM_REFUSAL
+gym = RefusedLibrary("gym", GYM_REFUSAL)
+ScientistSession.gym = gym  # type: ignore[attr-defined]  # remote_gym = duet.gym, as PySyft wrote
 
 __all__ = [
     "BaseDataset",
@@ -78,8 +84,13 @@ __all__ = [
     "UsageError",
     "VirtualWorker",
     "__version__",
+    "duet",
     "duet_pair",
+    "gym",
     "join_duet",
     "launch_duet",
+    "lib",
+    "logger",
+    "util",
     "utils",
 ]

@@ -55,3 +55,33 @@ class RemoteFunction:
 
     def __repr__(self) -> str:
         return f"<remote function {self.op.path}>"
+
+
+GYM_REFUSAL = (
+    "reinforcement-learning environments are not exposed by duet: an environment is arbitrary "
+    "code and state on the owner's machine (its step() runs a simulator that may read files, "
+    "render, or carry the owner's state into its observations), and duet cannot label what it "
+    "computes as the owner's or yours, so it could neither run it safely nor decide what may be "
+    "released. Run the environment on your side and send the observations "
+    "(duet.torch.from_numpy(state)), or ask the owner to publish recorded episodes"
+)
+
+
+class RefusedLibrary:
+    """A library PySyft offered remotely that duet refuses (``duet.gym``): using any of it
+    raises NotAllowed saying why; nothing is sent."""
+
+    def __init__(self, name: str, why: str):
+        self._name = name
+        self._why = why
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise NotAllowed(f"{self._name}.{name}: {self._why}")
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        raise NotAllowed(f"{self._name}: {self._why}")
+
+    def __repr__(self) -> str:
+        return f"<{self._name}: not available in duet>"
