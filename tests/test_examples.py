@@ -1,0 +1,293 @@
+"""PySyft 0.5's Duet example pairs, written for ``import duet as sy``, run as owner and scientist
+in real Jupyter kernels side by side.
+
+Each example is a folder under ``tests/examples`` holding percent-format Python files (cells
+start at ``# %%``, optionally ``# %% tags=["name"]``): ``owner.py`` (or ``owner1.py``,
+``owner2.py`` for two owners) and ``scientist.py``. Each file becomes a notebook, executed by its
+own kernel with its own duet home and data root (the test writes the data files an owner's
+notebook reads there, in their real formats, made from scikit-learn's datasets: no download),
+and all kernels of a pair share one loopback file, as notebooks on one machine do.
+
+The notebooks wait for each other as a person running them would: a cell tagged
+``after:NAME`` starts only once a cell tagged ``NAME`` has run in any of the notebooks, and
+``after:owner-waiting`` (``after:owner2-waiting``) once that owner's ``launch_duet`` prints that
+it waits for the scientist. Every wait is bounded. A cell tagged ``raises-exception`` may fail
+(the PySyft code a duet refuses on purpose); its notebook stops there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import struct
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+from jupyter_client.manager import AsyncKernelManager
+
+from .test_notebooks import (
+    KERNEL_NAME,
+    OWNER_WAITING,
+    WatchingClient,
+    bounded_wait,
+    code_cells,
+    kernel_specs,
+    stream_text,
+    tags,
+)
+
+EXAMPLES = Path(__file__).resolve().parent / "examples"
+RUN_TIMEOUT_SECS = 150
+CELL_MARK = re.compile(r"^# %%(?:\s+tags=(\[.*\]))?\s*$")
+AFTER = "after:"
+RAISES = "raises-exception"  # nbclient's own tag: the cell may fail
+
+
+# ---------------------------------------------------------------- percent files -> notebooks
+
+
+def percent_notebook(path: Path) -> Any:
+    """The notebook a percent-format file describes: one code cell per ``# %%`` marker."""
+    cells: list[tuple[list[str], list[str]]] = []
+    for line in path.read_text().splitlines():
+        mark = CELL_MARK.match(line)
+        if mark:
+            cells.append((json.loads(mark.group(1) or "[]"), []))
+        elif cells:
+            cells[-1][1].append(line)
+        else:
+            assert not line.strip(), f"{path}: code before the first '# %%'"
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    for cell_tags, lines in cells:
+        source = "\n".join(lines).strip("\n")
+        if source:
+            cell = nbformat.v4.new_code_cell(source)
+            if cell_tags:
+                cell.metadata.tags = cell_tags
+            nb.cells.append(cell)
+    nbformat.validate(nb)
+    return nb
+
+
+def roles(example: str) -> list[str]:
+    """The notebooks of an example: owners first (they launch), then the scientist."""
+    names = sorted(p.stem for p in (EXAMPLES / example).glob("*.py"))
+    return [n for n in names if n.startswith("owner")] + [n for n in names if n == "scientist"]
+
+
+# ---------------------------------------------------------------- data files, real formats
+
+
+def _digits_28x28() -> tuple[np.ndarray, np.ndarray]:
+    """scikit-learn's 8x8 digits scaled to 20x20 and centred in 28x28, 0-255, as MNIST is."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    small = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    scaled = torch.nn.functional.interpolate(small, size=(20, 20), mode="bilinear")
+    padded = torch.nn.functional.pad(scaled, (4, 4, 4, 4))
+    images = (padded.squeeze(1).clamp(0, 1) * 255).round().to(torch.uint8).numpy()
+    return images, digits.target.astype(np.uint8)
+
+
+def _write_idx(path: Path, array: np.ndarray) -> None:
+    """An IDX file (MNIST's format): magic (0, 0, type ubyte, ndim), big-endian sizes, data."""
+    header = struct.pack(">BBBB", 0, 0, 0x08, array.ndim) + struct.pack(
+        f">{array.ndim}I", *array.shape
+    )
+    path.write_bytes(header + np.ascontiguousarray(array, dtype=np.uint8).tobytes())
+
+
+def write_mnist(root: Path, train: int = 640, test: int = 320) -> None:
+    """torchvision's MNIST layout (``MNIST/raw``, uncompressed IDX files)."""
+    images, labels = _digits_28x28()
+    raw = root / "MNIST" / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    _write_idx(raw / "train-images-idx3-ubyte", images[:train])
+    _write_idx(raw / "train-labels-idx1-ubyte", labels[:train])
+    _write_idx(raw / "t10k-images-idx3-ubyte", images[train : train + test])
+    _write_idx(raw / "t10k-labels-idx1-ubyte", labels[train : train + test])
+
+
+def write_bsds(root: Path, per_split: int = 6) -> None:
+    """A small BSDS300-like folder (``BSDS300/images/{train,test}/*.jpg``): crops of the two
+    photos scikit-learn ships."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    photos = load_sample_images().images  # two 427x640 RGB photos
+    for split, offset in (("train", 0), ("test", 200)):
+        folder = root / "BSDS300" / "images" / split
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_split):
+            photo = photos[i % 2]
+            top, left = offset + 20 * (i // 2), 60 * i
+            crop = photo[top : top + 64, left : left + 64]
+            Image.fromarray(crop).save(folder / f"{split}{i}.jpg")
+
+
+def write_iris_test(root: Path, every: int = 5) -> None:
+    """A scientist's own held-out flowers: every fifth iris of scikit-learn's, as CSV."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True)
+    frame = iris.data.copy()
+    frame.columns = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+    frame["species"] = iris.target
+    frame.iloc[::every].to_csv(root / "iris-test.csv", index=False)
+
+
+DATA = {"mnist": write_mnist, "dcgan": write_mnist, "vae": write_mnist}
+OWNER_ONLY_DATA = {"super_resolution": write_bsds}
+SCIENTIST_ONLY_DATA = {"iris": write_iris_test}
+
+
+def prepare(example: str, role: str, folder: Path) -> dict[str, str]:
+    """The role's own duet home, data root (with the example's files) and working folder."""
+    home, data, cwd = folder / "home", folder / "data", folder / "cwd"
+    for path in (home, data, cwd):
+        path.mkdir(parents=True)
+    if example in DATA:
+        DATA[example](data)
+    if example in OWNER_ONLY_DATA and role.startswith("owner"):
+        OWNER_ONLY_DATA[example](data)
+    if example in SCIENTIST_ONLY_DATA and role == "scientist":
+        SCIENTIST_ONLY_DATA[example](data)
+    return {"DUET_HOME": str(home), "DUET_DATA_ROOT": str(data), "cwd": str(cwd)}
+
+
+# ---------------------------------------------------------------- running a pair
+
+
+class Run:
+    """The notebooks of one example, executed in their kernels; ``said[role]`` is what each
+    printed, ``errors[role]`` the error a ``raises-exception`` cell ended it with."""
+
+    def __init__(self, example: str, tmp_path: Path) -> None:
+        self.example = example
+        self.tmp_path = tmp_path
+        self.loopback = tmp_path / "duet-loopback.json"
+        self.nbs = {
+            role: percent_notebook(EXAMPLES / example / f"{role}.py") for role in roles(example)
+        }
+        self.events: dict[str, asyncio.Event] = {}
+        self.said: dict[str, str] = {}
+        self.errors: dict[str, str] = {}
+
+    def event(self, name: str) -> asyncio.Event:
+        return self.events.setdefault(name, asyncio.Event())
+
+    async def execute(self, role: str, client: WatchingClient) -> None:
+        for index, cell in code_cells(client.nb):
+            for tag in tags(cell):
+                if tag.startswith(AFTER):
+                    name = tag[len(AFTER) :]
+                    await bounded_wait(self.event(name), f"{role}: '{name}' did not happen")
+            await client.async_execute_cell(cell, index)
+            errors = [o for o in cell.outputs if o.output_type == "error"]
+            if errors:  # only a raises-exception cell gets here with an error
+                self.errors[role] = f"{errors[0].ename}: {errors[0].evalue}"
+                return
+            for tag in tags(cell):
+                if not tag.startswith(AFTER) and tag != RAISES:
+                    self.event(tag).set()
+
+    async def run(self) -> None:
+        specs = kernel_specs(self.tmp_path / "kernels")
+        base = {
+            **os.environ,
+            "DUET_ICE_HOSTS": "127.0.0.1",
+            "DUET_LOOPBACK_FILE": str(self.loopback),
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1",  # no debugger notice on the kernels' stderr
+        }
+        clients: dict[str, WatchingClient] = {}
+        starts: dict[str, dict[str, Any]] = {}
+        for role, nb in self.nbs.items():
+            own = prepare(self.example, role, self.tmp_path / role)
+            cwd = own.pop("cwd")
+            clients[role] = WatchingClient(
+                nb,
+                km=AsyncKernelManager(kernel_name=KERNEL_NAME, kernel_spec_manager=specs),
+                timeout=60,
+                startup_timeout=60,
+                shutdown_kernel="immediate",
+            )
+            starts[role] = dict(env={**base, **own}, cwd=cwd, cleanup_kc=True)
+            if role.startswith("owner"):
+                clients[role].watches.append((OWNER_WAITING, self.event(f"{role}-waiting")))
+        try:
+            await self._run_all(clients, starts)
+        finally:
+            self.said = {role: stream_text(client.nb) for role, client in clients.items()}
+
+    async def _run_all(self, clients: dict[str, WatchingClient], starts: dict[str, Any]) -> None:
+        # every kernel stays up until all notebooks are done: an owner's duet outlives its
+        # notebook's last cell, as it does in a person's Jupyter
+        async with _all_kernels(clients, starts):
+            tasks = [asyncio.create_task(self.execute(r, c)) for r, c in clients.items()]
+            done, pending = await asyncio.wait(
+                tasks, timeout=RUN_TIMEOUT_SECS, return_when=asyncio.FIRST_EXCEPTION
+            )
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            for task in done:
+                task.result()  # the first failure, with the cell's traceback
+            assert not pending, f"the notebooks did not finish within {RUN_TIMEOUT_SECS} s"
+
+
+class _all_kernels:
+    def __init__(self, clients: dict[str, WatchingClient], starts: dict[str, Any]) -> None:
+        self.contexts = [c.async_setup_kernel(**starts[r]) for r, c in clients.items()]
+
+    async def __aenter__(self) -> None:
+        await asyncio.gather(*(ctx.__aenter__() for ctx in self.contexts))
+
+    async def __aexit__(self, *exc: Any) -> None:  # the error, if any, goes on by itself
+        await asyncio.gather(*(ctx.__aexit__(None, None, None) for ctx in self.contexts))
+
+
+def run_example(example: str, tmp_path: Path) -> Run:
+    run = Run(example, tmp_path)
+    asyncio.run(run.run())
+    return run
+
+
+def floats(pattern: str, text: str) -> list[float]:
+    return [float(x) for x in re.findall(pattern, text, re.M)]
+
+
+# ---------------------------------------------------------------- the pairs
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_exercise_weight_status_from_pointers_to_elements(tmp_path):
+    run = run_example("exercise", tmp_path)
+    scientist = run.said["scientist"]
+    assert scientist.count("Pointer to Weight of person") == 6, scientist
+    statuses = re.findall(r"^Weight of Person (\d) is (.+)$", scientist, re.M)
+    assert [s for _, s in statuses] == [
+        "Normal",
+        "Overweight",
+        "Obese",
+        "Overweight",
+        "Normal",
+        "Normal",
+    ], scientist
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_iris_classifier_trains_remotely_and_scores_locally(tmp_path):
+    run = run_example("iris", tmp_path)
+    scientist = run.said["scientist"]
+    assert "150 iris flowers, 4 features" in scientist  # read from the store's listing
+    losses = re.search(r"^first loss ([\d.]+) last loss ([\d.]+)$", scientist, re.M)
+    assert losses and 0 < float(losses[2]) < float(losses[1]) / 2, scientist  # went down
+    assert floats(r"^Overall test accuracy ([\d.]+)$", scientist)[0] > 70, scientist  # 1/3
