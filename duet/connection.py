@@ -55,6 +55,7 @@ from .protocol.messages import (
     Get,
     Hello,
     ListStore,
+    Message,
     Ping,
     Pong,
     Put,
@@ -104,7 +105,7 @@ class Connection:
         channel: Channel,
         role: str,
         *,
-        on_messages: Callable[[list[Any], list[memoryview]], None],
+        on_messages: Callable[[list[Message], list[memoryview]], None],
         on_lost: Callable[[ConnectionLost], None],
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
@@ -359,7 +360,7 @@ class Connection:
             self._tasks.append(asyncio.ensure_future(self._shutdown()))
 
     # ---- sending (thread-safe entry point)
-    def send(self, messages: list[Any], buffers: list[memoryview] | None = None) -> None:
+    def send(self, messages: list[Message], buffers: list[memoryview] | None = None) -> None:
         """Encode here (any thread) and queue the frame for the loop to send, in order.
 
         From any thread but the loop's, waits while the outbox holds ``max_outbox_bytes`` (the
@@ -376,7 +377,9 @@ class Connection:
         self._admit(len(frame), wait=not on_loop_thread())
         self.loop.call_soon_threadsafe(self._accept, frame)
 
-    def send_if_open(self, messages: list[Any], buffers: list[memoryview] | None = None) -> None:
+    def send_if_open(
+        self, messages: list[Message], buffers: list[memoryview] | None = None
+    ) -> None:
         """Like send, but a reply to a peer that has gone is dropped quietly.
 
         FrameTooLarge still raises: the reply could not be sent, the peer is still there.
@@ -489,7 +492,7 @@ class Connection:
                 log.warning("refused a malformed frame from the peer: %s", exc)
                 self._reply_protocol_error(exc)
                 continue
-            rest = []
+            rest: list[Message] = []
             ping: Ping | None = None
             early = False
             for message in messages:
@@ -542,7 +545,7 @@ class Connection:
         """
         self.frames_refused += 1
         log.warning("refused a frame from the peer: %s", exc)
-        messages: list[Any] = []
+        messages: list[Message] = []
         header = header_of(exc.head)
         if header is not None:
             try:
@@ -552,7 +555,7 @@ class Connection:
         text = f"{exc} ({self._limit_reason})" if self._limit_reason else str(exc)
         info = ErrorInfo(code=exc.code, message=text[:20_000], op="frame")
         if self.role != "owner":
-            replies = [
+            replies: list[Message] = [
                 Reply(rid=m.rid, status="error", error=info)
                 for m in messages
                 if isinstance(m, Reply)
@@ -560,7 +563,7 @@ class Connection:
             if replies and self.state is State.OPEN:
                 self.on_messages(replies, [])
             return
-        answers: list[Any] = []
+        answers: list[Message] = []
         for message in messages:
             if isinstance(message, Put):
                 answers.append(Failure(result=message.id, error=info.model_copy(update={"op": "send"})))  # fmt: skip

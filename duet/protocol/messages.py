@@ -201,7 +201,7 @@ MAX_MESSAGES_PER_FRAME = 100_000
 
 
 def pack(
-    messages: list[Any],
+    messages: list[Message],
     buffers: list[memoryview] | None = None,
     *,
     max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
@@ -223,13 +223,13 @@ def pack(
     return encode_frame(header, buffers or [], max_frame_bytes=max_frame_bytes)
 
 
-def unpack(data: bytes, *, max_frame_bytes: int) -> tuple[list[Any], list[memoryview]]:
+def unpack(data: bytes, *, max_frame_bytes: int) -> tuple[list[Message], list[memoryview]]:
     """Decode and validate a frame: its messages and buffers. Raises ProtocolError."""
     frame = decode_frame(data, max_frame_bytes=max_frame_bytes)
     return unpack_header(frame.header), frame.buffers
 
 
-def unpack_header(header: bytes) -> list[Any]:
+def unpack_header(header: bytes) -> list[Message]:
     """Validate a frame's JSON header into its messages. Raises ProtocolError."""
     try:
         messages = _MESSAGES.validate_json(header)
