@@ -31,7 +31,6 @@ from .local import duet_pair, install_send
 from .network import duet, join_duet, launch_duet
 from .node import OwnerSession
 from .owner.requests import Handler, Request, RequestQueue, RequestStatus
-from .scientist.library import GYM_REFUSAL, RefusedLibrary
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
 from .session import ScientistSession
@@ -48,9 +47,8 @@ from .workers import (
 install_send()
 install_workers()
 
-#: PySyft's ``sy.gym`` and a session's ``duet.gym``: refused, see GYM_REFUSAL
-gym = RefusedLibrary("gym", GYM_REFUSAL)
-ScientistSession.gym = gym  # type: ignore[attr-defined]  # remote_gym = duet.gym, as PySyft wrote
+#: PySyft's ``sy.gym``, like a session's ``duet.gym``: refused, with the reason
+gym = ScientistSession.gym
 
 __all__ = [
     "BaseDataset",

@@ -25,11 +25,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ..protocol.allowlist import OP_NAMES
+from ..protocol.messages import RequestStatus
 from .grants import Grant, GrantState
 from .labels import Label, tags_of
 from .snapshot import KINDS, Snapshot
@@ -38,13 +38,6 @@ if TYPE_CHECKING:
     import pandas
 
 log = logging.getLogger(__name__)
-
-
-class RequestStatus(StrEnum):
-    PENDING = "pending"
-    ACCEPTED = "accepted"
-    DENIED = "denied"
-    TIMEOUT = "timeout"
 
 
 @dataclass(eq=False)

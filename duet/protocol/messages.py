@@ -6,6 +6,7 @@ messages (``args``, ``value``) are serde data (see serde.py), validated when the
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated, Any, Literal
 
 import pydantic
@@ -120,6 +121,18 @@ class ErrorInfo(_Message):
     message: Annotated[str, Field(max_length=20_000)]
     op: ShortText | None = None
     remote_type: ShortText | None = None
+
+
+class RequestStatus(StrEnum):
+    """Where a request for a release stands: one vocabulary for the owner's queue, the reply on
+    the wire and the scientist's record of what it asked."""
+
+    PENDING = "pending"
+    ACCEPTED = "accepted"
+    DENIED = "denied"
+    TIMEOUT = "timeout"
+    ERROR = "error"  # refused before the queue (a rule, a quota): the scientist's record only
+    LOST = "lost"  # the connection closed before the answer: the scientist's record only
 
 
 class Reply(_Message):

@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from ..protocol.messages import RequestStatus
+
 if TYPE_CHECKING:
     import pandas
 
@@ -33,7 +35,7 @@ class SentRequest:
     name: str
     reason: str
     object_id: str
-    status: str = "pending"
+    status: RequestStatus = RequestStatus.PENDING
     note: str = ""
     sent: datetime = field(default_factory=datetime.now)
     answered: datetime | None = None
@@ -64,9 +66,10 @@ class SentRequests:
         if request is None:
             return
         if reply.status == "ok":  # the scientist's own value: no request was needed
-            request.status, request.note = "accepted", "yours: released without a request"
+            request.status = RequestStatus.ACCEPTED
+            request.note = "yours: released without a request"
         else:
-            request.status = reply.status
+            request.status = RequestStatus(reply.status)
             request.note = reply.note or (reply.error.message if reply.error is not None else "")
         request.answered = datetime.now()
 
@@ -81,13 +84,13 @@ class SentRequests:
         with self._lock:
             waiting, self._waiting = self._waiting, {}
         for request in waiting.values():
-            request.status, request.note = "lost", why
+            request.status, request.note = RequestStatus.LOST, why
 
     # ---- read by the scientist
     @property
     def pending(self) -> list[SentRequest]:
         with self._lock:
-            return [r for r in self._all if r.status == "pending"]
+            return [r for r in self._all if r.status is RequestStatus.PENDING]
 
     def __len__(self) -> int:
         return len(self._all)
@@ -106,7 +109,7 @@ class SentRequests:
 
         with self._lock:
             rows = [
-                [r.id, r.name, r.reason, r.object_id, r.status, r.note, r.sent, r.answered]
+                [r.id, r.name, r.reason, r.object_id, r.status.value, r.note, r.sent, r.answered]
                 for r in self._all
             ]
         return pd.DataFrame(rows, columns=COLUMNS)
@@ -115,4 +118,4 @@ class SentRequests:
         return f"<your requests: {len(self.pending)} pending, {len(self)} in all>"
 
 
-__all__ = ["SentRequest", "SentRequests"]
+__all__ = ["RequestStatus", "SentRequest", "SentRequests"]
