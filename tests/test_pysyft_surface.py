@@ -193,6 +193,17 @@ def test_len_of_a_pointer_still_raises_when_the_owner_denies_the_length(pair):
         assert dataset.__len__().get(request_block=True, name="train_size") is None
 
 
+def test_pysyfts_positional_timeout_is_a_clear_error_not_a_request_named_20(pair):
+    owner, scientist = pair
+    owner.requests.add_handler(tags=["data"], action="accept")
+    torch.arange(3.0).send(owner, tags=["data"])
+    total = scientist.store["data"].sum()
+    with pytest.raises(sy.UsageError, match="timeout_secs="):
+        total.get(True, 20)  # PySyft's get(request_block, timeout_secs)
+    assert len(owner.requests.history) == 0  # nothing was asked
+    assert total.get(request_block=True, timeout_secs=20) == 3.0
+
+
 def test_iterating_a_remote_list_yields_element_pointers_when_its_length_is_yours(pair):
     owner, scientist = pair
     numbers = scientist.python.List([1.0, 2.0])

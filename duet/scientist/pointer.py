@@ -165,6 +165,12 @@ class Pointer:
         worker's pointers do (PySyft's get moves the value back), a duet's do not.
         ``verbose=True`` (PySyft's): print what is asked of the owner and what it decided.
         """
+        if name is not None and not isinstance(name, str):  # PySyft's get(True, 20): a timeout
+            raise UsageError(
+                f"get()'s second argument is the request's name, not {name!r}: pass the "
+                "timeout by name, get(request_block=True, timeout_secs=...) (PySyft took it "
+                "second)"
+            )
         if delete_obj is None:
             delete_obj = self._client.moves_on_get
         if not request_block:
