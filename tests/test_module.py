@@ -153,7 +153,7 @@ def test_remote_training_gives_the_same_weights_as_local_training(pair):
     assert not torch.allclose(trained.fc1.weight, local.fc1.weight)  # it did train
 
 
-def test_downloading_a_trained_model_is_one_request(pair):
+def test_downloading_a_trained_model_is_one_request(pair, capsys):
     owner, scientist = pair
     owner.requests.add_handler(name="model_download", kind="module", action="accept")
     x, y = make_data()
@@ -164,8 +164,10 @@ def test_downloading_a_trained_model_is_one_request(pair):
 
     before = len(owner.requests.history)
     trained = remote.get(
-        request_block=True, name="model_download", reason="keep the model", timeout_secs=10
-    )
+        request_block=True, name="model_download", reason="keep the model", timeout_secs=10,
+        verbose=True,
+    )  # fmt: skip
+    assert "model_download" in capsys.readouterr().out  # verbose says what was asked
     requests = owner.requests.history[before:]
     assert [(r.name, r.status.value) for r in requests] == [("model_download", "accepted")]
     assert isinstance(trained, MLP)

@@ -282,6 +282,7 @@ class RemoteModule:
         reason: str = "",
         timeout_secs: float | None = None,
         delete_obj: bool = False,
+        verbose: bool = False,
     ) -> nn.Module | None:
         """Download the trained model: one get (a request, once it has seen the owner's data).
 
@@ -295,6 +296,7 @@ class RemoteModule:
             reason=reason,
             timeout_secs=timeout_secs,
             delete_obj=delete_obj,
+            verbose=verbose,
         )
         if container is None:
             return None
