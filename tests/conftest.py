@@ -32,6 +32,24 @@ def pair():
     owner.close()
 
 
+@pytest.fixture
+def node():
+    """An owner node with one published tensor (tag "shared") and two scientists joined in
+    memory, alice and bob, each with an identity of its own."""
+    import torch
+
+    owner = sy.OwnerSession(max_scientists=10)
+    owner.publish(torch.arange(4.0), tags=["shared"], description="published to all")
+    scientists = {}
+    for name in ("alice", "bob"):
+        _, scientist = sy.duet_pair(owner=owner, identity=sy.Identity.ephemeral(name))
+        scientists[name] = scientist
+    yield owner, scientists
+    for scientist in scientists.values():
+        scientist.close()
+    owner.close()
+
+
 def webrtc_pair(**owner_options):
     """An owner and a scientist in this process, joined over real WebRTC on 127.0.0.1 through
     a real signaling server (embedded by launch_duet)."""

@@ -14,20 +14,6 @@ from duet.owner.audit import AuditLog
 from duet.protocol.messages import Delete, Get, Put
 
 
-@pytest.fixture
-def node():
-    owner = sy.OwnerSession(max_scientists=10)
-    owner.publish(torch.arange(4.0), tags=["shared"], description="published to all")
-    scientists = {}
-    for name in ("alice", "bob"):
-        _, scientist = sy.duet_pair(owner=owner, identity=sy.Identity.ephemeral(name))
-        scientists[name] = scientist
-    yield owner, scientists
-    for scientist in scientists.values():
-        scientist.close()
-    owner.close()
-
-
 def raw_get(scientist, object_id, **options):
     reply, _ = scientist.client.request(
         lambda rid: Get(rid=rid, id=object_id, **options), timeout_secs=10, what="get"

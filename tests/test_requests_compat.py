@@ -15,20 +15,6 @@ from duet.protocol.messages import Call, Delete, Get
 pytestmark = pytest.mark.filterwarnings("ignore::duet.owner.requests.HandlerWarning")
 
 
-@pytest.fixture
-def node():
-    owner = sy.OwnerSession(max_scientists=10)
-    owner.publish(torch.arange(4.0), tags=["shared"], description="published to all")
-    scientists = {}
-    for name in ("alice", "bob"):
-        _, scientist = sy.duet_pair(owner=owner, identity=sy.Identity.ephemeral(name))
-        scientists[name] = scientist
-    yield owner, scientists
-    for scientist in scientists.values():
-        scientist.close()
-    owner.close()
-
-
 def accept(owner, ptr, name="values"):
     """Ask for ``ptr``, accept by hand; returns the owner's request and the value released."""
     handle = ptr.request(name=name, reason="to check")
