@@ -33,37 +33,10 @@ from typing import Any
 
 import torch
 
-import duet as sy
+from duet.demo.scientist import SyNet  # the tutorial's CNN, as the demo trains it
 
 from .common import Context, Figure, ThreadUsage, median
 from .data import BATCH, MNIST_SAMPLES, mnist_like
-
-
-class SyNet(sy.Module):
-    """The tutorial's CNN (PyTorch's MNIST example), written against ``torch_ref``."""
-
-    def __init__(self, torch_ref: Any):
-        super().__init__(torch_ref=torch_ref)
-        self.conv1 = self.torch_ref.nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = self.torch_ref.nn.Conv2d(32, 64, 3, 1)
-        self.dropout1 = self.torch_ref.nn.Dropout2d(0.25)
-        self.dropout2 = self.torch_ref.nn.Dropout(0.5)
-        self.fc1 = self.torch_ref.nn.Linear(9216, 128)
-        self.fc2 = self.torch_ref.nn.Linear(128, 10)
-
-    def forward(self, x: Any) -> Any:
-        x = self.conv1(x)
-        x = self.torch_ref.nn.functional.relu(x)
-        x = self.conv2(x)
-        x = self.torch_ref.nn.functional.relu(x)
-        x = self.torch_ref.nn.functional.max_pool2d(x, 2)
-        x = self.dropout1(x)
-        x = self.torch_ref.flatten(x, 1)
-        x = self.fc1(x)
-        x = self.torch_ref.nn.functional.relu(x)
-        x = self.dropout2(x)
-        x = self.fc2(x)
-        return self.torch_ref.nn.functional.log_softmax(x, dim=1)
 
 
 def train_epoch(
