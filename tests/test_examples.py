@@ -291,3 +291,30 @@ def test_iris_classifier_trains_remotely_and_scores_locally(tmp_path):
     losses = re.search(r"^first loss ([\d.]+) last loss ([\d.]+)$", scientist, re.M)
     assert losses and 0 < float(losses[2]) < float(losses[1]) / 2, scientist  # went down
     assert floats(r"^Overall test accuracy ([\d.]+)$", scientist)[0] > 70, scientist  # 1/3
+
+
+def stderr_text(nb: Any) -> str:
+    return "".join(
+        out.get("text", "")
+        for _, cell in code_cells(nb)
+        for out in cell.outputs
+        if out.output_type == "stream" and out.name == "stderr"
+    )
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_mnist_trains_on_the_owners_files_and_downloads_the_model(tmp_path):
+    run = run_example("mnist", tmp_path)
+    owner, scientist = run.said["owner"], run.said["scientist"]
+    assert "Data Owner device is cpu" in scientist
+    assert "Training Dataset size is: 640" in scientist, scientist  # the owner's IDX files
+    assert re.findall(r"^Train Epoch: \d (\d+) \?$", scientist, re.M) == ["0", "4", "8"] * 2
+    accuracy = re.search(r"Accuracy: \d+/320 \((\d+)%\)", scientist)
+    assert accuracy and int(accuracy[1]) > 40, scientist  # chance: 10%
+    counts = dict(re.findall(r"^(\w+)\s+(\w+)\s+\d+$", owner, re.M))
+    assert counts == {
+        "cuda_is_available": "accepted",
+        "loss": "denied",
+        "model_download": "accepted",
+        "train_size": "accepted",
+    }, owner
