@@ -146,7 +146,17 @@ def write_iris_test(root: Path, every: int = 5) -> None:
 
 DATA = {"mnist": write_mnist, "dcgan": write_mnist, "vae": write_mnist}
 OWNER_ONLY_DATA = {"super_resolution": write_bsds}
-SCIENTIST_ONLY_DATA = {"iris": write_iris_test}
+
+
+def write_photo(root: Path) -> None:
+    """A scientist's own small photo (a crop of one scikit-learn ships) to enlarge."""
+    from PIL import Image
+    from sklearn.datasets import load_sample_images
+
+    Image.fromarray(load_sample_images().images[1][100:148, 200:264]).save(root / "test.jpg")
+
+
+SCIENTIST_ONLY_DATA = {"iris": write_iris_test, "super_resolution": write_photo}
 
 
 def prepare(example: str, role: str, folder: Path) -> dict[str, str]:
@@ -318,3 +328,16 @@ def test_mnist_trains_on_the_owners_files_and_downloads_the_model(tmp_path):
         "model_download": "accepted",
         "train_size": "accepted",
     }, owner
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+@pytest.mark.parametrize("example", ["actor_critic", "reinforce"])
+def test_reinforcement_learning_stops_at_gym_with_the_reason(example, tmp_path):
+    """duet does not run gym environments on the owner's machine (arbitrary code and state
+    there): the scientist's notebook gets that said at remote_gym.make, and nothing hangs."""
+    run = run_example(example, tmp_path)
+    assert "reward_threshold is 195.0" in run.said["scientist"]  # everything before it ran
+    error = run.errors.get("scientist", "")
+    assert error.startswith("NotAllowed: ") and "environments are not exposed by duet" in error
+    assert "arbitrary code and state on the owner's machine" in error, error
+    assert "Episode" not in run.said["scientist"]
