@@ -274,6 +274,15 @@ def floats(pattern: str, text: str) -> list[float]:
     return [float(x) for x in re.findall(pattern, text, re.M)]
 
 
+def stderr_text(nb: Any) -> str:
+    return "".join(
+        out.get("text", "")
+        for _, cell in code_cells(nb)
+        for out in cell.outputs
+        if out.output_type == "stream" and out.name == "stderr"
+    )
+
+
 # ---------------------------------------------------------------- the pairs
 
 
@@ -301,15 +310,6 @@ def test_iris_classifier_trains_remotely_and_scores_locally(tmp_path):
     losses = re.search(r"^first loss ([\d.]+) last loss ([\d.]+)$", scientist, re.M)
     assert losses and 0 < float(losses[2]) < float(losses[1]) / 2, scientist  # went down
     assert floats(r"^Overall test accuracy ([\d.]+)$", scientist)[0] > 70, scientist  # 1/3
-
-
-def stderr_text(nb: Any) -> str:
-    return "".join(
-        out.get("text", "")
-        for _, cell in code_cells(nb)
-        for out in cell.outputs
-        if out.output_type == "stream" and out.name == "stderr"
-    )
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
@@ -341,3 +341,16 @@ def test_reinforcement_learning_stops_at_gym_with_the_reason(example, tmp_path):
     assert error.startswith("NotAllowed: ") and "environments are not exposed by duet" in error
     assert "arbitrary code and state on the owner's machine" in error, error
     assert "Episode" not in run.said["scientist"]
+
+
+@pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()))
+def test_example_notebooks_are_valid_and_wait_only_for_what_happens(example):
+    """Each example converts to valid notebooks, and each cell waits only for a tag some cell
+    of the pair sets (or an owner's launch)."""
+    names = roles(example)
+    assert names[-1] == "scientist" and names[0].startswith("owner"), names
+    nbs = [percent_notebook(EXAMPLES / example / f"{role}.py") for role in names]
+    cell_tags = [tag for nb in nbs for _, cell in code_cells(nb) for tag in tags(cell)]
+    happen = {t for t in cell_tags if not t.startswith(AFTER)} | {f"{r}-waiting" for r in names}
+    awaited = {t[len(AFTER) :] for t in cell_tags if t.startswith(AFTER)}
+    assert awaited <= happen, awaited - happen
