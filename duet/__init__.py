@@ -50,6 +50,15 @@ install_workers()
 #: PySyft's ``sy.gym``, like a session's ``duet.gym``: refused, with the reason
 gym = ScientistSession.gym
 
+def __getattr__(name: str) -> object:
+    """``duet.federated`` (training across owners) is imported on first use."""
+    if name == "federated":
+        import importlib
+
+        return importlib.import_module(".federated", __name__)
+    raise AttributeError(f"module 'duet' has no attribute {name!r}")
+
+
 __all__ = [
     "BaseDataset",
     "ConfigError",
@@ -84,6 +93,7 @@ __all__ = [
     "__version__",
     "duet",
     "duet_pair",
+    "federated",
     "gym",
     "join_duet",
     "launch_duet",

@@ -314,3 +314,9 @@ def test_federation_refuses_nonsense():
             fl.Federation(nn.Linear(1, 1), {}, data="x")
         with pytest.raises(sy.UsageError, match="epochs and batch_size"):
             fl.LocalTraining(epochs=0)
+
+
+def test_sy_federated_is_reachable_from_the_package_as_users_write_it():
+    assert sy.federated.Federation is fl.Federation and "federated" in sy.__all__
+    with pytest.raises(AttributeError, match="no attribute 'federate'"):
+        sy.federate  # noqa: B018  # a typo is still an AttributeError
