@@ -50,6 +50,7 @@ install_workers()
 #: PySyft's ``sy.gym``, like a session's ``duet.gym``: refused, with the reason
 gym = ScientistSession.gym
 
+
 def __getattr__(name: str) -> object:
     """``duet.federated`` (training across owners) is imported on first use."""
     if name == "federated":

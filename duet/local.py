@@ -15,7 +15,7 @@ from .identity import Identity
 from .node import OwnerSession
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
 from .runtime import run
-from .scientist.tagging import install_tagging, sent_tags
+from .scientist.tagging import install_tagging, sent_tags, visibility
 from .session import ScientistSession, connect_scientist
 
 
@@ -68,9 +68,10 @@ def _send(
     self: Any,
     session: Any,
     *,
-    pointable: bool = True,
+    pointable: bool | None = None,
     tags: list[str] | None = None,
     description: str = "",
+    searchable: bool | None = None,
 ) -> Any:
     """Send this tensor or model to a duet session.
 
@@ -79,8 +80,9 @@ def _send(
     owner's side as the scientist's own object; returns a pointer.
     """
     tags, description = sent_tags(self, tags, description)  # or those given to .tag()
+    listed = visibility(pointable, searchable)  # (``searchable``: PySyft's older name)
     if isinstance(session, OwnerSession):
-        return session.publish(self, pointable=pointable, tags=tags, description=description)
+        return session.publish(self, pointable=listed, tags=tags, description=description)
     if isinstance(session, ScientistSession):
         return session.send_value(self, tags=tags, description=description)
     raise UsageError(f"send() takes a duet session, not {type(session).__name__}")

@@ -205,17 +205,68 @@ def test_pysyfts_positional_timeout_is_a_clear_error_not_a_request_named_20(pair
 
 
 def test_iterating_a_remote_list_yields_element_pointers_when_its_length_is_yours(pair):
-    owner, scientist = pair
+    _owner, scientist = pair
     numbers = scientist.python.List([1.0, 2.0])
     numbers.append(3.0)
     elements = list(iter(numbers))
     assert all(isinstance(e, sy.Pointer) for e in elements)
     assert [e.get() for e in elements] == [1.0, 2.0, 3.0]
     assert sorted(k.get() for k in scientist.python.Dict({"a": 1, "b": 2})) == ["a", "b"]
+
+
+def test_iterating_the_owners_list_asks_for_its_length_as_len_does(pair):
+    owner, scientist = pair
     sy.lib.python.List([1, 2, 3]).send(owner, tags=["secret-list"])
-    with pytest.raises(sy.PermissionDenied, match=r"request it, n = ptr.__len__\(\).get"):
+    with pytest.warns(sy.RequestWarning), pytest.raises(sy.RequestDenied, match="'len'"):
+        owner.requests.add_handler(name="len", action="deny")
         for _ in scientist.store["secret-list"]:
             pass
+    owner.requests.clear_handlers()
+    owner.requests.add_handler(tags=["secret-list", "__len__"], action="accept")
+    elements = [e for e in scientist.store["secret-list"]]  # the length released, not values
+    assert len(elements) == 3
+    with pytest.raises(sy.PermissionDenied):
+        elements[0].get(timeout_secs=10)
+    names = [r.name for r in owner.requests.history]
+    assert names == ["len", "len"] and owner.requests.history[-1].op == "__len__"
+
+
+def test_a_length_is_a_number_in_local_arithmetic_as_pysyfts_notebooks_use_it(pair):
+    owner, scientist = pair
+    owner.publish(torch.utils.data.TensorDataset(torch.zeros(130, 2)), tags=["data"])
+    owner.requests.add_handler(tags=["data", "__len__"], action="accept")
+    length = scientist.store["data"].__len__()
+    assert repr(length).startswith("<Pointer") and len(owner.requests.history) == 0
+    assert f"{length} samples" == "130 samples"  # the number, asked for as len(ptr) does
+    assert round(length / 64 + 0.5) == 3 and f"{13.0 / length:.2f}" == "0.10"
+    assert (length * 2, 2 * length, 200 - length, float(length)) == (260, 260, 70, 130.0)
+    assert torch.equal(torch.tensor(26.0) / length, torch.tensor(0.2))  # a local tensor too
+    assert [r.name for r in owner.requests.history] == ["train_size"]  # asked once, remembered
+    owner.requests.add_handler(tags=["data"], action="accept")
+    remote = length + scientist.python.Int(1)  # with a pointer it stays remote
+    assert remote.get(request_block=True, name="n", timeout_secs=10) == 131
+
+
+def test_result_pointers_carry_their_inputs_tags_and_the_op_as_pysyft_named_them(pair):
+    owner, scientist = pair
+    torch.ones(3).send(owner, tags=["a"])
+    ptr = scientist.store["a"]
+    assert ptr.requires_grad.tags == ["a", "requires_grad"]
+    assert (ptr.mean() * 2).tags == ["a", "mean", "__mul__"]
+    assert scientist.torch.zeros(2).tags == []  # nothing tagged went in
+
+
+def test_pysyfts_older_names_searchable_and_handlers_handlers(pair):
+    owner, scientist = pair
+    hidden = torch.ones(2).send(owner, searchable=False, tags=["hidden"])
+    listed = sy.lib.python.Int(3).tag("n").send(owner, searchable=True)
+    assert not hidden.pointable and listed.pointable and listed.tags == ["n"]
+    with pytest.raises(sy.UsageError, match="disagree"):
+        torch.ones(2).send(owner, pointable=True, searchable=False)
+    owner.requests.add_handler(tags=["n"], action="accept")
+    assert [h["tags"] for h in owner.requests.handlers.handlers] == [["n"]]
+    scientist.store["n"].get(request_block=True, name="n", timeout_secs=10)
+    assert [r.name for r in scientist.requests.requests] == ["n"]
 
 
 # ---------------------------------------------------------------- gym

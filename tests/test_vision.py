@@ -68,6 +68,20 @@ def test_scientist_iterates_remote_mnist_batches_built_with_remote_transforms(mn
     assert torch.equal(target, labels[:4].long())
 
 
+def test_resize_and_center_crop_run_on_the_owner_within_a_bound(mnist):
+    owner, scientist, images, _ = mnist
+    t = scientist.torchvision.transforms
+    shaped = t.Compose([t.Resize(32), t.CenterCrop([20, 24]), t.ToTensor()])
+    dataset = scientist.torchvision.datasets.MNIST("mnist", train=True, transform=shaped)
+    owner.requests.add_handler(name="shaped", max_elements=20 * 24, action="accept")
+    image = dataset[0][0].get(request_block=True, name="shaped", timeout_secs=10)
+    assert image.shape == (1, 20, 24)
+    for size in (0, 100_000, [1, 2, 3], 2.5, True):  # a huge size would hold the owner's memory
+        with pytest.raises(sy.NotAllowed, match="size must be a whole number of pixels"):
+            t.Resize(size).get(timeout_secs=10)
+    assert images.shape[1:] == (28, 28)
+
+
 def test_test_split_and_scalar_normalize(mnist):
     _owner, scientist, images, labels = mnist
     transforms = scientist.torchvision.transforms
@@ -139,6 +153,8 @@ def test_torchvision_names_are_on_the_allowlist_with_or_without_torchvision():
         "torchvision.transforms.Compose",
         "torchvision.transforms.ToTensor",
         "torchvision.transforms.Normalize",
+        "torchvision.transforms.Resize",
+        "torchvision.transforms.CenterCrop",
         "torchvision.datasets.MNIST",
     ):
         assert path in allowlist.FUNCTIONS

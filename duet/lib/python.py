@@ -21,15 +21,18 @@ from typing import Any
 
 from ..errors import NotAllowed, UsageError
 from ..node import OwnerSession
+from ..scientist import tagging
 
 #: deeper than this is refused before anything is sent (the wire refuses it anyway)
 MAX_DEPTH = 64
 
 
 class Primitive:
-    """What the sendable primitives add to their builtin type: ``send`` and ``upcast``."""
+    """What the sendable primitives add to their builtin type: ``send``, ``upcast``, and
+    ``tag`` / ``describe`` before sending (as tensors have)."""
 
-    __slots__ = ()
+    tag = tagging.tag
+    describe = tagging.describe
 
     def upcast(self) -> Any:
         """The plain Python value (``list``, ``int``...), containers converted all the way down."""
@@ -39,9 +42,10 @@ class Primitive:
         self,
         session: Any,
         *,
-        pointable: bool = True,
+        pointable: bool | None = None,
         tags: list[str] | None = None,
         description: str = "",
+        searchable: bool | None = None,
     ) -> Any:
         """Send the value to a duet session (or worker) as ``x.send(duet)`` sends a tensor.
 
@@ -50,8 +54,10 @@ class Primitive:
         side as your own object; returns a pointer. Raises UsageError for anything else.
         """
         value = plain(self)
+        tags, description = tagging.sent_tags(self, tags, description)  # or those of .tag()
+        listed = tagging.visibility(pointable, searchable)  # (``searchable``: PySyft's name)
         if isinstance(session, OwnerSession):
-            return session.publish(value, pointable=pointable, tags=tags, description=description)
+            return session.publish(value, pointable=listed, tags=tags, description=description)
         send_value = getattr(session, "send_value", None)  # a fixed name, on a local object
         if send_value is None:
             raise UsageError(f"send() takes a duet session or worker, not {type(session).__name__}")
@@ -59,33 +65,31 @@ class Primitive:
 
 
 class Int(Primitive, int):
-    __slots__ = ()
+    pass
 
 
 class Float(Primitive, float):
-    __slots__ = ()
+    pass
 
 
 class String(Primitive, str):
-    __slots__ = ()
+    pass
 
 
 class List(Primitive, list):  # type: ignore[misc]
-    __slots__ = ()
+    pass
 
 
 class Dict(Primitive, dict):  # type: ignore[misc]
-    __slots__ = ()
+    pass
 
 
 class Tuple(Primitive, tuple):  # type: ignore[misc]
-    __slots__ = ()
+    pass
 
 
 class Bool(Primitive):
     """A bool that can be sent: ``sy.lib.python.Bool(True).send(duet)``."""
-
-    __slots__ = ("value",)
 
     def __init__(self, value: Any = False):
         self.value = bool(value)

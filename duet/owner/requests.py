@@ -609,6 +609,11 @@ class HandlerList(list[Handler]):
 
         return handlers_frame(self)
 
+    @property
+    def handlers(self) -> list[Handler]:
+        """The handlers as a plain list (PySyft's ``duet.requests.handlers.handlers``)."""
+        return list(self)
+
 
 def _described(name: str | None, tags: Any) -> str:
     parts = ([] if name is None else [f"name={name!r}"]) + (

@@ -21,7 +21,8 @@ if TYPE_CHECKING:
     from .allowlist import Op
 
 MISSING = "torchvision is not installed on the owner's side; pip install 'duet[vision]'"
-TRANSFORMS = ("Compose", "ToTensor", "Normalize")
+TRANSFORMS = ("Compose", "ToTensor", "Normalize", "Resize", "CenterCrop")
+MAX_IMAGE_SIDE = 512  # Resize / CenterCrop: a batch of such images stays a few hundred MB
 DATASETS = ("MNIST", "FashionMNIST")
 DATASET_KWARGS = frozenset({"root", "train", "transform", "target_transform", "download"})
 
@@ -70,6 +71,26 @@ def _normalize(mean: Any, std: Any, inplace: bool = False) -> Any:
     return torchvision_module().transforms.Normalize(mean, std)
 
 
+def _image_size(name: str, size: Any) -> list[int]:
+    sides = list(size) if isinstance(size, list | tuple) else [size]
+    if not 1 <= len(sides) <= 2 or not all(
+        isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in sides
+    ):
+        raise NotAllowed(
+            f"{name}'s size must be a whole number of pixels from 1 to {MAX_IMAGE_SIDE}, or a "
+            f"pair of them (height, width), not {size!r}"
+        )
+    return sides
+
+
+def _resize(size: Any) -> Any:
+    return torchvision_module().transforms.Resize(_image_size("Resize", size))
+
+
+def _center_crop(size: Any) -> Any:
+    return torchvision_module().transforms.CenterCrop(_image_size("CenterCrop", size))
+
+
 def _owner_side(*args: Any, **kwargs: Any) -> Any:
     """Stands for an op the owner binds to its implementation (duet/owner/datasets.py)."""
     raise NotAllowed("this operation runs only on the owner's side")
@@ -103,6 +124,10 @@ def register_vision(
         impl=_normalize,
         kwargs=frozenset({"mean", "std", "inplace"}),
     )
+    for name, impl in (("Resize", _resize), ("CenterCrop", _center_crop)):
+        functions[prefix + name] = op_type(
+            prefix + name, "function", "Transform", impl=impl, kwargs=frozenset({"size"})
+        )
     for name in DATASETS:
         path = f"torchvision.datasets.{name}"
         functions[path] = op_type(

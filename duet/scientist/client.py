@@ -187,6 +187,9 @@ class PointerClient:
         )
         receiver_meta = {} if target is None else {"kind": target.kind, **target.meta}
         kind, meta = op.result_kind(receiver_meta, args, kwargs)
+        tags = _result_tags(name, target, args, kwargs)
+        if tags:
+            meta = {**meta, "tags": tags}
         return self.pointer(result_id, kind, meta, owned=True)
 
     def put(self, value: Any, *, tags: list[str] | None = None, description: str = "") -> str:
@@ -334,3 +337,19 @@ def _place(client: PointerClient) -> str:
     """How an error names where a client's objects are: the worker's id, or the session."""
     location = client.location
     return str(getattr(location, "id", None) or location or "another duet session")
+
+
+def _result_tags(
+    name: str, target: Pointer | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> list[str]:
+    """The tags a result's pointer shows, as PySyft named them: those of the pointers it was
+    made from, then the op's name (``["ages", "mean"]``). The scientist's own bookkeeping: what
+    the owner's handlers match is the owner's record, never these."""
+    tags: dict[str, None] = {}
+    for value in (target, *args, *kwargs.values()):
+        if isinstance(value, Pointer):
+            tags.update(dict.fromkeys(value.meta.get("tags") or ()))
+    if not tags:
+        return []
+    tags[name.rsplit(".", 1)[-1]] = None
+    return list(tags)

@@ -71,9 +71,10 @@ class Module(nn.Module):
         self,
         session: Any,
         *,
-        pointable: bool = True,
+        pointable: bool | None = None,
         tags: list[str] | None = None,
         description: str = "",
+        searchable: bool | None = None,
     ) -> Any:
         """Send the model to a duet.
 
@@ -83,7 +84,10 @@ class Module(nn.Module):
         """
         tags, description = tagging.sent_tags(self, tags, description)
         sent = super().send(  # type: ignore[misc]
-            session, pointable=pointable, tags=tags, description=description
+            session,
+            pointable=tagging.visibility(pointable, searchable),
+            tags=tags,
+            description=description,
         )
         if isinstance(sent, Pointer):
             # pack the weights into a frame now: training this local model right after send()

@@ -9,6 +9,7 @@ owner's data.
 from __future__ import annotations
 
 import concurrent.futures
+import operator
 import warnings
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, Protocol
@@ -295,15 +296,14 @@ class Pointer:
         return (self[i] for i in range(length))
 
     def _own_length(self) -> int:
-        """The length of a container whose length is the scientist's own (one round trip)."""
+        """The length of a container, to iterate it: at once when it is the scientist's own
+        (one round trip); else asked of the owner, as ``len(ptr)`` does (a request named
+        ``len``; RequestDenied if the owner does not release it)."""
+        length = self.len()
         try:
-            return int(self._call("__len__").get())
-        except PermissionDenied as exc:
-            raise PermissionDenied(
-                f"the length of the remote {self.kind} {self.id} depends on the owner's data, so "
-                "it is theirs to release: request it, n = ptr.__len__().get(request_block=True, "
-                "name='len', reason='...'), then use ptr[i] for i in range(n)"
-            ) from exc
+            return int(length.get())
+        except PermissionDenied:
+            return length.__index__()
 
     def __reduce__(self) -> Any:
         raise UsageError(
@@ -406,6 +406,61 @@ class LengthPointer(Pointer):
         if of.kind in ("Dataset", "DataLoader"):
             of.meta["len"] = int(length)
         return int(length)
+
+    # PySyft's notebooks use a length as a number (``round(length / batch_size + 0.5)``,
+    # ``f"{loss / length:.4f}"``): with a local number, it is fetched through the same request
+    # as ``len(ptr)`` and the arithmetic runs here; with a pointer it stays remote.
+    def __int__(self) -> int:
+        return self.__index__()
+
+    @classmethod
+    def __torch_function__(
+        cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
+    ) -> Any:
+        """A local tensor with a length (``loss_tensor / length``) computes here, the length a
+        number; with another pointer among the arguments the call runs remotely, as any does."""
+        kwargs = kwargs or {}
+        if any(
+            isinstance(a, Pointer) and not isinstance(a, LengthPointer)
+            for a in (*args, *kwargs.values())
+        ):
+            return super().__torch_function__(func, types, args, kwargs)
+        args = tuple(a.__index__() if isinstance(a, LengthPointer) else a for a in args)
+        kwargs = {
+            k: v.__index__() if isinstance(v, LengthPointer) else v for k, v in kwargs.items()
+        }
+        return func(*args, **kwargs)
+
+    def __float__(self) -> float:
+        return float(self.__index__())
+
+    def __round__(self, ndigits: int | None = None) -> Any:
+        return round(self.__index__(), ndigits)
+
+    def __format__(self, spec: str) -> str:  # f"size {length}" shows the number
+        return format(self.__index__(), spec)
+
+
+def _length_operator(name: str) -> Any:
+    reflected = name.startswith("__r")
+    local = getattr(operator, name.replace("__r", "__", 1) if reflected else name)
+    remote = getattr(Pointer, name)
+
+    def method(self: LengthPointer, other: Any) -> Any:
+        if isinstance(other, int | float) and not isinstance(other, bool):
+            value = self.__index__()
+            return local(other, value) if reflected else local(value, other)
+        return remote(self, other)
+
+    method.__name__ = name
+    return method
+
+
+for _name in (
+    "__add__", "__radd__", "__sub__", "__rsub__", "__mul__", "__rmul__", "__truediv__",
+    "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
+):  # fmt: skip
+    setattr(LengthPointer, _name, _length_operator(_name))
 
 
 def _say(text: str) -> None:

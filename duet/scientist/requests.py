@@ -92,6 +92,12 @@ class SentRequests:
         with self._lock:
             return [r for r in self._all if r.status is RequestStatus.PENDING]
 
+    @property
+    def requests(self) -> list[SentRequest]:
+        """Every request kept, oldest first (PySyft's ``duet.requests.requests``)."""
+        with self._lock:
+            return list(self._all)
+
     def __len__(self) -> int:
         return len(self._all)
 

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..errors import UsageError
+
 
 def tag(self: Any, *tags: str) -> Any:
     """Add tags to this tensor or model (kept in order, once each); returns it."""
@@ -43,6 +45,18 @@ def sent_tags(value: Any, tags: list[str] | None, description: str) -> tuple[lis
         own = getattr(value, "description", "")
         description = own if isinstance(own, str) else ""
     return [str(t) for t in tags], description
+
+
+def visibility(pointable: bool | None, searchable: bool | None) -> bool:
+    """``pointable``, or ``searchable`` (PySyft's older name for it); True when neither is given.
+    Raises UsageError when both are given and disagree."""
+    if pointable is not None and searchable is not None and bool(pointable) != bool(searchable):
+        raise UsageError(
+            f"pointable={pointable!r} and searchable={searchable!r} (PySyft's older name for "
+            "pointable) disagree; pass one of them"
+        )
+    chosen = pointable if pointable is not None else searchable
+    return True if chosen is None else bool(chosen)
 
 
 def install_tagging() -> None:
