@@ -287,6 +287,21 @@ def stderr_text(nb: Any) -> str:
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_basics_tags_store_requests_and_gets(tmp_path):
+    run = run_example("basics", tmp_path)
+    owner, scientist = run.said["owner"], run.said["scientist"]
+    assert "Ages of the six members of a running club." in owner  # the store's listing
+    assert "the scientist says: Please approve!" in owner
+    assert "requests waiting: 0" in owner  # the denied request left the queue
+    # before any request, and after the denial, the mean is refused; then it comes through
+    assert scientist.count("depends on the owner's private data") == 2, scientist
+    assert re.search(r"Please approve!\s+\S+\s+denied", scientist), scientist  # its own table
+    assert "mean age: 42.33" in scientist
+    assert "oldest: 62.0 youngest: 27.0" in scientist
+    assert "tensor([31, 45, 27, 62, 50, 39])" in scientist
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
 def test_exercise_weight_status_from_pointers_to_elements(tmp_path):
     run = run_example("exercise", tmp_path)
     scientist = run.said["scientist"]
@@ -313,6 +328,21 @@ def test_iris_classifier_trains_remotely_and_scores_locally(tmp_path):
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_fl_one_scientist_trains_with_two_owners_and_averages(tmp_path):
+    run = run_example("fl", tmp_path)
+    scientist = run.said["scientist"]
+    assert "DO1 data" in scientist and "DO2 data" in scientist  # each owner's own store
+    for owner in ("1", "2"):
+        losses = re.search(rf"^owner {owner}: first loss (\S+) last loss (\S+)$", scientist, re.M)
+        assert losses and float(losses[2]) < float(losses[1]) / 4, scientist
+    mse = re.search(r"^test MSE of the averaged model (\S+) untrained (\S+)$", scientist, re.M)
+    assert mse and float(mse[1]) < float(mse[2]) / 4, scientist
+    for owner in ("owner1", "owner2"):  # each owner's handler released the losses and model
+        decided = re.findall(r"^(\w+)\s+(handler \d|owner)\s+(\d+)$", run.said[owner], re.M)
+        assert decided == [("accepted", "handler 1", "62")], run.said[owner]  # 60 losses, 2 gets
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
 def test_mnist_trains_on_the_owners_files_and_downloads_the_model(tmp_path):
     run = run_example("mnist", tmp_path)
     owner, scientist = run.said["owner"], run.said["scientist"]
@@ -331,6 +361,49 @@ def test_mnist_trains_on_the_owners_files_and_downloads_the_model(tmp_path):
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_dcgan_trains_both_networks_remotely_and_generates_locally(tmp_path):
+    run = run_example("dcgan", tmp_path)
+    scientist = run.said["scientist"]
+    assert "Data Owner device is cpu" in scientist and "> Running train in 10 batches" in scientist
+    losses = re.findall(r"^\[0/1\]\[(\d+)/10\] Loss_D: ([\d.]+) Loss_G: ([\d.]+)$", scientist, re.M)
+    assert [b for b, _, _ in losses] == ["0", "3", "6", "9"], scientist
+    assert all(0 < float(d) < 10 and 0 < float(g) < 20 for _, d, g in losses), scientist
+    assert "generated locally: (242, 242)" in scientist, scientist  # an 8x8 grid of 28x28
+    made = sorted(p.name for p in (tmp_path / "scientist" / "cwd" / "result").iterdir())
+    assert made == [
+        "fake_samples_0_0.png",
+        "fake_samples_0_3.png",
+        "fake_samples_0_6.png",
+        "fake_samples_0_9.png",
+        "final_netD_mnist.pt",
+        "final_netG_mnist.pt",
+    ], made
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_vae_trains_on_the_owners_mnist_and_decodes_our_noise(tmp_path):
+    run = run_example("vae", tmp_path)
+    scientist = run.said["scientist"]
+    assert "Training Dataset size is: 640" in scientist and "batches per epoch: 10" in scientist
+    averages = floats(r"^====> Epoch: \d Average loss: ([\d.]+)$", scientist)
+    tests = floats(r"^====> Test set loss: ([\d.]+)$", scientist)
+    assert len(averages) == 2 and averages[1] < averages[0], scientist  # the loss goes down
+    assert len(tests) == 2 and tests[1] < tests[0], scientist
+    assert "decoded from our own noise: (64, 784)" in scientist
+    assert (tmp_path / "scientist" / "cwd" / "output.png").exists()
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_super_resolution_trains_on_the_owners_photos_and_enlarges_ours(tmp_path):
+    run = run_example("super_resolution", tmp_path)
+    owner, scientist = run.said["owner"], run.said["scientist"]
+    assert "torch.Size([6, 32, 32]) torch.Size([6, 64, 64])" in owner  # the owner's folder
+    losses = floats(r"^epoch \d, batch_idx \d, loss (\S+)$", scientist)
+    assert len(losses) == 6 and all(0 < x < 1 for x in losses), scientist
+    assert "output image saved to  output.jpg (64, 48) -> (128, 96)" in scientist, scientist
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
 @pytest.mark.parametrize("example", ["actor_critic", "reinforce"])
 def test_reinforcement_learning_stops_at_gym_with_the_reason(example, tmp_path):
     """duet does not run gym environments on the owner's machine (arbitrary code and state
@@ -341,6 +414,33 @@ def test_reinforcement_learning_stops_at_gym_with_the_reason(example, tmp_path):
     assert error.startswith("NotAllowed: ") and "environments are not exposed by duet" in error
     assert "arbitrary code and state on the owner's machine" in error, error
     assert "Episode" not in run.said["scientist"]
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_request_handlers_decide_waiting_requests_expire_and_are_removed(tmp_path):
+    run = run_example("request_handlers", tmp_path)
+    owner, scientist = run.said["owner"], run.said["scientist"]
+    assert "handlers left: 0" in owner and "the timed handler is gone: True" in owner
+    assert "accepted: tensor([1., 2.])" in scientist and "denied: None" in scientist
+    assert "RequestWarning" in stderr_text(run.nbs["scientist"])  # the denial, said
+    statuses = re.findall(r"some reason\s.*?\b(accepted|denied)\b", scientist)
+    assert statuses == ["accepted", "denied", "accepted"], scientist
+    assert scientist.count("<Pointer to ") >= 3, scientist  # one per element of the list
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_tags_results_inherit_their_inputs_tags_and_the_ops_name(tmp_path):
+    run = run_example("tags", tmp_path)
+    owner = run.said["owner"]  # the scientist's notebook asserts what its pointers carry
+    table = owner[owner.rindex("Reason") :]
+    rows = re.findall(r"^\d+\s+(.+?)\s+(\[.*\])\s+(\S+)$", table, re.M)
+    assert rows == [
+        ("obj.property", "[a]", "requires_grad"),
+        ("obj.method(args)", "[b, e]", "pow"),
+        ("obj.method(kwargs)", "[c, e]", "pow"),
+        ("class.method(args)", "[d, e]", "pow"),
+        ("args with no .tags", "[d]", "pow"),
+    ], owner
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()))

@@ -1,0 +1,25 @@
+# %%
+import numpy as np
+import torch as th
+
+import duet as sy
+
+# %%
+duet = sy.launch_duet(loopback=True)
+
+# %%
+data = th.FloatTensor(np.array([4, 12, 20, 28, 36, 44]).reshape(-1, 1))
+data = data.tag("DO1 data")
+data = data.describe("Dataset of 6 samples, 1 feature")
+data_ptr = data.send(duet, searchable=True)
+print(duet.store.pandas)
+
+# %% tags=["published-1"]
+duet.requests.add_handler(
+    action="accept",
+    print_local=True,  # print the result in your notebook
+)
+
+# %% tags=["after:averaged"]
+# what was released, and who decided
+print(duet.requests.pandas.groupby(["Status", "Decided by"]).size().to_string())
