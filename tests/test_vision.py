@@ -82,6 +82,30 @@ def test_resize_and_center_crop_run_on_the_owner_within_a_bound(mnist):
     assert images.shape[1:] == (28, 28)
 
 
+def test_a_batch_of_enlarged_images_is_refused_before_it_is_made(tmp_path):
+    """Resize makes each sample far larger than the stored image: a batch of them is sized from
+    one transformed sample before it is made (512x512 floats x 10), not found too big after."""
+    pytest.importorskip("torchvision")
+    images = torch.zeros(N_TRAIN, 28, 28, dtype=torch.uint8)
+    raw = tmp_path / "data" / "mnist" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        write_mnist(raw, prefix, images, torch.zeros(N_TRAIN, dtype=torch.uint8))
+    owner, scientist = sy.duet_pair(data_root=tmp_path / "data", max_bytes=4 << 20)
+    try:
+        t = scientist.torchvision.transforms
+        big = t.Compose([t.Resize(512), t.ToTensor()])
+        dataset = scientist.torchvision.datasets.MNIST("mnist", train=True, transform=big)
+        owner.requests.add_handler(kind="error", action="accept")  # releases the failure
+        owner.requests.add_handler(name="train_size", kind="int", max_elements=1, action="accept")
+        data, _ = next(iter(scientist.torch.utils.data.DataLoader(dataset, batch_size=10)))
+        with pytest.raises(sy.QuotaExceeded, match="would need about 10,48"):
+            data.get(request_block=True, name="batch", timeout_secs=10)
+    finally:
+        scientist.close()
+        owner.close()
+
+
 def test_test_split_and_scalar_normalize(mnist):
     _owner, scientist, images, labels = mnist
     transforms = scientist.torchvision.transforms

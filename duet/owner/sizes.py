@@ -15,6 +15,7 @@ import functools
 import inspect
 import math
 import sys
+import weakref
 from typing import Any
 
 import numpy as np
@@ -433,6 +434,32 @@ def _batch_bytes(iterator: Any) -> int:
         size = getattr(batch, "batch_size", None) or 1
         if isinstance(dataset, tud.TensorDataset):
             return sum(_nbytes(t) // max(len(t), 1) for t in dataset.tensors) * size
+        return _sample_bytes(dataset) * size
     except (AttributeError, TypeError):
         pass
     return 0
+
+
+_SAMPLE_BYTES: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+
+
+def _sample_bytes(dataset: Any) -> int:
+    """What one sample of a dataset that makes its samples (a torchvision dataset and its
+    transforms: a Resize can make each far larger than what is stored) comes to, from its
+    first sample, made once per dataset. 0 when it cannot be told (the batch is then checked
+    once made)."""
+    try:
+        return _SAMPLE_BYTES[dataset]
+    except (KeyError, TypeError):
+        pass
+    try:
+        sample = dataset[0]
+    except Exception:  # an empty or failing dataset: its batches fail the same way
+        return 0
+    fields = sample if isinstance(sample, tuple | list) else (sample,)
+    size = sum(_nbytes(f) if isinstance(f, torch.Tensor) else ITEM_BYTES for f in fields)
+    try:
+        _SAMPLE_BYTES[dataset] = size
+    except TypeError:
+        pass
+    return size
