@@ -98,6 +98,22 @@ def test_small_frames_in_order() -> None:
     run(with_pair(body))
 
 
+def test_an_emulated_latency_delays_frames_but_keeps_them_whole_and_in_order(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("DUET_EMULATED_DELAY_MS", "30")
+
+    async def body(a: WebRTCChannel, b: WebRTCChannel) -> None:
+        frames = [os.urandom(n) for n in (0, 1, 70_000, 5, 300_000, *range(100))]
+        for frame in frames:
+            await a.send(frame)
+        assert [await recv(b) for _ in frames] == frames
+        await b.send(b"reply")
+        assert await recv(a) == b"reply"
+
+    run(with_pair(body))
+
+
 def test_large_frame_then_small_frames() -> None:
     async def body(a: WebRTCChannel, b: WebRTCChannel) -> None:
         big = os.urandom(20 * 1024 * 1024)

@@ -26,6 +26,7 @@ HandshakeError, however the SDP was written.
 from __future__ import annotations
 
 import asyncio
+import collections
 import logging
 import os
 import time
@@ -83,6 +84,10 @@ HIGH_WATER = int(os.environ.get("DUET_HIGH_WATER", 1 << 20))  # pause above this
 LOW_WATER = int(os.environ.get("DUET_LOW_WATER", 256 << 10))  # resume once drained to this
 # no drain progress for this long: the peer stopped acknowledging, the channel is closed
 DEFAULT_STALL_TIMEOUT = DEFAULT_STALL_SECS
+# Network emulation (benchmarks, tests of slow links): with DUET_EMULATED_DELAY_MS set when a
+# channel is made, each frame it receives is handed on that many milliseconds after it arrived,
+# in order, as over a link with that one-way latency.
+EMULATED_DELAY_VAR = "DUET_EMULATED_DELAY_MS"
 DEFAULT_GATHER_TIMEOUT = 30.0
 _CLOSED = object()
 
@@ -106,6 +111,8 @@ class WebRTCChannel(Channel):
         self.max_frame_bytes = max_frame_bytes
         self._reassembler = chunking.Reassembler(max_frame_bytes, frame_size=declared_size)
         self._inbox: asyncio.Queue[object] = asyncio.Queue()
+        self._delayed: collections.deque[tuple[float, bytes]] = collections.deque()
+        self._delay_secs = float(os.environ.get(EMULATED_DELAY_VAR) or 0) / 1000
         self._send_lock = asyncio.Lock()
         self._send_seq = 0
         self._drained = asyncio.Event()
@@ -146,8 +153,23 @@ class WebRTCChannel(Channel):
         except ProtocolError as exc:
             self._protocol_failure(exc)
             return
-        if frame is not None:
+        if frame is None:
+            return
+        if self._delay_secs <= 0:
             self._inbox.put_nowait(frame)
+            return
+        loop = asyncio.get_running_loop()
+        self._delayed.append((loop.time() + self._delay_secs, frame))
+        if len(self._delayed) == 1:
+            loop.call_later(self._delay_secs, self._hand_on_delayed)
+
+    def _hand_on_delayed(self) -> None:
+        """Hand on, in order, the delayed frames whose time has come (network emulation)."""
+        loop = asyncio.get_running_loop()
+        while self._delayed and self._delayed[0][0] <= loop.time() + 1e-3:  # clock resolution
+            self._inbox.put_nowait(self._delayed.popleft()[1])
+        if self._delayed:
+            loop.call_at(self._delayed[0][0], self._hand_on_delayed)
 
     def _on_drained(self) -> None:
         self.last_progress = time.monotonic()
