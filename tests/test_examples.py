@@ -37,6 +37,7 @@ from .test_notebooks import (
     WatchingClient,
     bounded_wait,
     code_cells,
+    finish_all,
     kernel_specs,
     stream_text,
     tags,
@@ -242,15 +243,7 @@ class Run:
         # notebook's last cell, as it does in a person's Jupyter
         async with _all_kernels(clients, starts):
             tasks = [asyncio.create_task(self.execute(r, c)) for r, c in clients.items()]
-            done, pending = await asyncio.wait(
-                tasks, timeout=RUN_TIMEOUT_SECS, return_when=asyncio.FIRST_EXCEPTION
-            )
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            for task in done:
-                task.result()  # the first failure, with the cell's traceback
-            assert not pending, f"the notebooks did not finish within {RUN_TIMEOUT_SECS} s"
+            await finish_all(tasks, RUN_TIMEOUT_SECS)
 
 
 class _all_kernels:

@@ -33,6 +33,7 @@ from .test_notebooks import (
     bounded_wait,
     code_cells,
     execute,
+    finish_all,
     kernel_specs,
     load,
     stream_text,
@@ -104,15 +105,7 @@ async def run_federation(
             )
         tasks = {asyncio.create_task(execute(clients[name])) for name in owners}
         tasks.add(asyncio.create_task(scientist_side()))
-        done, pending = await asyncio.wait(
-            tasks, timeout=RUN_TIMEOUT_SECS, return_when=asyncio.FIRST_EXCEPTION
-        )
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            task.result()  # the first failure, with the cell's traceback
-        assert not pending, f"the notebooks did not finish within {RUN_TIMEOUT_SECS} s"
+        await finish_all(tasks, RUN_TIMEOUT_SECS)
 
 
 def federate(

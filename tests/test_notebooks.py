@@ -141,15 +141,21 @@ async def run_pair(owner_nb: Any, scientist_nb: Any, tmp_path: Path, loopback: P
             asyncio.create_task(execute(owner, signal_after={"setup-done": owner_ready})),
             asyncio.create_task(scientist_side()),
         }
-        done, pending = await asyncio.wait(
-            tasks, timeout=RUN_TIMEOUT_SECS, return_when=asyncio.FIRST_EXCEPTION
-        )
-        for task in pending:
-            task.cancel()
-        await asyncio.gather(*pending, return_exceptions=True)
-        for task in done:
-            task.result()  # the first failure, with the cell's traceback
-        assert not pending, f"the notebooks did not finish within {RUN_TIMEOUT_SECS} s"
+        await finish_all(tasks, RUN_TIMEOUT_SECS)
+
+
+async def finish_all(tasks: Iterable[asyncio.Task[Any]], timeout_secs: float) -> None:
+    """Wait for the notebooks' tasks: the first failure is raised (with its cell's traceback)
+    and the others cancelled; all of them must be done within ``timeout_secs``."""
+    done, pending = await asyncio.wait(
+        set(tasks), timeout=timeout_secs, return_when=asyncio.FIRST_EXCEPTION
+    )
+    for task in pending:
+        task.cancel()
+    await asyncio.gather(*pending, return_exceptions=True)
+    for task in done:
+        task.result()
+    assert not pending, f"the notebooks did not finish within {timeout_secs} s"
 
 
 def stream_text(nb: Any) -> str:
