@@ -113,6 +113,8 @@ def test_fedprox_trains_each_owner_on_the_proximal_objective(owners):
     for key, value in model.state_dict().items():
         torch.testing.assert_close(value, expected[key], rtol=0, atol=1e-6)
     assert any(not torch.allclose(expected[k], plain[k]) for k in expected)  # the term mattered
+    row = fed.board.rows["a"]  # the progress shown once the owner's update came back
+    assert (row.state, row.epoch, row.batches, row.total_batches) == ("updated", 2, 4, 4)
 
 
 class Net(sy.Module):

@@ -285,7 +285,8 @@ class Member:
             if released_loss.accepted and isinstance(released_loss.value, float):
                 loss = released_loss.value
         secs = loop.time() - started
-        board.update(self.name, state="updated", loss=loss, secs=secs)
+        # the update came after every batch ran: the last barriers' counts may not have shown
+        board.update(self.name, state="updated", batches=batches, loss=loss, secs=secs)
         return Update(owner=self.name, state=update, samples=self.samples, loss=loss)
 
     def _progress(
