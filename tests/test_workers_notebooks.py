@@ -53,7 +53,7 @@ def run(path: Path, parameters: str, tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_two_schools_train_one_digit_classifier(tmp_path, monkeypatch):
     said = run(
         SCHOOLS,
-        "EPOCHS = 3\nBATCH_SIZE = 64\nLEARNING_RATE = 0.1\nLOG_INTERVAL = 5\n",
+        "EPOCHS = 5\nBATCH_SIZE = 64\nLEARNING_RATE = 0.05\nLOG_INTERVAL = 5\n",
         tmp_path,
         monkeypatch,
     )
@@ -68,9 +68,10 @@ def test_two_schools_train_one_digit_classifier(tmp_path, monkeypatch):
     accuracies = [
         float(x) for x in re.findall(r"^test accuracy after epoch \d: ([\d.]+)%$", said, re.M)
     ]
-    # chance is 10%; 87-89% here most runs, 70% seen once: the in-process workers' draws share
-    # torch's global generator with this kernel's shuffles (see the README's release boundary)
-    assert len(accuracies) == 3 and accuracies[-1] > 60, said
+    # chance is 10%. Plain SGD over one school's batches, then the other's, swings from epoch to
+    # epoch; after 5 epochs at 0.05 it ends at 86-93% whatever the seed (the in-process workers'
+    # draws share torch's global generator with this kernel's shuffles, so runs vary)
+    assert len(accuracies) == 5 and accuracies[-1] > 75, said
 
 
 @pytest.mark.timeout(300)
