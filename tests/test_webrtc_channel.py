@@ -102,6 +102,15 @@ def test_an_emulated_latency_delays_frames_but_keeps_them_whole_and_in_order(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.setenv("DUET_EMULATED_DELAY_MS", "30")
+    handed_on = []  # frames that came through the emulated link, not straight to the reader
+    original = WebRTCChannel._hand_on_delayed
+
+    def counting(self: WebRTCChannel) -> None:
+        before = len(self._delayed)
+        original(self)
+        handed_on.append(before - len(self._delayed))
+
+    monkeypatch.setattr(WebRTCChannel, "_hand_on_delayed", counting)
 
     async def body(a: WebRTCChannel, b: WebRTCChannel) -> None:
         frames = [os.urandom(n) for n in (0, 1, 70_000, 5, 300_000, *range(100))]
@@ -110,6 +119,7 @@ def test_an_emulated_latency_delays_frames_but_keeps_them_whole_and_in_order(
         assert [await recv(b) for _ in frames] == frames
         await b.send(b"reply")
         assert await recv(a) == b"reply"
+        assert sum(handed_on) == len(frames) + 1
 
     run(with_pair(body))
 

@@ -209,6 +209,11 @@ class ObjectStore:
             quota.release_all()
         return len(ids)
 
+    def scientists_objects(self) -> list[StoredObject]:
+        """Every handle a scientist holds (not the owner's published objects)."""
+        with self._lock:
+            return [e for e in self._objects.values() if e.owner != OWNER]
+
     def peer_objects(self, peer: str) -> list[StoredObject]:
         with self._lock:
             return [e for e in self._objects.values() if e.owner == peer]
@@ -259,11 +264,11 @@ class OwnerStoreView:
         whether it depends on the owner's data."""
         import pandas as pd
 
-        with self._store._lock:
-            entries = [
-                e for e in self._store._objects.values()
-                if e.owner != OWNER and (scientist is None or e.owner == scientist)
-            ]  # fmt: skip
+        entries = (
+            self._store.scientists_objects()
+            if scientist is None
+            else self._store.peer_objects(scientist)
+        )
         rows = []
         for e in entries:
             meta = describe(e.value) if e.failure is None else {"type": "failure"}
