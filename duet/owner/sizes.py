@@ -14,6 +14,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+import numbers
+import operator
 import sys
 import weakref
 from typing import Any
@@ -30,22 +32,96 @@ from .quota import ITEM_BYTES, iterator_bytes, scalar_bytes
 
 PY_FLOAT_BYTES = 32  # a float object and its slot in a list
 
-_CREATION = {"zeros", "ones", "randn", "rand", "full", "empty"}
+_CREATION = {"zeros", "ones", "randn", "rand", "empty"}  # (*size) or (size=)
+_SIZED_CREATION = {"full", "randint", "arange", "linspace", "eye"}
 _CREATION_LIKE = {"zeros_like", "ones_like", "randn_like", "rand_like", "full_like"}
 _LIST_INSERTS = {"append", "extend", "insert", "__setitem__", "__iadd__", "__add__", "update"}
 
 
-def _numel(shape: Any) -> int:
-    if isinstance(shape, torch.Size | list | tuple):
-        if len(shape) == 1 and isinstance(shape[0], list | tuple | torch.Size):
-            shape = shape[0]
-        dims = [d for d in shape if isinstance(d, int)]
-        if len(dims) != len(shape):
-            return 0
-        return math.prod(max(d, 0) for d in dims)
-    if isinstance(shape, int):
-        return max(shape, 0)
-    return 0
+# ---- size arguments, read as torch reads them. A size may arrive as an int, a numpy integer,
+# a bool, a tensor or array of one element (the scientist's, or one computed from the owner's
+# data), or a list, tuple or torch.Size of any of these: each is read the way torch would read
+# it, and one that cannot be read is refused naming the argument (an estimate of 0 would let
+# torch allocate whatever the value says).
+
+MAX_SIZE_ELEMENTS = 64  # a size given as a tensor of more elements than this is not a size
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {list(value.shape)}"
+    if isinstance(value, np.ndarray):
+        return f"a {value.dtype} array of shape {list(value.shape)}"
+    return f"a {type(value).__name__}"
+
+
+def _elements(value: torch.Tensor | np.ndarray) -> int:
+    return value.numel() if isinstance(value, torch.Tensor) else int(value.size)
+
+
+def _index(value: Any, what: str) -> int:
+    """An integer argument as torch reads it: anything with ``__index__`` (numpy integers,
+    bools), or a tensor or array of one element by that element."""
+    item = value
+    if isinstance(value, torch.Tensor | np.ndarray):
+        if _elements(value) != 1:
+            raise TypeError(f"{what} must be an integer, not {_describe(value)}")
+        item = value.item()
+    try:
+        return operator.index(item)
+    except TypeError:
+        raise TypeError(f"{what} must be an integer, not {_describe(value)}") from None
+
+
+def _real(value: Any, what: str) -> int | float:
+    """A number argument (``arange``'s bounds and step) as torch reads it: an integer exactly,
+    anything else real as a float, a complex number by its real part, a tensor or array of one
+    element by that element."""
+    item = value
+    if isinstance(value, torch.Tensor | np.ndarray):
+        if _elements(value) != 1:
+            raise TypeError(f"{what} must be a number, not {_describe(value)}")
+        item = value.item()
+    if isinstance(item, numbers.Complex) and not isinstance(item, numbers.Real):
+        item = item.real
+    try:
+        return operator.index(item)
+    except TypeError:
+        pass
+    if isinstance(item, numbers.Real):
+        return float(item)
+    raise TypeError(f"{what} must be a number, not {_describe(value)}")
+
+
+def _dims(value: Any, what: str) -> list[int]:
+    """A size given as one value: a list, tuple or torch.Size of integers, a tensor or array
+    (its elements, as torch reads one of a single element: one dimension), or one integer."""
+    if isinstance(value, list | tuple):
+        return [_index(v, f"{what}[{i}]") for i, v in enumerate(value)]
+    if isinstance(value, torch.Tensor | np.ndarray) and _elements(value) != 1:
+        if _elements(value) > MAX_SIZE_ELEMENTS or (
+            isinstance(value, torch.Tensor) and value.is_complex()
+        ):
+            raise TypeError(f"{what} must be a sequence of integers, not {_describe(value)}")
+        flat = value.reshape(-1).tolist()
+        return [_index(v, f"{what}[{i}]") for i, v in enumerate(flat)]
+    return [_index(value, what)]
+
+
+def _varargs_dims(args: Any, what: str) -> list[int]:
+    """A size given as torch's ``*size``: one sequence, or integers one by one."""
+    if len(args) == 1:
+        return _dims(args[0], what)
+    return [_index(a, f"{what}[{i}]") for i, a in enumerate(args)]
+
+
+def _count(dims: list[int]) -> int:
+    return math.prod(max(d, 0) for d in dims)
+
+
+def _numel(shape: Any, what: str) -> int:
+    """The number of elements of a tensor of size ``shape`` (one value, read as torch does)."""
+    return _count(_dims(shape, what))
 
 
 def _itemsize(kwargs: dict[str, Any], default: int = 4) -> int:
@@ -98,7 +174,7 @@ def planned_bytes(op: allowlist.Op, target: Any, args: list[Any], kwargs: dict[s
     if op.path.startswith("torch.") and op.kind == "function":
         return _function_bytes(op.path, name, args, kwargs)
     if isinstance(target, torch.Tensor):
-        return _tensor_method_bytes(name, target, args, kwargs)
+        return _tensor_method_bytes(op.path, name, target, args, kwargs)
     if isinstance(target, list | dict) and name in _LIST_INSERTS:
         return _inserted_bytes(args)
     if isinstance(target, tud.dataloader._BaseDataLoaderIter) and name == "__next__":
@@ -149,37 +225,18 @@ def _module_bytes(module: nn.Module) -> int:
 def _function_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> int:
     if path == "torch.Tensor":  # torch.Tensor(2, 3): sizes (data arrived with the message)
         if args and all(type(a) is int for a in args):
-            return math.prod(max(a, 0) for a in args) * 4
+            return _count(list(args)) * 4
         if len(args) == 1 and isinstance(args[0], torch.Size):
-            return _numel(args[0]) * 4
+            return _numel(args[0], f"{path}: size") * 4
         return 0
     if path == "torch.from_numpy":  # a copy of the array
         return int(args[0].nbytes) if args and isinstance(args[0], np.ndarray) else 0
     if path == "torch.optim.Adagrad":  # its state is made with it
         return sum(_nbytes(t) for t in _tensors(args[:1]))
-    if name in _CREATION:
-        size = kwargs.get("size", args[1:] if name == "full" and args else args)
-        if name == "full" and args:
-            size = args[0]
-        return _numel(size) * _itemsize(kwargs)
+    if name in _CREATION or name in _SIZED_CREATION:
+        return _creation_bytes(path, name, args, kwargs)
     if name in _CREATION_LIKE and args and isinstance(args[0], torch.Tensor):
-        return _nbytes(args[0])
-    if name == "randint":
-        size = kwargs.get("size") or next((a for a in args if isinstance(a, tuple | list)), ())
-        return _numel(size) * _itemsize(kwargs, 8)
-    if name in ("arange", "linspace"):
-        numbers = [a for a in args if isinstance(a, int | float)]
-        if name == "linspace" and len(numbers) >= 3:
-            return int(max(numbers[2], 0)) * 4
-        if numbers:
-            start, end = (0, numbers[0]) if len(numbers) == 1 else (numbers[0], numbers[1])
-            step = numbers[2] if len(numbers) > 2 and numbers[2] else 1
-            return int(max((end - start) / step, 0)) * 8
-        return 0
-    if name == "eye":
-        rows = args[0] if args and isinstance(args[0], int) else 0
-        cols = args[1] if len(args) > 1 and isinstance(args[1], int) else rows
-        return max(rows, 0) * max(cols, 0) * 4
+        return args[0].numel() * _itemsize(kwargs, args[0].element_size())
     if name == "tensor":
         return 0  # its data arrived with the message: already bounded by the frame
     if path in LAYERS:
@@ -194,11 +251,71 @@ def _function_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any
     return _broadcast_bytes(tensors)
 
 
-def _tensor_method_bytes(name: str, target: torch.Tensor, args: list[Any], kwargs: Any) -> int:
+def _creation_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> int:
+    """What a tensor made from sizes takes: ``zeros(*size)``, ``full(size, value)``,
+    ``randint([low,] high, size)``, ``arange([start,] end[, step])``, ``linspace(start, end,
+    steps)``, ``eye(n[, m])``, each size read as torch reads it."""
+    if name in _CREATION:
+        if "size" in kwargs:
+            return _numel(kwargs["size"], f"{path}: size") * _itemsize(kwargs)
+        return _count(_varargs_dims(args, f"{path}: size")) * _itemsize(kwargs)
+    if name == "full":
+        size = kwargs["size"] if "size" in kwargs else args[0] if args else ()
+        fill = kwargs.get("fill_value", args[1] if len(args) > 1 else 0.0)
+        default = 4 if isinstance(fill, float | torch.Tensor) else 8
+        return _numel(size, f"{path}: size") * _itemsize(kwargs, default)
+    if name == "randint":
+        size = kwargs["size"] if "size" in kwargs else args[-1] if len(args) >= 2 else ()
+        return _numel(size, f"{path}: size") * _itemsize(kwargs, 8)
+    if name == "arange":
+        return _arange_bytes(path, args, kwargs)
+    if name == "linspace":
+        steps = kwargs["steps"] if "steps" in kwargs else args[2] if len(args) > 2 else 0
+        return max(_index(steps, f"{path}: steps"), 0) * _itemsize(kwargs)
+    # eye
+    rows = kwargs["n"] if "n" in kwargs else args[0] if args else 0
+    cols = kwargs["m"] if "m" in kwargs else args[1] if len(args) > 1 else None
+    n = max(_index(rows, f"{path}: n"), 0)
+    m = n if cols is None else max(_index(cols, f"{path}: m"), 0)
+    return n * m * _itemsize(kwargs)
+
+
+_HUGE = 1 << 62  # a range whose length overflows a float: refused by the quota, if torch takes it
+
+
+def _arange_bytes(path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
+    bounds: dict[str, Any] = {"start": 0, "step": 1}
+    if len(args) == 1 and "end" not in kwargs:
+        bounds["end"] = args[0]
+    else:
+        bounds.update(zip(("start", "end", "step"), args, strict=False))
+    bounds.update((key, kwargs[key]) for key in ("start", "end", "step") if key in kwargs)
+    if "end" not in bounds:
+        return 0  # torch refuses a range without an end
+    start, end, step = (_real(bounds[key], f"{path}: {key}") for key in ("start", "end", "step"))
+    integers = isinstance(start, int) and isinstance(end, int) and isinstance(step, int)
+    count: int
+    if isinstance(start, int) and isinstance(end, int) and isinstance(step, int):
+        count = -((start - end) // step) if step else 0  # exact: ceil((end - start) / step)
+    elif step == 0 or not all(math.isfinite(v) for v in (start, end, step)):
+        count = 0  # torch refuses these
+    else:
+        span = (end - start) / step
+        count = math.ceil(span) if math.isfinite(span) else _HUGE
+    return max(count, 0) * _itemsize(kwargs, 8 if integers else 4)
+
+
+def _tensor_method_bytes(
+    path: str, name: str, target: torch.Tensor, args: list[Any], kwargs: Any
+) -> int:
     if name in ("tolist",):
         return target.numel() * PY_FLOAT_BYTES
     if name == "repeat":
-        return _nbytes(target) * max(_numel(args), 1)
+        if "repeats" in kwargs:
+            repeats = _dims(kwargs["repeats"], f"{path}: repeats")
+        else:
+            repeats = _varargs_dims(args, f"{path}: repeats")
+        return _nbytes(target) * _count(repeats)
     if name in ("matmul", "mm", "__matmul__") and args and isinstance(args[0], torch.Tensor):
         return _matmul_bytes(target, args[0])
     if name == "__rmatmul__" and args and isinstance(args[0], torch.Tensor):
@@ -250,13 +367,13 @@ def _settings(path: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, A
     return dict(bound.arguments)
 
 
-def _ints(value: Any, default: int = 1) -> int:
-    """The number of elements a size setting (an int or a tuple of ints) spans."""
-    if type(value) is int:
-        return max(value, 0)
-    if isinstance(value, tuple | list) and all(type(v) is int for v in value):
-        return math.prod(max(v, 0) for v in value)
-    return default
+def _ints(settings: dict[str, Any], key: str, path: str, default: int = 1) -> int:
+    """The number of elements a size setting (an int, a sequence of them, a tensor: read as
+    torch reads it) spans; ``default`` when it is not given."""
+    value = settings.get(key)
+    if value is None:
+        return default
+    return _numel(value, f"{path}: {key}")
 
 
 _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1, "LSTMCell": 4, "GRUCell": 3, "RNNCell": 1}
@@ -266,29 +383,36 @@ def _layer_bytes(path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
     """The weights a layer is built with, from its settings."""
     name = path.rsplit(".", 1)[-1]
     a = _settings(path, args, kwargs)
+
+    def ints(key: str, default: int = 1) -> int:
+        return _ints(a, key, path, default)
+
     if name == "Linear":
-        return (_ints(a.get("in_features"), 0) + 1) * _ints(a.get("out_features"), 0) * 4
+        return (ints("in_features", 0) + 1) * ints("out_features", 0) * 4
     if name.startswith("Conv"):
-        channels = _ints(a.get("in_channels"), 0) * _ints(a.get("out_channels"), 0)
-        groups = max(_ints(a.get("groups", 1)), 1)
-        kernel = _ints(a.get("kernel_size"))
-        if name.endswith("2d") and type(a.get("kernel_size")) is int:
-            kernel *= kernel
-        return channels // groups * kernel * 4 + _ints(a.get("out_channels"), 0) * 4
+        channels = ints("in_channels", 0) * ints("out_channels", 0)
+        groups = max(ints("groups"), 1)
+        sides = (
+            [1] if a.get("kernel_size") is None else _dims(a["kernel_size"], f"{path}: kernel_size")
+        )
+        kernel = _count(sides)
+        if name.endswith("2d") and len(sides) == 1:
+            kernel *= kernel  # one number: a square kernel
+        return channels // groups * kernel * 4 + ints("out_channels", 0) * 4
     if name.startswith("BatchNorm"):
-        return _ints(a.get("num_features"), 0) * 4 * 4
+        return ints("num_features", 0) * 4 * 4
     if name == "LayerNorm":
-        return 2 * _ints(a.get("normalized_shape"), 0) * 4
+        return 2 * ints("normalized_shape", 0) * 4
     if name == "Embedding":
-        return _ints(a.get("num_embeddings"), 0) * _ints(a.get("embedding_dim"), 0) * 4
+        return ints("num_embeddings", 0) * ints("embedding_dim", 0) * 4
     if name == "PReLU":
-        return _ints(a.get("num_parameters", 1)) * 4
+        return ints("num_parameters") * 4
     if name in _GATES:
-        gates, inputs = _GATES[name], _ints(a.get("input_size"), 0)
-        hidden = _ints(a.get("hidden_size"), 0)
+        gates, inputs = _GATES[name], ints("input_size", 0)
+        hidden = ints("hidden_size", 0)
         if name.endswith("Cell"):
             return gates * hidden * (inputs + hidden + 2) * 4
-        layers = _ints(a.get("num_layers", 1))
+        layers = ints("num_layers")
         directions = 2 if a.get("bidirectional") else 1
         per_layer = gates * hidden * (max(inputs, hidden * directions) + hidden + 2)
         return layers * directions * per_layer * 4
@@ -312,18 +436,20 @@ def _forward_bytes(module: nn.Module, args: list[Any]) -> int:
 def _spatial(module: Any, sizes: Shape, *, transposed: bool = False) -> Shape | None:
     dims = len(sizes)
 
-    def each(value: Any, default: int) -> tuple[int, ...] | None:
+    def each(setting: str, default: int) -> tuple[int, ...] | None:
+        value = getattr(module, setting, default)
         if value is None:
             return (default,) * dims
-        if type(value) is int:
-            return (value,) * dims
-        if isinstance(value, tuple) and len(value) == dims and all(type(v) is int for v in value):
-            return value
-        return None
+        if isinstance(value, str):
+            return None  # padding="same" or "valid"
+        read = _dims(value, f"{type(module).__name__}: {setting}")
+        if len(read) == 1 and not isinstance(value, list | tuple):
+            return (read[0],) * dims
+        return tuple(read) if len(read) == dims else None
 
-    kernel, stride = each(module.kernel_size, 1), each(module.stride, 1)
-    padding = each(getattr(module, "padding", 0), 0)
-    dilation = each(getattr(module, "dilation", 1), 1)
+    kernel, stride = each("kernel_size", 1), each("stride", 1)
+    padding = each("padding", 0)
+    dilation = each("dilation", 1)
     if kernel is None or stride is None or dilation is None:
         return None
     if padding is None:  # "same" keeps the size, "valid" pads nothing
@@ -331,7 +457,7 @@ def _spatial(module: Any, sizes: Shape, *, transposed: bool = False) -> Shape | 
         if getattr(module, "padding", None) == "same":
             return sizes
     if transposed:
-        extra = each(getattr(module, "output_padding", 0), 0) or (0,) * dims
+        extra = each("output_padding", 0) or (0,) * dims
         return tuple(
             max((n - 1) * s - 2 * p + d * (k - 1) + e + 1, 0)
             for n, s, p, d, k, e in zip(
@@ -358,6 +484,10 @@ def _through(
     if depth > 64:
         return 0, None
     out: Shape | None = None
+
+    def setting(name: str) -> int:  # a layer's size setting, as torch reads it
+        return _index(getattr(module, name), f"{type(module).__name__}: {name}")
+
     if isinstance(module, nn.Sequential):
         total = 0
         for child in module:
@@ -369,7 +499,7 @@ def _through(
         return total, shape
     if isinstance(module, _SAME_SHAPE):
         if isinstance(module, nn.PixelShuffle) and len(shape) >= 3:
-            r = module.upscale_factor
+            r = setting("upscale_factor")
             out = (*shape[:-3], shape[-3] // max(r * r, 1), shape[-2] * r, shape[-1] * r)
         else:
             out = shape
@@ -377,34 +507,40 @@ def _through(
         dims = len(module.kernel_size)
         sizes = _spatial(module, shape[-dims:], transposed=module.transposed)
         if sizes is not None:
-            out = (*shape[: -dims - 1], module.out_channels, *sizes)
+            out = (*shape[: -dims - 1], setting("out_channels"), *sizes)
     elif isinstance(module, nn.MaxPool2d | nn.AvgPool2d) and len(shape) >= 2:
         sizes = _spatial(module, shape[-2:])
         if sizes is not None:
             out = (*shape[:-2], *sizes)
     elif isinstance(module, nn.AdaptiveAvgPool2d) and len(shape) >= 2:
         size = module.output_size
-        wanted = (size, size) if type(size) is int else size
-        if isinstance(wanted, tuple) and len(wanted) == 2:
+        what = "AdaptiveAvgPool2d: output_size"
+        wanted: list[int | None]
+        if isinstance(size, list | tuple):  # None keeps that side of the input
+            wanted = [None if w is None else _index(w, f"{what}[{i}]") for i, w in enumerate(size)]
+        else:
+            read = _dims(size, what)
+            wanted = [*read, *read] if len(read) == 1 else [*read]
+        if len(wanted) == 2:
             out = (
                 *shape[:-2],
                 *(n if w is None else w for n, w in zip(shape[-2:], wanted, strict=True)),
             )
     elif isinstance(module, nn.Linear) and shape:
-        out = (*shape[:-1], module.out_features)
+        out = (*shape[:-1], setting("out_features"))
     elif isinstance(module, nn.Flatten) and shape:
-        start, end = module.start_dim % len(shape), module.end_dim % len(shape)
+        start, end = setting("start_dim") % len(shape), setting("end_dim") % len(shape)
         out = (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
     elif isinstance(module, nn.Embedding):
-        out = (*shape, module.embedding_dim)
+        out = (*shape, setting("embedding_dim"))
     elif isinstance(module, nn.RNNBase | nn.RNNCellBase) and shape:
         gates = _GATES.get(type(module).__name__, 4)
-        hidden = module.hidden_size * (2 if getattr(module, "bidirectional", False) else 1)
+        hidden = setting("hidden_size") * (2 if getattr(module, "bidirectional", False) else 1)
         made = math.prod((*shape[:-1], hidden)) * itemsize * (gates + 2)  # kept for backward
         return made, None
     else:
         return 0, None  # a loss, or a layer whose output size is its input's or less
-    return math.prod(out) * itemsize if out is not None else 0, out
+    return _count(list(out)) * itemsize if out is not None else 0, out
 
 
 def _distribution_bytes(
@@ -412,12 +548,8 @@ def _distribution_bytes(
 ) -> int:
     shape = tuple(distribution.batch_shape) + tuple(distribution.event_shape)
     if name in ("sample", "rsample"):
-        drawn = kwargs.get("sample_shape", args[0] if args else ())
-        return (
-            _numel(drawn if isinstance(drawn, torch.Size | list | tuple) else ())
-            * max(math.prod(shape), 1)
-            * 8
-        )
+        drawn = kwargs["sample_shape"] if "sample_shape" in kwargs else args[0] if args else ()
+        return _numel(drawn, f"Distribution.{name}: sample_shape") * max(math.prod(shape), 1) * 8
     values = _tensors(args)
     if name == "log_prob" and values:
         if isinstance(distribution, torch.distributions.Categorical):
