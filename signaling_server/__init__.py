@@ -51,8 +51,8 @@ offer carrying ``"peer"`` is refused). Per scientist the exchange is ``joined ->
 answered``, or ``gone`` at any point; the owner's ``answer`` is accepted only for a scientist in
 ``offered``, ``decline`` for one in ``joined`` or ``offered``. Once answered, the scientist's
 connection is closed with code 1000 and the owner's stays open. A scientist that leaves, is
-refused (it sent an ``answer``, a second offer, a peer ID...) or does not complete within the
-TTL of joining ends only its own exchange: the owner gets ``peer_left`` with ``reason``
+refused (it sent an ``answer``, a second offer, a peer ID...) or does not complete within
+``join_timeout`` of joining ends only its own exchange: the owner gets ``peer_left`` with ``reason``
 ``left``, ``refused`` or ``expired``, and the session goes on. An ``answer`` or ``decline``
 for a peer that is already gone is ignored (its ``peer_left`` is on the way); one for a peer ID
 never handed out is refused. The session ends when its owner disconnects (scientists
@@ -80,11 +80,14 @@ Limits
                                  paired, the offer/answer exchange must complete within another
                                  TTL. Open session: it expires this long after its owner's last
                                  message (``ping`` keeps it alive; duet's client sends one while
-                                 it waits), and each scientist's exchange must complete within
-                                 this time of its joining
+                                 it waits)
 ``max_pending_joins`` (8)        scientists one open session may have mid-exchange at once
                                  (``session_busy``); an open session with a ``max_peers`` also
                                  admits no more than it has left to answer
+``join_timeout`` (30 s)          open session: a scientist's exchange (its offer, the owner's
+                                 answer or decline) must complete within this time of its
+                                 joining (or the TTL, if shorter), or it expires and its place
+                                 is free again: joins that never offer hold places briefly
 ``max_sessions_per_ip`` (64)     open sessions one source address may have registered
                                  (``too_many_sessions``); only registered sessions count, not
                                  connections, and an open session counts once
@@ -99,8 +102,8 @@ confirms, the owner ID the scientist is given), so it cannot read or alter their
 Counting per source address is coarse: users behind one NAT share a quota, and anyone able to
 open many connections from many addresses can still exhaust the server's sockets; put it behind
 a proxy that limits connection rates if it faces the internet. Anyone who has an open
-session's ID can join it (and take one of its pending places until its exchange expires): the
-owner's confirmation of each scientist's client ID is what admits them.
+session's ID can join it (and take one of its pending places until its exchange expires, after
+``join_timeout``): the owner's confirmation of each scientist's client ID is what admits them.
 
 Errors::
 
@@ -139,6 +142,7 @@ from __future__ import annotations
 from ._server import SignalingServer, start_embedded_server
 from ._sessions import (
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
+    DEFAULT_JOIN_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PENDING_JOINS,
     DEFAULT_MAX_SESSIONS,
@@ -151,6 +155,7 @@ start_server = start_embedded_server
 
 __all__ = [
     "DEFAULT_FIRST_MESSAGE_TIMEOUT",
+    "DEFAULT_JOIN_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_PENDING_JOINS",
     "DEFAULT_MAX_SESSIONS",

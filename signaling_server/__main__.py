@@ -16,6 +16,7 @@ import sys
 from ._server import SignalingServer
 from ._sessions import (
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
+    DEFAULT_JOIN_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PENDING_JOINS,
     DEFAULT_MAX_SESSIONS,
@@ -65,8 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="SECS",
         help="seconds an unpaired session lives before it expires (and, once paired, the time "
         "allowed for the offer/answer exchange); an open session (register with max_peers) "
-        "expires this long after its owner's last message, and each scientist's exchange in it "
-        "must complete within this time of joining",
+        "expires this long after its owner's last message (each scientist's exchange in it: "
+        "see --join-timeout)",
     )
     parser.add_argument(
         "--max-message-bytes",
@@ -103,7 +104,18 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_MAX_PENDING_JOINS,
         metavar="N",
         help="scientists one open session may have mid-exchange (joined, not yet answered) at "
-        "once; further joins get a session_busy error",
+        "once; further joins get a session_busy error (duet's join_duet tries again, within "
+        "its wait_secs)",
+    )
+    parser.add_argument(
+        "--join-timeout",
+        type=_positive_float,
+        default=DEFAULT_JOIN_TIMEOUT,
+        metavar="SECS",
+        help="a scientist in an open session must send its offer and have it answered or "
+        "declined within this time of joining (or the session TTL, if shorter); otherwise its "
+        "exchange expires and its place among --max-pending-joins is free again, so joins "
+        "that never offer cannot keep real scientists out",
     )
     parser.add_argument(
         "--log-level",
@@ -123,6 +135,7 @@ async def _serve(args: argparse.Namespace) -> None:
         max_sessions=args.max_sessions,
         first_message_timeout=args.first_message_timeout,
         max_pending_joins=args.max_pending_joins,
+        join_timeout=args.join_timeout,
     )
     server = SignalingServer(limits)
     url = await server.start(args.host, args.port)

@@ -4,7 +4,8 @@ See the package docstring (``signaling_server/__init__.py``) for the wire protoc
 connection handler owns a session's lifetime: it waits under an ``asyncio.timeout`` that the
 scientist's join (one-scientist session) or each owner message (open session) reschedules, so
 expiry needs no polling. In an open session each scientist's handler owns that scientist's
-exchange, under its own timeout; the owner's handler relays answers and declines to it.
+exchange, under its own timeout (``join_timeout``, or the TTL if shorter); the owner's handler
+relays answers and declines to it.
 """
 
 from __future__ import annotations
@@ -456,11 +457,13 @@ class SignalingServer:
         handler waits for that close (returning would close the connection with 1000 first).
         """
         peer = self._admit_to_open(session, ws)
-        ttl = self.limits.session_ttl
+        # a join holds one of the session's few places: one that sends no offer, or whose
+        # exchange does not finish, gives it back soon, not after the session's TTL
+        bound = min(self.limits.session_ttl, self.limits.join_timeout)
         sid = short_id(session.id)
         logger.debug("session %s: %s joined from %s", sid, peer.id, _ip(ws))
         try:
-            async with asyncio.timeout(ttl):
+            async with asyncio.timeout(bound):
                 await self._send(ws, Joined())
                 await self._send_to_owner(session, PeerJoined(peer=peer.id))
                 while True:
@@ -475,7 +478,7 @@ class SignalingServer:
             rej = Reject(
                 "expired",
                 f"session {sid}: the offer/answer exchange did not complete within "
-                f"{secs(ttl)} s of joining; ask the owner for a new session ID",
+                f"{secs(bound)} s of joining; join again (send the offer right after joining)",
             )
             if await self._peer_gone(session, peer, "expired", rej.message):
                 raise rej from None
@@ -618,7 +621,7 @@ async def start_embedded_server(
 
     ``limits`` are the fields of :class:`Limits` (``session_ttl``, ``max_message_bytes``,
     ``max_sessions_per_ip``, ``max_sessions``, ``first_message_timeout``,
-    ``max_pending_joins``). Stop it with ``await server.close()``.
+    ``max_pending_joins``, ``join_timeout``). Stop it with ``await server.close()``.
     """
     server = SignalingServer(Limits(**limits))
     url = await server.start(host, port)

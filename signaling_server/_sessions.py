@@ -18,6 +18,10 @@ DEFAULT_MAX_SESSIONS_PER_IP = 64
 DEFAULT_MAX_SESSIONS = 10_000
 DEFAULT_FIRST_MESSAGE_TIMEOUT = 5.0
 DEFAULT_MAX_PENDING_JOINS = 8
+#: a scientist in an open session must have its exchange done this soon after joining: duet's
+#: scientist offers right after joining and its owner answers at once, so only a client that
+#: holds a place without using it needs longer
+DEFAULT_JOIN_TIMEOUT = 30.0
 
 #: Messages up to this many times ``max_message_bytes`` get a ``too_big`` error message; larger
 #: ones are cut off by the websocket layer (close code 1009, no message) before being buffered.
@@ -36,6 +40,7 @@ class Limits:
     max_sessions: int = DEFAULT_MAX_SESSIONS
     first_message_timeout: float = DEFAULT_FIRST_MESSAGE_TIMEOUT
     max_pending_joins: int = DEFAULT_MAX_PENDING_JOINS
+    join_timeout: float = DEFAULT_JOIN_TIMEOUT
 
     def __post_init__(self) -> None:
         for name in (
@@ -45,6 +50,7 @@ class Limits:
             "max_sessions",
             "first_message_timeout",
             "max_pending_joins",
+            "join_timeout",
         ):
             value = getattr(self, name)
             if not value > 0:

@@ -543,6 +543,49 @@ def test_a_scientist_that_does_not_complete_in_time_is_dropped_alone() -> None:
     run(body, session_ttl=2)
 
 
+def test_a_join_that_never_offers_gives_its_place_back_after_the_join_timeout() -> None:
+    async def body(url: str, server: SignalingServer) -> None:
+        owner, session_id = await open_owner(url)
+        waiting = asyncio.create_task(owner.next_offer(UNIT))
+        stalled = await raw_scientist(url, session_id)  # joins, then says nothing
+        busy = await SignalingClient.connect(url)
+        with pytest.raises(SignalingServerError) as refusal:
+            await busy.join(session_id)
+        assert refusal.value.server_code == "session_busy"
+        await busy.close()
+        reply, code = await refused(stalled)
+        assert (reply["code"], code) == ("expired", 1008)
+        assert "did not complete within 1 s of joining" in reply["message"]
+        after = await joined_scientist(url, session_id)  # its place is free again
+        await after.send_offer("offer")
+        assert await waiting == ("p2", "offer")
+        for client in (owner, after):
+            await client.close()
+
+    run(body, max_pending_joins=1, join_timeout=1)
+
+
+def test_an_offer_left_unanswered_gives_its_place_back_after_the_join_timeout() -> None:
+    async def body(url: str, server: SignalingServer) -> None:
+        owner, session_id = await open_owner(url)
+        departed: list[PeerLeft] = []
+        waiting = asyncio.create_task(owner.next_offer(UNIT, on_peer_left=departed.append))
+        ignored = await joined_scientist(url, session_id)
+        await ignored.send_offer("offer-1")
+        assert await waiting == ("p1", "offer-1")  # the owner never answers it
+        with pytest.raises(SignalingServerError) as expired:
+            await ignored.wait_answer(UNIT)
+        assert expired.value.server_code == "expired"
+        after = await joined_scientist(url, session_id)
+        await after.send_offer("offer-2")
+        assert await owner.next_offer(UNIT, on_peer_left=departed.append) == ("p2", "offer-2")
+        assert [(d.peer, d.reason) for d in departed] == [("p1", "expired")]
+        for client in (owner, ignored, after):
+            await client.close()
+
+    run(body, max_pending_joins=1, join_timeout=1)
+
+
 # --------------------------------------------------------------------------- one-scientist sessions
 
 

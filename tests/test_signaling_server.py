@@ -532,6 +532,7 @@ def test_help_exits_zero_and_mentions_every_option() -> None:
         "--first-message-timeout",
         "--max-sessions",
         "--max-pending-joins",
+        "--join-timeout",
         "--log-level",
     ):
         assert option in done.stdout
