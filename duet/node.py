@@ -10,21 +10,37 @@ leaves frees only its own.
 
 Admitting a scientist (``admit``), after the handshake proved who it is:
 1. the access rules may refuse it at the door (``duet.access.deny(id)``);
-2. a scientist the owner knows (it accepted it before, remembered in the audit database) is
-   let in without a prompt; an unknown one is confirmed as the owner chooses (its ID typed, a
-   function, a given ID) or refused (``unknown="refuse"``); a loopback scientist that proved it
-   read the owner's private file needs no confirmation;
+2. a scientist a rule names (``duet.access.allow(id)``), or one this owner's identity confirmed
+   before (remembered in the audit database, per owner identity), is let in without a prompt;
+   a loopback scientist that proved it read the owner's private file, or any scientist when
+   ``confirm=False``, is let in too, but not remembered: only a real confirmation makes a
+   scientist known. Any other one is confirmed as the owner chooses (its ID typed, a function,
+   a given ID) or refused (``unknown="refuse"``);
 3. it is welcomed (``Welcome``), and its actions start.
+
+Steps 1 and 2 are decided on the loop, never waiting for anyone: a confirmation (a person
+typing, the owner's function) runs on a thread of its own, at most ``max_confirmations`` at
+once, and a stranger not confirmed within its join's time is refused. So strangers waiting,
+however many and however long, never delay a scientist the owner knows or has a rule for.
+
+Names: a scientist's handshake carries a name it chose, which proves nothing. Wherever the
+owner sees a scientist (``scientists.pandas``, requests, the audit log, the console), it sees
+``scientist_name(id)``: the name the owner gave it (``access.allow(id, name=...)``, a config's
+``[[access]] name``), or else the claimed one, quoted and marked: ``"Mallory" (claimed)``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -57,7 +73,35 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 WATCH_SECS = 5.0
 BUSY_NOTICE_SECS = 30.0
+#: how many strangers' confirmations may be under way at once (each holds a thread until the
+#: person or the owner's function answers); more are refused at once
+MAX_CONFIRMATIONS = 16
 Confirm = bool | str | Callable[[str], bool]
+
+
+def claimed(name: str) -> str:
+    """A name a scientist gave itself, as the owner is shown it: quoted, so that what the
+    scientist wrote cannot run into the owner's own words, and marked: ``"Mallory" (claimed)``.
+    "" for no name."""
+    return f"{json.dumps(name, ensure_ascii=False)} (claimed)" if name else ""
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """The door's answer for one scientist: ``refusal`` (why not), or let in; ``confirmed``:
+    let in on the owner's word (a rule naming it, a confirmation now or before), so its
+    identity knows it from now on; ``ask``: nothing decides it yet, a confirmation must."""
+
+    refusal: str | None = None
+    confirmed: bool = False
+    ask: bool = False
+
+
+def _mismatch(given: str) -> Verdict:
+    return Verdict(
+        refusal=f"client ID {given!r} does not match the scientist's identity; refusing it (it "
+        "may be someone else, or the ID was mistyped)"
+    )
 
 
 class ScientistLink:
@@ -89,6 +133,8 @@ class ScientistLink:
         self.connection.set_max_frame_bytes(frame_limit_for(max_bytes), reason=reason)
         self.service: PeerService | None = None
         self.since = time.time()
+        self.confirmed = False  # let in on the owner's word: its identity knows it from now on
+        self.shown_name = ""  # the owner's name for it, or its claimed one (set when admitted)
 
     @property
     def peer(self) -> PeerIdentity:
@@ -162,7 +208,7 @@ class OwnerSession(Session):
         self.objects = ObjectStore(
             max_bytes=max_bytes, max_objects=max_objects, max_pending=max_pending_requests
         )
-        self.store = OwnerStoreView(self.objects, names=self._scientist_name)
+        self.store = OwnerStoreView(self.objects, names=self.scientist_name)
         self.requests = RequestQueue(on_decided=self._route_decision, data_tags=self._data_tags)
         self.redact_errors = redact_errors
         self.identity = identity or Identity.ephemeral("owner")
@@ -176,16 +222,36 @@ class OwnerSession(Session):
         # options for each scientist's Connection (heartbeat, stall timeout...: tests, tuning)
         self.connection_options: dict[str, Any] = {}
         self.scientists = ScientistsView(self)
+        #: how many strangers' confirmations may be under way at once
+        self.max_confirmations = MAX_CONFIRMATIONS
+        self._confirmations = _Confirmations(self)
         self._closed = False
         self._accepting: asyncio.Task[Any] | None = None  # the node's accept loop, if any
 
-    # ---- the owner's own objects
-    def _scientist_name(self, scientist: str) -> str:
+    # ---- names
+    def scientist_name(self, scientist: str, *, claims: str | None = None) -> str:
+        """The name to show for scientist ``scientist`` (an ID), wherever the owner sees it:
+        the owner's own name for it (``access.allow(id, name=...)``, or one a rule gave it
+        before), else the name it claims, quoted and marked ``"Mallory" (claimed)``; "" if it
+        has none. ``claims``: the name it claims now (by default: as connected, or last seen).
+        """
+        rule = self.access.naming(scientist)
+        if rule is not None and rule.name:
+            return rule.name
         link = self.links.get(scientist)
-        if link is not None and link.connection.peer_identity is not None:
-            return link.peer.name
-        known = self.audit.known(scientist)
-        return str(known["name"]) if known else ""
+        if claims is None and link is not None:
+            return link.shown_name
+        return self._stored_or_claimed(scientist, claims)
+
+    def _stored_or_claimed(self, scientist: str, claims: str | None) -> str:
+        known = self.audit.known(scientist, owner_id=self.identity.id)
+        if known is not None and known["named_by_owner"] and known["name"]:
+            return str(known["name"])
+        if claims is None:
+            claims = str(known["name"]) if known is not None else ""
+        return claimed(claims)
+
+    # ---- the owner's own objects
 
     def publish(
         self,
@@ -250,18 +316,23 @@ class OwnerSession(Session):
         confirm: Confirm = True,
         preapproved: bool = False,
         timeout_secs: float = 60.0,
+        confirm_timeout_secs: float | None = None,
     ) -> ScientistLink:
         """(On the loop) run the handshake with a scientist on ``channel``, decide whether to
-        serve it (a confirmation runs off the loop), and start serving it. Raises
-        HandshakeError (refused: the reason says which rule) or what the handshake raises."""
+        serve it, and start serving it. Known and ruled scientists are decided here at once; a
+        stranger's confirmation runs on a thread of its own, for at most
+        ``confirm_timeout_secs`` (default: ``timeout_secs``). Raises HandshakeError (refused:
+        the reason says which rule, or that it was not confirmed in time) or what the handshake
+        raises."""
         link = await self.handshake(channel, fingerprints, timeout_secs=timeout_secs)
-        loop = asyncio.get_running_loop()
-        refusal = await loop.run_in_executor(
-            None, lambda: self.decide(link, confirm=confirm, preapproved=preapproved)
-        )
-        if refusal is not None:
-            await self.refuse(link, refusal)
-            raise HandshakeError(f"refused scientist {link.id}: {refusal}")
+        verdict = self.screen(link, confirm=confirm, preapproved=preapproved)
+        if verdict.ask:
+            wait = timeout_secs if confirm_timeout_secs is None else confirm_timeout_secs
+            verdict = await self._confirmations.ask(confirm, link.id, wait)
+        if verdict.refusal is not None:
+            await self.refuse(link, verdict.refusal)
+            raise HandshakeError(f"refused scientist {link.id}: {verdict.refusal}")
+        link.confirmed = verdict.confirmed
         await self.accept(link)
         return link
 
@@ -273,45 +344,77 @@ class OwnerSession(Session):
         await link.connection.open(timeout_secs=timeout_secs)
         return link
 
-    def decide(self, link: ScientistLink, *, confirm: Confirm, preapproved: bool) -> str | None:
-        """(Any thread but the loop's) why this scientist may not be served, or None. A person
-        may be asked to type its ID (``confirm=True``)."""
+    def screen(self, link: ScientistLink, *, confirm: Confirm, preapproved: bool) -> Verdict:
+        """(Any thread; never waits for anyone) what the door says about this scientist before
+        anyone is asked: refused, let in, or ``ask`` (only a confirmation can decide)."""
         peer = link.peer
         rule = self.access.rule_for(peer.id)
         if not rule.connect:
-            return f"{rule} refuses it"
+            return Verdict(refusal=f"{rule} refuses it")
         if self._closed:
-            return "the owner is closing"
+            return Verdict(refusal="the owner is closing")
         if peer.id in self.links:
-            return "a scientist with this ID is connected already"
+            return Verdict(refusal="a scientist with this ID is connected already")
         if len(self.links) >= self.max_scientists:
-            return f"the owner serves at most {self.max_scientists} scientists at once"
-        if preapproved or self.audit.known(peer.id) is not None:
-            return None
+            return Verdict(
+                refusal=f"the owner serves at most {self.max_scientists} scientists at once"
+            )
+        if self.access.naming(peer.id) is not None:  # the owner's word, in a rule
+            return Verdict(confirmed=True)
+        if self.audit.known(peer.id, owner_id=self.identity.id) is not None:
+            return Verdict(confirmed=True)
+        if preapproved:  # proved it read the loopback file: let in, not known
+            return Verdict()
         if self.unknown == "refuse":
-            return "it is not a scientist this owner knows (unknown scientists are refused)"
-        if confirm is False:
-            return None
-        given, ok = confirm_id(confirm, peer.id)
-        if ok:
-            return None
-        return (
-            f"client ID {given!r} does not match the scientist's identity; refusing it (it may "
-            "be someone else, or the ID was mistyped)"
-        )
+            return Verdict(
+                refusal="it is not a scientist this owner knows (unknown scientists are refused)"
+            )
+        if confirm is False:  # everyone is let in: no one becomes known by it
+            return Verdict()
+        if isinstance(confirm, str):  # the expected ID, given
+            given, ok = confirm_id(confirm, peer.id)
+            return Verdict(confirmed=True) if ok else _mismatch(given)
+        return Verdict(ask=True)
+
+    def decide(self, link: ScientistLink, *, confirm: Confirm, preapproved: bool) -> str | None:
+        """(Any thread but the loop's) why this scientist may not be served, or None. A person
+        may be asked to type its ID (``confirm=True``), here, on the calling thread."""
+        verdict = self.screen(link, confirm=confirm, preapproved=preapproved)
+        if verdict.ask:
+            given, ok = confirm_id(confirm, link.id)
+            verdict = Verdict(confirmed=True) if ok else _mismatch(given)
+        link.confirmed = verdict.confirmed
+        return verdict.refusal
 
     async def refuse(self, link: ScientistLink, reason: str) -> None:
         peer = link.peer
-        self.audit.record("refused", scientist=peer.id, name=peer.name, reason=reason)
+        name = self.scientist_name(peer.id, claims=peer.name)
+        self.audit.record("refused", scientist=peer.id, name=name, reason=reason)
         await link.connection.close(reason)
 
     async def accept(self, link: ScientistLink) -> None:
-        """(On the loop) start serving an admitted scientist."""
+        """(On the loop) start serving an admitted scientist; one this owner's identity
+        confirmed (``link.confirmed``) is known from now on."""
         peer = link.peer
-        if peer.id in self.links or len(self.links) >= self.max_scientists:
+        rule = self.access.rule_for(peer.id)
+        reason = None
+        if not rule.connect:  # denied while it was being confirmed
+            reason = f"{rule} refuses it"
+        elif link.connection.state is not State.OPEN:
+            reason = "it left before it was accepted"
+        elif peer.id in self.links or len(self.links) >= self.max_scientists:
             reason = "another scientist took its place meanwhile"
+        if reason is not None:
             await self.refuse(link, reason)
             raise HandshakeError(f"refused scientist {peer.id}: {reason}")
+        if link.confirmed:
+            naming = self.access.naming(peer.id)
+            given = naming.name if naming is not None else ""
+            self.audit.remember(
+                peer.id, given or peer.name, owner_id=self.identity.id, named_by_owner=bool(given)
+            )
+        link.shown_name = self._stored_or_claimed(peer.id, peer.name)
+        shown = self.scientist_name(peer.id, claims=peer.name)
         loop = link.connection.loop
 
         def call_later(delay: float, fn: Any) -> None:
@@ -327,7 +430,7 @@ class OwnerSession(Session):
             settings=self.settings,
             policy=self.policy,
             audit=self.audit,
-            peer_name=peer.name,
+            peer_name=shown,
         )
 
         def worker_died(reason: str) -> None:  # tell the scientist, rather than go deaf
@@ -335,8 +438,7 @@ class OwnerSession(Session):
 
         service.on_dead = worker_died
         self.links[peer.id] = link
-        self.audit.remember(peer.id, peer.name)
-        self.audit.record("connect", scientist=peer.id, name=peer.name)
+        self.audit.record("connect", scientist=peer.id, name=shown)
         link.connection.welcome()
         loop.call_soon(self._watch, link, None)
         LIVE.add(self)
@@ -352,7 +454,8 @@ class OwnerSession(Session):
         if link.service is not None:
             link.service.stop()
         freed = self.objects.drop_peer(peer.id)
-        self.audit.record("leave", scientist=peer.id, name=peer.name, reason=reason)
+        name = self.scientist_name(peer.id, claims=peer.name)
+        self.audit.record("leave", scientist=peer.id, name=name, reason=reason)
         log.info("scientist %s left (%s); freed %d of its objects", peer.id, reason, freed)
 
     def _watch(self, link: ScientistLink, told: Any) -> None:
@@ -452,7 +555,7 @@ class ScientistsView:
             rows.append(
                 {
                     "Scientist": scientist,
-                    "Name": link.peer.name,
+                    "Name": node.scientist_name(scientist),
                     "Connected since": pd.to_datetime(link.since, unit="s"),
                     "Objects": quota.objects if quota else 0,
                     "Bytes": quota.bytes_used if quota else 0,
@@ -468,10 +571,17 @@ class ScientistsView:
 
     @property
     def known(self) -> pd.DataFrame:
-        """Every scientist this owner has accepted (ID, name, first and last seen)."""
+        """Every scientist this owner's identity knows: confirmed by it (its ID typed or given,
+        a confirm function's yes) or let in by a rule naming it; other owner identities sharing
+        the duet home know their own. ID, name (the owner's, or the claimed one, marked), role,
+        first and last seen."""
         import pandas as pd
 
-        rows = self._node.audit.known_scientists()
+        node = self._node
+        rows = [
+            {**row, "name": row["name"] if row["named_by_owner"] else claimed(row["name"])}
+            for row in node.audit.known_scientists(owner_id=node.identity.id)
+        ]
         frame = pd.DataFrame(rows, columns=["id", "name", "role", "first_seen", "last_seen"])
         for column in ("first_seen", "last_seen"):
             frame[column] = pd.to_datetime(frame[column], unit="s")
@@ -479,6 +589,73 @@ class ScientistsView:
 
     def __repr__(self) -> str:
         return f"<{len(self)} scientists connected>"
+
+
+class _Confirmations:
+    """Strangers' confirmations, each on a thread of its own: a person typing, or the owner's
+    function, may take any time, and must hold up nothing else (not the loop, not a thread
+    pool anything else waits on). At most ``node.max_confirmations`` are under way at once
+    (a thread each, until it returns); prompts at the keyboard are asked one at a time."""
+
+    def __init__(self, node: OwnerSession):
+        self._node = node
+        self._lock = threading.Lock()
+        self._running = 0
+        self._keyboard = threading.Lock()
+
+    async def ask(self, confirm: Confirm, client_id: str, timeout_secs: float) -> Verdict:
+        """(On the loop) the verdict of ``confirm`` on ``client_id``, or a refusal once
+        ``timeout_secs`` have passed without one (its thread is left to finish on its own)."""
+        with self._lock:
+            if self._running >= self._node.max_confirmations:
+                return Verdict(
+                    refusal=f"{self._running} confirmations of other scientists are under way "
+                    "and the owner has not answered them yet; try again later"
+                )
+            self._running += 1
+        loop = asyncio.get_running_loop()
+        answer: asyncio.Future[tuple[str, bool]] = loop.create_future()
+        deadline = time.monotonic() + timeout_secs
+
+        def settle(result: tuple[str, bool] | BaseException) -> None:
+            if answer.done():  # given up on: the join has been refused already
+                return
+            if isinstance(result, BaseException):
+                answer.set_exception(result)
+            else:
+                answer.set_result(result)
+
+        def confirm_off_loop() -> None:
+            result: tuple[str, bool] | BaseException
+            try:
+                result = self._confirm(confirm, client_id, deadline)
+            except Exception as exc:
+                result = exc
+            finally:
+                with self._lock:
+                    self._running -= 1
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
+                loop.call_soon_threadsafe(settle, result)
+
+        name = f"duet-confirm-{client_id}"
+        threading.Thread(target=confirm_off_loop, name=name, daemon=True).start()
+        try:
+            given, ok = await asyncio.wait_for(answer, timeout_secs)
+        except TimeoutError:
+            return Verdict(refusal=f"it was not confirmed within {timeout_secs:g} s")
+        except Exception as exc:
+            return Verdict(refusal=f"its confirmation failed: {exc}")
+        return Verdict(confirmed=True) if ok else _mismatch(given)
+
+    def _confirm(self, confirm: Confirm, client_id: str, deadline: float) -> tuple[str, bool]:
+        if confirm is not True:
+            return confirm_id(confirm, client_id)
+        if not self._keyboard.acquire(timeout=max(0.0, deadline - time.monotonic())):
+            return "(no time left to ask)", False
+        try:
+            return confirm_id(True, client_id)
+        finally:
+            self._keyboard.release()
 
 
 def confirm_id(confirm: Confirm, client_id: str) -> tuple[str, bool]:
@@ -503,4 +680,4 @@ def default_audit_path() -> Path:
     return duet_home() / "audit.sqlite3"
 
 
-__all__ = ["OwnerSession", "ScientistLink", "ScientistsView"]
+__all__ = ["OwnerSession", "ScientistLink", "ScientistsView", "Verdict", "claimed"]

@@ -26,7 +26,7 @@ def test_each_scientist_is_known_by_the_id_it_proved(node):
     ids = {name: s.connection.identity.id for name, s in scientists.items()}
     assert set(owner.links) == set(ids.values())
     table = owner.scientists.pandas
-    assert sorted(table["Name"]) == ["alice", "bob"]
+    assert sorted(table["Name"]) == ['"alice" (claimed)', '"bob" (claimed)']  # names they chose
     for scientist in scientists.values():
         assert scientist.owner_id == owner.identity.id
 
@@ -100,7 +100,7 @@ def test_handlers_can_be_scoped_to_one_scientist(node):
         warnings.simplefilter("ignore", sy.RequestWarning)
         assert bob.store["shared"].sum().get(request_block=True, name="s", timeout_secs=0.2) is None
     table = owner.requests.pandas
-    assert set(table["Scientist name"]) == {"alice", "bob"}
+    assert set(table["Scientist name"]) == {'"alice" (claimed)', '"bob" (claimed)'}
 
 
 def test_the_audit_log_holds_requests_decisions_and_releases(tmp_path):
@@ -128,8 +128,9 @@ def test_the_audit_log_holds_requests_decisions_and_releases(tmp_path):
         decisions[0]["decided_by"].startswith("handler") and decisions[1]["decided_by"] == "owner"
     )
     release = log.events("release")[0]
-    assert len(release["digest"]) == 64 and release["name"] == "carol"
-    assert log.known(scientist.connection.identity.id)["name"] == "carol"
+    assert len(release["digest"]) == 64 and release["name"] == '"carol" (claimed)'
+    # let in without a confirmation (duet_pair's in-process join): the owner does not know her
+    assert log.known(scientist.connection.identity.id, owner_id=owner.identity.id) is None
 
 
 def test_an_identity_is_stable_and_private(tmp_path, monkeypatch):
@@ -147,7 +148,7 @@ def test_an_identity_is_stable_and_private(tmp_path, monkeypatch):
 def test_a_known_scientist_joins_without_a_prompt_and_an_unknown_one_is_confirmed():
     owner = sy.OwnerSession(max_scientists=5)
     known = sy.Identity.ephemeral("dan")
-    owner.audit.remember(known.id, "dan")
+    owner.audit.remember(known.id, "dan", owner_id=owner.identity.id)
     asked = []
 
     def confirm(client_id):
@@ -198,10 +199,11 @@ def test_the_owner_sees_what_each_scientist_holds_by_id_and_name(node):
     alice.sync(timeout_secs=10)
     bob.sync(timeout_secs=10)
     held = owner.store.held()
-    assert set(held["Scientist name"]) == {"alice", "bob"}
+    assert set(held["Scientist name"]) == {'"alice" (claimed)', '"bob" (claimed)'}
     ids = {name: s.connection.identity.id for name, s in scientists.items()}
     theirs = owner.store.held(scientist=ids["alice"])
-    assert set(theirs["Scientist"]) == {ids["alice"]} and set(theirs["Scientist name"]) == {"alice"}
+    assert set(theirs["Scientist"]) == {ids["alice"]}
+    assert set(theirs["Scientist name"]) == {'"alice" (claimed)'}
     rows = {row["Shape"][0]: row for _, row in theirs.iterrows()}
     assert not rows[3]["Owner's data"] and rows[4]["Owner's data"] and rows[4]["Op"] == "__mul__"
     assert mine.id not in set(owner.store.pandas["ID"])  # the published listing is the owner's

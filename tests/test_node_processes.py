@@ -100,7 +100,8 @@ def test_identities_access_rules_and_the_audit_log_survive_the_owner_being_kille
 
     erin = node.scientist("--name", "erin", "--steps", "3", home=erin_home)
     assert erin.event("event", "done", 4 * UNIT)["loss"] > 0
-    frank = node.scientist("--name", "frank", "--steps", "2", home=frank_home)
+    # a rule names frank: he is let in without being asked
+    frank = node.scientist("--name", "frank", "--steps", "2", home=frank_home, allow=False)
     assert frank.client_id == frank_id
     error = frank.event("event", "error", 4 * UNIT)["error"]
     assert error.startswith("PermissionDenied") and "compute but not ask for releases" in error

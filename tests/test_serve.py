@@ -190,7 +190,8 @@ def test_duet_serve_serves_two_scientists_logs_decisions_and_stops_cleanly(tmp_p
         )  # trained (chance: ln 10 = 2.3)
         error = watcher.event("event", "error", 4 * UNIT)["error"]
         assert "compute but not ask for releases" in error
-        node.line(r"accepted 'loss' for trainer .* by handler", UNIT)  # on the console
+        # on the console; the name the trainer chose is shown as its claim
+        node.line(r"accepted 'loss' for \"trainer\" \(claimed\) .* by handler", UNIT)
         node.popen.send_signal(signal.SIGTERM)
         code = node.exit_code(UNIT)
         assert code == 0, "".join(node.errors)[-6000:] + "\n".join(node.output[-8:])
@@ -203,10 +204,12 @@ def test_duet_serve_serves_two_scientists_logs_decisions_and_stops_cleanly(tmp_p
     states = [e["state"] for e in log.events("node")]
     assert states == ["serving", "stopped by SIGTERM"]
     decided = {(e["name"], e["request_name"], e["status"]) for e in log.events("decision")}
-    assert ("trainer", "loss", "accepted") in decided
+    assert ('"trainer" (claimed)', "loss", "accepted") in decided
     assert all(name != "observer" for name, _, _ in decided)  # refused before the queue
     assert any(e["scientist"] == observer for e in log.events("refused"))
-    assert log.known(observer)["name"] == "observer"
+    assert log.known(observer, owner_id=owner_id)["name"] == "observer"  # named in [[access]]
+    trainer_id = next(e["scientist"] for e in log.events("connect") if e["scientist"] != observer)
+    assert log.known(trainer_id, owner_id=owner_id) is None  # let in by "accept": not known
 
 
 def test_the_readmes_example_config_is_valid_and_does_what_it_says(tmp_path):

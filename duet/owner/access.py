@@ -4,6 +4,9 @@ A rule says whether a scientist may connect, which of the owner's published data
 compute on (by tag; all, or none), and whether it may ask for releases at all. Rules are set
 in code (``duet.access.allow(id, tags=[...], requests=False)``) or in a node's config file,
 and checked on the owner for every action and every get (policy.py); a refusal names the rule.
+A rule that names a scientist is the owner's word about it: an ``allow`` lets it in without a
+confirmation (it becomes known to the owner's identity), and its ``name`` is the one the owner
+sees for that scientist, whatever name the scientist claims.
 """
 
 from __future__ import annotations
@@ -24,12 +27,14 @@ DEFAULT = "default"
 @dataclass(frozen=True)
 class AccessRule:
     """``scientist``: an identity ID, or "default" for scientists without a rule of their own.
-    ``tags``: the tags of published data it may compute on (None: all of it)."""
+    ``tags``: the tags of published data it may compute on (None: all of it). ``name``: the
+    owner's name for that scientist (shown in its place of the name it claims)."""
 
     scientist: str = DEFAULT
     connect: bool = True
     tags: frozenset[str] | None = None
     requests: bool = True
+    name: str = ""
 
     def allows_data(self, tags: Iterable[str]) -> bool:
         return self.tags is None or bool(self.tags & set(tags))
@@ -55,24 +60,34 @@ class AccessRules:
         *,
         tags: Iterable[str] | None = None,
         requests: bool = True,
+        name: str = "",
     ) -> AccessRule:
         """Let ``scientist`` (an ID, or "default") connect; compute on the published data
-        tagged ``tags`` (None: all; []: none); ask for releases if ``requests``.
+        tagged ``tags`` (None: all; []: none); ask for releases if ``requests``. A scientist
+        named by its ID is let in without being confirmed; ``name`` is what the owner calls it
+        (shown instead of the name the scientist claims).
 
-        >>> duet.access.allow("3fa2-91bc-0d4e-77a1", tags=["digits-train"], requests=False)
+        >>> duet.access.allow("3fa2-91bc-0d4e-77a1", tags=["digits-train"], name="Ada")
         """
         if isinstance(tags, str):
             raise UsageError("tags is a list of tags, not one string")
+        key = _key(scientist)
         rule = AccessRule(
-            _key(scientist), True, None if tags is None else frozenset(map(str, tags)), requests
+            key,
+            True,
+            None if tags is None else frozenset(map(str, tags)),
+            requests,
+            _name(name, key),
         )
         with self._lock:
             self._rules[rule.scientist] = rule
         return rule
 
-    def deny(self, scientist: str = DEFAULT) -> AccessRule:
-        """Refuse ``scientist`` (or every scientist without a rule of its own) at the door."""
-        rule = AccessRule(_key(scientist), False, frozenset(), False)
+    def deny(self, scientist: str = DEFAULT, *, name: str = "") -> AccessRule:
+        """Refuse ``scientist`` (or every scientist without a rule of its own) at the door;
+        ``name``: what the owner calls it (in the log of its refusals)."""
+        key = _key(scientist)
+        rule = AccessRule(key, False, frozenset(), False, _name(name, key))
         with self._lock:
             self._rules[rule.scientist] = rule
         return rule
@@ -89,6 +104,13 @@ class AccessRules:
         with self._lock:
             return self._rules.get(scientist) or self._rules[DEFAULT]
 
+    def naming(self, scientist: str) -> AccessRule | None:
+        """The rule that names ``scientist`` by its ID, or None (the default rule applies)."""
+        if scientist == DEFAULT:
+            return None
+        with self._lock:
+            return self._rules.get(scientist)
+
     def __iter__(self):  # type: ignore[no-untyped-def]
         with self._lock:
             return iter(list(self._rules.values()))
@@ -101,13 +123,14 @@ class AccessRules:
             [
                 {
                     "Scientist": r.scientist,
+                    "Name": r.name,
                     "Connect": r.connect,
                     "Data tags": "all" if r.tags is None else sorted(r.tags),
                     "Requests": r.requests,
                 }
                 for r in self
             ],
-            columns=["Scientist", "Connect", "Data tags", "Requests"],
+            columns=["Scientist", "Name", "Connect", "Data tags", "Requests"],
         )
 
     def __repr__(self) -> str:
@@ -125,3 +148,11 @@ def _key(scientist: str) -> str:
             f"{scientist!r} is not a scientist ID like '3fa2-91bc-0d4e-77a1' (or 'default')"
         )
     return "-".join(digits[i : i + 4] for i in range(0, ID_DIGITS, 4))
+
+
+def _name(name: str, key: str) -> str:
+    if not isinstance(name, str):
+        raise UsageError(f"name is a string, not {type(name).__name__}")
+    if name and key == DEFAULT:
+        raise UsageError("name is the owner's name for one scientist: give its ID too")
+    return name.strip()

@@ -11,6 +11,11 @@ denied or timed out, and by whom: the owner by hand, which handler, which rule, 
 (an accepted request lets its scientist get the same, unchanged object again: the digest of
 what was reviewed). A release through a grant is a ``release`` whose ``decided_by`` is
 "grant of request <id>"; ``releases()`` lists every release with who or what decided it.
+
+The scientists an owner knows are kept per owner identity (one duet home may hold several, all
+writing to one database): a scientist one identity confirmed is a stranger to another. A
+database from before this (its ``scientists`` table keyed by the scientist alone) is upgraded
+when opened: its rows are kept aside (``scientists_before_owners``) and trust nobody.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SCHEMA = """
+_EVENTS = """
 CREATE TABLE IF NOT EXISTS events (
     seq INTEGER PRIMARY KEY AUTOINCREMENT,
     time REAL NOT NULL,
@@ -39,15 +44,24 @@ CREATE TABLE IF NOT EXISTS events (
     request TEXT NOT NULL DEFAULT '',
     object TEXT NOT NULL DEFAULT '',
     detail TEXT NOT NULL DEFAULT '{}'
-);
+)
+"""
+#: who each owner identity knows; ``named_by_owner``: ``name`` is the owner's, not a claim
+_SCIENTISTS = """
 CREATE TABLE IF NOT EXISTS scientists (
-    id TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    id TEXT NOT NULL,
     name TEXT NOT NULL DEFAULT '',
+    named_by_owner INTEGER NOT NULL DEFAULT 0,
     role TEXT NOT NULL DEFAULT 'scientist',
     first_seen REAL NOT NULL,
-    last_seen REAL NOT NULL
-);
+    last_seen REAL NOT NULL,
+    PRIMARY KEY (owner, id)
+)
 """
+#: where the rows of a database from before owners had identities of their own are kept
+_UNOWNED = "scientists_before_owners"
+_KNOWN_FIELDS = ("id", "name", "named_by_owner", "role", "first_seen", "last_seen")
 COLUMNS = ["Time", "Event", "Scientist", "Name", "Request", "Object", "Detail"]
 
 
@@ -66,7 +80,7 @@ class AuditLog:
         if path is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
-        self._db.executescript(_SCHEMA)
+        self._create_tables()
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
 
     def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
@@ -140,41 +154,81 @@ class AuditLog:
         frame["Time"] = pd.to_datetime(frame["Time"], unit="s")
         return frame
 
-    # ---- scientists the owner knows
-    def known(self, scientist: str) -> dict[str, Any] | None:
+    # ---- scientists each owner identity knows
+    def _create_tables(self) -> None:
+        """Create the tables, upgrading a ``scientists`` table keyed by the scientist alone (in
+        one transaction: two owners opening the file at once upgrade it once)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute(_EVENTS)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(scientists)")}
+                if columns and "owner" not in columns:
+                    # whose trust those rows were cannot be told: they trust nobody now
+                    self._db.execute(f"ALTER TABLE scientists RENAME TO {_UNOWNED}")
+                    log.warning(
+                        "%s: the known scientists it held were not kept per owner identity; "
+                        "they are known to no owner now (kept in table %s)",
+                        self.path, _UNOWNED,
+                    )  # fmt: skip
+                self._db.execute(_SCIENTISTS)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def known(self, scientist: str, *, owner_id: str) -> dict[str, Any] | None:
+        """What owner identity ``owner_id`` knows of ``scientist`` (ID, name, whether the owner
+        gave that name, role, first and last seen), or None: a stranger to it."""
         with self._lock:
             row = self._db.execute(
-                "SELECT id, name, role, first_seen, last_seen FROM scientists WHERE id = ?",
-                (scientist,),
+                f"SELECT {', '.join(_KNOWN_FIELDS)} FROM scientists WHERE owner = ? AND id = ?",
+                (owner_id, scientist),
             ).fetchone()
-        if row is None:
-            return None
-        return dict(zip(("id", "name", "role", "first_seen", "last_seen"), row, strict=True))
+        return None if row is None else _known_row(row)
 
-    def remember(self, scientist: str, name: str = "", role: str = "scientist") -> None:
-        """Know ``scientist`` from now on (or note that it was seen again)."""
+    def remember(
+        self,
+        scientist: str,
+        name: str = "",
+        *,
+        owner_id: str,
+        named_by_owner: bool = False,
+        role: str = "scientist",
+    ) -> None:
+        """Owner identity ``owner_id`` knows ``scientist`` from now on (or saw it again).
+
+        Only for a scientist that identity really confirmed: its ID typed or given by the owner,
+        a confirm function's yes, or an access rule naming it. ``name``: the owner's name for it
+        (``named_by_owner``), or else the name it claims, which never replaces the owner's."""
         now = time.time()
         with self._lock:
             self._db.execute(
-                "INSERT INTO scientists (id, name, role, first_seen, last_seen) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT(id) DO UPDATE SET last_seen = excluded.last_seen, "
-                "name = excluded.name",
-                (scientist, name, role, now, now),
+                "INSERT INTO scientists (owner, id, name, named_by_owner, role, first_seen, "
+                "last_seen) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT(owner, id) DO UPDATE SET "
+                "last_seen = excluded.last_seen, "
+                "name = CASE WHEN excluded.named_by_owner OR NOT named_by_owner "
+                "THEN excluded.name ELSE name END, "
+                "named_by_owner = MAX(named_by_owner, excluded.named_by_owner)",
+                (owner_id, scientist, name, int(named_by_owner), role, now, now),
             )
 
-    def forget(self, scientist: str) -> None:
+    def forget(self, scientist: str, *, owner_id: str) -> None:
+        """Owner identity ``owner_id`` no longer knows ``scientist`` (it is a stranger again)."""
         with self._lock:
-            self._db.execute("DELETE FROM scientists WHERE id = ?", (scientist,))
+            self._db.execute(
+                "DELETE FROM scientists WHERE owner = ? AND id = ?", (owner_id, scientist)
+            )
 
-    def known_scientists(self) -> list[dict[str, Any]]:
+    def known_scientists(self, *, owner_id: str) -> list[dict[str, Any]]:
+        """Every scientist owner identity ``owner_id`` knows, first seen first."""
         with self._lock:
             rows = self._db.execute(
-                "SELECT id, name, role, first_seen, last_seen FROM scientists ORDER BY first_seen"
+                f"SELECT {', '.join(_KNOWN_FIELDS)} FROM scientists WHERE owner = ? "
+                "ORDER BY first_seen",
+                (owner_id,),
             ).fetchall()
-        return [
-            dict(zip(("id", "name", "role", "first_seen", "last_seen"), row, strict=True))
-            for row in rows
-        ]
+        return [_known_row(row) for row in rows]
 
     def close(self) -> None:
         with self._lock:
@@ -183,3 +237,9 @@ class AuditLog:
     def __repr__(self) -> str:
         where = str(self.path) if self.path else "memory"
         return f"<audit log in {where}>"
+
+
+def _known_row(row: tuple[Any, ...]) -> dict[str, Any]:
+    known = dict(zip(_KNOWN_FIELDS, row, strict=True))
+    known["named_by_owner"] = bool(known["named_by_owner"])
+    return known

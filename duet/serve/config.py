@@ -84,7 +84,7 @@ class HandlerConfig(_Strict):
 
 class AccessConfig(_Strict):
     scientist: str = Field(min_length=1)  # an ID, or "default"
-    name: str = ""  # for the log and the list of known scientists
+    name: str = Field(default="", max_length=200)  # the owner's name for it, shown everywhere
     connect: bool = True
     tags: Tags | None = None  # none: all published data
     requests: bool = True

@@ -57,12 +57,14 @@ def build_owner(config: NodeConfig, locator: Locator, base: Path) -> OwnerSessio
                 raise ConfigError(f"{locator.line(('handler', index))}: {exc}") from None
         for index, rule in enumerate(config.access):
             try:
+                # a scientist named here is let in without being asked (and known to this
+                # identity once it has joined), under the name given here, whatever it claims
                 if rule.connect:
-                    owner.access.allow(rule.scientist, tags=rule.tags, requests=rule.requests)
-                    if rule.scientist != "default":  # named in the config: known, not asked for
-                        owner.audit.remember(rule.scientist, rule.name)
+                    owner.access.allow(
+                        rule.scientist, tags=rule.tags, requests=rule.requests, name=rule.name
+                    )
                 else:
-                    owner.access.deny(rule.scientist)
+                    owner.access.deny(rule.scientist, name=rule.name)
             except DuetError as exc:
                 raise ConfigError(f"{locator.line(('access', index))}: {exc}") from None
     except BaseException:
