@@ -1,14 +1,18 @@
 """``launch_duet`` and ``join_duet``: two processes, peer to peer over a WebRTC data channel.
 
 The owner makes its DTLS certificate first, so its ID is known at launch and printed in the line
-the scientist runs. It registers with a signaling server and gets a session ID; the scientist
-joins with it, offers a WebRTC connection and shows a client ID derived from its DTLS
-certificate; the owner confirms that ID (on loopback, the scientist instead proves it read the
-owner's private loopback file), answers, and each side then checks that the certificate its peer
-actually presented in the DTLS handshake is the one confirmed (the owner's ID, for a scientist
-given ``owner_id``). So a signaling server that swapped or spliced the offer or the answer is
-caught, whatever the SDP says. Both sides then run the protocol handshake over the open data
-channel. Only then is "connected" printed.
+the scientist runs. It registers an open session with a signaling server and gets a session ID;
+the scientist joins with it, offers a WebRTC connection and shows a client ID derived from its
+DTLS certificate; the owner confirms that ID (on loopback, the scientist instead proves it read
+the owner's private loopback file), answers, and each side then checks that the certificate its
+peer actually presented in the DTLS handshake is the one confirmed (the owner's ID, for a
+scientist given ``owner_id``). So a signaling server that swapped or spliced the offer or the
+answer is caught, whatever the SDP says. Both sides then run the protocol handshake over the
+open data channel. Only then is "connected" printed.
+
+The session stays open while the owner waits: an offer it refuses is declined through the
+signaling server, a scientist it refuses is told why, and the owner waits on for the next one,
+so no single attempt (a forged loopback proof, a mistyped ID) can end an owner's wait.
 """
 
 from __future__ import annotations
@@ -17,8 +21,10 @@ import asyncio
 import contextlib
 import logging
 import os
+import queue
 import threading
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +37,7 @@ from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PEN
 from .runtime import run
 from .session import ScientistSession, connect_scientist
 from .transport import loopback as local
+from .transport.channel import Channel
 from .transport.identity import (
     certificate_fingerprint,
     client_id_from_fingerprint,
@@ -45,11 +52,16 @@ from .transport.webrtc import answer_offer, create_offer
 
 log = logging.getLogger(__name__)
 CONNECT_TIMEOUT_SECS = 60.0
+#: how long a node waits for a stranger's confirmation (a person typing its client ID, the
+#: owner's function) before refusing it
+CONFIRM_SECS = 120.0
 LOOPBACK_HOSTS = ["127.0.0.1"]
 #: how long join_duet waits for an owner that has not launched yet (PySyft's loopback: 90 s)
 JOIN_WAIT_SECS = 90.0
 _FIRST_RETRY_SECS = 0.25
 _MAX_RETRY_SECS = 2.0
+#: refusals of a join that a later attempt may not get (a place frees up)
+_TRANSIENT = ("session_busy", "server_full")
 
 
 def _say(text: str) -> None:
@@ -101,13 +113,17 @@ def launch_duet(
 
     Prints the session ID and the exact line the scientist runs, which carries your owner ID
     (your identity's, the same every time: see ``duet.Identity``) so the scientist can check it
-    is really you they reach. A scientist you accepted before joins without a prompt. For an
-    unknown one, with ``confirm=True`` you are asked for the client ID the scientist was shown;
-    a wrong ID refuses the connection (``confirm`` may also be the expected ID itself, or a
-    function given the ID that returns True to accept; ``unknown="refuse"`` refuses unknown
-    scientists). Either way the scientist must prove, on this very connection, that it holds
-    the key of that ID. ``on_ready(session_id, signaling_url)`` is called once the session is
-    registered, for handing the ID over another way.
+    is really you they reach. A scientist this identity confirmed before, or one an access rule
+    names (``owner.access.allow(id)``), joins without a prompt. For an unknown one, with
+    ``confirm=True`` you are asked for the client ID the scientist was shown (``confirm`` may
+    also be the expected ID itself, or a function given the ID that returns True to accept;
+    ``unknown="refuse"`` refuses unknown scientists); once confirmed, it is known to this
+    identity from now on. ``confirm=False`` lets anyone in and makes no one known. Either way
+    the scientist must prove, on this very connection, that it holds the key of that ID. A
+    refused attempt (a wrong ID, an offer duet would not send, a loopback join without the
+    proof) is told why, and you wait on for the scientist, until ``timeout_secs``.
+    ``on_ready(session_id, signaling_url)`` is called once the session is registered, for
+    handing the ID over another way.
 
     ``loopback=True``: owner and scientist on this machine find each other with no ID to copy
     and no prompt, through a file only your user can read (see ``loopback_file()``); a process
@@ -122,8 +138,10 @@ def launch_duet(
     with its own connection, namespace and quotas) until it is closed, serving up to that many
     at once; ``wait=False`` returns as soon as the session is registered instead of after the
     first scientist joined (``duet serve`` runs a node from a config file). Unknown scientists
-    joining a node are confirmed off the caller's thread: pass ``confirm`` as a function or an
-    ID, let in only known ones (``unknown="refuse"``), or set access rules.
+    joining a node are confirmed off the caller's thread, each on a thread of its own, and
+    refused if not confirmed within ``CONFIRM_SECS`` (120 s): pass ``confirm`` as a function or
+    an ID, let in only known ones (``unknown="refuse"``), or set access rules. Known and ruled
+    scientists are let in at once, however many strangers are waiting.
     ``owner``: an OwnerSession prepared beforehand (published data, handlers, access rules in
     place before the first scientist can join); its own settings replace the ones above.
 
@@ -132,10 +150,9 @@ def launch_duet(
     shows what waits for you); ``db_path`` (PySyft's database for the store) raises
     UsageError, as duet keeps the owner's objects in this process only.
 
-    Raises SignalingError, HandshakeError (the scientist was not confirmed or could not prove
-    who it is), ProtocolError (an offer duet would not send), DuetTimeout (no scientist within
-    ``timeout_secs``), UsageError (``signaling_url`` and ``network_url`` disagree; a
-    ``db_path``).
+    Raises SignalingError (the signaling session ended), DuetTimeout (no scientist accepted
+    within ``timeout_secs``; it names the last refusal), UsageError (``signaling_url`` and
+    ``network_url`` disagree; a ``db_path``; ``confirm=True`` with no one to type the ID).
     """
     signaling_url = _signaling_url(signaling_url, network_url, "launch_duet")
     if db_path is not None:
@@ -168,84 +185,283 @@ def launch_duet(
             on_ready=on_ready,
             wait=wait,
         )
-    hosts = _ice_hosts(ice_hosts, loopback)
-    url = signaling_url or os.environ.get("DUET_SIGNALING_URL")
-    state: dict[str, Any] = {}
-    # the DTLS certificate, made before registering; the owner's ID is its identity's
-    certificate = new_certificate()
-    owner_id = owner.identity.id
-    token = local.new_token() if loopback else ""
-
-    async def register() -> str:
-        nonlocal url
-        if url is None:
-            from signaling_server import start_embedded_server
-
-            state["server"], url = await start_embedded_server("127.0.0.1", 0)
-        state["signaling"] = client = await SignalingClient.connect(url)
-        return await client.register()
-
-    session_id = run(
-        register(), timeout_secs=CONNECT_TIMEOUT_SECS, what="registering with the signaling server"
+    return _launch_one(
+        owner,
+        signaling_url,
+        loopback=loopback,
+        confirm=confirm,
+        ice_servers=ice_servers,
+        ice_hosts=ice_hosts,
+        timeout_secs=timeout_secs,
+        on_ready=on_ready,
     )
-    owner._embedded_server = state.get("server")
-    if "server" in state:
-        _say(f"♫♫♫ > started a signaling server for this session at {url}")
-    _say(f"♫♫♫ > duet session ID: {session_id}")
-    _say(f"♫♫♫ > your owner ID: {owner_id}")
-    _say(f"♫♫♫ > datasets scientists open are read from {owner.settings.data_root}")
+
+
+Arrival = Callable[[Channel, tuple[str, str]], Awaitable[None]]
+
+
+class _Doorway:
+    """The owner's open session on the signaling server, and the first steps of every join.
+
+    Each offer is handled on its own task (one that fails, or is refused, changes nothing for
+    the others): its SDP is checked (on loopback, also the proof that the scientist read the
+    owner's private file), and a bad one is declined through the signaling server with the
+    reason; a good one is answered with the owner's signature, and once the data channel is
+    open (the scientist's DTLS certificate checked), ``arrive(channel, fingerprints)`` takes it
+    from there. The session stays open for the next offer until the owner closes it.
+    """
+
+    def __init__(
+        self,
+        owner: OwnerSession,
+        url: str | None,
+        *,
+        loopback: bool,
+        ice_servers: Sequence[str] | None,
+        ice_hosts: Sequence[str] | None,
+        say: Callable[[str], None],
+    ):
+        self.owner = owner
+        self.url = url or os.environ.get("DUET_SIGNALING_URL")
+        self.loopback = loopback
+        self.ice_servers = ice_servers
+        self.hosts = _ice_hosts(ice_hosts, loopback)
+        self.say = say  # how a refused offer is told to the owner
+        self.certificate = new_certificate()  # made first: the owner's ID is its identity's
+        self.token = local.new_token() if loopback else ""
+        self.server: Any = None  # a signaling server started for this session
+        self.signaling: SignalingClient | None = None
+        self.session_id = ""
+
+    def register(self) -> str:
+        """Register an open session (starting a signaling server if there is no URL)."""
+
+        async def register() -> str:
+            if self.url is None:
+                from signaling_server import start_embedded_server
+
+                self.server, self.url = await start_embedded_server("127.0.0.1", 0)
+            self.signaling = await SignalingClient.connect(self.url)
+            return await self.signaling.register(max_peers=None, open_session=True)
+
+        try:
+            self.session_id = run(
+                register(),
+                timeout_secs=CONNECT_TIMEOUT_SECS,
+                what="registering with the signaling server",
+            )
+        finally:
+            self.owner._embedded_server = self.server
+        return self.session_id
+
+    def write_loopback(self) -> None:
+        record = local.LoopbackRecord(
+            self.session_id, str(self.url), os.getpid(), self.owner.identity.id, self.token
+        )
+        local.write_loopback(record)
+
+    async def serve(self, arrive: Arrival, ended: Callable[[DuetError], None]) -> None:
+        """(On the loop) answer each offer until the session ends; ``ended(error)`` if it ends
+        otherwise than by ``close_session``."""
+        signaling = self.signaling
+        assert signaling is not None
+        joining: set[asyncio.Task[None]] = set()
+        try:
+            async for peer_id, offer in signaling.offers(timeout_secs=None):
+                task = asyncio.ensure_future(self._join(peer_id, offer, arrive))
+                joining.add(task)
+                task.add_done_callback(joining.discard)
+        except DuetError as exc:
+            log.warning("the owner's signaling session ended: %s", exc)
+            ended(exc)
+        finally:
+            for task in joining:
+                task.cancel()
+            with contextlib.suppress(Exception):
+                await signaling.close()
+
+    async def _join(self, peer_id: str, offer: str, arrive: Arrival) -> None:
+        signaling = self.signaling
+        assert signaling is not None
+        try:
+            scientist_fingerprint = check_peer_sdp(offer, "the scientist's offer")
+            if self.loopback:
+                local.check_proof(offer, self.token, self.session_id, scientist_fingerprint)
+            peer, answer_sdp = await answer_offer(
+                offer,
+                ice_servers=self.ice_servers,
+                ice_hosts=self.hosts,
+                certificate=self.certificate,
+            )
+        except DuetError as exc:
+            self.say(f"refused an offer: {exc}")
+            with contextlib.suppress(DuetError):
+                await signaling.decline(peer_id, str(exc))
+            return
+        owner_fingerprint = certificate_fingerprint(self.certificate)
+        try:
+            answer_sdp = sign_answer(
+                answer_sdp, self.owner.identity, self.session_id, owner_fingerprint
+            )
+            await signaling.send_answer(answer_sdp, peer=peer_id)
+            channel = await peer.channel(CONNECT_TIMEOUT_SECS)  # checks the presented certificate
+        except DuetError as exc:
+            log.warning("a scientist could not join: %s", exc)
+            await peer.close()
+            return
+        except BaseException:
+            await peer.close()
+            raise
+        try:
+            await arrive(channel, (owner_fingerprint, scientist_fingerprint))
+        except DuetError as exc:
+            log.warning("a scientist could not join: %s", exc)
+        except Exception:
+            log.exception("admitting a scientist failed")
+
+    def close(self) -> None:
+        """(Caller's thread) stop taking offers: the session ends on the signaling server, and
+        scientists still mid-exchange there are told so."""
+
+        async def close() -> None:
+            if self.signaling is not None and not self.signaling.closed:
+                with contextlib.suppress(DuetError):
+                    await self.signaling.close_session()
+
+        run(close(), timeout_secs=10, what="closing the signaling session")
+
+    def stop_server(self) -> None:
+        """Stop the signaling server started for this session, if any (after a failure)."""
+        if self.server is not None:
+            run(self.server.close(), timeout_secs=10, what="stopping the signaling server")
+            self.server = self.owner._embedded_server = None
+
+
+def _launch_one(
+    owner: OwnerSession,
+    signaling_url: str | None,
+    *,
+    loopback: bool,
+    confirm: bool | str | Callable[[str], bool],
+    ice_servers: Sequence[str] | None,
+    ice_hosts: Sequence[str] | None,
+    timeout_secs: float,
+    on_ready: Callable[[str, str], None] | None,
+) -> OwnerSession:
+    """Register, wait until one scientist is accepted (its ID confirmed here, on the caller's
+    thread: a person may type it), then stop taking offers.
+
+    A refused attempt (an offer duet would not send or without the loopback proof: declined
+    through the signaling server; a wrong client ID, a rule, a failed handshake) changes
+    nothing: the owner says so and waits on for the scientist, until ``timeout_secs``.
+    """
+    door = _Doorway(
+        owner,
+        signaling_url,
+        loopback=loopback,
+        ice_servers=ice_servers,
+        ice_hosts=ice_hosts,
+        say=lambda text: _say(f"♫♫♫ > {text}; still waiting for the scientist"),
+    )
+    session_id = door.register()
+    # scientists whose handshake is done, for the caller's thread to decide one at a time
+    arrivals: queue.Queue[ScientistLink | DuetError] = queue.Queue()
+
+    stopped: list[str] = []  # why the owner takes no one else (set on the loop, like arrive)
+
+    async def arrive(channel: Channel, fingerprints: tuple[str, str]) -> None:
+        link = await owner.handshake(channel, fingerprints, timeout_secs=CONNECT_TIMEOUT_SECS)
+        if stopped:
+            await owner.refuse(link, stopped[0])
+        else:
+            arrivals.put(link)
+
+    async def start() -> None:
+        owner._accepting = asyncio.ensure_future(door.serve(arrive, arrivals.put))
+
+    async def turn_away(reason: str) -> None:
+        """Take no one else: refuse those whose handshake is done but who were not decided."""
+        stopped.append(reason)
+        while not arrivals.empty():  # bounded: arrive adds no more once stopped
+            other = arrivals.get_nowait()
+            if isinstance(other, ScientistLink):
+                await owner.refuse(other, reason)
+
     try:
+        if door.server is not None:
+            _say(f"♫♫♫ > started a signaling server for this session at {door.url}")
+        _say(f"♫♫♫ > duet session ID: {session_id}")
+        _say(f"♫♫♫ > your owner ID: {owner.identity.id}")
+        _say(f"♫♫♫ > datasets scientists open are read from {owner.settings.data_root}")
         if loopback:
-            record = local.LoopbackRecord(session_id, str(url), os.getpid(), owner_id, token)
-            local.write_loopback(record)
+            door.write_loopback()
             _say("♫♫♫ > on this machine, the scientist runs: duet = sy.join_duet(loopback=True)")
         else:
             _say(
                 f'♫♫♫ > ask the scientist to run: duet = sy.join_duet("{session_id}", '
-                f'signaling_url="{url}", owner_id="{owner_id}")'
+                f'signaling_url="{door.url}", owner_id="{owner.identity.id}")'
             )
         _say("♫♫♫ > waiting for the scientist to join...")
+        run(start(), timeout_secs=10, what="starting to admit the scientist")
         if on_ready is not None:
-            on_ready(session_id, str(url))
-        offer = run(
-            state["signaling"].wait_offer(timeout_secs=timeout_secs),
-            timeout_secs=timeout_secs + 10,
-            what="waiting for the scientist",
-        )
-        scientist_fingerprint = check_peer_sdp(offer, "the scientist's offer")
-        if loopback:
-            local.check_proof(offer, token, session_id, scientist_fingerprint)
-
-        async def answer() -> ScientistLink:
-            peer, answer_sdp = await answer_offer(
-                offer, ice_servers=ice_servers, ice_hosts=hosts, certificate=certificate
-            )
-            answer_sdp = sign_answer(
-                answer_sdp, owner.identity, session_id, certificate_fingerprint(certificate)
-            )
-            await state["signaling"].send_answer(answer_sdp)
-            channel = await peer.channel(CONNECT_TIMEOUT_SECS)  # checks the presented certificate
-            fingerprints = (certificate_fingerprint(certificate), scientist_fingerprint)
-            return await owner.handshake(channel, fingerprints, timeout_secs=CONNECT_TIMEOUT_SECS)
-
-        link = run(
-            answer(), timeout_secs=CONNECT_TIMEOUT_SECS * 2, what="connecting to the scientist"
-        )
-        # decided here, on the caller's thread: a person may be asked for the client ID
-        refusal = owner.decide(link, confirm=confirm, preapproved=loopback)
-        if refusal is not None:
-            run(owner.refuse(link, refusal), timeout_secs=10, what="refusing the scientist")
-            raise HandshakeError(f"refused scientist {link.id}: {refusal}")
-        run(owner.accept(link), timeout_secs=CONNECT_TIMEOUT_SECS, what="accepting the scientist")
+            on_ready(session_id, str(door.url))
+        link = _first_accepted(owner, arrivals, confirm=confirm, loopback=loopback,
+                               timeout_secs=timeout_secs)  # fmt: skip
     except BaseException:
-        _cleanup(state, owner)
+        door.close()
+        run(turn_away("the owner stopped waiting"), timeout_secs=30, what="refusing scientists")
+        door.stop_server()
         raise
     finally:
         if loopback:
             local.remove_loopback(session_id)
-        run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
-    _say(f"♫♫♫ > connected to scientist {link.id}")
+    door.close()
+    run(turn_away("the owner accepted another scientist"), timeout_secs=30,
+        what="refusing scientists")  # fmt: skip
+    name = owner.scientist_name(link.id)
+    _say(f"♫♫♫ > connected to scientist {link.id}" + (f": {name}" if name else ""))
     return owner
+
+
+def _first_accepted(
+    owner: OwnerSession,
+    arrivals: queue.Queue[ScientistLink | DuetError],
+    *,
+    confirm: bool | str | Callable[[str], bool],
+    loopback: bool,
+    timeout_secs: float,
+) -> ScientistLink:
+    """(The caller's thread) decide each scientist that arrives, one at a time, until one is
+    accepted. Raises DuetTimeout (none within ``timeout_secs``, naming the last refusal), what
+    ended the signaling session, or UsageError (``confirm=True`` and no one to type)."""
+    deadline = time.monotonic() + timeout_secs
+    last = ""
+    while True:  # bounded by the deadline: each turn waits for the next arrival
+        try:
+            arrival = arrivals.get(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
+            refused = f" (the last attempt: {last})" if last else ""
+            raise DuetTimeout(f"no scientist joined within {timeout_secs:g} s{refused}") from None
+        if isinstance(arrival, DuetError):
+            raise arrival
+        link = arrival
+        try:
+            refusal = owner.decide(link, confirm=confirm, preapproved=loopback)
+        except BaseException:  # no one to type the ID, or the owner interrupted the prompt
+            run(owner.refuse(link, "the owner stopped waiting"), timeout_secs=10,
+                what="refusing the scientist")  # fmt: skip
+            raise
+        if refusal is None:
+            try:
+                run(owner.accept(link), timeout_secs=CONNECT_TIMEOUT_SECS,
+                    what="accepting the scientist")  # fmt: skip
+                return link
+            except HandshakeError as exc:  # it left meanwhile, or a rule changed: says which
+                last = str(exc)
+        else:
+            run(owner.refuse(link, refusal), timeout_secs=10, what="refusing the scientist")
+            last = f"refused scientist {link.id}: {refusal}"
+        _say(f"♫♫♫ > {last}; still waiting for the scientist")
 
 
 def _launch_node(
@@ -264,98 +480,53 @@ def _launch_node(
 
     Each offer is handled on its own (one that fails, or is refused, changes nothing for the
     others): its SDP checked, answered with the owner's signature, its DTLS certificate and
-    identity proved, then decided as ``OwnerSession.decide`` says, off the loop.
+    identity proved, then decided as ``OwnerSession.admit`` says, on the loop: a stranger's
+    confirmation runs on a thread of its own, for at most ``CONFIRM_SECS``.
     """
-    hosts = _ice_hosts(ice_hosts, loopback)
-    url = signaling_url or os.environ.get("DUET_SIGNALING_URL")
-    certificate = new_certificate()
-    token = local.new_token() if loopback else ""
-    state: dict[str, Any] = {}
+    door = _Doorway(
+        owner,
+        signaling_url,
+        loopback=loopback,
+        ice_servers=ice_servers,
+        ice_hosts=ice_hosts,
+        say=lambda text: log.warning("%s", text),
+    )
+    session_id = door.register()
     first = threading.Event()
 
-    async def register() -> str:
-        nonlocal url
-        if url is None:
-            from signaling_server import start_embedded_server
-
-            state["server"], url = await start_embedded_server("127.0.0.1", 0)
-        state["signaling"] = client = await SignalingClient.connect(url)
-        return await client.register(max_peers=None, open_session=True)
-
-    session_id = run(
-        register(), timeout_secs=CONNECT_TIMEOUT_SECS, what="registering with the signaling server"
-    )
-    owner._embedded_server = state.get("server")
-    signaling: SignalingClient = state["signaling"]
-
-    async def admit(peer_id: str, offer: str) -> None:
-        try:
-            scientist_fingerprint = check_peer_sdp(offer, "the scientist's offer")
-            if loopback:
-                local.check_proof(offer, token, session_id, scientist_fingerprint)
-        except DuetError as exc:
-            log.warning("refused an offer: %s", exc)
-            await signaling.decline(peer_id, str(exc))
-            return
-        try:
-            peer, answer_sdp = await answer_offer(
-                offer, ice_servers=ice_servers, ice_hosts=hosts, certificate=certificate
-            )
-            answer_sdp = sign_answer(
-                answer_sdp, owner.identity, session_id, certificate_fingerprint(certificate)
-            )
-            await signaling.send_answer(answer_sdp, peer=peer_id)
-            channel = await peer.channel(CONNECT_TIMEOUT_SECS)
-            fingerprints = (certificate_fingerprint(certificate), scientist_fingerprint)
-            link = await owner.admit(
-                channel,
-                fingerprints=fingerprints,
-                confirm=confirm,
-                preapproved=loopback,
-                timeout_secs=CONNECT_TIMEOUT_SECS,
-            )
-        except DuetError as exc:
-            log.warning("a scientist could not join: %s", exc)
-            return
-        _say(f"♫♫♫ > connected to scientist {link.id} {link.peer.name}".rstrip())
+    async def arrive(channel: Channel, fingerprints: tuple[str, str]) -> None:
+        link = await owner.admit(
+            channel,
+            fingerprints=fingerprints,
+            confirm=confirm,
+            preapproved=loopback,
+            timeout_secs=CONNECT_TIMEOUT_SECS,
+            confirm_timeout_secs=CONFIRM_SECS,
+        )
+        name = owner.scientist_name(link.id)
+        _say(f"♫♫♫ > connected to scientist {link.id}" + (f": {name}" if name else ""))
         first.set()
 
-    async def accept() -> None:
-        joining: set[asyncio.Task[None]] = set()
-        try:
-            async for peer_id, offer in signaling.offers(timeout_secs=None):
-                task = asyncio.ensure_future(admit(peer_id, offer))
-                joining.add(task)
-                task.add_done_callback(joining.discard)
-        except DuetError as exc:
-            log.warning("the owner's signaling session ended: %s", exc)
-        finally:
-            for task in joining:
-                task.cancel()
-            with contextlib.suppress(Exception):
-                await signaling.close()
-
     async def start() -> None:
-        owner._accepting = asyncio.ensure_future(accept())
+        owner._accepting = asyncio.ensure_future(door.serve(arrive, lambda exc: None))
 
     _say(f"♫♫♫ > duet session ID: {session_id}")
     _say(f"♫♫♫ > your owner ID: {owner.identity.id}")
     _say(f"♫♫♫ > datasets scientists open are read from {owner.settings.data_root}")
-    if "server" in state:
-        _say(f"♫♫♫ > started a signaling server for this session at {url}")
+    if door.server is not None:
+        _say(f"♫♫♫ > started a signaling server for this session at {door.url}")
     if loopback:
-        record = local.LoopbackRecord(session_id, str(url), os.getpid(), owner.identity.id, token)
-        local.write_loopback(record)
+        door.write_loopback()
         _say("♫♫♫ > on this machine, scientists run: duet = sy.join_duet(loopback=True)")
     else:
         _say(
-            f'♫♫♫ > scientists run: duet = sy.join_duet("{session_id}", signaling_url="{url}", '
-            f'owner_id="{owner.identity.id}")'
+            f'♫♫♫ > scientists run: duet = sy.join_duet("{session_id}", signaling_url='
+            f'"{door.url}", owner_id="{owner.identity.id}")'
         )
     _say(f"♫♫♫ > serving up to {owner.max_scientists} scientists at once until closed")
     run(start(), timeout_secs=10, what="starting to admit scientists")
     if on_ready is not None:
-        on_ready(session_id, str(url))
+        on_ready(session_id, str(door.url))
     if wait and not first.wait(timeout_secs):
         owner.close()
         raise DuetTimeout(f"no scientist joined within {timeout_secs:g} s")
@@ -370,13 +541,6 @@ def _audit(audit: AuditLog | str | Path | bool) -> AuditLog:
     if audit is False:
         return AuditLog(None)
     return AuditLog(audit)
-
-
-def _cleanup(state: dict[str, Any], owner: OwnerSession) -> None:
-    server = state.get("server")
-    if server is not None:
-        run(server.close(), timeout_secs=10, what="stopping the signaling server")
-        owner._embedded_server = None
 
 
 class _NoOwnerYet(UsageError):
@@ -453,8 +617,9 @@ def _worth_waiting(exc: BaseException, loopback: bool) -> bool:
     if isinstance(exc, _NoOwnerYet | SignalingUnreachable | DuetTimeout):
         return True
     if isinstance(exc, SignalingServerError):
-        # an unknown session on loopback: that owner's session ended, a new one is on its way
-        return exc.server_code == "server_full" or (
+        # the session or the server is full for now: places free up as joins finish or expire.
+        # An unknown session on loopback: that owner's session ended, a new one is on its way
+        return exc.server_code in _TRANSIENT or (
             loopback and exc.server_code in ("unknown_session", "expired")
         )
     return False
@@ -479,7 +644,8 @@ def _reach_owner(
     wait_secs: float,
 ) -> tuple[local.LoopbackRecord | None, str, str | None, str, SignalingClient]:
     """Find the owner's session and join it on the signaling server, waiting up to
-    ``wait_secs`` (with a countdown) while the owner or the server is not there yet."""
+    ``wait_secs`` (with a countdown) while the owner or the server is not there yet, or the
+    session has no place free yet."""
     countdown: Countdown | None = None
     delay = _FIRST_RETRY_SECS
     found: tuple[local.LoopbackRecord | None, str, str | None, str] | None = None
@@ -568,9 +734,11 @@ def join_duet(
 
     Started before the owner, it waits up to ``wait_secs`` (90 s, as PySyft's loopback did)
     with a countdown on stderr: for the owner's loopback file with ``loopback=True``, for the
-    signaling server to answer at its address otherwise (each attempt bounded, with a backoff
-    between attempts of up to 2 s). An unknown session ID is not waited for: IDs are made by
-    the signaling server when the owner registers, so a wait cannot make one known.
+    signaling server to answer at its address otherwise, and while the owner's session or the
+    server is full (``session_busy``: as many scientists as the server allows are mid-exchange
+    with that owner; ``server_full``); each attempt bounded, with a backoff between attempts of
+    up to 2 s. An unknown session ID is not waited for: IDs are made by the signaling server
+    when the owner registers, so a wait cannot make one known.
     ``wait_secs=0`` fails at once. PySyft's names: ``target_id`` is ``session_id``,
     ``network_url`` is ``signaling_url``.
 
@@ -589,23 +757,27 @@ def join_duet(
     )
     if name:
         who.name = name
-    record, session_id, owner_id, _url, client = _reach_owner(
-        session_id, signaling_url, owner_id=owner_id, loopback=loopback, wait_secs=wait_secs
-    )
     hosts = _ice_hosts(ice_hosts, loopback)
     scientist = ScientistSession()
-    state: dict[str, Any] = {"signaling": client}
+    state: dict[str, Any] = {}
 
-    async def offer() -> None:
-        peer, sdp = await create_offer(ice_servers=ice_servers, ice_hosts=hosts)
-        state["peer"] = peer
-        if record is not None:
-            proof = local.loopback_proof(record.token, record.session_id, peer.fingerprint)
-            sdp = local.with_proof(sdp, proof)
-        await client.send_offer(sdp)
+    async def make_offer() -> str:
+        # made before joining: once joined, the offer follows at once (the server gives a
+        # join that sends none only --join-timeout before it frees its place)
+        state["peer"], sdp = await create_offer(ice_servers=ice_servers, ice_hosts=hosts)
+        return sdp
 
     try:
-        run(offer(), timeout_secs=CONNECT_TIMEOUT_SECS, what="sending the offer to the owner")
+        sdp = run(make_offer(), timeout_secs=CONNECT_TIMEOUT_SECS, what="making the offer")
+        record, session_id, owner_id, _url, client = _reach_owner(
+            session_id, signaling_url, owner_id=owner_id, loopback=loopback, wait_secs=wait_secs
+        )
+        state["signaling"] = client
+        if record is not None:
+            proof = local.loopback_proof(record.token, record.session_id, state["peer"].fingerprint)
+            sdp = local.with_proof(sdp, proof)
+        run(client.send_offer(sdp), timeout_secs=CONNECT_TIMEOUT_SECS,
+            what="sending the offer to the owner")  # fmt: skip
     except BaseException:
         _close_all(state)
         raise
