@@ -9,15 +9,19 @@ privately, like any other failure there).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
 
-from ..errors import NotAllowed, UsageError
+from ..errors import NotAllowed, ProtocolError, UsageError
 
 DEVICE_TYPES = ("cpu", "cuda")
+MAX_DEVICE_INDEX = 127  # torch keeps a device's index in 8 bits: cuda:128 would wrap
+# what a peer may name on the wire: the owner's cpu, or cuda with an index
+_WIRE_DEVICE = re.compile(r"cpu(:0)?|cuda(:(0|[1-9][0-9]{0,2}))?")
 MODULE_MOVES = ("cpu", "cuda", "to", "double", "float", "half")
 NO_CUDA = (
     "the owner has no CUDA device: its tensors and models stay on its cpu "
@@ -42,6 +46,21 @@ def check_device(args: Any, kwargs: dict[str, Any], *, cuda: bool = False) -> No
             cuda = cuda or value.type == "cuda"
     if cuda and not torch.cuda.is_available():
         raise UsageError(NO_CUDA)
+
+
+def device_from_wire(value: Any) -> torch.device:
+    """A device a peer named in a message: ``cpu``, ``cuda`` or ``cuda:<n>``, nothing else.
+
+    Raises ProtocolError for anything else (``"mps"``, ``"meta"``, ``"cuda:../../etc"``, a
+    number): the owner has no other devices, and torch's own parser fails with a RuntimeError.
+    """
+    match = _WIRE_DEVICE.fullmatch(value) if isinstance(value, str) else None
+    if match is None or (match.group(3) is not None and int(match.group(3)) > MAX_DEVICE_INDEX):
+        raise ProtocolError(
+            f"device {value!r:.60} is not one of the owner's devices "
+            f"(cpu, cuda, cuda:0 to cuda:{MAX_DEVICE_INDEX})"
+        )
+    return torch.device(value)
 
 
 def make_device(*args: Any, **kwargs: Any) -> torch.device:

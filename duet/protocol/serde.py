@@ -5,8 +5,10 @@ everything else is an object tagged with ``"$"``: containers, tensors and numpy 
 shape + an index into the frame's buffers), references to remote objects, slices, dtypes,
 sizes, nn.Module specs. Numpy scalars travel as the Python numbers they hold; numpy arrays of
 Python objects (or of any dtype that is not plain numbers) are refused.
-Decoding trusts nothing: unknown tags, wrong shapes, out-of-range buffer indexes and deep nesting
-raise ProtocolError.
+Decoding trusts nothing: every field is checked against what the encoder writes (its type, its
+range, no field it does not write), so malformed input of any kind raises ProtocolError and
+nothing else; the owner treats any other exception while handling a message as having lost track
+of its own state.
 """
 
 from __future__ import annotations
@@ -18,10 +20,25 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..errors import ProtocolError
+from ..errors import DuetError, ProtocolError
+from .devices import device_from_wire
 
 MAX_DEPTH = 64
 MAX_INT_BITS = 64
+MAX_DIM = 2**40  # one dimension of a tensor or array
+MAX_SPAN = 2**48  # the product of a shape's non-zero dimensions (an empty tensor's strides)
+MAX_DIMS = 32
+# the fields each tagged value may carry besides "$" (exactly what the encoder writes)
+FIELDS: dict[str, frozenset[str]] = {
+    tag: frozenset(fields)
+    for tag, fields in {
+        "list": ("v",), "tuple": ("v",), "dict": ("v",), "size": ("v",), "slice": ("v",),
+        "float": ("v",), "dtype": ("v",), "device": ("v",), "complex": ("v",), "ref": ("id",),
+        "bytes": ("buf",), "ellipsis": (), "tensor": ("dtype", "shape", "buf", "rg", "param"),
+        "ndarray": ("dtype", "shape", "buf"),
+        "module": ("type", "config", "children", "state", "training"),
+    }.items()
+}  # fmt: skip
 
 _DTYPE_NAMES = [
     "float16", "bfloat16", "float32", "float64", "complex64", "complex128",
@@ -51,10 +68,12 @@ def tensor_to_buffer(tensor: torch.Tensor) -> memoryview:
 
 def _check_layout(what: str, dtype_name: Any, shape: Any, itemsize: int, buffer: memoryview) -> int:
     """The number of elements of a ``shape`` whose bytes are exactly ``buffer``."""
-    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < 2**40 for d in shape):
-        raise ProtocolError(f"invalid {what} shape {shape!r}")
-    if len(shape) > 32:
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < MAX_DIM for d in shape):
+        raise ProtocolError(f"invalid {what} shape {shape!r:.200}")
+    if len(shape) > MAX_DIMS:
         raise ProtocolError(f"{what} of {len(shape)} dimensions is not supported")
+    if math.prod(max(d, 1) for d in shape) > MAX_SPAN:
+        raise ProtocolError(f"{what} shape {shape} spans more than {MAX_SPAN} elements")
     numel = math.prod(shape)
     if numel * itemsize != buffer.nbytes:
         raise ProtocolError(
@@ -73,6 +92,8 @@ def tensor_from_buffer(dtype_name: Any, shape: Any, buffer: memoryview) -> torch
     if numel == 0:
         return torch.empty(shape, dtype=dtype)
     raw = torch.frombuffer(bytearray(buffer), dtype=torch.uint8)
+    if dtype == torch.bool:  # a bool is one byte, 0 or 1: any other byte is no bool to torch
+        return (raw != 0).reshape(shape)
     return raw.view(dtype).reshape(shape)
 
 
@@ -82,6 +103,8 @@ def array_from_buffer(dtype_name: Any, shape: Any, buffer: memoryview) -> np.nda
     if dtype is None:
         raise ProtocolError(f"unsupported numpy dtype {dtype_name!r}")
     _check_layout("array", dtype_name, shape, dtype.itemsize, buffer)
+    if dtype == np.bool_:  # as for tensors: a byte other than 0 or 1 is no bool
+        return (np.frombuffer(bytearray(buffer), dtype=np.uint8) != 0).reshape(shape)
     return np.frombuffer(bytearray(buffer), dtype=dtype).reshape(shape)
 
 
@@ -210,6 +233,12 @@ class Decoder:
         if not isinstance(data, dict):
             raise ProtocolError(f"unexpected {type(data).__name__} in an encoded value")
         tag = data.get("$")
+        fields = FIELDS.get(tag) if isinstance(tag, str) else None
+        if fields is None:
+            raise ProtocolError(f"unknown value tag {tag!r:.60}")
+        extra = [key for key in data if key != "$" and key not in fields]
+        if extra:
+            raise ProtocolError(f"a {tag} value has no field {extra[0]!r:.60}")
         items = data.get("v")
         if tag == "list":
             return [self.decode(v, depth + 1) for v in self._seq(items, tag)]
@@ -222,21 +251,15 @@ class Decoder:
                     raise ProtocolError("dict items must be [key, value] pairs")
                 key = self.decode(pair[0], depth + 1)
                 try:
-                    out[key] = self.decode(pair[1], depth + 1)
+                    hash(key)
                 except TypeError as exc:
                     raise ProtocolError(
                         f"unhashable dict key of type {type(key).__name__}"
                     ) from exc
+                out[key] = self.decode(pair[1], depth + 1)
             return out
         if tag == "tensor":
-            tensor = tensor_from_buffer(data.get("dtype"), data.get("shape"), self._buffer(data))
-            if data.get("param"):
-                return torch.nn.Parameter(tensor, requires_grad=bool(data.get("rg")))
-            if data.get("rg"):
-                if not (tensor.is_floating_point() or tensor.is_complex()):
-                    raise ProtocolError("only floating point tensors can require gradients")
-                tensor.requires_grad_(True)
-            return tensor
+            return self._tensor(data)
         if tag == "ndarray":
             return array_from_buffer(data.get("dtype"), data.get("shape"), self._buffer(data))
         if tag == "ref":
@@ -245,13 +268,13 @@ class Decoder:
                 raise ProtocolError("invalid object reference")
             return self.resolve_ref(ref)
         if tag == "float":
-            if items not in ("nan", "inf", "-inf"):
-                raise ProtocolError(f"invalid special float {items!r}")
+            if not isinstance(items, str) or items not in ("nan", "inf", "-inf"):
+                raise ProtocolError(f"invalid special float {items!r:.60}")
             return float(items)
         if tag == "size":
             seq = self._seq(items, tag)
-            if not all(type(d) is int and d >= 0 for d in seq):
-                raise ProtocolError("a size holds non-negative integers")
+            if not all(type(d) is int and 0 <= d < 2**63 for d in seq):
+                raise ProtocolError("a size holds non-negative 64-bit integers")
             return torch.Size(seq)
         if tag == "slice":
             parts = [self.decode(v, depth + 1) for v in self._seq(items, tag)]
@@ -261,25 +284,47 @@ class Decoder:
         if tag == "ellipsis":
             return Ellipsis
         if tag == "dtype":
-            if items not in DTYPES:
-                raise ProtocolError(f"unsupported dtype {items!r}")
+            if not isinstance(items, str) or items not in DTYPES:
+                raise ProtocolError(f"unsupported dtype {items!r:.60}")
             return DTYPES[items]
         if tag == "device":
-            if items != "cpu" and not (isinstance(items, str) and items.startswith("cuda")):
-                raise ProtocolError(f"unsupported device {items!r}")
-            return torch.device(items)
+            return device_from_wire(items)
         if tag == "bytes":
             return bytes(self._buffer(data))
         if tag == "complex":
             seq = self._seq(items, tag)
-            if len(seq) != 2 or not all(isinstance(p, int | float) for p in seq):
+            if len(seq) != 2 or not all(_plain_number(p) for p in seq):
                 raise ProtocolError("a complex number holds two numbers")
             return complex(seq[0], seq[1])
-        if tag == "module":
-            from .modules import decode_module
+        return self._module(data, depth)
 
+    def _tensor(self, data: dict[str, Any]) -> torch.Tensor:
+        grad, param = data.get("rg", False), data.get("param", False)
+        if type(grad) is not bool or type(param) is not bool:
+            raise ProtocolError("a tensor's rg and param fields are true or false")
+        tensor = tensor_from_buffer(data.get("dtype"), data.get("shape"), self._buffer(data))
+        if grad and not (tensor.is_floating_point() or tensor.is_complex()):
+            raise ProtocolError("only floating point tensors can require gradients")
+        if param:
+            return torch.nn.Parameter(tensor, requires_grad=grad)
+        if grad:
+            tensor.requires_grad_(True)
+        return tensor
+
+    def _module(self, data: dict[str, Any], depth: int) -> torch.nn.Module:
+        from .modules import decode_module
+
+        _check_module_nesting(data, depth)
+        try:
             return decode_module(data, self, depth)
-        raise ProtocolError(f"unknown value tag {tag!r}")
+        except DuetError:
+            raise
+        except Exception as exc:
+            # torch's layer classes are the one place a spec reaches code that does not raise
+            # ProtocolError: their constructors and add_module / register_buffer raise what
+            # they like for settings or names that pass modules.py's checks (a child or a state
+            # entry named "training", groups=0). The layer was not built: nothing to undo.
+            raise ProtocolError(f"invalid module spec: {type(exc).__name__}: {exc}"[:500]) from exc
 
     @staticmethod
     def _seq(items: Any, tag: str) -> list[Any]:
@@ -292,3 +337,26 @@ class Decoder:
         if type(index) is not int or not 0 <= index < len(self.buffers):
             raise ProtocolError(f"buffer index {index!r} is out of range")
         return self.buffers[index]
+
+
+def _plain_number(value: Any) -> bool:
+    if type(value) is int:
+        return value.bit_length() <= MAX_INT_BITS
+    return type(value) is float
+
+
+def _check_module_nesting(data: dict[str, Any], depth: int) -> None:
+    """Refuse a module spec whose children nest deeper than values may (decode_module follows
+    them by recursion)."""
+    stack = [(data, depth)]
+    while stack:
+        spec, level = stack.pop()
+        if level > MAX_DEPTH:
+            raise ProtocolError(f"value nested deeper than {MAX_DEPTH} levels")
+        children = spec.get("children")
+        if isinstance(children, list):
+            stack.extend(
+                (pair[1], level + 1)
+                for pair in children
+                if isinstance(pair, list) and len(pair) == 2 and isinstance(pair[1], dict)
+            )
