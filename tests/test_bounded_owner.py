@@ -89,6 +89,22 @@ def test_a_huge_allocation_is_refused_before_it_is_made(owner):
     still_serving(owner)
 
 
+def test_sizes_given_as_tensors_are_refused_before_they_are_made(owner):
+    scientist = owner.scientist
+    rt = scientist.torch
+    end = torch.tensor(10**8).send(scientist)  # a 0-dim tensor where torch takes a number
+    assert refused(rt.arange(end), match="would need about 800,000,000 bytes")
+    assert refused(rt.zeros((end, 4)))
+    assert refused(rt.linspace(0, 1, end))
+    assert refused(torch.ones(4).send(scientist).repeat(end))
+    assert refused(rt.nn.Linear(end, end))
+    # computed on the owner's side from its data: the refusal is private, nothing is made
+    private_end = scientist.store["secret"].sum().long() * 100  # 49,950,000
+    assert refused(rt.arange(private_end), sy.PermissionDenied)
+    assert refused(rt.ones(private_end, 2), sy.PermissionDenied)
+    still_serving(owner)
+
+
 def test_a_send_larger_than_the_quota_is_refused(owner):
     big = torch.zeros(QUOTA // 4 + 1000)
     with pytest.raises(sy.QuotaExceeded):
