@@ -232,6 +232,7 @@ class _Doorway:
         self.server: Any = None  # a signaling server started for this session
         self.signaling: SignalingClient | None = None
         self.session_id = ""
+        self.task: asyncio.Task[None] | None = None  # serve(), once started
 
     def register(self) -> str:
         """Register an open session (starting a signaling server if there is no URL)."""
@@ -319,16 +320,29 @@ class _Doorway:
         except Exception:
             log.exception("admitting a scientist failed")
 
+    def start(self, arrive: Arrival, ended: Callable[[DuetError], None]) -> asyncio.Task[None]:
+        """Answer offers in the background, from now until ``close()``."""
+
+        async def start() -> asyncio.Task[None]:
+            return asyncio.ensure_future(self.serve(arrive, ended))
+
+        self.task = run(start(), timeout_secs=10, what="starting to admit scientists")
+        return self.task
+
     def close(self) -> None:
-        """(Caller's thread) stop taking offers: the session ends on the signaling server, and
-        scientists still mid-exchange there are told so."""
+        """(Caller's thread) stop taking offers: joins under way are dropped and the signaling
+        connection closed, which ends the session there (scientists mid-exchange are told)."""
 
         async def close() -> None:
-            if self.signaling is not None and not self.signaling.closed:
-                with contextlib.suppress(DuetError):
-                    await self.signaling.close_session()
+            task = self.task
+            if task is not None and not task.done():
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task  # its joins are cancelled, its connection closed
+            elif self.signaling is not None:
+                await self.signaling.close()
 
-        run(close(), timeout_secs=10, what="closing the signaling session")
+        run(close(), timeout_secs=30, what="closing the signaling session")
 
     def stop_server(self) -> None:
         """Stop the signaling server started for this session, if any (after a failure)."""
@@ -351,9 +365,10 @@ def _launch_one(
     """Register, wait until one scientist is accepted (its ID confirmed here, on the caller's
     thread: a person may type it), then stop taking offers.
 
-    A refused attempt (an offer duet would not send or without the loopback proof: declined
-    through the signaling server; a wrong client ID, a rule, a failed handshake) changes
-    nothing: the owner says so and waits on for the scientist, until ``timeout_secs``.
+    A refused attempt changes nothing: an offer duet would not send, or one without the
+    loopback proof, is declined through the signaling server; a scientist refused (a wrong
+    client ID, a rule) is told why; a failed handshake is dropped. The owner says so and waits
+    on for the scientist, until ``timeout_secs``.
     """
     door = _Doorway(
         owner,
@@ -375,9 +390,6 @@ def _launch_one(
             await owner.refuse(link, stopped[0])
         else:
             arrivals.put(link)
-
-    async def start() -> None:
-        owner._accepting = asyncio.ensure_future(door.serve(arrive, arrivals.put))
 
     async def turn_away(reason: str) -> None:
         """Take no one else: refuse those whose handshake is done but who were not decided."""
@@ -402,7 +414,7 @@ def _launch_one(
                 f'signaling_url="{door.url}", owner_id="{owner.identity.id}")'
             )
         _say("♫♫♫ > waiting for the scientist to join...")
-        run(start(), timeout_secs=10, what="starting to admit the scientist")
+        door.start(arrive, arrivals.put)
         if on_ready is not None:
             on_ready(session_id, str(door.url))
         link = _first_accepted(owner, arrivals, confirm=confirm, loopback=loopback,
@@ -507,9 +519,6 @@ def _launch_node(
         _say(f"♫♫♫ > connected to scientist {link.id}" + (f": {name}" if name else ""))
         first.set()
 
-    async def start() -> None:
-        owner._accepting = asyncio.ensure_future(door.serve(arrive, lambda exc: None))
-
     _say(f"♫♫♫ > duet session ID: {session_id}")
     _say(f"♫♫♫ > your owner ID: {owner.identity.id}")
     _say(f"♫♫♫ > datasets scientists open are read from {owner.settings.data_root}")
@@ -524,7 +533,7 @@ def _launch_node(
             f'"{door.url}", owner_id="{owner.identity.id}")'
         )
     _say(f"♫♫♫ > serving up to {owner.max_scientists} scientists at once until closed")
-    run(start(), timeout_secs=10, what="starting to admit scientists")
+    owner._accepting = door.start(arrive, lambda exc: None)  # owner.close() cancels it
     if on_ready is not None:
         on_ready(session_id, str(door.url))
     if wait and not first.wait(timeout_secs):

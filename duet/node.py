@@ -339,9 +339,15 @@ class OwnerSession(Session):
     async def handshake(
         self, channel: Channel, fingerprints: tuple[str, str], *, timeout_secs: float
     ) -> ScientistLink:
-        """(On the loop) the protocol handshake: afterwards the scientist has proved its ID."""
+        """(On the loop) the protocol handshake: afterwards the scientist has proved its ID.
+        Cancelling it closes the connection."""
         link = ScientistLink(self, channel, fingerprints)
-        await link.connection.open(timeout_secs=timeout_secs)
+        try:
+            await link.connection.open(timeout_secs=timeout_secs)
+        except asyncio.CancelledError:
+            closing = asyncio.ensure_future(link.connection.close("the owner stopped admitting"))
+            closing.add_done_callback(lambda done: done.cancelled() or done.exception())
+            raise
         return link
 
     def screen(self, link: ScientistLink, *, confirm: Confirm, preapproved: bool) -> Verdict:
