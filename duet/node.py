@@ -593,6 +593,13 @@ class ScientistsView:
             frame[column] = pd.to_datetime(frame[column], unit="s")
         return frame
 
+    def forget(self, scientist: str) -> None:
+        """This owner's identity no longer knows ``scientist`` (an ID): it is a stranger again,
+        confirmed or refused as ``unknown`` says the next time it joins (a rule naming it still
+        lets it in: remove the rule too)."""
+        node = self._node
+        node.audit.forget(scientist, owner_id=node.identity.id)
+
     def __repr__(self) -> str:
         return f"<{len(self)} scientists connected>"
 
@@ -635,7 +642,7 @@ class _Confirmations:
             result: tuple[str, bool] | BaseException
             try:
                 result = self._confirm(confirm, client_id, deadline)
-            except Exception as exc:
+            except BaseException as exc:  # told to the join, which refuses the scientist
                 result = exc
             finally:
                 with self._lock:

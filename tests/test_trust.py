@@ -81,6 +81,8 @@ def test_a_scientist_one_owner_identity_confirmed_is_a_stranger_to_another(owner
     again_a = owners("lab-a", unknown="refuse")  # A, restarted: still knows sam
     _, link = join(again_a, sam)
     assert link.id == sam.id
+    again_a.scientists.forget(sam.id)  # until A forgets him
+    assert again_a.scientists.known.empty
 
 
 def test_letting_everyone_in_or_a_loopback_preapproval_makes_no_one_known(owners):
