@@ -270,12 +270,18 @@ def test_a_request_named_like_an_update_but_releasing_the_data_waits_for_the_own
     (request,) = [r for r in owner.requests.history if r.name == "federated round 1 update"]
     assert request.kind == "tensor" and request.decided_by == "timeout"
     # one of the data's values asked for as a "loss" is a float made by item: the loss
-    # handler cannot tell, but its quota (one float for each allowed round) bounds what leaves
-    values = [sample[0].item().request(name="federated round 1 loss") for _ in range(3)]
-    with pytest.warns(sy.RequestWarning, match="denied"):
-        got = [v.wait(timeout_secs=10) for v in values]
-    assert all(isinstance(value, float) for value in got[:2]) and got[2] is None
-    assert [v.status for v in values] == ["accepted", "accepted", "denied"]
+    # handler cannot tell, but its quota (one float for each allowed round) bounds what leaves;
+    # once spent, the handler no longer decides: the owner does, and the scientist is told why
+    values = [
+        sample[0].item().request(name="federated round 1 loss", timeout_secs=1) for _ in range(3)
+    ]
+    assert isinstance(values[0].wait(timeout_secs=10), float)
+    with pytest.warns(sy.RequestWarning, match="timed out"):
+        assert [v.wait(timeout_secs=10) for v in values[1:]] == [None, None]
+    losses = [r for r in owner.requests.history if r.name == "federated round 1 loss"]
+    assert [r.decided_by.split()[0] for r in losses] == ["handler", "timeout", "timeout"]
+    told = [r.note for r in session.requests if r.name == "federated round 1 loss"]
+    assert "quota of 1 elements is spent" in told[1] and "quota" not in told[0]
 
 
 def test_errors_of_the_scientists_own_code_are_raised_not_blamed_on_an_owner(owners):

@@ -239,7 +239,9 @@ def test_a_container_deeper_than_the_walk_is_private(duet):
 
 def test_a_loader_over_my_dataset_yields_what_was_written_into_it(duet):
     owner, scientist = duet
-    owner.requests.add_handler(tags=["__len__"], kind="int", action="accept")
+    # the loader's length reads a dataset written with the owner's data: the owner cannot
+    # tell it depends on shapes only, so a length handler would not release it; this one does
+    owner.requests.add_handler(tags=["secret"], kind="int", max_elements=1, action="accept")
     rt = scientist.torch
     data = torch.zeros(4, 1).send(scientist)
     loader = rt.utils.data.DataLoader(rt.utils.data.TensorDataset(data), batch_size=4)

@@ -199,7 +199,7 @@ def test_out_arguments_cannot_write_into_other_objects(pair):
     # refused by the owner when forced; the refusal of an op on private data is private too
     with pytest.raises(sy.PermissionDenied):
         forced.get()
-    owner.requests.add_handler(tags=["add"], action="accept")
+    owner.requests.add_handler(tags=["add"], derived_inputs=True, action="accept")
     with pytest.raises(sy.NotAllowed, match="'out'"):
         forced.get(request_block=True, name="why", timeout_secs=10)
     assert torch.equal(mine.get(), torch.zeros(3))

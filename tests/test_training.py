@@ -21,7 +21,9 @@ def train_linear_regression(torch_ref, x, y, *, steps=60):
 
 def test_linear_regression_through_pointers_matches_local_training(pair):
     owner, scientist = pair
-    owner.requests.add_handler(name="loss", tags=["x", "y", "item"], action="accept")
+    owner.requests.add_handler(
+        name="loss", tags=["x", "y", "item"], derived_inputs=True, action="accept"
+    )
     owner.requests.add_handler(name="weights", tags=["x", "y"], kind="tensor", action="accept")
     generator = torch.Generator().manual_seed(42)
     x = torch.randn(64, 3, generator=generator)

@@ -3,18 +3,31 @@
 A federation asks each owner for three kinds of values, each a request in the owner's queue:
 the number of samples it trains on (once), its trained model after each round, and that
 round's mean training loss. ``allow_federated_training`` adds handlers that accept exactly
-those, each constrained by what is released (the data it was computed from, the op that made
-it, its kind and size) and, if given, by the scientist: a request merely *named* like a
-round's update but carrying anything else does not match, and waits for the owner.
+those, each bound to the federation's request names (so one federation's handlers never decide
+another's requests) and constrained by what is released:
+
+- the sample count is the length of the published dataset itself (or of a loader over it): a
+  value that depends on the data's shape alone, never a length computed from its values;
+- an update is a model of exactly the architecture the federation declared when it started
+  (the one it sent, or the one the owner names), whose layer settings depend on nothing of
+  the owner's: only its weights carry what training learned;
+- a loss is one float computed from the data.
+
+A handler whose quota is spent stops matching: the request waits for the owner, and the
+scientist is told why.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from typing import Any
+
+from torch import nn
 
 from ..errors import UsageError
 from ..node import OwnerSession
-from ..owner.requests import Handler
+from ..owner.requests import AS_SENT, Handler
 from .names import RequestNames
 
 
@@ -27,61 +40,80 @@ def allow_federated_training(
     federation: str = "federated",
     scientist: str | None = None,
     release_loss: bool = True,
+    model: nn.Module | None = None,
 ) -> list[Handler]:
     """Accept a federation's requests about the data tagged ``data``; returns the handlers.
 
-    - the sample count: an int made by ``__len__`` of that data;
-    - each round's update: a model computed from that data alone, of at most
-      ``model_elements`` weights (the size of the model you agreed to train: ``sum(p.numel()
-      for p in model.state_dict().values())``);
-    - each round's loss (``release_loss``): a float made by ``item`` from that data.
+    - the sample count (``"<federation> samples"``): the length of the published dataset
+      tagged ``data``, or of a loader over it (a shape, never a value of the data); once, when
+      ``rounds`` is given;
+    - each round's update (``"<federation> round <n> update"``): a model computed from that
+      data alone, of at most ``model_elements`` weights (``sum(p.numel() for p in
+      model.state_dict().values())``), with the architecture of ``model`` if you give one (a
+      model of the class the scientist told you, built here), else the architecture it had
+      when the scientist sent it at the federation's start; either way its layer settings
+      must not depend on your data;
+    - each round's loss (``"<federation> round <n> loss"``, ``release_loss``): one float
+      computed from that data.
 
-    ``rounds``: accept updates only for these rounds, one handler each, named for the round
-    (``"<federation> round 3 update"``) and releasing one model at most; the loss handler then
-    releases one float per round at most. The rounds you allow are exactly what you release;
-    other requests wait for you in ``owner.requests``. None: any round, any number of times.
-    ``scientist``: only this scientist's requests (its ID).
+    ``rounds``: accept updates and losses only for these rounds, one handler each, releasing
+    one model and one float at most: the rounds you allow are exactly what you release; other
+    requests wait for you in ``owner.requests``. None: any round, any number of times.
+    ``scientist``: only this scientist's requests (its ID). Raises UsageError if handlers for a
+    federation of that name are in place already (two federations need two names).
 
     What these handlers cannot tell: whether a released model (or float) is what the
-    federation says it is. A scientist may build a "model" whose weights copy your data, up to
+    federation says it is. A scientist may train a model whose weights copy your data, up to
     ``model_elements`` values per release, or ask for ``item`` of one data element as a
     "loss"; ``rounds`` bounds how much of either leaves.
     """
     if model_elements < 1:
         raise UsageError("model_elements is the number of weights of the model, at least 1")
     names = RequestNames(federation)
+    taken = {h.name for h in owner.requests.handlers} | {
+        h.name_pattern.pattern for h in owner.requests.handlers if h.name_pattern is not None
+    }
+    if names.samples.lower() in taken or _pattern(federation, "update") in taken:
+        raise UsageError(
+            f"handlers for a federation named {federation!r} are in place already; give the "
+            "other federation another name (Federation(..., name=...))"
+        )
     allowed = None if rounds is None else sorted(set(rounds))
+    architecture = AS_SENT if model is None else model
     handlers = [
         owner.requests.add_handler(
-            name=names.samples, tags=[data, "__len__"], kind="int", scientist=scientist
+            name=names.samples, tags=[data, "__len__"], kind="int", scientist=scientist,
+            element_quota=None if allowed is None else 1,
         )
-    ]
+    ]  # fmt: skip
+
+    def update(**where: Any) -> Handler:
+        return owner.requests.add_handler(
+            tags=[data], kind="module", max_elements=model_elements, architecture=architecture,
+            scientist=scientist, **where,
+        )  # fmt: skip
+
+    def loss(**where: Any) -> Handler:
+        return owner.requests.add_handler(
+            tags=[data, "item"], derived_inputs=True, kind="float", max_elements=1,
+            scientist=scientist, **where,
+        )  # fmt: skip
+
     if allowed is None:
-        handlers.append(
-            owner.requests.add_handler(
-                tags=[data], kind="module", max_elements=model_elements, scientist=scientist
-            )
-        )
-    else:
-        for round_ in allowed:
-            handlers.append(
-                owner.requests.add_handler(
-                    name=names.update(round_), tags=[data], kind="module",
-                    max_elements=model_elements, element_quota=model_elements,
-                    scientist=scientist,
-                )
-            )  # fmt: skip
-    if release_loss:
-        handlers.append(
-            owner.requests.add_handler(
-                tags=[data, "item"],
-                kind="float",
-                max_elements=1,
-                scientist=scientist,
-                element_quota=None if allowed is None else len(allowed),
-            )
-        )
+        handlers.append(update(name_pattern=_pattern(federation, "update")))
+        if release_loss:
+            handlers.append(loss(name_pattern=_pattern(federation, "loss")))
+        return handlers
+    for round_ in allowed:
+        handlers.append(update(name=names.update(round_), element_quota=model_elements))
+        if release_loss:
+            handlers.append(loss(name=names.loss(round_), element_quota=1))
     return handlers
+
+
+def _pattern(federation: str, what: str) -> str:
+    """The names of every round's ``what`` ("update", "loss") of a federation."""
+    return rf"(?i)\s*{re.escape(federation)} round \d+ {what}\s*"
 
 
 __all__ = ["allow_federated_training"]

@@ -21,6 +21,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import torch
+import torch.utils.data as tud
 from torch import nn
 
 from ..protocol import allowlist
@@ -139,6 +140,12 @@ def draws(op: allowlist.Op, target: Any) -> bool:
         return False
     if op.writes == "module_call" and isinstance(target, nn.Module):
         return any(m.training and _draws_in_forward(m) for m in target.modules())
+    if isinstance(target, tud.dataloader._BaseDataLoaderIter):
+        # a pass over a loader draws its order when its first batch is made (a sampler with
+        # no generator of its own seeds one from torch's); later batches draw nothing (no
+        # random datasets or transforms are on the allowlist), so they need not hold the
+        # generator while a slow dataset makes them (executor.RNG_LOCK)
+        return target._num_yielded == 0
     return True
 
 

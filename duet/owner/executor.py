@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import contextlib
 import logging
+import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
@@ -37,14 +38,19 @@ from ..protocol import allowlist
 from ..protocol.messages import Call, ErrorInfo, Failure
 from ..protocol.serde import Decoder
 from . import datasets as _datasets  # noqa: F401 (binds the owner's dataset ops)
-from . import effects, sizes
-from .labels import EMPTY, Label, Source, Walk, owner_containers
+from . import derivation, effects, sizes
+from .derivation import Whole
+from .labels import EMPTY, UNKNOWN, Label, Source, Walk, owner_containers
 from .policy import CallCheck, PolicyChain, QuotaPolicy
 from .quota import GRAPH_NODE_BYTES, PeerQuota, scalar_bytes
 from .store import OWNER, ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
 MAX_OVERFLOW = 10_000
+# torch has one default generator per process, and each scientist's ops run on a thread of
+# their own: one scientist's state is swapped in, drawn from and swapped out under this lock,
+# so no other scientist's thread draws from it (or replaces it) meanwhile
+RNG_LOCK = threading.RLock()
 
 
 class _InputFailed(Exception):
@@ -61,14 +67,27 @@ class _PublicRefusal(Exception):
 class _Inputs:
     """What one call named and read."""
 
-    __slots__ = ("entries", "entry_label", "failed", "values", "walk")
+    __slots__ = (
+        "arguments", "entries", "entry_label", "failed", "shape", "target", "target_label",
+        "values", "walk",
+    )  # fmt: skip
 
     def __init__(self) -> None:
         self.entries: list[StoredObject] = []  # every entry named, failures included
         self.failed: list[StoredObject] = []
-        self.entry_label: Label = EMPTY
+        self.entry_label: Label = EMPTY  # of the arguments' entries
+        self.target: StoredObject | None = None
+        self.target_label: Label = EMPTY
+        # set when the op reads only its target's shape, and the owner knows what that depends
+        # on: it then stands for the target's own labels
+        self.shape: Label | None = None
         self.walk = Walk()  # the state read
         self.values: list[Any] = []  # the argument values named (not the target)
+        self.arguments: list[StoredObject] = []  # the entries the arguments named, in order
+
+    def label(self) -> Label:
+        """The labels of the entries named (not of the state they hold)."""
+        return self.entry_label | (self.target_label if self.shape is None else self.shape)
 
     def reach(self) -> tuple[list[Any], bool]:
         """The live objects the named entries stand for, and whether that is unknown."""
@@ -123,14 +142,16 @@ class Executor:
     # ---- the scientist's random number generator
     @contextlib.contextmanager
     def own_rng(self) -> Iterator[None]:
-        """While active, torch's default generator holds this scientist's state."""
-        saved = torch.get_rng_state()
-        torch.set_rng_state(self._rng_state)
-        try:
-            yield
-        finally:
-            self._rng_state = torch.get_rng_state()
-            torch.set_rng_state(saved)
+        """While active, torch's default generator holds this scientist's state, and no other
+        scientist's op can draw from it or swap its own in (RNG_LOCK)."""
+        with RNG_LOCK:
+            saved = torch.get_rng_state()
+            torch.set_rng_state(self._rng_state)
+            try:
+                yield
+            finally:
+                self._rng_state = torch.get_rng_state()
+                torch.set_rng_state(saved)
 
     # ---- where gradients go
     def register_leaves(self, value: Any) -> None:
@@ -198,11 +219,15 @@ class Executor:
         """The scientist dropped a result that could not be stored."""
         self._overflow.pop(object_id, None)
 
-    def _name(self, object_id: str, inputs: _Inputs) -> StoredObject:
+    def _name(self, object_id: str, inputs: _Inputs, *, target: bool = False) -> StoredObject:
         entry = self.visible(object_id)
         inputs.entries.append(entry)
-        if entry.label:
-            inputs.entry_label = inputs.entry_label | entry.label
+        if target:
+            inputs.target, inputs.target_label = entry, entry.label
+        else:
+            inputs.arguments.append(entry)
+            if entry.label:
+                inputs.entry_label = inputs.entry_label | entry.label
         if entry.failure is not None:
             inputs.failed.append(entry)
         return entry
@@ -267,16 +292,21 @@ class Executor:
             if message.target is None:
                 op = allowlist.function(path)
             else:
-                entry = self._name(message.target, inputs)
+                entry = self._name(message.target, inputs, target=True)
                 if entry.failure is None:
                     target = entry.value
                     kind = allowlist.type_key(target)
                     if kind is None:  # the owner knows the real type: no guessing across tables
                         raise NotAllowed(f"{type(target).__name__} objects have no remote methods")
                     op = allowlist.member(kind, path)
-                    # an op that only adds to its target (list.append) does not read it, and
-                    # can fail only by its arguments: a long list is not walked per append
-                    if op.reads_target:
+                    if op.shape_query and entry.shape_label is not None:
+                        # a length or size of something whose shape depends on less than its
+                        # values (a published dataset, a loader over one)
+                        inputs.shape = entry.shape_label
+                    elif op.reads_target:
+                        # an op that only adds to its target (list.append) does not read it,
+                        # and can fail only by its arguments: a long list is not walked per
+                        # append
                         inputs.walk.add(target)
                     call_args = [target]
             decoder = Decoder(buffers, lambda ref: self._use(ref, inputs))
@@ -290,7 +320,8 @@ class Executor:
             if op.kind == "attribute" and (args or kwargs):
                 raise ProtocolError(f"{op.path} is an attribute and takes no arguments")
             draws = effects.draws(op, target)
-            label = self._input_label(inputs) | self._extra(op, draws)
+            extra = self._extra(op, draws)
+            label = self._input_label(inputs) | extra
             leaves = self.leaves() if op.writes == "graph" else []
             writes = effects.written(op, target, args, kwargs, leaves)
             self._refuse_protected(op, writes, inputs)
@@ -306,6 +337,7 @@ class Executor:
                     result = op.impl(*call_args, *args, **kwargs)
             else:
                 result = op.impl(*call_args, *args, **kwargs)
+            whole, shape = self._derivation(op, message, inputs, extra)
         except _InputFailed:
             # it fails as its first failed input did; had that not failed, the op would have
             # run: what it would have drawn and written is labeled as if it had
@@ -318,17 +350,18 @@ class Executor:
         except _PublicRefusal as refusal:
             return self._fail(message.result, self._error_info(refusal.error, path), EMPTY, op)
         except Exception as exc:
-            label = self._input_label(inputs) | self._extra(op, draws, failed=True)
+            extra = self._extra(op, draws, failed=True)
+            label = self._input_label(inputs) | extra
             if label and not writes:
                 # failed before it knew what it writes, or which op it is (the target's type
                 # was chosen privately): label what it would have written
                 self._would_have_run(op, message, target, args, kwargs, inputs, label)
-            self._after(op, writes, label, draws, inputs)
+            self._after(op, writes, label, draws, inputs, extra=extra)
             info = self._error_info(exc, path)
             return self._fail(message.result, info, label, op, inputs, target)
         self.actions_run += 1
         written = [effects.walk_written(item) for item in writes]  # as they are now: one walk
-        self._after(op, writes, label, draws, inputs, written)
+        self._after(op, writes, label, draws, inputs, written, extra)
         if op.writes is not None:
             if isinstance(target, torch.Tensor | nn.Module):
                 self.register_leaves(target)  # requires_grad_() can make a leaf
@@ -336,7 +369,30 @@ class Executor:
                 self._hold(walk.nodes.values(), bool(label), {})
             if isinstance(target, list | dict) and planned:  # what was put into a list
                 self.quota.grow(target, planned)
-        return self._store_result(message.result, result, label, op, inputs, target)
+        return self._store_result(
+            message.result, result, label, op, inputs, target, whole=whole, shape=shape
+        )
+
+    def _derivation(
+        self, op: allowlist.Op, message: Call, inputs: _Inputs, extra: Label
+    ) -> tuple[Whole | None, Label | None]:
+        """What a result is exactly (derivation.py): the Whole it is, and what its shape
+        depends on when that is less than its label. Cheap unless an input is a published
+        object or stands for one."""
+        method = op.kind != "function"
+        source = inputs.target if method else next(iter(inputs.arguments), None)
+        if source is None or source.whole is None or (method and (message.args or message.kwargs)):
+            return None, None
+        others = extra | self.poisoned
+        if op.wraps == "first":  # the wrapper's settings: every other input
+            for entry in inputs.arguments[1:]:
+                others = others | self.label_of(entry)
+        whole = derivation.whole_of_call(op, message, inputs.target, inputs.arguments, not others)
+        shape = None
+        if op.wraps is not None:
+            base = source.shape_label if source.shape_label is not None else self.label_of(source)
+            shape = base | others
+        return whole, shape
 
     @property
     def quota(self) -> PeerQuota:
@@ -351,7 +407,7 @@ class Executor:
 
     def _input_label(self, inputs: _Inputs) -> Label:
         state = self.labels.label_of(inputs.walk)
-        return inputs.entry_label | state | self.poisoned
+        return inputs.label() | state | self.poisoned
 
     def _would_have_run(
         self,
@@ -411,16 +467,62 @@ class Executor:
         if self.on_write is not None:
             self.on_write(None if walk.unknown else walk.nodes.values())
 
+    def _layer_writes(
+        self, written: list[Walk] | None, writes: list[Any], inputs: _Inputs, extra: Label
+    ) -> dict[int, Any]:
+        """Label the layer objects a call on a model writes with what its arguments and the
+        handle carry; returns them (by id), so that they are not labeled again."""
+        walks = written if written is not None else [effects.walk_written(w) for w in writes]
+        layers = {
+            key: node
+            for walk in walks
+            for key, node in walk.nodes.items()
+            if isinstance(node, nn.Module)
+        }
+        own = inputs.label() | self.labels.label_of(Walk().add(inputs.values)) | self.poisoned
+        self.labels.join_all(layers.values(), own | extra, skip={})
+        return layers
+
     def _reach_of_result(
         self, op: allowlist.Op | None, inputs: _Inputs, target: Any
     ) -> tuple[tuple[Any, ...], bool]:
         """What a result of this call may stand for: what its inputs stand for, and the state
         it may share with them (by the op's alias class) whether or not it actually does."""
         nodes, unknown = inputs.reach()
-        shared = effects.alias_candidates(op, target, inputs.values)
+        if (
+            op is not None
+            and op.aliases == "target"
+            and isinstance(target, nn.Module)
+            and not self._structure_label(inputs, target)
+        ):
+            # a model's member, parameters, state dict: which objects it hands back depends
+            # on the model's structure and the arguments, not on its weights' values; when
+            # neither depends on the owner's data it stands for exactly what it names
+            shared = Walk()
+        else:
+            shared = effects.alias_candidates(op, target, inputs.values)
         nodes.extend(effects.mutable(shared.nodes.values()))
         found, too_many = effects.refs(nodes)
         return found, unknown or too_many or shared.unknown
+
+    def _structure_label(self, inputs: _Inputs, target: Any) -> Label:
+        """What the structure of a model an op makes or picks from may depend on: the handles
+        named, the values of the arguments, and the layer objects (not the weights) of the
+        models among its inputs (derivation.py)."""
+        label = inputs.label() | self.poisoned
+        for value in (target, *inputs.values):
+            if value is None:
+                continue
+            walk = Walk().add(value)
+            if walk.unknown:
+                return UNKNOWN
+            if not isinstance(value, nn.Module):
+                label = label | self.labels.label_of(walk)
+                continue
+            for node in walk.nodes.values():
+                if isinstance(node, nn.Module):
+                    label = label | self.labels.label(node)
+        return label
 
     def _store_result(
         self,
@@ -430,17 +532,35 @@ class Executor:
         op: allowlist.Op,
         inputs: _Inputs,
         target: Any,
+        *,
+        whole: Whole | None = None,
+        shape: Label | None = None,
     ) -> Failure | None:
         value = owner_containers(result) if isinstance(result, list | dict | tuple) else result
         reach: tuple[Any, ...] = ()
         reach_unknown = False
         made = Walk().add(value)
+        entry_label = label  # what the handle itself depends on (the value, or its choice)
         if label:
             # label what the op made; what it only passed through (an input returned, the
             # storage a view shares) keeps its own label, and the entry's label covers the
             # choice of it
-            self.labels.join_all(made.nodes.values(), label, skip=inputs.walk.nodes)
-            reach, reach_unknown = self._reach_of_result(op, inputs, target)
+            skip = inputs.walk.nodes
+            layers = {
+                k: n for k, n in made.nodes.items() if isinstance(n, nn.Module) and k not in skip
+            }
+            if layers:
+                # the layer objects a call makes (settings, structure) depend on the inputs'
+                # values and structure, not on the weights of models among them, nor on the
+                # generator the new weights were drawn from (derivation.settings_label)
+                structure = self._structure_label(inputs, target)
+                self.labels.join_all(layers.values(), structure, skip={})
+                skip = {**skip, **layers}
+                if id(value) in layers:  # a model made here: its handle names it, whatever
+                    entry_label = structure  # its weights hold (they carry their own labels)
+            self.labels.join_all(made.nodes.values(), label, skip=skip)
+            if entry_label:
+                reach, reach_unknown = self._reach_of_result(op, inputs, target)
         self._hold(made.nodes.values(), bool(label), inputs.walk.nodes)
         quota = self.quota
         # (never touch .grad_fn: a Python wrapper on each node of a long chain makes torch free
@@ -465,11 +585,13 @@ class Executor:
             value=value,
             owner=self.peer,
             nbytes=scalar_bytes(value),
-            label=label,
+            label=entry_label,
             op=op.name,
             private_account=bool(label),
             reach=reach,
             reach_unknown=reach_unknown,
+            whole=None if whole is None else derivation.made(whole, value),
+            shape_label=shape,
         )
         try:
             self.store.add_for_peer(self.peer, entry)
@@ -553,9 +675,11 @@ class Executor:
         draws: bool,
         inputs: _Inputs,
         written: list[Walk] | None = None,
+        extra: Label = EMPTY,
     ) -> None:
         """Label what the op wrote (also when it failed part way); ``written``: the walks of
-        ``writes`` if the caller has them."""
+        ``writes`` if the caller has them; ``extra``: what the op read besides its inputs (the
+        generator, the owner's information)."""
         if op is None:
             return
         if writes and self.on_write is not None:
@@ -573,8 +697,15 @@ class Executor:
             return
         if effects.may_change_graphs(op):
             self.graph_label = self.graph_label | label
+        layers: dict[int, Any] = {}
+        if op.writes == "target_deep" and isinstance(writes[0] if writes else None, effects.Deep):
+            if isinstance(effects.root(writes[0]), nn.Module):
+                # a model's own layer objects (settings, flags, structure) get what its
+                # arguments carry (train(mode), which model), never its weights' label: the
+                # weights do not flow into the settings (derivation.settings_label)
+                layers = self._layer_writes(written, writes, inputs, extra)
         for walk in written if written is not None else map(effects.walk_written, writes):
-            self.labels.join_all(walk.nodes.values(), label, skip={})
+            self.labels.join_all(walk.nodes.values(), label, skip=layers)
         if op.writes not in (None, "rng"):
             # writing through a handle that stands for more than its value: all of it
             nodes, unknown = inputs.reach()

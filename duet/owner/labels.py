@@ -38,15 +38,26 @@ MAX_WALK_DEPTH = 64
 
 @dataclass(frozen=True)
 class Source:
-    """One thing of the owner's a value may depend on."""
+    """One thing of the owner's a value may depend on.
+
+    ``part`` says how: "values" (the data itself: any of its numbers may show in the value) or
+    "shape" (only its shape: a published tensor's size, a dataset's length, the number of
+    batches of a loader over it). Shape sources are made only where the owner can tell that a
+    value depends on nothing else (executor.py); every other dependency is on the values."""
 
     kind: str  # "data" (a published object), "owner" (its files, its machine), "unknown"
     name: str  # the published object's id, or the operation that read the owner's information
     tags: frozenset[str] = frozenset()
+    part: str = "values"  # or "shape"
 
     def __repr__(self) -> str:
         shown = ",".join(sorted(self.tags)) or self.name
-        return f"<{self.kind}:{shown}>"
+        kind = "shape" if self.part == "shape" else self.kind
+        return f"<{kind}:{shown}>"
+
+    def shape(self) -> Source:
+        """The source of this object's shape alone."""
+        return Source(self.kind, self.name, self.tags, "shape")
 
 
 Label = frozenset[Source]
@@ -66,6 +77,17 @@ def join(*labels: Label) -> Label:
 def tags_of(label: Label) -> list[str]:
     """The owner's tags of the sources in ``label``, sorted."""
     return sorted({tag for source in label for tag in source.tags})
+
+
+def shapes_only(label: Label) -> bool:
+    """Whether ``label`` depends on the owner's data through shapes alone (and on something)."""
+    return bool(label) and all(source.part == "shape" for source in label)
+
+
+def shape_label(label: Label) -> Label:
+    """What the shape of a value labeled ``label`` depends on, when that value is one of the
+    owner's published objects itself (its data sources become shape sources)."""
+    return frozenset(s.shape() if s.kind == "data" else s for s in label)
 
 
 class LabelList(list[Any]):

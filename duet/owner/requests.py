@@ -16,8 +16,10 @@ dicts (``handler["tags"]``, ``handler["action"]``) and removed by what they were
 
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
+import re
 import threading
 import time
 import uuid
@@ -28,10 +30,10 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from ..protocol.allowlist import OP_NAMES
+from ..protocol.allowlist import OP_NAMES, SHAPE_OPS
 from ..protocol.messages import RequestStatus
 from .grants import Grant, GrantState
-from .labels import Label, tags_of
+from .labels import Label, shapes_only, tags_of
 from .snapshot import KINDS, Snapshot
 
 if TYPE_CHECKING:
@@ -62,6 +64,15 @@ class Request:
     arrival: datetime = field(default_factory=datetime.now)
     status: RequestStatus = RequestStatus.PENDING
     decided_by: str = ""
+    # what automatic decisions rely on (derivation.py): the op the value is, applied to a
+    # published object as a whole (None: it is not); a model's architecture, the one it had
+    # when the scientist sent it, and whether its layer settings depend on the owner's data
+    whole: str | None = None
+    architecture: str | None = None
+    sent_architecture: str | None = None
+    settings_private: bool = False
+    # why no handler decided it, when one would have (its quota is spent): told the scientist
+    note: str = ""
     # what accepting it left (set by the service that serves the scientist); None: no grant
     grant: Grant | None = field(default=None, repr=False)
     _queue: RequestQueue | None = field(default=None, repr=False)
@@ -107,7 +118,14 @@ class Request:
 
     @property
     def value(self) -> Any:
-        """What accepting releases, exactly as the scientist would receive it."""
+        """What accepting releases, exactly as the scientist would receive it. Kept while the
+        request waits; once it is decided the value is let go (the audit log keeps its digest),
+        and reading it raises UsageError."""
+        if self.snapshot.dropped:
+            raise UsageError(
+                f"request {self.id} was {self.status.value}; its value is no longer kept (the "
+                f"audit log has its digest, {self.snapshot.sha256[:12]}…)"
+            )
         return self.snapshot.decoded()
 
     def accept(self) -> None:
@@ -163,6 +181,13 @@ class Handler:
     element_quota: int | None
     scientist: str | None = None  # only this scientist's requests (an identity ID)
     log_local: bool = False
+    # op tags match the op at the end of any computation from the data (not only that op
+    # applied to the published object as a whole)
+    derived_inputs: bool = False
+    # a model must have this architecture (derivation.architecture), or AS_SENT: the one it
+    # had when the scientist sent it; either way its settings must not depend on the data
+    architecture: str | None = None
+    name_pattern: re.Pattern[str] | None = None  # the request's name must match it whole
     created: float = field(default_factory=time.monotonic)
     created_time: float = field(default_factory=time.time)  # wall clock, as PySyft showed it
     released: int = 0
@@ -187,6 +212,7 @@ class Handler:
             "log_local": self.log_local, "created_time": self.created_time, "kind": self.kind,
             "max_elements": self.max_elements, "scientist": self.scientist,
             "released": self.released, "matched": self.matched,
+            "derived_inputs": self.derived_inputs, "architecture": self.architecture,
         }  # fmt: skip
 
     def get(self, key: str, default: Any = None) -> Any:
@@ -211,17 +237,35 @@ class Handler:
         return self.timeout_secs >= 0 and now - self.created > self.timeout_secs
 
     def matches(self, request: Request) -> bool:
+        """Whether this handler says what ``request`` releases (its quota aside: ``spent``)."""
         if self.scientist is not None and self.scientist != request.peer:
             return False
         if self.name is not None and self.name != _normalize(request.name):
+            return False
+        if self.name_pattern is not None and not self.name_pattern.fullmatch(request.name):
             return False
         if self.kind is not None and request.kind != self.kind:
             return False
         if self.max_elements is not None and request.elements > self.max_elements:
             return False
-        if self.tags is not None:
-            if self.op_tags and request.op not in self.op_tags:
+        if self.architecture is not None:
+            wanted = (
+                request.sent_architecture if self.architecture == AS_SENT else self.architecture
+            )
+            if (
+                request.kind != "module"
+                or request.settings_private
+                or wanted is None
+                or request.architecture != wanted
+            ):
                 return False
+        if self.tags is not None:
+            if self.op_tags:
+                made_by = request.op if self.derived_inputs else request.whole
+                if made_by not in self.op_tags:
+                    return False
+                if self.op_tags <= SHAPE_OPS and not shapes_only(request.label):
+                    return False  # a length handler releases shapes, never values
             if self.data_tags or not self.op_tags:
                 # every source of the value must be data the handler names; unknown ones never
                 if not request.label or any(
@@ -231,22 +275,55 @@ class Handler:
                     return False
         return True
 
+    def spent(self, request: Request) -> bool:
+        """Whether accepting ``request`` would pass this handler's ``element_quota``."""
+        return (
+            self.action == "accept"
+            and self.element_quota is not None
+            and self.released + request.elements > self.element_quota
+        )
+
     @property
     def constrained(self) -> bool:
         """True when the handler says something about what is released (not only its name)."""
-        return self.tags is not None or self.kind is not None or self.max_elements is not None
+        return (
+            self.tags is not None
+            or self.kind is not None
+            or self.max_elements is not None
+            or self.architecture is not None
+        )
 
 
 # what ``handler[key]`` reads: PySyft-Duet's keys, then ours
 HANDLER_KEYS = ("id", "name", "tags", "action", "timeout_secs", "element_quota", "print_local",
                 "log_local", "created_time", "kind", "max_elements", "scientist", "released",
-                "matched")  # fmt: skip
+                "matched", "derived_inputs", "architecture")  # fmt: skip
+#: ``add_handler(architecture=AS_SENT)``: a model must have the architecture it was sent with
+AS_SENT = "as sent"
+HISTORY_KEPT = 1000  # decided requests kept in memory (the audit log keeps them all)
 
 
 def _scientist_id(text: str) -> str:
     from .access import _key
 
     return _key(text)
+
+
+def _architecture(model: Any) -> str:
+    from torch import nn
+
+    from .derivation import architecture
+
+    if isinstance(model, str):
+        return model  # a digest, as the request table shows it
+    if not isinstance(model, nn.Module):
+        raise UsageError(
+            f"architecture is a model (an nn.Module) or AS_SENT, not {type(model).__name__}"
+        )
+    found = architecture(model)
+    if found is None:
+        raise UsageError(f"the architecture of this {type(model).__name__} cannot be described")
+    return found
 
 
 def _normalize(name: str | None) -> str:
@@ -273,7 +350,10 @@ class RequestQueue:
     ):
         self._data_tags = data_tags or set
         self._lock = threading.RLock()
-        self._requests: list[Request] = []
+        self._pending: list[Request] = []  # oldest first
+        # the newest decided requests (their values let go): the audit log keeps them all
+        self._decided: collections.deque[Request] = collections.deque(maxlen=HISTORY_KEPT)
+        self._granted: dict[str, Request] = {}  # accepted by hand, leaving a grant
         self._handlers: list[Handler] = []
         self._handler_ids = itertools.count(1)
         self.on_decided = on_decided
@@ -283,27 +363,19 @@ class RequestQueue:
 
     # ---- requests
     def submit(self, request: Request) -> Request:
-        """Record a request and let the handlers decide it; returns it (maybe still pending)."""
+        """Record a request and let the handlers decide it; returns it (maybe still pending,
+        with ``note`` saying why a handler that would have decided it did not)."""
         request._queue = self
         with self._lock:
-            self._requests.append(request)
-            handler = self._match(request)
+            self._pending.append(request)
+            handler = self._match(request, reserve=True)
             self._changed.notify_all()
         if handler is not None:
             self._apply(handler, request)
         return request
 
     def _apply(self, handler: Handler, request: Request) -> None:
-        handler.matched += 1
         action = handler.action
-        if action == "accept" and handler.element_quota is not None:
-            if handler.released + request.elements > handler.element_quota:
-                action = "deny"
-                log.info(
-                    "handler %s quota of %s elements reached", handler.id, handler.element_quota
-                )
-            else:
-                handler.released += request.elements
         verdict = "accepted" if action == "accept" else "denied"
         if handler.print_local:
             self.printer(
@@ -333,9 +405,11 @@ class RequestQueue:
         for request in self.pending:
             if request.peer == peer:
                 self.expire(request, "the scientist left")
-        for request in self.history:
-            if request.peer == peer and request.grant is not None:
-                request.grant.end(GrantState.STALE, "the scientist left")
+        with self._lock:
+            granted = [r for r in self._granted.values() if r.peer == peer]
+        for request in granted:
+            assert request.grant is not None
+            request.grant.end(GrantState.STALE, "the scientist left")
 
     def _decide(self, request: Request, status: RequestStatus, by: str) -> None:
         with self._lock:
@@ -343,27 +417,54 @@ class RequestQueue:
                 raise UsageError(f"request {request.id} was already {request.status.value}")
             request.status = status
             request.decided_by = by
+            self._pending.remove(request)
+            self._decided.append(request)
             self._changed.notify_all()
         log.info("request %s %r %s by %s", request.id, request.name, status.value, by)
-        if self.on_decided is not None:
-            self.on_decided(request)
-        for listener in list(self._listeners):
-            try:
-                listener(request)
-            except Exception:  # a listener's bug must not stop the owner serving
-                log.exception("a request listener failed")
+        try:
+            if self.on_decided is not None:
+                self.on_decided(request)
+            for listener in list(self._listeners):
+                try:
+                    listener(request)
+                except Exception:  # a listener's bug must not stop the owner serving
+                    log.exception("a request listener failed")
+        finally:
+            # what was reviewed has been sent (or refused): the owner keeps its digest, not
+            # its bytes; a grant keeps the object itself
+            request.snapshot.drop()
+            if request.grant is not None:
+                with self._lock:
+                    self._granted[request.id] = request
 
     def handler_for(self, request: Request) -> Handler | None:
-        """The handler that would decide ``request`` now, if any."""
+        """The handler that would decide ``request`` now, if any (nothing is reserved)."""
         with self._lock:
-            return self._match(request)
+            return self._match(request, reserve=False)
 
-    def _match(self, request: Request) -> Handler | None:
+    def _match(self, request: Request, *, reserve: bool) -> Handler | None:
+        """The first handler that says what ``request`` releases and has quota left for it.
+        A handler whose quota is spent does not match: the next one, or the owner, decides,
+        and ``request.note`` says why. ``reserve``: count the elements against its quota now
+        (under the lock, so that two requests cannot both pass it)."""
         now = time.monotonic()
         self._handlers = [h for h in self._handlers if not h.expired(now)]
         for handler in self._handlers:
-            if handler.matches(request):
-                return handler
+            if not handler.matches(request):
+                continue
+            if handler.spent(request):
+                if reserve and not request.note:
+                    request.note = (
+                        f"handler {handler.id} would decide it, but its quota of "
+                        f"{handler.element_quota} elements is spent ({handler.released} "
+                        f"released, this request has {request.elements})"
+                    )
+                continue
+            if reserve:
+                handler.matched += 1
+                if handler.action == "accept" and handler.element_quota is not None:
+                    handler.released += request.elements
+            return handler
         return None
 
     def add_listener(self, listener: Callable[[Request], None]) -> None:
@@ -373,12 +474,16 @@ class RequestQueue:
     @property
     def pending(self) -> list[Request]:
         with self._lock:
-            return [r for r in self._requests if r.status is RequestStatus.PENDING]
+            return list(self._pending)
 
     @property
     def history(self) -> list[Request]:
+        """The requests kept in memory, in order of arrival: every pending one, the newest
+        decided ones (HISTORY_KEPT) and those whose grants are still recorded. Every request
+        ever made is in the audit log (``duet.audit``)."""
         with self._lock:
-            return list(self._requests)
+            kept = {id(r): r for r in (*self._decided, *self._granted.values(), *self._pending)}
+        return sorted(kept.values(), key=lambda r: r.arrival)
 
     @property
     def requests(self) -> list[Request]:
@@ -426,7 +531,11 @@ class RequestQueue:
     @property
     def grants(self) -> list[Grant]:
         """The grants accepted requests left that are still active."""
-        return [r.grant for r in self.history if r.grant is not None and r.grant.active]
+        with self._lock:
+            self._granted = {
+                k: r for k, r in self._granted.items() if r.grant is not None and r.grant.active
+            }
+            return [r.grant for r in self._granted.values() if r.grant is not None]
 
     def revoke_grants(self, *, scientist: str | None = None, object_id: str | None = None) -> int:
         """End active grants (all of them, or a scientist's, or those on one object): the next
@@ -458,28 +567,44 @@ class RequestQueue:
         kind: str | None = None,
         max_elements: int | None = None,
         scientist: str | None = None,
+        derived_inputs: bool = False,
+        architecture: Any = None,
+        name_pattern: str | None = None,
     ) -> Handler:
         """Decide matching requests automatically, first match wins.
 
-        What a handler matches is what would be released:
+        What a handler matches is what would be released (the README's "Handlers" section
+        shows, for each constraint, a value it releases and one it does not):
 
-        - ``tags``: the owner's tags of the data the value was computed from, and the name of
-          the operation that made it. A value matches only when *every* piece of the owner's
-          data it depends on carries one of the tags (``private + public * 0`` does not match
-          a handler for ``public``), and, if op names are among the tags (``"__len__"``,
-          ``"mean"``), only when it was made by one of them:
-          ``tags=["ages", "mean"]`` releases means of the data tagged ``ages``, nothing else.
+        - ``tags``: the owner's tags of the data the value was computed from, and the names of
+          operations. A value matches only when *every* piece of the owner's data it depends
+          on carries one of the tags (``private + public * 0`` does not match a handler for
+          ``public``). With op names among the tags (``"mean"``, ``"__len__"``), only that op
+          applied to a published object *as a whole* matches: ``tags=["ages", "mean"]``
+          releases ``ages.mean()`` (also as ``.item()``), never ``ages[0:2].mean()`` or
+          ``ages.reshape(6, 1).mean(dim=1)``; a length op (``__len__``, ``size``, ``shape``,
+          ``numel``, ``dim``, ``ndim``) releases only what depends on shapes alone: the length
+          of the published tensor or dataset, of a loader over it. ``derived_inputs=True``
+          lets op tags match the op at the end of any computation from the data instead (a
+          loss: ``tags=["digits", "item"], derived_inputs=True``), which releases whatever a
+          scientist computes that way.
         - ``kind`` (``"int"``, ``"float"``, ``"tensor"``, ...) and ``max_elements``: the type
-          and size of the value.
-        - ``name``: the name the scientist gave the request (trimmed, case-insensitive). The
-          scientist chooses it, so an accept handler keyed by name alone accepts anything a
+          and size of the value. Sizes count every number that leaves: a tensor's elements, a
+          string's characters, a container's leaves, a model's weights and buffers (and its
+          layer settings when they were computed from the owner's data).
+        - ``architecture``: a model (an ``nn.Module``, or ``AS_SENT``: the architecture it had
+          when the scientist sent it): only models of exactly that architecture (layer types,
+          settings, weight shapes), whose settings depend on nothing of the owner's, match.
+        - ``name``: the name the scientist gave the request (trimmed, case-insensitive);
+          ``name_pattern`` a regular expression the whole name must match. The scientist
+          chooses names, so an accept handler keyed by a name alone accepts anything a
           scientist names that way (a HandlerWarning says so).
-
         - ``scientist``: only requests of the scientist with this ID.
 
         ``timeout_secs`` makes the handler expire (-1: never). ``print_local`` prints the value
         here, ``log_local`` logs it (at INFO). ``element_quota`` caps the elements it may
-        release in all, then it denies.
+        release in all; once spent the handler no longer matches: the next handler, or you,
+        decide, and the scientist is told why.
         """
         if action not in ("accept", "deny"):
             raise UsageError(f"action must be 'accept' or 'deny', not {action!r}")
@@ -492,6 +617,17 @@ class RequestQueue:
         if isinstance(tags, str):
             raise UsageError("tags is a list of tags, not one string")
         tag_list = None if tags is None else [str(t) for t in tags]
+        wanted = None
+        if architecture is not None:
+            wanted = architecture if architecture == AS_SENT else _architecture(architecture)
+        pattern = None
+        if name_pattern is not None:
+            try:
+                pattern = re.compile(name_pattern)
+            except re.error as exc:
+                raise UsageError(
+                    f"name_pattern {name_pattern!r} is not a regular expression: {exc}"
+                ) from None
         data_tags = self._data_tags()
         op_tags = frozenset(t for t in tag_list or () if t in OP_NAMES and t not in data_tags)
         handler = Handler(
@@ -508,6 +644,9 @@ class RequestQueue:
             element_quota=element_quota,
             scientist=None if scientist is None else _scientist_id(scientist),
             log_local=bool(log_local),
+            derived_inputs=bool(derived_inputs),
+            architecture=wanted,
+            name_pattern=pattern,
         )
         if action == "accept" and not handler.constrained:
             what = f"named {name!r}" if name is not None else "of any kind"
@@ -522,9 +661,13 @@ class RequestQueue:
         with self._lock:
             self._handlers.append(handler)
             # requests already waiting are decided now too, as if they had just arrived
-            waiting = [r for r in self.pending if self._match(r) is handler]
-        for request in waiting:
-            self._apply(handler, request)
+            decided = []
+            for request in self._pending:
+                found = self._match(request, reserve=True)
+                if found is not None:
+                    decided.append((found, request))
+        for found, request in decided:
+            self._apply(found, request)
         return handler
 
     @property

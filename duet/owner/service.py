@@ -20,6 +20,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from torch import nn
+
 from ..errors import (
     DuetError,
     NotAllowed,
@@ -38,17 +40,19 @@ from ..protocol.messages import (
     Failure,
     Get,
     ListStore,
+    Notice,
     Put,
     Reply,
     RunPlan,
     Sync,
 )
 from ..protocol.serde import Decoder
+from . import derivation
 from .audit import AuditLog
 from .context import OwnerSettings, set_current
 from .executor import Executor
 from .grants import Grant, GrantBook, GrantState
-from .labels import UNKNOWN, Walk, owner_containers
+from .labels import UNKNOWN, Label, Walk, owner_containers
 from .policy import PolicyChain
 from .quota import scalar_bytes
 from .requests import Request, RequestQueue, RequestStatus, new_request_id
@@ -278,6 +282,9 @@ class PeerService:
             tags=list(message.tags),
             description=message.description,
             nbytes=scalar_bytes(value),
+            # a model's architecture as sent: its settings are the scientist's own (a handler
+            # may ask a trained model to have exactly these: add_handler(architecture=AS_SENT))
+            sent_architecture=derivation.architecture(value),
         )
         try:
             self.store.add_for_peer(self.peer, entry)
@@ -337,7 +344,7 @@ class PeerService:
             self.store.remove(self.executor.key(object_id))
 
     # ---- gets and requests
-    def _get(self, message: Get, out_buffers: list[Any]) -> Reply | None:
+    def _get(self, message: Get, out_buffers: list[Any]) -> Reply | Notice | None:
         try:
             entry = self.executor.visible(message.id)
         except UsageError as exc:
@@ -368,22 +375,7 @@ class PeerService:
                 self.audit.record("refused", scientist=self.peer, name=self.peer_name,
                                   object_id=entry.id, reason=str(exc), request_name=message.name)  # fmt: skip
             return self._error_reply(message.rid, exc, "get")
-        snapshot = (
-            Snapshot.failed(entry.failure)
-            if entry.failure is not None
-            else Snapshot.of(entry.value)
-        )
-        request = Request(
-            id=new_request_id(),
-            name=message.name,
-            reason=message.reason,
-            object_id=entry.id,
-            peer=self.peer,
-            label=label,
-            op=entry.op,
-            snapshot=snapshot,
-            scientist_name=self.peer_name,
-        )
+        request = self._request(message, entry, label)
         if self.audit is not None:
             self.audit.record(
                 "request", scientist=self.peer, name=self.peer_name, request=request.id,
@@ -391,7 +383,8 @@ class PeerService:
                 tags=request.tags, op=request.op, value_kind=request.kind, elements=request.elements,
             )  # fmt: skip
         quota = self.store.quota(self.peer)
-        if quota.pending >= quota.max_pending and self.requests.handler_for(request) is None:
+        waits = self.requests.handler_for(request) is None
+        if waits and quota.pending >= quota.max_pending:
             # it would wait for a person, and this scientist has enough waiting already
             return self._error_reply(
                 message.rid,
@@ -401,8 +394,22 @@ class PeerService:
                 ),
                 "get",
             )
+        held = request.snapshot.nbytes
+        if waits and quota.private_bytes + held > quota.max_bytes:
+            # what waits for a person is held for it, counted with the values that depend on
+            # the owner's data; one that would pass that account is refused like a denial
+            return Reply(
+                rid=message.rid,
+                status="denied",
+                note=(
+                    f"request {request.name!r}: the value under review ({held:,} bytes) would "
+                    f"pass what the owner holds for you ({quota.max_bytes:,} bytes) while it "
+                    "waits; delete pointers you no longer need"
+                ),
+            )
         self._waiting[request.id] = (message.rid, message.delete_obj)
         quota.pending += 1
+        quota.add(held, True)  # until it is decided (on_decided gives it back)
         # what the owner decides on cannot change until it is decided: the scientist's writes
         # to it are refused meanwhile (the snapshot views its memory, no copy is made)
         frozen = [] if entry.failure is not None else Walk().add(entry.value).nodes.values()
@@ -414,7 +421,40 @@ class PeerService:
                 self._call_later(
                     max(0.0, message.timeout_secs), lambda: self.requests.expire(request)
                 )
+            if request.note:  # a handler would have decided it: say why it waits instead
+                return Notice(rid=message.rid, text=f"{request.note}; it waits for the owner")
         return None  # the reply is sent when the request is decided
+
+    def _request(self, message: Get, entry: StoredObject, label: Label) -> Request:
+        """A request for ``entry``: its snapshot, and what automatic decisions rely on."""
+        whole = derivation.whole_now(entry)
+        settings_private, architecture, sent = False, None, None
+        if entry.failure is not None:
+            snapshot = Snapshot.failed(entry.failure)
+        else:
+            if isinstance(entry.value, nn.Module):
+                settings = derivation.settings_label(
+                    entry, self.store.labels, self.executor.poisoned
+                )
+                settings_private = bool(settings)
+                architecture = derivation.architecture(entry.value)
+                sent = entry.sent_architecture
+            snapshot = Snapshot.of(entry.value, settings=settings_private)
+        return Request(
+            id=new_request_id(),
+            name=message.name,
+            reason=message.reason,
+            object_id=entry.id,
+            peer=self.peer,
+            label=label,
+            op=entry.op,
+            snapshot=snapshot,
+            scientist_name=self.peer_name,
+            whole=None if whole is None else whole.op,
+            architecture=architecture,
+            sent_architecture=sent,
+            settings_private=settings_private,
+        )
 
     def on_decided(self, request: Request) -> None:
         """Called by the request queue from whichever thread decided the request."""
@@ -424,6 +464,7 @@ class PeerService:
         quota = self.store.quotas.get(self.peer)
         if quota is not None:
             quota.pending -= 1
+            quota.add(-request.snapshot.nbytes, True)
         rid, delete_obj = waiting
         buffers: list[Any] = []
         entry = self.store.get(request.object_id)

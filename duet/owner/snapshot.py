@@ -19,6 +19,7 @@ from torch import nn
 from ..errors import DuetError, RemoteError
 from ..protocol.messages import ErrorInfo
 from ..protocol.serde import Decoder, Encoder
+from .derivation import settings_count
 
 # the kinds a handler can ask for (``add_handler(kind="int")``)
 KINDS = frozenset({"tensor", "int", "float", "bool", "str", "bytes", "complex", "none", "list",
@@ -44,17 +45,38 @@ def kind_of(value: Any) -> str:
     return "none" if value is None else "other"
 
 
-def elements_of(value: Any, depth: int = 0) -> int:
-    """How many elements releasing ``value`` discloses (a tensor's numel, a list's items...)."""
+def elements_of(value: Any, depth: int = 0, *, settings: bool = False) -> int:
+    """How many numbers releasing ``value`` discloses: a tensor's elements (a complex one
+    counts two per element), a string's or bytes' characters, a container's leaves (keys
+    included), a model's weights and buffers, and (``settings``: they were computed from the
+    owner's data) its layers' settings. A container too deep to count counts as unbounded."""
     if isinstance(value, torch.Tensor):
-        return value.numel()
+        return value.numel() * (2 if value.is_complex() else 1)
     if isinstance(value, nn.Module):
-        return sum(t.numel() for t in value.parameters()) + sum(t.numel() for t in value.buffers())
-    if depth < 64 and isinstance(value, list | tuple):
-        return sum(elements_of(v, depth + 1) for v in value)
-    if depth < 64 and isinstance(value, dict):
-        return sum(elements_of(k, depth + 1) + elements_of(v, depth + 1) for k, v in value.items())
-    return 1
+        weights = sum(t.numel() for t in value.parameters()) + sum(
+            t.numel() for t in value.buffers()
+        )
+        return weights + (settings_count(value) if settings else 0)
+    if isinstance(value, str | bytes):
+        return len(value)
+    if isinstance(value, complex):
+        return 2
+    if value is None:
+        return 0
+    if isinstance(value, list | tuple | dict):
+        if depth >= 64:
+            return UNBOUNDED
+        items = value.items() if isinstance(value, dict) else ((None, v) for v in value)
+        total = 0
+        for key, item in items:
+            total += elements_of(key, depth + 1) + elements_of(item, depth + 1)
+            if total >= UNBOUNDED:
+                return UNBOUNDED
+        return total
+    return 1  # a number, a dtype, a device
+
+
+UNBOUNDED = 2**62  # more elements than any handler allows
 
 
 @dataclass(eq=False)
@@ -67,13 +89,18 @@ class Snapshot:
     kind: str = "none"
     elements: int = 0
     nbytes: int = 0
+    dropped: bool = False  # the value was let go (its request is decided); ``sha256`` stays
+    _digest: str = ""
 
     @classmethod
-    def of(cls, value: Any, *, buffers: list[Any] | None = None) -> Snapshot:
+    def of(
+        cls, value: Any, *, buffers: list[Any] | None = None, settings: bool = False
+    ) -> Snapshot:
         """Encode ``value`` now. Buffers view the object's memory: the owner keeps the object
         from changing until the request is decided (LabelRegistry.freeze).
 
         ``buffers``: a frame's buffer list to append to (the encoded value indexes into it).
+        ``settings``: a model's layer settings count as elements (they carry the owner's data).
         """
         frame = buffers if buffers is not None else []
         mark = len(frame)
@@ -84,14 +111,28 @@ class Snapshot:
             return cls.failed(ErrorInfo(code=exc.code, message=str(exc), op="get"))
         own = frame[mark:]
         nbytes = sum(memoryview(b).nbytes for b in own)
-        return cls(encoded, own, None, kind_of(value), elements_of(value), nbytes)
+        elements = elements_of(value, settings=settings)
+        return cls(encoded, own, None, kind_of(value), elements, nbytes)
 
     @classmethod
     def failed(cls, error: ErrorInfo) -> Snapshot:
-        return cls(None, [], error, "error", 0, len(error.message))
+        """A failure's snapshot: its text is what leaves (each character counts)."""
+        return cls(None, [], error, "error", len(error.message), len(error.message))
+
+    @property
+    def sha256(self) -> str:
+        return self.digest()
+
+    def drop(self) -> None:
+        """Let go of the value (its digest is kept): the request was decided."""
+        if not self.dropped:
+            self.digest()
+            self.value, self.buffers, self.dropped = None, [], True
 
     def digest(self) -> str:
         """sha-256 of exactly what is released (the encoded value and its bytes)."""
+        if self._digest:
+            return self._digest
         hasher = hashlib.sha256()
         if self.error is not None:
             hasher.update(self.error.model_dump_json().encode())
@@ -99,7 +140,8 @@ class Snapshot:
             hasher.update(json.dumps(self.value, sort_keys=True, default=str).encode())
             for buffer in self.buffers:
                 hasher.update(memoryview(buffer))
-        return hasher.hexdigest()
+        self._digest = hasher.hexdigest()  # what it encodes cannot change: it is frozen
+        return self._digest
 
     def decoded(self) -> Any:
         """The value exactly as the scientist would receive it (a RemoteError for a failure)."""

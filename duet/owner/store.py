@@ -14,7 +14,8 @@ from torch import nn
 
 from ..errors import QuotaExceeded, UsageError
 from ..protocol.allowlist import type_key
-from .labels import EMPTY, Label, LabelRegistry, Source, Walk, owner_containers
+from .derivation import ITSELF, Whole
+from .labels import EMPTY, Label, LabelRegistry, Source, Walk, owner_containers, shape_label
 from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING, PeerQuota
 
 if TYPE_CHECKING:
@@ -52,6 +53,12 @@ class StoredObject:
     # the handle label all of it, so which object was written tells nothing (executor.py)
     reach: tuple[Any, ...] = ()  # weak references
     reach_unknown: bool = False
+    # what automatic decisions rely on (derivation.py): the value is exactly one op applied to
+    # a published object as a whole; what its shape (a length) depends on when that is less
+    # than ``label`` says; a model's architecture when the scientist sent it
+    whole: Whole | None = None
+    shape_label: Label | None = None
+    sent_architecture: str | None = None
 
     def get(self) -> Any:
         """The value itself (the owner's side holds the real object)."""
@@ -146,6 +153,8 @@ class ObjectStore:
             pointable=pointable,
             nbytes=listed_nbytes(value),
             label=label,
+            whole=Whole(ITSELF, object_id),
+            shape_label=shape_label(label),
         )
         self.labels.protect_all(Walk().add(value), label)
         with self._lock:

@@ -31,7 +31,7 @@ from torch import nn
 from ..errors import NotAllowed, UsageError
 from .devices import MODULE_MOVES, make_device, module_move, tensor_move
 from .distributions import register_distributions
-from .modules import LAYERS, LOSSES, TUPLE_RESULTS, build_layer
+from .modules import LAYERS, TUPLE_RESULTS, build_layer
 from .vision import register_vision
 
 Returns = (
@@ -73,6 +73,14 @@ class Op:
     # contents do not flow into the result, so a long list is not walked on every append
     reads_target: bool = True
     aliases: str | None = "all"  # one of ALIASES, or None; set for every op at the end
+    # what an automatic decision may rely on (owner/derivation.py), set at the end:
+    # the result depends on its target's shape alone (a length, a size)
+    shape_query: bool = False
+    # the result is its target's value in another form (item, detach...): it tells nothing more
+    conversion: bool = False
+    # the result stands for one of its inputs, whole ("first" argument or "target"): a loader
+    # over a dataset, that loader's iterator
+    wraps: str | None = None
 
     def __post_init__(self) -> None:
         if self.writes is None and self.mutates:
@@ -654,9 +662,15 @@ for _name in _FUNCTIONAL:
         random=_name in _RANDOM_FUNCTIONS,
         writes="inplace_arg" if _name in _INPLACE_FUNCTIONS else None,
     )
-for _path in LAYERS:  # initial weights are random (a loss has none)
+# layers whose initial weights are drawn (the others have none, or constant ones)
+_RANDOM_INIT = {
+    f"torch.nn.{name}"
+    for name in ("Linear", "Conv1d", "Conv2d", "ConvTranspose1d", "ConvTranspose2d", "Embedding",
+                 "LSTM", "GRU", "RNN", "LSTMCell", "GRUCell", "RNNCell")
+}  # fmt: skip
+for _path in LAYERS:
     FUNCTIONS[_path] = _fn(
-        _path, build_layer(_path), _layer_kind(_path), random=_path not in LOSSES
+        _path, build_layer(_path), _layer_kind(_path), random=_path in _RANDOM_INIT
     )
 FUNCTIONS["torch.nn.Module"] = _fn("torch.nn.Module", nn.Module, "Module")
 OPTIMIZERS = ("SGD", "Adam", "AdamW", "Adadelta", "Adagrad", "RMSprop")
@@ -814,6 +828,27 @@ for _path, _op in list(FUNCTIONS.items()):
     FUNCTIONS[_path] = dataclasses.replace(
         _op, aliases="args" if _path in _ALIASING_FUNCTIONS else None
     )
+# what automatic decisions rely on (owner/derivation.py): shape queries, value-preserving
+# conversions, wrappers that stand for a dataset whole
+SHAPE_QUERIES = {
+    "Tensor": ("__len__", "size", "numel", "dim", "shape", "ndim"),
+    "Dataset": ("__len__",), "DataLoader": ("__len__",), "DataLoaderIter": ("__len__",),
+    "List": ("__len__",), "Tuple": ("__len__",), "Dict": ("__len__",), "String": ("__len__",),
+}  # fmt: skip
+CONVERSIONS = ("item", "tolist", "detach", "clone", "float", "double", "cpu", "contiguous")
+for _kind, _names in SHAPE_QUERIES.items():
+    for _name in _names:
+        TABLES[_kind][_name] = dataclasses.replace(TABLES[_kind][_name], shape_query=True)
+for _name in CONVERSIONS:
+    TABLES["Tensor"][_name] = dataclasses.replace(TABLES["Tensor"][_name], conversion=True)
+TABLES["DataLoader"]["__iter__"] = dataclasses.replace(
+    TABLES["DataLoader"]["__iter__"], wraps="target"
+)
+FUNCTIONS["torch.utils.data.DataLoader"] = dataclasses.replace(
+    FUNCTIONS["torch.utils.data.DataLoader"], wraps="first"
+)
+#: the op names a handler's tags treat as shape queries (a length handler releases shapes only)
+SHAPE_OPS = frozenset(name for names in SHAPE_QUERIES.values() for name in names)
 # backward's gradients go to the leaves the owner chooses (never the owner's own objects)
 TABLES["Tensor"]["backward"] = dataclasses.replace(
     TABLES["Tensor"]["backward"], kwargs=frozenset({"gradient", "retain_graph", "create_graph"})

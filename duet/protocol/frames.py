@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from ..errors import ProtocolError
 
 MAGIC = b"DU"
-PROTOCOL_VERSION = 1
+PROTOCOL_VERSION = 2  # 2: Notice
 _PREFIX = struct.Struct("<2sBBII")
 MAX_HEADER_BYTES = 16 * 1024 * 1024
 MAX_BUFFERS = 65_536

@@ -152,6 +152,15 @@ class Failure(_Message):
     error: ErrorInfo
 
 
+class Notice(_Message):
+    """The owner tells the scientist something about a request that is still waiting (why no
+    handler decided it); ``rid`` is the get's."""
+
+    k: Literal["notice"] = "notice"
+    rid: RequestId
+    text: ShortText
+
+
 class Ping(_Message):
     k: Literal["ping"] = "ping"
     seq: int = 0
@@ -203,6 +212,7 @@ Message = Annotated[
     | RunPlan
     | Reply
     | Failure
+    | Notice
     | Ping
     | Pong
     | Bye,

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import ConnectionLost, DuetTimeout, QuotaExceeded, UsageError, error_from_wire
 from ..protocol import allowlist
-from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Get, Put, Reply, Sync
+from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Get, Notice, Put, Reply, Sync
 from ..protocol.serde import Decoder, Encoder
 from .pointer import Pointer, stand_in_pointer
 from .requests import SentRequests
@@ -310,6 +310,9 @@ class PointerClient:
                 future = self._pending.pop(message.rid, None)
                 if future is not None and not future.done():
                     future.set_result((message, buffers))
+            elif isinstance(message, Notice):
+                self.requests.noted(message.rid, message.text)
+                log.warning("the owner: %s", message.text)
             elif isinstance(message, Failure):
                 self.notices.append(message.error)
                 if message.result is not None:

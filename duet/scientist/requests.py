@@ -70,8 +70,17 @@ class SentRequests:
             request.note = "yours: released without a request"
         else:
             request.status = RequestStatus(reply.status)
-            request.note = reply.note or (reply.error.message if reply.error is not None else "")
+            note = reply.note or (reply.error.message if reply.error is not None else "")
+            # what the owner said while it waited (why no handler decided it) stays
+            request.note = f"{note} ({request.note})" if request.note else note
         request.answered = datetime.now()
+
+    def noted(self, rid: int, text: str) -> None:
+        """The owner said something about a request that still waits (why)."""
+        with self._lock:
+            request = self._waiting.get(rid)
+        if request is not None:
+            request.note = text
 
     def discard(self, rid: int) -> None:
         """The request was never sent (queueing it failed)."""
