@@ -76,7 +76,7 @@ def test_a_request_waiting_for_a_person_counts_against_the_private_account():
         second = private.request(name="second", timeout_secs=30)
         third = private.request(name="third", timeout_secs=30)  # 3 x 300 KB > 1 MB
         assert quietly(third) is None and third.status == "denied"
-        note = [r.note for r in scientist.requests if r.name == "third"][0]
+        note = next(r.note for r in scientist.requests if r.name == "third")
         assert "would pass what the owner holds for you" in note
         pending = owner.requests.pending
         assert [r.name for r in pending] == ["first", "second"]
