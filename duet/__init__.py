@@ -30,7 +30,7 @@ from .identity import Identity
 from .local import duet_pair, install_send
 from .network import duet, join_duet, launch_duet
 from .node import OwnerSession
-from .owner.requests import Handler, Request, RequestQueue, RequestStatus
+from .owner.requests import AS_SENT, Handler, Request, RequestQueue, RequestStatus
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
 from .session import ScientistSession
@@ -61,6 +61,7 @@ def __getattr__(name: str) -> object:
 
 
 __all__ = [
+    "AS_SENT",
     "BaseDataset",
     "ConfigError",
     "ConnectionLost",
