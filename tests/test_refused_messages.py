@@ -237,7 +237,8 @@ def _make_hostile(node, data):
         # (an RNN's num_layers is a loop count: left out, see modules.py in issue 15)
         names = [name for name in node if name != "num_layers"]
         if names:
-            node[data.draw(st.sampled_from(names))] = data.draw(st.sampled_from(HOSTILE_ITEMS))
+            value = data.draw(st.sampled_from(HOSTILE_ITEMS))
+            node[data.draw(st.sampled_from(names))] = copy.deepcopy(value)
         return
     own = sorted(FIELDS.get(tag, ()))
     if own and data.draw(st.integers(0, 4)):  # its own fields, most of the time
