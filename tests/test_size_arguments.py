@@ -257,3 +257,52 @@ def test_small_sizes_given_as_tensors_make_what_torch_makes(duet):
     assert rt.nn.Linear(t(3), t(2)).weight.get(timeout_secs=GET_SECS).shape == (2, 3)
     sample = rt.distributions.Normal(0.0, 1.0).sample((t(4),))
     assert sample.get(timeout_secs=GET_SECS).shape == (4,)
+
+
+# ---- what an op makes besides tensor storage: tensor objects, rows of nested lists
+
+PIECES = {
+    "split": (T, "split", lambda rt, s, x: x.split(1)),
+    "split-keyword": (T, "split", lambda rt, s, x: x.split(split_size_or_sections=sent(s, 1))),
+    "chunk": (T, "chunk", lambda rt, s, x: x.chunk(sent(s, 10**6))),
+    "List": (F, "python.List", lambda rt, s, x: s.python.List(x)),
+    "Tuple": (F, "python.Tuple", lambda rt, s, x: s.python.Tuple(x)),
+    "extend": (allowlist.TABLES["List"], "extend", lambda rt, s, x: s.python.List([]).extend(x)),
+    "index_select": (
+        T, "index_select",
+        lambda rt, s, x: x.reshape(1000, 1000).index_select(0, torch.zeros(10**5, dtype=torch.long).send(s)),
+    ),
+    "LSTM-layers": (F, "torch.nn.LSTM", lambda rt, s, x: rt.nn.LSTM(1, 1, num_layers=10**5)),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("attack", list(PIECES))
+def test_what_iterating_splitting_or_indexing_makes_is_counted_before_it_is_made(duet, ran, attack):
+    owner, scientist = duet
+    table, name, ask = PIECES[attack]
+    x = scientist.torch.zeros(10**6)  # 4 MB: a million rows, each a tensor object of its own
+    ran.guard(table, name)
+    with pytest.raises(sy.QuotaExceeded, match=r"would need about [\d,]+ bytes"):
+        ask(scientist.torch, scientist, x).get(timeout_secs=GET_SECS)
+    assert ran == [] and quota_of(owner).bytes_used < 10 * 2**20
+
+
+def test_a_tensor_from_a_list_holding_one_list_many_times_is_counted_in_full(duet, ran):
+    _, scientist = duet
+    row = scientist.python.List([0.5] * 10**5)
+    table = scientist.python.List([row] * 200)  # 200 references: 20 million numbers
+    ran.guard(allowlist.FUNCTIONS, "torch.tensor")
+    with pytest.raises(sy.QuotaExceeded, match=r"would need about 160,000,000 bytes"):
+        scientist.torch.tensor(table).get(timeout_secs=GET_SECS)
+    assert ran == []
+
+
+def test_small_splits_lists_and_selections_still_run(duet):
+    _, scientist = duet
+    x = torch.arange(6.0).send(scientist)
+    assert [p.tolist() for p in x.split(2).get(timeout_secs=GET_SECS)] == [[0, 1], [2, 3], [4, 5]]
+    assert len(x.chunk(4).get(timeout_secs=GET_SECS)) == 3
+    assert len(scientist.python.List(x).get(timeout_secs=GET_SECS)) == 6
+    index = torch.tensor([5, 0]).send(scientist)
+    assert x.index_select(0, index).get(timeout_secs=GET_SECS).tolist() == [5.0, 0.0]
+    assert scientist.torch.tensor([[1, 2], [3, 4]]).get(timeout_secs=GET_SECS).shape == (2, 2)

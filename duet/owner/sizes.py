@@ -6,7 +6,10 @@ took is charged afterwards (quota.py); the estimate only has to stop the large c
 creation from sizes, broadcasting, products, repeats, concatenations, ``tolist``, layers built
 from sizes, what a layer's forward makes (a transposed convolution's stride or a convolution's
 padding can ask for any size), samples drawn from a distribution, optimizer state, batches drawn
-from a loader, and what is put into a list or a dict.
+from a loader, what is put into a list or a dict, and the tensor objects made by iterating a
+tensor or splitting it (each shares the storage, but is an object of several hundred bytes).
+Sizes are read as torch reads them, whatever carries them (a 0-dim tensor, a numpy integer, a
+tuple of them); one that cannot be read is refused naming the argument.
 """
 
 from __future__ import annotations
@@ -31,6 +34,13 @@ from ..protocol.modules import LAYERS
 from .quota import ITEM_BYTES, iterator_bytes, scalar_bytes
 
 PY_FLOAT_BYTES = 32  # a float object and its slot in a list
+# one tensor object that shares another's storage (a row of list(t), a piece of t.split(1)):
+# measured 640 to 740 bytes with its slot in a list or tuple. Its storage is charged once, the
+# objects are not: a million of them are counted here, before they are made.
+TENSOR_HANDLE_BYTES = 768
+# one parameter of an RNN layer besides its data (the Parameter, its slot in the layer's flat
+# weights: 1 to 2.4 KB measured): num_layers makes four per layer and direction
+PARAMETER_BYTES = 2048
 
 _CREATION = {"zeros", "ones", "randn", "rand", "empty"}  # (*size) or (size=)
 _SIZED_CREATION = {"full", "randint", "arange", "linspace", "eye"}
@@ -176,6 +186,10 @@ def planned_bytes(op: allowlist.Op, target: Any, args: list[Any], kwargs: dict[s
     if isinstance(target, torch.Tensor):
         return _tensor_method_bytes(op.path, name, target, args, kwargs)
     if isinstance(target, list | dict) and name in _LIST_INSERTS:
+        if name in ("extend", "__iadd__", "update") and args:
+            iterated = _iterated_bytes(args[0], pairs=name == "update")
+            if iterated is not None:
+                return iterated
         return _inserted_bytes(args)
     if isinstance(target, tud.dataloader._BaseDataLoaderIter) and name == "__next__":
         return _batch_bytes(target)
@@ -195,8 +209,42 @@ def planned_bytes(op: allowlist.Op, target: Any, args: list[Any], kwargs: dict[s
     if isinstance(target, torch.distributions.Distribution):
         return _distribution_bytes(name, target, args, kwargs)
     if op.path.startswith("python."):
+        if op.path in ("python.List", "python.Tuple", "python.Dict") and len(args) == 1:
+            iterated = _iterated_bytes(args[0], pairs=op.path == "python.Dict")
+            if iterated is not None:
+                return iterated
         return sum(_inserted_bytes([a]) for a in args)
     return 0
+
+
+def _iterated_bytes(value: Any, *, pairs: bool = False) -> int | None:
+    """What iterating ``value`` makes (``list(value)``, ``lst.extend(value)``): a tensor's rows
+    are tensor objects of their own, a loader makes every batch, a dataset every sample, a
+    string one object per character. None: it hands out what it holds (a list, a tuple)."""
+    if isinstance(value, torch.Tensor):
+        if value.dim() == 0:
+            return 0  # not iterable: the call fails
+        # dict(t) and d.update(t): each row, then its two elements, are tensors of their own
+        handles = 3 if pairs else 1
+        return len(value) * (handles * TENSOR_HANDLE_BYTES + ITEM_BYTES)
+    if isinstance(value, str):
+        return len(value) * ITEM_BYTES
+    try:
+        if isinstance(value, tud.DataLoader):
+            batch = _loader_batch_bytes(value.dataset, value.batch_size or 1)
+            return len(value) * (batch + ITEM_BYTES) + iterator_bytes(
+                value.batch_sampler, value.dataset
+            )
+        if isinstance(value, tud.dataloader._BaseDataLoaderIter):
+            return len(value) * (_batch_bytes(value) + ITEM_BYTES)
+        if isinstance(value, tud.TensorDataset):
+            fields = len(value.tensors)
+            return len(value) * (fields * TENSOR_HANDLE_BYTES + sys.getsizeof(()) + ITEM_BYTES)
+        if isinstance(value, tud.Dataset):
+            return len(value) * (_sample_bytes(value) + ITEM_BYTES)  # type: ignore[arg-type]
+    except TypeError:  # a dataset without a length
+        return 0
+    return None
 
 
 def _inserted_bytes(values: list[Any]) -> int:
@@ -228,6 +276,8 @@ def _function_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any
             return _count(list(args)) * 4
         if len(args) == 1 and isinstance(args[0], torch.Size):
             return _numel(args[0], f"{path}: size") * 4
+        if len(args) == 1 and not isinstance(args[0], torch.Tensor):  # data (a tensor: itself)
+            return _data_elements(args[0], {}, 0) * 4
         return 0
     if path == "torch.from_numpy":  # a copy of the array
         return int(args[0].nbytes) if args and isinstance(args[0], np.ndarray) else 0
@@ -237,8 +287,8 @@ def _function_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any
         return _creation_bytes(path, name, args, kwargs)
     if name in _CREATION_LIKE and args and isinstance(args[0], torch.Tensor):
         return args[0].numel() * _itemsize(kwargs, args[0].element_size())
-    if name == "tensor":
-        return 0  # its data arrived with the message: already bounded by the frame
+    if name == "tensor":  # its data: a list may hold one owner-side list many times over
+        return _data_elements(args[0], {}, 0) * _itemsize(kwargs, 8) if args else 0
     if path in LAYERS:
         return _layer_bytes(path, args, kwargs)
     tensors = _tensors(args) + _tensors(kwargs.values())
@@ -249,6 +299,25 @@ def _function_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any
     if name == "linear" and len(tensors) >= 2:
         return _matmul_bytes(tensors[0], tensors[1].t())
     return _broadcast_bytes(tensors)
+
+
+def _data_elements(data: Any, seen: dict[int, int], depth: int) -> int:
+    """The elements of a tensor made from nested lists: each list counted once however many
+    times it is held (a list appended to another a thousand times makes a thousand rows)."""
+    if isinstance(data, torch.Tensor):
+        return data.numel()
+    if isinstance(data, np.ndarray):
+        return int(data.size)
+    if not isinstance(data, list | tuple):
+        return 1
+    key = id(data)
+    if key in seen:
+        return seen[key]
+    if depth > 64:
+        return len(data)  # torch makes tensors of at most 64 dimensions: it refuses this
+    seen[key] = 0  # a list inside itself: torch refuses it
+    seen[key] = count = sum(_data_elements(item, seen, depth + 1) for item in data)
+    return count
 
 
 def _creation_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> int:
@@ -316,12 +385,16 @@ def _tensor_method_bytes(
         else:
             repeats = _varargs_dims(args, f"{path}: repeats")
         return _nbytes(target) * _count(repeats)
+    if name in ("split", "chunk"):
+        return _pieces(path, name, target, args, kwargs) * (TENSOR_HANDLE_BYTES + ITEM_BYTES)
+    if name in ("index_select", "gather"):
+        return _selected_bytes(name, target, args, kwargs)
     if name in ("matmul", "mm", "__matmul__") and args and isinstance(args[0], torch.Tensor):
         return _matmul_bytes(target, args[0])
     if name == "__rmatmul__" and args and isinstance(args[0], torch.Tensor):
         return _matmul_bytes(args[0], target)
     if name in ("expand", "expand_as", "view", "view_as", "reshape", "t", "transpose", "permute",
-                "squeeze", "unsqueeze", "detach", "__getitem__", "chunk", "split"):  # fmt: skip
+                "squeeze", "unsqueeze", "detach", "__getitem__"):  # fmt: skip
         if name == "__getitem__" and _tensors(args):  # indexing by tensors makes a new one
             return _index_bytes(target, _tensors(args))
         if name == "reshape" or name == "contiguous":
@@ -329,6 +402,45 @@ def _tensor_method_bytes(
         return 0  # views
     tensors = [target, *_tensors(args), *_tensors(list(kwargs.values()))]
     return _broadcast_bytes(tensors)
+
+
+def _dim_size(target: torch.Tensor, dim: Any, what: str) -> int | None:
+    """The size of ``target`` along ``dim`` (None: no such dimension, the call fails)."""
+    axis = _index(dim, what)
+    if target.dim() == 0 or not -target.dim() <= axis < target.dim():
+        return None
+    return int(target.shape[axis])
+
+
+def _pieces(path: str, name: str, target: torch.Tensor, args: list[Any], kwargs: Any) -> int:
+    """How many tensors ``split`` or ``chunk`` hands back (views: a tensor object each)."""
+    key = "split_size_or_sections" if name == "split" else "chunks"
+    how = kwargs[key] if key in kwargs else args[0] if args else 1
+    dim = kwargs["dim"] if "dim" in kwargs else args[1] if len(args) > 1 else 0
+    length = _dim_size(target, dim, f"{path}: dim")
+    if length is None:
+        return 0
+    if name == "split" and isinstance(how, list | tuple):
+        return len(how)  # sections: one piece each
+    size = _index(how, f"{path}: {key}")
+    if size <= 0:
+        return 1 if name == "split" and size == 0 and length == 0 else 0
+    return -(-length // size) if name == "split" else min(size, max(length, 1))
+
+
+def _selected_bytes(name: str, target: torch.Tensor, args: list[Any], kwargs: Any) -> int:
+    """``index_select(dim, index)``: a slice of ``target`` per index; ``gather(dim, index)``: an
+    element per index. The index, not the target, says how large the result is."""
+    index = kwargs.get("index", args[1] if len(args) > 1 else None)
+    if not isinstance(index, torch.Tensor):
+        return 0  # torch refuses it
+    if name == "gather":
+        return index.numel() * target.element_size()
+    dim = kwargs["dim"] if "dim" in kwargs else args[0] if args else 0
+    length = _dim_size(target, dim, f"Tensor.{name}: dim")
+    if length is None:
+        return _nbytes(target) * index.numel()  # a 0-dim target: one element per index
+    return _nbytes(target) // max(length, 1) * index.numel()
 
 
 def _index_bytes(target: torch.Tensor, index: list[torch.Tensor]) -> int:
@@ -411,11 +523,11 @@ def _layer_bytes(path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
         gates, inputs = _GATES[name], ints("input_size", 0)
         hidden = ints("hidden_size", 0)
         if name.endswith("Cell"):
-            return gates * hidden * (inputs + hidden + 2) * 4
+            return gates * hidden * (inputs + hidden + 2) * 4 + 4 * PARAMETER_BYTES
         layers = ints("num_layers")
         directions = 2 if a.get("bidirectional") else 1
         per_layer = gates * hidden * (max(inputs, hidden * directions) + hidden + 2)
-        return layers * directions * per_layer * 4
+        return layers * directions * (per_layer * 4 + 4 * PARAMETER_BYTES)
     return 0
 
 
@@ -561,15 +673,18 @@ def _distribution_bytes(
 
 def _batch_bytes(iterator: Any) -> int:
     try:
-        dataset = iterator._dataset
         batch = getattr(iterator, "_index_sampler", None)
-        size = getattr(batch, "batch_size", None) or 1
-        if isinstance(dataset, tud.TensorDataset):
-            return sum(_nbytes(t) // max(len(t), 1) for t in dataset.tensors) * size
-        return _sample_bytes(dataset) * size
+        return _loader_batch_bytes(iterator._dataset, getattr(batch, "batch_size", None) or 1)
     except (AttributeError, TypeError):
         pass
     return 0
+
+
+def _loader_batch_bytes(dataset: Any, size: int) -> int:
+    """One batch of ``size`` samples of ``dataset``, collated."""
+    if isinstance(dataset, tud.TensorDataset):
+        return sum(_nbytes(t) // max(len(t), 1) for t in dataset.tensors) * size
+    return _sample_bytes(dataset) * size
 
 
 _SAMPLE_BYTES: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
