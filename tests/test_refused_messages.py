@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 import duet as sy
 from duet.errors import DuetError, ProtocolError
 from duet.protocol.messages import Put
-from duet.protocol.modules import CONTAINER
+from duet.protocol.modules import CONTAINER, MAX_RNN_LAYERS
 from duet.protocol.serde import DTYPES, FIELDS, Decoder, Encoder
 
 GET_SECS = 30
@@ -359,3 +359,19 @@ def test_a_malformed_put_is_refused_and_the_scientists_values_stay_its_own(pair,
     assert torch.equal((torch.ones(2).send(scientist) + 1).get(timeout_secs=GET_SECS),
                        torch.tensor([2.0, 2.0]))  # fmt: skip
     assert torch.equal(mine.get(timeout_secs=GET_SECS), torch.arange(3.0))
+
+
+def test_a_recurrent_layer_is_built_only_as_deep_as_the_weights_sent_and_the_limit_allow(pair):
+    """Building an LSTM takes time in its number of layers: a tiny spec asking for 10**5
+    layers held the owner's worker for minutes. Refused before anything is built."""
+    _, scientist = pair
+    spec = {"$": "module", "type": "torch.nn.LSTM", "children": [], "state": [],
+            "training": True, "config": {"input_size": 1, "hidden_size": 1, "num_layers": 10**5}}  # fmt: skip
+    with pytest.raises(ProtocolError, match=f"1 to {MAX_RNN_LAYERS} layers"):
+        Decoder([], None).decode(spec)  # refused before it is built (building took minutes)
+    spec["config"]["num_layers"] = MAX_RNN_LAYERS  # and only as deep as the weights sent
+    with pytest.raises(ProtocolError, match=f"0 state entries for {4 * MAX_RNN_LAYERS} weights"):
+        Decoder([], None).decode(spec)
+    with pytest.raises(sy.NotAllowed, match=f"1 to {MAX_RNN_LAYERS} layers"):
+        scientist.torch.nn.LSTM(1, 1, num_layers=MAX_RNN_LAYERS + 1).get()
+    assert scientist.torch.nn.LSTM(1, 1, num_layers=2).get().num_layers == 2

@@ -135,11 +135,37 @@ def check_layer(module: nn.Module) -> nn.Module:
     return module
 
 
+MAX_RNN_LAYERS = 64  # building one takes time quadratic in its layers (10**4: 15 s)
+
+
+def check_settings(cls: type[nn.Module], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    """Refuse, before a layer is built, settings whose building alone would hold the owner
+    (a recurrent layer of 10**5 layers takes minutes to construct, whatever its weights)."""
+    if issubclass(cls, nn.RNNBase):
+        layers = kwargs.get("num_layers", args[2] if len(args) > 2 else 1)
+        if type(layers) is not int or not 1 <= layers <= MAX_RNN_LAYERS:
+            raise NotAllowed(
+                f"{cls.__name__}(num_layers={layers!r}): the owner builds recurrent layers of "
+                f"1 to {MAX_RNN_LAYERS} layers"
+            )
+
+
+def _rnn_weights(kwargs: dict[str, Any]) -> int:
+    """How many weight tensors a recurrent layer with these settings has."""
+    per = 4 if kwargs.get("bias", True) else 2
+    if kwargs.get("proj_size"):
+        per += 1
+    directions = 2 if kwargs.get("bidirectional") else 1
+    layers = kwargs.get("num_layers", 1)
+    return per * directions * (layers if type(layers) is int else 1)
+
+
 def build_layer(path: str) -> Any:
     """The owner's constructor for a layer (``torch.nn.Linear(4, 2)`` from the scientist)."""
     cls = LAYERS[path][0]
 
     def build(*args: Any, **kwargs: Any) -> nn.Module:
+        check_settings(cls, args, kwargs)
         module = check_layer(cls(*args, **kwargs))
         for tensor in (*module.parameters(), *module.buffers()):
             if tensor.device.type not in ("cpu", "cuda"):
@@ -234,6 +260,10 @@ def decode_module(data: dict[str, Any], decoder: Decoder, depth: int) -> nn.Modu
             )
         kwargs = {name: decoder.decode(value, depth + 1) for name, value in config.items()}
         try:
+            check_settings(cls, (), kwargs)
+            if issubclass(cls, nn.RNNBase) and len(state) < _rnn_weights(kwargs):
+                # its weights must arrive with it: building costs no more than what was sent
+                raise ValueError(f"{len(state)} state entries for {_rnn_weights(kwargs)} weights")
             # built without memory (on the meta device): the settings alone could ask for any
             # size, the weights that arrive with them are bounded by the frame
             with torch.device("meta"):
