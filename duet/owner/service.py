@@ -273,6 +273,11 @@ class PeerService:
                 value = owner_containers(Decoder(buffers, None).decode(message.value))
         except (DuetError, ValueError) as exc:
             return self.executor._fail(message.id, self._error_info(exc, "send"), frozenset(), None)
+        except Exception as exc:  # decoding only builds new objects: a refusal changes nothing
+            error = ProtocolError(f"the value sent could not be rebuilt ({type(exc).__name__})")
+            return self.executor._fail(
+                message.id, self._error_info(error, "send"), frozenset(), None
+            )
         quota.hold_all(Walk().add(value).nodes.values(), False)
         self.executor.register_leaves(value)
         entry = StoredObject(
