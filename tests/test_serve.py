@@ -162,6 +162,7 @@ def test_duet_serve_serves_two_scientists_logs_decisions_and_stops_cleanly(tmp_p
         [[handler]]
         tags = ["digits", "item"]
         kind = "float"
+        derived_inputs = true
         action = "accept"
 
         [[handler]]
@@ -191,7 +192,7 @@ def test_duet_serve_serves_two_scientists_logs_decisions_and_stops_cleanly(tmp_p
         error = watcher.event("event", "error", 4 * UNIT)["error"]
         assert "compute but not ask for releases" in error
         # on the console; the name the trainer chose is shown as its claim
-        node.line(r"accepted 'loss' for \"trainer\" \(claimed\) .* by handler", UNIT)
+        node.line(r"accepted ['\"]loss['\"] for \"trainer\" \(claimed\) .* by handler", UNIT)
         node.popen.send_signal(signal.SIGTERM)
         code = node.exit_code(UNIT)
         assert code == 0, "".join(node.errors)[-6000:] + "\n".join(node.output[-8:])

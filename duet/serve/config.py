@@ -80,6 +80,9 @@ class HandlerConfig(_Strict):
     max_elements: int | None = Field(default=None, ge=0)
     scientist: str | None = None
     timeout_secs: float = -1
+    # op tags match the op at the end of any computation from the data (a loss), not only the
+    # op applied to a published object as a whole
+    derived_inputs: bool = False
 
 
 class AccessConfig(_Strict):

@@ -60,7 +60,9 @@ def main(url: str, max_scientists: int, compute_only: list[str]) -> None:
     x = torch.tensor(digits.data, dtype=torch.float32) / 16.0
     y = torch.tensor(digits.target)
     owner.publish(torch.utils.data.TensorDataset(x, y), tags=["digits"], description="digits")
-    owner.requests.add_handler(tags=["digits", "item"], kind="float", action="accept")
+    owner.requests.add_handler(
+        tags=["digits", "item"], kind="float", derived_inputs=True, action="accept"
+    )  # a loss: the item at the end of a computation from the digits
     owner.requests.add_handler(tags=["digits", "__len__"], kind="int", action="accept")
     emit(event="published", owner_id=owner.identity.id)
     for line in sys.stdin:
