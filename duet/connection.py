@@ -36,6 +36,7 @@ from typing import Any
 import torch
 
 from ._version import __version__
+from .display import quoted
 from .errors import ConnectionLost, DuetTimeout, HandshakeError, ProtocolError
 from .identity import Identity, auth_message, verify
 from .protocol import allowlist
@@ -508,8 +509,10 @@ class Connection:
                     if self.role == "scientist" and not self._welcome.done():
                         self._welcome.set_result(message)
                 elif isinstance(message, Bye):
-                    log.info("the peer closed the session: %s", message.reason)
-                    self.lost = ConnectionLost(f"the peer closed the session ({message.reason})")
+                    # the peer's words, as data: they reach the other side's console and logs
+                    reason = quoted(message.reason)
+                    log.info("the peer closed the session: %s", reason)
+                    self.lost = ConnectionLost(f"the peer closed the session ({reason})")
                     _fail(self._hello, self.lost)
                     # before a welcome: the owner would not serve this scientist
                     refused = HandshakeError(f"the owner refused to serve you: {message.reason}")

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 import sys
@@ -45,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .connection import Connection, PeerIdentity, State, frame_limit_for
+from .display import quoted, shown
 from .errors import ConnectionLost, HandshakeError, UsageError
 from .identity import Identity, duet_home
 from .owner.access import AccessRules
@@ -61,7 +61,7 @@ from .owner.store import (
     OwnerStoreView,
     StoredObject,
 )
-from .owner.tuning import tune_owner_process
+from .owner.tuning import give_back_memory, tune_owner_process
 from .protocol.messages import ErrorInfo, Failure
 from .runtime import run
 from .session import LIVE, Session
@@ -83,7 +83,7 @@ def claimed(name: str) -> str:
     """A name a scientist gave itself, as the owner is shown it: quoted, so that what the
     scientist wrote cannot run into the owner's own words, and marked: ``"Mallory" (claimed)``.
     "" for no name."""
-    return f"{json.dumps(name, ensure_ascii=False)} (claimed)" if name else ""
+    return f"{quoted(name)} (claimed)" if name else ""
 
 
 @dataclass(frozen=True)
@@ -462,7 +462,10 @@ class OwnerSession(Session):
         freed = self.objects.drop_peer(peer.id)
         name = self.scientist_name(peer.id, claims=peer.name)
         self.audit.record("leave", scientist=peer.id, name=name, reason=reason)
-        log.info("scientist %s left (%s); freed %d of its objects", peer.id, reason, freed)
+        # what its thread's allocator arena holds free goes back to the system: the next
+        # scientist's thread may be given another arena (tuning.py)
+        give_back_memory()
+        log.info("scientist %s left (%s); freed %d of its objects", peer.id, shown(reason), freed)
 
     def _watch(self, link: ScientistLink, told: Any) -> None:
         """Every few seconds, on the loop: tell both sides when one call has run for long (the

@@ -79,7 +79,7 @@ def test_killed_owner_makes_the_scientist_raise_connection_lost(duet_processes):
     assert failed["error"] == "ConnectionLost"
 
 
-def test_wrong_client_id_refuses_the_connection():
+def test_wrong_client_id_refuses_that_scientist_and_the_owner_waits_on():
     server, url = start_signaling_server()
     owner = Process(str(PEER), "owner", url)
     scientist = None
@@ -88,11 +88,11 @@ def test_wrong_client_id_refuses_the_connection():
         scientist = Process(str(PEER), "scientist", session_id, url)
         scientist.line(r"duet client ID: ([0-9a-f-]+)")
         owner.send("0000-0000-0000-0000")
-        owner.popen.wait(UNIT)
-        assert owner.popen.returncode != 0
-        assert "does not match the scientist's identity" in "".join(owner.errors)
+        owner.line(r"refused scientist [0-9a-f-]+: client ID '0000-0000-0000-0000' does not match")
         scientist.popen.wait(UNIT)
-        assert "SignalingError" in "".join(scientist.errors) or "owner" in "".join(scientist.errors)
+        assert scientist.popen.returncode != 0
+        assert "does not match the scientist's identity" in "".join(scientist.errors)
+        assert owner.popen.poll() is None  # it waits on for its scientist
     finally:
         for process in (scientist, owner, server):
             if process is not None:

@@ -29,6 +29,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ..display import shown
+
 if TYPE_CHECKING:
     import pandas
 
@@ -152,6 +154,7 @@ class AuditLog:
             ).fetchall()
         frame = pd.DataFrame(rows, columns=COLUMNS)
         frame["Time"] = pd.to_datetime(frame["Time"], unit="s")
+        frame["Name"] = frame["Name"].map(shown)  # a claimed name is the scientist's text
         return frame
 
     # ---- scientists each owner identity knows

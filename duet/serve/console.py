@@ -8,50 +8,57 @@ from typing import Any
 from rich.console import Console
 from rich.markup import escape
 
+from ..display import quoted, shown
+
 STYLES = {"connect": "green", "leave": "cyan", "refused": "red", "request": "yellow",
           "decision": "bold", "release": "magenta", "node": "blue"}  # fmt: skip
 STATUS_STYLES = {"accepted": "green", "denied": "red", "timed_out": "red"}
 
 
 def who(event: dict[str, Any]) -> str:
-    scientist, name = event.get("scientist", ""), event.get("name", "")
+    scientist, name = shown(event.get("scientist", "")), shown(event.get("name", ""))
     return f"{name} ({scientist})" if name and scientist else scientist or name
 
 
 def describe(event: dict[str, Any]) -> str:
-    """One event of the audit log as a line for a person (markup escaped: scientists choose
-    names and request texts)."""
+    """One event of the audit log as one line for a person. Whatever a scientist chose (its
+    claimed name, a request's name and reason, a reason it gave for leaving) is shown as data:
+    quoted, control characters escaped, markup escaped (display.shown)."""
     kind = event["kind"]
     scientist = escape(who(event))
     if kind == "connect":
         return f"{scientist} connected"
     if kind == "leave":
-        return f"{scientist} left ({escape(str(event.get('reason', '')))})"
+        return f"{scientist} left ({escape(shown(event.get('reason', '')))})"
     if kind == "refused":
-        return f"refused {scientist}: {escape(str(event.get('reason', '')))}"
+        return f"refused {scientist}: {escape(shown(event.get('reason', '')))}"
     if kind == "request":
-        name = escape(str(event.get("request_name") or event.get("reason") or ""))
+        name = escape(quoted(event.get("request_name") or event.get("reason") or ""))
         size = event.get("elements")
         what = f" ({size} elements)" if size is not None else ""
-        return f"{scientist} asks for {name!s}{what} [dim]{escape(event.get('request', ''))}[/]"
-    if kind == "decision":
-        status = str(event.get("status", ""))
-        style = STATUS_STYLES.get(status, "")
-        name = escape(str(event.get("request_name", "")))
-        by = escape(str(event.get("decided_by", "")))
         return (
-            f"[{style}]{status}[/] {name!r} for {scientist} by {by}"
+            f"{scientist} asks for {name}{what} [dim]{escape(shown(event.get('request', '')))}[/]"
+        )
+    if kind == "decision":
+        status = shown(event.get("status", ""))
+        style = STATUS_STYLES.get(status, "")
+        name = escape(quoted(event.get("request_name", "")))
+        by = escape(shown(event.get("decided_by", "")))
+        return (
+            f"[{style}]{status}[/] {name} for {scientist} by {by}"
             if style
-            else (f"{status} {name!r} for {scientist} by {by}")
+            else (f"{status} {name} for {scientist} by {by}")
         )
     if kind == "release":
         nbytes = event.get("nbytes") or 0
-        what = f"{nbytes} bytes" if nbytes else f"a {escape(str(event.get('value_kind', 'value')))}"
-        digest = str(event.get("digest", ""))[:16]
+        what = (
+            f"{nbytes} bytes" if nbytes else f"a {escape(shown(event.get('value_kind', 'value')))}"
+        )
+        digest = shown(event.get("digest", ""))[:16]
         return f"released {what} to {scientist} [dim]sha256 {digest}[/]"
     if kind == "node":
-        return escape(str(event.get("state", "")))
-    return escape(f"{kind} {scientist}")
+        return escape(shown(event.get("state", "")))
+    return escape(f"{shown(kind)} {who(event)}")
 
 
 class EventLog:
