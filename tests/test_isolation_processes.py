@@ -131,12 +131,9 @@ def test_scientists_drawing_at_once_each_get_their_own_seeded_stream_and_a_data_
 # ---------------------------------------------------------------- requests and the owner's memory
 
 # glibc gives each thread an arena of its own choosing, and each scientist's ops run on a
-# worker thread of their own: memory a departed scientist freed stays in its arena (the owner's
-# tuning keeps up to 1 GiB freed, duet/owner/tuning.py), and whether the next scientist lands
-# on that arena or another decides the resident size, not what the owner holds (with default
-# arenas the visits below reach 181 MB, as three arenas come into rotation). One arena makes
-# the resident size follow what the owner holds.
-ONE_ARENA = {"MALLOC_ARENA_MAX": "1"}
+# worker thread of their own: the owner gives a departed scientist's freed memory back to the
+# system (duet/owner/tuning.py give_back_memory), or the visits below reached 181 MB as three
+# arenas came into rotation. The owner runs with the allocator as it is.
 # what the owner may hold beyond the scientist's two accounts (values of its own, values that
 # depend on the owner's data): the transport's buffers, the audit log's page cache (2 MiB) and
 # the allocator's slack
@@ -178,7 +175,7 @@ def kept_requests(owner: Process) -> dict:
 
 def test_denied_30_mb_requests_of_eight_visits_leave_nothing_behind_in_the_owner():
     quota = 64 * MiB
-    with node(max_scientists=1, max_bytes=quota, env=ONE_ARENA) as duet:
+    with node(max_scientists=1, max_bytes=quota) as duet:
         visitor = duet.scientist()
 
         def visit() -> dict:
@@ -207,7 +204,7 @@ def test_denied_30_mb_requests_of_eight_visits_leave_nothing_behind_in_the_owner
 
 def test_a_flood_of_denied_requests_keeps_the_owners_memory_within_its_quota():
     quota = 1 * MB
-    with node(max_scientists=1, max_bytes=quota, env=ONE_ARENA) as duet:
+    with node(max_scientists=1, max_bytes=quota) as duet:
         flooder = duet.scientist()
         step(flooder, "join", 2 * UNIT)
         # more than the owner keeps in memory (HISTORY_KEPT, 1000): those are held from here on
