@@ -141,7 +141,22 @@ def main() -> None:
         help="free dropped pointers within a frame, N at a time (duet.scientist.client."
         "DELETE_BATCH; default: at the end of each frame)",
     )  # fmt: skip
+    parser.add_argument(
+        "--against", metavar="REF",
+        help="also run the chosen benchmarks at this git ref (a worktree, the same venv), "
+        "alternating with this tree, and print each figure's ratio (this tree / REF)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="with --against: runs of each side (default 3)"
+    )
     args = parser.parse_args()
+    if args.against:
+        from .against import compare
+
+        extra = ["--threads", str(args.threads), "--wait-idle", str(args.wait_idle)]
+        compare(args.against, args.only or ["ops"], rounds=args.rounds,
+                extra=[*extra, "--quick"] if args.quick else extra)  # fmt: skip
+        return
     torch.set_num_threads(args.threads)
     if args.delete_batch:
         from duet.scientist import client
