@@ -36,7 +36,7 @@ from torch import nn
 from ..errors import DuetError, NotAllowed, ProtocolError, QuotaExceeded, UsageError
 from ..protocol import allowlist
 from ..protocol.messages import Call, ErrorInfo, Failure
-from ..protocol.serde import Decoder
+from ..protocol.serde import MAX_INT_BITS, Decoder
 from . import datasets as _datasets  # noqa: F401 (binds the owner's dataset ops)
 from . import derivation, effects, sizes
 from .derivation import Whole
@@ -47,6 +47,8 @@ from .store import OWNER, ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
 MAX_OVERFLOW = 10_000
+_PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars: decoded as themselves
+_NOT_PLAIN = object()  # Executor._plain_call: not a call for the fast lane
 # torch has one default generator per process, and each scientist's ops run on a thread of
 # their own: one scientist's state is swapped in, drawn from and swapped out under this lock,
 # so no other scientist's thread draws from it (or replaces it) meanwhile
@@ -268,6 +270,10 @@ class Executor:
     # ---- calls
     def call(self, message: Call, buffers: list[memoryview]) -> Failure | None:
         """Run one call; returns a Failure to tell the scientist at once, or None."""
+        if message.target is not None and not self.poisoned:
+            done = self._plain_call(message)
+            if done is not _NOT_PLAIN:
+                return done  # type: ignore[return-value]
         path = message.op
         if self.taken(message.result):
             return Failure(
@@ -309,9 +315,7 @@ class Executor:
                         # append
                         inputs.walk.add(target)
                     call_args = [target]
-            decoder = Decoder(buffers, lambda ref: self._use(ref, inputs))
-            args = [decoder.decode(a) for a in message.args]
-            kwargs = {key: decoder.decode(value) for key, value in message.kwargs.items()}
+            args, kwargs = self._arguments(message, buffers, inputs)
             if inputs.failed:
                 raise _InputFailed
             assert op is not None
@@ -319,12 +323,15 @@ class Executor:
             op.check_kwargs(message.kwargs)
             if op.kind == "attribute" and (args or kwargs):
                 raise ProtocolError(f"{op.path} is an attribute and takes no arguments")
-            draws = effects.draws(op, target)
-            extra = self._extra(op, draws)
+            if op.random or op.writes is not None or op.owner_data:
+                draws = effects.draws(op, target)
+                extra = self._extra(op, draws)
+                leaves = self.leaves() if op.writes == "graph" else []
+                writes = effects.written(op, target, args, kwargs, leaves)
+                self._refuse_protected(op, writes, inputs)
+            else:  # the common case: it reads its inputs, draws nothing and writes nothing
+                extra = EMPTY
             label = self._input_label(inputs) | extra
-            leaves = self.leaves() if op.writes == "graph" else []
-            writes = effects.written(op, target, args, kwargs, leaves)
-            self._refuse_protected(op, writes, inputs)
             # memory is counted before it is taken: what the op will make must fit
             planned = sizes.planned_bytes(op, target, args, kwargs)
             self.policy.check_call(CallCheck(self.peer, op, target, planned, bool(label)))
@@ -337,7 +344,10 @@ class Executor:
                     result = op.impl(*call_args, *args, **kwargs)
             else:
                 result = op.impl(*call_args, *args, **kwargs)
-            whole, shape = self._derivation(op, message, inputs, extra)
+            whole, shape = None, None
+            source = inputs.target if op.kind != "function" else next(iter(inputs.arguments), None)
+            if source is not None and source.whole is not None:
+                whole, shape = self._derivation(op, message, inputs, extra)
         except _InputFailed:
             # it fails as its first failed input did; had that not failed, the op would have
             # run: what it would have drawn and written is labeled as if it had
@@ -373,6 +383,135 @@ class Executor:
             message.result, result, label, op, inputs, target, whole=whole, shape=shape
         )
 
+    def _plain_call(self, message: Call) -> Failure | object | None:
+        """The fast lane for most of what a scientist sends: a method of one of its own plain
+        tensors, with numbers and its own plain tensors as arguments, that reads them and
+        draws, writes and depends on nothing else (``x + 1``, ``x.relu()``, ``x * y``). It does
+        exactly what ``call`` does for such a call, without the machinery the general case
+        needs (names of published objects, failures, labels to join, writes, reach); anything
+        else returns _NOT_PLAIN and goes the general way."""
+        objects = self.store._objects
+        peer = self.peer
+        entry = objects.get(f"{peer}:{message.target}")
+        if (
+            entry is None
+            or entry.owner != peer
+            or entry.label
+            or entry.failure is not None
+            or type(entry.value) is not torch.Tensor
+            or message.target in objects  # a published object of the same name is named first
+        ):
+            return _NOT_PLAIN
+        op = allowlist.TABLES["Tensor"].get(message.op)
+        if (
+            op is None
+            or op.writes is not None
+            or op.random
+            or op.owner_data
+            or op.kind != "method"
+            or message.kwargs
+        ):
+            return _NOT_PLAIN
+        target = entry.value
+        result_id = message.result
+        key = f"{peer}:{result_id}"
+        if key in objects or result_id in self._overflow or result_id in objects:
+            return _NOT_PLAIN  # taken: the general way says so
+        labels = self.labels
+        if target.is_leaf and target.grad is not None:
+            return _NOT_PLAIN  # its gradient is part of what it holds
+        storage = target.untyped_storage()
+        if labels.label(storage) or labels.label(target):
+            return _NOT_PLAIN
+        read = {id(target): target, id(storage): storage}
+        args: list[Any] = []
+        for value in message.args:
+            kind = type(value)
+            if kind in _PLAIN and (kind is not int or value.bit_length() <= MAX_INT_BITS):
+                args.append(value)
+                continue
+            if kind is not dict or value.get("$") != "ref" or len(value) != 2:
+                return _NOT_PLAIN
+            other_id = value.get("id")
+            if not isinstance(other_id, str) or other_id in objects:
+                return _NOT_PLAIN
+            other = objects.get(f"{peer}:{other_id}")
+            if (
+                other is None
+                or other.owner != peer
+                or other.label
+                or other.failure is not None
+                or type(other.value) is not torch.Tensor
+            ):
+                return _NOT_PLAIN
+            tensor = other.value
+            if tensor.is_leaf and tensor.grad is not None:
+                return _NOT_PLAIN
+            other_storage = tensor.untyped_storage()
+            if labels.label(other_storage) or labels.label(tensor):
+                return _NOT_PLAIN
+            read[id(tensor)] = tensor
+            read[id(other_storage)] = other_storage
+            args.append(tensor)
+        try:
+            planned = sizes.planned_bytes(op, target, args, {})
+            self.policy.check_call(CallCheck(peer, op, target, planned, False))
+            assert op.impl is not None
+            result = op.impl(target, *args)
+        except Exception as exc:  # a failure of the scientist's own op: told at once
+            return self._fail(result_id, self._error_info(exc, op.path), EMPTY, op)
+        self.actions_run += 1
+        if type(result) is not torch.Tensor or (result.is_leaf and result.grad is not None):
+            inputs = _Inputs()
+            inputs.walk.nodes.update(read)
+            return self._store_result(result_id, result, EMPTY, op, inputs, target)
+        quota = self.quota
+        made = result.untyped_storage()
+        if id(made) not in read:
+            quota.hold(made, made.nbytes(), False)
+        if result.requires_grad and not result.is_leaf:
+            graph = GRAPH_NODE_BYTES + sum(
+                quota.take(n) for n in read.values() if isinstance(n, torch.Tensor)
+            )
+            quota.hold(result, graph, False)
+        if quota.own_bytes > quota.max_bytes:  # took more than planned: give it back
+            del made, result
+            error = QuotaExceeded(
+                f"{op.path} made more than the owner allows: {quota.max_bytes:,} bytes per "
+                "scientist; delete pointers you no longer need"
+            )
+            return self._fail(result_id, self._error_info(error, op.path), EMPTY, op)
+        if result.requires_grad and result.is_leaf:
+            self.register_leaves(result)
+        try:
+            self.store.add_for_peer(
+                peer, StoredObject(id=key, value=result, owner=peer, op=op.name)
+            )
+        except DuetError as exc:
+            return self._fail(result_id, self._error_info(exc, op.path), EMPTY, op)
+        return None
+
+    def _arguments(
+        self, message: Call, buffers: list[memoryview], inputs: _Inputs
+    ) -> tuple[list[Any], dict[str, Any]]:
+        """The call's arguments, decoded; plain numbers and strings (most arguments) as they
+        came, checked as the decoder checks them."""
+        decoder: Decoder | None = None
+        args = []
+        for value in message.args:
+            kind = type(value)
+            if kind in _PLAIN and (kind is not int or value.bit_length() <= MAX_INT_BITS):
+                args.append(value)
+                continue
+            if decoder is None:
+                decoder = Decoder(buffers, lambda ref: self._use(ref, inputs))
+            args.append(decoder.decode(value))
+        if not message.kwargs:
+            return args, {}
+        if decoder is None:
+            decoder = Decoder(buffers, lambda ref: self._use(ref, inputs))
+        return args, {key: decoder.decode(value) for key, value in message.kwargs.items()}
+
     def _derivation(
         self, op: allowlist.Op, message: Call, inputs: _Inputs, extra: Label
     ) -> tuple[Whole | None, Label | None]:
@@ -399,11 +538,22 @@ class Executor:
         return self.store.quota(self.peer)
 
     def _hold(self, nodes: Any, private: bool, skip: dict[int, Any]) -> None:
-        """Charge the new state among ``nodes`` (never the owner's published objects)."""
-        labels = self.labels
-        self.quota.hold_all(
-            (n for n in nodes if id(n) not in skip and not labels.is_protected(n)), private
-        )
+        """Charge the new state among ``nodes`` (never the owner's published objects; tensor
+        objects carry nothing of their own: their storages are charged)."""
+        protected = self.labels.is_protected
+        quota = self.quota
+        rest = []
+        for node in nodes:
+            kind = type(node)
+            if kind is torch.Tensor or id(node) in skip:
+                continue
+            if kind is torch.UntypedStorage:  # the common case, directly
+                if not protected(node):
+                    quota.hold(node, node.nbytes(), private)
+            elif not protected(node):
+                rest.append(node)
+        if rest:
+            quota.hold_all(rest, private)
 
     def _input_label(self, inputs: _Inputs) -> Label:
         state = self.labels.label_of(inputs.walk)

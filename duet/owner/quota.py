@@ -45,6 +45,8 @@ SHUFFLED_ITEM_BYTES = 44  # an index of a shuffled pass: an int object, its slot
 
 def scalar_bytes(value: Any) -> int:
     """Bytes of an immutable value held by an entry or a container (not tensors)."""
+    if type(value) is torch.Tensor:  # the common case: a tensor's storage is charged apart
+        return 0
     if isinstance(value, bool | int | float | complex | str | bytes):
         return sys.getsizeof(value)
     if isinstance(value, tuple):  # tuples hold values or objects charged on their own
@@ -88,6 +90,30 @@ def iterator_bytes(batch_sampler: Any, dataset: Any) -> int:
         return 256
 
 
+class _Charge(weakref.ref):  # type: ignore[type-arg]
+    """What one object is charged, released when it dies (one callback for all charges). Made
+    as ``_Charge(node, _released)`` and then filled in: a constructor of its own would cost
+    four times as much, and one is made for every storage an op makes."""
+
+    __slots__ = ("key", "nbytes", "private", "quota")
+    quota: PeerQuota
+    key: int
+    nbytes: int
+    private: bool
+
+
+def _released(charge: _Charge) -> None:
+    """A charged object died (the weakref callback, from any thread)."""
+    quota = charge.quota
+    with quota._lock:
+        if quota._held.get(charge.key) is charge:
+            del quota._held[charge.key]
+            if charge.private:
+                quota.private_bytes -= charge.nbytes
+            else:
+                quota.own_bytes -= charge.nbytes
+
+
 @dataclass
 class PeerQuota:
     """One scientist's limits and what it holds."""
@@ -99,7 +125,7 @@ class PeerQuota:
     private_bytes: int = 0
     objects: int = 0
     pending: int = 0
-    _held: dict[int, list[Any]] = field(default_factory=dict, repr=False)
+    _held: dict[int, _Charge] = field(default_factory=dict, repr=False)
     # re-entrant: the garbage collector may release a charge (a weakref callback) while this
     # thread holds the lock, from inside ``hold``
     _lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
@@ -132,26 +158,15 @@ class PeerQuota:
         """Charge ``nbytes`` for ``node`` unless it is held already; returns what was added."""
         key = id(node)
         with self._lock:
-            record = self._held.get(key)
-            if record is not None and record[0]() is node:
+            charge = self._held.get(key)
+            if charge is not None and charge() is node:
                 return 0
-            held = self._held
-
-            def release(ref: weakref.ref[Any]) -> None:
-                with self._lock:
-                    current = held.get(key)
-                    if current is not None and current[0] is ref:
-                        del held[key]
-                        if current[2]:
-                            self.private_bytes -= current[1]
-                        else:
-                            self.own_bytes -= current[1]
-
             try:
-                ref = weakref.ref(node, release)
+                charge = _Charge(node, _released)
             except TypeError:
                 return 0
-            held[key] = [ref, nbytes, private]
+            charge.quota, charge.key, charge.nbytes, charge.private = self, key, nbytes, private
+            self._held[key] = charge
             if private:
                 self.private_bytes += nbytes
             else:
@@ -161,11 +176,11 @@ class PeerQuota:
     def grow(self, node: Any, nbytes: int) -> None:
         """A held container grew by ``nbytes`` (items put into it)."""
         with self._lock:
-            record = self._held.get(id(node))
-            if record is None or record[0]() is not node:
+            charge = self._held.get(id(node))
+            if charge is None or charge() is not node:
                 return
-            record[1] += nbytes
-            if record[2]:
+            charge.nbytes += nbytes
+            if charge.private:
                 self.private_bytes += nbytes
             else:
                 self.own_bytes += nbytes
@@ -173,30 +188,33 @@ class PeerQuota:
     def take(self, node: Any) -> int:
         """Move the charge off ``node`` (to be held by something else); returns it."""
         with self._lock:
-            record = self._held.get(id(node))
-            if record is None or record[0]() is not node:
+            charge = self._held.get(id(node))
+            if charge is None or charge() is not node:
                 return 0
-            amount: int = record[1]
-            record[1] = 0
-            if record[2]:
+            amount = charge.nbytes
+            charge.nbytes = 0
+            if charge.private:
                 self.private_bytes -= amount
             else:
                 self.own_bytes -= amount
             return amount
 
     def holds(self, node: Any) -> bool:
-        record = self._held.get(id(node))
-        return record is not None and record[0]() is node
+        charge = self._held.get(id(node))
+        return charge is not None and charge() is node
 
     def hold_all(self, nodes: Iterable[Any], private: bool) -> int:
         """Charge every node not held yet (new storages, containers, layers...)."""
         added = 0
+        held = self._held
         for node in nodes:
-            if type(node) in (list, tuple, dict) or isinstance(node, torch.Tensor):
+            kind = type(node)
+            if kind in (list, tuple, dict) or isinstance(node, torch.Tensor):
                 continue  # plain containers and tensor objects: their contents are charged
-            if self.holds(node):
-                continue
-            size = node_bytes(node)
+            charge = held.get(id(node))
+            if charge is not None and charge() is node:
+                continue  # held already (a long list is not counted again)
+            size = int(node.nbytes()) if kind is torch.UntypedStorage else node_bytes(node)
             if size:
                 added += self.hold(node, size, private)
         return added

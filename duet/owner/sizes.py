@@ -171,6 +171,9 @@ def _broadcast(*shapes: tuple[int, ...]) -> tuple[int, ...] | None:
 def _broadcast_bytes(tensors: list[torch.Tensor]) -> int:
     if not tensors:
         return 0
+    first = tensors[0].shape
+    if all(t.shape == first for t in tensors):  # the common case: no broadcasting to work out
+        return tensors[0].numel() * max(max(t.element_size() for t in tensors), 4)
     shape = _broadcast(*(tuple(t.shape) for t in tensors))
     if shape is None:
         return 0  # the op will fail anyway
@@ -181,10 +184,14 @@ def _broadcast_bytes(tensors: list[torch.Tensor]) -> int:
 def planned_bytes(op: allowlist.Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
     """Bytes ``op`` will allocate (an estimate; 0 when it allocates little or nothing new)."""
     name = op.name
-    if op.path.startswith("torch.") and op.kind == "function":
-        return _function_bytes(op.path, name, args, kwargs)
-    if isinstance(target, torch.Tensor):
+    if isinstance(target, torch.Tensor) and op.kind != "function":
+        if name not in _TENSOR_RULES and not kwargs:
+            # elementwise with numbers (x + 1, x.relu()): what it makes is its target's size
+            if not args or (len(args) == 1 and type(args[0]) in _NUMBERS):
+                return target.numel() * max(target.element_size(), 4)
         return _tensor_method_bytes(op.path, name, target, args, kwargs)
+    if op.kind == "function" and op.path.startswith("torch."):
+        return _function_bytes(op.path, name, args, kwargs)
     if isinstance(target, list | dict) and name in _LIST_INSERTS:
         if name in ("extend", "__iadd__", "update") and args:
             iterated = _iterated_bytes(args[0], pairs=name == "update")
@@ -372,6 +379,15 @@ def _arange_bytes(path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
         span = (end - start) / step
         count = math.ceil(span) if math.isfinite(span) else _HUGE
     return max(count, 0) * _itemsize(kwargs, 8 if integers else 4)
+
+
+_NUMBERS = frozenset({int, float, bool})
+# tensor methods whose size is not their operands' broadcast (see _tensor_method_bytes)
+_TENSOR_RULES = frozenset({
+    "tolist", "repeat", "split", "chunk", "index_select", "gather", "matmul", "mm", "__matmul__",
+    "__rmatmul__", "expand", "expand_as", "view", "view_as", "reshape", "t", "transpose",
+    "permute", "squeeze", "unsqueeze", "detach", "__getitem__",
+})  # fmt: skip
 
 
 def _tensor_method_bytes(

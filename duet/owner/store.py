@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 OWNER = "owner"
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True, weakref_slot=True)
 class StoredObject:
     """One handle on the owner's side: a value, or the failure of the op that was to make it.
 
@@ -184,7 +184,7 @@ class ObjectStore:
         ``check_bytes=False`` for failures: they count as objects, and their few bytes are not
         checked, so storing one never depends on how much private data the scientist holds.
         """
-        quota = self.quota(peer)
+        quota = self.quotas.get(peer) or self.quota(peer)
         with self._lock:
             if entry.id in self._objects:
                 raise UsageError(f"object id {entry.id!r} is already in use; ids cannot be reused")
@@ -193,10 +193,11 @@ class ObjectStore:
                     f"the owner allows {quota.max_objects} objects per scientist and you hold "
                     f"{quota.objects}; delete pointers you no longer need"
                 )
-            if check_bytes:
+            if check_bytes and entry.nbytes:
                 quota.check(entry.nbytes, entry.private_account, "storing this value")
             quota.objects += 1
-            quota.add(entry.nbytes, entry.private_account)
+            if entry.nbytes:
+                quota.add(entry.nbytes, entry.private_account)
             self._objects[entry.id] = entry
 
     def remove(self, object_id: str) -> StoredObject | None:

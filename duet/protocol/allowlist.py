@@ -81,19 +81,17 @@ class Op:
     # the result stands for one of its inputs, whole ("first" argument or "target"): a loader
     # over a dataset, that loader's iterator
     wraps: str | None = None
+    # the op's short name, as a tag on what it makes (``mean``, ``__len__``, ``nll_loss``)
+    name: str = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "name", self.path.rsplit(".", 1)[-1])
         if self.writes is None and self.mutates:
             object.__setattr__(self, "writes", "target")
         if self.writes is not None and self.writes not in WRITES:
             raise ValueError(f"unknown write effect {self.writes!r} for {self.path}")
         if self.aliases is not None and self.aliases not in ALIASES:
             raise ValueError(f"unknown alias class {self.aliases!r} for {self.path}")
-
-    @property
-    def name(self) -> str:
-        """The op's short name, as a tag on what it makes (``mean``, ``__len__``, ``nll_loss``)."""
-        return self.path.rsplit(".", 1)[-1]
 
     def check_kwargs(self, names: Any) -> None:
         """Refuse keyword arguments the op does not allow (``out=`` never: it writes elsewhere)."""
@@ -116,6 +114,9 @@ class Op:
 
 def type_key(obj: Any) -> str | None:
     """The table a value's methods are looked up in (the owner's view of its real type)."""
+    known = _EXACT_KEYS.get(type(obj))
+    if known is not None:  # the common types, by their exact class
+        return known
     if isinstance(obj, bool):
         return "Bool"
     if isinstance(obj, int | float):
@@ -153,6 +154,13 @@ def type_key(obj: Any) -> str | None:
     if type(obj).__module__.startswith("torchvision.transforms"):
         return "Transform"
     return None
+
+
+_EXACT_KEYS: dict[type, str] = {
+    torch.Tensor: "Tensor", nn.Parameter: "Tensor", bool: "Bool", int: "Number",
+    float: "Number", str: "String", tuple: "Tuple", list: "List", dict: "Dict",
+    torch.Size: "Size",
+}  # fmt: skip
 
 
 # ---------------------------------------------------------------- helpers for the tables
