@@ -237,6 +237,14 @@ programs = st.lists(
 # found by this test: a write through a failed input labeled the list's items, not the list
 # (steps 49, 34 and 43: an index into a list, a failing private view, an append through it)
 @example(program=[(0, 0, 0), (49, 38, 0), (34, 28, 0), (43, 1, 1)])
+# found with 2,500 examples: a handle on a private value of a method's result stood for the
+# method's arguments when its target had failed (any op of that name: "all") but not when it
+# had not (the one op that ran), and an in-place layer through it labeled them in one world only
+@example(program=[(0, 0, 0), (0, 0, 0), (0, 0, 11), (0, 7, 2), (192, 8, 0)])
+# ... and the same, the other way: a failed target stood for more than any op of its name shares
+@example(program=[(4415, 2, 43), (576, 6, 37), (166, 5, 40), (222, 28, 8), (1432, 2, 49),
+                  (342, 13, 21), (1, 27, 48), (2320, 34, 40), (5347, 44, 12), (6210, 12, 22),
+                  (4823, 16, 33)])  # fmt: skip
 def test_what_a_scientist_sees_without_requests_does_not_depend_on_private_data(pairs, program):
     seen_a = run(pairs["a"][1], program)
     seen_b = run(pairs["b"][1], program)

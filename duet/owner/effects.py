@@ -171,6 +171,33 @@ def _named_changes_graphs(name: str) -> bool:
     return any(_changes_graphs(t[name]) for t in allowlist.TABLES.values() if name in t)
 
 
+# layers whose forward always makes a new tensor (never hands back its input or a view of it)
+_FRESH_LAYERS = (
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.MaxPool2d,
+    nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.Embedding, nn.RNNBase,
+    nn.RNNCellBase, nn.modules.loss._Loss, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax,
+    nn.GELU, nn.Softplus, nn.PReLU, nn.PixelShuffle, nn.PixelUnshuffle, nn.ReLU, nn.LeakyReLU,
+    nn.ELU, nn.ReLU6, nn.SiLU,
+)  # fmt: skip
+
+
+def may_return_input(module: Any) -> bool:
+    """Whether calling ``module`` may hand back its input (or a view of it): an identity, a
+    flatten, a dropout in evaluation mode, a layer working in place, an empty Sequential."""
+    if not isinstance(module, nn.Module):
+        return True
+    for layer in module.modules():
+        if getattr(layer, "inplace", False) is not False:
+            return True
+        if isinstance(layer, nn.Sequential):
+            if len(layer) == 0:
+                return True
+            continue
+        if not isinstance(layer, _FRESH_LAYERS):
+            return True
+    return False
+
+
 def may_draw(op: allowlist.Op) -> bool:
     """Whether ``op`` may draw from (or seed) the generator, whatever state it finds: whether a
     model's forward draws depends on its training flags, which may be private."""
@@ -182,14 +209,18 @@ def mutable(nodes: Iterable[Any]) -> list[Any]:
     return [n for n in nodes if type(n) not in (list, tuple, dict)]
 
 
-def alias_candidates(op: allowlist.Op | None, target: Any, values: list[Any]) -> Walk:
-    """The existing state a result of ``op`` may share (``values``: its named arguments).
+def alias_candidates(
+    op: allowlist.Op | None, target: Any, values: list[Any], *, aliases: str | None = ""
+) -> Walk:
+    """The existing state a result of ``op`` may share (``values``: its named arguments), by
+    its alias class (or ``aliases``, when given).
 
     An unknown op (its target failed, or was of a type chosen privately) may alias anything it
     was given: a layer's call hands back its input, and the op that would have run is not known
     (a failed target's own candidates stand in for the target)."""
     walk = Walk()
-    aliases = "all" if op is None else op.aliases
+    if aliases == "":
+        aliases = "all" if op is None else op.aliases
     if aliases is None:
         return walk
     if aliases in ("target", "all") and target is not None:

@@ -35,6 +35,7 @@ from torch import nn
 
 from ..errors import DuetError, NotAllowed, ProtocolError, QuotaExceeded, UsageError
 from ..protocol import allowlist
+from ..protocol.devices import MODULE_MOVES
 from ..protocol.messages import Call, ErrorInfo, Failure
 from ..protocol.serde import MAX_INT_BITS, Decoder
 from . import datasets as _datasets  # noqa: F401 (binds the owner's dataset ops)
@@ -49,6 +50,8 @@ log = logging.getLogger(__name__)
 MAX_OVERFLOW = 10_000
 _PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars: decoded as themselves
 _NOT_PLAIN = object()  # Executor._plain_call: not a call for the fast lane
+# ops that can make new leaves (tensors gradients flow into) in what they are called on
+_MAKE_LEAVES = frozenset({"requires_grad_", *MODULE_MOVES})
 # torch has one default generator per process, and each scientist's ops run on a thread of
 # their own: one scientist's state is swapped in, drawn from and swapped out under this lock,
 # so no other scientist's thread draws from it (or replaces it) meanwhile
@@ -91,17 +94,43 @@ class _Inputs:
         """The labels of the entries named (not of the state they hold)."""
         return self.entry_label | (self.target_label if self.shape is None else self.shape)
 
-    def reach(self) -> tuple[list[Any], bool]:
-        """The live objects the named entries stand for, and whether that is unknown."""
+    def reach(self, entries: list[StoredObject] | None = None) -> tuple[list[Any], bool]:
+        """The live objects the named entries (or ``entries``) stand for, and whether that is
+        unknown."""
         nodes: list[Any] = []
         unknown = False
-        for entry in self.entries:
+        for entry in self.entries if entries is None else entries:
             unknown = unknown or entry.reach_unknown
             for ref in entry.reach:
                 node = ref()
                 if node is not None:
                     nodes.append(node)
         return nodes, unknown
+
+
+def _written_through(op: allowlist.Op, inputs: _Inputs) -> list[StoredObject]:
+    """The handles an op may write through (its write effect, allowlist.WRITES): what each of
+    them stands for is labeled when it writes. A backward pass writes the gradients of every
+    leaf, whatever handle it was called on; a layer writes its own buffers, and its input when
+    it works in place (which layer it is may be private: then its input too)."""
+    effect = op.writes
+    if effect == "graph":
+        return []
+    target = [] if inputs.target is None else [inputs.target]
+    if effect in ("target", "target_deep"):
+        return target
+    first = inputs.arguments[:1]
+    if effect == "inplace_arg":
+        return first if first else list(inputs.arguments)
+    # module_call: the layer, and its input if it could be one that works in place
+    layer = inputs.target
+    if layer is not None and not layer.reach and not layer.reach_unknown:
+        value = layer.value
+        if isinstance(value, nn.Module) and not any(
+            getattr(m, "inplace", False) is True for m in value.modules()
+        ):
+            return target
+    return target + list(inputs.arguments)
 
 
 class Executor:
@@ -356,7 +385,9 @@ class Executor:
             assert info is not None
             if label:
                 self._would_have_run(op, message, target, args, kwargs, inputs, label)
-            return self._fail(message.result, info, label, op, inputs, target, notify=False)
+            return self._fail(
+                message.result, info, label, op, inputs, target, notify=False, name=message.op
+            )
         except _PublicRefusal as refusal:
             return self._fail(message.result, self._error_info(refusal.error, path), EMPTY, op)
         except Exception as exc:
@@ -368,12 +399,12 @@ class Executor:
                 self._would_have_run(op, message, target, args, kwargs, inputs, label)
             self._after(op, writes, label, draws, inputs, extra=extra)
             info = self._error_info(exc, path)
-            return self._fail(message.result, info, label, op, inputs, target)
+            return self._fail(message.result, info, label, op, inputs, target, name=message.op)
         self.actions_run += 1
         written = [effects.walk_written(item) for item in writes]  # as they are now: one walk
         self._after(op, writes, label, draws, inputs, written, extra)
         if op.writes is not None:
-            if isinstance(target, torch.Tensor | nn.Module):
+            if op.name in _MAKE_LEAVES and isinstance(target, torch.Tensor | nn.Module):
                 self.register_leaves(target)  # requires_grad_() can make a leaf
             for walk in written:  # what the write made (an optimizer's state, gradients)
                 self._hold(walk.nodes.values(), bool(label), {})
@@ -596,7 +627,11 @@ class Executor:
                 walk = effects.walk_written(item)
                 self._wrote(walk)
                 self.labels.join_all(walk.nodes.values(), label, skip={})
-        nodes, unknown = inputs.reach()
+        # what the handles it would have written through stand for (as a run would label)
+        through: dict[int, StoredObject] = {}
+        for candidate in writing:
+            through.update((id(e), e) for e in _written_through(candidate, inputs))
+        nodes, unknown = inputs.reach(list(through.values()))
         if nodes or unknown:
             self._label_reach(nodes, unknown, label)
 
@@ -634,14 +669,33 @@ class Executor:
         return layers
 
     def _reach_of_result(
-        self, op: allowlist.Op | None, inputs: _Inputs, target: Any
+        self, op: allowlist.Op | None, inputs: _Inputs, target: Any, *, name: str = ""
     ) -> tuple[tuple[Any, ...], bool]:
         """What a result of this call may stand for: what its inputs stand for, and the state
-        it may share with them (by the op's alias class) whether or not it actually does."""
+        it may share with them (by the op's alias class) whether or not it actually does.
+        ``name``: the op's name, when which op it is is not known."""
+        if op is None:
+            # which op it would have been is not known: any of that name, on any type
+            aliases: str | None = allowlist.ANY_TYPE_ALIASES.get(name, "all")
+        elif op.kind != "function" and inputs.target_label:
+            # which object the target is may be private, and so its type: any op of this
+            # name may have run (as when the target had failed)
+            aliases = allowlist.ANY_TYPE_ALIASES.get(op.name, "all")
+        else:
+            aliases = op.aliases
+        if aliases is None or (
+            op is not None
+            and op.writes == "module_call"
+            and self._public_layer(inputs)
+            and not effects.may_return_input(target)
+        ):
+            # a new value (a layer that never hands back its input, whose kind is known to
+            # the scientist): writes through it reach nothing else, whatever its inputs stood for
+            return (), False
         nodes, unknown = inputs.reach()
         if (
             op is not None
-            and op.aliases == "target"
+            and aliases == "target"
             and isinstance(target, nn.Module)
             and not self._structure_label(inputs, target)
         ):
@@ -650,7 +704,7 @@ class Executor:
             # neither depends on the owner's data it stands for exactly what it names
             shared = Walk()
         else:
-            shared = effects.alias_candidates(op, target, inputs.values)
+            shared = effects.alias_candidates(op, target, inputs.values, aliases=aliases)
         nodes.extend(effects.mutable(shared.nodes.values()))
         found, too_many = effects.refs(nodes)
         return found, unknown or too_many or shared.unknown
@@ -759,14 +813,16 @@ class Executor:
         target: Any = None,
         *,
         notify: bool = True,
+        name: str = "",
     ) -> Failure | None:
         """Store a failure under ``result_id``; a Failure to send when the scientist may know.
 
-        A private failure stands for what its result would have stood for (``reach``)."""
+        A private failure stands for what its result would have stood for (``reach``);
+        ``name``: the op's name when which op it is was not known (its target had failed)."""
         reach: tuple[Any, ...] = ()
         reach_unknown = False
         if label and inputs is not None:
-            reach, reach_unknown = self._reach_of_result(op, inputs, target)
+            reach, reach_unknown = self._reach_of_result(op, inputs, target, name=name)
         entry = StoredObject(
             id=self.key(result_id),
             value=None,
@@ -793,9 +849,43 @@ class Executor:
         return Failure(result=result_id, error=info) if notify else None
 
     # ---- writes
+    def _public_layer(self, inputs: _Inputs) -> bool:
+        """Whether the layer a call is made on, its kind, settings and flags, depend on
+        nothing of the owner's (which layer the handle names included)."""
+        layer = inputs.target
+        if layer is None or layer.label or layer.reach or layer.reach_unknown:
+            return False
+        if inputs.walk.unknown:
+            return False
+        label = self.labels.label
+        return not any(
+            label(node) for node in inputs.walk.nodes.values() if isinstance(node, nn.Module)
+        )
+
+    def _writes_nothing(self, op: allowlist.Op, inputs: _Inputs) -> bool:
+        """Whether an op that wrote nothing could not have written anything whatever the
+        owner's data: a layer whose settings, flags and handle depend on nothing of the
+        owner's (a convolution has no buffers, in training or not), a function with
+        ``inplace`` not asked for by a value of the owner's."""
+        if op.writes == "module_call":
+            return self._public_layer(inputs)
+        if op.writes == "inplace_arg":
+            return not inputs.entry_label or all(not entry.label for entry in inputs.arguments[1:])
+        return False
+
     def _refuse_protected(self, op: allowlist.Op, writes: list[Any], inputs: _Inputs) -> None:
         for item in writes:
-            found = self.labels.protected_in(effects.walk_written(item))
+            if (
+                isinstance(item, effects.Deep)
+                and inputs.target is not None
+                and item.obj is inputs.target.value
+                and not inputs.values
+                and not inputs.walk.unknown
+            ):
+                walk = inputs.walk  # the target and all it holds, walked already
+            else:
+                walk = effects.walk_written(item)
+            found = self.labels.protected_in(walk)
             if found is None:
                 continue
             node, why = found
@@ -856,8 +946,8 @@ class Executor:
                 layers = self._layer_writes(written, writes, inputs, extra)
         for walk in written if written is not None else map(effects.walk_written, writes):
             self.labels.join_all(walk.nodes.values(), label, skip=layers)
-        if op.writes not in (None, "rng"):
+        if op.writes not in (None, "rng") and (writes or not self._writes_nothing(op, inputs)):
             # writing through a handle that stands for more than its value: all of it
-            nodes, unknown = inputs.reach()
+            nodes, unknown = inputs.reach(_written_through(op, inputs))
             if nodes or unknown:
                 self._label_reach(nodes, unknown, label)

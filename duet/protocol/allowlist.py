@@ -855,6 +855,21 @@ TABLES["DataLoader"]["__iter__"] = dataclasses.replace(
 FUNCTIONS["torch.utils.data.DataLoader"] = dataclasses.replace(
     FUNCTIONS["torch.utils.data.DataLoader"], wraps="first"
 )
+
+
+def _union(classes: set[str | None]) -> str | None:
+    found = classes - {None}
+    if not found:
+        return None
+    return found.pop() if len(found) == 1 else "all"
+
+
+#: a method name's alias class whatever the type of what it is called on: what a call may
+#: share when the type of its target is private (a handle chosen by the owner's data)
+ANY_TYPE_ALIASES: dict[str, str | None] = {
+    name: _union({t[name].aliases for t in TABLES.values() if name in t})
+    for name in {n for t in TABLES.values() for n in t}
+}
 #: the op names a handler's tags treat as shape queries (a length handler releases shapes only)
 SHAPE_OPS = frozenset(name for names in SHAPE_QUERIES.values() for name in names)
 # backward's gradients go to the leaves the owner chooses (never the owner's own objects)
