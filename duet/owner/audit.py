@@ -20,12 +20,13 @@ when opened: its rows are kept aside (``scientists_before_owners``) and trust no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -65,6 +66,10 @@ CREATE TABLE IF NOT EXISTS scientists (
 _UNOWNED = "scientists_before_owners"
 _KNOWN_FIELDS = ("id", "name", "named_by_owner", "role", "first_seen", "last_seen")
 COLUMNS = ["Time", "Event", "Scientist", "Name", "Request", "Object", "Detail"]
+_INSERT = (
+    "INSERT INTO events (time, kind, scientist, name, request, object, detail) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+)
 
 
 class AuditLog:
@@ -84,6 +89,23 @@ class AuditLog:
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
         self._create_tables()
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._batches = threading.local()  # a thread's events recorded in one transaction
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[None]:
+        """Events this thread records inside are committed together, in one transaction, when
+        it ends (before the caller lets out anything they record: a handler's release is one
+        commit of its request, decision and release, not three). Nested batches are one."""
+        if getattr(self._batches, "rows", None) is not None:
+            yield
+            return
+        self._batches.rows = []
+        try:
+            yield
+        finally:
+            rows, self._batches.rows = self._batches.rows, None
+            if rows:
+                self._write(rows)
 
     def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
         """Call ``listener(event)`` after each event is recorded (on the recording thread; an
@@ -102,16 +124,31 @@ class AuditLog:
         object_id: str = "",
         **detail: Any,
     ) -> None:
-        """Append one event (committed before this returns)."""
-        text = json.dumps(detail, default=str, sort_keys=True)
-        now = time.time()
+        """Append one event (committed before this returns, or when this thread's batch
+        ends)."""
+        row = (time.time(), kind, scientist, name, request, object_id,
+               json.dumps(detail, default=str, sort_keys=True))  # fmt: skip
+        pending = getattr(self._batches, "rows", None)
+        if pending is not None:
+            pending.append(row)
+        else:
+            self._write([row])
+
+    def _write(self, rows: list[tuple[Any, ...]]) -> None:
         with self._lock:
-            self._db.execute(
-                "INSERT INTO events (time, kind, scientist, name, request, object, detail) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                (now, kind, scientist, name, request, object_id, text),
-            )
-        if self._listeners:
+            if len(rows) == 1:
+                self._db.execute(_INSERT, rows[0])
+            else:
+                self._db.execute("BEGIN")
+                try:
+                    self._db.executemany(_INSERT, rows)
+                except BaseException:
+                    self._db.execute("ROLLBACK")
+                    raise
+                self._db.execute("COMMIT")
+        if not self._listeners:
+            return
+        for now, kind, scientist, name, request, object_id, text in rows:
             event = dict(time=now, kind=kind, scientist=scientist, name=name, request=request,
                          object=object_id, **json.loads(text))  # fmt: skip
             for listener in list(self._listeners):

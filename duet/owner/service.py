@@ -117,6 +117,9 @@ class PeerService:
         self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
         # request id -> (the state under review, the entry reviewed: kept alive until decided)
         self._frozen: dict[str, tuple[list[Any], StoredObject | None]] = {}
+        # set while a get's request is submitted on this worker: a handler's decision made
+        # there is returned as the get's reply rather than sent on its own
+        self._inline: list[tuple[Reply, list[Any]]] | None = None
         self._plans: dict[str, DefinePlan] = {}
         self._plan_runs = 0
         self.max_backlog = MAX_BACKLOG
@@ -231,7 +234,13 @@ class PeerService:
         elif isinstance(message, Delete):
             self._delete(message, out)
         elif isinstance(message, Get):
-            reply = self._get(message, out_buffers)
+            # what the get records is committed in one go, before its reply leaves (the
+            # caller sends it after this returns)
+            if message.request and self.audit is not None:
+                with self.audit.batch():
+                    reply = self._get(message, out_buffers)
+            else:
+                reply = self._get(message, out_buffers)
             if reply is not None:
                 out.append(reply)
         elif isinstance(message, DefinePlan):
@@ -420,7 +429,15 @@ class PeerService:
         frozen = [] if entry.failure is not None else Walk().add(entry.value).nodes.values()
         self._frozen[request.id] = (list(frozen), entry)
         self.store.labels.freeze(self._frozen[request.id][0])
-        self.requests.submit(request)
+        self._inline = []
+        try:
+            self.requests.submit(request)
+        finally:
+            inline, self._inline = self._inline, None
+        if inline:  # decided by a handler as it arrived: the reply goes out with the frame
+            reply, buffers = inline[0]
+            out_buffers.extend(buffers)
+            return reply
         if request.status is RequestStatus.PENDING:
             if message.timeout_secs is not None:
                 self._call_later(
@@ -500,6 +517,9 @@ class PeerService:
             note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
             status: Any = request.status.value
             reply = Reply(rid=rid, status=status, note=f"request {request.name!r} {note}")
+        if self._inline is not None and threading.current_thread() is self._thread:
+            self._inline.append((reply, buffers))  # _get returns it
+            return
         self._reply([reply], buffers)
 
     # ---- grants

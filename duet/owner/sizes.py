@@ -553,11 +553,23 @@ def _layer_bytes(path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
 Shape = tuple[int, ...]
 
 
+# a layer's settings never change once it is built (no op on the allowlist sets them): what
+# its forward makes from a shape is worked out once per layer and shape
+_FORWARD: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Shape, int], int]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
 def _forward_bytes(module: nn.Module, args: list[Any]) -> int:
     if not args or not isinstance(args[0], torch.Tensor):
         return 0
     x = args[0]
-    total, _ = _through(module, tuple(x.shape), max(x.element_size(), 4), 0)
+    key = (tuple(x.shape), max(x.element_size(), 4))
+    known = _FORWARD.get(module)
+    if known is not None and key in known:
+        return known[key]
+    total, _ = _through(module, key[0], key[1], 0)
+    _FORWARD.setdefault(module, {})[key] = total
     return total
 
 
