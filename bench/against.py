@@ -12,6 +12,7 @@ with the median of each side and their ratio (this tree / the ref).
 from __future__ import annotations
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -50,16 +51,32 @@ def _run(tree: Path, names: Sequence[str], extra: Sequence[str], out: Path) -> l
     return figures
 
 
+def _known(tree: Path) -> set[str]:
+    """The benchmarks the bench in ``tree`` has (an older ref may lack some)."""
+    shown = subprocess.run(
+        [sys.executable, "-m", "bench", "--help"], cwd=tree, capture_output=True, text=True,
+        check=False,
+    ).stdout  # fmt: skip
+    found = re.search(r"--only \{([a-z_,]+)\}", shown)
+    return set(found.group(1).split(",")) if found else set()
+
+
 def compare(ref: str, names: Sequence[str], *, rounds: int, extra: Sequence[str]) -> None:
     """Run ``names`` here and at ``ref``, alternating, and print medians and ratios."""
     other = worktree(ref)
     print(f"against {ref} ({other}); {rounds} rounds each, alternating", flush=True)
+    there = [n for n in names if n in _known(other)]
+    if len(there) < len(names):
+        missing = ", ".join(n for n in names if n not in there)
+        print(f"  {ref} has no {missing} benchmark: measured here only", flush=True)
     seen: dict[str, dict[str, list[float]]] = {}
     units: dict[str, str] = {}
     with tempfile.TemporaryDirectory() as scratch:
         for round_ in range(rounds):
-            for side, tree in (("here", ROOT), ("ref", other)):
-                figures = _run(tree, names, extra, Path(scratch) / f"{side}{round_}.json")
+            for side, tree, chosen in (("here", ROOT, names), ("ref", other, there)):
+                if not chosen:
+                    continue
+                figures = _run(tree, chosen, extra, Path(scratch) / f"{side}{round_}.json")
                 for figure in figures:
                     seen.setdefault(figure["name"], {}).setdefault(side, []).append(figure["value"])
                     units[figure["name"]] = figure["unit"]
@@ -67,8 +84,10 @@ def compare(ref: str, names: Sequence[str], *, rounds: int, extra: Sequence[str]
                 print(f"  round {round_ + 1}, {side}: {shown}", flush=True)
     print(f"\n{'figure':<46} {'here':>12} {ref[:12]:>12} {'ratio':>7}  unit")
     for name, sides in seen.items():
-        if "here" not in sides or "ref" not in sides:
+        here = statistics.median(sides["here"]) if "here" in sides else float("nan")
+        if "ref" not in sides:
+            print(f"  {name:<44} {here:>12,.4g} {'-':>12} {'-':>7}  {units[name]}")
             continue
-        here, there = statistics.median(sides["here"]), statistics.median(sides["ref"])
-        ratio = here / there if there else float("nan")
-        print(f"  {name:<44} {here:>12,.4g} {there:>12,.4g} {ratio:>7.2f}  {units[name]}")
+        then = statistics.median(sides["ref"])
+        ratio = here / then if then else float("nan")
+        print(f"  {name:<44} {here:>12,.4g} {then:>12,.4g} {ratio:>7.2f}  {units[name]}")

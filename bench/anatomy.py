@@ -1,0 +1,117 @@
+"""``python -m bench.anatomy``: where the owner's time goes for one action, phase by phase.
+
+The owner's side of a session in this process (``duet_pair``, no network): each phase of an
+action is timed on its own, many times, and the median of several rounds printed in
+microseconds; then whole actions, the fast lane and the general way, for three kinds of call:
+
+- ``x + 1`` on the scientist's own 4-element tensor (what ``bench ops`` sends 20,000 of);
+- ``p + 1`` on the owner's published tensor (labels to read and join, a reach to keep);
+- ``conv(p)``: a layer of the scientist's own called on the owner's images (the tutorial's
+  most common action).
+
+The frame's decoding (``unpack``) is the owner's network loop's work, the rest its worker's.
+Figures are for this machine and this moment: compare phases with each other, not with other
+machines.
+"""
+
+from __future__ import annotations
+
+import statistics
+import timeit
+from collections.abc import Callable
+from typing import Any
+
+import torch
+
+import duet as sy
+from duet.owner import executor as executor_module
+from duet.owner import sizes
+from duet.owner.labels import Walk
+from duet.owner.policy import CallCheck
+from duet.owner.store import StoredObject
+from duet.protocol import allowlist
+from duet.protocol import messages as wire
+from duet.protocol.messages import Call, Delete
+
+ROUNDS = 5
+
+
+def per_call(fn: Callable[[], Any], number: int) -> float:
+    """Median microseconds per call of ``fn`` over ROUNDS rounds of ``number`` calls."""
+    return statistics.median(timeit.repeat(fn, number=number, repeat=ROUNDS)) / number * 1e6
+
+
+def main() -> None:
+    torch.set_num_threads(1)
+    owner, scientist = sy.duet_pair()
+    owner.publish(torch.arange(4.0), tags=["p"])
+    owner.publish(torch.randn(16, 1, 28, 28), tags=["images"])
+    x = scientist.torch.zeros(4)
+    conv = torch.nn.Conv2d(1, 8, 3).send(scientist)
+    scientist.sync()
+    service = next(iter(owner.links.values())).service
+    ex = service.executor
+    p_id = scientist.store["p"].id
+    images_id = scientist.store["images"].id
+    counter = iter(range(10**9))
+
+    def call(op: str, target: str, args: list[Any]) -> None:
+        result = f"a{next(counter)}"
+        ex.call(Call(op=op, target=target, args=args, kwargs={}, result=result), [])
+        service.store.remove(ex.key(result))
+
+    def general(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            plain = executor_module.Executor._plain_call
+            executor_module.Executor._plain_call = lambda self, m: executor_module._NOT_PLAIN  # type: ignore[method-assign]
+            try:
+                fn()
+            finally:
+                executor_module.Executor._plain_call = plain  # type: ignore[method-assign]
+
+        return run
+
+    tensor = torch.zeros(4)
+    op = allowlist.TABLES["Tensor"]["__add__"]
+    inputs = executor_module._Inputs()
+    inputs.walk.add(tensor)
+    frame = wire.pack(
+        [m for i in range(1000) for m in (
+            Call(op="__add__", target=f"s{i}", args=[1], kwargs={}, result=f"s{i + 1}"),
+            Delete(ids=[f"s{i}"]),
+        )]
+    )  # fmt: skip
+    phases = [
+        ("decode (unpack a Call and a Delete)", lambda: wire.unpack(frame, max_frame_bytes=1 << 30), 1000),
+        ("resolve (the handle, visible)", lambda: ex.visible(x.id), 1),
+        ("labels (read: walk and label)", lambda: ex._input_label(inputs), 1),
+        ("walk a result", lambda: Walk().add(tensor), 1),
+        ("sizes (the estimate)", lambda: sizes.planned_bytes(op, tensor, [1], {}), 1),
+        ("policy (quota, access)", lambda: ex.policy.check_call(CallCheck("s", op, tensor, 16, False)), 1),
+        ("run (torch: x + 1)", lambda: op.impl(tensor, 1), 1),  # type: ignore[misc]
+        ("quota charge and release (a new storage)", lambda: ex.quota.hold(torch.empty(4).untyped_storage(), 16, False), 1),
+        ("record (StoredObject)", lambda: StoredObject(id="a:b", value=tensor, owner="a", op="add"), 1),
+    ]  # fmt: skip
+    print(f"duet owner, one action's phases (median of {ROUNDS} rounds, microseconds)")
+    for name, fn, per in phases:
+        print(f"  {name:<44} {per_call(fn, 20_000 // per) / per:8.2f}")
+    print("\nwhole actions (the owner's worker), microseconds")
+    actions = [
+        ("x + 1, own tensor: fast lane", lambda: call("__add__", x.id, [1])),
+        ("x + 1, own tensor: general way", general(lambda: call("__add__", x.id, [1]))),
+        ("p + 1, the owner's tensor", lambda: call("__add__", p_id, [1])),
+        ("conv(images), own layer on the owner's data",
+         lambda: call("__call__", conv.id, [{"$": "ref", "id": images_id}])),
+        ("delete a result", lambda: service._delete(Delete(ids=["nothing"]), [])),
+    ]  # fmt: skip
+    for name, fn in actions:
+        print(f"  {name:<44} {per_call(fn, 2_000):8.2f}")
+    raw = torch.nn.Conv2d(1, 8, 3)
+    images = torch.randn(16, 1, 28, 28)
+    print(f"  {'conv(images) in plain torch':<44} {per_call(lambda: raw(images), 2_000):8.2f}")
+    scientist.close()
+    owner.close()
+
+
+if __name__ == "__main__":
+    main()
