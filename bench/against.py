@@ -12,6 +12,7 @@ with the median of each side and their ratio (this tree / the ref).
 from __future__ import annotations
 
 import json
+import os
 import re
 import statistics
 import subprocess
@@ -43,7 +44,11 @@ def _run(tree: Path, names: Sequence[str], extra: Sequence[str], out: Path) -> l
     command = [sys.executable, "-m", "bench", "--json", str(out), *extra]
     for name in names:
         command += ["--only", name]
-    done = subprocess.run(command, cwd=tree, capture_output=True, text=True, check=False)
+    # a duet home of each run's own: the two trees' identity and audit files may differ
+    home = out.with_suffix(".home")
+    home.mkdir(exist_ok=True)
+    env = {**os.environ, "DUET_HOME": str(home)}
+    done = subprocess.run(command, cwd=tree, capture_output=True, text=True, check=False, env=env)
     if done.returncode != 0 or not out.exists():
         tail = (done.stdout + done.stderr)[-2000:]
         raise RuntimeError(f"the benchmark in {tree} failed ({done.returncode}):\n{tail}")
