@@ -66,10 +66,7 @@ CREATE TABLE IF NOT EXISTS scientists (
 _UNOWNED = "scientists_before_owners"
 _KNOWN_FIELDS = ("id", "name", "named_by_owner", "role", "first_seen", "last_seen")
 COLUMNS = ["Time", "Event", "Scientist", "Name", "Request", "Object", "Detail"]
-_INSERT = (
-    "INSERT INTO events (time, kind, scientist, name, request, object, detail) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
-)
+_INSERT = "INSERT INTO events (time, kind, scientist, name, request, object, detail) VALUES"
 
 
 class AuditLog:
@@ -127,7 +124,7 @@ class AuditLog:
         """Append one event (committed before this returns, or when this thread's batch
         ends)."""
         row = (time.time(), kind, scientist, name, request, object_id,
-               json.dumps(detail, default=str, sort_keys=True))  # fmt: skip
+               json.dumps(detail, default=str))  # fmt: skip
         pending = getattr(self._batches, "rows", None)
         if pending is not None:
             pending.append(row)
@@ -135,17 +132,10 @@ class AuditLog:
             self._write([row])
 
     def _write(self, rows: list[tuple[Any, ...]]) -> None:
+        # one statement, so one transaction (the connection commits each statement)
+        values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows))
         with self._lock:
-            if len(rows) == 1:
-                self._db.execute(_INSERT, rows[0])
-            else:
-                self._db.execute("BEGIN")
-                try:
-                    self._db.executemany(_INSERT, rows)
-                except BaseException:
-                    self._db.execute("ROLLBACK")
-                    raise
-                self._db.execute("COMMIT")
+            self._db.execute(f"{_INSERT} {values}", [v for row in rows for v in row])
         if not self._listeners:
             return
         for now, kind, scientist, name, request, object_id, text in rows:

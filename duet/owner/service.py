@@ -397,7 +397,10 @@ class PeerService:
                 tags=request.tags, op=request.op, value_kind=request.kind, elements=request.elements,
             )  # fmt: skip
         quota = self.store.quota(self.peer)
-        waits = self.requests.handler_for(request) is None
+        held = request.snapshot.nbytes
+        # whether it would wait for a person matters only near a limit (matching costs)
+        near = quota.pending >= quota.max_pending or quota.private_bytes + held > quota.max_bytes
+        waits = near and self.requests.handler_for(request) is None
         if waits and quota.pending >= quota.max_pending:
             # it would wait for a person, and this scientist has enough waiting already
             return self._error_reply(
@@ -408,7 +411,6 @@ class PeerService:
                 ),
                 "get",
             )
-        held = request.snapshot.nbytes
         if waits and quota.private_bytes + held > quota.max_bytes:
             # what waits for a person is held for it, counted with the values that depend on
             # the owner's data; one that would pass that account is refused like a denial
