@@ -39,7 +39,10 @@ def emit(event: str, **fields: object) -> None:
 
 def serve(args: argparse.Namespace) -> None:
     duet = sy.launch_duet(
-        args.url, confirm=False, on_ready=lambda sid, url: emit("ready", session_id=sid)
+        args.url,
+        confirm=False,
+        on_ready=lambda sid, url: emit("ready", session_id=sid),
+        audit=os.environ.get("BENCH_AUDIT", "1") != "0",
     )
     x, y = mnist_like() if args.data == "mnist" else small_data()
     x.send(duet, tags=["x"], description="images" if args.data == "mnist" else "features")

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 _EVENTS = """
 CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq INTEGER PRIMARY KEY,  -- the rowid: rows are only ever appended, never deleted
     time REAL NOT NULL,
     kind TEXT NOT NULL,
     scientist TEXT NOT NULL DEFAULT '',

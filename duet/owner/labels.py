@@ -128,7 +128,11 @@ def owner_containers(value: Any, depth: int = 0) -> Any:
 _SCALARS = (int, float, bool, str, bytes, complex, type(None), torch.dtype, torch.device,
             torch.Size, slice, type(Ellipsis))  # fmt: skip
 _SCALAR_TYPES = frozenset({int, float, bool, str, bytes, complex, type(None)})
+_SCALAR_EXACT = frozenset({*_SCALAR_TYPES, torch.dtype, torch.device, torch.Size, slice,
+                           type(Ellipsis)})  # fmt: skip
 _PLAIN_TENSORS = frozenset({torch.Tensor, nn.Parameter})
+# common node types that are not tensors (their isinstance check is skipped)
+_NOT_TENSORS = frozenset({LabelList, LabelDict, list, tuple, dict})
 
 
 def _is_vision_object(obj: Any) -> bool:
@@ -167,17 +171,21 @@ class Walk:
             return self
         stack: list[tuple[Any, int]] = [(value, 0)]
         nodes = self.nodes
+        limit = self._limit
         while stack:
             obj, depth = stack.pop()
-            if isinstance(obj, _SCALARS):
+            kind = type(obj)
+            if kind in _SCALAR_EXACT:
                 continue
-            if depth > MAX_WALK_DEPTH or len(nodes) > self._limit:
+            if depth > MAX_WALK_DEPTH or len(nodes) > limit:
                 self.unknown = True
                 return self
             key = id(obj)
             if key in nodes:
                 continue
-            if isinstance(obj, torch.Tensor):
+            if kind in _PLAIN_TENSORS or (
+                kind not in _NOT_TENSORS and isinstance(obj, torch.Tensor)
+            ):
                 nodes[key] = obj
                 try:
                     storage = obj.untyped_storage()
@@ -189,6 +197,8 @@ class Walk:
                     grad = obj.grad
                     if grad is not None:
                         stack.append((grad, depth + 1))
+                continue
+            if isinstance(obj, _SCALARS):
                 continue
             if isinstance(obj, LabelList):
                 nodes[key] = obj
