@@ -573,11 +573,16 @@ class Executor:
         objects carry nothing of their own: their storages are charged)."""
         protected = self.labels.is_protected
         quota = self.quota
+        held = quota._held
         rest = []
         for node in nodes:
             kind = type(node)
-            if kind is torch.Tensor or id(node) in skip:
+            key = id(node)
+            if kind is torch.Tensor or key in skip:
                 continue
+            charge = held.get(key)
+            if charge is not None and charge() is node:
+                continue  # charged already (an optimizer's state, step after step)
             if kind is torch.UntypedStorage:  # the common case, directly
                 if not protected(node):
                     quota.hold(node, node.nbytes(), private)

@@ -187,6 +187,8 @@ class PeerQuota:
 
     def take(self, node: Any) -> int:
         """Move the charge off ``node`` (to be held by something else); returns it."""
+        if id(node) not in self._held:  # nothing to move (most inputs): no lock taken
+            return 0
         with self._lock:
             charge = self._held.get(id(node))
             if charge is None or charge() is not node:
