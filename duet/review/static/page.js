@@ -1,0 +1,79 @@
+// The owner's review page: live updates (server-sent events) and decisions without a reload.
+// The token is in the page's own address: every URL here is relative to it.
+"use strict";
+
+(function () {
+  const state = document.getElementById("state");
+  const live = document.getElementById("live");
+  const notice = document.getElementById("notice");
+  let inFlight = false;
+  let again = false;
+
+  function say(text, ok) {
+    notice.textContent = text;
+    notice.className = ok ? "ok" : "error";
+  }
+
+  // Read the state again; changes that arrive meanwhile are covered by one more read.
+  async function refresh() {
+    if (inFlight) {
+      again = true;
+      return;
+    }
+    inFlight = true;
+    try {
+      const response = await fetch("state", { cache: "no-store" });
+      if (response.ok) {
+        state.innerHTML = await response.text();
+      }
+    } catch (error) {
+      live.textContent = "the owner's process does not answer";
+    } finally {
+      inFlight = false;
+      if (again) {
+        again = false;
+        setTimeout(refresh, 200); // a burst of changes is read at most five times a second
+      }
+    }
+  }
+
+  const events = new EventSource("events");
+  events.addEventListener("open", function () {
+    live.textContent = "live";
+    live.className = "live on";
+  });
+  events.addEventListener("changed", refresh);
+  events.addEventListener("closed", function () {
+    events.close();
+    live.textContent = "the owner's session closed";
+    live.className = "live off";
+    refresh();
+  });
+  events.addEventListener("error", function () {
+    live.textContent = "reconnecting…";
+    live.className = "live off";
+  });
+
+  document.addEventListener("submit", async function (event) {
+    const form = event.target;
+    if (!form.classList || !form.classList.contains("decision")) {
+      return;
+    }
+    event.preventDefault();
+    for (const button of form.parentElement.querySelectorAll("button")) {
+      button.disabled = true;
+    }
+    try {
+      const response = await fetch(form.getAttribute("action"), {
+        method: "POST",
+        headers: { "X-Duet-Review": "1" },
+        cache: "no-store",
+      });
+      const answer = await response.json();
+      say(answer.message, answer.ok);
+    } catch (error) {
+      say("the decision could not be sent: " + error, false);
+    }
+    refresh();
+  });
+})();

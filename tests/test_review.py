@@ -1,0 +1,250 @@
+"""The owner's review page in-process: its app with Starlette's TestClient (who may see and
+decide what), and its real server (live updates, stopping with the session). The browser test
+against a real ``duet serve`` process is tests/test_review_browser.py."""
+
+from __future__ import annotations
+
+import socket
+import warnings
+
+import httpx2 as httpx
+import pytest
+import torch
+from starlette.testclient import TestClient
+
+import duet as sy
+from duet.review.app import build_app
+from duet.review.changes import Changes
+from duet.serve.config import parse_config
+
+UNIT = 30.0
+PORT = 8123  # the app is called directly: the port only names the origin it expects
+TOKEN = "t0ken-for-tests"
+ORIGIN = f"http://127.0.0.1:{PORT}"
+
+
+@pytest.fixture
+def review(pair):
+    owner, scientist = pair
+    owner.publish(torch.arange(4.0), tags=["ages"], description="ages of <i>patients</i>")
+    app = build_app(owner, TOKEN, PORT, Changes())
+    with TestClient(app, base_url=ORIGIN) as client:
+        yield owner, scientist, client
+
+
+def ask(owner, scientist, name="total", reason="a summary"):
+    handle = (scientist.store["ages"] * 2).sum().request(name=name, reason=reason)
+    request = owner.requests.wait_for_request(UNIT)
+    assert request is not None
+    return handle, request
+
+
+def decide(client, request, action="accept", **headers):
+    return client.post(f"/{TOKEN}/requests/{request.id}/{action}",
+                       headers={"X-Duet-Review": "1", "Origin": ORIGIN, **headers})  # fmt: skip
+
+
+def test_the_page_shows_a_waiting_request_with_what_it_would_release(review):
+    owner, scientist, client = review
+    _, request = ask(owner, scientist)
+    page = client.get(f"/{TOKEN}/")
+    assert page.status_code == 200 and page.headers["cache-control"] == "no-store"
+    html = page.text
+    assert "Waiting for you" in html and request.id in html
+    assert "a <b>tensor</b> of shape []: 1 element, 4 B" in html  # kind, shape, size
+    assert '<span class="tag">ages</span>' in html  # the data it depends on
+    assert "<code>sum</code>" in html  # the op that made it
+    assert request.snapshot.digest()[:16] in html
+    assert "tensor(12.)" in html  # small values are shown as they would leave
+    assert f'action="requests/{request.id}/accept"' in html
+    assert f'action="requests/{request.id}/deny"' in html
+    assert "ages of &lt;i&gt;patients&lt;/i&gt;" in html  # the store
+    assert "No handler: every request waits for you." in html
+    assert (
+        client.get(f"/{TOKEN}/static/page.js").headers["content-type"].startswith("text/javascript")
+    )
+
+
+def test_accepting_on_the_page_releases_the_value_and_the_audit_log_says_so(review):
+    owner, scientist, client = review
+    handle, request = ask(owner, scientist)
+    answer = decide(client, request)
+    assert answer.status_code == 200, answer.text
+    assert answer.json() == {"ok": True, "message": 'request "total" accepted: the value was sent'}
+    assert handle.wait(UNIT).item() == 12.0
+    (decision,) = owner.audit.events("decision")
+    assert decision["status"] == "accepted" and decision["decided_by"] == "owner (review page)"
+    assert request.grant is not None  # decided by hand, as request.accept() would have been
+    assert "No request is waiting for you." in client.get(f"/{TOKEN}/state").text
+
+
+def test_denying_on_the_page_returns_none_to_the_scientist(review):
+    owner, scientist, client = review
+    handle, request = ask(owner, scientist)
+    assert decide(client, request, "deny").json()["message"] == 'request "total" denied'
+    with pytest.warns(sy.RequestWarning, match="denied by the owner"):
+        assert handle.wait(UNIT) is None
+
+
+def test_answering_a_decided_or_timed_out_request_again_is_a_clear_error(review):
+    owner, scientist, client = review
+    handle, request = ask(owner, scientist)
+    request.deny()
+    again = decide(client, request)
+    assert again.status_code == 409
+    assert again.json()["message"] == (
+        'request "total" was denied by owner before this; nothing changed'
+    )
+    with pytest.warns(sy.RequestWarning):
+        handle.wait(UNIT)
+    handle, request = ask(owner, scientist, name="late")
+    owner.requests.expire(request)
+    late = decide(client, request, "deny")
+    assert late.status_code == 409 and "was timed out by timeout" in late.json()["message"]
+    missing = client.post(f"/{TOKEN}/requests/nosuchrequest/accept", headers={"Origin": ORIGIN})
+    assert missing.status_code == 404 and "no request" in missing.json()["message"]
+    with pytest.warns(sy.RequestWarning):
+        handle.wait(UNIT)
+
+
+@pytest.mark.parametrize("token", ["", "wrong-token", TOKEN[:-1], TOKEN + "x", "ünïcode"])
+def test_no_token_or_a_wrong_one_gets_nothing_and_decides_nothing(review, token):
+    owner, scientist, client = review
+    handle, request = ask(owner, scientist)
+    prefix = f"/{token}" if token else ""
+    for path in ("/", "/state", "/events", "/static/page.js"):
+        assert client.get(prefix + path).status_code == 404
+    refused = client.post(f"{prefix}/requests/{request.id}/accept", headers={"Origin": ORIGIN})
+    assert refused.status_code in (404, 405)
+    assert request.status.value == "pending" and handle.status == "pending"
+    request.deny()
+    with pytest.warns(sy.RequestWarning):
+        handle.wait(UNIT)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{"Origin": "http://evil.example"}, {"Origin": "null"},
+     {"Origin": "http://127.0.0.1:9999"}, {"Sec-Fetch-Site": "cross-site"}],
+)  # fmt: skip
+def test_a_decision_from_another_site_is_refused_and_decides_nothing(review, headers):
+    owner, scientist, client = review
+    handle, request = ask(owner, scientist)
+    refused = decide(client, request, **headers)
+    assert refused.status_code == 403 and refused.json()["ok"] is False
+    assert "refused: a decision from" in refused.json()["message"]
+    assert request.status.value == "pending" and not owner.audit.events("decision")
+    request.deny()
+    with pytest.warns(sy.RequestWarning):
+        handle.wait(UNIT)
+
+
+def test_the_page_answers_only_at_its_own_host(review):
+    # a name another site points at 127.0.0.1 (DNS rebinding) reaches nothing
+    _, _, client = review
+    page = client.get(f"/{TOKEN}/", headers={"Host": f"evil.example:{PORT}"})
+    assert page.status_code == 403
+    assert client.get(f"/{TOKEN}/", headers={"Host": f"localhost:{PORT}"}).status_code == 200
+
+
+def test_a_form_posted_without_the_script_is_sent_back_to_the_page(review):
+    owner, scientist, client = review
+    handle, request = ask(owner, scientist)
+    answer = client.post(f"/{TOKEN}/requests/{request.id}/accept", headers={"Origin": ORIGIN},
+                         follow_redirects=False)  # fmt: skip
+    assert answer.status_code == 303 and answer.headers["location"] == f"/{TOKEN}/"
+    assert handle.wait(UNIT).item() == 12.0
+
+
+def test_what_a_scientist_chose_is_shown_as_text(pair):
+    owner, scientist = pair
+    owner.publish(torch.arange(4.0), tags=["ages"])
+    app = build_app(owner, TOKEN, PORT, Changes())
+    with TestClient(app, base_url=ORIGIN) as client:
+        name = '<script>alert("x")</script><img src=x onerror=alert(1)>'
+        reason = "fine\x1b[2J\nreally\u202e</span><b>bold</b>"
+        handle, request = ask(owner, scientist, name=name, reason=reason)
+        html = client.get(f"/{TOKEN}/").text
+        assert "<script>alert" not in html and "<img" not in html and "<b>bold" not in html
+        assert "&lt;script&gt;alert(\\&quot;x\\&quot;)&lt;/script&gt;" in html
+        assert "fine\\x1b[2J\\nreally\\u202e&lt;/span&gt;&lt;b&gt;bold&lt;/b&gt;" in html
+        assert "\x1b" not in html and "\u202e" not in html
+        request.deny()
+        with pytest.warns(sy.RequestWarning):
+            handle.wait(UNIT)
+
+
+def test_the_page_is_told_of_each_change_as_it_happens_and_stops_with_the_session():
+    owner, scientist = sy.duet_pair()
+    owner.publish(torch.arange(4.0), tags=["ages"])
+    page = owner.start_review()
+    assert page.url.startswith("http://127.0.0.1:") and page.token in page.url
+    with httpx.Client(timeout=UNIT) as client, client.stream("GET", page.url + "events") as events:
+        assert events.headers["content-type"].startswith("text/event-stream")
+        lines = events.iter_lines()
+        assert next_event(lines) == ("changed", "open")
+        handle, request = ask(owner, scientist)
+        assert next_event(lines)[0] == "changed"  # no reload, no polling
+        assert request.id in client.get(page.url + "state").text
+        request.deny()
+        assert next_event(lines)[0] == "changed"
+        with pytest.warns(sy.RequestWarning):
+            handle.wait(UNIT)
+        scientist.close()  # its leaving is a change too
+        owner.close()
+        seen = [next_event(lines)]
+        while seen[-1][0] == "changed":
+            seen.append(next_event(lines))
+        assert seen[-1] == ("closed", "the owner's session closed")
+    with pytest.raises(OSError):
+        socket.create_connection(("127.0.0.1", page.port), timeout=UNIT).close()
+
+
+def next_event(lines) -> tuple[str, str]:
+    """The next server-sent event's name and data (the stream's read timeout bounds it)."""
+    name = data = ""
+    for line in lines:
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data = line.removeprefix("data: ")
+        elif not line and name:
+            return name, data
+    raise AssertionError("the event stream ended")
+
+
+def test_launch_duet_review_false_starts_no_page_and_review_starts_one(capsys):
+    owner, scientist = sy.duet_pair()
+    try:
+        assert owner.review_url is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            url = owner.review()
+        assert url == owner.review_url and f"the review page: {url}" in capsys.readouterr().out
+        assert httpx.get(url, timeout=UNIT).status_code == 200
+    finally:
+        scientist.close()
+        owner.close()
+    assert owner.review_url is None
+
+
+def test_a_nodes_config_turns_the_page_off_and_bounds_how_long_requests_wait():
+    config, _ = parse_config("[review]\nenabled = false\n\n[limits]\nrequest_timeout_secs = 30\n")
+    assert config.review.enabled is False and config.limits.request_timeout_secs == 30
+    default, _ = parse_config("")
+    assert default.review.enabled is True and default.limits.request_timeout_secs == 600
+
+
+def test_the_owners_request_timeout_ends_a_request_that_gives_none(capsys):
+    owner = sy.OwnerSession(request_timeout_secs=0.2, max_scientists=2)
+    owner.publish(torch.arange(4.0), tags=["ages"])
+    _, scientist = sy.duet_pair(owner=owner)
+    try:
+        ptr = (scientist.store["ages"] * 2).sum()
+        with pytest.warns(sy.RequestWarning, match="timed out"):
+            assert ptr.get(request_block=True, name="slow") is None
+        (decision,) = owner.audit.events("decision")
+        assert decision["status"] == "timeout"
+    finally:
+        scientist.close()
+        owner.close()
