@@ -140,13 +140,14 @@ def _request(r: dict[str, Any]) -> str:
         if r["preview"] is not None
         else ""
     )
+    nbytes = f", {size(r['bytes'])}" if r["bytes"] else ""
     note = f'<p class="note">{text(r["note"], 400)}</p>' if r["note"] else ""
     depends = _tags(r["tags"]) if r["tags"] else '<span class="dim">no tagged data</span>'
     return f"""<article class="request" id="request-{rid}" data-request="{rid}">
 <h3><span class="said">{said(r["name"])}</span> <span class="dim">from</span> {_who(r["scientist_name"], r["scientist"])}</h3>
 <p class="reason"><span class="dim">reason:</span> <span class="said">{said(r["reason"], LONG)}</span></p>
 <dl>
-<dt>releases</dt><dd>a <b>{text(r["kind"])}</b>{shape}: {_count(r["elements"], "element")}, {size(r["bytes"])}</dd>
+<dt>releases</dt><dd>a <b>{text(r["kind"])}</b>{shape}: {_count(r["elements"], "element")}{nbytes}</dd>
 <dt>depends on</dt><dd>{depends}</dd>
 <dt>made by</dt><dd><code>{text(r["op"] or "(the object itself)")}</code></dd>
 <dt>sha-256</dt><dd><code class="digest" title="{text(r["digest"])}">{text(r["digest"][:16])}…</code></dd>
@@ -262,7 +263,10 @@ def _event(event: dict[str, Any]) -> str:
         )
     if kind == "release":
         digest = text(str(event.get("digest", ""))[:16])
-        return f"released {size(int(event.get('nbytes') or 0))}, sha-256 <code>{digest}…</code>"
+        nbytes = int(event.get("nbytes") or 0)
+        kind = str(event.get("value_kind") or "value")
+        what = size(nbytes) if nbytes else f"{'an' if kind[0] in 'aeiou' else 'a'} {text(kind)}"
+        return f"released {what}, sha-256 <code>{digest}…</code>"
     if kind in ("leave", "refused"):
         return f"{said(event.get('reason', ''), 400)}"
     if kind == "node":
@@ -276,7 +280,7 @@ def _audit(events: list[dict[str, Any]]) -> str:
         [
             [
                 clock(e.get("time")),
-                f'<span class="event {text(e.get("kind", ""))}">{text(e.get("kind", ""))}</span>',
+                f'<span class="event event-{text(e.get("kind", ""))}">{text(e.get("kind", ""))}</span>',
                 _who(e.get("name", ""), e.get("scientist", "")) if e.get("scientist") else "",
                 f"<code>{text(e.get('request', ''))}</code>",
                 _event(e),

@@ -14,6 +14,24 @@
     notice.className = ok ? "ok" : "error";
   }
 
+  // Replace only the sections that changed: a button the owner is about to press stays put
+  // while the audit log below it grows.
+  function update(html) {
+    const fresh = document.createElement("template");
+    fresh.innerHTML = html;
+    const sections = Array.from(fresh.content.children);
+    if (sections.length !== state.children.length) {
+      state.replaceChildren(fresh.content);
+      return;
+    }
+    sections.forEach(function (section, index) {
+      const old = state.children[index];
+      if (!old.isEqualNode(section)) {
+        old.replaceWith(section);
+      }
+    });
+  }
+
   // Read the state again; changes that arrive meanwhile are covered by one more read.
   async function refresh() {
     if (inFlight) {
@@ -24,7 +42,7 @@
     try {
       const response = await fetch("state", { cache: "no-store" });
       if (response.ok) {
-        state.innerHTML = await response.text();
+        update(await response.text());
       }
     } catch (error) {
       live.textContent = "the owner's process does not answer";
