@@ -17,6 +17,8 @@ from duet.review.app import build_app
 from duet.review.changes import Changes
 from duet.serve.config import parse_config
 
+from .conftest import webrtc_pair
+
 UNIT = 30.0
 PORT = 8123  # the app is called directly: the port only names the origin it expects
 TOKEN = "t0ken-for-tests"
@@ -248,3 +250,29 @@ def test_the_owners_request_timeout_ends_a_request_that_gives_none(capsys):
     finally:
         scientist.close()
         owner.close()
+
+
+def test_launch_duet_prints_the_page_and_stops_it_with_the_session(capsys):
+    owner, scientist = webrtc_pair(audit=False)
+    try:
+        url = owner.review_url
+        assert (
+            url is not None
+            and f"review requests on this page (keep its address to yourself): {url}"
+            in capsys.readouterr().out
+        )
+        assert httpx.get(url, timeout=UNIT).status_code == 200
+        assert (
+            httpx.get(url.replace(owner._review.token, "x" * 43), timeout=UNIT).status_code == 404
+        )
+    finally:
+        scientist.close()
+        owner.close()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(url, timeout=UNIT)
+    quiet, scientist = webrtc_pair(audit=False, review=False)
+    try:
+        assert quiet.review_url is None and "review" not in capsys.readouterr().out
+    finally:
+        scientist.close()
+        quiet.close()

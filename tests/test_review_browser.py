@@ -142,7 +142,7 @@ def test_the_owner_decides_a_real_scientists_requests_on_the_page_in_chromium(tm
         # the request appears without a reload, with what it would release
         card = until(browser, lambda b: b.find_elements(By.CSS_SELECTOR, "article.request"))[0]
         text = card.text
-        assert '"model" from "Ada" (claimed)' in text and '"to evaluate it"' in text
+        assert '"model" from "Ada" (claimed)' in text and '"evaluate it"' in text
         assert "a module: 650 elements" in text and "digits" in text
         connected = browser.find_element(By.ID, "scientists").text
         assert '"Ada" (claimed)' in connected

@@ -1,6 +1,6 @@
 """A scientist whose releases the owner decides by hand, on the review page of a node.
 
-    python reviewed.py <session_id> <signaling_url> <owner_id> [--name NAME] [--steps N]
+    python reviewed.py <session_id> <signaling_url> <owner_id> [--name NAME] [--epochs N]
 
 Trains a small model on the node's published digits (tag ``digits``), prints ``trained``, asks
 for the model (a request no handler decides) and prints ``model`` (whether it came, and its
@@ -54,19 +54,17 @@ def main(args: argparse.Namespace) -> None:
     remote = torch.nn.Sequential(torch.nn.Linear(64, 10)).send(duet)
     optimizer = rt.optim.Adam(remote.parameters(), lr=0.05)
     loader = rt.utils.data.DataLoader(duet.store["digits"], batch_size=256, shuffle=True)
-    loss, step = None, 0
-    while step < args.steps:
+    loss, steps = None, 0
+    for _ in range(args.epochs):  # as the README's `duet serve` example does
         for data, target in loader:
             optimizer.zero_grad()
             loss = rt.nn.functional.cross_entropy(remote(data), target.long())
             loss.backward()
             optimizer.step()
-            step += 1
-            if step == args.steps:
-                break
+            steps += 1
     duet.sync(timeout_secs=60)
-    emit(event="trained", steps=step)
-    model = remote.get(request_block=True, name="model", reason="to evaluate it", timeout_secs=WAIT)
+    emit(event="trained", steps=steps)
+    model = remote.get(request_block=True, name="model", reason="evaluate it", timeout_secs=WAIT)
     emit(event="model", released=model is not None,
          accuracy=None if model is None else accuracy(model))  # fmt: skip
     sys.stdin.readline()
@@ -85,7 +83,7 @@ if __name__ == "__main__":
     parser.add_argument("url")
     parser.add_argument("owner_id")
     parser.add_argument("--name", default="")
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=3)
     arguments = parser.parse_args()
     try:
         main(arguments)
