@@ -511,6 +511,11 @@ class OwnerSession(Session):
             decided_by=request.decided_by, request_name=request.name,
         )  # fmt: skip
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called: nothing more is admitted or decided."""
+        return self._closed
+
     # ---- the review page
     def start_review(self) -> ReviewServer:
         """Start the owner's review page (if it is not running yet) and return it; its

@@ -276,3 +276,23 @@ def test_launch_duet_prints_the_page_and_stops_it_with_the_session(capsys):
     finally:
         scientist.close()
         quiet.close()
+
+
+def test_in_a_notebook_review_shows_the_page_itself(monkeypatch):
+    import IPython.display
+
+    import duet.review
+
+    shown = []
+    monkeypatch.setattr(duet.review, "in_notebook", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    owner, scientist = sy.duet_pair()
+    try:
+        url = owner.review(height=500)
+        (frame,) = shown
+        assert isinstance(frame, IPython.display.IFrame)
+        assert frame.src == url and frame.height == 500 and url == owner.review_url
+        assert owner.review() == url  # the same page, not a second one
+    finally:
+        scientist.close()
+        owner.close()

@@ -200,3 +200,11 @@ def test_the_owner_decides_a_real_scientists_requests_on_the_page_in_chromium(tm
     decided = [d for d in decided if d[2] != "handler 1"]
     assert decided == [("model", "accepted", "owner (review page)"),
                        (NAME, "denied", "owner (review page)")]  # fmt: skip
+
+
+def test_without_chromium_the_browser_test_fails_saying_what_to_install(monkeypatch):
+    from . import test_review_browser
+
+    monkeypatch.setattr(test_review_browser, "CHROMIUM", Path("/nonexistent/chromium"))
+    with pytest.raises(pytest.fail.Exception, match=r"apt-get install -y chromium chromium-driver"):
+        chromium()

@@ -36,7 +36,7 @@ class PageState:
 
 def read_state(owner: OwnerSession) -> PageState:
     """The owner's state as the page shows it, now."""
-    state = PageState(owner_id=owner.identity.id, closed=owner._closed)
+    state = PageState(owner_id=owner.identity.id, closed=owner.closed)
     for scientist, link in list(owner.links.items()):
         quota = owner.objects.quotas.get(scientist)
         state.scientists.append(
