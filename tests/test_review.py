@@ -95,14 +95,16 @@ def test_answering_a_decided_or_timed_out_request_again_is_a_clear_error(review)
     again = decide(client, request)
     assert again.status_code == 409
     assert again.json()["message"] == (
-        'request "total" was denied by owner before this; nothing changed'
+        'request "total" was already denied by owner; nothing changed'
     )
     with pytest.warns(sy.RequestWarning):
         handle.wait(UNIT)
     handle, request = ask(owner, scientist, name="late")
     owner.requests.expire(request)
     late = decide(client, request, "deny")
-    assert late.status_code == 409 and "was timed out by timeout" in late.json()["message"]
+    assert late.status_code == 409 and late.json()["message"] == (
+        'request "late" had already timed out; nothing changed'
+    )
     missing = client.post(f"/{TOKEN}/requests/nosuchrequest/accept", headers={"Origin": ORIGIN})
     assert missing.status_code == 404 and "no request" in missing.json()["message"]
     with pytest.warns(sy.RequestWarning):

@@ -40,6 +40,7 @@ from .state import read_state
 
 if TYPE_CHECKING:
     from ..node import OwnerSession
+    from ..owner.requests import Request as OwnerRequest
 
 VIA = "review page"
 HEADERS = {
@@ -174,9 +175,7 @@ class ReviewPage:
         except UsageError:
             if found.status is RequestStatus.PENDING:
                 raise
-            how = "timed out" if found.status is RequestStatus.TIMEOUT else found.status.value
-            by = f" by {found.decided_by}" if found.decided_by else ""
-            return 409, f"request {name} was {how}{by} before this; nothing changed"
+            return 409, f"request {name} {_decided(found)}; nothing changed"
         done = "accepted: the value was sent" if action == "accept" else "denied"
         return 200, f"request {name} {done}"
 
@@ -189,6 +188,14 @@ class ReviewPage:
             Route("/{token}/static/{name}", self.asset, methods=["GET"]),
             Route("/{token}/requests/{request_id}/{action}", self.decide, methods=["POST"]),
         ]
+
+
+def _decided(request: OwnerRequest) -> str:
+    """How a request was decided, for the owner who tries to decide it again."""
+    by = request.decided_by
+    if request.status is RequestStatus.TIMEOUT:
+        return "had already timed out" if by in ("", "timeout") else f"had already ended: {by}"
+    return f"was already {request.status.value}" + (f" by {by}" if by else "")
 
 
 def _answer(request: Request, status: int, message: str) -> Response:
