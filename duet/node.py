@@ -175,8 +175,8 @@ class ScientistLink:
 
 
 class OwnerSession(Session):
-    """The data owner's side: ``store``, ``requests``, ``access``, ``scientists``, ``audit``, and
-    ``x.send(duet, ...)`` to publish."""
+    """The data owner's side: ``store``, ``requests``, ``access``, ``scientists``, ``audit``,
+    ``x.send(duet, ...)`` to publish, and ``review()``: the owner's review page."""
 
     role = "owner"
 
