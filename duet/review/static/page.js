@@ -8,6 +8,7 @@
   const notice = document.getElementById("notice");
   let inFlight = false;
   let again = false;
+  let closed = false; // the owner's session closed: its server goes away next
 
   function say(text, ok) {
     notice.textContent = text;
@@ -45,7 +46,10 @@
         update(await response.text());
       }
     } catch (error) {
-      live.textContent = "the owner's process does not answer";
+      if (!closed) {
+        live.textContent = "the owner's process does not answer";
+        live.className = "live off";
+      }
     } finally {
       inFlight = false;
       if (again) {
@@ -62,12 +66,16 @@
   });
   events.addEventListener("changed", refresh);
   events.addEventListener("closed", function () {
+    closed = true;
     events.close();
     live.textContent = "the owner's session closed";
     live.className = "live off";
     refresh();
   });
   events.addEventListener("error", function () {
+    if (closed) {
+      return;
+    }
     live.textContent = "reconnecting…";
     live.className = "live off";
   });
