@@ -298,3 +298,42 @@ def test_in_a_notebook_review_shows_the_page_itself(monkeypatch):
     finally:
         scientist.close()
         owner.close()
+
+
+def test_in_a_real_notebook_kernel_review_shows_the_page_in_the_cell(tmp_path):
+    import asyncio
+    import os
+
+    import nbformat
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+
+    from .test_notebooks import KERNEL_NAME, kernel_specs
+
+    code = (
+        "import duet as sy\n"
+        "owner, scientist = sy.duet_pair()\n"
+        "url = owner.review()\n"
+        "print('address', url)\n"
+        "scientist.close(); owner.close()"
+    )
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    manager = AsyncKernelManager(kernel_name=KERNEL_NAME,
+                                 kernel_spec_manager=kernel_specs(tmp_path / "kernels"))  # fmt: skip
+    client = NotebookClient(notebook, km=manager, timeout=UNIT, startup_timeout=2 * UNIT,
+                            shutdown_kernel="immediate")  # fmt: skip
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+    async def run() -> None:
+        async with client.async_setup_kernel(env=env, cleanup_kc=True):
+            await client.async_execute_cell(notebook.cells[0], 0)
+
+    asyncio.run(run())
+    outputs = notebook.cells[0].outputs
+    (frame,) = [o for o in outputs if o["output_type"] == "display_data"]
+    printed = "".join(
+        o["text"] for o in outputs if o["output_type"] == "stream" and o["name"] == "stdout"
+    )
+    url = printed.split("address ", 1)[1].split()[0]
+    assert url.startswith("http://127.0.0.1:")
+    assert f'src="{url}"' in frame["data"]["text/html"] and "<iframe" in frame["data"]["text/html"]
