@@ -13,6 +13,7 @@ import torch
 from starlette.testclient import TestClient
 
 import duet as sy
+from duet.owner.audit import AuditLog
 from duet.review.app import build_app
 from duet.review.changes import Changes
 from duet.serve.config import parse_config
@@ -337,3 +338,55 @@ def test_in_a_real_notebook_kernel_review_shows_the_page_in_the_cell(tmp_path):
     url = printed.split("address ", 1)[1].split()[0]
     assert url.startswith("http://127.0.0.1:")
     assert f'src="{url}"' in frame["data"]["text/html"] and "<iframe" in frame["data"]["text/html"]
+
+
+def test_a_node_without_its_page_still_ends_a_request_nobody_decides(tmp_path):
+    import signal
+    import textwrap
+    from pathlib import Path
+
+    import numpy as np
+
+    from .processes import Process, start_signaling_server
+
+    np.save(tmp_path / "ages.npy", np.arange(4.0))
+    server, url = start_signaling_server()
+    (tmp_path / "node.toml").write_text(
+        textwrap.dedent(f"""
+        [owner]
+        signaling_url = "{url}"
+        unknown = "accept"
+        audit = "audit.sqlite3"
+
+        [limits]
+        request_timeout_secs = 1
+
+        [review]
+        enabled = false
+
+        [[publish]]
+        path = "ages.npy"
+        tags = ["ages"]
+        """)
+    )
+    node = Process("-m", "duet", "serve", str(tmp_path / "node.toml"), stdin=False,
+                   home=str(tmp_path / "home"))  # fmt: skip
+    visitor = None
+    try:
+        session_id = node.line(r"duet session ID: ([0-9a-f]+)", 2 * UNIT).group(1)
+        owner_id = node.line(r'owner_id="([0-9a-f-]+)"').group(1)
+        peer = str(Path(__file__).parent / "peers" / "visitor.py")
+        visitor = Process(peer, session_id, url, owner_id, "--ask", "ages")
+        # it asks with timeout_secs=60; the node's limit ends it after 1 s, undecided
+        assert visitor.event("event", "answer", 2 * UNIT)["value"] is None
+        visitor.send("bye")
+        visitor.event("event", "left")
+        node.popen.send_signal(signal.SIGTERM)
+        assert node.exit_code(UNIT) == 0
+        assert not any("review" in line for line in node.output)  # no page, no address
+    finally:
+        for process in (visitor, node, server):
+            if process is not None:
+                process.stop()
+    (decision,) = AuditLog(tmp_path / "audit.sqlite3").events("decision")
+    assert decision["status"] == "timeout"
