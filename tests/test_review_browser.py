@@ -144,6 +144,7 @@ def test_the_owner_decides_a_real_scientists_requests_on_the_page_in_chromium(tm
         text = card.text
         assert '"model" from "Ada" (claimed)' in text and '"evaluate it"' in text
         assert "a module: 650 elements" in text and "digits" in text
+        assert browser.title == "(1) duet · review"  # the tab says something waits
         connected = browser.find_element(By.ID, "scientists").text
         assert '"Ada" (claimed)' in connected
         screenshot(browser, tmp_path, "review-page.png")

@@ -31,9 +31,12 @@ def said(value: object, limit: int = 200) -> str:
 
 
 def clock(stamp: float | None) -> str:
+    """A moment in local time: its time of day, and its date too if it was not today."""
     if stamp is None:
         return ""
-    return datetime.datetime.fromtimestamp(stamp).strftime("%H:%M:%S")
+    moment = datetime.datetime.fromtimestamp(stamp)
+    today = moment.date() == datetime.date.today()
+    return moment.strftime("%H:%M:%S" if today else "%Y-%m-%d %H:%M:%S")
 
 
 def size(nbytes: int) -> str:
@@ -49,6 +52,10 @@ def _count(number: int, what: str) -> str:
     return f"{number:,} {what}" + ("" if number == 1 else "s")
 
 
+def _title(waiting: int) -> str:
+    return f"({waiting}) duet · review" if waiting else "duet · review"
+
+
 def page(state: PageState) -> str:
     """The whole page (its script and style are served beside it, relative to its address)."""
     return f"""<!doctype html>
@@ -57,7 +64,7 @@ def page(state: PageState) -> str:
 <meta charset="utf-8">
 <meta name="referrer" content="no-referrer">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>duet · review</title>
+<title>{_title(len(state.pending))}</title>
 <link rel="stylesheet" href="static/page.css">
 <script src="static/page.js" defer></script>
 </head>

@@ -33,6 +33,13 @@
     });
   }
 
+  // The tab's title counts the requests waiting, as the page's own title does.
+  function retitle() {
+    const count = document.querySelector("#pending .count");
+    const waiting = count ? Number(count.textContent) : 0;
+    document.title = waiting ? "(" + waiting + ") duet · review" : "duet · review";
+  }
+
   // Read the state again; changes that arrive meanwhile are covered by one more read.
   async function refresh() {
     if (inFlight) {
@@ -44,6 +51,7 @@
       const response = await fetch("state", { cache: "no-store" });
       if (response.ok) {
         update(await response.text());
+        retitle();
       }
     } catch (error) {
       if (!closed) {
