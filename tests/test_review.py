@@ -383,7 +383,9 @@ def test_a_node_without_its_page_still_ends_a_request_nobody_decides(tmp_path):
         visitor.event("event", "left")
         node.popen.send_signal(signal.SIGTERM)
         assert node.exit_code(UNIT) == 0
-        assert not any("review" in line for line in node.output)  # no page, no address
+        output = "\n".join(node.output)
+        assert "a request no handler decides times out after 1 s (the review page is off)" in output
+        assert "http://127.0.0.1" not in output  # no page, no address
     finally:
         for process in (visitor, node, server):
             if process is not None:

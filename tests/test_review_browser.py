@@ -117,7 +117,9 @@ def test_the_owner_decides_a_real_scientists_requests_on_the_page_in_chromium(tm
     started = [server, node]
     browser = None
     try:
-        page = node.line(r"(http://127\.0\.0\.1:(\d+)/([A-Za-z0-9_-]{40,})/)", 2 * UNIT)
+        node.line(r"a request no handler decides waits up to 600 s for you on the review page",
+                  2 * UNIT)  # fmt: skip
+        page = node.line(r"(http://127\.0\.0\.1:(\d+)/([A-Za-z0-9_-]{40,})/)")
         page_url, port, token = page.group(1), page.group(2), page.group(3)
         session_id = node.line(r"duet session ID: ([0-9a-f]+)").group(1)
         owner_id = node.line(r'owner_id="([0-9a-f-]+)"').group(1)

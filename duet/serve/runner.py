@@ -142,6 +142,12 @@ def _summary(console: Console, owner: OwnerSession, config: NodeConfig) -> None:
     console.print(table)
     console.print(f"{len(config.handler)} handlers, {len(config.access)} access rules; "
                   f"unknown scientists: {config.owner.unknown}")  # fmt: skip
+    wait = f"{config.limits.request_timeout_secs:g} s"
+    console.print(
+        f"a request no handler decides waits up to {wait} for you on the review page"
+        if config.review.enabled
+        else f"a request no handler decides times out after {wait} (the review page is off)"
+    )
 
 
 def _path(value: str | None, base: Path) -> Path | None:
