@@ -125,6 +125,8 @@ class ScientistSession(Session):
         meta: dict[str, Any] = {"tags": list(tags or []), "description": description}
         if isinstance(value, torch.Tensor):
             meta |= {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
+            if value.requires_grad:  # a leaf on the owner's side: backward gives it a gradient
+                meta["requires_grad"] = True
         return client.pointer(object_id, type_key(value), meta, owned=True)
 
     def plan(self, fn: Callable[..., Any]) -> Plan:
