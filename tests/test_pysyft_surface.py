@@ -317,6 +317,16 @@ def test_gym_is_refused_with_the_reason_and_nothing_is_sent(pair):
     assert scientist.client.actions_sent == sent
 
 
+def test_pysyfts_remote_dataloader_is_refused_naming_what_to_use(pair):
+    _, scientist = pair
+    meta_ptr = sy.lib.python.String("boston_ds.pt").send(scientist, pointable=True, tags=["meta"])
+    scientist.sync(timeout_secs=10)
+    sent = scientist.client.actions_sent
+    with pytest.raises(sy.NotAllowed, match=r"unpickle.*duet.torch.utils.data.DataLoader\(duet"):
+        scientist.syft.core.remote_dataloader.RemoteDataset(meta_ptr)
+    assert scientist.client.actions_sent == sent  # nothing was sent
+
+
 # ---------------------------------------------------------------- waiting for the owner
 
 
