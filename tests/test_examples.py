@@ -482,7 +482,8 @@ def test_pysyfts_request_handler_notebooks_run_as_written(tmp_path):
     }, handlers
     assert len(table_rows(tagged_result(owner, "timed-handler"))) == 1
     assert "Empty DataFrame" in tagged_result(owner, "timed-out")  # it expired after 5 s
-    assert "[tag_x]" in tagged_result(owner, "list-published")
+    listed = next(r for r in table_rows(tagged_result(owner, "list-published")) if "[tag_x]" in r)
+    assert re.search(r"\[tag_x\]\s+list\s", listed), listed  # a list, as the owner sent it
     requested = table_rows(tagged_result(scientist, "requested"))
     assert len(requested) == 3 and all("some reason" in r for r in requested), requested
     # iterating the owner's list: its length released by the (tag_x, __len__) handler

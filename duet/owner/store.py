@@ -16,7 +16,17 @@ from ..errors import QuotaExceeded, UsageError
 from ..protocol.allowlist import type_key
 from .access import _key as scientist_key
 from .derivation import ITSELF, Whole
-from .labels import EMPTY, Label, LabelRegistry, Source, Walk, owner_containers, shape_label
+from .labels import (
+    EMPTY,
+    Label,
+    LabelDict,
+    LabelList,
+    LabelRegistry,
+    Source,
+    Walk,
+    owner_containers,
+    shape_label,
+)
 from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING, PeerQuota
 from .snapshot import Snapshot
 
@@ -106,9 +116,14 @@ def listed_nbytes(value: Any, depth: int = 0) -> int:
     return 64
 
 
+_SHOWN_TYPES: dict[type, str] = {LabelList: "list", LabelDict: "dict"}
+
+
 def describe(value: Any) -> dict[str, Any]:
     """Metadata the scientist may see about a published object."""
-    meta: dict[str, Any] = {"kind": type_key(value), "type": type(value).__name__}
+    # the owner's own containers are lists and dicts to whoever reads the listing
+    shown = _SHOWN_TYPES.get(type(value), type(value).__name__)
+    meta: dict[str, Any] = {"kind": type_key(value), "type": shown}
     if isinstance(value, torch.Tensor):
         meta["shape"] = list(value.shape)
         meta["dtype"] = str(value.dtype).removeprefix("torch.")
