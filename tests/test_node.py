@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 
 import duet as sy
 from duet.owner.audit import AuditLog
@@ -263,3 +264,25 @@ def test_what_the_owner_gets_of_a_scientists_object_is_a_copy(pair):
     assert torch.equal(weights.get(), torch.tensor([1.0, 2.0]))  # the scientist's is unchanged
     with pytest.raises(sy.UsageError, match="is the scientist's; its pointer keeps it"):
         found.get(delete_obj=True)
+
+
+def test_the_owner_rebuilds_a_layer_from_the_names_and_weights_a_scientist_sent(pair):
+    """The owner's side of PySyft's split-learning demo: the scientist sends a layer's state as
+    two searchable lists, the owner loads them into its own copy of the layer."""
+    owner, scientist = pair
+    layer = nn.Linear(3, 2)
+    state = layer.state_dict()
+    kept = [
+        sy.lib.python.List(list(state)).send(scientist, searchable=True, tags=["conv_base_names"]),
+        sy.lib.python.List(list(state.values())).send(
+            scientist, searchable=True, tags=["conv_base_weights"]
+        ),
+    ]
+    scientist.sync(timeout_secs=10)
+    names = owner.store["conv_base_names"].get()
+    weights = owner.store["conv_base_weights"].get()
+    rebuilt = nn.Linear(3, 2)
+    rebuilt.load_state_dict(dict(zip(names, weights, strict=True)))
+    pairs = zip(rebuilt.parameters(), layer.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert len(kept) == 2
