@@ -143,6 +143,9 @@ def test_a_handlers_id_has_pysyfts_value_and_its_string_removes_that_handler(pai
     # an id's string is that handler, not another one that has it as its name
     assert requests.remove_handler(str(second.id)) == 1
     assert [h.id for h in requests.handlers] == [named.id]
+    # an int is an id, never a position (PySyft's remove_handler(0) was the first handler)
+    with pytest.raises(sy.UsageError, match="no handler matches 0"):
+        requests.remove_handler(0)
     assert requests.remove_handler(named.id) == 1 and len(requests.handlers) == 0
 
 
