@@ -140,6 +140,11 @@ def test_a_handlers_id_has_pysyfts_value_and_its_string_removes_that_handler(pai
     id_str = requests.handlers[0]["id"].value.__str__().replace("-", "")
     assert requests.remove_handler(id_str) == 1
     assert [h.id for h in requests.handlers] == [second.id, named.id]
+    # PySyft's handlers[key]: an id's string, or the one tag a handler alone has
+    assert requests.handlers[str(second.id)] is second and requests.handlers["c"] is named
+    with pytest.raises(KeyError, match="no handler has the id or tag 'zzz'"):
+        requests.handlers["zzz"]
+    assert requests.handlers[0] is second and requests.handlers[:1] == [second]
     # an id's string is that handler, not another one that has it as its name
     assert requests.remove_handler(str(second.id)) == 1
     assert [h.id for h in requests.handlers] == [named.id]

@@ -27,7 +27,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex, overload
 
 from ..errors import UsageError
 from ..protocol.allowlist import OP_NAMES, SHAPE_OPS
@@ -766,6 +766,26 @@ class RequestQueue:
 
 
 class HandlerList(list[Handler]):
+    @overload
+    def __getitem__(self, key: SupportsIndex | str) -> Handler: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> list[Handler]: ...
+
+    def __getitem__(self, key: SupportsIndex | slice | str) -> Handler | list[Handler]:
+        """A handler by position, or (PySyft's ``handlers[key]``) by its id's string or by the
+        one tag it alone has. Raises KeyError naming the handlers otherwise."""
+        if not isinstance(key, str):
+            return super().__getitem__(key)
+        chosen = [h for h in self if str(h.id) == key.strip()]
+        if not chosen:
+            chosen = [h for h in self if h.tags is not None and key in h.tags]
+        if len(chosen) == 1:
+            return chosen[0]
+        known = ", ".join(_shown(h) for h in self) or "none"
+        what = "no handler has" if not chosen else f"{len(chosen)} handlers have"
+        raise KeyError(f"{what} the id or tag {key!r}; the handlers are: {known}")
+
     @property
     def pandas(self) -> pandas.DataFrame:
         from ..display import handlers_frame
