@@ -76,6 +76,8 @@ def elements_of(value: Any, depth: int = 0, *, settings: bool = False) -> int:
     return 1  # a number, a dtype, a device
 
 
+# made once (json.dumps with options builds an encoder per call); what a digest hashes
+_encode = json.JSONEncoder(sort_keys=True, default=str).encode
 UNBOUNDED = 2**62  # more elements than any handler allows
 
 
@@ -140,7 +142,7 @@ class Snapshot:
             hasher.update(self.error.model_dump_json().encode())
         else:
             value, buffers = self.value, self.buffers
-            hasher.update(json.dumps(value, sort_keys=True, default=str).encode())
+            hasher.update(_encode(value).encode())
             for buffer in buffers:
                 hasher.update(memoryview(buffer))
         # another thread (the owner's review page) may read it while the request is decided:
