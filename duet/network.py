@@ -113,6 +113,8 @@ def launch_duet(
     network_url: str | None = None,
     logging: bool = True,
     db_path: str | Path | None = None,
+    review: bool = True,
+    request_timeout_secs: float | None = None,
 ) -> OwnerSession:
     """Start a duet as the data owner and wait until a scientist has joined.
 
@@ -150,6 +152,12 @@ def launch_duet(
     ``owner``: an OwnerSession prepared beforehand (published data, handlers, access rules in
     place before the first scientist can join); its own settings replace the ones above.
 
+    ``review``: start the owner's review page (a local web page showing who is connected,
+    the store, the requests waiting with Accept / Deny buttons, handlers, access rules and the
+    audit log) and print its address, which carries a secret token; ``duet.review()`` shows
+    it in a notebook. ``request_timeout_secs``: the longest a request waits for a decision
+    (None: as long as the scientist's ``timeout_secs`` says).
+
     PySyft's names: ``network_url`` is ``signaling_url``; ``logging`` (PySyft's live status
     line) is accepted and changes nothing, as duet prints no such line (``duet.requests``
     shows what waits for you); ``db_path`` (PySyft's database for the store) raises
@@ -177,7 +185,42 @@ def launch_duet(
             audit=_audit(audit),
             unknown=unknown,
             max_scientists=max_scientists,
+            request_timeout_secs=request_timeout_secs,
         )
+    started = review and owner.review_url is None
+    if review:
+        _say(f"♫♫♫ > review requests on this page (keep its address to yourself): "
+             f"{owner.start_review().url}")  # fmt: skip
+    try:
+        return _launch(
+            owner,
+            signaling_url,
+            loopback=loopback,
+            confirm=confirm,
+            ice_servers=ice_servers,
+            ice_hosts=ice_hosts,
+            timeout_secs=timeout_secs,
+            on_ready=on_ready,
+            wait=wait,
+        )
+    except BaseException:
+        if started:  # no session: no page either
+            owner.stop_review()
+        raise
+
+
+def _launch(
+    owner: OwnerSession,
+    signaling_url: str | None,
+    *,
+    loopback: bool,
+    confirm: bool | str | Callable[[str], bool],
+    ice_servers: Sequence[str] | None,
+    ice_hosts: Sequence[str] | None,
+    timeout_secs: float,
+    on_ready: Callable[[str, str], None] | None,
+    wait: bool,
+) -> OwnerSession:
     if owner.max_scientists > 1 or not wait:
         return _launch_node(
             owner,

@@ -70,6 +70,8 @@ from .transport.channel import Channel
 if TYPE_CHECKING:
     import pandas as pd
 
+    from .review import ReviewServer
+
 log = logging.getLogger(__name__)
 WATCH_SECS = 5.0
 BUSY_NOTICE_SECS = 30.0
@@ -173,8 +175,8 @@ class ScientistLink:
 
 
 class OwnerSession(Session):
-    """The data owner's side: ``store``, ``requests``, ``access``, ``scientists``, ``audit``, and
-    ``x.send(duet, ...)`` to publish."""
+    """The data owner's side: ``store``, ``requests``, ``access``, ``scientists``, ``audit``,
+    ``x.send(duet, ...)`` to publish, and ``review()``: the owner's review page."""
 
     role = "owner"
 
@@ -190,11 +192,19 @@ class OwnerSession(Session):
         audit: AuditLog | str | Path | None = None,
         max_scientists: int = 1,
         unknown: str = "confirm",
+        request_timeout_secs: float | None = None,
     ):
         """``audit``: where the log lives (an AuditLog, a path, or None for one in memory).
         ``max_scientists``: how many may be connected at once. ``unknown``: what happens to a
         scientist this owner does not know: "confirm" (its ID is checked as ``launch_duet``'s
-        ``confirm`` says) or "refuse"."""
+        ``confirm`` says) or "refuse". ``request_timeout_secs``: the longest a request waits
+        for a decision (None: as long as the scientist's ``timeout_secs`` says; without one,
+        until decided)."""
+        if request_timeout_secs is not None and not request_timeout_secs > 0:
+            raise UsageError(
+                f"request_timeout_secs must be a positive number of seconds or None, not "
+                f"{request_timeout_secs!r}"
+            )
         if unknown not in ("confirm", "refuse"):
             raise UsageError(f"unknown must be 'confirm' or 'refuse', not {unknown!r}")
         if max_scientists < 1:
@@ -227,6 +237,8 @@ class OwnerSession(Session):
         self._confirmations = _Confirmations(self)
         self._closed = False
         self._accepting: asyncio.Task[Any] | None = None  # the node's accept loop, if any
+        self.request_timeout_secs = request_timeout_secs
+        self._review: ReviewServer | None = None  # the review page, once started
 
     # ---- names
     def scientist_name(self, scientist: str, *, claims: str | None = None) -> str:
@@ -437,6 +449,7 @@ class OwnerSession(Session):
             policy=self.policy,
             audit=self.audit,
             peer_name=shown,
+            request_timeout_secs=self.request_timeout_secs,
         )
 
         def worker_died(reason: str) -> None:  # tell the scientist, rather than go deaf
@@ -498,10 +511,49 @@ class OwnerSession(Session):
             decided_by=request.decided_by, request_name=request.name,
         )  # fmt: skip
 
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called: nothing more is admitted or decided."""
+        return self._closed
+
+    # ---- the review page
+    def start_review(self) -> ReviewServer:
+        """Start the owner's review page (if it is not running yet) and return it; its
+        ``url`` (with its secret token) opens it. It stops when this session closes."""
+        from .review import ReviewServer
+
+        if self._closed:
+            raise UsageError("this owner session is closed; it has no review page")
+        if self._review is None:
+            self._review = ReviewServer(self)
+        return self._review
+
+    @property
+    def review_url(self) -> str | None:
+        """The review page's address (with its secret token), or None when it is not running."""
+        return None if self._review is None else self._review.url
+
+    def review(self, *, height: int = 720) -> str:
+        """Show the review page: in a notebook, the page itself (its Accept / Deny buttons
+        work there); in a script, its address is printed. Starts it if ``launch_duet`` did not
+        (``review=False``). Returns its address, which carries the page's secret token: keep
+        it to yourself."""
+        from .review import show
+
+        return show(self.start_review(), height=height)
+
+    def stop_review(self) -> None:
+        """Stop the review page (open pages say the session closed); ``review()`` starts a
+        new one, at a new address."""
+        review, self._review = self._review, None
+        if review is not None:
+            review.stop()
+
     # ---- closing
     def close(self, *, timeout_secs: float = 10.0) -> None:
         """Stop admitting, and leave every scientist's session (each sees it closed)."""
         self._closed = True
+        self.stop_review()
         accepting, self._accepting = self._accepting, None
         if accepting is not None:
             accepting.get_loop().call_soon_threadsafe(accepting.cancel)

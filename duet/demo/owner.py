@@ -50,12 +50,14 @@ def main(url: str) -> None:
     )
     requests = duet.requests
     requests.printer = lambda text: say(event="print_local", text=text)
-    add_handlers(requests)
+    # listening before the handlers are added: a request that arrived meanwhile is decided
+    # by add_handler, and its decision is shown too
     requests.add_listener(
         lambda r: say(
             event="decision", name=r.name, status=r.status.value, by=r.decided_by, reason=r.reason
         )
     )
+    add_handlers(requests)
     say(event="published", items=len(train_y))
     duet.wait_closed()
     say(event="closed", requests=len(requests.history))

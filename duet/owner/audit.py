@@ -163,6 +163,25 @@ class AuditLog:
             for row in rows
         ]  # fmt: skip
 
+    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+        """The newest ``limit`` events, newest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT time, kind, scientist, name, request, object, detail FROM events "
+                "ORDER BY seq DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            dict(zip(("time", "kind", "scientist", "name", "request", "object"), row[:6],
+                     strict=True), **json.loads(row[6]))
+            for row in rows
+        ]  # fmt: skip
+
+    def remove_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+        """Stop calling ``listener``; no error if it was not added."""
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
     def releases(self) -> list[dict[str, Any]]:
         """Every release, oldest first, each with ``decided_by``: the owner, a handler, a rule
         (from the request's decision) or "grant of request <id>"."""

@@ -73,6 +73,8 @@ class Request:
     settings_private: bool = False
     # why no handler decided it, when one would have (its quota is spent): told the scientist
     note: str = ""
+    # when it times out if no one decides it (time.time()), None: it waits until decided
+    expires: float | None = None
     # what accepting it left (set by the service that serves the scientist); None: no grant
     grant: Grant | None = field(default=None, repr=False)
     _queue: RequestQueue | None = field(default=None, repr=False)
@@ -128,13 +130,27 @@ class Request:
             )
         return self.snapshot.decoded()
 
-    def accept(self) -> None:
-        """Release the value to the scientist."""
-        self._decide(RequestStatus.ACCEPTED, "owner")
+    @property
+    def shape(self) -> tuple[int, ...] | None:
+        """The released tensor's shape (None for anything else)."""
+        return self.snapshot.shape
 
-    def deny(self) -> None:
-        """Refuse; the scientist's get returns None with a warning."""
-        self._decide(RequestStatus.DENIED, "owner")
+    @property
+    def by_hand(self) -> bool:
+        """Decided by the owner by hand (in code, or on the review page), not by a handler,
+        a rule or a timeout."""
+        return self.decided_by == BY_OWNER or self.decided_by.startswith(BY_OWNER + " (")
+
+    def accept(self, *, via: str = "") -> None:
+        """Release the value to the scientist. ``via``: where the owner decided (the audit
+        log's ``decided_by`` says "owner (via)"). Raises UsageError if it was decided already
+        (or timed out)."""
+        self._decide(RequestStatus.ACCEPTED, _by_owner(via))
+
+    def deny(self, *, via: str = "") -> None:
+        """Refuse; the scientist's get returns None with a warning. Raises UsageError if it
+        was decided already (or timed out)."""
+        self._decide(RequestStatus.DENIED, _by_owner(via))
 
     def revoke(self) -> bool:
         """End the grant this accepted request left: the scientist's next get of the object is
@@ -306,6 +322,13 @@ class Handler:
         )
 
 
+BY_OWNER = "owner"  # ``decided_by`` of a decision by the owner's hand
+
+
+def _by_owner(via: str) -> str:
+    return f"{BY_OWNER} ({via})" if via else BY_OWNER
+
+
 # what ``handler[key]`` reads: PySyft-Duet's keys, then ours
 HANDLER_KEYS = ("id", "name", "tags", "action", "timeout_secs", "element_quota", "print_local",
                 "log_local", "created_time", "kind", "max_elements", "scientist", "released",
@@ -372,6 +395,7 @@ class RequestQueue:
         self.printer: Callable[[str], None] = print
         self._changed = threading.Condition(self._lock)
         self._listeners: list[Callable[[Request], None]] = []
+        self._arrival_listeners: list[Callable[[Request], None]] = []
 
     # ---- requests
     def submit(self, request: Request) -> Request:
@@ -384,6 +408,7 @@ class RequestQueue:
             self._changed.notify_all()
         if handler is not None:
             self._apply(handler, request)
+        self._tell(self._arrival_listeners, request)
         return request
 
     def _apply(self, handler: Handler, request: Request) -> None:
@@ -436,11 +461,7 @@ class RequestQueue:
         try:
             if self.on_decided is not None:
                 self.on_decided(request)
-            for listener in list(self._listeners):
-                try:
-                    listener(request)
-                except Exception:  # a listener's bug must not stop the owner serving
-                    log.exception("a request listener failed")
+            self._tell(self._listeners, request)
         finally:
             # what was reviewed has been sent (or refused): the owner keeps its digest, not
             # its bytes; a grant keeps the object itself
@@ -479,9 +500,26 @@ class RequestQueue:
             return handler
         return None
 
-    def add_listener(self, listener: Callable[[Request], None]) -> None:
-        """Call ``listener(request)`` after each decision (to show or log decisions live)."""
-        self._listeners.append(listener)
+    def add_listener(self, listener: Callable[[Request], None], *, arrivals: bool = False) -> None:
+        """Call ``listener(request)`` after each decision (to show or log decisions live);
+        ``arrivals=True``: after each request arrives instead, once its handlers had their say
+        (it may be decided already). Called on the thread that decided or submitted; an
+        exception it raises is logged."""
+        (self._arrival_listeners if arrivals else self._listeners).append(listener)
+
+    def remove_listener(self, listener: Callable[[Request], None]) -> None:
+        """Stop calling ``listener`` (added with ``add_listener``); no error if it was not."""
+        for listeners in (self._listeners, self._arrival_listeners):
+            if listener in listeners:
+                listeners.remove(listener)
+
+    @staticmethod
+    def _tell(listeners: list[Callable[[Request], None]], request: Request) -> None:
+        for listener in list(listeners):
+            try:
+                listener(request)
+            except Exception:  # a listener's bug must not stop the owner serving
+                log.exception("a request listener failed")
 
     @property
     def pending(self) -> list[Request]:

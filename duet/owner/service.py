@@ -98,8 +98,12 @@ class PeerService:
         policy: PolicyChain | None = None,
         audit: AuditLog | None = None,
         peer_name: str = "",
+        request_timeout_secs: float | None = None,
     ):
+        """``request_timeout_secs``: the longest a request waits for the owner (None: as long
+        as the scientist's ``timeout_secs`` says, and without one until it is decided)."""
         self.settings = settings or OwnerSettings()
+        self.request_timeout_secs = request_timeout_secs
         self.peer = peer
         self.peer_name = peer_name
         self.audit = audit
@@ -431,6 +435,13 @@ class PeerService:
         frozen = [] if entry.failure is not None else Walk().add(entry.value).nodes.values()
         self._frozen[request.id] = (list(frozen), entry)
         self.store.labels.freeze(self._frozen[request.id][0])
+        timeout = message.timeout_secs
+        if self.request_timeout_secs is not None and (
+            timeout is None or timeout > self.request_timeout_secs
+        ):
+            timeout = self.request_timeout_secs  # the owner's limit on how long one waits
+        if timeout is not None:
+            request.expires = time.time() + max(0.0, timeout)
         self._inline = []
         try:
             self.requests.submit(request)
@@ -441,10 +452,8 @@ class PeerService:
             out_buffers.extend(buffers)
             return reply
         if request.status is RequestStatus.PENDING:
-            if message.timeout_secs is not None:
-                self._call_later(
-                    max(0.0, message.timeout_secs), lambda: self.requests.expire(request)
-                )
+            if timeout is not None:
+                self._call_later(max(0.0, timeout), lambda: self.requests.expire(request))
             if request.note:  # a handler would have decided it: say why it waits instead
                 return Notice(rid=message.rid, text=f"{request.note}; it waits for the owner")
         return None  # the reply is sent when the request is decided
@@ -495,7 +504,7 @@ class PeerService:
         frozen, reviewed = self._frozen.get(request.id, ([], None))
         if (
             request.status is RequestStatus.ACCEPTED
-            and request.decided_by == "owner"
+            and request.by_hand
             and entry is not None
             and entry is reviewed
         ):

@@ -93,6 +93,7 @@ class Snapshot:
     nbytes: int = 0
     dropped: bool = False  # the value was let go (its request is decided); ``sha256`` stays
     _digest: str = ""
+    shape: tuple[int, ...] | None = None  # a tensor's shape, for the owner to see
 
     @classmethod
     def of(
@@ -114,7 +115,8 @@ class Snapshot:
         own = frame[mark:]
         nbytes = sum(memoryview(b).nbytes for b in own)
         elements = elements_of(value, settings=settings)
-        return cls(encoded, own, None, kind_of(value), elements, nbytes)
+        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
+        return cls(encoded, own, None, kind_of(value), elements, nbytes, shape=shape)
 
     @classmethod
     def failed(cls, error: ErrorInfo) -> Snapshot:
@@ -139,10 +141,15 @@ class Snapshot:
         if self.error is not None:
             hasher.update(self.error.model_dump_json().encode())
         else:
-            hasher.update(_encode(self.value).encode())
-            for buffer in self.buffers:
+            value, buffers = self.value, self.buffers
+            hasher.update(_encode(value).encode())
+            for buffer in buffers:
                 hasher.update(memoryview(buffer))
-        self._digest = hasher.hexdigest()  # what it encodes cannot change: it is frozen
+        # another thread (the owner's review page) may read it while the request is decided:
+        # ``drop`` sets the digest before it lets go of anything, so a digest set meanwhile is
+        # the one of the whole value
+        if not self._digest:
+            self._digest = hasher.hexdigest()  # what it encodes cannot change: it is frozen
         return self._digest
 
     def decoded(self) -> Any:

@@ -19,6 +19,8 @@ from ..errors import ConfigError, UsageError
 from ..owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
 from ..transport.signaling import websocket_url
 
+#: how long a node's request waits for the owner by default: 10 minutes
+REQUEST_TIMEOUT_SECS = 600.0
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}  # fmt: skip
 
@@ -71,6 +73,13 @@ class LimitsConfig(_Strict):
     max_bytes: Size = DEFAULT_MAX_BYTES
     max_objects: int = Field(default=DEFAULT_MAX_OBJECTS, ge=1)
     max_pending_requests: int = Field(default=DEFAULT_MAX_PENDING, ge=1)
+    # the longest a request waits for a decision on the review page (a scientist's shorter
+    # timeout_secs holds; a node has no one at a prompt, so one that gives none still ends)
+    request_timeout_secs: float = Field(default=REQUEST_TIMEOUT_SECS, gt=0)
+
+
+class ReviewConfig(_Strict):
+    enabled: bool = True  # the review page (its address, with its token, is printed)
 
 
 class PublishConfig(_Strict):
@@ -108,6 +117,7 @@ class AccessConfig(_Strict):
 class NodeConfig(_Strict):
     owner: OwnerConfig = Field(default_factory=OwnerConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    review: ReviewConfig = Field(default_factory=ReviewConfig)
     publish: list[PublishConfig] = []
     handler: list[HandlerConfig] = []
     access: list[AccessConfig] = []

@@ -40,6 +40,7 @@ def build_owner(config: NodeConfig, locator: Locator, base: Path) -> OwnerSessio
         audit=_path(settings.audit, base) or _default_audit(),
         max_scientists=settings.max_scientists,
         unknown="confirm" if settings.unknown == "accept" else "refuse",
+        request_timeout_secs=config.limits.request_timeout_secs,
     )
     try:
         for index, entry in enumerate(config.publish):
@@ -114,6 +115,7 @@ def serve(config_path: str | Path, *, console: Console | None = None) -> int:
             loopback=settings.loopback,
             ice_servers=settings.ice_servers,
             ice_hosts=settings.ice_hosts,
+            review=config.review.enabled,
         )
         owner.audit.record("node", state="serving", owner_id=owner.identity.id)
         stop.wait()
@@ -140,6 +142,12 @@ def _summary(console: Console, owner: OwnerSession, config: NodeConfig) -> None:
     console.print(table)
     console.print(f"{len(config.handler)} handlers, {len(config.access)} access rules; "
                   f"unknown scientists: {config.owner.unknown}")  # fmt: skip
+    wait = f"{config.limits.request_timeout_secs:g} s"
+    console.print(
+        f"a request no handler decides waits up to {wait} for you on the review page"
+        if config.review.enabled
+        else f"a request no handler decides times out after {wait} (the review page is off)"
+    )
 
 
 def _path(value: str | None, base: Path) -> Path | None:

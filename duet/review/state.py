@@ -1,0 +1,128 @@
+"""What the review page shows, read from the owner's own objects as plain rows.
+
+Everything here is read under the locks the owner's objects keep (the request queue, the
+store, the access rules, the audit log) and copied, so the page renders from a snapshot that
+no scientist's thread changes under it. Nothing is decided here.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..owner.store import describe
+
+if TYPE_CHECKING:
+    from ..node import OwnerSession
+    from ..owner.requests import Request
+
+log = logging.getLogger(__name__)
+AUDIT_SHOWN = 50  # the newest audit events on the page
+PREVIEW_ELEMENTS = 16  # a pending value this small is shown to the owner as it would leave
+
+
+@dataclass
+class PageState:
+    owner_id: str
+    scientists: list[dict[str, Any]] = field(default_factory=list)
+    store: list[dict[str, Any]] = field(default_factory=list)
+    pending: list[dict[str, Any]] = field(default_factory=list)
+    handlers: list[dict[str, Any]] = field(default_factory=list)
+    access: list[dict[str, Any]] = field(default_factory=list)
+    audit: list[dict[str, Any]] = field(default_factory=list)
+    closed: bool = False
+
+
+def read_state(owner: OwnerSession) -> PageState:
+    """The owner's state as the page shows it, now."""
+    state = PageState(owner_id=owner.identity.id, closed=owner.closed)
+    for scientist, link in list(owner.links.items()):
+        quota = owner.objects.quotas.get(scientist)
+        state.scientists.append(
+            {
+                "id": scientist,
+                "name": owner.scientist_name(scientist),
+                "since": link.since,
+                "objects": quota.objects if quota else 0,
+                "bytes": quota.bytes_used if quota else 0,
+                "pending": quota.pending if quota else 0,
+                "rule": str(owner.access.rule_for(scientist)),
+            }
+        )
+    for entry in owner.objects.published():
+        meta = describe(entry.value)
+        state.store.append(
+            {
+                "id": entry.id,
+                "tags": list(entry.tags),
+                "description": entry.description,
+                "type": meta.get("type", ""),
+                "shape": meta.get("shape"),
+                "bytes": entry.nbytes,
+                "listed": entry.pointable,
+            }
+        )
+    state.pending = [request_row(r) for r in owner.requests.pending]
+    for handler in owner.requests.handlers:
+        state.handlers.append(
+            {
+                "id": handler.id,
+                "action": handler.action,
+                "tags": handler.tags,
+                "name": handler.name,
+                "kind": handler.kind,
+                "max_elements": handler.max_elements,
+                "scientist": handler.scientist,
+                "element_quota": handler.element_quota,
+                "released": handler.released,
+                "matched": handler.matched,
+                "derived_inputs": handler.derived_inputs,
+            }
+        )
+    for rule in owner.access:
+        state.access.append(
+            {
+                "scientist": rule.scientist,
+                "name": rule.name,
+                "connect": rule.connect,
+                "tags": None if rule.tags is None else sorted(rule.tags),
+                "requests": rule.requests,
+            }
+        )
+    try:
+        state.audit = owner.audit.recent(AUDIT_SHOWN)
+    except Exception as exc:  # closed with the session: the page says so, it does not fail
+        log.debug("the audit log cannot be read: %s", exc)
+    return state
+
+
+def request_row(request: Request) -> dict[str, Any]:
+    """One pending request as the owner reviews it: what it would release (kind, shape, size,
+    the owner's tags of the data it depends on, the op that made it, the digest of exactly
+    what leaves) and what the scientist says about it (name, reason: its own words)."""
+    snapshot = request.snapshot
+    row = {
+        "id": request.id,
+        "scientist": request.peer,
+        "scientist_name": request.scientist_name,
+        "name": request.name,
+        "reason": request.reason,
+        "kind": request.kind,
+        "shape": request.shape,
+        "elements": request.elements,
+        "bytes": snapshot.nbytes,
+        "tags": list(request.tags),
+        "op": request.op,
+        "digest": snapshot.digest(),
+        "arrival": request.arrival.timestamp(),
+        "expires": request.expires,
+        "note": request.note,
+        "preview": None,
+    }
+    if request.elements <= PREVIEW_ELEMENTS and not snapshot.dropped:
+        try:
+            row["preview"] = repr(request.value)
+        except Exception:  # decided meanwhile, or a value that does not decode: not shown
+            pass
+    return row
