@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import numbers
 import re
 import threading
 import time
@@ -30,7 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
-from ..protocol.allowlist import OP_NAMES, SHAPE_OPS
+from ..protocol.allowlist import FUNCTIONS, OP_NAMES, SHAPE_OPS
 from ..protocol.messages import RequestStatus
 from .grants import Grant, GrantState
 from .labels import Label, shapes_only, tags_of
@@ -298,6 +299,14 @@ class Handler:
 HANDLER_KEYS = ("id", "name", "tags", "action", "timeout_secs", "element_quota", "print_local",
                 "log_local", "created_time", "kind", "max_elements", "scientist", "released",
                 "matched", "derived_inputs", "architecture")  # fmt: skip
+
+
+def _owner_facts() -> frozenset[str]:
+    """The tags of the owner's own information (``torch.cuda.is_available``, a dataset read
+    from its files): a handler may name them as it names published data."""
+    return frozenset(path for path, op in list(FUNCTIONS.items()) if op.owner_data)
+
+
 #: ``add_handler(architecture=AS_SENT)``: a model must have the architecture it was sent with
 AS_SENT = "as sent"
 HISTORY_KEPT = 1000  # decided requests kept in memory (the audit log keeps them all)
@@ -326,12 +335,41 @@ def _architecture(model: Any) -> str:
     return found
 
 
+def _count(argument: str, value: Any) -> int | None:
+    """``value`` as a number of elements (an int >= 0, or None); UsageError naming
+    ``argument`` otherwise (a bool, a float, a string are not counts)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(
+            f"{argument} is a whole number of elements (an int >= 0) or None, not "
+            f"{type(value).__name__} {value!r}"
+        )
+    if value < 0:
+        raise UsageError(f"{argument} is a number of elements, at least 0, not {value}")
+    return int(value)
+
+
+def _seconds(argument: str, value: Any) -> float:
+    """``value`` as seconds (a number >= 0, or -1: never); UsageError naming ``argument``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(
+            f"{argument} is a number of seconds (or -1: never), not {type(value).__name__} "
+            f"{value!r}"
+        )
+    seconds = float(value)
+    if seconds != seconds or (seconds < 0 and seconds != -1):  # NaN, or a negative but -1
+        raise UsageError(f"{argument} is a number of seconds >= 0, or -1 (never), not {value}")
+    return seconds
+
+
 def _normalize(name: str | None) -> str:
     return (name or "").strip().lower()
 
 
 class HandlerWarning(UserWarning):
-    """A handler that accepts requests by their name alone: the scientist chooses names."""
+    """A handler that accepts requests by their name alone (the scientist chooses names), or
+    whose tags name nothing the owner has published."""
 
 
 class RequestQueue:
@@ -608,10 +646,9 @@ class RequestQueue:
         """
         if action not in ("accept", "deny"):
             raise UsageError(f"action must be 'accept' or 'deny', not {action!r}")
-        if element_quota is not None and element_quota < 0:
-            raise UsageError("element_quota must be a non-negative number of elements")
-        if max_elements is not None and max_elements < 0:
-            raise UsageError("max_elements must be a non-negative number of elements")
+        element_quota = _count("element_quota", element_quota)
+        max_elements = _count("max_elements", max_elements)
+        timeout_secs = _seconds("timeout_secs", timeout_secs)
         if kind is not None and kind not in KINDS:
             raise UsageError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
         if isinstance(tags, str):
@@ -630,6 +667,17 @@ class RequestQueue:
                 ) from None
         data_tags = self._data_tags()
         op_tags = frozenset(t for t in tag_list or () if t in OP_NAMES and t not in data_tags)
+        # the owner's own information (its machine's facts) is tagged with the op's path
+        unpublished = sorted(frozenset(tag_list or ()) - op_tags - data_tags - _owner_facts())
+        if unpublished:
+            known = ", ".join(repr(t) for t in sorted(data_tags)) or "none yet"
+            warnings.warn(
+                f"tags {unpublished} name nothing you have published (the published tags: "
+                f"{known}), so this handler matches no request until data with those tags is "
+                "published; check the spelling, or publish first",
+                HandlerWarning,
+                stacklevel=2,
+            )
         handler = Handler(
             id=next(self._handler_ids),
             name=None if name is None else _normalize(name),

@@ -16,6 +16,7 @@ from ..errors import QuotaExceeded, UsageError
 from ..protocol.allowlist import type_key
 from .derivation import ITSELF, Whole
 from .labels import EMPTY, Label, LabelRegistry, Source, Walk, owner_containers, shape_label
+from .publishable import check_publishable
 from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING, PeerQuota
 
 if TYPE_CHECKING:
@@ -138,7 +139,10 @@ class ObjectStore:
         tags: list[str] | None = None,
         description: str = "",
     ) -> StoredObject:
-        """Store one of the owner's values: private, and read-only for every scientist."""
+        """Store one of the owner's values: private, and read-only for every scientist.
+        Raises UsageError for what no remote operation works on (a NumPy array, a pandas
+        table), naming what to publish instead."""
+        check_publishable(value)
         tags = [str(t) for t in (tags or [])]
         if isinstance(value, list | dict):
             value = owner_containers(value)
