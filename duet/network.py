@@ -173,6 +173,7 @@ def launch_duet(
             unknown=unknown,
             max_scientists=max_scientists,
         )
+    owner.notify()  # a request no handler decides is told to the owner as it arrives
     if owner.max_scientists > 1 or not wait:
         return _launch_node(
             owner,

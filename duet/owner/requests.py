@@ -74,6 +74,10 @@ class Request:
     settings_private: bool = False
     # why no handler decided it, when one would have (its quota is spent): told the scientist
     note: str = ""
+    # the scientist's timeout (None: it waits until decided) and when it passes (monotonic)
+    timeout_secs: float | None = None
+    deadline: float | None = None
+    denial: str = ""  # the owner's reason for denying it, told the scientist
     # what accepting it left (set by the service that serves the scientist); None: no grant
     grant: Grant | None = field(default=None, repr=False)
     _queue: RequestQueue | None = field(default=None, repr=False)
@@ -133,9 +137,10 @@ class Request:
         """Release the value to the scientist."""
         self._decide(RequestStatus.ACCEPTED, "owner")
 
-    def deny(self) -> None:
-        """Refuse; the scientist's get returns None with a warning."""
-        self._decide(RequestStatus.DENIED, "owner")
+    def deny(self, reason: str = "") -> None:
+        """Refuse; the scientist's get returns None with a warning, which carries ``reason``
+        (the owner's words, sent to the scientist) when one is given."""
+        self._decide(RequestStatus.DENIED, "owner", reason=str(reason))
 
     def revoke(self) -> bool:
         """End the grant this accepted request left: the scientist's next get of the object is
@@ -147,10 +152,10 @@ class Request:
             )
         return self.grant.revoke()
 
-    def _decide(self, status: RequestStatus, by: str) -> None:
+    def _decide(self, status: RequestStatus, by: str, *, reason: str = "") -> None:
         if self._queue is None:
             raise UsageError("this request is not attached to a queue")
-        self._queue._decide(self, status, by)
+        self._queue._decide(self, status, by, reason=reason)
 
     def __repr__(self) -> str:
         return (
@@ -398,6 +403,7 @@ class RequestQueue:
         self.printer: Callable[[str], None] = print
         self._changed = threading.Condition(self._lock)
         self._listeners: list[Callable[[Request], None]] = []
+        self._waiting_listeners: list[Callable[[Request], None]] = []
 
     # ---- requests
     def submit(self, request: Request) -> Request:
@@ -410,6 +416,8 @@ class RequestQueue:
             self._changed.notify_all()
         if handler is not None:
             self._apply(handler, request)
+        elif request.status is RequestStatus.PENDING:
+            self._tell(self._waiting_listeners, request)
         return request
 
     def _apply(self, handler: Handler, request: Request) -> None:
@@ -449,12 +457,15 @@ class RequestQueue:
             assert request.grant is not None
             request.grant.end(GrantState.STALE, "the scientist left")
 
-    def _decide(self, request: Request, status: RequestStatus, by: str) -> None:
+    def _decide(
+        self, request: Request, status: RequestStatus, by: str, *, reason: str = ""
+    ) -> None:
         with self._lock:
             if request.status is not RequestStatus.PENDING:
                 raise UsageError(f"request {request.id} was already {request.status.value}")
             request.status = status
             request.decided_by = by
+            request.denial = reason
             self._pending.remove(request)
             self._decided.append(request)
             self._changed.notify_all()
@@ -462,11 +473,7 @@ class RequestQueue:
         try:
             if self.on_decided is not None:
                 self.on_decided(request)
-            for listener in list(self._listeners):
-                try:
-                    listener(request)
-                except Exception:  # a listener's bug must not stop the owner serving
-                    log.exception("a request listener failed")
+            self._tell(self._listeners, request)
         finally:
             # what was reviewed has been sent (or refused): the owner keeps its digest, not
             # its bytes; a grant keeps the object itself
@@ -508,6 +515,20 @@ class RequestQueue:
     def add_listener(self, listener: Callable[[Request], None]) -> None:
         """Call ``listener(request)`` after each decision (to show or log decisions live)."""
         self._listeners.append(listener)
+
+    def add_waiting_listener(self, listener: Callable[[Request], None]) -> None:
+        """Call ``listener(request)`` when a request arrives that no handler decides: it waits
+        for the owner (to tell the owner so). Called on the thread that submitted it; an
+        exception it raises is logged, never lost into the owner's work."""
+        self._waiting_listeners.append(listener)
+
+    @staticmethod
+    def _tell(listeners: list[Callable[[Request], None]], request: Request) -> None:
+        for listener in list(listeners):
+            try:
+                listener(request)
+            except Exception:  # a listener's bug must not stop the owner serving
+                log.exception("a request listener failed")
 
     @property
     def pending(self) -> list[Request]:

@@ -474,6 +474,10 @@ class PeerService:
             op=entry.op,
             snapshot=snapshot,
             scientist_name=self.peer_name,
+            timeout_secs=message.timeout_secs,
+            deadline=None
+            if message.timeout_secs is None
+            else time.monotonic() + max(0.0, message.timeout_secs),
             whole=None if whole is None else whole.op,
             architecture=architecture,
             sent_architecture=sent,
@@ -517,6 +521,8 @@ class PeerService:
                 )  # fmt: skip
         else:
             note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
+            if request.denial:
+                note += f": {request.denial}"
             status: Any = request.status.value
             reply = Reply(rid=rid, status=status, note=f"request {request.name!r} {note}")
         if self._inline is not None and threading.current_thread() is self._thread:
