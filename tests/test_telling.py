@@ -240,3 +240,45 @@ def test_a_request_a_handler_decides_shows_nothing(told):
     owner.requests.add_handler(tags=["ages", "sum"], action="accept")
     assert scientist.store["ages"].sum().get(request_block=True, name="sum") == 114.0
     assert stream.getvalue() == ""
+
+
+KERNEL_CELLS = [
+    "import threading, torch, duet as sy\nfrom duet import notices\n"
+    "owner, scientist = sy.duet_pair()\n"
+    "print(notices.in_kernel(), notices.default_say() is notices.notebook_notice)",
+    "seen = threading.Event()\n"
+    "def say(kind, text):\n    notices.notebook_notice(kind, text)\n    seen.set()\n"
+    "owner.notify(say)\ntorch.ones(2).send(owner, tags=['x'])\n"
+    "handle = scientist.store['x'].sum().request(name='<b>bold</b>')\n"
+    "assert seen.wait(30)",
+    "owner.requests[0].deny()\nscientist.close()\nowner.close()",
+]
+
+
+def test_in_a_real_kernel_the_owner_sees_an_escaped_notice(tmp_path):
+    import asyncio
+    import os
+
+    import nbformat
+    from jupyter_client.manager import AsyncKernelManager
+    from nbclient import NotebookClient
+
+    from .test_notebooks import KERNEL_NAME, kernel_specs
+
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in KERNEL_CELLS])
+    client = NotebookClient(
+        nb,
+        km=AsyncKernelManager(
+            kernel_name=KERNEL_NAME, kernel_spec_manager=kernel_specs(tmp_path / "kernels")
+        ),
+        timeout=60,
+        startup_timeout=60,
+        shutdown_kernel="immediate",
+    )
+    env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    asyncio.run(client.async_execute(env=env, cwd=str(tmp_path), cleanup_kc=True))
+    assert nb.cells[0].outputs[0]["text"].strip() == "True True"
+    shown = [o for o in nb.cells[1].outputs if o.output_type == "display_data"]
+    (html,) = [o.data["text/html"] for o in shown]
+    assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold</b>" not in html
+    assert "waits for you" in html
