@@ -74,9 +74,18 @@ def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType
 def _ipython_handler(
     shell: Any, kind: type[BaseException], exc: BaseException, tb: Any, tb_offset: Any = None
 ) -> list[str]:
+    """IPython's handler for duet errors: it shows the report itself (IPython's ``run_code``
+    ignores what the handler returns) as the cell's error, and returns it."""
     if debugging():
-        return list(shell.InteractiveTB.structured_traceback(kind, exc, tb, tb_offset=tb_offset))
-    return [short_report(exc, tb)]
+        shown = list(shell.InteractiveTB.structured_traceback(kind, exc, tb, tb_offset=tb_offset))
+    else:
+        shown = [short_report(exc, tb)]
+    show = getattr(shell, "_showtraceback", None)  # what ipykernel sends as the cell's error
+    if callable(show):
+        show(kind, exc, shown)
+    else:
+        sys.stderr.write("".join(shown))
+    return shown
 
 
 def install() -> None:

@@ -252,10 +252,12 @@ KERNEL_CELLS = [
     "handle = scientist.store['x'].sum().request(name='<b>bold</b>')\n"
     "assert seen.wait(30)",
     "owner.requests[0].deny()\nscientist.close()\nowner.close()",
+    # a user's mistake in a notebook: shown short too (tracebacks.py)
+    "sy.join_duet('ab' * 16, 'ws://127.0.0.1:{port}', wait_secs=0)",
 ]
 
 
-def test_in_a_real_kernel_the_owner_sees_an_escaped_notice(tmp_path):
+def test_in_a_real_kernel_the_owner_sees_an_escaped_notice_and_errors_are_short(tmp_path):
     import asyncio
     import os
 
@@ -264,8 +266,10 @@ def test_in_a_real_kernel_the_owner_sees_an_escaped_notice(tmp_path):
     from nbclient import NotebookClient
 
     from .test_notebooks import KERNEL_NAME, kernel_specs
+    from .test_user_errors import closed_port
 
-    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in KERNEL_CELLS])
+    cells = [c.replace("{port}", str(closed_port())) for c in KERNEL_CELLS]
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     client = NotebookClient(
         nb,
         km=AsyncKernelManager(
@@ -274,6 +278,7 @@ def test_in_a_real_kernel_the_owner_sees_an_escaped_notice(tmp_path):
         timeout=60,
         startup_timeout=60,
         shutdown_kernel="immediate",
+        allow_errors=True,
     )
     env = {**os.environ, "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     asyncio.run(client.async_execute(env=env, cwd=str(tmp_path), cleanup_kc=True))
@@ -282,3 +287,9 @@ def test_in_a_real_kernel_the_owner_sees_an_escaped_notice(tmp_path):
     (html,) = [o.data["text/html"] for o in shown]
     assert "&lt;b&gt;bold&lt;/b&gt;" in html and "<b>bold</b>" not in html
     assert "waits for you" in html
+    assert all(o.output_type != "error" for cell in nb.cells[:3] for o in cell.outputs)
+    (error,) = [o for o in nb.cells[3].outputs if o.output_type == "error"]
+    shown_error = "".join(error.traceback)
+    assert "duet.SignalingError: cannot connect to the signaling server" in shown_error
+    assert "DUET_DEBUG=1" in shown_error and "asyncio" not in shown_error
+    assert "join_duet" in shown_error  # the notebook's own line
