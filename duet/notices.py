@@ -32,6 +32,9 @@ log = logging.getLogger(__name__)
 REMIND_SECS = 10.0  # a reminder this long before a request times out...
 REMIND_SHARE = 0.2  # ...or this share of its timeout before, when that is sooner
 MIN_REMIND_SECS = 0.5  # no reminder closer than this to the timeout (nothing could be done)
+NOTICE_BURST = 5  # notices shown about one scientist's requests per window; the rest counted
+NOTICE_WINDOW_SECS = 10.0
+MAX_WINDOWS = 1000  # scientists whose windows are remembered
 #: ``say(kind, text)``: kind is "waiting" (a request arrived) or "expiring" (about to time out)
 Say = Callable[[str, str], None]
 
@@ -128,36 +131,40 @@ class RequestNotices:
     ``attach(queue)`` listens to a request queue; ``close()`` stops the reminders. Reminders
     run on one thread of their own (started with the first), which sleeps until the next is
     due or a new one comes, never polling.
+
+    A scientist cannot flood the owner's screen: at most ``burst`` notices about one
+    scientist's requests are shown per ``window_secs``; the rest are counted and told in one
+    line when the window ends ("and 37 more requests ... wait for you").
     """
 
-    def __init__(self, say: Say | None = None, *, hint: bool = True):
+    def __init__(
+        self,
+        say: Say | None = None,
+        *,
+        hint: bool = True,
+        burst: int = NOTICE_BURST,
+        window_secs: float = NOTICE_WINDOW_SECS,
+    ):
         self.say = say or default_say()
         self.hint = hint  # show how to decide (``duet.requests[...]``): not where one cannot
-        self._due: list[tuple[float, int, Request]] = []
+        self.burst = burst
+        self.window_secs = window_secs
+        self._due: list[tuple[float, int, Callable[[], None]]] = []
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
         self._closed = False
+        self._windows: dict[str, _Window] = {}  # per scientist: what was shown lately
 
     def attach(self, queue: RequestQueue) -> None:
         queue.add_waiting_listener(self.waiting)
 
     def waiting(self, request: Request) -> None:
         """(The queue's listener) a request arrived that waits for the owner."""
-        self._say("waiting", waiting_text(request, hint=self.hint))
+        self._tell(request, "waiting", lambda: waiting_text(request, hint=self.hint))
         when = remind_at(request)
-        if when is None:
-            return
-        with self._changed:
-            if self._closed:
-                return
-            heapq.heappush(self._due, (when, next(self._order), request))
-            if self._thread is None:
-                self._thread = threading.Thread(
-                    target=self._remind, name="duet-request-reminders", daemon=True
-                )
-                self._thread.start()
-            self._changed.notify()
+        if when is not None:
+            self._at(when, lambda: self._remind(request))
 
     def close(self) -> None:
         with self._changed:
@@ -165,7 +172,56 @@ class RequestNotices:
             self._due.clear()
             self._changed.notify()
 
-    def _remind(self) -> None:
+    def _remind(self, request: Request) -> None:
+        if request.status is RequestStatus.PENDING and request.deadline is not None:
+            left = request.deadline - time.monotonic()
+            self._tell(request, "expiring", lambda: expiring_text(request, left, hint=self.hint))
+
+    def _tell(self, request: Request, kind: str, text: Callable[[], str]) -> None:
+        """Say ``text()`` unless this scientist had its ``burst`` of notices in this window."""
+        now = time.monotonic()
+        with self._changed:
+            window = self._windows.get(request.peer)
+            if window is None or now >= window.start + self.window_secs:
+                window = self._windows[request.peer] = _Window(now)
+                if len(self._windows) > MAX_WINDOWS:  # forget the oldest scientists' windows
+                    for peer in list(self._windows)[: len(self._windows) - MAX_WINDOWS]:
+                        del self._windows[peer]
+            held = first = False
+            if window.shown < self.burst:
+                window.shown += 1
+            else:
+                window.held += 1
+                held, first = True, window.held == 1
+        if not held:
+            self._say(kind, text())
+        elif first:  # said once, when this window ends
+            self._at(window.start + self.window_secs, lambda: self._held(request, window))
+
+    def _held(self, request: Request, window: _Window) -> None:
+        with self._changed:
+            count, window.held = window.held, 0
+        if count:
+            self._say(
+                "waiting",
+                f"and {count} more notices about requests from {_who(request)} in the last "
+                f"{self.window_secs:g} s (not shown one by one): duet.requests.pandas lists "
+                "those that wait for you",
+            )
+
+    def _at(self, when: float, action: Callable[[], None]) -> None:
+        with self._changed:
+            if self._closed:
+                return
+            heapq.heappush(self._due, (when, next(self._order), action))
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="duet-request-reminders", daemon=True
+                )
+                self._thread.start()
+            self._changed.notify()
+
+    def _run(self) -> None:
         while True:
             with self._changed:
                 while not self._closed and (not self._due or self._due[0][0] > time.monotonic()):
@@ -173,16 +229,26 @@ class RequestNotices:
                     self._changed.wait(timeout)
                 if self._closed:
                     return
-                _, _, request = heapq.heappop(self._due)
-            if request.status is RequestStatus.PENDING and request.deadline is not None:
-                left = request.deadline - time.monotonic()
-                self._say("expiring", expiring_text(request, left, hint=self.hint))
+                _, _, action = heapq.heappop(self._due)
+            try:
+                action()
+            except Exception:  # telling must never stop the owner serving
+                log.exception("a request reminder failed")
 
     def _say(self, kind: str, text: str) -> None:
         try:
             self.say(kind, text)
         except Exception:  # telling must never stop the owner serving
             log.exception("could not show a request notice")
+
+
+class _Window:
+    """One scientist's notices in one window: shown, and held back (told in one line)."""
+
+    def __init__(self, start: float):
+        self.start = start
+        self.shown = 0
+        self.held = 0
 
 
 __all__ = ["RequestNotices", "expiring_text", "in_kernel", "remind_at", "waiting_text"]

@@ -108,6 +108,21 @@ def test_the_owner_is_reminded_before_a_request_times_out_and_not_of_one_decided
     assert len(notices.of("expiring")) == 1
 
 
+def test_a_scientist_flooding_requests_cannot_flood_the_owners_screen(pair):
+    from duet.notices import RequestNotices
+
+    owner, scientist = pair
+    torch.ones(2).send(owner, tags=["x"])
+    notices = Notices()
+    RequestNotices(notices, burst=2, window_secs=1.0).attach(owner.requests)
+    for i in range(6):
+        scientist.store["x"].sum().request(name=f"flood {i}")
+    shown = notices.wait_for("waiting", 3)  # two one by one, then one line for the rest
+    assert [t.split(" [")[0] for t in shown[:2]] == ['request "flood 0"', 'request "flood 1"']
+    assert shown[2].startswith("and 4 more notices about requests from ")
+    assert "duet.requests.pandas" in shown[2] and len(owner.requests) == 6
+
+
 def test_in_a_notebook_the_notice_is_displayed_escaped(monkeypatch, pair):
     owner, scientist = pair
     from IPython import display
