@@ -104,8 +104,10 @@ def in_kernel() -> bool:
 
 
 def print_line(kind: str, text: str) -> None:
-    """A notice as a console line (scripts)."""
-    print(f"♫♫♫ > {text}", flush=True)
+    """A notice as a console line (scripts), written at once, whole (one write: the owner's
+    own printing, on another thread, cannot cut into it)."""
+    sys.stdout.write(f"♫♫♫ > {text}\n")
+    sys.stdout.flush()
 
 
 def notebook_notice(kind: str, text: str) -> None:

@@ -413,11 +413,16 @@ class RequestQueue:
         with self._lock:
             self._pending.append(request)
             handler = self._match(request, reserve=True)
-            self._changed.notify_all()
+            if handler is not None:
+                self._changed.notify_all()
         if handler is not None:
             self._apply(handler, request)
         elif request.status is RequestStatus.PENDING:
+            # the owner is told before wait_for_request() returns it: what the owner does
+            # next comes after the notice, not in the middle of its line
             self._tell(self._waiting_listeners, request)
+            with self._lock:
+                self._changed.notify_all()
         return request
 
     def _apply(self, handler: Handler, request: Request) -> None:
