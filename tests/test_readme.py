@@ -20,8 +20,7 @@ def python_blocks(section: str) -> list[str]:
 
 def test_the_quick_start_runs_as_written_in_two_processes():
     owner_code, scientist_code = python_blocks("Quick start")[:2]
-    # the owner's terminal stays open; here it waits for a line, then closes its session
-    owner = Process("-c", owner_code + "input()\nduet.close()\n")
+    owner = Process("-c", owner_code)
     started = [owner]
     try:
         join = owner.line(r"scientists run: (duet = sy\.join_duet\(.*\))$", 2 * UNIT).group(1)
@@ -36,7 +35,7 @@ def test_the_quick_start_runs_as_written_in_two_processes():
         assert owner.line(r"^mean age cohort summary tensor\(38\.", UNIT)
         assert scientist.line(r"^tensor\(38\.", UNIT)
         assert scientist.exit_code(UNIT) == 0, "".join(scientist.errors)[-3000:]
-        owner.send("")
+        owner.send("")  # Enter: the owner stops
         assert owner.exit_code(UNIT) == 0, "".join(owner.errors)[-3000:]
     finally:
         for process in reversed(started):
