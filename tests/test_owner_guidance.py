@@ -76,6 +76,8 @@ def test_handler_limits_of_the_right_type_are_kept(pair):
         (pd.DataFrame({"age": [34, 51], "label": [0, 1]}), "a pandas DataFrame", "TensorDataset"),
         (pd.Series([1.0, 2.0]), "a pandas Series", r"torch.tensor\(series"),
         ({"x": np.zeros(3)}, r"a NumPy array .* \(under key 'x' of a dict\)", "torch.from_numpy"),
+        ("digits.csv", r"the file name 'digits.csv'", r"read the file .*duet serve"),
+        ({"train": "data/train.NPY"}, r"the file name .* \(under key 'train'", "numpy.load"),
         (
             [torch.zeros(2), pd.DataFrame({"a": [1]})],
             r"a pandas DataFrame .* \(item 1 of a list\)",

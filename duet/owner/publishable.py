@@ -3,8 +3,9 @@
 The remote surface is torch (tensors, models, datasets, loaders) and duet's Python values
 (numbers, strings, lists, dicts). A NumPy array or a pandas table published as it is would be
 accepted and then fail every operation the scientist tries ("ndarray objects have no remote
-methods"), privately, so neither side would learn why. They are refused when published, with
-what to publish instead.
+methods"), privately, so neither side would learn why; a string naming a data file
+(``"digits.csv"``) would publish the name, not the data. They are refused when published, with
+what to publish instead. Other strings stay publishable: ``duet.python``'s String works on them.
 """
 
 from __future__ import annotations
@@ -18,9 +19,17 @@ _DEPTH = 8  # containers are looked into this deep (deeper ones are refused by t
 _ITEMS = 10_000  # and this many of their items
 
 
+#: what a string naming a file of data ends with (the owner meant the file, not its name)
+DATA_SUFFIXES = (".csv", ".tsv", ".npy", ".npz", ".pt", ".pth", ".parquet", ".xlsx", ".feather")
+
+
+def _names_a_data_file(text: str) -> bool:
+    return len(text) < 4096 and "\n" not in text and text.strip().lower().endswith(DATA_SUFFIXES)
+
+
 def check_publishable(value: Any) -> None:
     """Raise UsageError when ``value`` (or something in a list, tuple or dict of it) is a
-    NumPy array or a pandas object, naming what to publish instead."""
+    NumPy array, a pandas object or a data file's name, naming what to publish instead."""
     problem = _unusable(value, 0, [0])
     if problem is not None:
         where, fix = problem
@@ -48,6 +57,13 @@ def _unusable(value: Any, depth: int, seen: list[int]) -> tuple[str, str] | None
 
 
 def _refused_type(value: Any) -> tuple[str, str] | None:
+    if isinstance(value, str) and _names_a_data_file(value):
+        return (
+            f"the file name {value[:200]!r} (a string: its text would be published, not the file)",
+            "read the file and publish its numbers as tensors: torch.tensor(pandas.read_csv("
+            "path).to_numpy(dtype='float32')), torch.from_numpy(numpy.load(path)), a "
+            "TensorDataset; or let `duet serve` read it ([[publish]] path = ...)",
+        )
     # looked up by module, never imported here: an owner without pandas publishes no DataFrame
     numpy = sys.modules.get("numpy")
     if numpy is not None and isinstance(value, numpy.ndarray):
