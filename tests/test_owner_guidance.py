@@ -31,6 +31,8 @@ def test_handlers_on_published_tags_and_op_names_alone_do_not_warn(pair):
         owner.requests.add_handler(tags=["ages", "mean"], action="accept")
         owner.requests.add_handler(tags=["__len__"], action="accept")
         owner.requests.add_handler(tags=["ages"], action="deny")
+        owner.requests.add_handler(tags=["ages", "heights"], action="deny")  # ages is published
+        owner.requests.add_handler(tags=["torch.cuda.is_available"], kind="bool")  # the owner's
 
 
 @pytest.mark.parametrize(

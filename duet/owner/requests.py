@@ -665,6 +665,10 @@ class RequestQueue:
           scientist names that way (a HandlerWarning says so).
         - ``scientist``: only requests of the scientist with this ID.
 
+        Tags that name nothing you have published (no op name, no published data's tag) give
+        a HandlerWarning: such a handler matches nothing. ``max_elements``, ``element_quota``
+        (ints >= 0) and ``timeout_secs`` of another type or sign raise UsageError naming them.
+
         ``timeout_secs`` makes the handler expire (-1: never). ``print_local`` prints the value
         here, ``log_local`` logs it (at INFO). ``element_quota`` caps the elements it may
         release in all; once spent the handler no longer matches: the next handler, or you,
@@ -693,9 +697,11 @@ class RequestQueue:
                 ) from None
         data_tags = self._data_tags()
         op_tags = frozenset(t for t in tag_list or () if t in OP_NAMES and t not in data_tags)
-        # the owner's own information (its machine's facts) is tagged with the op's path
-        unpublished = sorted(frozenset(tag_list or ()) - op_tags - data_tags - _owner_facts())
-        if unpublished:
+        # a handler whose data tags name nothing published (nor the owner's own information,
+        # tagged with the op's path) matches nothing: a misspelt tag, or data not yet published
+        named = frozenset(tag_list or ()) - op_tags
+        unpublished = sorted(named)
+        if named and not named & (data_tags | _owner_facts()):
             known = ", ".join(repr(t) for t in sorted(data_tags)) or "none yet"
             warnings.warn(
                 f"tags {unpublished} name nothing you have published (the published tags: "
