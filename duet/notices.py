@@ -35,6 +35,7 @@ MIN_REMIND_SECS = 0.5  # no reminder closer than this to the timeout (nothing co
 NOTICE_BURST = 5  # notices shown about one scientist's requests per window; the rest counted
 NOTICE_WINDOW_SECS = 10.0
 MAX_WINDOWS = 1000  # scientists whose windows are remembered
+MAX_DUE = 10_000  # reminders kept before those of decided requests are dropped
 #: ``say(kind, text)``: kind is "waiting" (a request arrived) or "expiring" (about to time out)
 Say = Callable[[str, str], None]
 
@@ -151,7 +152,7 @@ class RequestNotices:
         self.hint = hint  # show how to decide (``duet.requests[...]``): not where one cannot
         self.burst = burst
         self.window_secs = window_secs
-        self._due: list[tuple[float, int, Callable[[], None]]] = []
+        self._due: list[tuple[float, int, Callable[[], None], Request | None]] = []
         self._order = itertools.count()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -166,7 +167,7 @@ class RequestNotices:
         self._tell(request, "waiting", lambda: waiting_text(request, hint=self.hint))
         when = remind_at(request)
         if when is not None:
-            self._at(when, lambda: self._remind(request))
+            self._at(when, lambda: self._remind(request), request)
 
     def close(self) -> None:
         with self._changed:
@@ -211,11 +212,18 @@ class RequestNotices:
                 "those that wait for you",
             )
 
-    def _at(self, when: float, action: Callable[[], None]) -> None:
+    def _at(self, when: float, action: Callable[[], None], about: Request | None = None) -> None:
+        """Run ``action`` at ``when`` (monotonic) on the reminders' thread; ``about``: the
+        request it reminds of (dropped early once decided, when many are due)."""
         with self._changed:
             if self._closed:
                 return
-            heapq.heappush(self._due, (when, next(self._order), action))
+            if len(self._due) >= MAX_DUE:  # decided requests' reminders go first
+                self._due = [
+                    e for e in self._due if e[3] is None or e[3].status is RequestStatus.PENDING
+                ]
+                heapq.heapify(self._due)
+            heapq.heappush(self._due, (when, next(self._order), action, about))
             if self._thread is None:
                 self._thread = threading.Thread(
                     target=self._run, name="duet-request-reminders", daemon=True
@@ -231,7 +239,7 @@ class RequestNotices:
                     self._changed.wait(timeout)
                 if self._closed:
                     return
-                _, _, action = heapq.heappop(self._due)
+                _, _, action, _ = heapq.heappop(self._due)
             try:
                 action()
             except Exception:  # telling must never stop the owner serving

@@ -308,3 +308,23 @@ def test_in_a_real_kernel_the_owner_sees_an_escaped_notice_and_errors_are_short(
     assert "duet.SignalingError: cannot connect to the signaling server" in shown_error
     assert "DUET_DEBUG=1" in shown_error and "asyncio" not in shown_error
     assert "join_duet" in shown_error  # the notebook's own line
+
+
+def test_reminders_of_decided_requests_are_dropped_when_many_are_due(monkeypatch):
+    from types import SimpleNamespace
+
+    from duet import notices as module
+    from duet.protocol.messages import RequestStatus
+
+    monkeypatch.setattr(module, "MAX_DUE", 3)
+    notices = module.RequestNotices(Notices())
+    decided = SimpleNamespace(status=RequestStatus.DENIED)
+    waiting_one = SimpleNamespace(status=RequestStatus.PENDING)
+    far = __import__("time").monotonic() + 3600  # never due in this test
+    try:
+        for about in (decided, waiting_one, decided):
+            notices._at(far, lambda: None, about)
+        notices._at(far, lambda: None, waiting_one)  # the fourth: the decided ones go
+        assert [entry[3] for entry in sorted(notices._due)] == [waiting_one, waiting_one]
+    finally:
+        notices.close()
