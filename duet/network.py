@@ -48,7 +48,12 @@ from .transport.identity import (
 )
 from .transport.owner_proof import check_answer, sign_answer
 from .transport.sdp import check_peer_sdp
-from .transport.signaling import SignalingClient, SignalingServerError, SignalingUnreachable
+from .transport.signaling import (
+    SignalingClient,
+    SignalingServerError,
+    SignalingUnreachable,
+    websocket_url,
+)
 from .transport.webrtc import answer_offer, create_offer
 
 log = logging.getLogger(__name__)
@@ -596,7 +601,9 @@ def _signaling_url(url: Any, network_url: str | None, call: str) -> str | None:
             else f"{call}'s first argument is the signaling server's URL, not {url!r}; pass "
             "PySyft's logging= by name"
         )
-    return _alias("signaling_url", url, "network_url", network_url or None)  # type: ignore[no-any-return]
+    # PySyft's network_url was http://host:port: read as ws://, as signaling_url is
+    url, network_url = (None if u is None else websocket_url(u) for u in (url, network_url or None))
+    return _alias("signaling_url", url, "network_url", network_url)  # type: ignore[no-any-return]
 
 
 def _find_owner(

@@ -23,7 +23,7 @@ from .protocol.allowlist import type_key
 from .protocol.messages import Sync
 from .runtime import run
 from .scientist.client import PointerClient
-from .scientist.library import GYM_REFUSAL, RefusedLibrary, RemoteLibrary
+from .scientist.library import GYM_REFUSAL, SYFT_REFUSAL, RefusedLibrary, RemoteLibrary
 from .scientist.plan import Plan
 from .scientist.pointer import Pointer
 from .scientist.store_view import RemoteStore
@@ -86,6 +86,8 @@ class ScientistSession(Session):
     role = "scientist"
     #: PySyft's ``remote_gym = duet.gym``: refused, with the reason (GYM_REFUSAL)
     gym = RefusedLibrary("gym", GYM_REFUSAL)
+    #: PySyft's ``duet.syft.core.remote_dataloader.RemoteDataset(...)``: refused, with the reason
+    syft = RefusedLibrary("syft", SYFT_REFUSAL)
 
     def __init__(self, *, timeout_secs: float = 120.0):
         self.default_timeout_secs = timeout_secs
@@ -125,6 +127,8 @@ class ScientistSession(Session):
         meta: dict[str, Any] = {"tags": list(tags or []), "description": description}
         if isinstance(value, torch.Tensor):
             meta |= {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
+            if value.requires_grad:  # a leaf on the owner's side: backward gives it a gradient
+                meta["requires_grad"] = True
         return client.pointer(object_id, type_key(value), meta, owned=True)
 
     def plan(self, fn: Callable[..., Any]) -> Plan:

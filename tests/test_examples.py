@@ -12,7 +12,12 @@ The notebooks wait for each other as a person running them would: a cell tagged
 ``after:NAME`` starts only once a cell tagged ``NAME`` has run in any of the notebooks, and
 ``after:owner-waiting`` (``after:owner2-waiting``) once that owner's ``launch_duet`` prints that
 it waits for the scientist. Every wait is bounded. A cell tagged ``raises-exception`` may fail
-(the PySyft code a duet refuses on purpose); its notebook stops there.
+(the PySyft code a duet refuses on purpose); its notebook stops there. A scientist's cell sets its
+tags once the owner has run what it sent (the test waits for that, with code of its own run in
+the kernel, not in the notebook), as a person would look at the owner's screen only then.
+
+PySyft's notebooks named their signaling server ``network_url="http://localhost:5000"``: in
+notebooks that do, the test starts one on a free port and that URL names it instead.
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ import pytest
 import torch
 from jupyter_client.manager import AsyncKernelManager
 
+from .processes import start_signaling_server
 from .test_notebooks import (
     KERNEL_NAME,
     OWNER_WAITING,
@@ -40,6 +46,7 @@ from .test_notebooks import (
     finish_all,
     kernel_specs,
     stream_text,
+    tagged_result,
     tags,
 )
 
@@ -48,6 +55,17 @@ RUN_TIMEOUT_SECS = 150
 CELL_MARK = re.compile(r"^# %%(?:\s+tags=(\[.*\]))?\s*$")
 AFTER = "after:"
 RAISES = "raises-exception"  # nbclient's own tag: the cell may fail
+PYSYFT_URL = "http://localhost:5000"  # PySyft's notebooks' signaling server
+# run in a scientist's kernel after a cell that sets tags: every live scientist session waits
+# until its owner has run what it was sent (a request, say), so that the owner's next cell sees it
+SETTLE = (
+    "import duet.session as _s\n"
+    "_x = None\n"
+    "for _x in list(_s.LIVE):\n"
+    "    if isinstance(_x, _s.ScientistSession) and _x.connected:\n"
+    "        _x.sync(timeout_secs=30)\n"
+    "del _s, _x"
+)
 
 
 # ---------------------------------------------------------------- percent files -> notebooks
@@ -206,11 +224,31 @@ class Run:
             if errors:  # only a raises-exception cell gets here with an error
                 self.errors[role] = f"{errors[0].ename}: {errors[0].evalue}"
                 return
-            for tag in tags(cell):
-                if not tag.startswith(AFTER) and tag != RAISES:
-                    self.event(tag).set()
+            sets = [t for t in tags(cell) if not t.startswith(AFTER) and t != RAISES]
+            if sets and role == "scientist":
+                settle = nbformat.v4.new_code_cell(SETTLE)
+                await client.async_execute_cell(settle, index, store_history=False)
+                client.nb.cells[index] = cell  # nbclient put the cell it ran in the notebook
+            for tag in sets:
+                self.event(tag).set()
+
+    def uses_pysyft_url(self) -> bool:
+        return any(PYSYFT_URL in cell.source for nb in self.nbs.values() for cell in nb.cells)
 
     async def run(self) -> None:
+        server = None
+        if self.uses_pysyft_url():
+            server, url = start_signaling_server()
+            for nb in self.nbs.values():
+                for cell in nb.cells:
+                    cell.source = cell.source.replace(PYSYFT_URL, url.replace("ws://", "http://"))
+        try:
+            await self._run()
+        finally:
+            if server is not None:
+                server.stop()
+
+    async def _run(self) -> None:
         specs = kernel_specs(self.tmp_path / "kernels")
         base = {
             **os.environ,
@@ -409,31 +447,67 @@ def test_reinforcement_learning_stops_at_gym_with_the_reason(example, tmp_path):
     assert "Episode" not in run.said["scientist"]
 
 
+def table_rows(text: str) -> list[str]:
+    """The rows of a DataFrame's text (its columns may wrap into blocks), each as one line."""
+    rows: dict[int, str] = {}
+    for line in text.splitlines():
+        row = re.match(r"^(\d+)\s+(.*)$", line)
+        if row:
+            rows[int(row[1])] = (rows.get(int(row[1]), "") + "  " + row[2]).strip()
+    return [rows[i] for i in sorted(rows)]
+
+
 @pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
-def test_request_handlers_decide_waiting_requests_expire_and_are_removed(tmp_path):
+def test_pysyfts_request_handler_notebooks_run_as_written(tmp_path):
+    """PySyft's request-handler notebooks, their code as written but for ``import duet as sy``:
+    handlers decide the requests waiting, expire, and are removed by tag and by id."""
     run = run_example("request_handlers", tmp_path)
-    owner, scientist = run.said["owner"], run.said["scientist"]
-    assert "handlers left: 0" in owner and "the timed handler is gone: True" in owner
-    assert "accepted: tensor([1., 2.])" in scientist and "denied: None" in scientist
-    assert "RequestWarning" in stderr_text(run.nbs["scientist"])  # the denial, said
-    statuses = re.findall(r"some reason\s.*?\b(accepted|denied)\b", scientist)
-    assert statuses == ["accepted", "denied", "accepted"], scientist
-    assert scientist.count("<Pointer to ") >= 3, scientist  # one per element of the list
+    owner, scientist = run.nbs["owner"], run.nbs["scientist"]
+    waiting = table_rows(tagged_result(owner, "waiting"))
+    assert len(waiting) == 3 and all(" pending " in row for row in waiting), waiting
+    accepted = table_rows(tagged_result(owner, "accepted"))
+    assert [r for r in accepted if "accepted  handler 1" in r and "[tag1]" in r], accepted
+    assert sum(" pending " in r for r in accepted) == 2, accepted
+    denied = table_rows(tagged_result(owner, "denied"))
+    assert [r for r in denied if "denied  handler 2" in r and "[tag2]" in r], denied
+    handlers = {
+        tag: [re.findall(r"\[.*?\]", row)[0] for row in table_rows(tagged_result(owner, tag))]
+        for tag in ("three-handlers", "two-handlers", "one-handler", "no-handler")
+    }
+    assert handlers == {
+        "three-handlers": ["[tag1]", "[tag2]", "[tag3, tag4]"],
+        "two-handlers": ["[tag2]", "[tag3, tag4]"],  # remove_handler("tag1")
+        "one-handler": ["[tag3, tag4]"],  # remove_handler(its id's .value string)
+        "no-handler": [],
+    }, handlers
+    assert len(table_rows(tagged_result(owner, "timed-handler"))) == 1
+    assert "Empty DataFrame" in tagged_result(owner, "timed-out")  # it expired after 5 s
+    listed = next(r for r in table_rows(tagged_result(owner, "list-published")) if "[tag_x]" in r)
+    assert re.search(r"\[tag_x\]\s+list\s", listed), listed  # a list, as the owner sent it
+    requested = table_rows(tagged_result(scientist, "requested"))
+    assert len(requested) == 3 and all("some reason" in r for r in requested), requested
+    # iterating the owner's list: its length released by the (tag_x, __len__) handler
+    assert stream_text(scientist).count("<Pointer to object ") == 3, stream_text(scientist)
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
-def test_tags_results_inherit_their_inputs_tags_and_the_ops_name(tmp_path):
+def test_pysyfts_inherit_tags_notebooks_run_as_written(tmp_path):
+    """PySyft's inherit-tags notebooks as written (``import duet as sy``): a result's pointer
+    carries its inputs' tags and the op's name (the scientist's cells assert that), and the
+    owner's request table says which tagged data, and which op, each value came from."""
     run = run_example("tags", tmp_path)
-    owner = run.said["owner"]  # the scientist's notebook asserts what its pointers carry
-    table = owner[owner.rindex("Reason") :]
-    rows = re.findall(r"^\d+\s+(.+?)\s+(\[.*\])\s+(\S+)$", table, re.M)
-    assert rows == [
+    rows = table_rows(tagged_result(run.nbs["owner"], "requests"))
+    expected = [
         ("obj.property", "[a]", "requires_grad"),
         ("obj.method(args)", "[b, e]", "pow"),
         ("obj.method(kwargs)", "[c, e]", "pow"),
         ("class.method(args)", "[d, e]", "pow"),
         ("args with no .tags", "[d]", "pow"),
-    ], owner
+    ]
+    assert len(rows) == len(expected), rows
+    for row, (reason, data_tags, op) in zip(rows, expected, strict=True):
+        shape = rf"  {re.escape(reason)}  .*  {re.escape(data_tags)}\s+{op}\s+\d+\s+pending "
+        assert re.search(shape, row), (reason, row)
 
 
 @pytest.mark.parametrize("example", sorted(p.name for p in EXAMPLES.iterdir() if p.is_dir()))

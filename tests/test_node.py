@@ -8,6 +8,7 @@ import warnings
 
 import pytest
 import torch
+from torch import nn
 
 import duet as sy
 from duet.owner.audit import AuditLog
@@ -208,3 +209,80 @@ def test_the_owner_sees_what_each_scientist_holds_by_id_and_name(node):
     assert not rows[3]["Owner's data"] and rows[4]["Owner's data"] and rows[4]["Op"] == "__mul__"
     assert mine.id not in set(owner.store.pandas["ID"])  # the published listing is the owner's
     assert derived is not None and his is not None  # held until here
+
+
+def test_the_owner_finds_what_a_scientist_sent_by_tag_and_each_scientists_apart(node):
+    owner, scientists = node
+    alice, bob = scientists["alice"], scientists["bob"]
+    ids = {name: s.connection.identity.id for name, s in scientists.items()}
+    # each lives as long as its pointer does
+    sent = [
+        torch.tensor([1.0, 2.0]).send(alice, searchable=True, tags=["result"]),
+        torch.tensor([7.0]).send(bob, searchable=True, tags=["result"]),
+        sy.lib.python.List(["conv1.weight"]).send(bob, searchable=True, tags=["names"]),
+        torch.zeros(1).send(alice, tags=["shared"]),  # the owner's tag: never hides its object
+    ]
+    alice.sync(timeout_secs=10)
+    bob.sync(timeout_secs=10)
+    assert (
+        owner.store["names"].get() == ["conv1.weight"]
+        and owner.store["names"].scientist == ids["bob"]
+    )
+    assert torch.equal(owner.store["shared"].get(), torch.arange(4.0))
+    with pytest.raises(KeyError) as ambiguous:
+        owner.store["result"]
+    said = str(ambiguous.value)
+    assert "tag 'result' is on 2 objects scientists sent" in said, said
+    assert ids["alice"] in said and ids["bob"] in said and '"alice" (claimed)' in said, said
+    assert f"duet.store.sent_by({min(ids.values())!r})['result']" in said, said
+    theirs = {name: owner.store.sent_by(i)["result"] for name, i in ids.items()}
+    assert torch.equal(theirs["alice"].get(), torch.tensor([1.0, 2.0]))
+    assert torch.equal(theirs["bob"].get(delete_obj=False), torch.tensor([7.0]))
+    assert theirs["bob"].scientist == ids["bob"] and theirs["bob"].tags == ["result"]
+    with pytest.raises(
+        KeyError, match=f"no object sent by {ids['alice']} has the id or tag 'names'"
+    ):
+        owner.store.sent_by(ids["alice"])["names"]
+    with pytest.raises(KeyError, match="no published object, and no object has the id or tag 'x'"):
+        owner.store["x"]
+    del sent[1]  # bob drops his pointer: his object is gone, alice's is the one left
+    bob.sync(timeout_secs=10)
+    assert torch.equal(owner.store["result"].get(), torch.tensor([1.0, 2.0]))
+
+
+def test_what_the_owner_gets_of_a_scientists_object_is_a_copy(pair):
+    owner, scientist = pair
+    weights = torch.tensor([1.0, 2.0]).send(scientist, searchable=True, tags=["weights"])
+    scientist.sync(timeout_secs=10)
+    found = owner.store["weights"]
+    assert (
+        found.id.endswith(weights.id)
+        and owner.store.sent_by(found.scientist)[weights.id].id == found.id
+    )
+    copy = found.get()
+    copy.add_(10)
+    assert torch.equal(weights.get(), torch.tensor([1.0, 2.0]))  # the scientist's is unchanged
+    with pytest.raises(sy.UsageError, match="is the scientist's; its pointer keeps it"):
+        found.get(delete_obj=True)
+
+
+def test_the_owner_rebuilds_a_layer_from_the_names_and_weights_a_scientist_sent(pair):
+    """The owner's side of PySyft's split-learning demo: the scientist sends a layer's state as
+    two searchable lists, the owner loads them into its own copy of the layer."""
+    owner, scientist = pair
+    layer = nn.Linear(3, 2)
+    state = layer.state_dict()
+    kept = [
+        sy.lib.python.List(list(state)).send(scientist, searchable=True, tags=["conv_base_names"]),
+        sy.lib.python.List(list(state.values())).send(
+            scientist, searchable=True, tags=["conv_base_weights"]
+        ),
+    ]
+    scientist.sync(timeout_secs=10)
+    names = owner.store["conv_base_names"].get()
+    weights = owner.store["conv_base_weights"].get()
+    rebuilt = nn.Linear(3, 2)
+    rebuilt.load_state_dict(dict(zip(names, weights, strict=True)))
+    pairs = zip(rebuilt.parameters(), layer.parameters(), strict=True)
+    assert all(torch.equal(a, b) for a, b in pairs)
+    assert len(kept) == 2

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import socket
 import threading
 import time
@@ -14,6 +15,7 @@ import pytest
 import torch
 
 import duet as sy
+from duet.transport.signaling import websocket_url
 from duet.util import get_root_data_path
 
 from .processes import UNIT, Process, start_signaling_server
@@ -124,7 +126,8 @@ def test_sy_duet_launches_without_an_id_and_joins_with_one_over_webrtc():
     thread = threading.Thread(target=launch)
     thread.start()
     assert ready.wait(UNIT * 2) and "error" not in found, found.get("error")
-    scientist = sy.duet(found["sid"], network_url=found["url"])
+    http_url = found["url"].replace("ws://", "http://", 1)  # PySyft's network_url had http://
+    scientist = sy.duet(found["sid"], network_url=http_url)
     thread.join(UNIT * 2)
     owner = found["owner"]
     try:
@@ -133,6 +136,38 @@ def test_sy_duet_launches_without_an_id_and_joins_with_one_over_webrtc():
     finally:
         scientist.close()
         owner.close()
+
+
+@pytest.mark.parametrize(
+    "given, read",
+    [
+        ("http://localhost:5000", "ws://localhost:5000"),
+        ("https://signal.example.org", "wss://signal.example.org"),
+        ("HTTP://127.0.0.1:5000/duet", "ws://127.0.0.1:5000/duet"),
+        (" ws://127.0.0.1:5000 ", "ws://127.0.0.1:5000"),
+        ("wss://signal.example.org:443", "wss://signal.example.org:443"),
+    ],
+)
+def test_pysyft_http_network_urls_are_read_as_websocket_urls(given, read):
+    assert websocket_url(given) == read
+
+
+@pytest.mark.parametrize("url", ["localhost:5000", "ftp://h:5000", "http://", "5000"])
+def test_a_signaling_url_that_is_no_web_url_is_refused_before_connecting(url):
+    words = "is not a signaling server URL; use ws://host:port or wss://host:port"
+    with pytest.raises(sy.UsageError, match=re.escape(f"{url!r} {words}")):
+        sy.join_duet("ab" * 16, network_url=url, wait_secs=0)
+    with pytest.raises(sy.UsageError, match=re.escape(words)):
+        sy.launch_duet(url, confirm=False, timeout_secs=1)
+    with pytest.raises(sy.UsageError, match="http:// and https://, PySyft's form"):
+        websocket_url(url)
+
+
+def test_network_url_in_http_form_agrees_with_the_same_signaling_url():
+    with pytest.raises(sy.UsageError, match="network_url is PySyft's name"):  # another server
+        sy.join_duet("ab" * 16, "ws://127.0.0.1:1", network_url="http://127.0.0.1:2")
+    with pytest.raises(sy.SignalingError, match="cannot connect to the signaling server at ws://"):
+        sy.join_duet("ab" * 16, "ws://127.0.0.1:1", network_url="http://127.0.0.1:1", wait_secs=0)
 
 
 def test_pysyft_argument_names_that_disagree_or_do_not_apply_are_usage_errors():
@@ -280,6 +315,16 @@ def test_gym_is_refused_with_the_reason_and_nothing_is_sent(pair):
     with pytest.raises(sy.NotAllowed, match="arbitrary code and state on the owner's machine"):
         sy.gym.make("CartPole-v0")
     assert scientist.client.actions_sent == sent
+
+
+def test_pysyfts_remote_dataloader_is_refused_naming_what_to_use(pair):
+    _, scientist = pair
+    meta_ptr = sy.lib.python.String("boston_ds.pt").send(scientist, pointable=True, tags=["meta"])
+    scientist.sync(timeout_secs=10)
+    sent = scientist.client.actions_sent
+    with pytest.raises(sy.NotAllowed, match=r"unpickle.*duet.torch.utils.data.DataLoader\(duet"):
+        scientist.syft.core.remote_dataloader.RemoteDataset(meta_ptr)
+    assert scientist.client.actions_sent == sent  # nothing was sent
 
 
 # ---------------------------------------------------------------- waiting for the owner

@@ -129,6 +129,31 @@ def test_remove_handler_by_the_tags_or_name_it_was_added_with(pair):
     request.deny()
 
 
+def test_a_handlers_id_has_pysyfts_value_and_its_string_removes_that_handler(pair):
+    owner, _ = pair
+    requests = owner.requests
+    first = requests.add_handler(tags=["a", "sum"], action="accept")
+    second = requests.add_handler(tags=["b", "sum"], action="accept")
+    named = requests.add_handler(name=str(second.id), tags=["c", "sum"], action="deny")
+    assert requests.handlers[0]["id"] == first.id and requests.handlers[0]["id"].value == first.id
+    # the line of PySyft's request-handler notebook (its ids were UIDs)
+    id_str = requests.handlers[0]["id"].value.__str__().replace("-", "")
+    assert requests.remove_handler(id_str) == 1
+    assert [h.id for h in requests.handlers] == [second.id, named.id]
+    # PySyft's handlers[key]: an id's string, or the one tag a handler alone has
+    assert requests.handlers[str(second.id)] is second and requests.handlers["c"] is named
+    with pytest.raises(KeyError, match="no handler has the id or tag 'zzz'"):
+        requests.handlers["zzz"]
+    assert requests.handlers[0] is second and requests.handlers[:1] == [second]
+    # an id's string is that handler, not another one that has it as its name
+    assert requests.remove_handler(str(second.id)) == 1
+    assert [h.id for h in requests.handlers] == [named.id]
+    # an int is an id, never a position (PySyft's remove_handler(0) was the first handler)
+    with pytest.raises(sy.UsageError, match="no handler matches 0"):
+        requests.remove_handler(0)
+    assert requests.remove_handler(named.id) == 1 and len(requests.handlers) == 0
+
+
 def test_remove_handler_by_keywords_needs_all_of_them_to_match(pair):
     owner, _ = pair
     requests = owner.requests

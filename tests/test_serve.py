@@ -48,6 +48,7 @@ def config_error(text: str) -> str:
         ("[[publish]]\ntags = ['x']\npath = 'missing.csv'\n", 3, "no such file"),
         ("[owner\nmax_scientists = 3\n", 1, "line 1"),
         ("[[access]]\nscientist = 'someone'\nrequests = false\n", 1, "ID"),
+        ("[owner]\nmax_scientists = 3\nsignaling_url = 'ftp://h:5000'\n", 3, "ws://host:port"),
     ],
 )
 def test_a_bad_config_is_refused_with_the_line_at_fault(text, line, words):
@@ -125,6 +126,11 @@ def test_files_of_every_format_are_published_as_the_config_says(tmp_path):
         config, locator = parse_config(text, "node.toml")
         with pytest.raises(sy.ConfigError, match=f"node.toml:3: .*{words}"):
             build_owner(config, locator, tmp_path)
+
+
+def test_an_http_signaling_url_is_read_as_ws():
+    config, _ = parse_config("[owner]\nsignaling_url = 'http://signal.example.org:5000'\n", "n")
+    assert config.owner.signaling_url == "ws://signal.example.org:5000"
 
 
 def test_locator_points_at_the_key_or_its_table():

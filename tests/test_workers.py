@@ -85,6 +85,46 @@ def test_pointer_arithmetic_and_remote_autograd_on_a_worker(bob):
     assert torch.equal(train.get(), torch.tensor([2.4, 6.2]))
 
 
+def test_get_after_a_remote_backward_brings_the_gradient_back_with_the_tensor(bob):
+    x = torch.tensor([1.0, 2.0], requires_grad=True).send(bob)
+    untouched = torch.tensor([4.0], requires_grad=True).send(bob)
+    plain = torch.tensor([5.0]).send(bob)
+    y = (x * torch.tensor([3.0, 4.0]).send(bob)).sum()
+    y.backward()
+    back = x.get()
+    assert torch.equal(back, torch.tensor([1.0, 2.0])) and back.requires_grad and back.is_leaf
+    assert torch.equal(back.grad, torch.tensor([3.0, 4.0]))  # as PySyft 0.2's x.get() had it
+    assert x.id not in bob._objects  # moved back, gradient and all
+    assert untouched.get().grad is None  # no backward reached it
+    assert plain.get().grad is None
+    # a local step with the gradient that came back
+    with torch.no_grad():
+        back -= 0.1 * back.grad
+    assert torch.allclose(back, torch.tensor([0.7, 1.6]))
+
+
+def test_a_models_get_brings_the_gradients_backward_gave_it(bob):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(2, 3), nn.ReLU(), nn.Linear(3, 1))
+    unused = nn.Linear(2, 2)
+    local = copy.deepcopy(model)
+    data = torch.randn(4, 2)
+    local(data).sum().backward()
+    model.send(bob)
+    unused.send(bob)
+    model(data.send(bob)).sum().backward()
+    model.get()
+    unused.get()
+    for sent, here in zip(model.parameters(), local.parameters(), strict=True):
+        assert torch.allclose(sent.grad, here.grad)
+    assert unused.weight.grad is None  # no backward reached it
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
+    model.send(bob)
+    optimizer.zero_grad()  # here, as torch does: the gradients are None
+    model.get()
+    assert all(p.grad is None for p in model.parameters())
+
+
 def test_copy_stays_and_move_goes_to_the_other_worker(bob, alice):
     x = torch.arange(4.0).send(bob)
     duplicate = x.copy()

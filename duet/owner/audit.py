@@ -36,6 +36,8 @@ if TYPE_CHECKING:
     import pandas
 
 log = logging.getLogger(__name__)
+# one encoder made once (json.dumps with any option builds a new one per call)
+_encode = json.JSONEncoder(default=str).encode
 
 _EVENTS = """
 CREATE TABLE IF NOT EXISTS events (
@@ -124,7 +126,7 @@ class AuditLog:
         """Append one event (committed before this returns, or when this thread's batch
         ends)."""
         row = (time.time(), kind, scientist, name, request, object_id,
-               json.dumps(detail, default=str))  # fmt: skip
+               _encode(detail))  # fmt: skip
         pending = getattr(self._batches, "rows", None)
         if pending is not None:
             pending.append(row)

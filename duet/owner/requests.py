@@ -28,7 +28,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, SupportsIndex, overload
 
 from ..errors import UsageError
 from ..protocol.allowlist import FUNCTIONS, OP_NAMES, SHAPE_OPS
@@ -164,6 +164,18 @@ class Request:
         )
 
 
+class HandlerId(int):
+    """A handler's id: a number (``remove_handler(3)``), with PySyft's ``.value``:
+    ``remove_handler(str(handlers[0]["id"].value).replace("-", ""))`` removes it, as it removed
+    a PySyft handler by its UID string."""
+
+    __slots__ = ()
+
+    @property
+    def value(self) -> int:
+        return int(self)
+
+
 @dataclass(eq=False)
 class Handler:
     """Decides matching requests at once. Create with ``requests.add_handler(...)``.
@@ -174,7 +186,7 @@ class Handler:
     by the scientist) narrows further but proves nothing.
     """
 
-    id: int
+    id: HandlerId
     name: str | None
     tags: list[str] | None
     data_tags: frozenset[str]
@@ -711,7 +723,7 @@ class RequestQueue:
                 stacklevel=2,
             )
         handler = Handler(
-            id=next(self._handler_ids),
+            id=HandlerId(next(self._handler_ids)),
             name=None if name is None else _normalize(name),
             tags=tag_list,
             data_tags=frozenset(tag_list or ()) - op_tags,
@@ -766,7 +778,8 @@ class RequestQueue:
     ) -> int:
         """Remove handlers; returns how many. Name them as they were added, as PySyft did:
 
-        - ``remove_handler(handler)``: the Handler ``add_handler`` returned, or its id (int);
+        - ``remove_handler(handler)``: the Handler ``add_handler`` returned, or its id (an
+          int, or its string: ``str(handler["id"].value)``, as PySyft's notebooks wrote it);
         - ``remove_handler("loss")``: the handlers added with that name; if none has it, the
           one handler that has that tag (two: a UsageError, name it better);
         - ``remove_handler(["ages", "mean"])`` or ``remove_handler(tags=[...])``: the handlers
@@ -788,7 +801,14 @@ class RequestQueue:
                     "say which handler to remove: remove_handler(handler), (name), (tags) "
                     "or clear_handlers()"
                 )
-            if handler is not None:
+            by_id = (
+                [h for h in handlers if str(h.id) == handler.strip()]
+                if isinstance(handler, str)
+                else []
+            )  # PySyft's remove_handler(id string): the id first, as PySyft looked it up
+            if by_id:
+                chosen = by_id
+            elif handler is not None:
                 chosen = [
                     h
                     for h in handlers
@@ -826,6 +846,26 @@ class RequestQueue:
 
 
 class HandlerList(list[Handler]):
+    @overload
+    def __getitem__(self, key: SupportsIndex | str) -> Handler: ...
+
+    @overload
+    def __getitem__(self, key: slice) -> list[Handler]: ...
+
+    def __getitem__(self, key: SupportsIndex | slice | str) -> Handler | list[Handler]:
+        """A handler by position, or (PySyft's ``handlers[key]``) by its id's string or by the
+        one tag it alone has. Raises KeyError naming the handlers otherwise."""
+        if not isinstance(key, str):
+            return super().__getitem__(key)
+        chosen = [h for h in self if str(h.id) == key.strip()]
+        if not chosen:
+            chosen = [h for h in self if h.tags is not None and key in h.tags]
+        if len(chosen) == 1:
+            return chosen[0]
+        known = ", ".join(_shown(h) for h in self) or "none"
+        what = "no handler has" if not chosen else f"{len(chosen)} handlers have"
+        raise KeyError(f"{what} the id or tag {key!r}; the handlers are: {known}")
+
     @property
     def pandas(self) -> pandas.DataFrame:
         from ..display import handlers_frame

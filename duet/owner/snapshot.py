@@ -76,6 +76,8 @@ def elements_of(value: Any, depth: int = 0, *, settings: bool = False) -> int:
     return 1  # a number, a dtype, a device
 
 
+# made once (json.dumps with options builds an encoder per call); what a digest hashes
+_encode = json.JSONEncoder(sort_keys=True, default=str).encode
 UNBOUNDED = 2**62  # more elements than any handler allows
 
 
@@ -137,7 +139,7 @@ class Snapshot:
         if self.error is not None:
             hasher.update(self.error.model_dump_json().encode())
         else:
-            hasher.update(json.dumps(self.value, sort_keys=True, default=str).encode())
+            hasher.update(_encode(self.value).encode())
             for buffer in self.buffers:
                 hasher.update(memoryview(buffer))
         self._digest = hasher.hexdigest()  # what it encodes cannot change: it is frozen

@@ -14,10 +14,22 @@ from torch import nn
 
 from ..errors import QuotaExceeded, UsageError
 from ..protocol.allowlist import type_key
+from .access import _key as scientist_key
 from .derivation import ITSELF, Whole
-from .labels import EMPTY, Label, LabelRegistry, Source, Walk, owner_containers, shape_label
+from .labels import (
+    EMPTY,
+    Label,
+    LabelDict,
+    LabelList,
+    LabelRegistry,
+    Source,
+    Walk,
+    owner_containers,
+    shape_label,
+)
 from .publishable import check_publishable
 from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING, PeerQuota
+from .snapshot import Snapshot
 
 if TYPE_CHECKING:
     import pandas
@@ -26,6 +38,14 @@ if TYPE_CHECKING:
     from ..protocol.messages import ErrorInfo
 
 OWNER = "owner"
+
+
+class StoreKeyError(KeyError):
+    """No object in the store has that id or tag, or more than one does (the message names
+    them). Shown as its message, not quoted as a KeyError's key would be."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
 
 
 @dataclass(eq=False, slots=True, weakref_slot=True)
@@ -97,9 +117,14 @@ def listed_nbytes(value: Any, depth: int = 0) -> int:
     return 64
 
 
+_SHOWN_TYPES: dict[type, str] = {LabelList: "list", LabelDict: "dict"}
+
+
 def describe(value: Any) -> dict[str, Any]:
     """Metadata the scientist may see about a published object."""
-    meta: dict[str, Any] = {"kind": type_key(value), "type": type(value).__name__}
+    # the owner's own containers are lists and dicts to whoever reads the listing
+    shown = _SHOWN_TYPES.get(type(value), type(value).__name__)
+    meta: dict[str, Any] = {"kind": type_key(value), "type": shown}
     if isinstance(value, torch.Tensor):
         meta["shape"] = list(value.shape)
         meta["dtype"] = str(value.dtype).removeprefix("torch.")
@@ -246,7 +271,14 @@ class OwnerStoreView:
     def __iter__(self) -> Iterator[StoredObject]:
         return iter(self._store.published())
 
-    def __getitem__(self, key: int | str) -> StoredObject:
+    def __getitem__(self, key: int | str) -> StoredObject | SentObject:
+        """A published object by position, id or tag; else an object a scientist sent
+        (``x.send(duet, searchable=True, tags=[...])``) by its id or tag, as a SentObject.
+
+        Your published objects come first: a scientist's tag never hides one of yours. A tag
+        that objects of several scientists (or several objects) carry is a KeyError naming
+        them; ``sent_by(scientist_id)[tag]`` picks that scientist's. Raises KeyError when
+        nothing has that id or tag."""
         entries = self._store.published()
         if isinstance(key, int):
             return entries[key]
@@ -256,9 +288,45 @@ class OwnerStoreView:
         matches = [e for e in entries if key in e.tags]
         if len(matches) == 1:
             return matches[0]
-        if not matches:
-            raise KeyError(f"no published object has the id or tag {key!r}")
-        raise KeyError(f"tag {key!r} matches {len(matches)} objects: {[e.id for e in matches]}")
+        if matches:
+            raise StoreKeyError(
+                f"tag {key!r} matches {len(matches)} objects: {[e.id for e in matches]}"
+            )
+        return self._sent(key, None)
+
+    def sent_by(self, scientist: str) -> SentObjects:
+        """What the scientist with this ID sent: ``sent_by("3fa2-91bc-0d4e-77a1")["tag"]``
+        (by tag, or by the id its pointer shows)."""
+        return SentObjects(self, scientist_key(scientist))
+
+    def _sent(self, key: str, scientist: str | None) -> SentObject:
+        entries = (
+            self._store.scientists_objects()
+            if scientist is None
+            else self._store.peer_objects(scientist)
+        )
+        entries = [e for e in entries if e.failure is None]
+        found = [e for e in entries if e.id == key or e.id == f"{e.owner}:{key}"]
+        if not found:
+            found = [e for e in entries if key in e.tags]
+        if len(found) == 1:
+            return SentObject(found[0], self._names(found[0].owner))
+        whose = "" if scientist is None else f" sent by {scientist}"
+        if not found:
+            nothing = "no published object, and no object" if scientist is None else "no object"
+            raise StoreKeyError(f"{nothing}{whose} has the id or tag {key!r}")
+        senders = sorted({e.owner for e in found})
+        listed = "; ".join(
+            f"{_who(e.owner, self._names(e.owner))}: id {e.id.removeprefix(e.owner + ':')!r}"
+            for e in found
+        )
+        if len(senders) > 1:
+            pick = f"pick one scientist's: duet.store.sent_by({senders[0]!r})[{key!r}]"
+        else:
+            pick = f"pick one by its id: duet.store.sent_by({senders[0]!r})['<id>']"
+        raise StoreKeyError(
+            f"tag {key!r} is on {len(found)} objects scientists sent ({listed}); {pick}"
+        )
 
     @property
     def pandas(self) -> pandas.DataFrame:
@@ -299,3 +367,64 @@ class OwnerStoreView:
 
     def __repr__(self) -> str:
         return f"<owner store: {len(self)} published objects>"
+
+
+def _who(scientist: str, name: str) -> str:
+    return f"{scientist} {name}" if name else scientist
+
+
+class SentObjects:
+    """``owner.store.sent_by(scientist_id)``: what that scientist sent, by tag or id."""
+
+    def __init__(self, view: OwnerStoreView, scientist: str):
+        self._view = view
+        self.scientist = scientist
+
+    def __getitem__(self, key: str) -> SentObject:
+        return self._view._sent(key, self.scientist)
+
+    def __repr__(self) -> str:
+        return f"<objects scientist {self.scientist} sent>"
+
+
+@dataclass(frozen=True, eq=False)
+class SentObject:
+    """An object a scientist sent, as the owner looks it up (``owner.store["tag"]``)."""
+
+    entry: StoredObject
+    scientist_name: str = ""
+
+    @property
+    def id(self) -> str:
+        return self.entry.id
+
+    @property
+    def scientist(self) -> str:
+        """The ID of the scientist who sent it."""
+        return self.entry.owner
+
+    @property
+    def tags(self) -> list[str]:
+        return list(self.entry.tags)
+
+    @property
+    def description(self) -> str:
+        return self.entry.description
+
+    def get(self, *, delete_obj: bool = False) -> Any:
+        """A copy of the value as it is now, as it would travel: what you do with it changes
+        nothing the scientist holds. ``delete_obj`` (PySyft's) must stay False: the object is
+        the scientist's, its pointer keeps it."""
+        if delete_obj:
+            raise UsageError(
+                f"object {self.id} is the scientist's; its pointer keeps it (get() gives you a "
+                "copy; leave delete_obj out)"
+            )
+        snapshot = Snapshot.of(self.entry.value)
+        if snapshot.error is not None:
+            raise UsageError(f"object {self.id} cannot be copied: {snapshot.error.message}")
+        return snapshot.decoded()
+
+    def __repr__(self) -> str:
+        who = _who(self.scientist, self.scientist_name)
+        return f"<{self.entry.type_name} {self.id} sent by scientist {who}, tags={self.tags}>"

@@ -46,6 +46,9 @@ class PointerClient:
     # ``ptr.get()`` frees the object on the owner's side by default; set by their maker
     location: Any = None
     moves_on_get = False
+    # a tensor sent with requires_grad comes back from get() with its gradient (PySyft 0.2's
+    # workers: x.get() after a remote backward() has x.grad); set by their maker
+    gets_grads = False
 
     def __init__(self, connection: Connection, *, default_timeout_secs: float = 120.0):
         self.connection = connection

@@ -67,6 +67,15 @@ GYM_REFUSAL = (
 )
 
 
+SYFT_REFUSAL = (
+    "PySyft's own remote modules are not exposed by duet: its RemoteDataset(path) made the owner "
+    "torch.load (unpickle) a file the scientist named, and duet opens no path a scientist picks "
+    "and unpickles nothing. Ask the owner to publish the dataset (duet.publish(dataset, "
+    "tags=[...]), or duet serve's [[publish]]) and load it with "
+    "duet.torch.utils.data.DataLoader(duet.store['<tag>'], batch_size=32)"
+)
+
+
 class RefusedLibrary:
     """A library PySyft offered remotely that duet refuses (``duet.gym``): using any of it
     raises NotAllowed saying why; nothing is sent."""

@@ -176,12 +176,16 @@ class Pointer:
         if delete_obj is None:
             delete_obj = self._client.moves_on_get
         if not request_block:
+            # asked for before the value leaves (a get may move it): its gradient, if any
+            grad = self.grad if self._client.gets_grads and self.meta.get("requires_grad") else None
             reply, buffers = self._client.request(
                 lambda rid: Get(rid=rid, id=self.id, delete_obj=delete_obj),
                 timeout_secs=timeout_secs,
                 what=f"get of {self.id}",
             )
             value = self._value(reply, buffers)
+            if grad is not None:
+                _attach_grad(value, grad, timeout_secs)
             if verbose:
                 _say(f"got {self.kind or 'object'} {self.id}")
             return value
@@ -462,6 +466,20 @@ for _name in (
     "__rtruediv__", "__floordiv__", "__rfloordiv__", "__mod__", "__rmod__", "__pow__", "__rpow__",
 ):  # fmt: skip
     setattr(LengthPointer, _name, _length_operator(_name))
+
+
+def _attach_grad(value: Any, grad: Pointer, timeout_secs: float | None) -> None:
+    """Give ``value`` (a tensor that came back) the gradient ``grad`` points to, if it has one
+    that is yours to read; one that depends on the owner's data stays there, said in a warning."""
+    try:
+        fetched = grad.get(timeout_secs=timeout_secs)
+    except PermissionDenied as exc:
+        warnings.warn(
+            f"the tensor came back without its gradient: {exc}", RequestWarning, stacklevel=3
+        )
+        return
+    if isinstance(fetched, torch.Tensor) and isinstance(value, torch.Tensor) and value.is_leaf:
+        value.grad = fetched
 
 
 def _say(text: str) -> None:

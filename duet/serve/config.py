@@ -13,10 +13,11 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from ..errors import ConfigError
+from ..errors import ConfigError, UsageError
 from ..owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
+from ..transport.signaling import websocket_url
 
 _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}  # fmt: skip
@@ -33,6 +34,17 @@ def _size(value: Any) -> Any:
 
 
 Size = Annotated[int, BeforeValidator(_size), Field(gt=0)]
+
+
+def _websocket_url(value: str) -> str:
+    """``ws://``/``wss://`` as given, ``http://``/``https://`` read as those (PySyft's form)."""
+    try:
+        return websocket_url(value)
+    except UsageError as exc:
+        raise ValueError(str(exc)) from None
+
+
+SignalingUrl = Annotated[str, AfterValidator(_websocket_url)]
 Tags = list[Annotated[str, Field(min_length=1, max_length=200)]]
 
 
@@ -43,7 +55,7 @@ class _Strict(BaseModel):
 class OwnerConfig(_Strict):
     # an owner's key, not the one a scientist on this machine uses ("default")
     identity: str = Field(default="owner", pattern=r"^[A-Za-z0-9_-]+$")
-    signaling_url: str | None = None  # none: a signaling server in this process
+    signaling_url: SignalingUrl | None = None  # none: a signaling server in this process
     signaling_host: str = "127.0.0.1"  # where that server listens
     signaling_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port (printed)
     max_scientists: int = Field(default=8, ge=1, le=10_000)

@@ -49,6 +49,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import urllib.parse
 from collections.abc import AsyncIterator, Callable
 from types import TracebackType
 from typing import TypeAlias, TypeVar
@@ -114,7 +115,25 @@ __all__ = [
     "SignalingClient",
     "SignalingServerError",
     "SignalingUnreachable",
+    "websocket_url",
 ]
+
+_SCHEMES = {"ws": "ws", "wss": "wss", "http": "ws", "https": "wss"}
+
+
+def websocket_url(url: str) -> str:
+    """The signaling server's websocket URL for ``url``: ``ws://`` and ``wss://`` as given,
+    ``http://`` and ``https://`` (PySyft's ``network_url="http://localhost:5000"``) read as
+    ``ws://`` and ``wss://`` (same host, port and path). Raises UsageError for anything else."""
+    text = url.strip() if isinstance(url, str) else url
+    parts = urllib.parse.urlsplit(text) if isinstance(text, str) else None
+    scheme = _SCHEMES.get(parts.scheme.lower()) if parts is not None else None
+    if parts is None or scheme is None or not parts.hostname:
+        raise UsageError(
+            f"{url!r} is not a signaling server URL; use ws://host:port or wss://host:port "
+            "(http:// and https://, PySyft's form, are read as ws:// and wss://)"
+        )
+    return urllib.parse.urlunsplit(parts._replace(scheme=scheme))
 
 
 class SignalingServerError(SignalingError):
@@ -154,7 +173,9 @@ class SignalingClient:
 
     @classmethod
     async def connect(cls, url: str, *, timeout_secs: float = 10.0) -> SignalingClient:
-        """Open a connection to the signaling server at ``url`` (``ws://host:port``)."""
+        """Open a connection to the signaling server at ``url`` (``ws://host:port``; an
+        ``http://`` URL is read as ``ws://``, see ``websocket_url``)."""
+        url = websocket_url(url)
         try:
             async with asyncio.timeout(timeout_secs):
                 ws = await ws_connect(

@@ -11,11 +11,13 @@ owner rebuilds its allowlisted layers, under plain containers). Then, here:
 
 ``model.get()`` fetches the trained weights (one get: a request, once they depend on the
 owner's data), puts them back into the same local tensors and frees the worker's copy, so the
-local optimizer goes on working with the local model.
+local optimizer goes on working with the local model. The gradients a remote ``backward()`` gave
+the weights come back too (a second get), when they are yours to read.
 """
 
 from __future__ import annotations
 
+import warnings
 import weakref
 from dataclasses import dataclass, field
 from itertools import chain
@@ -24,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import PermissionDenied, UsageError
+from ..errors import PermissionDenied, RequestWarning, UsageError
 from ..protocol.modules import CONTAINER, layer_path
 from ..scientist.pointer import Pointer
 from ..session import ScientistSession
@@ -145,6 +147,14 @@ def get_model(
     placement = _PLACEMENTS.get(model)
     if placement is None:
         return model
+    # the gradients backward gave the twin's weights, asked for before the model leaves
+    live = [(tensor, remote_of(tensor)) for _, tensor, _ in placement.tensors]
+    with_grads = [(tensor, remote.twin) for tensor, remote in live if remote and remote.grad_live]
+    grads = (
+        placement.location.python.List([twin.grad for _, twin in with_grads])
+        if with_grads
+        else None
+    )
     twin = placement.container.get(
         request_block=request_block,
         name=name,
@@ -165,7 +175,29 @@ def get_model(
     with torch.no_grad():
         for full, tensor, _ in placement.tensors:
             tensor.copy_(values[full])
+    if grads is not None:
+        _bring_grads([tensor for tensor, _ in with_grads], grads, timeout_secs, request_block)
     return model
+
+
+def _bring_grads(
+    tensors: list[torch.Tensor], grads: Pointer, timeout_secs: float | None, requested: bool
+) -> None:
+    """Set the gradients ``grads`` (a remote list, one per tensor) on the local tensors, as
+    PySyft 0.2's ``model.get()`` brought them. Gradients that depend on the owner's data stay
+    there: said in a warning, unless the model itself was asked for with a request (its weights
+    were the owner's to release too, and the request released those only)."""
+    try:
+        fetched = grads.get(timeout_secs=timeout_secs)
+    except PermissionDenied as exc:
+        if not requested:
+            warnings.warn(
+                f"the model came back without its gradients: {exc}", RequestWarning, stacklevel=3
+            )
+        return
+    for tensor, grad in zip(tensors, fetched, strict=True):
+        if isinstance(grad, torch.Tensor):
+            tensor.grad = grad
 
 
 def _restore(placement: Placement) -> None:

@@ -60,6 +60,7 @@ class VirtualWorker(ScientistSession):
         client = self._client()
         client.location = self
         client.moves_on_get = True
+        client.gets_grads = True
 
     def _join(self, timeout_secs: float) -> None:
         node = self.owner

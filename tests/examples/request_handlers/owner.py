@@ -1,71 +1,80 @@
 # %%
-import time
-
-import torch
-
 import duet as sy
 
-
-def wait_until(condition, timeout=20):
-    """Poll until condition(duet) holds, as a person refreshing a table would."""
-    deadline = time.monotonic() + timeout
-    while not condition(duet):
-        if time.monotonic() > deadline:
-            raise Exception(f"condition not satisfied in {timeout} seconds")
-        time.sleep(0.1)
-
-
+duet = sy.launch_duet(network_url="http://localhost:5000", loopback=True)
 # %%
-duet = sy.launch_duet(loopback=True)
+import asyncio
 
+
+async def wait_until(condition_func, timeout=3):
+    i = 0
+    cond = condition_func(duet)
+    while not cond:
+        await asyncio.sleep(1)
+        i += 1
+        if i >= timeout:
+            raise Exception(f"condition not statisfied in {timeout} second")
+        cond = condition_func(duet)
+# %%
+import torch
 # %% tags=["published"]
-torch.tensor([1.0, 2.0]).send(duet, pointable=True, tags=["tag1"], description="some description")
-torch.tensor([3.0, 4.0]).send(duet, pointable=True, tags=["tag2"], description="some description")
-torch.tensor([5.0, 6.0]).send(
-    duet, pointable=True, tags=["tag3", "tag4"], description="some description"
+torch.rand((1, 3)).send(
+    duet, tags=["tag1"], description="some description", pointable=True
 )
-print(duet.store.pandas)
-
-# %% tags=["after:requested"]
-# the scientist asked for all three; nobody has decided yet
-wait_until(lambda duet: len(duet.requests.requests) == 3)
-print(duet.requests.pandas)
-
-# %% tags=["handled"]
-# handlers decide the requests waiting, and those to come
+torch.rand((1, 3)).send(
+    duet, tags=["tag2"], description="some description", pointable=True
+)
+torch.rand((1, 3)).send(
+    duet, tags=["tag3", "tag4"], description="some description", pointable=True
+);
+# %% tags=["store"]
+await wait_until(lambda duet: len(duet.store) == 3)
+duet.store.pandas
+# %% tags=["after:requested", "waiting"]
+await wait_until(lambda duet: len(duet.requests.requests) == 3)
+duet.requests.pandas
+# %% tags=["accepted"]
 duet.requests.add_handler(action="accept", tags=["tag1"])
-wait_until(lambda duet: len(duet.requests.requests) == 2)
+
+await wait_until(lambda duet: len(duet.requests.requests) == 2)
+duet.requests.pandas
+# %% tags=["denied"]
 duet.requests.add_handler(action="deny", tags=["tag2"])
-wait_until(lambda duet: len(duet.requests.requests) == 1)
-duet.requests.add_handler(action="accept", tags=["tag3", "tag4"])
-wait_until(lambda duet: len(duet.requests.requests) == 0)
-print(duet.requests.pandas)
 
-# %% tags=["after:checked"]
-# remove_handler, clear_handlers
-wait_until(lambda duet: len(duet.requests.handlers.handlers) == 3)
-print(duet.requests.handlers.pandas)
-duet.requests.remove_handler("tag1")
-wait_until(lambda duet: len(duet.requests.handlers.handlers) == 2)
-print(duet.requests.handlers.pandas)
-duet.requests.remove_handler(duet.requests.handlers[0]["id"])
-wait_until(lambda duet: len(duet.requests.handlers.handlers) == 1)
-print(duet.requests.handlers.pandas)
-duet.requests.clear_handlers()
-wait_until(lambda duet: len(duet.requests.handlers.handlers) == 0)
-print("handlers left:", len(duet.requests.handlers.handlers))
-
+await wait_until(lambda duet: len(duet.requests.requests) == 1)
+duet.requests.pandas
 # %%
-# a handler that expires by itself
-duet.requests.add_handler(action="accept", tags=["tag1"], timeout_secs=2)
-print(duet.requests.handlers.pandas)
-wait_until(lambda duet: len(duet.requests.handlers.handlers) == 0, 4)
-print("the timed handler is gone:", len(duet.requests.handlers.handlers) == 0)
+duet.requests.add_handler(action="accept", tags=["tag3", "tag4"])
 
-# %% tags=["list-published"]
-# iteration: accept lengths of the objects tagged "tag_x", not the objects themselves
+await wait_until(lambda duet: len(duet.requests.requests) == 0)
+# %% tags=["three-handlers"]
+await wait_until(lambda duet: len(duet.requests.handlers.handlers) == 3)
+duet.requests.handlers.pandas
+# %% tags=["two-handlers"]
+duet.requests.remove_handler("tag1")
+await wait_until(lambda duet: len(duet.requests.handlers.handlers) == 2)
+duet.requests.handlers.pandas
+# %% tags=["one-handler"]
+id_str = duet.requests.handlers[0]["id"].value.__str__().replace("-", "")
+duet.requests.remove_handler(id_str)
+await wait_until(lambda duet: len(duet.requests.handlers.handlers) == 1)
+duet.requests.handlers.pandas
+# %% tags=["no-handler"]
+duet.requests.clear_handlers()
+await wait_until(lambda duet: len(duet.requests.handlers.handlers) == 0)
+duet.requests.handlers.pandas
+# %% tags=["timed-handler"]
+duet.requests.add_handler(action="accept", tags=["tag1"], timeout_secs=5)
+duet.requests.handlers.pandas
+# %% tags=["timed-out"]
+await wait_until(lambda duet: len(duet.requests.handlers.handlers) == 0, 6)
+duet.requests.handlers.pandas
+# %%
+# this says:
+#     Accept requests to results of `__len__()` called on objects whose tags is ["tag_x"]
 duet.requests.add_handler(action="accept", tags=["tag_x", "__len__"])
-wait_until(lambda duet: len(duet.requests.handlers.handlers) == 1)
-values = sy.lib.python.List([1.5, 2.5, 3.5])
-values.send(duet, pointable=True, tags=["tag_x"])
-print(duet.store.pandas)
+await wait_until(lambda duet: len(duet.requests.handlers.handlers) == 1)
+duet.requests.handlers.pandas
+# %% tags=["list-published"]
+sy.lib.python.List([1, 2, 3]).send(duet, pointable=True, tags=["tag_x"])
+duet.store.pandas
