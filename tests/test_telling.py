@@ -219,6 +219,18 @@ def test_a_denial_is_told_with_the_owners_reason(told, shown):
     assert last.endswith("denied (request 'mean' denied by the owner: too few patients)")
 
 
+def test_the_owners_reason_cannot_write_control_characters_on_the_scientists_screen(told, shown):
+    owner, scientist, _notices = told
+    thread = decide_once_shown(shown, owner, lambda r: r.deny("no\x1b[2J\rrequest accepted"))
+    with pytest.warns(sy.RequestWarning) as warned:
+        scientist.store["ages"].mean().get(request_block=True, name="mean", timeout_secs=60)
+    thread.join(WAIT)
+    assert "\x1b" not in str(warned[0].message) and "\\x1b[2J" in str(warned[0].message)
+    last = shown.getvalue().rstrip("\n").splitlines()[-1]
+    assert "\x1b" not in last and "\r" not in last
+    assert last.endswith("denied by the owner: no\\x1b[2J\\rrequest accepted)")
+
+
 def test_a_timeout_is_told(told, shown):
     _owner, scientist, _notices = told
     with pytest.warns(sy.RequestWarning, match="timed out"):

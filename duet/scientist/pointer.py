@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from ..display import shown
 from ..errors import NotAllowed, PermissionDenied, RequestDenied, RequestWarning, UsageError
 from ..protocol import allowlist
 from ..protocol.messages import Get, Reply
@@ -549,7 +550,7 @@ class RequestHandle:
                 if reply.status == "denied"
                 else "timed out waiting for the owner"
             )
-            said = f" ({reply.note})" if reply.note else ""
+            said = f" ({shown(reply.note, 500)})" if reply.note else ""  # the owner's words
             warnings.warn(
                 f"request {self.name!r} for {self.pointer.id} {how}{said}; get() returns None",
                 RequestWarning,

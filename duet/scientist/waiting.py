@@ -15,6 +15,7 @@ import time
 from typing import Any, TextIO
 
 from ..countdown import Countdown
+from ..display import shown
 from ..errors import ConnectionLost, DuetTimeout
 from ..protocol.messages import Reply
 
@@ -75,8 +76,9 @@ def wait_for_decision(
 
 
 def ending(reply: Reply) -> str:
-    """How a request ended, as the scientist is told."""
-    note = f" ({reply.note})" if reply.note else ""
+    """How a request ended, as the scientist is told (what the owner wrote, shown as data: it
+    cannot move the cursor or fake a line of the scientist's screen)."""
+    note = f" ({shown(reply.note, 500)})" if reply.note else ""
     if reply.status in ("accepted", "ok"):
         return "accepted"
     if reply.status == "denied":
@@ -84,7 +86,7 @@ def ending(reply: Reply) -> str:
     if reply.status == "timeout":
         return f"timed out: the owner did not decide in time{note}"
     if reply.error is not None:
-        return f"refused: {reply.error.message}"
+        return f"refused: {shown(reply.error.message, 500)}"
     return reply.status
 
 
