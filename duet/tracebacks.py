@@ -78,8 +78,8 @@ def _ipython_handler(
     ignores what the handler returns) as the cell's error, and returns it."""
     if debugging():
         shown = list(shell.InteractiveTB.structured_traceback(kind, exc, tb, tb_offset=tb_offset))
-    else:
-        shown = [short_report(exc, tb)]
+    else:  # the first frame is IPython's own (run_code's exec), as its tracebacks skip it
+        shown = [short_report(exc, tb.tb_next if tb is not None else None)]
     show = getattr(shell, "_showtraceback", None)  # what ipykernel sends as the cell's error
     if callable(show):
         show(kind, exc, shown)

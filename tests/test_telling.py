@@ -334,6 +334,7 @@ def test_in_a_real_kernel_the_owner_sees_an_escaped_notice_and_errors_are_short(
     assert "duet.SignalingError: cannot connect to the signaling server" in shown_error
     assert "DUET_DEBUG=1" in shown_error and "asyncio" not in shown_error
     assert "join_duet" in shown_error  # the notebook's own line
+    assert "interactiveshell" not in shown_error  # not IPython's
 
 
 def test_reminders_of_decided_requests_are_dropped_when_many_are_due(monkeypatch):
