@@ -2,7 +2,8 @@
 
 In a terminal the line is rewritten in place each second; elsewhere (a notebook, a log file) a
 line is printed when the wait starts and then every ``quiet_every_secs``, so a notebook cell
-does not fill up. Used by ``join_duet`` while the owner has not launched yet.
+does not fill up. Used by ``join_duet`` while the owner has not launched yet, and by a
+scientist's blocking request while the owner decides.
 """
 
 from __future__ import annotations
@@ -66,6 +67,18 @@ class Countdown:
             self.show(note)
             time.sleep(min(remaining, 1.0))
         self.show(note)
+
+    def wait_for(self, ready: Callable[[float], bool], note: str = "") -> bool:
+        """Wait until ``ready(secs)`` (which blocks for at most ``secs`` waiting for what is
+        awaited, a future or an event) says True, or the deadline passes, updating the line
+        each second. Returns whether it became ready."""
+        while True:
+            self.show(note)
+            left = self.left()
+            if ready(min(left, 1.0)):
+                return True
+            if left <= 0:
+                return False
 
     def done(self) -> None:
         """End the wait: a terminal line is cleared; a printed one stays."""

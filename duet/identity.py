@@ -8,7 +8,9 @@ signaling server that swapped the offer or the answer cannot pass, and the ID st
 when the connection (and its certificates) are new.
 
 Keys live in the duet home: ``$DUET_HOME`` or ``~/.duet``, ``identities/<name>.key``, readable by
-their user only (0600). ``Identity.load_or_create()`` makes one on first use.
+their user only (0600). ``Identity.load_or_create()`` makes one on first use. Given no identity,
+an owner uses ``owner.key`` and a scientist ``default.key`` (``Identity.for_role``), so the two
+sides on one machine have different IDs; every key made before stays readable by its name.
 """
 
 from __future__ import annotations
@@ -26,6 +28,11 @@ from .errors import HandshakeError, UsageError
 
 ID_DIGITS = 16
 HOME_ENV = "DUET_HOME"
+#: the keys ``launch_duet`` and ``join_duet`` use when given no identity: an owner and a
+#: scientist on one machine (one duet home) are two parties with two IDs. The scientist's is
+#: the key every role used before (``default``), so a scientist's ID stays what it was; an owner
+#: that wants the ID it had then passes ``identity="default"``.
+DEFAULT_KEYS = {"owner": "owner", "scientist": "default"}
 
 
 def duet_home() -> Path:
@@ -104,6 +111,14 @@ class Identity:
         os.replace(partial, path)
         return cls(key, name=name, path=path)
 
+    @classmethod
+    def for_role(cls, role: str, *, name: str = "") -> Identity:
+        """The default identity of ``role`` ("owner" or "scientist") in the duet home, made on
+        first use (``DEFAULT_KEYS``): an owner and a scientist on one machine differ."""
+        if role not in DEFAULT_KEYS:
+            raise UsageError(f"role is 'owner' or 'scientist', not {role!r}")
+        return cls.load_or_create(DEFAULT_KEYS[role], name=name)
+
     def sign(self, message: bytes) -> bytes:
         return self._key.sign(message)
 
@@ -127,4 +142,4 @@ def verify(public_key: bytes, signature: bytes, message: bytes, *, who: str) -> 
     return id_of(public_key)
 
 
-__all__ = ["Identity", "auth_message", "duet_home", "id_of", "verify"]
+__all__ = ["DEFAULT_KEYS", "Identity", "auth_message", "duet_home", "id_of", "verify"]

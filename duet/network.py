@@ -28,9 +28,10 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from . import tracebacks
 from .countdown import Countdown
 from .errors import DuetError, DuetTimeout, HandshakeError, SignalingError, UsageError
-from .identity import Identity
+from .identity import DEFAULT_KEYS, Identity, duet_home
 from .node import OwnerSession, ScientistLink, default_audit_path
 from .owner.audit import AuditLog
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
@@ -87,7 +88,21 @@ def _ice_hosts(ice_hosts: Sequence[str] | None, loopback: bool) -> Sequence[str]
 def _owner_identity(identity: Identity | str | None) -> Identity:
     if isinstance(identity, Identity):
         return identity
-    return Identity.load_or_create(identity or "default", name="owner")
+    if identity is None:  # not the scientist's key: both may run on one machine
+        keys = duet_home() / "identities"
+        before = (
+            not (keys / f"{DEFAULT_KEYS['owner']}.key").exists()
+            and (keys / f"{DEFAULT_KEYS['scientist']}.key").exists()
+        )
+        who = Identity.for_role("owner", name="owner")
+        if before:  # this home's owner had the scientist's ID until now: say where it went
+            _say(
+                f"♫♫♫ > the owner's ID in this duet home is {who.id} (identities/owner.key), not "
+                "the scientist's; an owner that ran here before had the scientist's ID: to "
+                'keep it, launch_duet(identity="default")'
+            )
+        return who
+    return Identity.load_or_create(identity, name="owner")
 
 
 def launch_duet(
@@ -137,7 +152,9 @@ def launch_duet(
     that joins without having read it is refused. With no ``signaling_url`` (and no
     ``DUET_SIGNALING_URL``), a signaling server is started on 127.0.0.1 for this session.
 
-    ``identity``: who you are (an Identity, or the name of a key in the duet home; "default").
+    ``identity``: who you are (an Identity, or the name of a key in the duet home; by default
+    "owner", which is not the key a scientist on this machine uses; the key owners used before,
+    and the scientist's, is "default").
     ``audit``: the log of requests, decisions and releases (True: ``audit.sqlite3`` in the duet
     home; a path; False: in memory only).
 
@@ -167,6 +184,7 @@ def launch_duet(
     within ``timeout_secs``; it names the last refusal), UsageError (``signaling_url`` and
     ``network_url`` disagree; a ``db_path``; ``confirm=True`` with no one to type the ID).
     """
+    tracebacks.install()  # an uncaught duet error is shown short (DUET_DEBUG=1: in full)
     signaling_url = _signaling_url(signaling_url, network_url, "launch_duet")
     if db_path is not None:
         raise UsageError(
@@ -187,6 +205,7 @@ def launch_duet(
             max_scientists=max_scientists,
             request_timeout_secs=request_timeout_secs,
         )
+    owner.notify()  # a request no handler decides is told to the owner as it arrives
     started = review and owner.review_url is None
     if review:
         _say(f"♫♫♫ > review requests on this page (keep its address to yourself): "
@@ -789,7 +808,8 @@ def join_duet(
     ``loopback=True`` joins the owner started with ``launch_duet(loopback=True)`` on this
     machine, reading the owner's ID and a token from its private loopback file. ``name`` is
     shown to the owner beside your ID (it proves nothing). ``identity``: an Identity, or the
-    name of a key in the duet home ("default").
+    name of a key in the duet home (by default "default"; an owner on this machine uses
+    another, "owner").
 
     Started before the owner, it waits up to ``wait_secs`` (90 s, as PySyft's loopback did)
     with a countdown on stderr: for the owner's loopback file with ``loopback=True``, for the
@@ -807,12 +827,15 @@ def join_duet(
     DuetTimeout (no owner within ``wait_secs``, naming the session and the signaling server;
     or no connection within ``timeout_secs``).
     """
+    tracebacks.install()  # an uncaught duet error is shown short (DUET_DEBUG=1: in full)
     session_id = _alias("session_id", session_id, "target_id", target_id or None)
     signaling_url = _signaling_url(signaling_url, network_url, "join_duet")
     who = (
         identity
         if isinstance(identity, Identity)
-        else Identity.load_or_create(identity or "default", name=name)
+        else Identity.for_role("scientist", name=name)
+        if identity is None
+        else Identity.load_or_create(identity, name=name)
     )
     if name:
         who.name = name

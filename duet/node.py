@@ -47,6 +47,7 @@ from .connection import Connection, PeerIdentity, State, frame_limit_for
 from .display import quoted, shown
 from .errors import ConnectionLost, HandshakeError, UsageError
 from .identity import Identity, duet_home
+from .notices import RequestNotices, Say
 from .owner.access import AccessRules
 from .owner.audit import AuditLog
 from .owner.context import OwnerSettings
@@ -239,6 +240,17 @@ class OwnerSession(Session):
         self._accepting: asyncio.Task[Any] | None = None  # the node's accept loop, if any
         self.request_timeout_secs = request_timeout_secs
         self._review: ReviewServer | None = None  # the review page, once started
+        self.notices: RequestNotices | None = None  # who tells the owner what waits for it
+
+    def notify(self, say: Say | None = None, *, hint: bool = True) -> RequestNotices:
+        """Tell the owner about each request no handler decides, as it arrives, and again
+        shortly before it times out: ``say(kind, text)`` (default: a console line, or a notice
+        in a notebook). ``launch_duet`` and ``duet serve`` do this; once is enough (a second
+        call returns the notices already attached)."""
+        if self.notices is None:
+            self.notices = RequestNotices(say, hint=hint)
+            self.notices.attach(self.requests)
+        return self.notices
 
     # ---- names
     def scientist_name(self, scientist: str, *, claims: str | None = None) -> str:
@@ -554,6 +566,8 @@ class OwnerSession(Session):
         """Stop admitting, and leave every scientist's session (each sees it closed)."""
         self._closed = True
         self.stop_review()
+        if self.notices is not None:
+            self.notices.close()
         accepting, self._accepting = self._accepting, None
         if accepting is not None:
             accepting.get_loop().call_soon_threadsafe(accepting.cancel)

@@ -60,9 +60,9 @@ def test_remote_error_names_the_op(any_pair):
 
 def test_large_tensor_arrives_intact(any_pair):
     owner, scientist = any_pair
-    owner.requests.add_handler(tags=["big"], action="accept")
     big = torch.randn(50_000_000 // 4)
     ptr = scientist.store[big.send(owner, tags=["big"]).id]
+    owner.requests.add_handler(tags=["big"], action="accept")
     assert torch.equal(ptr.get(request_block=True, name="big", timeout_secs=120), big)
 
 

@@ -16,7 +16,9 @@ ALLOWED = {
     "owner": {"protocol"},
     "scientist": {"protocol"},
 }
-LEAVES = {"duet.errors", "duet._version", "duet.identity", "duet.runtime", "duet.display"}
+# countdown.py imports nothing of duet: the wait a user sees, shown by any layer
+LEAVES = {"duet.errors", "duet._version", "duet.identity", "duet.runtime", "duet.display",
+          "duet.countdown"}  # fmt: skip
 
 
 def modules() -> dict[str, Path]:

@@ -230,8 +230,8 @@ def test_len_of_a_pointer_still_raises_when_the_owner_denies_the_length(pair):
 
 def test_pysyfts_positional_timeout_is_a_clear_error_not_a_request_named_20(pair):
     owner, scientist = pair
-    owner.requests.add_handler(tags=["data"], action="accept")
     torch.arange(3.0).send(owner, tags=["data"])
+    owner.requests.add_handler(tags=["data"], action="accept")  # after: it names published data
     total = scientist.store["data"].sum()
     with pytest.raises(sy.UsageError, match="timeout_secs="):
         total.get(True, 20)  # PySyft's get(request_block, timeout_secs)

@@ -21,15 +21,15 @@ def train_linear_regression(torch_ref, x, y, *, steps=60):
 
 def test_linear_regression_through_pointers_matches_local_training(pair):
     owner, scientist = pair
-    owner.requests.add_handler(
-        name="loss", tags=["x", "y", "item"], derived_inputs=True, action="accept"
-    )
-    owner.requests.add_handler(name="weights", tags=["x", "y"], kind="tensor", action="accept")
     generator = torch.Generator().manual_seed(42)
     x = torch.randn(64, 3, generator=generator)
     y = x @ torch.tensor([[2.0], [-1.0], [0.5]]) + 0.3
     x_entry = x.send(owner, tags=["x"], description="features")
     y_entry = y.send(owner, tags=["y"], description="targets")
+    owner.requests.add_handler(
+        name="loss", tags=["x", "y", "item"], derived_inputs=True, action="accept"
+    )
+    owner.requests.add_handler(name="weights", tags=["x", "y"], kind="tensor", action="accept")
 
     remote_model, remote_losses = train_linear_regression(
         scientist.torch, scientist.store[x_entry.id], scientist.store[y_entry.id]

@@ -19,6 +19,7 @@ from __future__ import annotations
 import collections
 import itertools
 import logging
+import numbers
 import re
 import threading
 import time
@@ -30,7 +31,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, SupportsIndex, overload
 
 from ..errors import UsageError
-from ..protocol.allowlist import OP_NAMES, SHAPE_OPS
+from ..protocol.allowlist import FUNCTIONS, OP_NAMES, SHAPE_OPS
 from ..protocol.messages import RequestStatus
 from .grants import Grant, GrantState
 from .labels import Label, shapes_only, tags_of
@@ -75,6 +76,10 @@ class Request:
     note: str = ""
     # when it times out if no one decides it (time.time()), None: it waits until decided
     expires: float | None = None
+    # the scientist's timeout (None: it waits until decided) and when it passes (monotonic)
+    timeout_secs: float | None = None
+    deadline: float | None = None
+    denial: str = ""  # the owner's reason for denying it, told the scientist
     # what accepting it left (set by the service that serves the scientist); None: no grant
     grant: Grant | None = field(default=None, repr=False)
     _queue: RequestQueue | None = field(default=None, repr=False)
@@ -147,10 +152,11 @@ class Request:
         (or timed out)."""
         self._decide(RequestStatus.ACCEPTED, _by_owner(via))
 
-    def deny(self, *, via: str = "") -> None:
-        """Refuse; the scientist's get returns None with a warning. Raises UsageError if it
+    def deny(self, reason: str = "", *, via: str = "") -> None:
+        """Refuse; the scientist's get returns None with a warning, which carries ``reason``
+        (the owner's words, sent to the scientist) when one is given. Raises UsageError if it
         was decided already (or timed out)."""
-        self._decide(RequestStatus.DENIED, _by_owner(via))
+        self._decide(RequestStatus.DENIED, _by_owner(via), reason=str(reason))
 
     def revoke(self) -> bool:
         """End the grant this accepted request left: the scientist's next get of the object is
@@ -162,10 +168,10 @@ class Request:
             )
         return self.grant.revoke()
 
-    def _decide(self, status: RequestStatus, by: str) -> None:
+    def _decide(self, status: RequestStatus, by: str, *, reason: str = "") -> None:
         if self._queue is None:
             raise UsageError("this request is not attached to a queue")
-        self._queue._decide(self, status, by)
+        self._queue._decide(self, status, by, reason=reason)
 
     def __repr__(self) -> str:
         return (
@@ -333,6 +339,14 @@ def _by_owner(via: str) -> str:
 HANDLER_KEYS = ("id", "name", "tags", "action", "timeout_secs", "element_quota", "print_local",
                 "log_local", "created_time", "kind", "max_elements", "scientist", "released",
                 "matched", "derived_inputs", "architecture")  # fmt: skip
+
+
+def _owner_facts() -> frozenset[str]:
+    """The tags of the owner's own information (``torch.cuda.is_available``, a dataset read
+    from its files): a handler may name them as it names published data."""
+    return frozenset(path for path, op in list(FUNCTIONS.items()) if op.owner_data)
+
+
 #: ``add_handler(architecture=AS_SENT)``: a model must have the architecture it was sent with
 AS_SENT = "as sent"
 HISTORY_KEPT = 1000  # decided requests kept in memory (the audit log keeps them all)
@@ -361,12 +375,41 @@ def _architecture(model: Any) -> str:
     return found
 
 
+def _count(argument: str, value: Any) -> int | None:
+    """``value`` as a number of elements (an int >= 0, or None); UsageError naming
+    ``argument`` otherwise (a bool, a float, a string are not counts)."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UsageError(
+            f"{argument} is a whole number of elements (an int >= 0) or None, not "
+            f"{type(value).__name__} {value!r}"
+        )
+    if value < 0:
+        raise UsageError(f"{argument} is a number of elements, at least 0, not {value}")
+    return int(value)
+
+
+def _seconds(argument: str, value: Any) -> float:
+    """``value`` as seconds (a number >= 0, or -1: never); UsageError naming ``argument``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UsageError(
+            f"{argument} is a number of seconds (or -1: never), not {type(value).__name__} "
+            f"{value!r}"
+        )
+    seconds = float(value)
+    if seconds != seconds or (seconds < 0 and seconds != -1):  # NaN, or a negative but -1
+        raise UsageError(f"{argument} is a number of seconds >= 0, or -1 (never), not {value}")
+    return seconds
+
+
 def _normalize(name: str | None) -> str:
     return (name or "").strip().lower()
 
 
 class HandlerWarning(UserWarning):
-    """A handler that accepts requests by their name alone: the scientist chooses names."""
+    """A handler that accepts requests by their name alone (the scientist chooses names), or
+    whose tags name nothing the owner has published."""
 
 
 class RequestQueue:
@@ -396,6 +439,7 @@ class RequestQueue:
         self._changed = threading.Condition(self._lock)
         self._listeners: list[Callable[[Request], None]] = []
         self._arrival_listeners: list[Callable[[Request], None]] = []
+        self._waiting_listeners: list[Callable[[Request], None]] = []
 
     # ---- requests
     def submit(self, request: Request) -> Request:
@@ -405,9 +449,16 @@ class RequestQueue:
         with self._lock:
             self._pending.append(request)
             handler = self._match(request, reserve=True)
-            self._changed.notify_all()
+            if handler is not None:
+                self._changed.notify_all()
         if handler is not None:
             self._apply(handler, request)
+        elif request.status is RequestStatus.PENDING:
+            # the owner is told before wait_for_request() returns it: what the owner does
+            # next comes after the notice, not in the middle of its line
+            self._tell(self._waiting_listeners, request)
+            with self._lock:
+                self._changed.notify_all()
         self._tell(self._arrival_listeners, request)
         return request
 
@@ -448,12 +499,15 @@ class RequestQueue:
             assert request.grant is not None
             request.grant.end(GrantState.STALE, "the scientist left")
 
-    def _decide(self, request: Request, status: RequestStatus, by: str) -> None:
+    def _decide(
+        self, request: Request, status: RequestStatus, by: str, *, reason: str = ""
+    ) -> None:
         with self._lock:
             if request.status is not RequestStatus.PENDING:
                 raise UsageError(f"request {request.id} was already {request.status.value}")
             request.status = status
             request.decided_by = by
+            request.denial = reason
             self._pending.remove(request)
             self._decided.append(request)
             self._changed.notify_all()
@@ -509,7 +563,7 @@ class RequestQueue:
 
     def remove_listener(self, listener: Callable[[Request], None]) -> None:
         """Stop calling ``listener`` (added with ``add_listener``); no error if it was not."""
-        for listeners in (self._listeners, self._arrival_listeners):
+        for listeners in (self._listeners, self._arrival_listeners, self._waiting_listeners):
             if listener in listeners:
                 listeners.remove(listener)
 
@@ -520,6 +574,12 @@ class RequestQueue:
                 listener(request)
             except Exception:  # a listener's bug must not stop the owner serving
                 log.exception("a request listener failed")
+
+    def add_waiting_listener(self, listener: Callable[[Request], None]) -> None:
+        """Call ``listener(request)`` when a request arrives that no handler decides: it waits
+        for the owner (to tell the owner so). Called on the thread that submitted it; an
+        exception it raises is logged, never lost into the owner's work."""
+        self._waiting_listeners.append(listener)
 
     @property
     def pending(self) -> list[Request]:
@@ -651,6 +711,10 @@ class RequestQueue:
           scientist names that way (a HandlerWarning says so).
         - ``scientist``: only requests of the scientist with this ID.
 
+        Tags that name nothing you have published (no op name, no published data's tag) give
+        a HandlerWarning: such a handler matches nothing. ``max_elements``, ``element_quota``
+        (ints >= 0) and ``timeout_secs`` of another type or sign raise UsageError naming them.
+
         ``timeout_secs`` makes the handler expire (-1: never). ``print_local`` prints the value
         here, ``log_local`` logs it (at INFO). ``element_quota`` caps the elements it may
         release in all; once spent the handler no longer matches: the next handler, or you,
@@ -658,10 +722,9 @@ class RequestQueue:
         """
         if action not in ("accept", "deny"):
             raise UsageError(f"action must be 'accept' or 'deny', not {action!r}")
-        if element_quota is not None and element_quota < 0:
-            raise UsageError("element_quota must be a non-negative number of elements")
-        if max_elements is not None and max_elements < 0:
-            raise UsageError("max_elements must be a non-negative number of elements")
+        element_quota = _count("element_quota", element_quota)
+        max_elements = _count("max_elements", max_elements)
+        timeout_secs = _seconds("timeout_secs", timeout_secs)
         if kind is not None and kind not in KINDS:
             raise UsageError(f"kind must be one of {sorted(KINDS)}, not {kind!r}")
         if isinstance(tags, str):
@@ -680,6 +743,19 @@ class RequestQueue:
                 ) from None
         data_tags = self._data_tags()
         op_tags = frozenset(t for t in tag_list or () if t in OP_NAMES and t not in data_tags)
+        # a handler whose data tags name nothing published (nor the owner's own information,
+        # tagged with the op's path) matches nothing: a misspelt tag, or data not yet published
+        named = frozenset(tag_list or ()) - op_tags
+        unpublished = sorted(named)
+        if named and not named & (data_tags | _owner_facts()):
+            known = ", ".join(repr(t) for t in sorted(data_tags)) or "none yet"
+            warnings.warn(
+                f"tags {unpublished} name nothing you have published (the published tags: "
+                f"{known}), so this handler matches no request until data with those tags is "
+                "published; check the spelling, or publish first",
+                HandlerWarning,
+                stacklevel=2,
+            )
         handler = Handler(
             id=HandlerId(next(self._handler_ids)),
             name=None if name is None else _normalize(name),

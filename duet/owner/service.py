@@ -440,8 +440,11 @@ class PeerService:
             timeout is None or timeout > self.request_timeout_secs
         ):
             timeout = self.request_timeout_secs  # the owner's limit on how long one waits
-        if timeout is not None:
-            request.expires = time.time() + max(0.0, timeout)
+        if timeout is not None:  # when it times out, for the owner's page and notices
+            timeout = max(0.0, timeout)
+            request.timeout_secs = timeout
+            request.expires = time.time() + timeout
+            request.deadline = time.monotonic() + timeout
         self._inline = []
         try:
             self.requests.submit(request)
@@ -453,7 +456,7 @@ class PeerService:
             return reply
         if request.status is RequestStatus.PENDING:
             if timeout is not None:
-                self._call_later(max(0.0, timeout), lambda: self.requests.expire(request))
+                self._call_later(timeout, lambda: self.requests.expire(request))
             if request.note:  # a handler would have decided it: say why it waits instead
                 return Notice(rid=message.rid, text=f"{request.note}; it waits for the owner")
         return None  # the reply is sent when the request is decided
@@ -526,6 +529,8 @@ class PeerService:
                 )  # fmt: skip
         else:
             note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
+            if request.denial:
+                note += f": {request.denial}"
             status: Any = request.status.value
             reply = Reply(rid=rid, status=status, note=f"request {request.name!r} {note}")
         if self._inline is not None and threading.current_thread() is self._thread:

@@ -27,6 +27,7 @@ from .labels import (
     owner_containers,
     shape_label,
 )
+from .publishable import check_publishable
 from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING, PeerQuota
 from .snapshot import Snapshot
 
@@ -163,7 +164,10 @@ class ObjectStore:
         tags: list[str] | None = None,
         description: str = "",
     ) -> StoredObject:
-        """Store one of the owner's values: private, and read-only for every scientist."""
+        """Store one of the owner's values: private, and read-only for every scientist.
+        Raises UsageError for what no remote operation works on (a NumPy array, a pandas
+        table), naming what to publish instead."""
+        check_publishable(value)
         tags = [str(t) for t in (tags or [])]
         if isinstance(value, list | dict):
             value = owner_containers(value)

@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TextIO
 
 from ..errors import ConnectionLost, DuetTimeout, QuotaExceeded, UsageError, error_from_wire
 from ..protocol import allowlist
@@ -74,6 +74,8 @@ class PointerClient:
         self.actions_sent = 0
         # what this scientist asked the owner to release, and the answers (duet.requests)
         self.requests = SentRequests()
+        # where a blocking request shows that it waits for the owner (None: stderr)
+        self.wait_stream: TextIO | None = None
 
     # ---- ids and pointers
     def new_id(self) -> str:

@@ -16,9 +16,11 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import torch
 
+from ..display import shown
 from ..errors import NotAllowed, PermissionDenied, RequestDenied, RequestWarning, UsageError
 from ..protocol import allowlist
 from ..protocol.messages import Get, Reply
+from .waiting import wait_for_decision
 
 if TYPE_CHECKING:
     from .client import PointerClient
@@ -195,7 +197,7 @@ class Pointer:
             limit = "" if timeout_secs is None else f" (up to {timeout_secs:g} s)"
             why = f": {reason}" if reason else ""
             _say(f"asked the owner for {handle.label}{why}; waiting for the decision{limit}")
-        value = handle.wait(timeout_secs=None if timeout_secs is None else timeout_secs + 5.0)
+        value = handle.wait()  # up to the request's timeout (and the reply saying it passed)
         if verbose:
             outcome = {"ok": "accepted", "timeout": "timed out"}.get(handle.status, handle.status)
             _say(f"request {handle.label}: {outcome}")
@@ -238,7 +240,7 @@ class Pointer:
                 delete_obj=delete_obj,
             )
         )
-        return RequestHandle(self, name or "", future)
+        return RequestHandle(self, name or "", future, timeout_secs=timeout_secs)
 
     def _value(self, reply: Reply, buffers: list[memoryview]) -> Any:
         self._client.raise_for(reply)
@@ -509,10 +511,13 @@ class RequestHandle:
         pointer: Pointer,
         name: str,
         future: concurrent.futures.Future[tuple[Reply, list[memoryview]]],
+        *,
+        timeout_secs: float | None = None,
     ):
         self.pointer = pointer
         self.name = name
         self._future = future
+        self.timeout_secs = timeout_secs  # the request's: the owner times it out then
 
     @property
     def label(self) -> str:
@@ -528,11 +533,16 @@ class RequestHandle:
         return self._future.result()[0].status
 
     def wait(self, timeout_secs: float | None = None) -> Any:
-        """Wait for the owner's decision: the value if accepted, None (with a warning) otherwise."""
-        reply, buffers = self.pointer._client.wait(
+        """Wait for the owner's decision: the value if accepted, None (with a warning) otherwise.
+        ``timeout_secs``: how long to wait (default: the request's timeout, else the session's
+        default wait). While a person decides, a countdown on stderr says so, and a line how it
+        ended (scientist/waiting.py). Raises DuetTimeout (no reply in time), ConnectionLost."""
+        reply, buffers = wait_for_decision(
+            self.pointer._client,
             self._future,
-            timeout_secs=timeout_secs,
-            what=f"request {self.name!r} for {self.pointer.id}",
+            label=self.label,
+            owner_secs=self.timeout_secs,
+            wait_secs=timeout_secs,
         )
         if reply.status in ("denied", "timeout"):
             how = (
@@ -540,8 +550,9 @@ class RequestHandle:
                 if reply.status == "denied"
                 else "timed out waiting for the owner"
             )
+            said = f" ({shown(reply.note, 500)})" if reply.note else ""  # the owner's words
             warnings.warn(
-                f"request {self.name!r} for {self.pointer.id} {how}; get() returns None",
+                f"request {self.name!r} for {self.pointer.id} {how}{said}; get() returns None",
                 RequestWarning,
                 stacklevel=3,
             )

@@ -55,7 +55,8 @@ class _Strict(BaseModel):
 
 
 class OwnerConfig(_Strict):
-    identity: str = Field(default="default", pattern=r"^[A-Za-z0-9_-]+$")
+    # an owner's key, not the one a scientist on this machine uses ("default")
+    identity: str = Field(default="owner", pattern=r"^[A-Za-z0-9_-]+$")
     signaling_url: SignalingUrl | None = None  # none: a signaling server in this process
     signaling_host: str = "127.0.0.1"  # where that server listens
     signaling_port: int = Field(default=0, ge=0, le=65535)  # 0: any free port (printed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import time
 from typing import Any
 
 from rich.console import Console
@@ -11,7 +12,8 @@ from rich.markup import escape
 from ..display import quoted, shown
 
 STYLES = {"connect": "green", "leave": "cyan", "refused": "red", "request": "yellow",
-          "decision": "bold", "release": "magenta", "node": "blue"}  # fmt: skip
+          "decision": "bold", "release": "magenta", "node": "blue", "waiting": "bold yellow",
+          "expiring": "bold red"}  # fmt: skip
 STATUS_STYLES = {"accepted": "green", "denied": "red", "timed_out": "red"}
 
 
@@ -68,7 +70,15 @@ class EventLog:
         self.console = console
 
     def __call__(self, event: dict[str, Any]) -> None:
-        stamp = datetime.datetime.fromtimestamp(event["time"]).strftime("%H:%M:%S")
-        style = STYLES.get(event["kind"], "")
-        label = f"[{style}]{event['kind']:<8}[/]" if style else f"{event['kind']:<8}"
-        self.console.print(f"[dim]{stamp}[/] {label} {describe(event)}", highlight=False)
+        self._line(event["time"], event["kind"], describe(event))
+
+    def notice(self, kind: str, text: str) -> None:
+        """A notice about a request waiting for the owner (notices.RequestNotices' ``say``):
+        ``text`` is plain (what the scientist chose in it shown as data); markup is escaped."""
+        self._line(time.time(), kind, escape(text))
+
+    def _line(self, when: float, kind: str, text: str) -> None:
+        stamp = datetime.datetime.fromtimestamp(when).strftime("%H:%M:%S")
+        style = STYLES.get(kind, "")
+        label = f"[{style}]{kind:<8}[/]" if style else f"{kind:<8}"
+        self.console.print(f"[dim]{stamp}[/] {label} {text}", highlight=False)

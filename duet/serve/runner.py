@@ -92,7 +92,11 @@ def serve(config_path: str | Path, *, console: Console | None = None) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    owner.audit.add_listener(EventLog(console))
+    events = EventLog(console)
+    owner.audit.add_listener(events)
+    # a request no handler decides waits (for its timeout) and is told as it arrives; this
+    # console cannot decide it, so no `duet.requests[...]` hint
+    owner.notify(events.notice, hint=False)
     try:
         _summary(console, owner, config)
         settings = config.owner

@@ -1,0 +1,92 @@
+"""What an owner may publish: values a scientist can compute on remotely.
+
+The remote surface is torch (tensors, models, datasets, loaders) and duet's Python values
+(numbers, strings, lists, dicts). A NumPy array or a pandas table published as it is would be
+accepted and then fail every operation the scientist tries ("ndarray objects have no remote
+methods"), privately, so neither side would learn why; a string naming a data file
+(``"digits.csv"``) would publish the name, not the data. They are refused when published, with
+what to publish instead. Other strings stay publishable: ``duet.python``'s String works on them.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from ..errors import UsageError
+
+_DEPTH = 8  # containers are looked into this deep (deeper ones are refused by the store's walks)
+_ITEMS = 10_000  # and this many of their items
+
+
+#: what a string naming a file of data ends with (the owner meant the file, not its name)
+DATA_SUFFIXES = (".csv", ".tsv", ".npy", ".npz", ".pt", ".pth", ".parquet", ".xlsx", ".feather")
+
+
+def _names_a_data_file(text: str) -> bool:
+    return len(text) < 4096 and "\n" not in text and text.strip().lower().endswith(DATA_SUFFIXES)
+
+
+def check_publishable(value: Any) -> None:
+    """Raise UsageError when ``value`` (or something in a list, tuple or dict of it) is a
+    NumPy array, a pandas object or a data file's name, naming what to publish instead."""
+    problem = _unusable(value, 0, [0])
+    if problem is not None:
+        where, fix = problem
+        raise UsageError(f"duet cannot compute on {where}; {fix}")
+
+
+def _unusable(value: Any, depth: int, seen: list[int]) -> tuple[str, str] | None:
+    seen[0] += 1
+    if depth > _DEPTH or seen[0] > _ITEMS:
+        return None
+    found = _refused_type(value)
+    if found is not None:
+        return found
+    if isinstance(value, dict):
+        for key, item in value.items():
+            inner = _unusable(item, depth + 1, seen)
+            if inner is not None:
+                return f"{inner[0]} (under key {key!r} of a dict)", inner[1]
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            inner = _unusable(item, depth + 1, seen)
+            if inner is not None:
+                return f"{inner[0]} (item {index} of a {type(value).__name__})", inner[1]
+    return None
+
+
+def _refused_type(value: Any) -> tuple[str, str] | None:
+    if isinstance(value, str) and _names_a_data_file(value):
+        return (
+            f"the file name {value[:200]!r} (a string: its text would be published, not the file)",
+            "read the file and publish its numbers as tensors: torch.tensor(pandas.read_csv("
+            "path).to_numpy(dtype='float32')), torch.from_numpy(numpy.load(path)), a "
+            "TensorDataset; or let `duet serve` read it ([[publish]] path = ...)",
+        )
+    # looked up by module, never imported here: an owner without pandas publishes no DataFrame
+    numpy = sys.modules.get("numpy")
+    if numpy is not None and isinstance(value, numpy.ndarray):
+        return (
+            f"a NumPy array (shape {tuple(value.shape)}, dtype {value.dtype})",
+            "publish it as a tensor: torch.from_numpy(array) (or torch.tensor(array)); "
+            "features and labels together as torch.utils.data.TensorDataset(features, labels)",
+        )
+    pandas = sys.modules.get("pandas")
+    if pandas is not None:
+        if isinstance(value, pandas.DataFrame):
+            return (
+                f"a pandas DataFrame ({value.shape[0]} rows, {value.shape[1]} columns)",
+                "publish its numbers as a tensor: torch.tensor(df.to_numpy(dtype='float32')), "
+                "or features and labels as torch.utils.data.TensorDataset("
+                "torch.tensor(df[features].to_numpy()), torch.tensor(df[label].to_numpy()))",
+            )
+        if isinstance(value, pandas.Series | pandas.Index):
+            return (
+                f"a pandas {type(value).__name__} ({len(value)} values)",
+                "publish it as a tensor: torch.tensor(series.to_numpy())",
+            )
+    return None
+
+
+__all__ = ["check_publishable"]
