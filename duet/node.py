@@ -221,6 +221,7 @@ class OwnerSession(Session):
         )
         self.store = OwnerStoreView(self.objects, names=self.scientist_name)
         self.requests = RequestQueue(on_decided=self._route_decision, data_tags=self._data_tags)
+        self.requests.page = self._requests_page
         self.redact_errors = redact_errors
         self.identity = identity or Identity.ephemeral("owner")
         self.audit = audit if isinstance(audit, AuditLog) else AuditLog(audit)
@@ -553,6 +554,14 @@ class OwnerSession(Session):
         from .review import show
 
         return show(self.start_review(), height=height)
+
+    def _requests_page(self) -> str | None:
+        """The review page at its requests, for a notebook's output (None: it is not running)."""
+        if self._review is None:
+            return None
+        from .review import frame
+
+        return frame(self._review, anchor="pending")
 
     def stop_review(self) -> None:
         """Stop the review page (open pages say the session closed); ``review()`` starts a

@@ -301,7 +301,7 @@ def test_in_a_notebook_review_shows_the_page_itself(monkeypatch):
         owner.close()
 
 
-def test_in_a_real_notebook_kernel_review_shows_the_page_in_the_cell(tmp_path):
+def test_in_a_real_notebook_kernel_review_and_requests_show_the_page_in_the_cell(tmp_path):
     import asyncio
     import os
 
@@ -315,10 +315,11 @@ def test_in_a_real_notebook_kernel_review_shows_the_page_in_the_cell(tmp_path):
         "import duet as sy\n"
         "owner, scientist = sy.duet_pair()\n"
         "url = owner.review()\n"
-        "print('address', url)\n"
-        "scientist.close(); owner.close()"
+        "print('address', url)"
     )
-    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(code)])
+    cells = [code, "owner.requests", "owner.stop_review()\nowner.requests",
+             "scientist.close(); owner.close()"]  # fmt: skip
+    notebook = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(c) for c in cells])
     manager = AsyncKernelManager(kernel_name=KERNEL_NAME,
                                  kernel_spec_manager=kernel_specs(tmp_path / "kernels"))  # fmt: skip
     client = NotebookClient(notebook, km=manager, timeout=UNIT, startup_timeout=2 * UNIT,
@@ -327,7 +328,8 @@ def test_in_a_real_notebook_kernel_review_shows_the_page_in_the_cell(tmp_path):
 
     async def run() -> None:
         async with client.async_setup_kernel(env=env, cleanup_kc=True):
-            await client.async_execute_cell(notebook.cells[0], 0)
+            for index, cell in enumerate(notebook.cells):
+                await client.async_execute_cell(cell, index)
 
     asyncio.run(run())
     outputs = notebook.cells[0].outputs
@@ -338,6 +340,13 @@ def test_in_a_real_notebook_kernel_review_shows_the_page_in_the_cell(tmp_path):
     url = printed.split("address ", 1)[1].split()[0]
     assert url.startswith("http://127.0.0.1:")
     assert f'src="{url}"' in frame["data"]["text/html"] and "<iframe" in frame["data"]["text/html"]
+    # duet.requests: the page too, at the requests waiting, its buttons working there
+    (shown,) = [o for o in notebook.cells[1].outputs if o["output_type"] == "execute_result"]
+    assert f'<iframe src="{url}#pending"' in shown["data"]["text/html"]
+    # once the page is stopped: the text it always had, no page
+    (shown,) = [o for o in notebook.cells[2].outputs if o["output_type"] == "execute_result"]
+    assert "text/html" not in shown["data"]
+    assert shown["data"]["text/plain"] == "<requests: 0 pending, 0 in all>"
 
 
 def test_a_node_without_its_page_still_ends_a_request_nobody_decides(tmp_path):

@@ -440,6 +440,8 @@ class RequestQueue:
         self._listeners: list[Callable[[Request], None]] = []
         self._arrival_listeners: list[Callable[[Request], None]] = []
         self._waiting_listeners: list[Callable[[Request], None]] = []
+        # set by the owner's session: the review page's requests as HTML (None: not running)
+        self.page: Callable[[], str | None] | None = None
 
     # ---- requests
     def submit(self, request: Request) -> Request:
@@ -662,6 +664,13 @@ class RequestQueue:
 
     def __repr__(self) -> str:
         return f"<requests: {len(self)} pending, {len(self.history)} in all>"
+
+    def _repr_html_(self) -> str | None:
+        """In a notebook, ``duet.requests`` shows the owner's review page at its requests (its
+        Accept / Deny buttons work there) while the page runs; otherwise the text above."""
+        if self.page is None:
+            return None
+        return self.page()
 
     # ---- handlers
     def add_handler(

@@ -19,6 +19,8 @@ Layout: ``server.py`` (uvicorn in a thread), ``app.py`` (routes and who may use 
 
 from __future__ import annotations
 
+import html
+
 from .server import ReviewServer
 
 
@@ -44,4 +46,13 @@ def show(server: ReviewServer, *, height: int = 720) -> str:
     return server.url
 
 
-__all__ = ["ReviewServer", "in_notebook", "show"]
+def frame(server: ReviewServer, *, anchor: str = "", height: int = 480) -> str:
+    """The page in an HTML iframe (a notebook's output), opened at the section ``anchor``."""
+    url = server.url + (f"#{anchor}" if anchor else "")
+    return (
+        f'<iframe src="{html.escape(url, quote=True)}" width="100%" height="{int(height)}" '
+        'style="border: 1px solid #ddd"></iframe>'
+    )
+
+
+__all__ = ["ReviewServer", "frame", "in_notebook", "show"]
