@@ -8,6 +8,7 @@ and the audit log (one committed transaction per event) records that the node st
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from pathlib import Path
@@ -92,6 +93,13 @@ def serve(config_path: str | Path, *, console: Console | None = None) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    # the kernel hands a signal to any thread: one that lands on the network loop's thread
+    # would leave the main thread asleep in Event.wait (only its own signals interrupt it),
+    # so the main thread waits on a pipe every caught signal is written to, whichever thread
+    # it landed on
+    wake_read, wake_write = os.pipe()
+    os.set_blocking(wake_write, False)
+    previous_wakeup = signal.set_wakeup_fd(wake_write)
     events = EventLog(console)
     owner.audit.add_listener(events)
     # a request no handler decides waits (for its timeout) and is told as it arrives; this
@@ -122,12 +130,15 @@ def serve(config_path: str | Path, *, console: Console | None = None) -> int:
             review=config.review.enabled,
         )
         owner.audit.record("node", state="serving", owner_id=owner.identity.id)
-        stop.wait()
+        _wait_for_stop(wake_read, stop, stopped_by)
     except DuetError as exc:
         console.print(f"[red]duet serve: {exc}[/]")
         owner.close()
         return 1
     finally:
+        signal.set_wakeup_fd(previous_wakeup)
+        os.close(wake_read)
+        os.close(wake_write)
         for number, handler in previous.items():
             signal.signal(number, handler)
     console.print(f"stopping ({stopped_by[0] if stopped_by else 'asked'})...")
@@ -135,6 +146,18 @@ def serve(config_path: str | Path, *, console: Console | None = None) -> int:
     owner.audit.record("node", state=f"stopped by {stopped_by[0] if stopped_by else 'request'}")
     console.print("stopped; the audit log is at " + str(owner.audit.path or "(memory)"))
     return 0
+
+
+def _wait_for_stop(wake: int, stop: threading.Event, stopped_by: list[str]) -> None:
+    """Block until SIGINT or SIGTERM arrives: each caught signal's number is written to
+    ``wake`` (``signal.set_wakeup_fd``), whichever thread the kernel gave it to."""
+    stops = {int(signal.SIGINT), int(signal.SIGTERM)}
+    while not stop.is_set():
+        got = [number for number in os.read(wake, 64) if number in stops]
+        if got:  # the Python handler may not have run yet: what arrived says enough
+            if not stopped_by:
+                stopped_by.append(signal.Signals(got[0]).name)
+            return
 
 
 def _summary(console: Console, owner: OwnerSession, config: NodeConfig) -> None:
