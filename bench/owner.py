@@ -6,7 +6,9 @@
         for each "go" line on stdin, launch_duet and report the times (set-up benchmark)
 
 Prints one JSON object per line (``{"event": ...}``); the library's own lines are skipped by the
-driver. ``BENCH_PROFILE=<file>`` samples every thread while serving and writes the report there.
+driver. ``BENCH_PROFILE=<file>`` samples every thread while serving and writes the report there;
+``BENCH_AUDIT=0`` keeps the audit log in memory, ``BENCH_REVIEW=0`` starts no review page (both
+on by default, as ``launch_duet`` has them).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ def serve(args: argparse.Namespace) -> None:
         confirm=False,
         on_ready=lambda sid, url: emit("ready", session_id=sid),
         audit=os.environ.get("BENCH_AUDIT", "1") != "0",
+        review=os.environ.get("BENCH_REVIEW", "1") != "0",
     )
     x, y = mnist_like() if args.data == "mnist" else small_data()
     x.send(duet, tags=["x"], description="images" if args.data == "mnist" else "features")

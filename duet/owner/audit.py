@@ -88,6 +88,7 @@ class AuditLog:
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
         self._create_tables()
         self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._watchers: list[Callable[[], None]] = []  # told that something was recorded
         self._batches = threading.local()  # a thread's events recorded in one transaction
 
     @contextlib.contextmanager
@@ -111,6 +112,12 @@ class AuditLog:
         exception it raises is logged, never lost into the owner's work): a console log, a
         monitor."""
         self._listeners.append(listener)
+
+    def add_watcher(self, watcher: Callable[[], None]) -> None:
+        """Call ``watcher()`` after each write (one or a batch of events): for what only needs
+        to know that something was recorded (a page that reads the log again), without the
+        cost of decoding every event."""
+        self._watchers.append(watcher)
 
     # ---- events
     def record(
@@ -138,6 +145,11 @@ class AuditLog:
         values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows))
         with self._lock:
             self._db.execute(f"{_INSERT} {values}", [v for row in rows for v in row])
+        for watcher in list(self._watchers):
+            try:
+                watcher()
+            except Exception:
+                log.exception("an audit watcher failed")
         if not self._listeners:
             return
         for now, kind, scientist, name, request, object_id, text in rows:
@@ -178,9 +190,11 @@ class AuditLog:
         ]  # fmt: skip
 
     def remove_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
-        """Stop calling ``listener``; no error if it was not added."""
+        """Stop calling ``listener`` (or a watcher); no error if it was not added."""
         if listener in self._listeners:
             self._listeners.remove(listener)
+        if listener in self._watchers:
+            self._watchers.remove(listener)  # type: ignore[arg-type]
 
     def releases(self) -> list[dict[str, Any]]:
         """Every release, oldest first, each with ``decided_by``: the owner, a handler, a rule

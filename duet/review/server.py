@@ -41,7 +41,7 @@ class ReviewServer:
         self._stopping = threading.Event()
         owner.requests.add_listener(self.changes.notify)
         owner.requests.add_listener(self.changes.notify, arrivals=True)
-        owner.audit.add_listener(self.changes.notify)
+        owner.audit.add_watcher(self.changes.notify)  # the page reads the log again
         self._thread = threading.Thread(target=self._run, name="duet-review", daemon=True)
         self._thread.start()
 

@@ -43,9 +43,11 @@ def wait_for_decision(
     else:
         limit, grace = client.default_timeout_secs, 0.0
     started = time.monotonic()
-    done, _ = concurrent.futures.wait([future], timeout=min(QUIET_SECS, limit))
-    if done:
-        return future.result()
+    try:  # (the future's own wait: a handler's answer, the common case, costs no more)
+        return future.result(timeout=min(QUIET_SECS, limit))
+    except TimeoutError:  # concurrent.futures.TimeoutError is TimeoutError
+        if future.done():  # the request itself failed with one
+            raise
     stream: TextIO = client.wait_stream or sys.stderr
     countdown = Countdown(
         f"request {label} is waiting for the owner to decide",
