@@ -15,6 +15,8 @@ ALLOWED = {
     "transport": {"protocol"},
     "owner": {"protocol"},
     "scientist": {"protocol"},
+    # the owner's review page: a view of the owner's objects, never the other way round
+    "review": {"owner", "protocol"},
 }
 # countdown.py imports nothing of duet: the wait a user sees, shown by any layer
 LEAVES = {"duet.errors", "duet._version", "duet.identity", "duet.runtime", "duet.display",
