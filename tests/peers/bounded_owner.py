@@ -24,8 +24,14 @@ import duet as sy
 torch.set_num_threads(1)
 
 
+_emitting = threading.Lock()  # confirmations and listeners print from several threads
+
+
 def emit(**fields):
-    print(json.dumps(fields), flush=True)
+    line = json.dumps(fields) + "\n"
+    with _emitting:  # one whole line at a time
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def memory() -> dict[str, int]:

@@ -17,6 +17,7 @@ import argparse
 import json
 import os
 import sys
+import threading
 import time
 
 os.environ.setdefault("DUET_ICE_HOSTS", "127.0.0.1")
@@ -31,8 +32,14 @@ torch.set_num_threads(1)
 MODEL_ELEMENTS = 100_000  # at most this many weights in a released model
 
 
+_emitting = threading.Lock()  # confirmations and listeners print from several threads
+
+
 def emit(**fields: object) -> None:
-    print(json.dumps(fields, default=str), flush=True)
+    line = json.dumps(fields, default=str) + "\n"
+    with _emitting:  # one whole line at a time
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 class SlowDigits(torch.utils.data.TensorDataset):

@@ -24,8 +24,14 @@ import duet as sy
 NOBODY_SECS = 600.0  # how long the person who never comes is waited for
 
 
+_emitting = threading.Lock()  # confirmations and listeners print from several threads
+
+
 def emit(**fields):
-    print(json.dumps(fields, default=str), flush=True)
+    line = json.dumps(fields, default=str) + "\n"
+    with _emitting:  # one whole line at a time
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 released = threading.Event()

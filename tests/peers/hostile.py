@@ -31,8 +31,14 @@ OWN_ELEMENTS = 5_000_000  # a 20 MB float32 tensor of the scientist's own
 GETS = 40
 
 
+_emitting = threading.Lock()  # confirmations and listeners print from several threads
+
+
 def emit(**fields):
-    print(json.dumps(fields), flush=True)
+    line = json.dumps(fields) + "\n"
+    with _emitting:  # one whole line at a time
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def owner(url: str, max_bytes: int) -> None:

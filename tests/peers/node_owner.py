@@ -28,8 +28,14 @@ torch.set_num_threads(1)
 CONFIRM_SECS = 5.0
 
 
+_emitting = threading.Lock()  # confirmations and listeners print from several threads
+
+
 def emit(**fields):
-    print(json.dumps(fields, default=str), flush=True)
+    line = json.dumps(fields, default=str) + "\n"
+    with _emitting:  # one whole line at a time
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 allowed: set[str] = set()

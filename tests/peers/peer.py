@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import sys
+import threading
 
 os.environ.setdefault("DUET_ICE_HOSTS", "127.0.0.1")
 
@@ -26,8 +27,14 @@ import duet as sy
 BIG_ELEMENTS = 50_000_000 // 4  # a 50 MB float32 tensor
 
 
+_emitting = threading.Lock()  # confirmations and listeners print from several threads
+
+
 def emit(**fields):
-    print(json.dumps(fields), flush=True)
+    line = json.dumps(fields) + "\n"
+    with _emitting:  # one whole line at a time
+        sys.stdout.write(line)
+        sys.stdout.flush()
 
 
 def big_tensor() -> torch.Tensor:
