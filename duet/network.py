@@ -210,58 +210,18 @@ def launch_duet(
     if review:
         _say(f"♫♫♫ > review requests on this page (keep its address to yourself): "
              f"{owner.start_review().url}")  # fmt: skip
+    common: dict[str, Any] = dict(
+        loopback=loopback, confirm=confirm, ice_servers=ice_servers, ice_hosts=ice_hosts,
+        timeout_secs=timeout_secs, on_ready=on_ready,
+    )  # fmt: skip
     try:
-        return _launch(
-            owner,
-            signaling_url,
-            loopback=loopback,
-            confirm=confirm,
-            ice_servers=ice_servers,
-            ice_hosts=ice_hosts,
-            timeout_secs=timeout_secs,
-            on_ready=on_ready,
-            wait=wait,
-        )
+        if owner.max_scientists > 1 or not wait:
+            return _launch_node(owner, signaling_url, wait=wait, **common)
+        return _launch_one(owner, signaling_url, **common)
     except BaseException:
         if started:  # no session: no page either
             owner.stop_review()
         raise
-
-
-def _launch(
-    owner: OwnerSession,
-    signaling_url: str | None,
-    *,
-    loopback: bool,
-    confirm: bool | str | Callable[[str], bool],
-    ice_servers: Sequence[str] | None,
-    ice_hosts: Sequence[str] | None,
-    timeout_secs: float,
-    on_ready: Callable[[str, str], None] | None,
-    wait: bool,
-) -> OwnerSession:
-    if owner.max_scientists > 1 or not wait:
-        return _launch_node(
-            owner,
-            signaling_url,
-            loopback=loopback,
-            confirm=confirm,
-            ice_servers=ice_servers,
-            ice_hosts=ice_hosts,
-            timeout_secs=timeout_secs,
-            on_ready=on_ready,
-            wait=wait,
-        )
-    return _launch_one(
-        owner,
-        signaling_url,
-        loopback=loopback,
-        confirm=confirm,
-        ice_servers=ice_servers,
-        ice_hosts=ice_hosts,
-        timeout_secs=timeout_secs,
-        on_ready=on_ready,
-    )
 
 
 Arrival = Callable[[Channel, tuple[str, str]], Awaitable[None]]

@@ -74,9 +74,8 @@ class Request:
     settings_private: bool = False
     # why no handler decided it, when one would have (its quota is spent): told the scientist
     note: str = ""
-    # when it times out if no one decides it (time.time()), None: it waits until decided
-    expires: float | None = None
-    # the scientist's timeout (None: it waits until decided) and when it passes (monotonic)
+    # how long it waits (the scientist's timeout, at most the owner's; None: until decided)
+    # and when that passes (time.monotonic())
     timeout_secs: float | None = None
     deadline: float | None = None
     denial: str = ""  # the owner's reason for denying it, told the scientist
@@ -87,6 +86,13 @@ class Request:
     @property
     def tags(self) -> list[str]:
         return tags_of(self.label)
+
+    @property
+    def expires(self) -> float | None:
+        """When it times out if no one decides it (``time.time()``); None: never."""
+        if self.deadline is None:
+            return None
+        return time.time() + (self.deadline - time.monotonic())
 
     # ---- PySyft-Duet's names
     @property

@@ -443,7 +443,6 @@ class PeerService:
         if timeout is not None:  # when it times out, for the owner's page and notices
             timeout = max(0.0, timeout)
             request.timeout_secs = timeout
-            request.expires = time.time() + timeout
             request.deadline = time.monotonic() + timeout
         self._inline = []
         try:
