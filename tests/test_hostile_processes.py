@@ -100,7 +100,7 @@ def test_many_gets_of_a_large_object_in_one_frame_do_not_amplify_the_owners_memo
         outcome = step(scientist, "gets-in-one-frame", timeout=8 * UNIT)
         grew = growth(owner, before)
         print(f"40 gets in one frame: owner grew {grew / MB:.0f} MB")
-        assert outcome["ok"] == 40 and outcome["errors"] == []
+        assert outcome["ok"] == 40 and outcome["errors"] == [], outcome
         assert grew < 64 * MB + MARGIN
         assert step(scientist, "ops")["value"] == 16.0
 

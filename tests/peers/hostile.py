@@ -98,6 +98,7 @@ def gets_in_one_frame(duet: sy.ScientistSession, ptr: sy.Pointer) -> dict:
         if not done.acquire(timeout=120):
             outcome["errors"].append("no reply within 120 s")
             break
+    outcome["lost"] = str(client.lost or "")  # if the session ended, why (shown on failure)
     return outcome
 
 
