@@ -262,7 +262,7 @@ class PeerService:
         elif isinstance(message, RunPlan):
             self._run_plan(message, out)
         elif isinstance(message, Sync):
-            out.append(Reply(rid=message.rid))
+            out.append(_reply(message.rid))
         elif isinstance(message, ListStore):
             rows = [
                 {"id": e.id, "tags": e.tags, "description": e.description, "size": e.nbytes,
@@ -370,7 +370,7 @@ class PeerService:
         label = self.executor.label_of(entry)
         if not label:  # the scientist's own: at once
             if entry.failure is not None:
-                return Reply(rid=message.rid, status="error", error=entry.failure)
+                return _reply(message.rid, "error", error=entry.failure)
             snapshot = Snapshot.of(entry.value, buffers=out_buffers)
             return self._value_reply(message.rid, entry, snapshot, "ok", message.delete_obj)
         if self.grants.find(entry.id) is not None:
@@ -615,8 +615,8 @@ class PeerService:
         if delete_obj and entry is not None and entry.owner == self.peer:
             self.store.remove(entry.id)
         if snapshot.error is not None:
-            return Reply(rid=rid, status="error", error=snapshot.error)
-        return Reply(rid=rid, status=status, value=snapshot.value)
+            return _reply(rid, "error", error=snapshot.error)
+        return _reply(rid, status, value=snapshot.value)
 
     def _error_reply(self, rid: int, exc: Exception, op: str) -> Reply:
         return Reply(rid=rid, status="error", error=self._error_info(exc, op))
@@ -635,6 +635,15 @@ class PeerService:
             code=RemoteError.code, message=str(exc)[:MAX_ERROR_TEXT] or type(exc).__name__, op=op,
             remote_type=type(exc).__name__,
         )  # fmt: skip
+
+
+def _reply(
+    rid: int, status: str = "ok", *, value: Any = None, error: ErrorInfo | None = None
+) -> Reply:
+    """A reply the owner builds from values it made itself (a request id the scientist's
+    message already passed validation with, a status of the literal set, an encoded value or
+    a validated error): not validated again (a few microseconds on every get and sync)."""
+    return Reply.model_construct(rid=rid, status=status, value=value, error=error)
 
 
 def _json_bytes(value: Any) -> int:
