@@ -35,6 +35,7 @@ from .identity import DEFAULT_KEYS, Identity, duet_home
 from .node import OwnerSession, ScientistLink, default_audit_path
 from .owner.audit import AuditLog
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
+from .pairing.server import SignalingProcess
 from .runtime import run
 from .session import ScientistSession, connect_scientist
 from .transport import loopback as local
@@ -256,7 +257,7 @@ class _Doorway:
         self.say = say  # how a refused offer is told to the owner
         self.certificate = new_certificate()  # made first: the owner's ID is its identity's
         self.token = local.new_token() if loopback else ""
-        self.server: Any = None  # a signaling server started for this session
+        self.server: SignalingProcess | None = None  # a signaling server started for this session
         self.signaling: SignalingClient | None = None
         self.session_id = ""
         self.task: asyncio.Task[None] | None = None  # serve(), once started
@@ -264,11 +265,12 @@ class _Doorway:
     def register(self) -> str:
         """Register an open session (starting a signaling server if there is no URL)."""
 
-        async def register() -> str:
-            if self.url is None:
-                from signaling_server import start_embedded_server
+        if self.url is None:  # a child process of this one (pairing/server.py)
+            self.server = SignalingProcess("127.0.0.1", 0)
+            self.url = self.server.url
 
-                self.server, self.url = await start_embedded_server("127.0.0.1", 0)
+        async def register() -> str:
+            assert self.url is not None
             self.signaling = await SignalingClient.connect(self.url)
             return await self.signaling.register(max_peers=None, open_session=True)
 
@@ -374,7 +376,7 @@ class _Doorway:
     def stop_server(self) -> None:
         """Stop the signaling server started for this session, if any (after a failure)."""
         if self.server is not None:
-            run(self.server.close(), timeout_secs=10, what="stopping the signaling server")
+            self.server.close()
             self.server = self.owner._embedded_server = None
 
 

@@ -19,6 +19,7 @@ import torch
 from .connection import Connection, State
 from .errors import ConnectionLost, HandshakeError, UsageError
 from .identity import Identity, normalize
+from .pairing.server import SignalingProcess
 from .protocol.allowlist import type_key
 from .protocol.messages import Sync
 from .runtime import run
@@ -45,7 +46,7 @@ class Session:
     def client_id(self) -> str:
         return self.connection.client_id if self.connection else ""
 
-    _embedded_server: Any = None  # a signaling server launch_duet started for this session
+    _embedded_server: SignalingProcess | None = None  # one launch_duet started (its child)
 
     def close(self, *, timeout_secs: float = 10.0) -> None:
         """Leave the session; the peer sees it closed."""
@@ -55,7 +56,7 @@ class Session:
             run(connection.close(reason), timeout_secs=timeout_secs, what="closing")
         server, self._embedded_server = self._embedded_server, None
         if server is not None:
-            run(server.close(), timeout_secs=timeout_secs, what="stopping the signaling server")
+            server.close()
 
     def wait_closed(self, timeout_secs: float | None = None) -> None:
         """Block until the peer has left (or the session was closed). Raises DuetTimeout."""

@@ -12,6 +12,7 @@ import contextlib
 import logging
 import signal
 import sys
+import threading
 
 from ._server import SignalingServer
 from ._sessions import (
@@ -118,6 +119,12 @@ def build_parser() -> argparse.ArgumentParser:
         "that never offer cannot keep real scientists out",
     )
     parser.add_argument(
+        "--stop-on-stdin-eof",
+        action="store_true",
+        help="shut down when standard input closes: a process that starts this server as its "
+        "child keeps the other end open, so the server never outlives it, however it ends",
+    )
+    parser.add_argument(
         "--log-level",
         default="INFO",
         type=str.upper,
@@ -145,11 +152,24 @@ async def _serve(args: argparse.Namespace) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         with contextlib.suppress(NotImplementedError):  # not on Windows
             loop.add_signal_handler(sig, stop.set)
+    if args.stop_on_stdin_eof:
+        # a thread blocked on reading: its end of file is the parent's end (nothing is sent)
+        threading.Thread(
+            target=_stop_at_eof, args=(loop, stop), name="stdin-watch", daemon=True
+        ).start()
     try:
         await stop.wait()
     finally:
         logger.info("shutting down (%d sessions open)", server.session_count)
         await server.close()
+
+
+def _stop_at_eof(loop: asyncio.AbstractEventLoop, stop: asyncio.Event) -> None:
+    with contextlib.suppress(OSError, ValueError):
+        while sys.stdin.buffer.read(1 << 16):
+            pass  # whatever the parent writes is ignored
+    with contextlib.suppress(RuntimeError):  # the loop has already stopped
+        loop.call_soon_threadsafe(stop.set)
 
 
 def main(argv: list[str] | None = None) -> int:

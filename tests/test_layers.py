@@ -15,6 +15,8 @@ ALLOWED = {
     "transport": {"protocol"},
     "owner": {"protocol"},
     "scientist": {"protocol"},
+    # how owner and scientist find each other (the signaling server an owner starts)
+    "pairing": {"protocol", "transport"},
     # the owner's review page: a view of the owner's objects, never the other way round
     "review": {"owner", "protocol"},
 }

@@ -21,7 +21,7 @@ from ..errors import ConfigError, DuetError
 from ..identity import Identity
 from ..network import launch_duet
 from ..node import OwnerSession
-from ..runtime import run
+from ..pairing.server import SignalingProcess
 from .config import Locator, NodeConfig, load_config
 from .console import EventLog
 from .files import load_publication
@@ -110,14 +110,9 @@ def serve(config_path: str | Path, *, console: Console | None = None) -> int:
         settings = config.owner
         url = settings.signaling_url
         if url is None:
-            from signaling_server import start_embedded_server
-
-            server, url = run(
-                start_embedded_server(settings.signaling_host, settings.signaling_port),
-                timeout_secs=10,
-                what="starting the signaling server",
-            )
-            owner._embedded_server = server
+            server = SignalingProcess(settings.signaling_host, settings.signaling_port)
+            owner._embedded_server = server  # stopped when the owner closes
+            url = server.url
             console.print(f"signaling server listening on {url}")
         launch_duet(
             url,
