@@ -8,7 +8,16 @@ show things through it and nothing here reaches back.
 
 from __future__ import annotations
 
+from .countdown import Countdown
 from .tables import handlers_frame, requests_frame, store_frame
 from .text import MAX_SHOWN, quoted, shown
 
-__all__ = ["MAX_SHOWN", "handlers_frame", "quoted", "requests_frame", "shown", "store_frame"]
+__all__ = [
+    "MAX_SHOWN",
+    "Countdown",
+    "handlers_frame",
+    "quoted",
+    "requests_frame",
+    "shown",
+    "store_frame",
+]
