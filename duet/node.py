@@ -630,28 +630,28 @@ class ScientistsView:
 
     @property
     def pandas(self) -> pd.DataFrame:
-        import pandas as pd
+        from .display import scientists_frame
 
+        return scientists_frame(self.rows())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Who is connected now, as plain rows (``since``: seconds since the epoch)."""
         node = self._node
         rows = []
         for scientist, link in list(node.links.items()):
             quota = node.objects.quotas.get(scientist)
             rows.append(
                 {
-                    "Scientist": scientist,
-                    "Name": node.scientist_name(scientist),
-                    "Connected since": pd.to_datetime(link.since, unit="s"),
-                    "Objects": quota.objects if quota else 0,
-                    "Bytes": quota.bytes_used if quota else 0,
-                    "Pending requests": quota.pending if quota else 0,
-                    "Rule": str(node.access.rule_for(scientist)),
+                    "scientist": scientist,
+                    "name": node.scientist_name(scientist),
+                    "since": link.since,
+                    "objects": quota.objects if quota else 0,
+                    "bytes": quota.bytes_used if quota else 0,
+                    "pending": quota.pending if quota else 0,
+                    "rule": str(node.access.rule_for(scientist)),
                 }
             )
-        return pd.DataFrame(
-            rows,
-            columns=["Scientist", "Name", "Connected since", "Objects", "Bytes",
-                     "Pending requests", "Rule"],
-        )  # fmt: skip
+        return rows
 
     @property
     def known(self) -> pd.DataFrame:
@@ -659,17 +659,17 @@ class ScientistsView:
         a confirm function's yes) or let in by a rule naming it; other owner identities sharing
         the duet home know their own. ID, name (the owner's, or the claimed one, marked), role,
         first and last seen."""
-        import pandas as pd
+        from .display import known_scientists_frame
 
+        return known_scientists_frame(self.known_rows())
+
+    def known_rows(self) -> list[dict[str, Any]]:
+        """What ``known`` shows, as plain rows (first and last seen: seconds since the epoch)."""
         node = self._node
-        rows = [
+        return [
             {**row, "name": row["name"] if row["named_by_owner"] else claimed(row["name"])}
             for row in node.audit.known_scientists(owner_id=node.identity.id)
         ]
-        frame = pd.DataFrame(rows, columns=["id", "name", "role", "first_seen", "last_seen"])
-        for column in ("first_seen", "last_seen"):
-            frame[column] = pd.to_datetime(frame[column], unit="s")
-        return frame
 
     def forget(self, scientist: str) -> None:
         """This owner's identity no longer knows ``scientist`` (an ID): it is a stranger again,

@@ -9,15 +9,33 @@ show things through it and nothing here reaches back.
 from __future__ import annotations
 
 from .countdown import Countdown
-from .tables import handlers_frame, requests_frame, store_frame
+from .tables import (
+    access_frame,
+    audit_frame,
+    handlers_frame,
+    held_frame,
+    history_frame,
+    known_scientists_frame,
+    requests_frame,
+    scientists_frame,
+    sent_requests_frame,
+    store_frame,
+)
 from .text import MAX_SHOWN, quoted, shown
 
 __all__ = [
     "MAX_SHOWN",
     "Countdown",
+    "access_frame",
+    "audit_frame",
     "handlers_frame",
+    "held_frame",
+    "history_frame",
+    "known_scientists_frame",
     "quoted",
     "requests_frame",
+    "scientists_frame",
+    "sent_requests_frame",
     "shown",
     "store_frame",
 ]
