@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from .connection import Connection, PeerIdentity, State, frame_limit_for
 from .display import quoted, shown
+from .display.prompt import Read, ask_client_id
 from .errors import ConnectionLost, HandshakeError, UsageError
 from .identity import Identity, duet_home
 from .notices import RequestNotices, Say
@@ -749,19 +749,16 @@ class _Confirmations:
             self._keyboard.release()
 
 
-def confirm_id(confirm: Confirm, client_id: str) -> tuple[str, bool]:
+def confirm_id(confirm: Confirm, client_id: str, *, read: Read | None = None) -> tuple[str, bool]:
     """Check a scientist's ID as ``launch_duet``'s ``confirm`` says: True asks the person at the
-    keyboard, a string is the expected ID, a function decides. Returns (what was given, ok)."""
+    keyboard (through ``read``, default ``input``: display/prompt.py), a string is the expected
+    ID, a function decides. Returns (what was given, ok)."""
     from .identity import normalize
 
     if callable(confirm):
         return "(checked by your function)", bool(confirm(client_id))
     if confirm is True:
-        if not sys.stdin or sys.stdin.closed:
-            raise UsageError(
-                "confirm=True needs someone to type the client ID; pass confirm='<id>'"
-            )
-        given = input("♫♫♫ > a scientist wants to join; enter the client ID it was shown: ")
+        given = ask_client_id(read=read)
     else:
         given = str(confirm)
     return given, normalize(given) == normalize(client_id)
