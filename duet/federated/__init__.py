@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..display.progress import OwnerProgress
 from ..identity import Identity
 from ..runtime import run
 from ..session import ScientistSession
@@ -36,7 +37,6 @@ from .history import History, Outcome, OwnerResult, RoundReport
 from .local import LocalTraining
 from .names import RequestNames
 from .owner import allow_federated_training
-from .progress import OwnerProgress
 from .strategies import FedAdam, FedAvg, FedProx, Strategy, Update, proximal_term, weighted_average
 
 
