@@ -18,7 +18,7 @@ The modules here are private; use these names:
 - local.py: LocalTraining (what each owner runs), one owner's part of a round;
 - federation.py: Federation (rounds, deadlines, min_owners, fit / fit_async);
 - history.py: History, RoundReport, OwnerResult, Outcome (and the plot);
-- progress.py: the live per-owner display;
+- the live per-owner display (OwnerProgress) is duet/display/progress.py;
 - owner.py: allow_federated_training, the owner's handlers;
 - names.py: the requests' names.
 """
