@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tracebacks
-from .countdown import Countdown
+from .display import Countdown
 from .errors import DuetError, DuetTimeout, HandshakeError, SignalingError, UsageError
 from .identity import DEFAULT_KEYS, Identity, duet_home
 from .node import OwnerSession, ScientistLink, default_audit_path

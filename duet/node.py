@@ -35,7 +35,6 @@ import asyncio
 import contextlib
 import logging
 import os
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 from .connection import Connection, PeerIdentity, State, frame_limit_for
 from .display import quoted, shown
+from .display.prompt import Read, ask_client_id
 from .errors import ConnectionLost, HandshakeError, UsageError
 from .identity import Identity, duet_home
 from .notices import RequestNotices, Say
@@ -630,28 +630,28 @@ class ScientistsView:
 
     @property
     def pandas(self) -> pd.DataFrame:
-        import pandas as pd
+        from .display import scientists_frame
 
+        return scientists_frame(self.rows())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Who is connected now, as plain rows (``since``: seconds since the epoch)."""
         node = self._node
         rows = []
         for scientist, link in list(node.links.items()):
             quota = node.objects.quotas.get(scientist)
             rows.append(
                 {
-                    "Scientist": scientist,
-                    "Name": node.scientist_name(scientist),
-                    "Connected since": pd.to_datetime(link.since, unit="s"),
-                    "Objects": quota.objects if quota else 0,
-                    "Bytes": quota.bytes_used if quota else 0,
-                    "Pending requests": quota.pending if quota else 0,
-                    "Rule": str(node.access.rule_for(scientist)),
+                    "scientist": scientist,
+                    "name": node.scientist_name(scientist),
+                    "since": link.since,
+                    "objects": quota.objects if quota else 0,
+                    "bytes": quota.bytes_used if quota else 0,
+                    "pending": quota.pending if quota else 0,
+                    "rule": str(node.access.rule_for(scientist)),
                 }
             )
-        return pd.DataFrame(
-            rows,
-            columns=["Scientist", "Name", "Connected since", "Objects", "Bytes",
-                     "Pending requests", "Rule"],
-        )  # fmt: skip
+        return rows
 
     @property
     def known(self) -> pd.DataFrame:
@@ -659,17 +659,17 @@ class ScientistsView:
         a confirm function's yes) or let in by a rule naming it; other owner identities sharing
         the duet home know their own. ID, name (the owner's, or the claimed one, marked), role,
         first and last seen."""
-        import pandas as pd
+        from .display import known_scientists_frame
 
+        return known_scientists_frame(self.known_rows())
+
+    def known_rows(self) -> list[dict[str, Any]]:
+        """What ``known`` shows, as plain rows (first and last seen: seconds since the epoch)."""
         node = self._node
-        rows = [
+        return [
             {**row, "name": row["name"] if row["named_by_owner"] else claimed(row["name"])}
             for row in node.audit.known_scientists(owner_id=node.identity.id)
         ]
-        frame = pd.DataFrame(rows, columns=["id", "name", "role", "first_seen", "last_seen"])
-        for column in ("first_seen", "last_seen"):
-            frame[column] = pd.to_datetime(frame[column], unit="s")
-        return frame
 
     def forget(self, scientist: str) -> None:
         """This owner's identity no longer knows ``scientist`` (an ID): it is a stranger again,
@@ -749,19 +749,16 @@ class _Confirmations:
             self._keyboard.release()
 
 
-def confirm_id(confirm: Confirm, client_id: str) -> tuple[str, bool]:
+def confirm_id(confirm: Confirm, client_id: str, *, read: Read | None = None) -> tuple[str, bool]:
     """Check a scientist's ID as ``launch_duet``'s ``confirm`` says: True asks the person at the
-    keyboard, a string is the expected ID, a function decides. Returns (what was given, ok)."""
+    keyboard (through ``read``, default ``input``: display/prompt.py), a string is the expected
+    ID, a function decides. Returns (what was given, ok)."""
     from .identity import normalize
 
     if callable(confirm):
         return "(checked by your function)", bool(confirm(client_id))
     if confirm is True:
-        if not sys.stdin or sys.stdin.closed:
-            raise UsageError(
-                "confirm=True needs someone to type the client ID; pass confirm='<id>'"
-            )
-        given = input("♫♫♫ > a scientist wants to join; enter the client ID it was shown: ")
+        given = ask_client_id(read=read)
     else:
         given = str(confirm)
     return given, normalize(given) == normalize(client_id)

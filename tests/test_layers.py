@@ -9,20 +9,21 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent / "duet"
 
 # what each layer may import from duet (besides itself and the leaves: errors, _version,
-# identity, runtime, display)
+# identity, runtime)
 ALLOWED = {
     "protocol": set(),
     "transport": {"protocol"},
-    "owner": {"protocol"},
-    "scientist": {"protocol"},
+    # presentation (text shown as data, tables from rows, the prompt, the countdown, progress):
+    # shown by the layers above, it knows none of them (and of the leaves only errors, below)
+    "display": set(),
+    "owner": {"protocol", "display"},
+    "scientist": {"protocol", "display"},
     # how owner and scientist find each other (the signaling server an owner starts)
     "pairing": {"protocol", "transport"},
     # the owner's review page: a view of the owner's objects, never the other way round
-    "review": {"owner", "protocol"},
+    "review": {"owner", "protocol", "display"},
 }
-# countdown.py imports nothing of duet: the wait a user sees, shown by any layer
-LEAVES = {"duet.errors", "duet._version", "duet.identity", "duet.runtime", "duet.display",
-          "duet.countdown"}  # fmt: skip
+LEAVES = {"duet.errors", "duet._version", "duet.identity", "duet.runtime"}
 
 
 def modules() -> dict[str, Path]:
@@ -33,13 +34,14 @@ def modules() -> dict[str, Path]:
     return found
 
 
-def runtime_imports(name: str, path: Path, known: set[str]) -> set[str]:
-    """The duet modules ``name`` imports when it runs (anywhere but under TYPE_CHECKING)."""
+def runtime_imports(name: str, path: Path, known: set[str], *, for_types: bool = False) -> set[str]:
+    """The duet modules ``name`` imports when it runs (anywhere but under TYPE_CHECKING; with
+    ``for_types``, those too)."""
     tree = ast.parse(path.read_text())
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     skipped: set[int] = set()
     for node in ast.walk(tree):
-        if isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
+        if not for_types and isinstance(node, ast.If) and "TYPE_CHECKING" in ast.unparse(node.test):
             skipped.update(id(n) for child in node.body for n in ast.walk(child))
     out = set()
     for node in ast.walk(tree):
@@ -95,4 +97,15 @@ def test_layers_import_downward_only():
             target_layer = target.split(".")[1] if target.count(".") >= 1 else ""
             if target_layer != layer and target_layer not in ALLOWED[layer]:
                 wrong.append(f"{name} -> {target}")
+    assert wrong == []
+
+
+def test_display_imports_nothing_of_duet_but_errors_not_even_for_types():
+    found = modules()
+    wrong = []
+    for name, path in found.items():
+        if name == "duet.display" or name.startswith("duet.display."):
+            for target in runtime_imports(name, path, set(found), for_types=True):
+                if target != "duet.errors" and not target.startswith("duet.display"):
+                    wrong.append(f"{name} -> {target}")
     assert wrong == []

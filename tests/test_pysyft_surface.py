@@ -404,7 +404,7 @@ def test_a_scientist_started_before_the_owner_waits_with_a_countdown_and_joins(t
 
 
 def test_countdown_rewrites_one_line_in_a_terminal():
-    from duet.countdown import Countdown
+    from duet.display.countdown import Countdown
 
     class Terminal(io.StringIO):
         def isatty(self) -> bool:

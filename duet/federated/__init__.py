@@ -18,7 +18,7 @@ The modules here are private; use these names:
 - local.py: LocalTraining (what each owner runs), one owner's part of a round;
 - federation.py: Federation (rounds, deadlines, min_owners, fit / fit_async);
 - history.py: History, RoundReport, OwnerResult, Outcome (and the plot);
-- progress.py: the live per-owner display;
+- the live per-owner display (OwnerProgress) is duet/display/progress.py;
 - owner.py: allow_federated_training, the owner's handlers;
 - names.py: the requests' names.
 """
@@ -27,6 +27,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from ..display.progress import OwnerProgress
 from ..identity import Identity
 from ..runtime import run
 from ..session import ScientistSession
@@ -36,7 +37,6 @@ from .history import History, Outcome, OwnerResult, RoundReport
 from .local import LocalTraining
 from .names import RequestNames
 from .owner import allow_federated_training
-from .progress import OwnerProgress
 from .strategies import FedAdam, FedAvg, FedProx, Strategy, Update, proximal_term, weighted_average
 
 

@@ -26,13 +26,13 @@ from typing import Any, TypeVar
 import torch
 from torch import nn
 
+from ..display.progress import Listener, ProgressBoard
 from ..errors import UsageError
 from ..runtime import get_loop, on_loop_thread, run
 from ..session import ScientistSession
 from .history import History, Outcome, OwnerResult, RoundReport
 from .local import LeftOut, LocalTraining, Member
 from .names import RequestNames
-from .progress import Listener, ProgressBoard
 from .strategies import FedAvg, Strategy, Update
 
 log = logging.getLogger(__name__)

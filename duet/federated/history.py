@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 
@@ -95,8 +95,12 @@ class History(list[RoundReport]):
     def pandas(self) -> pd.DataFrame:
         """One row per round and owner: outcome, samples, loss released, seconds, reason, and
         the round's metrics."""
-        import pandas as pd
+        from ..display import history_frame
 
+        return history_frame(self.rows())
+
+    def rows(self) -> list[dict[str, Any]]:
+        """What ``.pandas`` shows, as plain rows."""
         rows = []
         for report in self:
             for result in report.owners.values():
@@ -113,7 +117,7 @@ class History(list[RoundReport]):
                         **report.metrics,
                     }
                 )
-        return pd.DataFrame(rows)
+        return rows
 
     def plot(self, path: str | Path, *, metric: str = "accuracy", title: str = "") -> Path:
         """Save a plot of the global model's ``metric`` by round to ``path`` (PNG, SVG, PDF: by

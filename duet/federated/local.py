@@ -24,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from ..display.progress import ProgressBoard
 from ..errors import ConnectionLost, DuetTimeout, RemoteError, UsageError
 from ..protocol.modules import CONTAINER, layer_path
 from ..scientist.module import RemoteModule
@@ -33,7 +34,6 @@ from ..session import ScientistSession
 from .aio import AsyncSession, Released, wait_for
 from .history import Outcome
 from .names import RequestNames
-from .progress import ProgressBoard
 from .strategies import Strategy, Update, proximal_term
 
 # A barrier after this many batches (2 actions each: next, and the plan run that takes the

@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 
@@ -115,23 +115,19 @@ class AccessRules:
         with self._lock:
             return iter(list(self._rules.values()))
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Every rule as a plain row (what ``.pandas`` shows); ``tags`` None: all the data."""
+        return [
+            {"scientist": r.scientist, "name": r.name, "connect": r.connect, "tags": r.tags,
+             "requests": r.requests}
+            for r in self
+        ]  # fmt: skip
+
     @property
     def pandas(self) -> pandas.DataFrame:
-        import pandas as pd
+        from ..display import access_frame
 
-        return pd.DataFrame(
-            [
-                {
-                    "Scientist": r.scientist,
-                    "Name": r.name,
-                    "Connect": r.connect,
-                    "Data tags": "all" if r.tags is None else sorted(r.tags),
-                    "Requests": r.requests,
-                }
-                for r in self
-            ],
-            columns=["Scientist", "Name", "Connect", "Data tags", "Requests"],
-        )
+        return access_frame(self.rows())
 
     def __repr__(self) -> str:
         return f"<access rules: {len(self._rules)}>"

@@ -30,8 +30,6 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ..display import shown
-
 if TYPE_CHECKING:
     import pandas
 
@@ -67,7 +65,7 @@ CREATE TABLE IF NOT EXISTS scientists (
 #: where the rows of a database from before owners had identities of their own are kept
 _UNOWNED = "scientists_before_owners"
 _KNOWN_FIELDS = ("id", "name", "named_by_owner", "role", "first_seen", "last_seen")
-COLUMNS = ["Time", "Event", "Scientist", "Name", "Request", "Object", "Detail"]
+_ROW_FIELDS = ("time", "kind", "scientist", "name", "request", "object", "detail")
 _INSERT = "INSERT INTO events (time, kind, scientist, name, request, object, detail) VALUES"
 
 
@@ -205,19 +203,21 @@ class AuditLog:
             for event in self.events("release")
         ]
 
-    @property
-    def pandas(self) -> pandas.DataFrame:
-        import pandas as pd
-
+    def rows(self) -> list[dict[str, Any]]:
+        """Every event as recorded, oldest first (what ``.pandas`` shows): ``time`` in seconds
+        since the epoch, ``detail`` as its JSON text."""
         with self._lock:
             rows = self._db.execute(
                 "SELECT time, kind, scientist, name, request, object, detail FROM events "
                 "ORDER BY seq"
             ).fetchall()
-        frame = pd.DataFrame(rows, columns=COLUMNS)
-        frame["Time"] = pd.to_datetime(frame["Time"], unit="s")
-        frame["Name"] = frame["Name"].map(shown)  # a claimed name is the scientist's text
-        return frame
+        return [dict(zip(_ROW_FIELDS, row, strict=True)) for row in rows]
+
+    @property
+    def pandas(self) -> pandas.DataFrame:
+        from ..display import audit_frame
+
+        return audit_frame(self.rows())
 
     # ---- scientists each owner identity knows
     def _create_tables(self) -> None:

@@ -634,16 +634,28 @@ class RequestQueue:
                 return request
         raise KeyError(f"no request with ID {key!r}")
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Every request as a plain row, the pending ones first (what ``.pandas`` shows)."""
+        ordered = self.pending + [r for r in self.history if r.status is not RequestStatus.PENDING]
+        return [
+            {
+                "id": r.id, "peer": r.peer, "scientist_name": r.scientist_name, "name": r.name,
+                "reason": r.reason, "object_id": r.object_id, "object_type": r.object_type,
+                "tags": r.tags, "op": r.op, "elements": r.elements, "status": r.status.value,
+                "decided_by": r.decided_by, "arrival": r.arrival,
+                # what an accepted request left: "active" (its scientist may get the object
+                # again while it is unchanged), "revoked", "stale" (it changed, or the
+                # scientist left), or ""
+                "grant": r.grant_state,
+            }
+            for r in ordered
+        ]  # fmt: skip
+
     @property
     def pandas(self) -> pandas.DataFrame:
         from ..display import requests_frame
 
-        ordered = self.pending + [r for r in self.history if r.status is not RequestStatus.PENDING]
-        frame = requests_frame(ordered)
-        # what an accepted request left: "active" (its scientist may get the object again while
-        # it is unchanged), "revoked", "stale" (it changed, or the scientist left), or ""
-        frame["Grant"] = [r.grant_state for r in ordered]
-        return frame
+        return requests_frame(self.rows())
 
     # ---- grants
     @property
@@ -915,11 +927,23 @@ class HandlerList(list[Handler]):
         what = "no handler has" if not chosen else f"{len(chosen)} handlers have"
         raise KeyError(f"{what} the id or tag {key!r}; the handlers are: {known}")
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Every handler as a plain row (what ``.pandas`` shows)."""
+        return [
+            {
+                "id": h.id, "name": h.name, "tags": h.tags, "scientist": h.scientist,
+                "kind": h.kind, "max_elements": h.max_elements, "action": h.action,
+                "timeout_secs": h.timeout_secs, "print_local": h.print_local,
+                "element_quota": h.element_quota, "released": h.released, "matched": h.matched,
+            }
+            for h in self
+        ]  # fmt: skip
+
     @property
     def pandas(self) -> pandas.DataFrame:
         from ..display import handlers_frame
 
-        return handlers_frame(self)
+        return handlers_frame(self.rows())
 
     @property
     def handlers(self) -> list[Handler]:

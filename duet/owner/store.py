@@ -344,8 +344,12 @@ class OwnerStoreView:
         """What scientists hold on this machine (one of them: ``scientist``, an ID), one row per
         handle: its scientist's ID and name, type, shape, size in bytes, the op that made it, and
         whether it depends on the owner's data."""
-        import pandas as pd
+        from ..display import held_frame
 
+        return held_frame(self.held_rows(scientist))
+
+    def held_rows(self, scientist: str | None = None) -> list[dict[str, Any]]:
+        """What ``held`` shows, as plain rows."""
         entries = (
             self._store.scientists_objects()
             if scientist is None
@@ -356,14 +360,12 @@ class OwnerStoreView:
             meta = describe(e.value) if e.failure is None else {"type": "failure"}
             rows.append(
                 {
-                    "ID": e.id, "Scientist": e.owner, "Scientist name": self._names(e.owner),
-                    "Type": meta.get("type", ""), "Shape": meta.get("shape"), "Size": e.nbytes,
-                    "Op": e.op, "Owner's data": bool(e.label),
+                    "id": e.id, "scientist": e.owner, "scientist_name": self._names(e.owner),
+                    "type": meta.get("type", ""), "shape": meta.get("shape"), "size": e.nbytes,
+                    "op": e.op, "owners_data": bool(e.label),
                 }
             )  # fmt: skip
-        columns = ["ID", "Scientist", "Scientist name", "Type", "Shape", "Size", "Op",
-                   "Owner's data"]  # fmt: skip
-        return pd.DataFrame(rows, columns=columns)
+        return rows
 
     def __repr__(self) -> str:
         return f"<owner store: {len(self)} published objects>"

@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..protocol.messages import RequestStatus
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
     from ..protocol.messages import Get, Reply
 
 MAX_KEPT = 10_000  # the newest requests kept (a long training loop asks many times)
-COLUMNS = ["id", "name", "reason", "object id", "status", "note", "sent", "answered"]
 
 
 @dataclass(eq=False)
@@ -118,16 +117,20 @@ class SentRequests:
         with self._lock:
             return list(self._all)[index]
 
+    def rows(self) -> list[dict[str, Any]]:
+        """Every request kept as a plain row, oldest first (what ``.pandas`` shows)."""
+        with self._lock:
+            return [
+                {"id": r.id, "name": r.name, "reason": r.reason, "object_id": r.object_id,
+                 "status": r.status.value, "note": r.note, "sent": r.sent, "answered": r.answered}
+                for r in self._all
+            ]  # fmt: skip
+
     @property
     def pandas(self) -> pandas.DataFrame:
-        import pandas as pd
+        from ..display import sent_requests_frame
 
-        with self._lock:
-            rows = [
-                [r.id, r.name, r.reason, r.object_id, r.status.value, r.note, r.sent, r.answered]
-                for r in self._all
-            ]
-        return pd.DataFrame(rows, columns=COLUMNS)
+        return sent_requests_frame(self.rows())
 
     def __repr__(self) -> str:
         return f"<your requests: {len(self.pending)} pending, {len(self)} in all>"

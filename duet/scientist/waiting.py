@@ -14,8 +14,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from ..countdown import Countdown
-from ..display import shown
+from ..display import Countdown, shown
 from ..errors import ConnectionLost, DuetTimeout
 from ..protocol.messages import Reply
 

@@ -1,4 +1,5 @@
-"""A live table of the owners during a round: state, epoch, batches, loss, samples, time.
+"""A federation's progress board: a live table of the owners during a round (state, epoch,
+batches, loss, samples, time).
 
 In a terminal it is a ``rich`` live display; in Jupyter an output that updates in place; in
 anything else (a pipe, a log) one line per owner state change. ``listeners`` hear every change

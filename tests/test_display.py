@@ -1,0 +1,47 @@
+"""Presentation apart: the tables are built from plain rows, and the owner's prompt reads its
+answer through a function that can be given, so both are checked without a session or a
+terminal."""
+
+from __future__ import annotations
+
+import io
+from datetime import datetime
+
+import pytest
+
+import duet as sy
+from duet.display import requests_frame
+from duet.display.prompt import CLIENT_ID_QUESTION, ask_client_id
+from duet.node import confirm_id
+
+
+def test_the_request_table_is_built_from_plain_rows_with_the_scientists_words_escaped():
+    row = {
+        "id": "r1", "peer": "3fa2-91bc-0d4e-77a1", "scientist_name": "eve\x1b[2J",
+        "name": "mean\nof ages", "reason": "just\u202echecking", "object_id": "o1",
+        "object_type": "Tensor", "tags": ["ages"], "op": "mean", "elements": 1,
+        "status": "pending", "decided_by": "", "arrival": datetime(2026, 1, 1), "grant": "",
+    }  # fmt: skip
+    frame = requests_frame([row])
+    assert list(frame.columns)[-2:] == ["Arrival time", "Grant"]
+    shown_row = frame.iloc[0]
+    assert shown_row["Name"] == "mean\\nof ages"
+    assert shown_row["Reason"] == "just\\u202echecking"
+    assert shown_row["Scientist name"] == "eve\\x1b[2J"
+
+
+def test_the_client_id_prompt_asks_through_the_function_it_is_given():
+    asked = []
+    answer = ask_client_id(read=lambda question: asked.append(question) or "3fa2 91bc 0d4e 77a1")
+    assert asked == [CLIENT_ID_QUESTION] and answer == "3fa2 91bc 0d4e 77a1"
+    given, ok = confirm_id(True, "3fa2-91bc-0d4e-77a1", read=lambda _: "3FA2-91BC-0D4E-77A1")
+    assert (given, ok) == ("3FA2-91BC-0D4E-77A1", True)
+    assert confirm_id(True, "3fa2-91bc-0d4e-77a1", read=lambda _: "0000")[1] is False
+
+
+def test_without_a_keyboard_the_prompt_says_to_give_the_id_instead(monkeypatch):
+    closed = io.StringIO()
+    closed.close()
+    monkeypatch.setattr("sys.stdin", closed)
+    with pytest.raises(sy.UsageError, match="pass confirm='<id>'"):
+        ask_client_id()
