@@ -9,7 +9,7 @@ error, and says how to see the rest:
     Traceback (most recent call last):
       File "scientist.py", line 3, in <module>
         duet = sy.join_duet("ab12...", signaling_url="ws://127.0.0.1:5000")
-    duet.transport.signaling.SignalingUnreachable: cannot connect to the signaling server ...
+    duet.pairing.signaling.SignalingUnreachable: cannot connect to the signaling server ...
     (duet left out its internals; DUET_DEBUG=1 shows the whole traceback)
 
 Nothing is lost: the exception keeps its ``__cause__`` and traceback (a debugger, ``except``,

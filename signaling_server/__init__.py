@@ -13,7 +13,7 @@ Wire protocol
 Every message is one websocket *text* message holding one JSON object with a string field
 ``type``. Unknown extra fields are ignored; fields at their default value may be left out.
 permessage-deflate is off. Every message is a model of :mod:`signaling_server.protocol`, the one
-set of pydantic models both this server and duet's client (``duet.transport.signaling``) parse
+set of pydantic models both this server and duet's client (``duet.pairing.signaling``) parse
 and build messages with.
 
 One-scientist session (``register`` without ``max_peers``, or with ``"max_peers": 1``, and

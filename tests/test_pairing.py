@@ -23,7 +23,7 @@ import pytest
 
 import duet as sy
 from duet.errors import HandshakeError, ProtocolError, UsageError
-from duet.transport import loopback as local
+from duet.pairing import loopback as local
 from duet.transport import webrtc
 from duet.transport.channel import ChannelClosed
 from duet.transport.identity import certificate_fingerprint, new_certificate

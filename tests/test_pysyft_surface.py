@@ -15,7 +15,7 @@ import pytest
 import torch
 
 import duet as sy
-from duet.transport.signaling import websocket_url
+from duet.pairing.signaling import websocket_url
 from duet.util import get_root_data_path
 
 from .processes import UNIT, Process, start_signaling_server

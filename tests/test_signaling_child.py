@@ -14,8 +14,8 @@ import pytest
 
 from duet.errors import UsageError
 from duet.pairing.server import SignalingProcess
+from duet.pairing.signaling import SignalingClient
 from duet.runtime import run
-from duet.transport.signaling import SignalingClient
 
 UNIT = 30.0  # seconds; every wait here is a multiple of it
 

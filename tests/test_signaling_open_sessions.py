@@ -18,7 +18,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from duet.errors import DuetTimeout, UsageError
-from duet.transport.signaling import (
+from duet.pairing.signaling import (
     ONLY_PEER,
     Closed,
     Offer,

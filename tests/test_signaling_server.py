@@ -25,7 +25,7 @@ if str(ROOT) not in sys.path:  # the package is used from the working tree, not 
     sys.path.insert(0, str(ROOT))
 
 from duet.errors import DuetTimeout, SignalingError  # noqa: E402
-from duet.transport.signaling import SignalingClient, SignalingServerError  # noqa: E402
+from duet.pairing.signaling import SignalingClient, SignalingServerError  # noqa: E402
 from signaling_server.protocol import Join  # noqa: E402
 
 STARTUP_TIMEOUT_SECS = 30.0

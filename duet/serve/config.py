@@ -17,7 +17,7 @@ from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Fie
 
 from ..errors import ConfigError, UsageError
 from ..owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
-from ..transport.signaling import websocket_url
+from ..pairing.signaling import websocket_url
 
 #: how long a node's request waits for the owner by default: 10 minutes
 REQUEST_TIMEOUT_SECS = 600.0

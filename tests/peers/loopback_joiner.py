@@ -20,8 +20,8 @@ import sys
 os.environ.setdefault("DUET_ICE_HOSTS", "127.0.0.1")
 
 import duet as sy
-from duet.transport import loopback as local
-from duet.transport.signaling import SignalingClient
+from duet.pairing import loopback as local
+from duet.pairing.signaling import SignalingClient
 from duet.transport.webrtc import create_offer
 
 WAIT = 30.0

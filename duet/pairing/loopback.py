@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import HandshakeError, UsageError
-from .sdp import sdp_lines
+from ..transport.sdp import sdp_lines
 
 LOOPBACK_FILE_ENV = "DUET_LOOPBACK_FILE"
 _PROOF_ATTRIBUTE = "a=x-duet-loopback-proof:"

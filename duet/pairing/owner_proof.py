@@ -16,7 +16,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import HandshakeError
 from ..identity import Identity, id_of, normalize
-from .sdp import sdp_lines
+from ..transport.sdp import sdp_lines
 
 _ATTRIBUTE = "a=x-duet-owner:"
 _CONTEXT = "duet-answer/1"
