@@ -27,7 +27,7 @@ from .errors import (
     UsageError,
 )
 from .identity import Identity
-from .local import duet_pair, install_send
+from .in_process import duet_pair, install_send
 from .network import duet, join_duet, launch_duet
 from .node import OwnerSession
 from .owner.requests import AS_SENT, Handler, Request, RequestQueue, RequestStatus

@@ -33,7 +33,7 @@ from .identity import DEFAULT_KEYS, Identity, duet_home
 from .node import OwnerSession, ScientistLink, default_audit_path
 from .owner.audit import AuditLog
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
-from .pairing import loopback as local
+from .pairing import loopback as loopback_pairing
 from .pairing.doorway import CONNECT_TIMEOUT_SECS, Doorway, ice_hosts_for
 from .pairing.owner_proof import check_answer
 from .pairing.signaling import (
@@ -72,7 +72,7 @@ def _say(text: str) -> None:
 
 def loopback_file() -> Path:
     """Where an owner started with ``loopback=True`` leaves its address for a local scientist."""
-    return local.loopback_file()
+    return loopback_pairing.loopback_file()
 
 
 def _owner_identity(identity: Identity | str | None) -> Identity:
@@ -289,7 +289,7 @@ def _launch_one(
         raise
     finally:
         if loopback:
-            local.remove_loopback(session_id)
+            loopback_pairing.remove_loopback(session_id)
     door.close()
     run(turn_away("the owner accepted another scientist"), timeout_secs=30,
         what="refusing scientists")  # fmt: skip
@@ -447,17 +447,17 @@ def _signaling_url(url: Any, network_url: str | None, call: str) -> str | None:
 
 def _find_owner(
     session_id: str | None, url: str | None, owner_id: str | None, loopback: bool
-) -> tuple[local.LoopbackRecord | None, str, str | None, str]:
+) -> tuple[loopback_pairing.LoopbackRecord | None, str, str | None, str]:
     """Where to join: (loopback record, session ID, owner ID, signaling URL)."""
     record = None
     if loopback:
-        path = local.loopback_file()
+        path = loopback_pairing.loopback_file()
         if not os.path.lexists(path):
             raise _NoOwnerYet(
                 "no owner is waiting on this machine: run launch_duet(loopback=True) first"
             )
         try:
-            record = local.read_loopback()
+            record = loopback_pairing.read_loopback()
         except UsageError as exc:
             if not os.path.lexists(path):  # a stale file, removed: that owner has exited
                 raise _NoOwnerYet(str(exc)) from None
@@ -516,13 +516,13 @@ def _reach_owner(
     owner_id: str | None,
     loopback: bool,
     wait_secs: float,
-) -> tuple[local.LoopbackRecord | None, str, str | None, str, SignalingClient]:
+) -> tuple[loopback_pairing.LoopbackRecord | None, str, str | None, str, SignalingClient]:
     """Find the owner's session and join it on the signaling server, waiting up to
     ``wait_secs`` (with a countdown) while the owner or the server is not there yet, or the
     session has no place free yet."""
     countdown: Countdown | None = None
     delay = _FIRST_RETRY_SECS
-    found: tuple[local.LoopbackRecord | None, str, str | None, str] | None = None
+    found: tuple[loopback_pairing.LoopbackRecord | None, str, str | None, str] | None = None
     try:
         while True:  # bounded by the countdown's deadline
             try:
@@ -570,7 +570,7 @@ def _owner_never_came(
     if found is None:
         return DuetTimeout(
             f"no owner ran launch_duet(loopback=True) on this machine within {wait_secs:g} s "
-            f"(the loopback file {local.loopback_file()} never appeared); start the owner, "
+            f"(the loopback file {loopback_pairing.loopback_file()} never appeared); start the owner, "
             "then join again (wait_secs=... waits longer)"
         )
     return DuetTimeout(
@@ -652,8 +652,10 @@ def join_duet(
         )
         state["signaling"] = client
         if record is not None:
-            proof = local.loopback_proof(record.token, record.session_id, state["peer"].fingerprint)
-            sdp = local.with_proof(sdp, proof)
+            proof = loopback_pairing.loopback_proof(
+                record.token, record.session_id, state["peer"].fingerprint
+            )
+            sdp = loopback_pairing.with_proof(sdp, proof)
         run(client.send_offer(sdp), timeout_secs=CONNECT_TIMEOUT_SECS,
             what="sending the offer to the owner")  # fmt: skip
     except BaseException:

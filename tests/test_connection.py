@@ -135,7 +135,7 @@ def test_public_api_is_curated_and_importing_only_adds_send_to_torch():
             assert issubclass(obj, sy.DuetError), name
     assert hasattr(torch.Tensor, "send") and hasattr(torch.nn.Module, "send")
     assert not hasattr(torch.Tensor, "get") and not hasattr(torch.Tensor, "request")
-    assert torch.Tensor.send.__module__ == "duet.local"
+    assert torch.Tensor.send.__module__ == "duet.in_process"
 
 
 def test_a_process_that_exits_without_closing_says_goodbye(tmp_path):

@@ -23,7 +23,7 @@ import pytest
 
 import duet as sy
 from duet.errors import HandshakeError, ProtocolError, UsageError
-from duet.pairing import loopback as local
+from duet.pairing import loopback as loopback_pairing
 from duet.transport import webrtc
 from duet.transport.channel import ChannelClosed
 from duet.transport.identity import certificate_fingerprint, new_certificate
@@ -325,18 +325,20 @@ def test_a_symlinked_loopback_file_is_refused(loopback_path: Path, tmp_path: Pat
 def test_a_loopback_proof_is_bound_to_the_token_session_and_certificate() -> None:
     fingerprint = ":".join(["AB"] * 32)
     sdp = "v=0\r\ns=-\r\nm=application 9 UDP/DTLS/SCTP webrtc-datachannel\r\n"
-    token, session_id = local.new_token(), "1" * 32
-    proved = local.with_proof(sdp, local.loopback_proof(token, session_id, fingerprint))
-    local.check_proof(proved, token, session_id, fingerprint)
+    token, session_id = loopback_pairing.new_token(), "1" * 32
+    proved = loopback_pairing.with_proof(
+        sdp, loopback_pairing.loopback_proof(token, session_id, fingerprint)
+    )
+    loopback_pairing.check_proof(proved, token, session_id, fingerprint)
     for wrong in (
-        (local.new_token(), session_id, fingerprint),
+        (loopback_pairing.new_token(), session_id, fingerprint),
         (token, "2" * 32, fingerprint),
         (token, session_id, ":".join(["AC"] * 32)),
     ):
         with pytest.raises(HandshakeError, match="without proving it read the loopback file"):
-            local.check_proof(proved, *wrong)
+            loopback_pairing.check_proof(proved, *wrong)
     with pytest.raises(HandshakeError):
-        local.check_proof(sdp, token, session_id, fingerprint)
+        loopback_pairing.check_proof(sdp, token, session_id, fingerprint)
 
 
 # --------------------------------------------------------------------------- real processes

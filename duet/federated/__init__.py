@@ -15,7 +15,7 @@ machine, releases the result through its request queue, and a ``Strategy`` (``Fe
 The modules here are private; use these names:
 - strategies.py: Strategy, FedAvg, FedProx, FedAdam, Update, weighted_average, proximal_term;
 - aio.py: AsyncSession (awaitable syncs and requests on one session), OwnerAddress, join_all;
-- local.py: LocalTraining (what each owner runs), one owner's part of a round;
+- member.py: LocalTraining (what each owner runs), one owner's part of a round;
 - federation.py: Federation (rounds, deadlines, min_owners, fit / fit_async);
 - history.py: History, RoundReport, OwnerResult, Outcome (and the plot);
 - the live per-owner display (OwnerProgress) is duet/display/progress.py;
@@ -34,7 +34,7 @@ from ..session import ScientistSession
 from .aio import AsyncSession, OwnerAddress, Released, join_all
 from .federation import Federation
 from .history import History, Outcome, OwnerResult, RoundReport
-from .local import LocalTraining
+from .member import LocalTraining
 from .names import RequestNames
 from .owner import allow_federated_training
 from .strategies import FedAdam, FedAvg, FedProx, Strategy, Update, proximal_term, weighted_average

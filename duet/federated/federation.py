@@ -31,7 +31,7 @@ from ..errors import UsageError
 from ..runtime import get_loop, on_loop_thread, run
 from ..session import ScientistSession
 from .history import History, Outcome, OwnerResult, RoundReport
-from .local import LeftOut, LocalTraining, Member
+from .member import LeftOut, LocalTraining, Member
 from .names import RequestNames
 from .strategies import FedAvg, Strategy, Update
 

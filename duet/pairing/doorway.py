@@ -19,7 +19,7 @@ from ..transport.channel import Channel
 from ..transport.identity import certificate_fingerprint, new_certificate
 from ..transport.sdp import check_peer_sdp
 from ..transport.webrtc import answer_offer
-from . import loopback as local
+from . import loopback as loopback_pairing
 from .owner_proof import sign_answer
 from .server import SignalingProcess
 from .signaling import SignalingClient
@@ -71,7 +71,7 @@ class Doorway:
         self.hosts = ice_hosts_for(ice_hosts, loopback)
         self.say = say  # how a refused offer is told to the owner
         self.certificate = new_certificate()  # made first: the owner's ID is its identity's
-        self.token = local.new_token() if loopback else ""
+        self.token = loopback_pairing.new_token() if loopback else ""
         self.server: SignalingProcess | None = None  # a signaling server started for this session
         self.signaling: SignalingClient | None = None
         self.session_id = ""
@@ -100,10 +100,10 @@ class Doorway:
         return self.session_id
 
     def write_loopback(self) -> None:
-        record = local.LoopbackRecord(
+        record = loopback_pairing.LoopbackRecord(
             self.session_id, str(self.url), os.getpid(), self.owner.identity.id, self.token
         )
-        local.write_loopback(record)
+        loopback_pairing.write_loopback(record)
 
     async def serve(self, arrive: Arrival, ended: Callable[[DuetError], None]) -> None:
         """(On the loop) answer each offer until the session ends; ``ended(error)`` if it ends
@@ -131,7 +131,9 @@ class Doorway:
         try:
             scientist_fingerprint = check_peer_sdp(offer, "the scientist's offer")
             if self.loopback:
-                local.check_proof(offer, self.token, self.session_id, scientist_fingerprint)
+                loopback_pairing.check_proof(
+                    offer, self.token, self.session_id, scientist_fingerprint
+                )
             peer, answer_sdp = await answer_offer(
                 offer,
                 ice_servers=self.ice_servers,

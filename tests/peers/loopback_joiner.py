@@ -20,7 +20,7 @@ import sys
 os.environ.setdefault("DUET_ICE_HOSTS", "127.0.0.1")
 
 import duet as sy
-from duet.pairing import loopback as local
+from duet.pairing import loopback as loopback_pairing
 from duet.pairing.signaling import SignalingClient
 from duet.transport.webrtc import create_offer
 
@@ -44,8 +44,12 @@ def real() -> None:
 
 async def forged(session_id: str, url: str) -> None:
     peer, sdp = await create_offer(ice_hosts=["127.0.0.1"])
-    guessed = local.new_token()  # not the owner's: that one is in a file only its user reads
-    sdp = local.with_proof(sdp, local.loopback_proof(guessed, session_id, peer.fingerprint))
+    guessed = (
+        loopback_pairing.new_token()
+    )  # not the owner's: that one is in a file only its user reads
+    sdp = loopback_pairing.with_proof(
+        sdp, loopback_pairing.loopback_proof(guessed, session_id, peer.fingerprint)
+    )
     client = await SignalingClient.connect(url)
     try:
         await client.join(session_id)
