@@ -21,7 +21,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from ..errors import NotAllowed, UsageError
-from ..protocol import allowlist, vision
+from ..protocol import allowlist
+from ..protocol.allowlist import vision
 from .context import current
 
 log = logging.getLogger(__name__)

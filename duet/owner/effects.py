@@ -1,6 +1,6 @@
 """What an operation changes besides its result, and what a handle may stand for.
 
-The allowlist names each op's write effect and alias class (protocol/allowlist.py); this module
+The allowlist names each op's write effect and alias class (protocol/allowlist/); this module
 binds those names to the objects they denote on the owner's side:
 
 - ``written(...)``: the objects an op may change (its target, a model's buffers, the gradients
@@ -25,16 +25,14 @@ import torch.utils.data as tud
 from torch import nn
 
 from ..protocol import allowlist
+from ..protocol.allowlist.nn import FRESH_RESULT_LAYERS, RANDOM_FORWARD_LAYERS
 from .labels import Walk
 
 MAX_REACH = 100_000  # objects one handle may stand for; more: unknown (see Executor.poisoned)
-# layers whose forward draws from the generator in training mode
-RANDOM_LAYERS = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d, nn.AlphaDropout,
-                 nn.FeatureAlphaDropout, nn.RReLU)  # fmt: skip
 
 
 def _draws_in_forward(module: nn.Module) -> bool:
-    if isinstance(module, RANDOM_LAYERS):
+    if isinstance(module, RANDOM_FORWARD_LAYERS):
         return True
     # recurrent layers apply dropout between their layers
     return isinstance(module, nn.RNNBase) and bool(module.dropout)
@@ -171,16 +169,6 @@ def _named_changes_graphs(name: str) -> bool:
     return any(_changes_graphs(t[name]) for t in allowlist.TABLES.values() if name in t)
 
 
-# layers whose forward always makes a new tensor (never hands back its input or a view of it)
-_FRESH_LAYERS = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.ConvTranspose1d, nn.ConvTranspose2d, nn.MaxPool2d,
-    nn.AvgPool2d, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.Embedding, nn.RNNBase,
-    nn.RNNCellBase, nn.modules.loss._Loss, nn.Sigmoid, nn.Tanh, nn.Softmax, nn.LogSoftmax,
-    nn.GELU, nn.Softplus, nn.PReLU, nn.PixelShuffle, nn.PixelUnshuffle, nn.ReLU, nn.LeakyReLU,
-    nn.ELU, nn.ReLU6, nn.SiLU,
-)  # fmt: skip
-
-
 def may_return_input(module: Any) -> bool:
     """Whether calling ``module`` may hand back its input (or a view of it): an identity, a
     flatten, a dropout in evaluation mode, a layer working in place, an empty Sequential."""
@@ -193,7 +181,7 @@ def may_return_input(module: Any) -> bool:
             if len(layer) == 0:
                 return True
             continue
-        if not isinstance(layer, _FRESH_LAYERS):
+        if not isinstance(layer, FRESH_RESULT_LAYERS):
             return True
     return False
 

@@ -21,6 +21,7 @@ import numbers
 import operator
 import sys
 import weakref
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -28,8 +29,7 @@ import torch
 import torch.utils.data as tud
 from torch import nn
 
-from ..protocol import allowlist
-from ..protocol.devices import MODULE_MOVES
+from ..protocol.allowlist import Op
 from ..protocol.modules import LAYERS
 from .quota import ITEM_BYTES, iterator_bytes, scalar_bytes
 
@@ -41,11 +41,6 @@ TENSOR_HANDLE_BYTES = 768
 # one parameter of an RNN layer besides its data (the Parameter, its slot in the layer's flat
 # weights: 1 to 2.4 KB measured): num_layers makes four per layer and direction
 PARAMETER_BYTES = 2048
-
-_CREATION = {"zeros", "ones", "randn", "rand", "empty"}  # (*size) or (size=)
-_SIZED_CREATION = {"full", "randint", "arange", "linspace", "eye"}
-_CREATION_LIKE = {"zeros_like", "ones_like", "randn_like", "rand_like", "full_like"}
-_LIST_INSERTS = {"append", "extend", "insert", "__setitem__", "__iadd__", "__add__", "update"}
 
 
 # ---- size arguments, read as torch reads them. A size may arrive as an int, a numpy integer,
@@ -181,47 +176,11 @@ def _broadcast_bytes(tensors: list[torch.Tensor]) -> int:
     return math.prod(shape) * max(itemsize, 4)
 
 
-def planned_bytes(op: allowlist.Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
-    """Bytes ``op`` will allocate (an estimate; 0 when it allocates little or nothing new)."""
-    name = op.name
-    if isinstance(target, torch.Tensor) and op.kind != "function":
-        if name not in _TENSOR_RULES and not kwargs:
-            # elementwise with numbers (x + 1, x.relu()): what it makes is its target's size
-            if not args or (len(args) == 1 and type(args[0]) in _NUMBERS):
-                return target.numel() * max(target.element_size(), 4)
-        return _tensor_method_bytes(op.path, name, target, args, kwargs)
-    if op.kind == "function" and op.path.startswith("torch."):
-        return _function_bytes(op.path, name, args, kwargs)
-    if isinstance(target, list | dict) and name in _LIST_INSERTS:
-        if name in ("extend", "__iadd__", "update") and args:
-            iterated = _iterated_bytes(args[0], pairs=name == "update")
-            if iterated is not None:
-                return iterated
-        return _inserted_bytes(args)
-    if isinstance(target, tud.dataloader._BaseDataLoaderIter) and name == "__next__":
-        return _batch_bytes(target)
-    if isinstance(target, tud.DataLoader) and name == "__iter__":
-        return iterator_bytes(target.batch_sampler, target.dataset)
-    if isinstance(target, torch.optim.Optimizer) and name == "step" and not target.state:
-        # the first step makes the optimizer's state: up to three buffers per parameter
-        defaults = target.defaults
-        copies = 3 if defaults.get("amsgrad") or defaults.get("centered") else 2
-        return copies * sum(_nbytes(p) for g in target.param_groups for p in g["params"])
-    if isinstance(target, nn.Module) and name == "copy":
-        return _module_bytes(target)
-    if isinstance(target, nn.Module) and name in MODULE_MOVES:
-        return 2 * _module_bytes(target)  # a move copies; double() doubles
-    if isinstance(target, nn.Module) and name in ("__call__", "forward"):
-        return _forward_bytes(target, args)
-    if isinstance(target, torch.distributions.Distribution):
-        return _distribution_bytes(name, target, args, kwargs)
-    if op.path.startswith("python."):
-        if op.path in ("python.List", "python.Tuple", "python.Dict") and len(args) == 1:
-            iterated = _iterated_bytes(args[0], pairs=op.path == "python.Dict")
-            if iterated is not None:
-                return iterated
-        return sum(_inserted_bytes([a]) for a in args)
-    return 0
+def planned_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    """Bytes ``op`` will allocate (an estimate; 0 when it allocates little or nothing new), by
+    the op's size rule (declared with the op, in protocol/allowlist)."""
+    # every op declares its rule (tests/test_op_facts.py): one lookup, no None check
+    return RULES[op.size](op, target, args, kwargs)  # type: ignore[index]
 
 
 def _iterated_bytes(value: Any, *, pairs: bool = False) -> int | None:
@@ -277,35 +236,60 @@ def _module_bytes(module: nn.Module) -> int:
     return sum(_nbytes(t) for t in module.parameters()) + sum(_nbytes(t) for t in module.buffers())
 
 
-def _function_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> int:
-    if path == "torch.Tensor":  # torch.Tensor(2, 3): sizes (data arrived with the message)
-        if args and all(type(a) is int for a in args):
-            return _count(list(args)) * 4
-        if len(args) == 1 and isinstance(args[0], torch.Size):
-            return _numel(args[0], f"{path}: size") * 4
-        if len(args) == 1 and not isinstance(args[0], torch.Tensor):  # data (a tensor: itself)
-            return _data_elements(args[0], {}, 0) * 4
-        return 0
-    if path == "torch.from_numpy":  # a copy of the array
-        return int(args[0].nbytes) if args and isinstance(args[0], np.ndarray) else 0
-    if path == "torch.optim.Adagrad":  # its state is made with it
-        return sum(_nbytes(t) for t in _tensors(args[:1]))
-    if name in _CREATION or name in _SIZED_CREATION:
-        return _creation_bytes(path, name, args, kwargs)
-    if name in _CREATION_LIKE and args and isinstance(args[0], torch.Tensor):
+def _legacy_tensor_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    # torch.Tensor(2, 3): sizes (data arrived with the message)
+    if args and all(type(a) is int for a in args):
+        return _count(list(args)) * 4
+    if len(args) == 1 and isinstance(args[0], torch.Size):
+        return _numel(args[0], f"{op.path}: size") * 4
+    if len(args) == 1 and not isinstance(args[0], torch.Tensor):  # data (a tensor: itself)
+        return _data_elements(args[0], {}, 0) * 4
+    return 0
+
+
+def _numpy_copy_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return int(args[0].nbytes) if args and isinstance(args[0], np.ndarray) else 0
+
+
+def _optimizer_state_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return sum(_nbytes(t) for t in _tensors(args[:1]))  # made with the optimizer (Adagrad)
+
+
+def _like_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if args and isinstance(args[0], torch.Tensor):
         return args[0].numel() * _itemsize(kwargs, args[0].element_size())
-    if name == "tensor":  # its data: a list may hold one owner-side list many times over
-        return _data_elements(args[0], {}, 0) * _itemsize(kwargs, 8) if args else 0
-    if path in LAYERS:
-        return _layer_bytes(path, args, kwargs)
+    return _broadcast_rule(op, target, args, kwargs)
+
+
+def _data_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    # torch.tensor(data): a list may hold one owner-side list many times over
+    return _data_elements(args[0], {}, 0) * _itemsize(kwargs, 8) if args else 0
+
+
+def _layer_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return _layer_bytes(op.path, args, kwargs)
+
+
+def _concat_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return sum(_nbytes(t) for t in _tensors(args) + _tensors(kwargs.values()))
+
+
+def _matmul_args_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
     tensors = _tensors(args) + _tensors(kwargs.values())
-    if name in ("cat", "stack"):
-        return sum(_nbytes(t) for t in tensors)
-    if name in ("matmul", "mm") and len(tensors) >= 2:
+    if len(tensors) >= 2:
         return _matmul_bytes(tensors[0], tensors[1])
-    if name == "linear" and len(tensors) >= 2:
+    return _broadcast_bytes(tensors)
+
+
+def _linear_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    tensors = _tensors(args) + _tensors(kwargs.values())
+    if len(tensors) >= 2:
         return _matmul_bytes(tensors[0], tensors[1].t())
     return _broadcast_bytes(tensors)
+
+
+def _broadcast_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return _broadcast_bytes(_tensors(args) + _tensors(kwargs.values()))
 
 
 def _data_elements(data: Any, seen: dict[int, int], depth: int) -> int:
@@ -327,39 +311,48 @@ def _data_elements(data: Any, seen: dict[int, int], depth: int) -> int:
     return count
 
 
-def _creation_bytes(path: str, name: str, args: list[Any], kwargs: dict[str, Any]) -> int:
-    """What a tensor made from sizes takes: ``zeros(*size)``, ``full(size, value)``,
-    ``randint([low,] high, size)``, ``arange([start,] end[, step])``, ``linspace(start, end,
-    steps)``, ``eye(n[, m])``, each size read as torch reads it."""
-    if name in _CREATION:
-        if "size" in kwargs:
-            return _numel(kwargs["size"], f"{path}: size") * _itemsize(kwargs)
-        return _count(_varargs_dims(args, f"{path}: size")) * _itemsize(kwargs)
-    if name == "full":
-        size = kwargs["size"] if "size" in kwargs else args[0] if args else ()
-        fill = kwargs.get("fill_value", args[1] if len(args) > 1 else 0.0)
-        default = 4 if isinstance(fill, float | torch.Tensor) else 8
-        return _numel(size, f"{path}: size") * _itemsize(kwargs, default)
-    if name == "randint":
-        size = kwargs["size"] if "size" in kwargs else args[-1] if len(args) >= 2 else ()
-        return _numel(size, f"{path}: size") * _itemsize(kwargs, 8)
-    if name == "arange":
-        return _arange_bytes(path, args, kwargs)
-    if name == "linspace":
-        steps = kwargs["steps"] if "steps" in kwargs else args[2] if len(args) > 2 else 0
-        return max(_index(steps, f"{path}: steps"), 0) * _itemsize(kwargs)
-    # eye
+# ---- tensors made from sizes: ``zeros(*size)``, ``full(size, value)``, ``randint([low,] high,
+# size)``, ``arange([start,] end[, step])``, ``linspace(start, end, steps)``, ``eye(n[, m])``,
+# each size read as torch reads it
+
+
+def _creation_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    # (*size) or (size=)
+    if "size" in kwargs:
+        return _numel(kwargs["size"], f"{op.path}: size") * _itemsize(kwargs)
+    return _count(_varargs_dims(args, f"{op.path}: size")) * _itemsize(kwargs)
+
+
+def _full_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    size = kwargs["size"] if "size" in kwargs else args[0] if args else ()
+    fill = kwargs.get("fill_value", args[1] if len(args) > 1 else 0.0)
+    default = 4 if isinstance(fill, float | torch.Tensor) else 8
+    return _numel(size, f"{op.path}: size") * _itemsize(kwargs, default)
+
+
+def _randint_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    size = kwargs["size"] if "size" in kwargs else args[-1] if len(args) >= 2 else ()
+    return _numel(size, f"{op.path}: size") * _itemsize(kwargs, 8)
+
+
+def _linspace_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    steps = kwargs["steps"] if "steps" in kwargs else args[2] if len(args) > 2 else 0
+    return max(_index(steps, f"{op.path}: steps"), 0) * _itemsize(kwargs)
+
+
+def _eye_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
     rows = kwargs["n"] if "n" in kwargs else args[0] if args else 0
     cols = kwargs["m"] if "m" in kwargs else args[1] if len(args) > 1 else None
-    n = max(_index(rows, f"{path}: n"), 0)
-    m = n if cols is None else max(_index(cols, f"{path}: m"), 0)
+    n = max(_index(rows, f"{op.path}: n"), 0)
+    m = n if cols is None else max(_index(cols, f"{op.path}: m"), 0)
     return n * m * _itemsize(kwargs)
 
 
 _HUGE = 1 << 62  # a range whose length overflows a float: refused by the quota, if torch takes it
 
 
-def _arange_bytes(path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _arange_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    path = op.path
     bounds: dict[str, Any] = {"start": 0, "step": 1}
     if len(args) == 1 and "end" not in kwargs:
         bounds["end"] = args[0]
@@ -382,42 +375,77 @@ def _arange_bytes(path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
 
 
 _NUMBERS = frozenset({int, float, bool})
-# tensor methods whose size is not their operands' broadcast (see _tensor_method_bytes)
-_TENSOR_RULES = frozenset({
-    "tolist", "repeat", "split", "chunk", "index_select", "gather", "matmul", "mm", "__matmul__",
-    "__rmatmul__", "expand", "expand_as", "view", "view_as", "reshape", "t", "transpose",
-    "permute", "squeeze", "unsqueeze", "detach", "__getitem__",
-})  # fmt: skip
+
+# ---- tensor methods (a rule for a method checks that its target is a tensor: a call whose
+# target's type was not known looks the method up by its name alone)
 
 
-def _tensor_method_bytes(
-    path: str, name: str, target: torch.Tensor, args: list[Any], kwargs: Any
-) -> int:
-    if name in ("tolist",):
-        return target.numel() * PY_FLOAT_BYTES
-    if name == "repeat":
-        if "repeats" in kwargs:
-            repeats = _dims(kwargs["repeats"], f"{path}: repeats")
-        else:
-            repeats = _varargs_dims(args, f"{path}: repeats")
-        return _nbytes(target) * _count(repeats)
-    if name in ("split", "chunk"):
-        return _pieces(path, name, target, args, kwargs) * (TENSOR_HANDLE_BYTES + ITEM_BYTES)
-    if name in ("index_select", "gather"):
-        return _selected_bytes(name, target, args, kwargs)
-    if name in ("matmul", "mm", "__matmul__") and args and isinstance(args[0], torch.Tensor):
+_TENSOR = torch.Tensor  # one global lookup: this rule runs for most calls
+
+
+def _elementwise_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, _TENSOR):
+        return 0
+    if not kwargs and (not args or (len(args) == 1 and type(args[0]) in _NUMBERS)):
+        # elementwise with numbers (x + 1, x.relu()): what it makes is its target's size
+        return target.numel() * max(target.element_size(), 4)
+    return _broadcast_bytes([target, *_tensors(args), *_tensors(list(kwargs.values()))])
+
+
+def _tolist_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return target.numel() * PY_FLOAT_BYTES if isinstance(target, torch.Tensor) else 0
+
+
+def _repeat_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, torch.Tensor):
+        return 0
+    if "repeats" in kwargs:
+        repeats = _dims(kwargs["repeats"], f"{op.path}: repeats")
+    else:
+        repeats = _varargs_dims(args, f"{op.path}: repeats")
+    return _nbytes(target) * _count(repeats)
+
+
+def _pieces_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, torch.Tensor):
+        return 0
+    return _pieces(op.path, op.name, target, args, kwargs) * (TENSOR_HANDLE_BYTES + ITEM_BYTES)
+
+
+def _selection_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, torch.Tensor):
+        return 0
+    return _selected_bytes(op.name, target, args, kwargs)
+
+
+def _matmul_method_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, torch.Tensor):
+        return 0
+    if args and isinstance(args[0], torch.Tensor):
         return _matmul_bytes(target, args[0])
-    if name == "__rmatmul__" and args and isinstance(args[0], torch.Tensor):
+    return _broadcast_bytes([target, *_tensors(args), *_tensors(list(kwargs.values()))])
+
+
+def _rmatmul_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, torch.Tensor):
+        return 0
+    if args and isinstance(args[0], torch.Tensor):
         return _matmul_bytes(args[0], target)
-    if name in ("expand", "expand_as", "view", "view_as", "reshape", "t", "transpose", "permute",
-                "squeeze", "unsqueeze", "detach", "__getitem__"):  # fmt: skip
-        if name == "__getitem__" and _tensors(args):  # indexing by tensors makes a new one
-            return _index_bytes(target, _tensors(args))
-        if name == "reshape" or name == "contiguous":
-            return _nbytes(target)
-        return 0  # views
-    tensors = [target, *_tensors(args), *_tensors(list(kwargs.values()))]
-    return _broadcast_bytes(tensors)
+    return _broadcast_bytes([target, *_tensors(args), *_tensors(list(kwargs.values()))])
+
+
+def _view_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return 0  # a view: new metadata, the same storage
+
+
+def _reshape_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return _nbytes(target) if isinstance(target, torch.Tensor) else 0  # may copy
+
+
+def _index_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if isinstance(target, torch.Tensor) and _tensors(args):  # indexing by tensors makes a new one
+        return _index_bytes(target, _tensors(args))
+    return 0  # a view
 
 
 def _dim_size(target: torch.Tensor, dim: Any, what: str) -> int | None:
@@ -738,3 +766,128 @@ def _sample_bytes(dataset: Any) -> int:
     except TypeError:
         pass
     return size
+
+
+# ---- python's containers and values
+
+
+def _insert_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return _inserted_bytes(args) if isinstance(target, list | dict) else 0
+
+
+def _extend_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, list | dict):
+        return 0
+    iterated = _iterated_bytes(args[0]) if args else None
+    return _inserted_bytes(args) if iterated is None else iterated
+
+
+def _update_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, list | dict):
+        return 0
+    iterated = _iterated_bytes(args[0], pairs=True) if args else None
+    return _inserted_bytes(args) if iterated is None else iterated
+
+
+def _values_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return sum(_inserted_bytes([a]) for a in args)
+
+
+def _collect_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    iterated = _iterated_bytes(args[0]) if len(args) == 1 else None
+    return _values_bytes(op, target, args, kwargs) if iterated is None else iterated
+
+
+def _collect_pairs_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    iterated = _iterated_bytes(args[0], pairs=True) if len(args) == 1 else None
+    return _values_bytes(op, target, args, kwargs) if iterated is None else iterated
+
+
+# ---- models, optimizers, loaders, distributions
+
+
+def _forward_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return _forward_bytes(target, args) if isinstance(target, nn.Module) else 0
+
+
+def _module_copy_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return _module_bytes(target) if isinstance(target, nn.Module) else 0
+
+
+def _module_move_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return 2 * _module_bytes(target) if isinstance(target, nn.Module) else 0  # double() doubles
+
+
+def _optimizer_step_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, torch.optim.Optimizer) or target.state:
+        return 0
+    # the first step makes the optimizer's state: up to three buffers per parameter
+    defaults = target.defaults
+    copies = 3 if defaults.get("amsgrad") or defaults.get("centered") else 2
+    return copies * sum(_nbytes(p) for g in target.param_groups for p in g["params"])
+
+
+def _batch_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return _batch_bytes(target) if isinstance(target, tud.dataloader._BaseDataLoaderIter) else 0
+
+
+def _loader_iterator_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, tud.DataLoader):
+        return 0
+    return iterator_bytes(target.batch_sampler, target.dataset)
+
+
+def _distribution_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    if not isinstance(target, torch.distributions.Distribution):
+        return 0
+    return _distribution_bytes(op.name, target, args, kwargs)
+
+
+def _nothing(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+    return 0
+
+
+SizeEstimate = Callable[[Op, Any, list[Any], dict[str, Any]], int]
+#: each size rule an op may declare (protocol/allowlist/facts.py SizeRule), bound to its estimate
+RULES: dict[str, SizeEstimate] = {
+    "nothing": _nothing,
+    "elementwise": _elementwise_bytes,
+    "tolist": _tolist_bytes,
+    "repeat": _repeat_bytes,
+    "pieces": _pieces_bytes,
+    "selection": _selection_bytes,
+    "matmul": _matmul_method_bytes,
+    "rmatmul": _rmatmul_bytes,
+    "view": _view_bytes,
+    "reshape": _reshape_bytes,
+    "index": _index_rule,
+    "broadcast": _broadcast_rule,
+    "creation": _creation_bytes,
+    "full": _full_bytes,
+    "randint": _randint_bytes,
+    "arange": _arange_bytes,
+    "linspace": _linspace_bytes,
+    "eye": _eye_bytes,
+    "like": _like_bytes,
+    "data": _data_bytes,
+    "legacy_tensor": _legacy_tensor_bytes,
+    "numpy_copy": _numpy_copy_bytes,
+    "concat": _concat_bytes,
+    "matmul_args": _matmul_args_bytes,
+    "linear": _linear_bytes,
+    "layer": _layer_rule,
+    "optimizer_state": _optimizer_state_bytes,
+    "insert": _insert_bytes,
+    "extend": _extend_bytes,
+    "update": _update_bytes,
+    "collect": _collect_bytes,
+    "collect_pairs": _collect_pairs_bytes,
+    "values": _values_bytes,
+    "forward": _forward_rule,
+    "module_copy": _module_copy_bytes,
+    "module_move": _module_move_bytes,
+    "optimizer_step": _optimizer_step_bytes,
+    "batch": _batch_rule,
+    "loader_iterator": _loader_iterator_bytes,
+    "distribution": _distribution_rule,
+}

@@ -11,12 +11,11 @@ itself) and those it derives (``probs`` from ``logits``): the owner labels it by
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-if TYPE_CHECKING:
-    from .allowlist import Op
+from .facts import Op
 
 # name -> the keyword arguments its constructor takes
 DISTRIBUTIONS: dict[str, frozenset[str]] = {
@@ -54,21 +53,30 @@ def _read(name: str) -> Any:
     return read
 
 
-def register_distributions(
-    op_type: type[Op], functions: dict[str, Op], tables: dict[str, dict[str, Op]]
-) -> None:
-    """Add the constructors and the ``Distribution`` table to the allowlist."""
-    for name, kwargs in DISTRIBUTIONS.items():
-        path = f"torch.distributions.{name}"
-        cls = getattr(torch.distributions, name)  # `name` is a fixed entry of DISTRIBUTIONS
-        functions[path] = op_type(path, "function", "Distribution", impl=cls, kwargs=kwargs)
-    table: dict[str, Op] = {}
-    for name in SAMPLING:
-        table[name] = op_type(
-            f"Distribution.{name}", "method", "Tensor", impl=_call(name), random=True
-        )
-    for name in METHODS:
-        table[name] = op_type(f"Distribution.{name}", "method", "Tensor", impl=_call(name))
-    for name, kind in ATTRIBUTES.items():
-        table[name] = op_type(f"Distribution.{name}", "attribute", kind, impl=_read(name))
-    tables["Distribution"] = table
+# a distribution holds its arguments (Normal(loc, scale).loc is loc); its size: its tensor
+# arguments' broadcast. `name` is a fixed entry of DISTRIBUTIONS.
+FUNCTIONS: dict[str, Op] = {
+    f"torch.distributions.{name}": Op(
+        f"torch.distributions.{name}", "function", "Distribution",
+        impl=getattr(torch.distributions, name), kwargs=kwargs, aliases="args", size="broadcast",
+    )
+    for name, kwargs in DISTRIBUTIONS.items()
+}  # fmt: skip
+# what a distribution hands out may be what it holds; its size: its batch and event shape
+DISTRIBUTION: dict[str, Op] = {
+    **{
+        name: Op(f"Distribution.{name}", "method", "Tensor", impl=_call(name), random=True,
+                 aliases="target", size="distribution")
+        for name in SAMPLING
+    },
+    **{
+        name: Op(f"Distribution.{name}", "method", "Tensor", impl=_call(name), aliases="target",
+                 size="distribution")
+        for name in METHODS
+    },
+    **{
+        name: Op(f"Distribution.{name}", "attribute", kind, impl=_read(name), aliases="target",
+                 size="distribution")
+        for name, kind in ATTRIBUTES.items()
+    },
+}  # fmt: skip

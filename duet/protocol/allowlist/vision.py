@@ -11,14 +11,11 @@ hold the same allowlist; torchvision is imported only when an entry runs on the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from types import ModuleType
+from typing import Any
 
-from ..errors import NotAllowed, UsageError
-
-if TYPE_CHECKING:
-    from types import ModuleType
-
-    from .allowlist import Op
+from ...errors import NotAllowed, UsageError
+from .facts import Op
 
 MISSING = "torchvision is not installed on the owner's side; pip install 'duet[vision]'"
 TRANSFORMS = ("Compose", "ToTensor", "Normalize", "Resize", "CenterCrop")
@@ -106,38 +103,40 @@ def _dataset_kind(
     return "Dataset", {"fields": 2}  # (image, target) pairs
 
 
-def register_vision(
-    op_type: type[Op], functions: dict[str, Op], tables: dict[str, dict[str, Op]]
-) -> None:
-    """Add the torchvision entries to the allowlist tables (the same with or without torchvision)."""
-    prefix = "torchvision.transforms."
-    functions[prefix + "Compose"] = op_type(
-        prefix + "Compose", "function", "Transform", impl=_compose, kwargs=frozenset({"transforms"})
-    )
-    functions[prefix + "ToTensor"] = op_type(
-        prefix + "ToTensor", "function", "Transform", impl=_to_tensor, kwargs=frozenset()
-    )
-    functions[prefix + "Normalize"] = op_type(
-        prefix + "Normalize",
-        "function",
-        "Transform",
-        impl=_normalize,
-        kwargs=frozenset({"mean", "std", "inplace"}),
-    )
-    for name, impl in (("Resize", _resize), ("CenterCrop", _center_crop)):
-        functions[prefix + name] = op_type(
-            prefix + name, "function", "Transform", impl=impl, kwargs=frozenset({"size"})
-        )
-    for name in DATASETS:
-        path = f"torchvision.datasets.{name}"
-        functions[path] = op_type(
-            path,
+_TRANSFORMS = "torchvision.transforms."
+
+
+def _transform(name: str, impl: Any, kwargs: frozenset[str], **facts: Any) -> Op:
+    return Op(_TRANSFORMS + name, "function", "Transform", impl=impl, kwargs=kwargs,
+              size="nothing", **facts)  # fmt: skip
+
+
+# the same with or without torchvision: both sides hold the same allowlist
+FUNCTIONS: dict[str, Op] = {
+    # a Compose holds the transforms it was given
+    _TRANSFORMS + "Compose": _transform("Compose", _compose, frozenset({"transforms"}),
+                                        aliases="args"),
+    _TRANSFORMS + "ToTensor": _transform("ToTensor", _to_tensor, frozenset()),
+    _TRANSFORMS + "Normalize": _transform("Normalize", _normalize,
+                                          frozenset({"mean", "std", "inplace"})),
+    _TRANSFORMS + "Resize": _transform("Resize", _resize, frozenset({"size"})),
+    _TRANSFORMS + "CenterCrop": _transform("CenterCrop", _center_crop, frozenset({"size"})),
+    **{
+        f"torchvision.datasets.{name}": Op(
+            f"torchvision.datasets.{name}",
             "function",
             _dataset_kind,
             impl=_owner_side,  # the owner binds it: opening its files is the owner's concern
             kwargs=DATASET_KWARGS,
             owner_data=True,  # read from the owner's files: private, however it was asked for
+            aliases="args",  # it holds its transforms
+            size="nothing",
         )
-    tables["Transform"] = {
-        "__call__": op_type("Transform.__call__", "method", "Tensor", False, _call_transform),
-    }
+        for name in DATASETS
+    },
+}  # fmt: skip
+# a transform's result is bounded by MAX_IMAGE_SIDE, and charged once made
+TRANSFORM: dict[str, Op] = {
+    "__call__": Op("Transform.__call__", "method", "Tensor", False, _call_transform,
+                   aliases="args", size="nothing"),
+}  # fmt: skip
