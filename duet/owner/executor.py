@@ -69,6 +69,35 @@ class _PublicRefusal(Exception):
         self.error = error
 
 
+class _Call:
+    """One call as the owner's pipeline fills it in (Executor.call): what ``_resolve`` named
+    and read, what ``_admit`` decided it may do, what ``_run`` derived. Each failure handler
+    reads what was known when the call failed."""
+
+    __slots__ = (
+        "args", "call_args", "draws", "extra", "inputs", "kwargs", "label", "leaves", "message",
+        "op", "path", "planned", "shape", "target", "whole", "writes",
+    )  # fmt: skip
+
+    def __init__(self, message: Call):
+        self.message = message
+        self.path = message.op  # the op's own path once it is found (errors name it)
+        self.inputs = _Inputs()
+        self.op: allowlist.Op | None = None
+        self.target: Any = None
+        self.call_args: list[Any] = []
+        self.args: list[Any] = []
+        self.kwargs: dict[str, Any] = {}
+        self.draws = False  # it draws from the scientist's generator
+        self.extra: Label = EMPTY  # what it reads besides its inputs
+        self.leaves: list[Any] = []  # backward's: the scientist's leaves
+        self.writes: list[Any] = []
+        self.label: Label = EMPTY  # what what it makes depends on
+        self.planned = 0  # bytes it will take
+        self.whole: Whole | None = None
+        self.shape: Label | None = None
+
+
 class _Inputs:
     """What one call named and read."""
 
@@ -296,123 +325,161 @@ class Executor:
             label = label | self.graph_label
         return label
 
-    # ---- calls
+    # ---- calls: resolve, admit, run, record
     def call(self, message: Call, buffers: list[memoryview]) -> Failure | None:
-        """Run one call; returns a Failure to tell the scientist at once, or None."""
+        """Run one call; returns a Failure to tell the scientist at once, or None.
+
+        Four steps, each a method: ``_resolve`` names every input and finds the op,
+        ``_admit`` decides what the call may do (what it draws and writes, its label, its
+        memory, the owner's policy), ``_run`` runs it, ``_record`` labels and stores what it
+        did and made. A failure in the first three is labeled from what was known by then
+        (``_failed``): what the call read, and what it would have drawn and written.
+        """
         if message.target is not None and not self.poisoned:
             done = self._plain_call(message)
             if done is not _NOT_PLAIN:
                 return done  # type: ignore[return-value]
-        path = message.op
         if self.taken(message.result):
             return Failure(
                 result=None,
                 error=ErrorInfo(
                     code=UsageError.code,
-                    op=path,
+                    op=message.op,
                     message=f"object id {message.result!r} is already in use; ids cannot be reused",
                 ),
             )
-        inputs = _Inputs()
-        op: allowlist.Op | None = None
-        target: Any = None
-        args: list[Any] = []
-        kwargs: dict[str, Any] = {}
-        writes: list[Any] = []
-        draws = False
+        step = _Call(message)
         try:
-            # name every input, even after one turns out to be a failure: what the call
-            # would have used is what its failure stands for
-            call_args: list[Any] = []
-            if message.target is None:
-                op = allowlist.function(path)
-            else:
-                entry = self._name(message.target, inputs, target=True)
-                if entry.failure is None:
-                    target = entry.value
-                    kind = allowlist.type_key(target)
-                    if kind is None:  # the owner knows the real type: no guessing across tables
-                        raise NotAllowed(f"{type(target).__name__} objects have no remote methods")
-                    op = allowlist.member(kind, path)
-                    if op.shape_query and entry.shape_label is not None:
-                        # a length or size of something whose shape depends on less than its
-                        # values (a published dataset, a loader over one)
-                        inputs.shape = entry.shape_label
-                    elif op.reads_target:
-                        # an op that only adds to its target (list.append) does not read it,
-                        # and can fail only by its arguments: a long list is not walked per
-                        # append
-                        inputs.walk.add(target)
-                    call_args = [target]
-            args, kwargs = self._arguments(message, buffers, inputs)
-            if inputs.failed:
-                raise _InputFailed
-            assert op is not None
-            path = op.path
-            op.check_kwargs(message.kwargs)
-            if op.kind == "attribute" and (args or kwargs):
-                raise ProtocolError(f"{op.path} is an attribute and takes no arguments")
-            if op.random or op.writes is not None or op.owner_data:
-                draws = effects.draws(op, target)
-                extra = self._extra(op, draws)
-                leaves = self.leaves() if op.writes == "graph" else []
-                writes = effects.written(op, target, args, kwargs, leaves)
-                self._refuse_protected(op, writes, inputs)
-            else:  # the common case: it reads its inputs, draws nothing and writes nothing
-                extra = EMPTY
-            label = self._input_label(inputs) | extra
-            # memory is counted before it is taken: what the op will make must fit
-            planned = sizes.planned_bytes(op, target, args, kwargs)
-            self.policy.check_call(CallCheck(self.peer, op, target, planned, bool(label)))
-            if op.writes == "graph":
-                # gradients go to the scientist's leaves only: the owner's never get any
-                kwargs["inputs"] = leaves or [torch.zeros((), requires_grad=True)]
-            assert op.impl is not None
-            if draws:
-                with self.own_rng():
-                    result = op.impl(*call_args, *args, **kwargs)
-            else:
-                result = op.impl(*call_args, *args, **kwargs)
-            whole, shape = None, None
-            source = inputs.target if op.kind != "function" else next(iter(inputs.arguments), None)
-            if source is not None and source.whole is not None:
-                whole, shape = self._derivation(op, message, inputs, extra)
+            self._resolve(step, buffers)
+            self._admit(step)
+            result = self._run(step)
         except _InputFailed:
-            # it fails as its first failed input did; had that not failed, the op would have
-            # run: what it would have drawn and written is labeled as if it had
-            label = self._input_label(inputs)
-            info = inputs.failed[0].failure
-            assert info is not None
-            if label:
-                self._would_have_run(op, message, target, args, kwargs, inputs, label)
-            return self._fail(
-                message.result, info, label, op, inputs, target, notify=False, name=message.op
-            )
+            return self._input_failed(step)
         except _PublicRefusal as refusal:
-            return self._fail(message.result, self._error_info(refusal.error, path), EMPTY, op)
+            info = self._error_info(refusal.error, step.path)
+            return self._fail(message.result, info, EMPTY, step.op)
         except Exception as exc:
-            extra = self._extra(op, draws, failed=True)
-            label = self._input_label(inputs) | extra
-            if label and not writes:
-                # failed before it knew what it writes, or which op it is (the target's type
-                # was chosen privately): label what it would have written
-                self._would_have_run(op, message, target, args, kwargs, inputs, label)
-            self._after(op, writes, label, draws, inputs, extra=extra)
-            info = self._error_info(exc, path)
-            return self._fail(message.result, info, label, op, inputs, target, name=message.op)
+            return self._failed(step, exc)
+        return self._record(step, result)
+
+    def _resolve(self, step: _Call, buffers: list[memoryview]) -> None:
+        """Name every input and find the op (even after an input turns out to be a failure:
+        what the call would have used is what its failure stands for)."""
+        message, inputs = step.message, step.inputs
+        if message.target is None:
+            step.op = allowlist.function(step.path)
+        else:
+            entry = self._name(message.target, inputs, target=True)
+            if entry.failure is None:
+                target = step.target = entry.value
+                kind = allowlist.type_key(target)
+                if kind is None:  # the owner knows the real type: no guessing across tables
+                    raise NotAllowed(f"{type(target).__name__} objects have no remote methods")
+                member = step.op = allowlist.member(kind, step.path)
+                if member.shape_query and entry.shape_label is not None:
+                    # a length or size of something whose shape depends on less than its
+                    # values (a published dataset, a loader over one)
+                    inputs.shape = entry.shape_label
+                elif member.reads_target:
+                    # an op that only adds to its target (list.append) does not read it, and
+                    # can fail only by its arguments: a long list is not walked per append
+                    inputs.walk.add(target)
+                step.call_args = [target]
+        step.args, step.kwargs = self._arguments(message, buffers, inputs)
+        if inputs.failed:
+            raise _InputFailed
+        found = step.op
+        assert found is not None
+        step.path = found.path
+        found.check_kwargs(message.kwargs)
+        if found.kind == "attribute" and (step.args or step.kwargs):
+            raise ProtocolError(f"{found.path} is an attribute and takes no arguments")
+
+    def _admit(self, step: _Call) -> None:
+        """What the call may do: what it draws and writes (a published object is never
+        written), the label of what it makes, the memory it will take, the owner's policy."""
+        op, target, inputs = step.op, step.target, step.inputs
+        assert op is not None
+        if op.random or op.writes is not None or op.owner_data:
+            step.draws = effects.draws(op, target)
+            step.extra = self._extra(op, step.draws)
+            step.leaves = self.leaves() if op.writes == "graph" else []
+            step.writes = effects.written(op, target, step.args, step.kwargs, step.leaves)
+            self._refuse_protected(op, step.writes, inputs)
+        # (otherwise, the common case: it reads its inputs, draws nothing and writes nothing)
+        step.label = self._input_label(inputs) | step.extra
+        # memory is counted before it is taken: what the op will make must fit
+        step.planned = sizes.planned_bytes(op, target, step.args, step.kwargs)
+        self.policy.check_call(CallCheck(self.peer, op, target, step.planned, bool(step.label)))
+
+    def _run(self, step: _Call) -> Any:
+        """Run the op (drawing from this scientist's own generator) and note what its result
+        is derived from, when that can be told."""
+        op, kwargs = step.op, step.kwargs
+        assert op is not None and op.impl is not None
+        if op.writes == "graph":
+            # gradients go to the scientist's leaves only: the owner's never get any
+            kwargs["inputs"] = step.leaves or [torch.zeros((), requires_grad=True)]
+        if step.draws:
+            with self.own_rng():
+                result = op.impl(*step.call_args, *step.args, **kwargs)
+        else:
+            result = op.impl(*step.call_args, *step.args, **kwargs)
+        inputs = step.inputs
+        source = inputs.target if op.kind != "function" else next(iter(inputs.arguments), None)
+        if source is not None and source.whole is not None:
+            step.whole, step.shape = self._derivation(op, step.message, inputs, step.extra)
+        return result
+
+    def _record(self, step: _Call, result: Any) -> Failure | None:
+        """Label what the call wrote and store what it made."""
+        op, target, label = step.op, step.target, step.label
+        assert op is not None
         self.actions_run += 1
-        written = [effects.walk_written(item) for item in writes]  # as they are now: one walk
-        self._after(op, writes, label, draws, inputs, written, extra)
+        written = [effects.walk_written(item) for item in step.writes]  # as they are now
+        self._after(op, step.writes, label, step.draws, step.inputs, written, step.extra)
         if op.writes is not None:
             if op.name in _MAKE_LEAVES and isinstance(target, torch.Tensor | nn.Module):
                 self.register_leaves(target)  # requires_grad_() can make a leaf
             for walk in written:  # what the write made (an optimizer's state, gradients)
                 self._hold(walk.nodes.values(), bool(label), {})
-            if isinstance(target, list | dict) and planned:  # what was put into a list
-                self.quota.grow(target, planned)
+            if isinstance(target, list | dict) and step.planned:  # what was put into a list
+                self.quota.grow(target, step.planned)
         return self._store_result(
-            message.result, result, label, op, inputs, target, whole=whole, shape=shape
-        )
+            step.message.result, result, label, op, step.inputs, target,
+            whole=step.whole, shape=step.shape,
+        )  # fmt: skip
+
+    def _input_failed(self, step: _Call) -> Failure | None:
+        """An input is itself a failure: the call fails as the first failed input did. Had
+        that not failed, the op would have run: what it would have drawn and written is
+        labeled as if it had."""
+        message, inputs = step.message, step.inputs
+        label = self._input_label(inputs)
+        info = inputs.failed[0].failure
+        assert info is not None
+        if label:
+            self._would_have_run(
+                step.op, message, step.target, step.args, step.kwargs, inputs, label
+            )
+        return self._fail(
+            message.result, info, label, step.op, inputs, step.target, notify=False,
+            name=message.op,
+        )  # fmt: skip
+
+    def _failed(self, step: _Call, exc: Exception) -> Failure | None:
+        """The call failed while it was resolved, admitted or run: its failure is labeled
+        with what it read, and what it wrote (or would have) is labeled too."""
+        message, op, inputs = step.message, step.op, step.inputs
+        extra = self._extra(op, step.draws, failed=True)
+        label = self._input_label(inputs) | extra
+        if label and not step.writes:
+            # failed before it knew what it writes, or which op it is (the target's type was
+            # chosen privately): label what it would have written
+            self._would_have_run(op, message, step.target, step.args, step.kwargs, inputs, label)
+        self._after(op, step.writes, label, step.draws, inputs, extra=extra)
+        info = self._error_info(exc, step.path)
+        return self._fail(message.result, info, label, op, inputs, step.target, name=message.op)
 
     def _plain_call(self, message: Call) -> Failure | object | None:
         """The fast lane for most of what a scientist sends: a method of one of its own plain
