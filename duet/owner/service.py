@@ -40,6 +40,7 @@ from ..protocol.messages import (
     Failure,
     Get,
     ListStore,
+    Message,
     Notice,
     Put,
     Reply,
@@ -90,7 +91,7 @@ class PeerService:
         peer: str,
         store: ObjectStore,
         requests: RequestQueue,
-        send: Callable[[list[Any], list[Any]], None],
+        send: Callable[[list[Message], list[Any]], None],
         call_later: Callable[[float, Callable[[], None]], None],
         *,
         redact_errors: bool = False,
@@ -140,7 +141,7 @@ class PeerService:
         return self.executor.actions_run
 
     # ---- called from the network loop
-    def submit(self, messages: list[Any], buffers: list[memoryview]) -> bool:
+    def submit(self, messages: list[Message], buffers: list[memoryview]) -> bool:
         """Queue messages to run; False when the backlog would pass ``max_backlog``.
 
         A scientist that keeps to the action window never comes near the limit; one that
@@ -178,8 +179,8 @@ class PeerService:
             if self.on_dead is not None:
                 self.on_dead(f"the owner's worker stopped ({type(exc).__name__}: {exc})")
 
-    def _run_frame(self, messages: list[Any], buffers: list[memoryview]) -> None:
-        out: list[Any] = []
+    def _run_frame(self, messages: list[Message], buffers: list[memoryview]) -> None:
+        out: list[Message] = []
         out_buffers: list[Any] = []
         for message in messages:
             try:
@@ -203,7 +204,7 @@ class PeerService:
         if out:
             self._reply(out, out_buffers)
 
-    def _reply(self, messages: list[Any], buffers: list[Any]) -> None:
+    def _reply(self, messages: list[Message], buffers: list[Any]) -> None:
         """Send replies; one too large to frame becomes an error reply for that request."""
         try:
             self._send(messages, buffers)
@@ -221,7 +222,11 @@ class PeerService:
                 self._send([Failure(result=None, error=info)], [])
 
     def _handle(
-        self, message: Any, buffers: list[memoryview], out: list[Any], out_buffers: list[Any]
+        self,
+        message: Message,
+        buffers: list[memoryview],
+        out: list[Message],
+        out_buffers: list[Any],
     ) -> None:
         if isinstance(message, Call):
             self.running = (message.op, time.monotonic())
@@ -310,7 +315,7 @@ class PeerService:
             return self.executor._fail(message.id, self._error_info(exc, "send"), frozenset(), None)
         return None
 
-    def _delete(self, message: Delete, out: list[Any]) -> None:
+    def _delete(self, message: Delete, out: list[Message]) -> None:
         for object_id in message.ids:
             entry = self.store.get(self.executor.key(object_id))
             if entry is not None:
@@ -331,7 +336,7 @@ class PeerService:
                 )
             # anything else reads as missing: deleting it does nothing
 
-    def _run_plan(self, message: RunPlan, out: list[Any]) -> None:
+    def _run_plan(self, message: RunPlan, out: list[Message]) -> None:
         plan = self._plans.get(message.plan)
         if plan is None:
             raise UsageError(f"no plan {message.plan!r}; define it first")
