@@ -15,6 +15,7 @@ from torch import nn
 from duet.owner import effects, sizes
 from duet.protocol import allowlist
 from duet.protocol.allowlist import SIZE_RULES, WRITES, Op
+from duet.protocol.devices import MODULE_MOVES
 from duet.protocol.modules import LAYERS
 
 
@@ -204,3 +205,15 @@ def test_every_op_that_writes_its_target_and_hands_it_back_aliases_it():
 
 def test_the_shape_queries_are_the_ops_declared_so():
     assert {"__len__", "size", "numel", "dim", "shape", "ndim"} == allowlist.SHAPE_OPS
+
+
+def test_every_op_that_can_make_leaves_is_marked_so_and_writes_its_target():
+    # requires_grad_() and a model's moves to another device or precision can make tensors
+    # gradients flow into; the owner registers them (Executor._record) only when told so
+    for _, op in every_op():
+        if op.name == "requires_grad_" or (
+            op.path.startswith("Module.") and op.name in MODULE_MOVES
+        ):
+            assert op.makes_leaves, f"{op.path} can make leaves and is not marked makes_leaves"
+        if op.makes_leaves:
+            assert op.writes is not None, f"{op.path} makes leaves but declares no write"

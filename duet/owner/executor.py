@@ -35,7 +35,6 @@ from torch import nn
 
 from ..errors import DuetError, NotAllowed, ProtocolError, QuotaExceeded, UsageError
 from ..protocol import allowlist
-from ..protocol.devices import MODULE_MOVES
 from ..protocol.messages import Call, ErrorInfo, Failure
 from ..protocol.serde import MAX_INT_BITS, Decoder
 from . import datasets as _datasets  # noqa: F401 (binds the owner's dataset ops)
@@ -50,8 +49,6 @@ log = logging.getLogger(__name__)
 MAX_OVERFLOW = 10_000
 _PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars: decoded as themselves
 _NOT_PLAIN = object()  # Executor._plain_call: not a call for the fast lane
-# ops that can make new leaves (tensors gradients flow into) in what they are called on
-_MAKE_LEAVES = frozenset({"requires_grad_", *MODULE_MOVES})
 # torch has one default generator per process, and each scientist's ops run on a thread of
 # their own: one scientist's state is swapped in, drawn from and swapped out under this lock,
 # so no other scientist's thread draws from it (or replaces it) meanwhile
@@ -439,7 +436,7 @@ class Executor:
         written = [effects.walk_written(item) for item in step.writes]  # as they are now
         self._after(op, step.writes, label, step.draws, step.inputs, written, step.extra)
         if op.writes is not None:
-            if op.name in _MAKE_LEAVES and isinstance(target, torch.Tensor | nn.Module):
+            if op.makes_leaves and isinstance(target, torch.Tensor | nn.Module):
                 self.register_leaves(target)  # requires_grad_() can make a leaf
             for walk in written:  # what the write made (an optimizer's state, gradients)
                 self._hold(walk.nodes.values(), bool(label), {})

@@ -80,6 +80,7 @@ def methods(
     reads_target: bool = True,
     shape_query: bool = False,
     conversion: bool = False,
+    makes_leaves: bool = False,
     impl: Callable[..., Any] | None = None,
 ) -> dict[str, Op]:
     """Methods of one type that share their facts (a method writes its target when its name says
@@ -98,6 +99,7 @@ def methods(
             size=size,
             shape_query=shape_query,
             conversion=conversion,
+            makes_leaves=makes_leaves,
         )
         for name in names
     }

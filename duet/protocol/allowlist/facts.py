@@ -91,6 +91,9 @@ class Op:
     # the result stands for one of its inputs, whole ("first" argument or "target"): a loader
     # over a dataset, that loader's iterator
     wraps: str | None = None
+    # it can make new leaves (tensors gradients flow into) in what it is called on: a model's
+    # requires_grad_(), its moves to another device or precision (the owner registers them)
+    makes_leaves: bool = False
     # the op's short name, as a tag on what it makes (``mean``, ``__len__``, ``nll_loss``)
     name: str = field(init=False, compare=False, repr=False)
 

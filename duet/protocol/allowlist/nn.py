@@ -133,12 +133,12 @@ MODULE: dict[str, Op] = {
        for name in ("train", "eval", "zero_grad")},
     "requires_grad_": _method("requires_grad_", call_for_effect("requires_grad_"), "None",
                               mutates=True, writes="target_deep", aliases="target",
-                              size="nothing"),
+                              size="nothing", makes_leaves=True),
     **attributes("Module", {"training": "Bool"}, size="nothing", aliases=None),
     **attributes("Module", {"weight": "Tensor", "bias": "Tensor"}, size="nothing",
                  aliases="target"),
     # device and precision moves run where the model is: they write all of it
     **{name: _method(name, module_move(name), _same_module, mutates=True, writes="target_deep",
-                     aliases="target", size="module_move")
+                     aliases="target", size="module_move", makes_leaves=True)
        for name in MODULE_MOVES},
 }  # fmt: skip
