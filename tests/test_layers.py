@@ -22,6 +22,21 @@ ALLOWED = {
     "pairing": {"protocol", "transport"},
     # the owner's review page: a view of the owner's objects, never the other way round
     "review": {"owner", "protocol", "display"},
+    # the two sessions side by side, each on a role-neutral connection; nothing below them
+    # imports them (the layers above: network, local, workers, federated, serve, review)
+    "sessions": {
+        "owner",
+        "scientist",
+        "transport",
+        "protocol",
+        "display",
+        "pairing",
+        "connection",
+        "notices",
+        # the owner's session starts its review page when asked (review knows the session
+        # only for type checkers)
+        "review",
+    },
 }
 LEAVES = {"duet.errors", "duet._version", "duet.identity", "duet.runtime"}
 

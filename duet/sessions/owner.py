@@ -1,4 +1,6 @@
-"""The data owner as a node: one store, many identified scientists, each under its own rules.
+"""The owner's session, as a node: one store, many identified scientists, each under its own
+rules. The owner's role lives here: whom it admits, how it serves each scientist (owner/
+holds what it serves with: the store, requests, the executor, policies).
 
 An ``OwnerSession`` holds what is the owner's (the store of published data, the request queue,
 its handlers, the access rules, the audit log and the scientists it knows) and serves each
@@ -42,19 +44,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .connection import Connection, PeerIdentity, State, frame_limit_for
-from .display import quoted, shown
-from .display.prompt import Read, ask_client_id
-from .errors import ConnectionLost, HandshakeError, UsageError
-from .identity import Identity, duet_home
-from .notices import RequestNotices, Say
-from .owner.access import AccessRules
-from .owner.audit import AuditLog
-from .owner.context import OwnerSettings
-from .owner.policy import AccessPolicy, PolicyChain, QuotaPolicy
-from .owner.requests import Request, RequestQueue
-from .owner.service import PeerService
-from .owner.store import (
+from ..connection import Connection, PeerIdentity, State, frame_limit_for
+from ..display import quoted, shown
+from ..display.prompt import Read, ask_client_id
+from ..errors import ConnectionLost, HandshakeError, UsageError
+from ..identity import Identity, duet_home
+from ..notices import RequestNotices, Say
+from ..owner.access import AccessRules
+from ..owner.audit import AuditLog
+from ..owner.context import OwnerSettings
+from ..owner.policy import AccessPolicy, PolicyChain, QuotaPolicy
+from ..owner.requests import Request, RequestQueue
+from ..owner.service import PeerService
+from ..owner.store import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_OBJECTS,
     DEFAULT_MAX_PENDING,
@@ -62,16 +64,16 @@ from .owner.store import (
     OwnerStoreView,
     StoredObject,
 )
-from .owner.tuning import give_back_memory, tune_owner_process
-from .protocol.messages import ErrorInfo, Failure
-from .runtime import run
-from .session import LIVE, Session
-from .transport.channel import Channel
+from ..owner.tuning import give_back_memory, tune_owner_process
+from ..protocol.messages import ErrorInfo, Failure
+from ..runtime import run
+from ..transport.channel import Channel
+from .base import LIVE, Session
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .review import ReviewServer
+    from ..review import ReviewServer
 
 log = logging.getLogger(__name__)
 WATCH_SECS = 5.0
@@ -533,7 +535,7 @@ class OwnerSession(Session):
     def start_review(self) -> ReviewServer:
         """Start the owner's review page (if it is not running yet) and return it; its
         ``url`` (with its secret token) opens it. It stops when this session closes."""
-        from .review import ReviewServer
+        from ..review import ReviewServer
 
         if self._closed:
             raise UsageError("this owner session is closed; it has no review page")
@@ -551,7 +553,7 @@ class OwnerSession(Session):
         work there); in a script, its address is printed. Starts it if ``launch_duet`` did not
         (``review=False``). Returns its address, which carries the page's secret token: keep
         it to yourself."""
-        from .review import show
+        from ..review import show
 
         return show(self.start_review(), height=height)
 
@@ -559,7 +561,7 @@ class OwnerSession(Session):
         """The review page at its requests, for a notebook's output (None: it is not running)."""
         if self._review is None:
             return None
-        from .review import frame
+        from ..review import frame
 
         return frame(self._review, anchor="pending")
 
@@ -630,7 +632,7 @@ class ScientistsView:
 
     @property
     def pandas(self) -> pd.DataFrame:
-        from .display import scientists_frame
+        from ..display import scientists_frame
 
         return scientists_frame(self.rows())
 
@@ -659,7 +661,7 @@ class ScientistsView:
         a confirm function's yes) or let in by a rule naming it; other owner identities sharing
         the duet home know their own. ID, name (the owner's, or the claimed one, marked), role,
         first and last seen."""
-        from .display import known_scientists_frame
+        from ..display import known_scientists_frame
 
         return known_scientists_frame(self.known_rows())
 
@@ -753,7 +755,7 @@ def confirm_id(confirm: Confirm, client_id: str, *, read: Read | None = None) ->
     """Check a scientist's ID as ``launch_duet``'s ``confirm`` says: True asks the person at the
     keyboard (through ``read``, default ``input``: display/prompt.py), a string is the expected
     ID, a function decides. Returns (what was given, ok)."""
-    from .identity import normalize
+    from ..identity import normalize
 
     if callable(confirm):
         return "(checked by your function)", bool(confirm(client_id))
@@ -768,4 +770,10 @@ def default_audit_path() -> Path:
     return duet_home() / "audit.sqlite3"
 
 
-__all__ = ["OwnerSession", "ScientistLink", "ScientistsView", "Verdict", "claimed"]
+__all__ = [
+    "OwnerSession",
+    "ScientistLink",
+    "ScientistsView",
+    "Verdict",
+    "claimed",
+]
