@@ -240,6 +240,22 @@ def test_an_oversized_send_is_refused_from_its_head_and_the_owner_serves_on():
         owner.close()
 
 
+def test_a_reply_over_the_scientists_limit_fails_its_get_and_the_session_goes_on():
+    owner, scientist = sy.duet_pair()
+    try:
+        x = scientist.send_value(torch.zeros(1_000_000))
+        reason = "the scientist's own limit"
+        scientist.connection.set_max_frame_bytes(100_000, reason=reason)
+        with pytest.raises(sy.ProtocolError, match=r"exceeds the limit of 100000 bytes.*own limit"):
+            x.get(timeout_secs=WAIT)
+        assert scientist.connection.frames_refused == 1
+        assert owner.connection.frames_refused == 0  # the owner was told nothing
+        still_works(scientist)
+    finally:
+        scientist.close()
+        owner.close()
+
+
 def test_the_owner_announces_its_limits_and_a_put_too_big_is_refused_before_sending():
     owner, scientist = sy.duet_pair(max_bytes=10_000_000)
     try:

@@ -124,3 +124,11 @@ def test_display_imports_nothing_of_duet_but_errors_not_even_for_types():
                 if target != "duet.errors" and not target.startswith("duet.display"):
                     wrong.append(f"{name} -> {target}")
     assert wrong == []
+
+
+def test_the_connection_knows_no_role_it_imports_no_side():
+    found = modules()
+    sides = ("duet.owner", "duet.scientist", "duet.sessions", "duet.network")
+    imported = runtime_imports("duet.connection", found["duet.connection"], set(found),
+                               for_types=True)  # fmt: skip
+    assert sorted(t for t in imported if t.startswith(sides)) == []

@@ -16,13 +16,14 @@ from typing import Any
 from ..connection import Connection, State
 from ..errors import UsageError
 from ..pairing.server import SignalingProcess
+from ..protocol.messages import Role
 from ..runtime import run
 
 log = logging.getLogger(__name__)
 
 
 class Session:
-    role = ""
+    role: Role
     connection: Connection | None = None
 
     @property

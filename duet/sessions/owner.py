@@ -1,6 +1,7 @@
 """The owner's session, as a node: one store, many identified scientists, each under its own
-rules. The owner's role lives here: whom it admits, how it serves each scientist (owner/
-holds what it serves with: the store, requests, the executor, policies).
+rules. The owner's role lives here: whom it admits, how it serves each scientist, what it
+answers for what it could not take (owner/ holds what it serves with: the store, requests,
+the executor, policies).
 
 An ``OwnerSession`` holds what is the owner's (the store of published data, the request queue,
 its handlers, the access rules, the audit log and the scientists it knows) and serves each
@@ -65,7 +66,18 @@ from ..owner.store import (
     StoredObject,
 )
 from ..owner.tuning import give_back_memory, tune_owner_process
-from ..protocol.messages import ErrorInfo, Failure
+from ..protocol.messages import (
+    Call,
+    ErrorInfo,
+    Failure,
+    Get,
+    ListStore,
+    Message,
+    Put,
+    Reply,
+    RunPlan,
+    Sync,
+)
 from ..runtime import run
 from ..transport.channel import Channel
 from .base import LIVE, Session
@@ -109,6 +121,24 @@ def _mismatch(given: str) -> Verdict:
     )
 
 
+def answer_refused(held: list[Message], info: ErrorInfo) -> list[Message]:
+    """What the owner answers for messages it could not take (a frame over its limit, or
+    malformed): each message the frame's head shows gets the error (a Put or a call's result id
+    a Failure, a get or sync an error Reply), else one Failure stands for them all. The
+    scientist's connection's ``refusals`` (connection.py)."""
+    answers: list[Message] = []
+    for message in held:
+        if isinstance(message, Put):
+            answers.append(Failure(result=message.id, error=info.model_copy(update={"op": "send"})))  # fmt: skip
+        elif isinstance(message, Call):
+            answers.append(Failure(result=message.result, error=info.model_copy(update={"op": message.op})))  # fmt: skip
+        elif isinstance(message, RunPlan):
+            answers.extend(Failure(result=out, error=info) for out in message.outputs)
+        elif isinstance(message, Get | Sync | ListStore):
+            answers.append(Reply(rid=message.rid, status="error", error=info))
+    return answers or [Failure(result=None, error=info)]
+
+
 class ScientistLink:
     """One scientist at the owner's node. Made before the handshake (its connection needs
     somewhere to deliver frames); it runs actions only once the owner has admitted it."""
@@ -128,6 +158,7 @@ class ScientistLink:
             "owner",
             on_messages=self.on_messages,
             on_lost=self.on_lost,
+            refusals=answer_refused,
             identity=node.identity,
             fingerprints=fingerprints,
             max_bytes=max_bytes,  # announced: the scientist refuses locally what cannot fit
@@ -775,5 +806,6 @@ __all__ = [
     "ScientistLink",
     "ScientistsView",
     "Verdict",
+    "answer_refused",
     "claimed",
 ]

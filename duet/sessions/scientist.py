@@ -16,7 +16,7 @@ from ..connection import Connection
 from ..errors import ConnectionLost, HandshakeError, UsageError
 from ..identity import Identity, normalize
 from ..protocol.allowlist import type_key
-from ..protocol.messages import Sync
+from ..protocol.messages import ErrorInfo, Message, Reply, Sync
 from ..scientist.client import PointerClient
 from ..scientist.library import GYM_REFUSAL, SYFT_REFUSAL, RefusedLibrary, RemoteLibrary
 from ..scientist.plan import Plan
@@ -57,6 +57,17 @@ class ScientistSession(Session):
     def on_lost(self, exc: ConnectionLost) -> None:
         if self.client is not None:
             self.client.on_lost(exc)
+
+    def on_refused(self, held: list[Message], info: ErrorInfo) -> list[Message]:
+        """A frame from the owner was refused (over our limit): the requests whose replies it
+        held fail here with the error; the owner is told nothing (the connection's
+        ``refusals``)."""
+        replies: list[Message] = [
+            Reply(rid=m.rid, status="error", error=info) for m in held if isinstance(m, Reply)
+        ]
+        if replies and self.connected:
+            self.on_messages(replies, [])
+        return []
 
     @property
     def owner_id(self) -> str:
@@ -125,6 +136,7 @@ async def connect_scientist(
         "scientist",
         on_messages=session.on_messages,
         on_lost=session.on_lost,
+        refusals=session.on_refused,
         client_id=identity.id,
         identity=identity,
         fingerprints=fingerprints,
