@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DuetTimeout, UsageError
-from ..protocol.messages import Get, ListStore, Reply, Sync
+from ..protocol.messages import ListStore, Reply, Sync
 from ..scientist.client import PointerClient
 from ..scientist.pointer import Pointer
 from .scientist import ScientistSession
@@ -116,16 +116,8 @@ class AsyncSession:
         client = self._client
         if pointer._client is not client:
             raise UsageError(f"{pointer!r} belongs to another session")
-        future = self._issue(
-            lambda rid: Get(
-                rid=rid,
-                id=pointer.id,
-                request=True,
-                name=name,
-                reason=reason,
-                timeout_secs=max(0.0, timeout_secs),
-            )
-        )
+        future = pointer.send_request(name=name, reason=reason, timeout_secs=max(0.0, timeout_secs))
+        self._issued.append(future)
 
         def decode(reply: tuple[Reply, list[memoryview]]) -> Released:
             message, buffers = reply
