@@ -17,7 +17,7 @@ import duet as sy
 from duet.connection import Connection
 from duet.identity import Identity, auth_message
 from duet.protocol.frames import FrameTooLarge
-from duet.protocol.messages import Auth, Hello, Put, Reply, Sync, pack, unpack
+from duet.protocol.messages import Auth, Hello, Put, Reply, Role, Sync, pack, unpack
 from duet.protocol.serde import Encoder
 from duet.runtime import run
 from duet.transport.channel import Channel
@@ -55,7 +55,7 @@ class Valve(Channel):
         self.inner.set_max_frame_bytes(limit)
 
 
-def hello(role: str, **limits: Any) -> Hello:
+def hello(role: Role, **limits: Any) -> Hello:
     from duet import __version__
     from duet.protocol import allowlist
 
