@@ -13,7 +13,7 @@ import pytest
 
 import duet as sy
 from duet.runtime import get_loop, run
-from duet.sessions.owner import Confirm
+from duet.sessions.admission import Confirm
 from duet.sessions.scientist import ScientistSession, connect_scientist
 from duet.transport.memory import memory_pair
 

@@ -15,7 +15,7 @@ import torch
 import duet as sy
 from duet.owner.audit import AuditLog
 from duet.runtime import run
-from duet.sessions.owner import Confirm
+from duet.sessions.admission import Confirm
 from duet.sessions.scientist import ScientistSession, connect_scientist
 from duet.transport.memory import memory_pair
 
