@@ -29,11 +29,11 @@ from .errors import (
 from .identity import Identity
 from .in_process import duet_pair, install_send
 from .network import duet, join_duet, launch_duet
-from .node import OwnerSession
 from .owner.requests import AS_SENT, Handler, Request, RequestQueue, RequestStatus
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
-from .session import ScientistSession
+from .sessions.owner import OwnerSession
+from .sessions.scientist import ScientistSession
 from .workers import (
     BaseDataset,
     FederatedDataLoader,

@@ -1,5 +1,9 @@
 """A connection joins a Channel to a role: handshake, ordered sending, receiving, heartbeat.
 
+It knows its role only as data (announced in its Hello, signed in its proof); what one side
+does that the other does not is the session's (duet/sessions/), given to it as hooks: what to
+do with messages it could not take is ``refusals`` (the owner answers them).
+
 Lifecycle: ``connecting -> open -> closing -> closed``, changed only by ``_set_state``. When the
 peer goes away (the channel closes, the heartbeat hears nothing for ``dead_after_secs``, or the
 peer takes nothing we send for ``stall_timeout_secs``), ``on_lost`` runs once and every later
@@ -15,9 +19,9 @@ Memory is bounded on both paths:
   never wait. A frame that cannot be built (over the peer's frame limit, or out of memory)
   raises FrameTooLarge from ``send``; the connection is unaffected.
 - Receiving: frames over ``max_frame_bytes`` (adjustable at any time with
-  ``set_max_frame_bytes``) are refused from their first bytes and discarded as they arrive; an
-  owner answers each message the frame held (as far as its head shows) with the error, and the
-  session goes on.
+  ``set_max_frame_bytes``) are refused from their first bytes and discarded as they arrive;
+  ``refusals`` hears of each message the frame held (as far as its head shows), and the session
+  goes on.
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
@@ -50,19 +54,12 @@ from .protocol.frames import (
 from .protocol.messages import (
     Auth,
     Bye,
-    Call,
     ErrorInfo,
-    Failure,
-    Get,
     Hello,
-    ListStore,
     Message,
     Ping,
     Pong,
-    Put,
-    Reply,
-    RunPlan,
-    Sync,
+    Role,
     Welcome,
     pack,
     unpack,
@@ -93,6 +90,16 @@ class PeerIdentity:
     name: str = ""
 
 
+class Refusals(Protocol):
+    """What one side does about messages it could not take, on the loop: ``held`` is what a
+    frame over its limit held (as far as its head shows; empty for a malformed frame), ``info``
+    the error. Returns the messages to send the peer about them ([]: none; with ``held``
+    empty, what stands for them all). The owner answers each (sessions/owner.py); the
+    scientist fails its own requests whose replies were refused, and answers nothing."""
+
+    def __call__(self, held: list[Message], info: ErrorInfo) -> list[Message]: ...
+
+
 class State(enum.Enum):
     CONNECTING = "connecting"
     OPEN = "open"
@@ -104,10 +111,11 @@ class Connection:
     def __init__(
         self,
         channel: Channel,
-        role: str,
+        role: Role,
         *,
         on_messages: Callable[[list[Message], list[memoryview]], None],
         on_lost: Callable[[ConnectionLost], None],
+        refusals: Refusals | None = None,
         max_frame_bytes: int = DEFAULT_MAX_FRAME_BYTES,
         max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
         stall_timeout_secs: float = DEFAULT_STALL_SECS,
@@ -126,11 +134,13 @@ class Connection:
         what would not fit before sending it. ``identity``: who this side is (it signs this
         connection in the handshake); ``fingerprints``: this side's DTLS certificate fingerprint
         and the one the peer presented (empty over an in-memory channel), which the signatures
-        cover."""
+        cover. ``refusals``: what this side does about messages it could not take (None:
+        nothing)."""
         self.channel = channel
         self.role = role
         self.on_messages = on_messages
         self.on_lost = on_lost
+        self.refusals = refusals
         self.max_outbox_bytes = max_outbox_bytes
         self.stall_timeout_secs = stall_timeout_secs
         channel.stall_timeout_secs = stall_timeout_secs  # the transport's flow control agrees
@@ -210,7 +220,7 @@ class Connection:
             duet_version=__version__,
             torch_version=torch.__version__,
             allowlist=allowlist.digest(),
-            role=self.role,  # type: ignore[arg-type]
+            role=self.role,
             client_id=self.client_id,
             max_frame_bytes=self.max_frame_bytes,
             max_bytes=self.max_bytes,
@@ -274,7 +284,7 @@ class Connection:
             self._hello.set_exception(HandshakeError("cannot connect: a proof before the Hello"))
             return
         own_fp, peer_fp = self.fingerprints
-        who = "the scientist" if peer.role == "scientist" else "the owner"
+        who = f"the {peer.role}"
         try:
             peer_id = verify(
                 bytes.fromhex(peer.identity),
@@ -506,7 +516,7 @@ class Connection:
                 elif isinstance(message, Auth):
                     self._on_auth(message)
                 elif isinstance(message, Welcome):
-                    if self.role == "scientist" and not self._welcome.done():
+                    if not self._welcome.done():  # for whoever waits for one (wait_welcome)
                         self._welcome.set_result(message)
                 elif isinstance(message, Bye):
                     # the peer's words, as data: they reach the other side's console and logs
@@ -535,17 +545,12 @@ class Connection:
                     log.exception("handling the peer's messages failed")
 
     def _reply_protocol_error(self, exc: ProtocolError) -> None:
-        if self.role == "owner" and self._room_left():
-            info = ErrorInfo(code=exc.code, message=str(exc), op="frame")
-            self._put_nowait(pack([Failure(result=None, error=info)]))
+        info = ErrorInfo(code=exc.code, message=str(exc), op="frame")
+        self._answer([], info)
 
     def _refuse(self, exc: FrameTooLarge) -> None:
-        """A frame over our limit was dropped: answer what it held with the error.
-
-        The owner answers each message its head shows (a Put or a call's result id gets a
-        Failure, a get or sync an error Reply), else sends one Failure; the scientist fails its
-        own waiting calls whose replies the frame held.
-        """
+        """A frame over our limit was dropped: ``refusals`` hears of what it held (as far as its
+        head shows), and the peer is sent what it answers."""
         self.frames_refused += 1
         log.warning("refused a frame from the peer: %s", exc)
         messages: list[Message] = []
@@ -557,31 +562,21 @@ class Connection:
                 messages = []
         text = f"{exc} ({self._limit_reason})" if self._limit_reason else str(exc)
         info = ErrorInfo(code=exc.code, message=text[:20_000], op="frame")
-        if self.role != "owner":
-            replies: list[Message] = [
-                Reply(rid=m.rid, status="error", error=info)
-                for m in messages
-                if isinstance(m, Reply)
-            ]
-            if replies and self.state is State.OPEN:
-                self.on_messages(replies, [])
+        self._answer(messages, info)
+
+    def _answer(self, held: list[Message], info: ErrorInfo) -> None:
+        """Send the peer what ``refusals`` answers about ``held`` (a peer that does not read
+        gets nothing); if that would not fit in a frame, what it answers for none of them."""
+        refusals = self.refusals
+        if refusals is None:
             return
-        answers: list[Message] = []
-        for message in messages:
-            if isinstance(message, Put):
-                answers.append(Failure(result=message.id, error=info.model_copy(update={"op": "send"})))  # fmt: skip
-            elif isinstance(message, Call):
-                answers.append(Failure(result=message.result, error=info.model_copy(update={"op": message.op})))  # fmt: skip
-            elif isinstance(message, RunPlan):
-                answers.extend(Failure(result=out, error=info) for out in message.outputs)
-            elif isinstance(message, Get | Sync | ListStore):
-                answers.append(Reply(rid=message.rid, status="error", error=info))
-        if not self._room_left():
+        answers = refusals(held, info)
+        if not answers or not self._room_left():
             return
         try:
-            self._put_nowait(pack(answers or [Failure(result=None, error=info)]))
+            self._put_nowait(pack(answers))
         except FrameTooLarge:  # answering every message would not fit in a frame
-            self._put_nowait(pack([Failure(result=None, error=info)]))
+            self._put_nowait(pack(refusals([], info)))
 
     async def _heartbeat(self) -> None:
         seq = 0

@@ -12,11 +12,11 @@ from torch import nn
 
 from .errors import UsageError
 from .identity import Identity
-from .node import OwnerSession
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
 from .runtime import run
 from .scientist.tagging import install_tagging, sent_tags, visibility
-from .session import ScientistSession, connect_scientist
+from .sessions.owner import OwnerSession
+from .sessions.scientist import ScientistSession, connect_scientist
 
 
 def duet_pair(

@@ -30,7 +30,6 @@ from . import tracebacks
 from .display import Countdown
 from .errors import DuetError, DuetTimeout, HandshakeError, SignalingError, UsageError
 from .identity import DEFAULT_KEYS, Identity, duet_home
-from .node import OwnerSession, ScientistLink, default_audit_path
 from .owner.audit import AuditLog
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
 from .pairing import loopback as loopback_pairing
@@ -43,7 +42,8 @@ from .pairing.signaling import (
     websocket_url,
 )
 from .runtime import run
-from .session import ScientistSession, connect_scientist
+from .sessions.owner import OwnerSession, ScientistLink, default_audit_path
+from .sessions.scientist import ScientistSession, connect_scientist
 from .transport.channel import Channel
 from .transport.identity import (
     client_id_from_fingerprint,

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 import duet as sy
-from duet.node import Confirm
 from duet.runtime import get_loop, run
-from duet.session import ScientistSession, connect_scientist
+from duet.sessions.admission import Confirm
+from duet.sessions.scientist import ScientistSession, connect_scientist
 from duet.transport.memory import memory_pair
 
 WAIT = 10.0

@@ -17,7 +17,7 @@ import duet as sy
 from duet.connection import Connection
 from duet.identity import Identity, auth_message
 from duet.protocol.frames import FrameTooLarge
-from duet.protocol.messages import Auth, Hello, Put, Reply, Sync, pack, unpack
+from duet.protocol.messages import Auth, Hello, Put, Reply, Role, Sync, pack, unpack
 from duet.protocol.serde import Encoder
 from duet.runtime import run
 from duet.transport.channel import Channel
@@ -55,7 +55,7 @@ class Valve(Channel):
         self.inner.set_max_frame_bytes(limit)
 
 
-def hello(role: str, **limits: Any) -> Hello:
+def hello(role: Role, **limits: Any) -> Hello:
     from duet import __version__
     from duet.protocol import allowlist
 
@@ -234,6 +234,22 @@ def test_an_oversized_send_is_refused_from_its_head_and_the_owner_serves_on():
         assert reason in failure.message and failure.code == "protocol_error"
         assert object_id not in owner.objects
         assert owner.connection.frames_refused == 1
+        still_works(scientist)
+    finally:
+        scientist.close()
+        owner.close()
+
+
+def test_a_reply_over_the_scientists_limit_fails_its_get_and_the_session_goes_on():
+    owner, scientist = sy.duet_pair()
+    try:
+        x = scientist.send_value(torch.zeros(1_000_000))
+        reason = "the scientist's own limit"
+        scientist.connection.set_max_frame_bytes(100_000, reason=reason)
+        with pytest.raises(sy.ProtocolError, match=r"exceeds the limit of 100000 bytes.*own limit"):
+            x.get(timeout_secs=WAIT)
+        assert scientist.connection.frames_refused == 1
+        assert owner.connection.frames_refused == 0  # the owner was told nothing
         still_works(scientist)
     finally:
         scientist.close()

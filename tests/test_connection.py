@@ -11,7 +11,7 @@ import duet as sy
 from duet.connection import Connection
 from duet.protocol.messages import Hello, pack
 from duet.runtime import run
-from duet.session import connect_scientist
+from duet.sessions.scientist import connect_scientist
 from duet.transport.channel import Channel, ChannelClosed
 from duet.transport.memory import memory_pair
 

@@ -12,7 +12,7 @@ import pytest
 import duet as sy
 from duet.display import requests_frame
 from duet.display.prompt import CLIENT_ID_QUESTION, ask_client_id
-from duet.node import confirm_id
+from duet.sessions.admission import confirm_id
 
 
 def test_the_request_table_is_built_from_plain_rows_with_the_scientists_words_escaped():

@@ -59,12 +59,12 @@ PYSYFT_URL = "http://localhost:5000"  # PySyft's notebooks' signaling server
 # run in a scientist's kernel after a cell that sets tags: every live scientist session waits
 # until its owner has run what it was sent (a request, say), so that the owner's next cell sees it
 SETTLE = (
-    "import duet.session as _s\n"
+    "import duet.sessions.base as _b, duet.sessions.scientist as _s\n"
     "_x = None\n"
-    "for _x in list(_s.LIVE):\n"
+    "for _x in list(_b.LIVE):\n"
     "    if isinstance(_x, _s.ScientistSession) and _x.connected:\n"
     "        _x.sync(timeout_secs=30)\n"
-    "del _s, _x"
+    "del _b, _s, _x"
 )
 
 

@@ -22,6 +22,21 @@ ALLOWED = {
     "pairing": {"protocol", "transport"},
     # the owner's review page: a view of the owner's objects, never the other way round
     "review": {"owner", "protocol", "display"},
+    # the two sessions side by side, each on a role-neutral connection; nothing below them
+    # imports them (the layers above: network, local, workers, federated, serve, review)
+    "sessions": {
+        "owner",
+        "scientist",
+        "transport",
+        "protocol",
+        "display",
+        "pairing",
+        "connection",
+        "notices",
+        # the owner's session starts its review page when asked (review knows the session
+        # only for type checkers)
+        "review",
+    },
 }
 LEAVES = {"duet.errors", "duet._version", "duet.identity", "duet.runtime"}
 
@@ -109,3 +124,11 @@ def test_display_imports_nothing_of_duet_but_errors_not_even_for_types():
                 if target != "duet.errors" and not target.startswith("duet.display"):
                     wrong.append(f"{name} -> {target}")
     assert wrong == []
+
+
+def test_the_connection_knows_no_role_it_imports_no_side():
+    found = modules()
+    sides = ("duet.owner", "duet.scientist", "duet.sessions", "duet.network")
+    imported = runtime_imports("duet.connection", found["duet.connection"], set(found),
+                               for_types=True)  # fmt: skip
+    assert sorted(t for t in imported if t.startswith(sides)) == []

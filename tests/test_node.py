@@ -157,7 +157,7 @@ def test_a_known_scientist_joins_without_a_prompt_and_an_unknown_one_is_confirme
         return False  # the owner does not recognise this one
 
     from duet.runtime import run
-    from duet.session import ScientistSession, connect_scientist
+    from duet.sessions.scientist import ScientistSession, connect_scientist
     from duet.transport.memory import memory_pair
 
     def join(identity):

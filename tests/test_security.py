@@ -285,7 +285,7 @@ def test_an_owner_busy_with_one_long_call_says_so(monkeypatch):
     import logging
     import threading
 
-    import duet.node as node_module
+    import duet.sessions.owner as node_module
     from duet.protocol import allowlist
 
     monkeypatch.setattr(node_module, "WATCH_SECS", 0.05)

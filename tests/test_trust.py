@@ -13,10 +13,10 @@ import pytest
 import torch
 
 import duet as sy
-from duet.node import Confirm
 from duet.owner.audit import AuditLog
 from duet.runtime import run
-from duet.session import ScientistSession, connect_scientist
+from duet.sessions.admission import Confirm
+from duet.sessions.scientist import ScientistSession, connect_scientist
 from duet.transport.memory import memory_pair
 
 WAIT = 10.0

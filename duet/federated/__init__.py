@@ -14,7 +14,8 @@ machine, releases the result through its request queue, and a ``Strategy`` (``Fe
 
 The modules here are private; use these names:
 - strategies.py: Strategy, FedAvg, FedProx, FedAdam, Update, weighted_average, proximal_term;
-- aio.py: AsyncSession (awaitable syncs and requests on one session), OwnerAddress, join_all;
+- joining.py: OwnerAddress, join_all (joining every owner at once);
+- AsyncSession (awaitable syncs and requests on one session) is duet/sessions/aio.py;
 - member.py: LocalTraining (what each owner runs), one owner's part of a round;
 - federation.py: Federation (rounds, deadlines, min_owners, fit / fit_async);
 - history.py: History, RoundReport, OwnerResult, Outcome (and the plot);
@@ -30,10 +31,11 @@ from collections.abc import Sequence
 from ..display.progress import OwnerProgress
 from ..identity import Identity
 from ..runtime import run
-from ..session import ScientistSession
-from .aio import AsyncSession, OwnerAddress, Released, join_all
+from ..sessions.aio import AsyncSession, Released
+from ..sessions.scientist import ScientistSession
 from .federation import Federation
 from .history import History, Outcome, OwnerResult, RoundReport
+from .joining import OwnerAddress, join_all
 from .member import LocalTraining
 from .names import RequestNames
 from .owner import allow_federated_training

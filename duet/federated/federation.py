@@ -29,7 +29,7 @@ from torch import nn
 from ..display.progress import Listener, ProgressBoard
 from ..errors import UsageError
 from ..runtime import get_loop, on_loop_thread, run
-from ..session import ScientistSession
+from ..sessions.scientist import ScientistSession
 from .history import History, Outcome, OwnerResult, RoundReport
 from .member import LeftOut, LocalTraining, Member
 from .names import RequestNames

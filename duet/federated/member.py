@@ -30,8 +30,8 @@ from ..protocol.modules import CONTAINER, layer_path
 from ..scientist.module import RemoteModule
 from ..scientist.plan import Plan
 from ..scientist.pointer import Pointer
-from ..session import ScientistSession
-from .aio import AsyncSession, Released, wait_for
+from ..sessions.aio import AsyncSession, Released, wait_for
+from ..sessions.scientist import ScientistSession
 from .history import Outcome
 from .names import RequestNames
 from .strategies import Strategy, Update, proximal_term

@@ -26,8 +26,8 @@ from typing import Any
 from torch import nn
 
 from ..errors import UsageError
-from ..node import OwnerSession
 from ..owner.requests import AS_SENT, Handler
+from ..sessions.owner import OwnerSession
 from .names import RequestNames
 
 

@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import NotAllowed, UsageError
-from ..node import OwnerSession
 from ..scientist import tagging
+from ..sessions.owner import OwnerSession
 
 #: deeper than this is refused before anything is sent (the wire refuses it anyway)
 MAX_DEPTH = 64

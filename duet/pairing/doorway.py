@@ -25,7 +25,7 @@ from .server import SignalingProcess
 from .signaling import SignalingClient
 
 if TYPE_CHECKING:
-    from ..node import OwnerSession
+    from ..sessions.owner import OwnerSession
 
 log = logging.getLogger(__name__)
 

@@ -86,6 +86,7 @@ from signaling_server.protocol import (
 )
 
 from ..errors import DuetTimeout, SignalingError, UsageError
+from ..protocol.messages import Role
 
 logger = logging.getLogger(__name__)
 
@@ -164,7 +165,7 @@ class SignalingClient:
         self.ttl_secs: float | None = None
         #: the owner's session ends once it has answered this many scientists (None: no limit)
         self.max_peers: int | None = 1
-        self.role: str | None = None  # "owner" once registered, "scientist" once joined
+        self.role: Role | None = None  # "owner" once registered, "scientist" once joined
         self._open = False
         self._peer_joined = False
         self._answered = False

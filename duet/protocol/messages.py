@@ -24,6 +24,8 @@ from .frames import (
 ObjectId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 ShortText = Annotated[str, Field(max_length=2000)]
 RequestId = Annotated[int, Field(ge=0, lt=2**63)]
+#: which side of a duet: the owner serves its data, the scientist drives it through pointers
+Role = Literal["owner", "scientist"]
 
 
 class _Message(BaseModel):
@@ -36,7 +38,7 @@ class Hello(_Message):
     duet_version: ShortText
     torch_version: ShortText
     allowlist: ShortText
-    role: Literal["owner", "scientist"]
+    role: Role
     client_id: ShortText = ""
     # the largest frame this side accepts now, and (an owner's) the bytes one scientist may
     # store: the peer refuses locally what could never be accepted, instead of sending it

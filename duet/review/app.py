@@ -39,8 +39,8 @@ from .render import page, sections
 from .state import read_state
 
 if TYPE_CHECKING:
-    from ..node import OwnerSession
     from ..owner.requests import Request as OwnerRequest
+    from ..sessions.owner import OwnerSession
 
 VIA = "review page"
 HEADERS = {

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from .changes import Changes
 
 if TYPE_CHECKING:
-    from ..node import OwnerSession
+    from ..sessions.owner import OwnerSession
 
 log = logging.getLogger(__name__)
 HOST = "127.0.0.1"

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ..owner.store import describe
 
 if TYPE_CHECKING:
-    from ..node import OwnerSession
     from ..owner.requests import Request
+    from ..sessions.owner import OwnerSession
 
 log = logging.getLogger(__name__)
 AUDIT_SHOWN = 50  # the newest audit events on the page

@@ -229,7 +229,22 @@ class Pointer:
         delete_obj: bool = False,
     ) -> RequestHandle:
         """Ask the owner to release this value without waiting; returns a handle."""
-        future = self._client.request_async(
+        future = self.send_request(
+            name=name, reason=reason, timeout_secs=timeout_secs, delete_obj=delete_obj
+        )
+        return RequestHandle(self, name or "", future, timeout_secs=timeout_secs)
+
+    def send_request(
+        self,
+        *,
+        name: str | None = None,
+        reason: str = "",
+        timeout_secs: float | None = None,
+        delete_obj: bool = False,
+    ) -> concurrent.futures.Future[tuple[Reply, list[memoryview]]]:
+        """Send the request to release this value; the future gets the owner's reply, as it
+        comes (``request``'s handle and the async face, sessions/aio.py, wait on it)."""
+        return self._client.request_async(
             lambda rid: Get(
                 rid=rid,
                 id=self.id,
@@ -240,7 +255,6 @@ class Pointer:
                 delete_obj=delete_obj,
             )
         )
-        return RequestHandle(self, name or "", future, timeout_secs=timeout_secs)
 
     def _value(self, reply: Reply, buffers: list[memoryview]) -> Any:
         self._client.raise_for(reply)

@@ -20,8 +20,8 @@ from rich.table import Table
 from ..errors import ConfigError, DuetError
 from ..identity import Identity
 from ..network import launch_duet
-from ..node import OwnerSession
 from ..pairing.server import SignalingProcess
+from ..sessions.owner import OwnerSession
 from .config import Locator, NodeConfig, load_config
 from .console import EventLog
 from .files import load_publication
@@ -180,6 +180,6 @@ def _path(value: str | None, base: Path) -> Path | None:
 
 
 def _default_audit() -> Path:
-    from ..node import default_audit_path
+    from ..sessions.owner import default_audit_path
 
     return default_audit_path()

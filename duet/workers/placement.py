@@ -29,7 +29,7 @@ from torch import nn
 from ..errors import PermissionDenied, RequestWarning, UsageError
 from ..protocol.modules import CONTAINER, layer_path
 from ..scientist.pointer import Pointer
-from ..session import ScientistSession
+from ..sessions.scientist import ScientistSession
 from .stand_ins import Remote, attach, detach_stand_in, remote_of
 
 

@@ -24,10 +24,10 @@ from torch import nn
 
 from ..errors import UsageError
 from ..identity import Identity
-from ..node import OwnerSession
 from ..runtime import run
 from ..scientist.pointer import Pointer
-from ..session import ScientistSession, connect_scientist
+from ..sessions.owner import OwnerSession
+from ..sessions.scientist import ScientistSession, connect_scientist
 from ..transport.memory import memory_pair
 from .placement import send_model
 from .stand_ins import describe, remote_of

@@ -24,16 +24,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..errors import DuetTimeout, UsageError
-from ..identity import Identity
-from ..protocol.messages import Get, ListStore, Reply, Sync
+from ..protocol.messages import ListStore, Reply, Sync
 from ..scientist.client import PointerClient
 from ..scientist.pointer import Pointer
-from ..session import ScientistSession
+from .scientist import ScientistSession
 
 ReplyFuture = concurrent.futures.Future[tuple[Reply, list[memoryview]]]
 
@@ -117,16 +116,8 @@ class AsyncSession:
         client = self._client
         if pointer._client is not client:
             raise UsageError(f"{pointer!r} belongs to another session")
-        future = self._issue(
-            lambda rid: Get(
-                rid=rid,
-                id=pointer.id,
-                request=True,
-                name=name,
-                reason=reason,
-                timeout_secs=max(0.0, timeout_secs),
-            )
-        )
+        future = pointer.send_request(name=name, reason=reason, timeout_secs=max(0.0, timeout_secs))
+        self._issued.append(future)
 
         def decode(reply: tuple[Reply, list[memoryview]]) -> Released:
             message, buffers = reply
@@ -205,52 +196,4 @@ async def wait_for(awaitable: asyncio.Future[Any], timeout_secs: float, what: st
         raise DuetTimeout(f"{what}: no reply from the owner within {timeout_secs:.1f} s") from None
 
 
-@dataclass(frozen=True)
-class OwnerAddress:
-    """Where to find one owner: what its ``launch_duet`` printed in the scientist's line."""
-
-    name: str
-    session_id: str
-    signaling_url: str
-    owner_id: str | None = None
-
-
-async def join(
-    address: OwnerAddress, *, identity: Identity, timeout_secs: float
-) -> ScientistSession:
-    """Join one owner (``sy.join_duet``) without holding the event loop: the join runs on a
-    worker thread, bounded by ``timeout_secs``."""
-    from ..network import join_duet
-
-    return await asyncio.to_thread(
-        join_duet,
-        address.session_id,
-        address.signaling_url,
-        owner_id=address.owner_id,
-        identity=identity,
-        timeout_secs=timeout_secs,
-    )
-
-
-async def join_all(
-    addresses: Sequence[OwnerAddress],
-    *,
-    identity: Identity | str | None = None,
-    timeout_secs: float = 120.0,
-) -> dict[str, ScientistSession | BaseException]:
-    """Join every owner at once; returns each name's session, or the error that stopped it."""
-    if len({a.name for a in addresses}) != len(addresses):
-        raise UsageError("each owner needs a name of its own")
-    who = (
-        identity
-        if isinstance(identity, Identity)
-        else Identity.load_or_create(identity or "default")
-    )
-    results = await asyncio.gather(
-        *(join(a, identity=who, timeout_secs=timeout_secs) for a in addresses),
-        return_exceptions=True,
-    )
-    return {a.name: r for a, r in zip(addresses, results, strict=True)}
-
-
-__all__ = ["AsyncSession", "OwnerAddress", "Released", "join", "join_all", "wait_for"]
+__all__ = ["AsyncSession", "Released", "wait_for"]

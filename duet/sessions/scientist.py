@@ -1,84 +1,29 @@
-"""Sessions: what ``join_duet`` returns, and what both sides' sessions share.
+"""The scientist's session: what ``join_duet`` returns.
 
 A ``ScientistSession`` holds pointers, ``duet.torch`` and ``duet.python`` on one ``Connection``
-to an owner (over any Channel: in memory or WebRTC). The owner's side is a node
-(``duet/node.py``: one ``OwnerSession`` serving many scientists). Sessions are used from the
-caller's thread; the network runs on the library's background loop.
+to an owner (over any Channel: in memory or WebRTC); ``connect_scientist`` runs its side of the
+handshake. Its async face (awaitable syncs and requests) is aio.py.
 """
 
 from __future__ import annotations
 
-import atexit
-import logging
-import weakref
 from collections.abc import Callable
 from typing import Any
 
 import torch
 
-from .connection import Connection, State
-from .errors import ConnectionLost, HandshakeError, UsageError
-from .identity import Identity, normalize
-from .pairing.server import SignalingProcess
-from .protocol.allowlist import type_key
-from .protocol.messages import Sync
-from .runtime import run
-from .scientist.client import PointerClient
-from .scientist.library import GYM_REFUSAL, SYFT_REFUSAL, RefusedLibrary, RemoteLibrary
-from .scientist.plan import Plan
-from .scientist.pointer import Pointer
-from .scientist.store_view import RemoteStore
-from .transport.channel import Channel
-
-log = logging.getLogger(__name__)
-
-
-class Session:
-    role = ""
-    connection: Connection | None = None
-
-    @property
-    def connected(self) -> bool:
-        """True while the peer is there."""
-        return self.connection is not None and self.connection.state is State.OPEN
-
-    @property
-    def client_id(self) -> str:
-        return self.connection.client_id if self.connection else ""
-
-    _embedded_server: SignalingProcess | None = None  # one launch_duet started (its child)
-
-    def close(self, *, timeout_secs: float = 10.0) -> None:
-        """Leave the session; the peer sees it closed."""
-        connection = self.connection
-        if connection is not None and connection.state not in (State.CLOSING, State.CLOSED):
-            reason = "closed by the " + self.role
-            run(connection.close(reason), timeout_secs=timeout_secs, what="closing")
-        server, self._embedded_server = self._embedded_server, None
-        if server is not None:
-            server.close()
-
-    def wait_closed(self, timeout_secs: float | None = None) -> None:
-        """Block until the peer has left (or the session was closed). Raises DuetTimeout."""
-        if self.connection is None:
-            return
-        connection = self.connection
-
-        async def wait() -> None:
-            await connection.wait_closed()
-
-        run(wait(), timeout_secs=timeout_secs, what="waiting for the peer to leave")
-
-    def __enter__(self) -> Any:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _connection(self) -> Connection:
-        if self.connection is None:
-            raise UsageError("this session is not connected yet")
-        return self.connection
+from ..connection import Connection
+from ..errors import ConnectionLost, HandshakeError, UsageError
+from ..identity import Identity, normalize
+from ..protocol.allowlist import type_key
+from ..protocol.messages import ErrorInfo, Message, Reply, Sync
+from ..scientist.client import PointerClient
+from ..scientist.library import GYM_REFUSAL, SYFT_REFUSAL, RefusedLibrary, RemoteLibrary
+from ..scientist.plan import Plan
+from ..scientist.pointer import Pointer
+from ..scientist.store_view import RemoteStore
+from ..transport.channel import Channel
+from .base import LIVE, Session
 
 
 class ScientistSession(Session):
@@ -112,6 +57,17 @@ class ScientistSession(Session):
     def on_lost(self, exc: ConnectionLost) -> None:
         if self.client is not None:
             self.client.on_lost(exc)
+
+    def on_refused(self, held: list[Message], info: ErrorInfo) -> list[Message]:
+        """A frame from the owner was refused (over our limit): the requests whose replies it
+        held fail here with the error; the owner is told nothing (the connection's
+        ``refusals``)."""
+        replies: list[Message] = [
+            Reply(rid=m.rid, status="error", error=info) for m in held if isinstance(m, Reply)
+        ]
+        if replies and self.connected:
+            self.on_messages(replies, [])
+        return []
 
     @property
     def owner_id(self) -> str:
@@ -161,23 +117,6 @@ class ScientistSession(Session):
         return f"<duet scientist session, {'connected' if self.connected else 'not connected'}>"
 
 
-LIVE: weakref.WeakSet[Session] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_live_sessions() -> None:
-    # a notebook or script that ends without close(): tell the peer now, rather than leaving
-    # it to notice the silence a few seconds later
-    for session in list(LIVE):
-        try:
-            session.close(timeout_secs=2.0)
-        except Exception:  # best effort while the interpreter shuts down
-            pass
-    from .runtime import shutdown
-
-    shutdown()
-
-
 async def connect_scientist(
     session: ScientistSession,
     channel: Channel,
@@ -197,6 +136,7 @@ async def connect_scientist(
         "scientist",
         on_messages=session.on_messages,
         on_lost=session.on_lost,
+        refusals=session.on_refused,
         client_id=identity.id,
         identity=identity,
         fingerprints=fingerprints,
@@ -217,4 +157,4 @@ async def connect_scientist(
     LIVE.add(session)
 
 
-__all__ = ["LIVE", "ScientistSession", "Session", "connect_scientist"]
+__all__ = ["ScientistSession", "connect_scientist"]

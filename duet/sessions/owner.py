@@ -1,4 +1,7 @@
-"""The data owner as a node: one store, many identified scientists, each under its own rules.
+"""The owner's session, as a node: one store, many identified scientists, each under its own
+rules. The owner's role lives here: whom it admits, how it serves each scientist, what it
+answers for what it could not take (owner/ holds what it serves with: the store, requests,
+the executor, policies).
 
 An ``OwnerSession`` holds what is the owner's (the store of published data, the request queue,
 its handlers, the access rules, the audit log and the scientists it knows) and serves each
@@ -32,29 +35,24 @@ owner sees a scientist (``scientists.pandas``, requests, the audit log, the cons
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import os
-import threading
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .connection import Connection, PeerIdentity, State, frame_limit_for
-from .display import quoted, shown
-from .display.prompt import Read, ask_client_id
-from .errors import ConnectionLost, HandshakeError, UsageError
-from .identity import Identity, duet_home
-from .notices import RequestNotices, Say
-from .owner.access import AccessRules
-from .owner.audit import AuditLog
-from .owner.context import OwnerSettings
-from .owner.policy import AccessPolicy, PolicyChain, QuotaPolicy
-from .owner.requests import Request, RequestQueue
-from .owner.service import PeerService
-from .owner.store import (
+from ..connection import Connection, PeerIdentity, State, frame_limit_for
+from ..display import quoted, shown
+from ..errors import ConnectionLost, HandshakeError, UsageError
+from ..identity import Identity, duet_home
+from ..notices import RequestNotices, Say
+from ..owner.access import AccessRules
+from ..owner.audit import AuditLog
+from ..owner.context import OwnerSettings
+from ..owner.policy import AccessPolicy, PolicyChain, QuotaPolicy
+from ..owner.requests import Request, RequestQueue
+from ..owner.service import PeerService
+from ..owner.store import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_OBJECTS,
     DEFAULT_MAX_PENDING,
@@ -62,24 +60,32 @@ from .owner.store import (
     OwnerStoreView,
     StoredObject,
 )
-from .owner.tuning import give_back_memory, tune_owner_process
-from .protocol.messages import ErrorInfo, Failure
-from .runtime import run
-from .session import LIVE, Session
-from .transport.channel import Channel
+from ..owner.tuning import give_back_memory, tune_owner_process
+from ..protocol.messages import (
+    Call,
+    ErrorInfo,
+    Failure,
+    Get,
+    ListStore,
+    Message,
+    Put,
+    Reply,
+    RunPlan,
+    Sync,
+)
+from ..runtime import run
+from ..transport.channel import Channel
+from .admission import MAX_CONFIRMATIONS, Confirm, Confirmations, Verdict, confirm_id, mismatch
+from .base import LIVE, Session
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .review import ReviewServer
+    from ..review import ReviewServer
 
 log = logging.getLogger(__name__)
 WATCH_SECS = 5.0
 BUSY_NOTICE_SECS = 30.0
-#: how many strangers' confirmations may be under way at once (each holds a thread until the
-#: person or the owner's function answers); more are refused at once
-MAX_CONFIRMATIONS = 16
-Confirm = bool | str | Callable[[str], bool]
 
 
 def claimed(name: str) -> str:
@@ -89,22 +95,22 @@ def claimed(name: str) -> str:
     return f"{quoted(name)} (claimed)" if name else ""
 
 
-@dataclass(frozen=True)
-class Verdict:
-    """The door's answer for one scientist: ``refusal`` (why not), or let in; ``confirmed``:
-    let in on the owner's word (a rule naming it, a confirmation now or before), so its
-    identity knows it from now on; ``ask``: nothing decides it yet, a confirmation must."""
-
-    refusal: str | None = None
-    confirmed: bool = False
-    ask: bool = False
-
-
-def _mismatch(given: str) -> Verdict:
-    return Verdict(
-        refusal=f"client ID {given!r} does not match the scientist's identity; refusing it (it "
-        "may be someone else, or the ID was mistyped)"
-    )
+def answer_refused(held: list[Message], info: ErrorInfo) -> list[Message]:
+    """What the owner answers for messages it could not take (a frame over its limit, or
+    malformed): each message the frame's head shows gets the error (a Put or a call's result id
+    a Failure, a get or sync an error Reply), else one Failure stands for them all. The
+    scientist's connection's ``refusals`` (connection.py)."""
+    answers: list[Message] = []
+    for message in held:
+        if isinstance(message, Put):
+            answers.append(Failure(result=message.id, error=info.model_copy(update={"op": "send"})))  # fmt: skip
+        elif isinstance(message, Call):
+            answers.append(Failure(result=message.result, error=info.model_copy(update={"op": message.op})))  # fmt: skip
+        elif isinstance(message, RunPlan):
+            answers.extend(Failure(result=out, error=info) for out in message.outputs)
+        elif isinstance(message, Get | Sync | ListStore):
+            answers.append(Reply(rid=message.rid, status="error", error=info))
+    return answers or [Failure(result=None, error=info)]
 
 
 class ScientistLink:
@@ -126,6 +132,7 @@ class ScientistLink:
             "owner",
             on_messages=self.on_messages,
             on_lost=self.on_lost,
+            refusals=answer_refused,
             identity=node.identity,
             fingerprints=fingerprints,
             max_bytes=max_bytes,  # announced: the scientist refuses locally what cannot fit
@@ -236,7 +243,7 @@ class OwnerSession(Session):
         self.scientists = ScientistsView(self)
         #: how many strangers' confirmations may be under way at once
         self.max_confirmations = MAX_CONFIRMATIONS
-        self._confirmations = _Confirmations(self)
+        self._confirmations = Confirmations(self)
         self._closed = False
         self._accepting: asyncio.Task[Any] | None = None  # the node's accept loop, if any
         self.request_timeout_secs = request_timeout_secs
@@ -404,7 +411,7 @@ class OwnerSession(Session):
             return Verdict()
         if isinstance(confirm, str):  # the expected ID, given
             given, ok = confirm_id(confirm, peer.id)
-            return Verdict(confirmed=True) if ok else _mismatch(given)
+            return Verdict(confirmed=True) if ok else mismatch(given)
         return Verdict(ask=True)
 
     def decide(self, link: ScientistLink, *, confirm: Confirm, preapproved: bool) -> str | None:
@@ -413,7 +420,7 @@ class OwnerSession(Session):
         verdict = self.screen(link, confirm=confirm, preapproved=preapproved)
         if verdict.ask:
             given, ok = confirm_id(confirm, link.id)
-            verdict = Verdict(confirmed=True) if ok else _mismatch(given)
+            verdict = Verdict(confirmed=True) if ok else mismatch(given)
         link.confirmed = verdict.confirmed
         return verdict.refusal
 
@@ -533,7 +540,7 @@ class OwnerSession(Session):
     def start_review(self) -> ReviewServer:
         """Start the owner's review page (if it is not running yet) and return it; its
         ``url`` (with its secret token) opens it. It stops when this session closes."""
-        from .review import ReviewServer
+        from ..review import ReviewServer
 
         if self._closed:
             raise UsageError("this owner session is closed; it has no review page")
@@ -551,7 +558,7 @@ class OwnerSession(Session):
         work there); in a script, its address is printed. Starts it if ``launch_duet`` did not
         (``review=False``). Returns its address, which carries the page's secret token: keep
         it to yourself."""
-        from .review import show
+        from ..review import show
 
         return show(self.start_review(), height=height)
 
@@ -559,7 +566,7 @@ class OwnerSession(Session):
         """The review page at its requests, for a notebook's output (None: it is not running)."""
         if self._review is None:
             return None
-        from .review import frame
+        from ..review import frame
 
         return frame(self._review, anchor="pending")
 
@@ -630,7 +637,7 @@ class ScientistsView:
 
     @property
     def pandas(self) -> pd.DataFrame:
-        from .display import scientists_frame
+        from ..display import scientists_frame
 
         return scientists_frame(self.rows())
 
@@ -659,7 +666,7 @@ class ScientistsView:
         a confirm function's yes) or let in by a rule naming it; other owner identities sharing
         the duet home know their own. ID, name (the owner's, or the claimed one, marked), role,
         first and last seen."""
-        from .display import known_scientists_frame
+        from ..display import known_scientists_frame
 
         return known_scientists_frame(self.known_rows())
 
@@ -682,90 +689,8 @@ class ScientistsView:
         return f"<{len(self)} scientists connected>"
 
 
-class _Confirmations:
-    """Strangers' confirmations, each on a thread of its own: a person typing, or the owner's
-    function, may take any time, and must hold up nothing else (not the loop, not a thread
-    pool anything else waits on). At most ``node.max_confirmations`` are under way at once
-    (a thread each, until it returns); prompts at the keyboard are asked one at a time."""
-
-    def __init__(self, node: OwnerSession):
-        self._node = node
-        self._lock = threading.Lock()
-        self._running = 0
-        self._keyboard = threading.Lock()
-
-    async def ask(self, confirm: Confirm, client_id: str, timeout_secs: float) -> Verdict:
-        """(On the loop) the verdict of ``confirm`` on ``client_id``, or a refusal once
-        ``timeout_secs`` have passed without one (its thread is left to finish on its own)."""
-        with self._lock:
-            if self._running >= self._node.max_confirmations:
-                return Verdict(
-                    refusal=f"{self._running} confirmations of other scientists are under way "
-                    "and the owner has not answered them yet; try again later"
-                )
-            self._running += 1
-        loop = asyncio.get_running_loop()
-        answer: asyncio.Future[tuple[str, bool]] = loop.create_future()
-        deadline = time.monotonic() + timeout_secs
-
-        def settle(result: tuple[str, bool] | BaseException) -> None:
-            if answer.done():  # given up on: the join has been refused already
-                return
-            if isinstance(result, BaseException):
-                answer.set_exception(result)
-            else:
-                answer.set_result(result)
-
-        def confirm_off_loop() -> None:
-            result: tuple[str, bool] | BaseException
-            try:
-                result = self._confirm(confirm, client_id, deadline)
-            except BaseException as exc:  # told to the join, which refuses the scientist
-                result = exc
-            finally:
-                with self._lock:
-                    self._running -= 1
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody waits
-                loop.call_soon_threadsafe(settle, result)
-
-        name = f"duet-confirm-{client_id}"
-        threading.Thread(target=confirm_off_loop, name=name, daemon=True).start()
-        try:
-            given, ok = await asyncio.wait_for(answer, timeout_secs)
-        except TimeoutError:
-            return Verdict(refusal=f"it was not confirmed within {timeout_secs:g} s")
-        except Exception as exc:
-            return Verdict(refusal=f"its confirmation failed: {exc}")
-        return Verdict(confirmed=True) if ok else _mismatch(given)
-
-    def _confirm(self, confirm: Confirm, client_id: str, deadline: float) -> tuple[str, bool]:
-        if confirm is not True:
-            return confirm_id(confirm, client_id)
-        if not self._keyboard.acquire(timeout=max(0.0, deadline - time.monotonic())):
-            return "(no time left to ask)", False
-        try:
-            return confirm_id(True, client_id)
-        finally:
-            self._keyboard.release()
-
-
-def confirm_id(confirm: Confirm, client_id: str, *, read: Read | None = None) -> tuple[str, bool]:
-    """Check a scientist's ID as ``launch_duet``'s ``confirm`` says: True asks the person at the
-    keyboard (through ``read``, default ``input``: display/prompt.py), a string is the expected
-    ID, a function decides. Returns (what was given, ok)."""
-    from .identity import normalize
-
-    if callable(confirm):
-        return "(checked by your function)", bool(confirm(client_id))
-    if confirm is True:
-        given = ask_client_id(read=read)
-    else:
-        given = str(confirm)
-    return given, normalize(given) == normalize(client_id)
-
-
 def default_audit_path() -> Path:
     return duet_home() / "audit.sqlite3"
 
 
-__all__ = ["OwnerSession", "ScientistLink", "ScientistsView", "Verdict", "claimed"]
+__all__ = ["OwnerSession", "ScientistLink", "ScientistsView", "answer_refused", "claimed"]
