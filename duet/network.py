@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from . import tracebacks
-from .display import Countdown
+from .display import Countdown, banner
 from .errors import DuetError, DuetTimeout, HandshakeError, SignalingError, UsageError
 from .identity import DEFAULT_KEYS, Identity, duet_home
 from .owner.audit import AuditLog
@@ -263,20 +263,9 @@ def _launch_one(
                 await owner.refuse(other, reason)
 
     try:
-        if door.server is not None:
-            _say(f"♫♫♫ > started a signaling server for this session at {door.url}")
-        _say(f"♫♫♫ > duet session ID: {session_id}")
-        _say(f"♫♫♫ > your owner ID: {owner.identity.id}")
-        _say(f"♫♫♫ > datasets scientists open are read from {owner.settings.data_root}")
         if loopback:
             door.write_loopback()
-            _say("♫♫♫ > on this machine, the scientist runs: duet = sy.join_duet(loopback=True)")
-        else:
-            _say(
-                f'♫♫♫ > ask the scientist to run: duet = sy.join_duet("{session_id}", '
-                f'signaling_url="{door.url}", owner_id="{owner.identity.id}")'
-            )
-        _say("♫♫♫ > waiting for the scientist to join...")
+        _announce(door, owner, session_id, loopback, max_scientists=None)
         door.start(arrive, arrivals.put)
         if on_ready is not None:
             on_ready(session_id, str(door.url))
@@ -293,9 +282,20 @@ def _launch_one(
     door.close()
     run(turn_away("the owner accepted another scientist"), timeout_secs=30,
         what="refusing scientists")  # fmt: skip
-    name = owner.scientist_name(link.id)
-    _say(f"♫♫♫ > connected to scientist {link.id}" + (f": {name}" if name else ""))
+    _say(banner.scientist_connected(link.id, owner.scientist_name(link.id)))
     return owner
+
+
+def _announce(
+    door: Doorway, owner: OwnerSession, session_id: str, loopback: bool,
+    *, max_scientists: int | None,
+) -> None:  # fmt: skip
+    for line in banner.owner_opened(
+        session_id=session_id, owner_id=owner.identity.id,
+        data_root=str(owner.settings.data_root), url=str(door.url),
+        started_server=door.server is not None, loopback=loopback, max_scientists=max_scientists,
+    ):  # fmt: skip
+        _say(line)
 
 
 def _first_accepted(
@@ -378,24 +378,12 @@ def _launch_node(
             timeout_secs=CONNECT_TIMEOUT_SECS,
             confirm_timeout_secs=CONFIRM_SECS,
         )
-        name = owner.scientist_name(link.id)
-        _say(f"♫♫♫ > connected to scientist {link.id}" + (f": {name}" if name else ""))
+        _say(banner.scientist_connected(link.id, owner.scientist_name(link.id)))
         first.set()
 
-    _say(f"♫♫♫ > duet session ID: {session_id}")
-    _say(f"♫♫♫ > your owner ID: {owner.identity.id}")
-    _say(f"♫♫♫ > datasets scientists open are read from {owner.settings.data_root}")
-    if door.server is not None:
-        _say(f"♫♫♫ > started a signaling server for this session at {door.url}")
     if loopback:
         door.write_loopback()
-        _say("♫♫♫ > on this machine, scientists run: duet = sy.join_duet(loopback=True)")
-    else:
-        _say(
-            f'♫♫♫ > scientists run: duet = sy.join_duet("{session_id}", signaling_url='
-            f'"{door.url}", owner_id="{owner.identity.id}")'
-        )
-    _say(f"♫♫♫ > serving up to {owner.max_scientists} scientists at once until closed")
+    _announce(door, owner, session_id, loopback, max_scientists=owner.max_scientists)
     owner._accepting = door.start(arrive, lambda exc: None)  # owner.close() cancels it
     if on_ready is not None:
         on_ready(session_id, str(door.url))

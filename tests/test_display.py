@@ -45,3 +45,25 @@ def test_without_a_keyboard_the_prompt_says_to_give_the_id_instead(monkeypatch):
     monkeypatch.setattr("sys.stdin", closed)
     with pytest.raises(sy.UsageError, match="pass confirm='<id>'"):
         ask_client_id()
+
+
+def test_the_owner_banner_tells_one_scientist_or_many_how_to_join():
+    from duet.display import banner
+
+    common = dict(session_id="abc", owner_id="OWNER", data_root="/data", url="ws://127.0.0.1:1")
+    one = banner.owner_opened(**common, started_server=True, loopback=False, max_scientists=None)
+    many = banner.owner_opened(**common, started_server=False, loopback=True, max_scientists=8)
+    assert one[0].endswith("started a signaling server for this session at ws://127.0.0.1:1")
+    assert any('ask the scientist to run: duet = sy.join_duet("abc", signaling_url=' in x
+               for x in one)  # fmt: skip
+    assert one[-1].endswith("waiting for the scientist to join...")
+    assert not any("signaling server" in x for x in many)
+    assert any("scientists run: duet = sy.join_duet(loopback=True)" in x for x in many)
+    assert many[-1].endswith("serving up to 8 scientists at once until closed")
+
+
+def test_a_scientists_name_cannot_fake_a_line_of_the_owners_banner():
+    from duet.display import banner
+
+    line = banner.scientist_connected("S1", "bob\n♫♫♫ > decision accepted by owner")
+    assert "\n" not in line and "\\n" in line
