@@ -40,6 +40,8 @@ from .snapshot import KINDS, Snapshot
 if TYPE_CHECKING:
     import pandas
 
+    from .audit import AuditLog
+
 log = logging.getLogger(__name__)
 
 
@@ -81,6 +83,9 @@ class Request:
     denial: str = ""  # the owner's reason for denying it, told the scientist
     # what accepting it left (set by the service that serves the scientist); None: no grant
     grant: Grant | None = field(default=None, repr=False)
+    # the way back to the scientist who asked: its service's (set where the request is made);
+    # called once, with the decision, from whichever thread decided
+    reply: Callable[[Request], None] | None = field(default=None, repr=False, compare=False)
     _queue: RequestQueue | None = field(default=None, repr=False)
 
     @property
@@ -421,15 +426,16 @@ class HandlerWarning(UserWarning):
 class RequestQueue:
     """``duet.requests``: indexable over the pending requests, ``.pandas`` shows them all.
 
-    ``on_decided(request)`` is called (from whichever thread decided) once per request.
-    ``data_tags()`` gives the tags of the owner's published data, so a handler's tags can be
-    told apart from op names.
+    A decision is recorded in ``audit`` (before what it lets out leaves) and sent back by the
+    request's own ``reply`` (from whichever thread decided), once per request: it never leaves
+    the owner's package. ``data_tags()`` gives the tags of the owner's published data, so a
+    handler's tags can be told apart from op names.
     """
 
     def __init__(
         self,
-        on_decided: Callable[[Request], None] | None = None,
         *,
+        audit: AuditLog | None = None,
         data_tags: Callable[[], set[str]] | None = None,
     ):
         self._data_tags = data_tags or set
@@ -440,7 +446,7 @@ class RequestQueue:
         self._granted: dict[str, Request] = {}  # accepted by hand, leaving a grant
         self._handlers: list[Handler] = []
         self._handler_ids = itertools.count(1)
-        self.on_decided = on_decided
+        self.audit = audit
         self.printer: Callable[[str], None] = print
         self._changed = threading.Condition(self._lock)
         self._listeners: list[Callable[[Request], None]] = []
@@ -521,13 +527,21 @@ class RequestQueue:
             self._changed.notify_all()
         log.info("request %s %r %s by %s", request.id, request.name, status.value, by)
         try:
-            if self.on_decided is not None:
-                self.on_decided(request)
+            if self.audit is not None:  # logged before what it lets out
+                self.audit.record(
+                    "decision", scientist=request.peer, name=request.scientist_name,
+                    request=request.id, object_id=request.object_id,
+                    status=request.status.value, decided_by=request.decided_by,
+                    request_name=request.name,
+                )  # fmt: skip
+            if request.reply is not None:
+                request.reply(request)
             self._tell(self._listeners, request)
         finally:
             # what was reviewed has been sent (or refused): the owner keeps its digest, not
             # its bytes; a grant keeps the object itself
             request.snapshot.drop()
+            request.reply = None  # a decided request keeps no way to its scientist's service
             if request.grant is not None:
                 with self._lock:
                     self._granted[request.id] = request

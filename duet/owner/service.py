@@ -481,6 +481,7 @@ class PeerService:
                 sent = entry.sent_architecture
             snapshot = Snapshot.of(entry.value, settings=settings_private)
         return Request(
+            reply=self.on_decided,  # the decision comes back here, whoever makes it
             id=new_request_id(),
             name=message.name,
             reason=message.reason,

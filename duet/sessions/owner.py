@@ -50,7 +50,7 @@ from ..owner.access import AccessRules
 from ..owner.audit import AuditLog
 from ..owner.context import OwnerSettings
 from ..owner.policy import AccessPolicy, PolicyChain, QuotaPolicy
-from ..owner.requests import Request, RequestQueue
+from ..owner.requests import RequestQueue
 from ..owner.service import PeerService
 from ..owner.store import (
     DEFAULT_MAX_BYTES,
@@ -227,11 +227,11 @@ class OwnerSession(Session):
             max_bytes=max_bytes, max_objects=max_objects, max_pending=max_pending_requests
         )
         self.store = OwnerStoreView(self.objects, names=self.scientist_name)
-        self.requests = RequestQueue(on_decided=self._route_decision, data_tags=self._data_tags)
+        self.audit = audit if isinstance(audit, AuditLog) else AuditLog(audit)
+        self.requests = RequestQueue(audit=self.audit, data_tags=self._data_tags)
         self.requests.page = self._requests_page
         self.redact_errors = redact_errors
         self.identity = identity or Identity.ephemeral("owner")
-        self.audit = audit if isinstance(audit, AuditLog) else AuditLog(audit)
         self.access = AccessRules()
         self.policy = PolicyChain([QuotaPolicy(self.objects.quota), AccessPolicy(self.access)])
         self.max_scientists = max_scientists
@@ -517,19 +517,6 @@ class OwnerSession(Session):
                 connection.send_if_open([Failure(result=None, error=info)])
                 told = running
         connection.loop.call_later(WATCH_SECS, self._watch, link, told)
-
-    def _route_decision(self, request: Request) -> None:
-        self._record_decision(request)  # logged before what it lets out
-        link = self.links.get(request.peer)
-        if link is not None and link.service is not None:
-            link.service.on_decided(request)
-
-    def _record_decision(self, request: Request) -> None:
-        self.audit.record(
-            "decision", scientist=request.peer, name=request.scientist_name,
-            request=request.id, object_id=request.object_id, status=request.status.value,
-            decided_by=request.decided_by, request_name=request.name,
-        )  # fmt: skip
 
     @property
     def closed(self) -> bool:
