@@ -51,7 +51,7 @@ from .transport.identity import (
     parse_id,
 )
 from .transport.sdp import check_peer_sdp
-from .transport.webrtc import create_offer
+from .transport.webrtc import WEBRTC
 
 log = logging.getLogger(__name__)
 
@@ -630,7 +630,7 @@ def join_duet(
     async def make_offer() -> str:
         # made before joining: once joined, the offer follows at once (the server gives a
         # join that sends none only --join-timeout before it frees its place)
-        state["peer"], sdp = await create_offer(ice_servers=ice_servers, ice_hosts=hosts)
+        state["peer"], sdp = await WEBRTC.offer(ice_servers=ice_servers, ice_hosts=hosts)
         return sdp
 
     try:

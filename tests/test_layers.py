@@ -4,6 +4,7 @@ back through others. Read from the source (imports that run, not those for type 
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent / "duet"
@@ -132,3 +133,15 @@ def test_the_connection_knows_no_role_it_imports_no_side():
     imported = runtime_imports("duet.connection", found["duet.connection"], set(found),
                                for_types=True)  # fmt: skip
     assert sorted(t for t in imported if t.startswith(sides)) == []
+
+
+def test_pairing_asks_a_webrtc_implementation_only_through_the_peer_seam():
+    # another WebRTC implementation replaces aiortc by providing transport/peer.py's Peers
+    pairing = ROOT / "pairing"
+    for path in pairing.rglob("*.py"):
+        text = path.read_text()
+        assert "aiortc" not in text, f"{path.name} names aiortc"
+        for name in ("answer_offer", "create_offer", "new_certificate", "certificate_fingerprint"):
+            # (its Peers' methods of the same names are what it calls: peers.new_certificate())
+            called = re.search(rf"(?<![.\w]){name}\b", text)
+            assert called is None, f"{path.name} calls {name} instead of its Peers"

@@ -16,9 +16,9 @@ from typing import TYPE_CHECKING
 from ..errors import DuetError
 from ..runtime import run
 from ..transport.channel import Channel
-from ..transport.identity import certificate_fingerprint, new_certificate
+from ..transport.peer import Peers
 from ..transport.sdp import check_peer_sdp
-from ..transport.webrtc import answer_offer
+from ..transport.webrtc import WEBRTC
 from . import loopback as loopback_pairing
 from .owner_proof import sign_answer
 from .server import SignalingProcess
@@ -63,14 +63,17 @@ class Doorway:
         ice_servers: Sequence[str] | None,
         ice_hosts: Sequence[str] | None,
         say: Callable[[str], None],
+        peers: Peers = WEBRTC,
     ):
+        """``peers``: the WebRTC implementation that makes the connections (transport/peer.py)."""
         self.owner = owner
+        self.peers = peers
         self.url = url or os.environ.get("DUET_SIGNALING_URL")
         self.loopback = loopback
         self.ice_servers = ice_servers
         self.hosts = ice_hosts_for(ice_hosts, loopback)
         self.say = say  # how a refused offer is told to the owner
-        self.certificate = new_certificate()  # made first: the owner's ID is its identity's
+        self.certificate = peers.new_certificate()  # made first: the owner's ID is its identity's
         self.token = loopback_pairing.new_token() if loopback else ""
         self.server: SignalingProcess | None = None  # a signaling server started for this session
         self.signaling: SignalingClient | None = None
@@ -134,7 +137,7 @@ class Doorway:
                 loopback_pairing.check_proof(
                     offer, self.token, self.session_id, scientist_fingerprint
                 )
-            peer, answer_sdp = await answer_offer(
+            peer, answer_sdp = await self.peers.answer(
                 offer,
                 ice_servers=self.ice_servers,
                 ice_hosts=self.hosts,
@@ -145,7 +148,7 @@ class Doorway:
             with contextlib.suppress(DuetError):
                 await signaling.decline(peer_id, str(exc))
             return
-        owner_fingerprint = certificate_fingerprint(self.certificate)
+        owner_fingerprint = self.peers.fingerprint(self.certificate)
         try:
             answer_sdp = sign_answer(
                 answer_sdp, self.owner.identity, self.session_id, owner_fingerprint

@@ -188,7 +188,8 @@ def loopback_proof(token: str, session_id: str, fingerprint: str) -> str:
 
 
 def with_proof(sdp: str, proof: str) -> str:
-    """``sdp`` with the proof added as a session-level attribute (aiortc ignores it)."""
+    """``sdp`` with the proof added as a session-level attribute (WebRTC implementations
+    ignore attributes they do not know)."""
     head, sep, media = sdp.partition("\r\nm=")
     return f"{head}\r\n{_PROOF_ATTRIBUTE}{proof}{sep}{media}" if sep else sdp
 

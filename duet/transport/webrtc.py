@@ -551,3 +551,34 @@ async def answer_offer(
     await _set_remote(pc, offer_sdp, "offer", hosts)
     peer.answer_sdp = await _set_local(pc, hosts, timeout_secs, certificate)
     return peer, peer.answer_sdp
+
+
+class _Aiortc:
+    """``Peers`` (transport/peer.py) made with aiortc: what pairing uses by default."""
+
+    def new_certificate(self) -> RTCCertificate:
+        return new_certificate()
+
+    def fingerprint(self, certificate: Any) -> str:
+        return certificate_fingerprint(certificate)
+
+    async def offer(
+        self, *, ice_servers: Sequence[str] | None, ice_hosts: Sequence[str] | None
+    ) -> tuple[OfferingPeer, str]:
+        return await create_offer(ice_servers=ice_servers, ice_hosts=ice_hosts)
+
+    async def answer(
+        self,
+        offer_sdp: str,
+        *,
+        ice_servers: Sequence[str] | None,
+        ice_hosts: Sequence[str] | None,
+        certificate: Any,
+    ) -> tuple[AnsweringPeer, str]:
+        return await answer_offer(
+            offer_sdp, ice_servers=ice_servers, ice_hosts=ice_hosts, certificate=certificate
+        )
+
+
+#: the WebRTC implementation pairing uses (a ``transport.peer.Peers``)
+WEBRTC = _Aiortc()
