@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import re
-import selectors
 import subprocess
 import sys
 import tempfile
-import time
+import threading
 
 from ..errors import DuetTimeout, UsageError
 
@@ -53,27 +53,25 @@ class SignalingProcess:
         return self._process.pid
 
     def _read_url(self, timeout_secs: float) -> str:
-        """The URL from the child's one line on stdout, waiting at most ``timeout_secs``."""
+        """The URL from the child's one line on stdout, waiting at most ``timeout_secs``.
+        (A thread reads it: a pipe cannot be waited on with a timeout everywhere.)"""
         stdout = self._process.stdout
         assert stdout is not None
-        deadline = time.monotonic() + timeout_secs
-        line = b""
-        with selectors.DefaultSelector() as selector:
-            selector.register(stdout, selectors.EVENT_READ)
-            while not line.endswith(b"\n"):
-                left = deadline - time.monotonic()
-                if left <= 0 or not selector.select(left):
-                    raise DuetTimeout(
-                        f"the signaling server did not start within {timeout_secs:g} s"
-                        f"{self._said()}"
-                    )
-                chunk = stdout.read1(4096)  # type: ignore[attr-defined]
-                if not chunk:  # it exited
-                    code = self._process.wait(timeout=STOP_TIMEOUT_SECS)
-                    raise UsageError(
-                        f"the signaling server could not start (exit code {code}){self._said()}"
-                    )
-                line += chunk
+        lines: queue.Queue[bytes] = queue.Queue()
+        threading.Thread(
+            target=lambda: lines.put(stdout.readline()), name="signaling-start", daemon=True
+        ).start()
+        try:
+            line = lines.get(timeout=timeout_secs)
+        except queue.Empty:
+            raise DuetTimeout(
+                f"the signaling server did not start within {timeout_secs:g} s{self._said()}"
+            ) from None
+        if not line:  # it exited
+            code = self._process.wait(timeout=STOP_TIMEOUT_SECS)
+            raise UsageError(
+                f"the signaling server could not start (exit code {code}){self._said()}"
+            )
         found = _LISTENING.search(line.decode(errors="replace"))
         if found is None:
             raise UsageError(f"the signaling server said {line[:200]!r}, not where it listens")
