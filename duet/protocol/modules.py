@@ -21,6 +21,7 @@ from torch import nn
 from ..errors import NotAllowed, ProtocolError
 
 if TYPE_CHECKING:
+    from .allowlist.facts import KindSpec
     from .serde import Decoder, Encoder
 
 _CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
@@ -111,7 +112,7 @@ LAYERS: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
 }
 LOSSES = frozenset(path for path in LAYERS if path.endswith("Loss"))
 # what a layer's forward returns when it is not one tensor: (output, (h, c)) and friends
-TUPLE_RESULTS: dict[str, tuple[Any, ...]] = {
+TUPLE_RESULTS: dict[str, KindSpec] = {
     "torch.nn.LSTM": ("Tensor", ("Tensor", "Tensor")),
     "torch.nn.GRU": ("Tensor", "Tensor"),
     "torch.nn.RNN": ("Tensor", "Tensor"),
