@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import UsageError
 
 
+# self: a tensor or a model, given attributes torch does not declare; returned as it came
 def tag(self: Any, *tags: str) -> Any:
     """Add tags to this tensor or model (kept in order, once each); returns it."""
     current = list(getattr(self, "tags", None) or [])
@@ -29,6 +30,7 @@ def tag(self: Any, *tags: str) -> Any:
     return self
 
 
+# self: as for tag
 def describe(self: Any, description: str) -> Any:
     """Set this tensor's or model's description; returns it."""
     if not isinstance(description, str):
@@ -37,7 +39,7 @@ def describe(self: Any, description: str) -> Any:
     return self
 
 
-def sent_tags(value: Any, tags: list[str] | None, description: str) -> tuple[list[str], str]:
+def sent_tags(value: object, tags: list[str] | None, description: str) -> tuple[list[str], str]:
     """The tags and description ``value`` is sent with: those given to ``send``, else its own."""
     if tags is None:
         tags = list(getattr(value, "tags", None) or [])
