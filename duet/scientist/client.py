@@ -95,6 +95,7 @@ class PointerClient:
     def new_id(self) -> str:
         return f"{self._prefix}{next(self._ids)}"
 
+    # meta: the new pointer's, typed as Pointer.meta is (JSON facts read by key)
     def pointer(
         self, object_id: str, kind: str | None, meta: dict[str, Any] | None, *, owned: bool
     ) -> Pointer:

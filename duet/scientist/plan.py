@@ -34,8 +34,8 @@ class Plan:
         )
         self._outputs: list[tuple[str | None, dict[str, object]]] = []
 
-    # None, a pointer or a tuple of them, as the function returned: Any, so that a caller's
-    # ``loss = step(x, y); loss.get()`` needs no narrowing
+    # None, a pointer or a tuple of them, as the function returned: left dynamic, so that a
+    # caller's ``loss = step(x, y); loss.get()`` needs no narrowing
     def __call__(self, *args: Pointer) -> Any:
         if not all(isinstance(a, Pointer) for a in args):
             raise UsageError("a plan takes pointers only; send local values first")

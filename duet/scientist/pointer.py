@@ -67,8 +67,8 @@ class Pointer:
         self._owned = owned
 
     # ---- members
-    # a pointer or a method, as the allowlist says at run time: Any, so that chains such as
-    # ``ptr.grad.data`` type-check
+    # a pointer or a method, as the allowlist says at run time: left dynamic, so that chains
+    # such as ``ptr.grad.data`` type-check
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -103,7 +103,8 @@ class Pointer:
         """A copy of the object next to it, on the owner's side (``clone`` for a tensor)."""
         return self._call("clone" if self.kind == "Tensor" else "copy")
 
-    # location: a session or a worker (duck-typed: its send_value); get_options: get's keywords
+    # location: a session or a worker (duck-typed: its send_value); get_options: get's keywords;
+    # returns the new pointer (a worker's send_value may return a model), left dynamic
     def move(self, location: Any, **get_options: Any) -> Any:
         """Move the object to another session or worker: fetched here, freed where it was, sent
         there; returns the new pointer. What depends on an owner's data leaves only through a
