@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable
-from typing import Any, cast
+from typing import Unpack, cast
 
-from .facts import Alias, KindSpec, Meta, Op, Returns, SizeRule, Write
+from .facts import Alias, KindSpec, Meta, Op, OpFacts, Returns, SizeRule, Write
 
 
 def call_method(name: str) -> Callable[..., object]:
@@ -134,7 +134,7 @@ def function(
     returns: Returns = "Tensor",
     *,
     size: SizeRule,
-    **facts: Any,  # Op's other fields by keyword, each of its own type
+    **facts: Unpack[OpFacts],
 ) -> Op:
     return Op(path, "function", returns, impl=impl, size=size, **facts)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Literal, cast, get_args
+from typing import Literal, TypedDict, cast, get_args
 
 from ...errors import NotAllowed
 
@@ -128,3 +128,20 @@ class Op:
             # the client puts the target's kind (a type key or None) in its meta
             return cast("str | None", receiver_meta.get("kind")), {}
         return self.returns, {}
+
+
+class OpFacts(TypedDict, total=False):
+    """An op's facts by keyword, as the declaring helpers (declare.function, nn's and vision's)
+    pass them on to ``Op``: its fields besides path, kind, returns, impl and size."""
+
+    mutates: bool
+    kwargs: frozenset[str] | None
+    owner_data: bool
+    writes: Write | None
+    random: bool
+    reads_target: bool
+    aliases: Alias | None
+    shape_query: bool
+    conversion: bool
+    wraps: str | None
+    makes_leaves: bool

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Unpack
 
 from torch import nn
 
@@ -18,7 +18,7 @@ from ...errors import UsageError
 from ..devices import MODULE_MOVES, module_move
 from ..modules import LAYERS, TUPLE_RESULTS, build_layer
 from .declare import attributes, call_for_effect, function, kind_of
-from .facts import Meta, Op, Returns
+from .facts import Meta, Op, OpFacts, Returns, SizeRule
 
 # layers whose initial weights are drawn (the others have none, or constant ones)
 RANDOM_INIT = frozenset(
@@ -105,9 +105,15 @@ def _module_copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module)
 
 
-# facts: Op's other fields by keyword, each of its own type
-def _method(name: str, impl: Callable[..., object], returns: Returns, **facts: Any) -> Op:
-    return Op(f"Module.{name}", "method", returns, impl=impl, **facts)
+def _method(
+    name: str,
+    impl: Callable[..., object],
+    returns: Returns,
+    *,
+    size: SizeRule,
+    **facts: Unpack[OpFacts],
+) -> Op:
+    return Op(f"Module.{name}", "method", returns, impl=impl, size=size, **facts)
 
 
 MODULE: dict[str, Op] = {

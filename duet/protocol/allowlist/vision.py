@@ -13,10 +13,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from types import ModuleType
-from typing import Any, cast
+from typing import cast
 
 from ...errors import NotAllowed, UsageError
-from .facts import Meta, Op
+from .facts import Alias, Meta, Op
 
 MISSING = "torchvision is not installed on the owner's side; pip install 'duet[vision]'"
 TRANSFORMS = ("Compose", "ToTensor", "Normalize", "Resize", "CenterCrop")
@@ -107,10 +107,11 @@ def _dataset_kind(
 _TRANSFORMS = "torchvision.transforms."
 
 
-# facts: Op's other fields by keyword, each of its own type
-def _transform(name: str, impl: Callable[..., object], kwargs: frozenset[str], **facts: Any) -> Op:
+def _transform(
+    name: str, impl: Callable[..., object], kwargs: frozenset[str], *, aliases: Alias | None = None
+) -> Op:
     return Op(_TRANSFORMS + name, "function", "Transform", impl=impl, kwargs=kwargs,
-              size="nothing", **facts)  # fmt: skip
+              size="nothing", aliases=aliases)  # fmt: skip
 
 
 # the same with or without torchvision: both sides hold the same allowlist
