@@ -131,8 +131,8 @@ class Op:
 
 
 class OpFacts(TypedDict, total=False):
-    """An op's facts by keyword, as the declaring helpers (declare.function, nn's and vision's)
-    pass them on to ``Op``: its fields besides path, kind, returns, impl and size."""
+    """An op's facts by keyword, as the declaring helpers (declare.function, nn's _method) pass
+    them on to ``Op``: its fields besides path, kind, returns, impl and size."""
 
     mutates: bool
     kwargs: frozenset[str] | None
