@@ -12,7 +12,7 @@ import concurrent.futures
 import operator
 import warnings
 from collections.abc import Callable, Iterable, Iterator
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypedDict, Unpack
 
 import torch
 
@@ -39,6 +39,16 @@ def stand_in_pointer(value: object) -> Pointer | None:
         return None
     remote: StandIn | None = value.__dict__.get("_duet_remote")
     return None if remote is None else remote.pointer()
+
+
+class _GetOptions(TypedDict, total=False):
+    """``get``'s keywords that ``move`` passes on (it sets ``delete_obj`` itself)."""
+
+    request_block: bool
+    name: str | None
+    reason: str
+    timeout_secs: float | None
+    verbose: bool
 
 
 class Pointer:
@@ -103,9 +113,9 @@ class Pointer:
         """A copy of the object next to it, on the owner's side (``clone`` for a tensor)."""
         return self._call("clone" if self.kind == "Tensor" else "copy")
 
-    # location: a session or a worker (duck-typed: its send_value); get_options: get's keywords;
-    # returns the new pointer (a worker's send_value may return a model), left dynamic
-    def move(self, location: Any, **get_options: Any) -> Any:
+    # location: a session or a worker (duck-typed: its send_value); returns the new pointer (a
+    # worker's send_value may return a model), left dynamic
+    def move(self, location: Any, **get_options: Unpack[_GetOptions]) -> Any:
         """Move the object to another session or worker: fetched here, freed where it was, sent
         there; returns the new pointer. What depends on an owner's data leaves only through a
         request (pass ``request_block=True, name=..., reason=...``); None if it is denied."""

@@ -37,8 +37,16 @@ def _torch(
     }  # fmt: skip
 
 
-def _functional(names: Iterable[str], **facts: Any) -> dict[str, Op]:  # _torch's keywords
-    return _torch(names, module=functional, prefix="torch.nn.functional.", **facts)
+def _functional(
+    names: Iterable[str],
+    *,
+    size: SizeRule,
+    random: bool = False,
+    aliases: Alias | None = None,
+    writes: Write | None = None,
+) -> dict[str, Op]:
+    return _torch(names, size=size, random=random, aliases=aliases, writes=writes,
+                  module=functional, prefix="torch.nn.functional.")  # fmt: skip
 
 
 def _manual_seed(seed: int) -> None:
