@@ -10,8 +10,8 @@ privately, like any other failure there).
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, cast
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ NO_CUDA = (
 )
 
 
-def check_device(args: Any, kwargs: dict[str, Any], *, cuda: bool = False) -> None:
+def check_device(args: Iterable[object], kwargs: dict[str, object], *, cuda: bool = False) -> None:
     """Refuse devices other than the owner's cpu and cuda, and cuda where the owner has none.
     ``cuda``: the call moves to cuda whatever its arguments say (``.cuda()``)."""
     for value in (kwargs.get("device"), *args):
@@ -48,7 +48,7 @@ def check_device(args: Any, kwargs: dict[str, Any], *, cuda: bool = False) -> No
         raise UsageError(NO_CUDA)
 
 
-def device_from_wire(value: Any) -> torch.device:
+def device_from_wire(value: object) -> torch.device:
     """A device a peer named in a message: ``cpu``, ``cuda`` or ``cuda:<n>``, nothing else.
 
     Raises ProtocolError for anything else (``"mps"``, ``"meta"``, ``"cuda:../../etc"``, a
@@ -60,9 +60,10 @@ def device_from_wire(value: Any) -> torch.device:
             f"device {value!r:.60} is not one of the owner's devices "
             f"(cpu, cuda, cuda:0 to cuda:{MAX_DEVICE_INDEX})"
         )
-    return torch.device(value)
+    return torch.device(cast(str, value))  # matched above: a str
 
 
+# args, kwargs: whatever the peer sent, handed to torch.device, which checks them
 def make_device(*args: Any, **kwargs: Any) -> torch.device:
     """``remote_torch.device("cuda" if use_cuda else "cpu")``."""
     device = torch.device(*args, **kwargs)
@@ -71,21 +72,21 @@ def make_device(*args: Any, **kwargs: Any) -> torch.device:
     return device
 
 
-def tensor_move(name: str) -> Callable[..., Any]:
+def tensor_move(name: str) -> Callable[..., object]:
     """``Tensor.to`` / ``Tensor.cuda``, checked (``name`` is a fixed key, never the peer's)."""
 
-    def move(tensor: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
+    def move(tensor: torch.Tensor, *args: object, **kwargs: object) -> object:
         check_device(args, kwargs, cuda=name == "cuda")
         return getattr(tensor, name)(*args, **kwargs)
 
     return move
 
 
-def module_move(name: str) -> Callable[..., Any]:
+def module_move(name: str) -> Callable[..., nn.Module]:
     """``Module.cpu / cuda / to / double / float / half`` on the owner's side; returns the module,
     as torch does."""
 
-    def move(module: nn.Module, *args: Any, **kwargs: Any) -> nn.Module:
+    def move(module: nn.Module, *args: object, **kwargs: object) -> nn.Module:
         check_device(args, kwargs, cuda=name == "cuda")
         getattr(module, name)(*args, **kwargs)
         return module

@@ -27,6 +27,11 @@ RequestId = Annotated[int, Field(ge=0, lt=2**63)]
 #: which side of a duet: the owner serves its data, the scientist drives it through pointers
 Role = Literal["owner", "scientist"]
 
+# The fields holding values (Call.args and kwargs, Put.value, Reply.value) are serde data, a
+# serde.JSONValue, and are left dynamic on purpose: pydantic would walk a precisely typed field
+# on every action (a cost on the hot path, and errors of its own); serde's Decoder checks them
+# when they are decoded, and refuses what it did not write.
+
 
 class _Message(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -73,6 +78,7 @@ class Call(_Message):
     k: Literal["call"] = "call"
     op: Annotated[str, Field(min_length=1, max_length=200)]
     target: ObjectId | None = None
+    # serde data, dynamic on purpose: see above _Message
     args: list[Any] = Field(default_factory=list, max_length=10_000)
     kwargs: dict[str, Any] = Field(default_factory=dict, max_length=1000)
     result: ObjectId
@@ -83,7 +89,7 @@ class Put(_Message):
 
     k: Literal["put"] = "put"
     id: ObjectId
-    value: Any
+    value: Any  # serde data, dynamic on purpose: see above _Message
     tags: list[ShortText] = Field(default_factory=list, max_length=100)
     description: ShortText = ""
 
@@ -141,7 +147,7 @@ class Reply(_Message):
     k: Literal["reply"] = "reply"
     rid: RequestId
     status: Literal["ok", "accepted", "denied", "timeout", "pending", "error"] = "ok"
-    value: Any = None
+    value: Any = None  # serde data, dynamic on purpose: see above _Message
     error: ErrorInfo | None = None
     note: ShortText = ""
 

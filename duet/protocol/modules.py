@@ -13,7 +13,8 @@ carried, and a layer whose weights did not all arrive is refused.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, cast
 
 import torch
 from torch import nn
@@ -21,7 +22,8 @@ from torch import nn
 from ..errors import NotAllowed, ProtocolError
 
 if TYPE_CHECKING:
-    from .serde import Decoder, Encoder
+    from .allowlist.facts import KindSpec
+    from .serde import Decoder, Encoder, JSONValue
 
 _CONV = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups",
          "bias", "padding_mode")  # fmt: skip
@@ -111,7 +113,7 @@ LAYERS: dict[str, tuple[type[nn.Module], tuple[str, ...]]] = {
 }
 LOSSES = frozenset(path for path in LAYERS if path.endswith("Loss"))
 # what a layer's forward returns when it is not one tensor: (output, (h, c)) and friends
-TUPLE_RESULTS: dict[str, tuple[Any, ...]] = {
+TUPLE_RESULTS: dict[str, KindSpec] = {
     "torch.nn.LSTM": ("Tensor", ("Tensor", "Tensor")),
     "torch.nn.GRU": ("Tensor", "Tensor"),
     "torch.nn.RNN": ("Tensor", "Tensor"),
@@ -138,7 +140,9 @@ def check_layer(module: nn.Module) -> nn.Module:
 MAX_RNN_LAYERS = 64  # building one takes time quadratic in its layers (10**4: 15 s)
 
 
-def check_settings(cls: type[nn.Module], args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+def check_settings(
+    cls: type[nn.Module], args: tuple[object, ...], kwargs: dict[str, object]
+) -> None:
     """Refuse, before a layer is built, settings whose building alone would hold the owner
     (a recurrent layer of 10**5 layers takes minutes to construct, whatever its weights)."""
     if issubclass(cls, nn.RNNBase):
@@ -150,7 +154,7 @@ def check_settings(cls: type[nn.Module], args: tuple[Any, ...], kwargs: dict[str
             )
 
 
-def _rnn_weights(kwargs: dict[str, Any]) -> int:
+def _rnn_weights(kwargs: dict[str, object]) -> int:
     """How many weight tensors a recurrent layer with these settings has."""
     per = 4 if kwargs.get("bias", True) else 2
     if kwargs.get("proj_size"):
@@ -160,11 +164,11 @@ def _rnn_weights(kwargs: dict[str, Any]) -> int:
     return per * directions * (layers if type(layers) is int else 1)
 
 
-def build_layer(path: str) -> Any:
+def build_layer(path: str) -> Callable[..., nn.Module]:
     """The owner's constructor for a layer (``torch.nn.Linear(4, 2)`` from the scientist)."""
     cls = LAYERS[path][0]
 
-    def build(*args: Any, **kwargs: Any) -> nn.Module:
+    def build(*args: object, **kwargs: object) -> nn.Module:
         check_settings(cls, args, kwargs)
         module = check_layer(cls(*args, **kwargs))
         for tensor in (*module.parameters(), *module.buffers()):
@@ -205,20 +209,22 @@ def layer_path(module: nn.Module) -> str:
     )
 
 
-def _setting(module: nn.Module, name: str) -> Any:
+def _setting(module: nn.Module, name: str) -> object:
     value = getattr(module, name)
     if name == "bias" and not isinstance(value, bool):
         return value is not None
     return value
 
 
-def encode_module(module: nn.Module, encoder: Encoder) -> dict[str, Any]:
+def encode_module(module: nn.Module, encoder: Encoder) -> dict[str, JSONValue]:
     path = layer_path(module)
-    config = {}
+    config: dict[str, JSONValue] = {}
     if path != CONTAINER:
         config = {name: encoder.encode(_setting(module, name)) for name in LAYERS[path][1]}
-    children = [[name, encode_module(child, encoder)] for name, child in module.named_children()]
-    state = [
+    children: list[JSONValue] = [
+        [name, encode_module(child, encoder)] for name, child in module.named_children()
+    ]
+    state: list[JSONValue] = [
         [name, encoder.encode_tensor(t)]
         for name, t in list(module.named_parameters(recurse=False))
         + list(module.named_buffers(recurse=False))
@@ -234,7 +240,7 @@ def encode_module(module: nn.Module, encoder: Encoder) -> dict[str, Any]:
     }
 
 
-def decode_module(data: dict[str, Any], decoder: Decoder, depth: int) -> nn.Module:
+def decode_module(data: dict[str, JSONValue], decoder: Decoder, depth: int) -> nn.Module:
     path = data.get("type")
     config = data.get("config")
     children = data.get("children")
@@ -281,6 +287,7 @@ def decode_module(data: dict[str, Any], decoder: Decoder, depth: int) -> nn.Modu
         if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
             raise ProtocolError("module children are [name, spec] pairs")
         name, spec = pair
+        assert isinstance(name, str)  # checked above (for mypy: unpacking loses it)
         if not name.isidentifier() and not name.isdigit():
             raise ProtocolError(f"invalid child module name {name!r}")
         if not isinstance(spec, dict) or spec.get("$") != "module":
@@ -295,7 +302,9 @@ def decode_module(data: dict[str, Any], decoder: Decoder, depth: int) -> nn.Modu
     return module
 
 
-def _load_state(module: nn.Module, state: list[Any], decoder: Decoder, depth: int) -> set[str]:
+def _load_state(
+    module: nn.Module, state: list[JSONValue], decoder: Decoder, depth: int
+) -> set[str]:
     """Put the state that arrived into ``module``; returns the names filled."""
     own: dict[str, torch.Tensor] = dict(module.named_parameters(recurse=False))
     own.update(dict(module.named_buffers(recurse=False)))
@@ -304,11 +313,13 @@ def _load_state(module: nn.Module, state: list[Any], decoder: Decoder, depth: in
         if not isinstance(pair, list) or len(pair) != 2 or not isinstance(pair[0], str):
             raise ProtocolError("module state entries are [name, tensor] pairs")
         name, encoded = pair
+        assert isinstance(name, str)  # checked above (for mypy: unpacking loses it)
         if not isinstance(encoded, dict) or encoded.get("$") != "tensor":
             raise ProtocolError(f"state entry {name!r} is not a tensor")
         if name in loaded:
             raise ProtocolError(f"state entry {name!r} arrived twice")
-        value = decoder.decode(encoded, depth + 1)
+        # a "tensor" spec decodes to a tensor (or raises)
+        value = cast(torch.Tensor, decoder.decode(encoded, depth + 1))
         if name in own:
             target = own[name]
             if target.shape != value.shape or not _same_kind(target.dtype, value.dtype):

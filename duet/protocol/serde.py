@@ -15,13 +15,18 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import cast
 
 import numpy as np
+import numpy.typing as npt
 import torch
 
 from ..errors import DuetError, ProtocolError
 from .devices import device_from_wire
+
+# A value as it travels in a message: what JSON holds. Everything else (tensors, containers,
+# references...) is encoded as a dict tagged with "$" (see above).
+JSONValue = None | bool | int | float | str | list["JSONValue"] | dict[str, "JSONValue"]
 
 MAX_DEPTH = 64
 MAX_INT_BITS = 64
@@ -51,7 +56,7 @@ DTYPES: dict[str, torch.dtype] = {
 }
 DTYPE_NAMES: dict[torch.dtype, str] = {dtype: name for name, dtype in DTYPES.items()}
 # numpy arrays: plain numbers only (never object, string or structured dtypes)
-NUMPY_DTYPES: dict[str, np.dtype[Any]] = {
+NUMPY_DTYPES: dict[str, np.dtype[np.generic]] = {
     name: np.dtype(name)
     for name in ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
                  "uint64", "float16", "float32", "float64", "complex64", "complex128")
@@ -66,7 +71,9 @@ def tensor_to_buffer(tensor: torch.Tensor) -> memoryview:
     return flat.view(torch.uint8).numpy().data
 
 
-def _check_layout(what: str, dtype_name: Any, shape: Any, itemsize: int, buffer: memoryview) -> int:
+def _check_layout(
+    what: str, dtype_name: object, shape: object, itemsize: int, buffer: memoryview
+) -> int:
     """The number of elements of a ``shape`` whose bytes are exactly ``buffer``."""
     if not isinstance(shape, list) or not all(type(d) is int and 0 <= d < MAX_DIM for d in shape):
         raise ProtocolError(f"invalid {what} shape {shape!r:.200}")
@@ -83,32 +90,38 @@ def _check_layout(what: str, dtype_name: Any, shape: Any, itemsize: int, buffer:
     return numel
 
 
-def tensor_from_buffer(dtype_name: Any, shape: Any, buffer: memoryview) -> torch.Tensor:
+def tensor_from_buffer(dtype_name: object, shape: object, buffer: memoryview) -> torch.Tensor:
     dtype = DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
     if dtype is None:
         raise ProtocolError(f"unsupported tensor dtype {dtype_name!r}")
     itemsize = torch.empty((), dtype=dtype).element_size()
     numel = _check_layout("tensor", dtype_name, shape, itemsize, buffer)
+    dims = cast("list[int]", shape)  # _check_layout checked it: a list of dimensions
     if numel == 0:
-        return torch.empty(shape, dtype=dtype)
+        return torch.empty(dims, dtype=dtype)
     raw = torch.frombuffer(bytearray(buffer), dtype=torch.uint8)
     if dtype == torch.bool:  # a bool is one byte, 0 or 1: any other byte is no bool to torch
-        return (raw != 0).reshape(shape)
-    return raw.view(dtype).reshape(shape)
+        return (raw != 0).reshape(dims)
+    return raw.view(dtype).reshape(dims)
 
 
-def array_from_buffer(dtype_name: Any, shape: Any, buffer: memoryview) -> np.ndarray[Any, Any]:
+def array_from_buffer(
+    dtype_name: object, shape: object, buffer: memoryview
+) -> npt.NDArray[np.generic]:
     """A numpy array of its own (writable, not sharing the frame's memory)."""
     dtype = NUMPY_DTYPES.get(dtype_name) if isinstance(dtype_name, str) else None
     if dtype is None:
         raise ProtocolError(f"unsupported numpy dtype {dtype_name!r}")
     _check_layout("array", dtype_name, shape, dtype.itemsize, buffer)
+    dims = cast("list[int]", shape)  # _check_layout checked it: a list of dimensions
     if dtype == np.bool_:  # as for tensors: a byte other than 0 or 1 is no bool
-        return (np.frombuffer(bytearray(buffer), dtype=np.uint8) != 0).reshape(shape)
-    return np.frombuffer(bytearray(buffer), dtype=dtype).reshape(shape)
+        return (np.frombuffer(bytearray(buffer), dtype=np.uint8) != 0).reshape(dims)
+    return np.frombuffer(bytearray(buffer), dtype=dtype).reshape(dims)
 
 
-def _encode_array(array: np.ndarray[Any, Any], buffers: list[memoryview]) -> dict[str, Any]:
+def _encode_array(
+    array: npt.NDArray[np.generic], buffers: list[memoryview]
+) -> dict[str, JSONValue]:
     name = array.dtype.name
     if NUMPY_DTYPES.get(name) is None or array.dtype.byteorder == ">":
         if array.dtype.kind in "biufc" and array.dtype.byteorder == ">":
@@ -132,12 +145,12 @@ class Encoder:
     """
 
     def __init__(
-        self, buffers: list[memoryview], ref_of: Callable[[Any], str | None] | None = None
+        self, buffers: list[memoryview], ref_of: Callable[[object], str | None] | None = None
     ):
         self.buffers = buffers
         self.ref_of = ref_of
 
-    def encode(self, value: Any, depth: int = 0) -> Any:
+    def encode(self, value: object, depth: int = 0) -> JSONValue:
         if depth > MAX_DEPTH:
             raise ProtocolError(f"value nested deeper than {MAX_DEPTH} levels")
         if value is None or isinstance(value, bool | str):
@@ -195,13 +208,13 @@ class Encoder:
             return self.encode(value.item(), depth)  # np.float32(0.5) travels as 0.5
         raise ProtocolError(f"a value of type {type(value).__name__} cannot be sent")
 
-    def encode_tensor(self, tensor: torch.Tensor) -> dict[str, Any]:
+    def encode_tensor(self, tensor: torch.Tensor) -> dict[str, JSONValue]:
         if tensor.dtype not in DTYPE_NAMES:
             raise ProtocolError(f"tensors of dtype {tensor.dtype} cannot be sent")
         if tensor.layout != torch.strided:
             tensor = tensor.to_dense()
         self.buffers.append(tensor_to_buffer(tensor.cpu()))
-        out: dict[str, Any] = {
+        out: dict[str, JSONValue] = {
             "$": "tensor",
             "dtype": DTYPE_NAMES[tensor.dtype],
             "shape": list(tensor.shape),
@@ -217,11 +230,13 @@ class Encoder:
 class Decoder:
     """Decodes values; ``resolve_ref`` maps a reference id to the object it names."""
 
-    def __init__(self, buffers: list[memoryview], resolve_ref: Callable[[str], Any] | None = None):
+    def __init__(
+        self, buffers: list[memoryview], resolve_ref: Callable[[str], object] | None = None
+    ):
         self.buffers = buffers
         self.resolve_ref = resolve_ref
 
-    def decode(self, data: Any, depth: int = 0) -> Any:
+    def decode(self, data: JSONValue, depth: int = 0) -> object:
         if depth > MAX_DEPTH:
             raise ProtocolError(f"value nested deeper than {MAX_DEPTH} levels")
         if data is None or isinstance(data, bool | str | float):
@@ -275,7 +290,7 @@ class Decoder:
             seq = self._seq(items, tag)
             if not all(type(d) is int and 0 <= d < 2**63 for d in seq):
                 raise ProtocolError("a size holds non-negative 64-bit integers")
-            return torch.Size(seq)
+            return torch.Size(cast("list[int]", seq))  # checked above: sizes
         if tag == "slice":
             parts = [self.decode(v, depth + 1) for v in self._seq(items, tag)]
             if len(parts) != 3 or not all(p is None or type(p) is int for p in parts):
@@ -295,10 +310,11 @@ class Decoder:
             seq = self._seq(items, tag)
             if len(seq) != 2 or not all(_plain_number(p) for p in seq):
                 raise ProtocolError("a complex number holds two numbers")
-            return complex(seq[0], seq[1])
+            numbers = cast("list[int | float]", seq)  # checked above: two plain numbers
+            return complex(numbers[0], numbers[1])
         return self._module(data, depth)
 
-    def _tensor(self, data: dict[str, Any]) -> torch.Tensor:
+    def _tensor(self, data: dict[str, JSONValue]) -> torch.Tensor:
         grad, param = data.get("rg", False), data.get("param", False)
         if type(grad) is not bool or type(param) is not bool:
             raise ProtocolError("a tensor's rg and param fields are true or false")
@@ -311,7 +327,7 @@ class Decoder:
             tensor.requires_grad_(True)
         return tensor
 
-    def _module(self, data: dict[str, Any], depth: int) -> torch.nn.Module:
+    def _module(self, data: dict[str, JSONValue], depth: int) -> torch.nn.Module:
         from .modules import decode_module
 
         _check_module_nesting(data, depth)
@@ -327,25 +343,25 @@ class Decoder:
             raise ProtocolError(f"invalid module spec: {type(exc).__name__}: {exc}"[:500]) from exc
 
     @staticmethod
-    def _seq(items: Any, tag: str) -> list[Any]:
+    def _seq(items: JSONValue, tag: str) -> list[JSONValue]:
         if not isinstance(items, list):
             raise ProtocolError(f"a {tag} value must hold a list")
         return items
 
-    def _buffer(self, data: dict[str, Any]) -> memoryview:
+    def _buffer(self, data: dict[str, JSONValue]) -> memoryview:
         index = data.get("buf")
         if type(index) is not int or not 0 <= index < len(self.buffers):
             raise ProtocolError(f"buffer index {index!r} is out of range")
         return self.buffers[index]
 
 
-def _plain_number(value: Any) -> bool:
+def _plain_number(value: object) -> bool:
     if type(value) is int:
         return value.bit_length() <= MAX_INT_BITS
     return type(value) is float
 
 
-def _check_module_nesting(data: dict[str, Any], depth: int) -> None:
+def _check_module_nesting(data: dict[str, JSONValue], depth: int) -> None:
     """Refuse a module spec whose children nest deeper than values may (decode_module follows
     them by recursion)."""
     stack = [(data, depth)]

@@ -16,12 +16,23 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from ..errors import ConnectionLost, DuetTimeout, QuotaExceeded, UsageError, error_from_wire
 from ..protocol import allowlist
-from ..protocol.messages import Call, Delete, ErrorInfo, Failure, Get, Notice, Put, Reply, Sync
-from ..protocol.serde import Decoder, Encoder
+from ..protocol.messages import (
+    Call,
+    Delete,
+    ErrorInfo,
+    Failure,
+    Get,
+    Message,
+    Notice,
+    Put,
+    Reply,
+    Sync,
+)
+from ..protocol.serde import Decoder, Encoder, JSONValue
 from .pointer import Pointer, stand_in_pointer
 from .requests import SentRequests
 
@@ -39,12 +50,13 @@ MAX_MARKS = 2  # unanswered barriers before the caller waits
 # freeing mid-frame made the owner trim and fault its heap back in every step (44 -> 53 ms a
 # step); owners fix those thresholds (duet/owner/tuning.py), so it is both smaller and faster.
 DELETE_BATCH: int | None = 8
+_T = TypeVar("_T")
 
 
 class PointerClient:
     # what ``ptr.location`` answers (the session or worker that made this client), and whether
     # ``ptr.get()`` frees the object on the owner's side by default; set by their maker
-    location: Any = None
+    location: object = None
     moves_on_get = False
     # a tensor sent with requires_grad comes back from get() with its gradient (PySyft 0.2's
     # workers: x.get() after a remote backward() has x.grad); set by their maker
@@ -54,7 +66,7 @@ class PointerClient:
         self.connection = connection
         self.default_timeout_secs = default_timeout_secs
         self._lock = threading.Lock()
-        self._queue: list[Any] = []
+        self._queue: list[Message] = []
         self._buffers: list[memoryview] = []
         self._deletes: collections.deque[str] = collections.deque()
         self._flush_scheduled = False
@@ -62,10 +74,12 @@ class PointerClient:
         self._ids = itertools.count(1)
         self._rids = itertools.count(1)
         self._pending: dict[int, concurrent.futures.Future[tuple[Reply, list[memoryview]]]] = {}
-        self._recording: list[Any] | None = None
+        self._recording: list[Message] | None = None
         self._since_mark = 0
         self._in_pace = False
-        self._marks: collections.deque[concurrent.futures.Future[Any]] = collections.deque()
+        self._marks: collections.deque[
+            concurrent.futures.Future[tuple[Reply, list[memoryview]]]
+        ] = collections.deque()
         self.failures: dict[str, ErrorInfo] = {}
         self.notices: collections.deque[ErrorInfo] = collections.deque(
             maxlen=1000
@@ -81,6 +95,7 @@ class PointerClient:
     def new_id(self) -> str:
         return f"{self._prefix}{next(self._ids)}"
 
+    # meta: the new pointer's, typed as Pointer.meta is (JSON facts read by key)
     def pointer(
         self, object_id: str, kind: str | None, meta: dict[str, Any] | None, *, owned: bool
     ) -> Pointer:
@@ -88,7 +103,7 @@ class PointerClient:
         owned = owned and self._recording is None
         return Pointer(self, object_id, kind, meta or {}, owned=owned)
 
-    def ref_of(self, value: Any) -> str | None:
+    def ref_of(self, value: object) -> str | None:
         # hot: every argument of every action passes here, so Pointer is imported at the top
         if isinstance(value, Pointer):
             if value._client is not self:
@@ -103,18 +118,18 @@ class PointerClient:
 
     # ---- queueing
     @contextlib.contextmanager
-    def recording(self) -> Iterator[list[Any]]:
+    def recording(self) -> Iterator[list[Message]]:
         """Collect the calls made inside instead of sending them (for plans)."""
         if self._recording is not None:
             raise UsageError("plans cannot be recorded inside plans")
-        calls: list[Any] = []
+        calls: list[Message] = []
         self._recording = calls
         try:
             yield calls
         finally:
             self._recording = None
 
-    def enqueue(self, build: Callable[[Encoder], Any]) -> None:
+    def enqueue(self, build: Callable[[Encoder], Message]) -> None:
         """Queue one action; ``build`` encodes its values into this frame's buffers."""
         if self.lost is not None:
             raise ConnectionLost(str(self.lost))
@@ -174,8 +189,8 @@ class PointerClient:
         self,
         op: allowlist.Op,
         target: Pointer | None,
-        args: tuple[Any, ...],
-        kwargs: dict[str, Any],
+        args: tuple[object, ...],
+        kwargs: dict[str, object],
     ) -> Pointer:
         op.check_kwargs(kwargs)
         result_id = self.new_id()
@@ -197,7 +212,7 @@ class PointerClient:
             meta = {**meta, "tags": tags}
         return self.pointer(result_id, kind, meta, owned=True)
 
-    def put(self, value: Any, *, tags: list[str] | None = None, description: str = "") -> str:
+    def put(self, value: object, *, tags: list[str] | None = None, description: str = "") -> str:
         object_id = self.new_id()
 
         def build(enc: Encoder) -> Put:
@@ -253,13 +268,13 @@ class PointerClient:
 
     # ---- blocking calls
     def request(
-        self, build: Callable[[int], Any], *, timeout_secs: float | None, what: str
+        self, build: Callable[[int], Message], *, timeout_secs: float | None, what: str
     ) -> tuple[Reply, list[memoryview]]:
         future = self.request_async(build)
         return self.wait(future, timeout_secs=timeout_secs, what=what)
 
     def request_async(
-        self, build: Callable[[int], Any]
+        self, build: Callable[[int], Message]
     ) -> concurrent.futures.Future[tuple[Reply, list[memoryview]]]:
         if self._recording is not None:
             raise UsageError(
@@ -274,7 +289,7 @@ class PointerClient:
         # before it (too large, say), this one still gets its reply
         self.flush()
 
-        def built(enc: Encoder) -> Any:
+        def built(enc: Encoder) -> Message:
             message = build(rid)
             if type(message) is Get and message.request:
                 self.requests.sent(rid, message)
@@ -290,15 +305,15 @@ class PointerClient:
         return future
 
     def wait(
-        self, future: concurrent.futures.Future[Any], *, timeout_secs: float | None, what: str
-    ) -> Any:
+        self, future: concurrent.futures.Future[_T], *, timeout_secs: float | None, what: str
+    ) -> _T:
         timeout = self.default_timeout_secs if timeout_secs is None else timeout_secs
         try:
             return future.result(timeout)
         except concurrent.futures.TimeoutError as exc:
             raise DuetTimeout(f"{what}: no reply from the owner within {timeout} s") from exc
 
-    def decode(self, value: Any, buffers: list[memoryview]) -> Any:
+    def decode(self, value: JSONValue, buffers: list[memoryview]) -> object:
         return Decoder(buffers, None).decode(value)
 
     @staticmethod
@@ -308,7 +323,7 @@ class PointerClient:
             raise error_from_wire(e.code, e.message, op=e.op, remote_type=e.remote_type)
 
     # ---- incoming (on the loop thread)
-    def on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
+    def on_messages(self, messages: list[Message], buffers: list[memoryview]) -> None:
         for message in messages:
             if isinstance(message, Reply):
                 self.requests.answered(message.rid, message)
@@ -348,7 +363,7 @@ def _place(client: PointerClient) -> str:
 
 
 def _result_tags(
-    name: str, target: Pointer | None, args: tuple[Any, ...], kwargs: dict[str, Any]
+    name: str, target: Pointer | None, args: tuple[object, ...], kwargs: dict[str, object]
 ) -> list[str]:
     """The tags a result's pointer shows, as PySyft named them: those of the pointers it was
     made from, then the op's name (``["ages", "mean"]``). The scientist's own bookkeeping: what

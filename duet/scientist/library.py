@@ -7,7 +7,7 @@ nothing is sent.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ..errors import NotAllowed
 from ..protocol import allowlist
@@ -22,6 +22,8 @@ class RemoteLibrary:
         self._client = client
         self._path = path
 
+    # a RemoteFunction or a RemoteLibrary, as the allowlist says at run time: chains such as
+    # ``duet.torch.nn.Linear(4, 2)`` must type-check
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -50,7 +52,7 @@ class RemoteFunction:
         self._client = client
         self.op = op
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Pointer:
+    def __call__(self, *args: object, **kwargs: object) -> Pointer:
         return self._client.call(self.op, None, args, kwargs)
 
     def __repr__(self) -> str:
@@ -84,12 +86,12 @@ class RefusedLibrary:
         self._name = name
         self._why = why
 
-    def __getattr__(self, name: str) -> Any:
+    def __getattr__(self, name: str) -> NoReturn:
         if name.startswith("__"):
             raise AttributeError(name)
         raise NotAllowed(f"{self._name}.{name}: {self._why}")
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: object, **kwargs: object) -> NoReturn:
         raise NotAllowed(f"{self._name}: {self._why}")
 
     def __repr__(self) -> str:

@@ -26,7 +26,7 @@ import inspect
 import types
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import torch
 from torch import nn
@@ -47,15 +47,17 @@ class Module(nn.Module):
     ``remote.get(...)`` is rebuilt the same way.
     """
 
+    # torch itself, or a RemoteLibrary mirroring it: layers are built through either by
+    # attribute (``self.torch_ref.nn.Linear``), which the type checker cannot follow
     torch_ref: Any
 
-    def __new__(cls, *args: Any, **kwargs: Any) -> Module:
+    def __new__(cls, *args: object, **kwargs: object) -> Module:
         self = super().__new__(cls)
         # how this instance was built, to build its twin when the trained weights come back
         object.__setattr__(self, "_sy_init", (args, kwargs))
         return self
 
-    def __init__(self, torch_ref: Any = torch) -> None:
+    def __init__(self, torch_ref: types.ModuleType | RemoteLibrary = torch) -> None:
         super().__init__()
         self.torch_ref = torch_ref
 
@@ -69,13 +71,13 @@ class Module(nn.Module):
 
     def send(
         self,
-        session: Any,
+        session: object,
         *,
         pointable: bool | None = None,
         tags: list[str] | None = None,
         description: str = "",
         searchable: bool | None = None,
-    ) -> Any:
+    ) -> Any:  # a RemoteModule, or what an owner session's send gives (duet/owner)
         """Send the model to a duet.
 
         To a scientist session: one message carries the layers and weights to the owner;
@@ -97,7 +99,7 @@ class Module(nn.Module):
             return RemoteModule(sent, self)
         return sent
 
-    def __getstate__(self) -> dict[str, Any]:
+    def __getstate__(self) -> dict[str, object]:
         # copies of a model (copy.deepcopy) share its torch library instead of copying a module
         state = super().__getstate__()
         for key in ("torch_ref", "_sy_init"):
@@ -105,7 +107,7 @@ class Module(nn.Module):
                 state[key] = _Shared(state[key])
         return state
 
-    def __setstate__(self, state: dict[str, Any]) -> None:
+    def __setstate__(self, state: dict[str, object]) -> None:
         state = {k: v.value if isinstance(v, _Shared) else v for k, v in state.items()}
         super().__setstate__(state)
 
@@ -124,10 +126,10 @@ class _Shared:
 
     __slots__ = ("value",)
 
-    def __init__(self, value: Any):
+    def __init__(self, value: object):
         self.value = value
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> _Shared:
+    def __deepcopy__(self, memo: dict[int, object]) -> _Shared:
         return self
 
 
@@ -153,7 +155,7 @@ class RemoteModule:
     def __init__(self, pointer: Pointer, template: nn.Module):
         self._pointer = pointer
         self._template = template
-        self._members: dict[str, Any] = {}
+        self._members: dict[str, Pointer | RemoteModule] = {}
         self.torch_ref = RemoteLibrary(pointer._client, "torch")
         self.training = template.training
 
@@ -165,14 +167,15 @@ class RemoteModule:
         return self._pointer
 
     # ---- running
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    # -> what the model's own forward returns (pointers, as a rule)
+    def __call__(self, *args: object, **kwargs: object) -> Any:
         return self.forward(*args, **kwargs)
 
-    def forward(self, *args: Any, **kwargs: Any) -> Any:
+    def forward(self, *args: object, **kwargs: object) -> Any:
         """Run the model's own ``forward`` with remote torch and remote layers; returns a pointer."""
         return type(self._template).forward(self, *args, **kwargs)  # type: ignore[arg-type]
 
-    def _member(self, name: str) -> Any:
+    def _member(self, name: str) -> Pointer | RemoteModule:
         member = self._members.get(name)
         if member is not None:
             return member
@@ -193,6 +196,7 @@ class RemoteModule:
         self._members[name] = member
         return member
 
+    # a layer, a parameter, a method or a setting of the model, found at run time
     def __getattr__(self, name: str) -> Any:
         # only reached for names this object does not have: the model's layers, parameters and
         # buffers (as remote objects), its methods (bound to this object) and plain settings
@@ -216,7 +220,7 @@ class RemoteModule:
         raise AttributeError(f"remote {type(template).__name__} has no attribute {name!r}")
 
     # ---- containers (nn.ModuleList, nn.ModuleDict) used from forward
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: object) -> Pointer | RemoteModule:
         names = list(self._template._modules)
         if isinstance(self._template, nn.ModuleList) and isinstance(key, int):
             return self._member(names[key])
@@ -224,6 +228,7 @@ class RemoteModule:
             return self._member(key)
         raise UsageError(f"remote {type(self._template).__name__} has no layer {key!r}")
 
+    # layers (a ModuleList's) or names (a ModuleDict's), as torch's containers iterate
     def __iter__(self) -> Iterator[Any]:
         if isinstance(self._template, nn.ModuleList):
             return (self._member(name) for name in self._template._modules)
@@ -246,7 +251,7 @@ class RemoteModule:
         """A pointer to the remote model's state dict (fetching it is a request)."""
         return self._pointer.state_dict()
 
-    def load_state_dict(self, state_dict: Any, strict: bool = True) -> None:
+    def load_state_dict(self, state_dict: object, strict: bool = True) -> None:
         """Load weights (a local state dict, or a pointer to one) into the remote model."""
         self._pointer.load_state_dict(state_dict, strict=strict)
 
@@ -311,7 +316,7 @@ class RemoteModule:
         local.train(container.training)
         return local
 
-    def send(self, *args: Any, **kwargs: Any) -> Any:
+    def send(self, *args: object, **kwargs: object) -> NoReturn:
         raise UsageError("this model is already on the owner's side; get() it back first")
 
     def __repr__(self) -> str:
@@ -323,13 +328,13 @@ class RemoteModule:
         self._pointer.cpu()
         return self
 
-    def cuda(self, device: Any = None) -> RemoteModule:
+    def cuda(self, device: object = None) -> RemoteModule:
         """Move the model to the owner's CUDA device. Raises UsageError (naming the owner's
         device) where the owner has none; waits for the owner to say so."""
         self._checked(self._pointer.cuda() if device is None else self._pointer.cuda(device))
         return self
 
-    def to(self, *args: Any, **kwargs: Any) -> RemoteModule:
+    def to(self, *args: object, **kwargs: object) -> RemoteModule:
         """Move or convert the model on the owner's side (waits for the owner: a device it does
         not have raises here)."""
         self._checked(self._pointer.to(*args, **kwargs))

@@ -13,10 +13,10 @@ send them first. Pointers the function closes over (a model, an optimizer) are u
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from ..errors import UsageError
-from ..protocol.messages import DefinePlan, RunPlan
+from ..protocol.messages import Call, DefinePlan, RunPlan
 from .pointer import Pointer
 
 if TYPE_CHECKING:
@@ -24,14 +24,18 @@ if TYPE_CHECKING:
 
 
 class Plan:
-    def __init__(self, client: PointerClient, fn: Callable[..., Any]):
+    def __init__(self, client: PointerClient, fn: Callable[..., object]):
         self._client = client
         self.fn = fn
         self.id: str | None = None
         self._arity = 0
-        self._shape: Any = None  # how outputs are returned: None, "one", or a tuple length
-        self._outputs: list[tuple[str | None, dict[str, Any]]] = []
+        self._shape: str | int | None = (
+            None  # how outputs are returned: None, "one", or a tuple length
+        )
+        self._outputs: list[tuple[str | None, dict[str, object]]] = []
 
+    # None, a pointer or a tuple of them, as the function returned: left dynamic, so that a
+    # caller's ``loss = step(x, y); loss.get()`` needs no narrowing
     def __call__(self, *args: Pointer) -> Any:
         if not all(isinstance(a, Pointer) for a in args):
             raise UsageError("a plan takes pointers only; send local values first")
@@ -63,8 +67,10 @@ class Plan:
         placeholders = [
             client.pointer(client.new_id(), a.kind, dict(a.meta), owned=False) for a in args
         ]
-        with client.recording() as calls:
+        with client.recording() as recorded:
             result = self.fn(*placeholders)
+        # what a plan's function records is its pointers' calls (DefinePlan validates it)
+        calls = cast("list[Call]", recorded)
         if result is None:
             outputs: list[Pointer] = []
             self._shape = None

@@ -11,8 +11,8 @@ from __future__ import annotations
 import concurrent.futures
 import operator
 import warnings
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Protocol
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol, TypedDict, Unpack
 
 import torch
 
@@ -33,12 +33,22 @@ class StandIn(Protocol):
     def pointer(self) -> Pointer: ...
 
 
-def stand_in_pointer(value: Any) -> Pointer | None:
+def stand_in_pointer(value: object) -> Pointer | None:
     """The pointer a local stand-in stands for, or None for any other value."""
     if not isinstance(value, torch.Tensor) or type(value) is torch.Tensor:
         return None
     remote: StandIn | None = value.__dict__.get("_duet_remote")
     return None if remote is None else remote.pointer()
+
+
+class _GetOptions(TypedDict, total=False):
+    """``get``'s keywords that ``move`` passes on (it sets ``delete_obj`` itself)."""
+
+    request_block: bool
+    name: str | None
+    reason: str
+    timeout_secs: float | None
+    verbose: bool
 
 
 class Pointer:
@@ -55,6 +65,7 @@ class Pointer:
         client: PointerClient,
         object_id: str,
         kind: str | None,
+        # JSON facts read by key (its length, tags, shape...), of the types their writers gave
         meta: dict[str, Any],
         *,
         owned: bool,
@@ -66,6 +77,8 @@ class Pointer:
         self._owned = owned
 
     # ---- members
+    # a pointer or a method, as the allowlist says at run time: left dynamic, so that chains
+    # such as ``ptr.grad.data`` type-check
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -79,15 +92,15 @@ class Pointer:
             return self._client.call(op, self, (), {})
         return RemoteMethod(self, op)
 
-    def _call(self, name: str, *args: Any, **kwargs: Any) -> Any:
+    def _call(self, name: str, *args: object, **kwargs: object) -> Pointer:
         return self._client.call(allowlist.member(self.kind, name), self, args, kwargs)
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: object, **kwargs: object) -> Pointer:
         return self._call("__call__", *args, **kwargs)
 
     # ---- where the object lives (PySyft's names)
     @property
-    def location(self) -> Any:
+    def location(self) -> object:
         """The session (or worker) holding the object."""
         return self._client.location
 
@@ -100,7 +113,9 @@ class Pointer:
         """A copy of the object next to it, on the owner's side (``clone`` for a tensor)."""
         return self._call("clone" if self.kind == "Tensor" else "copy")
 
-    def move(self, location: Any, **get_options: Any) -> Any:
+    # location: a session or a worker (duck-typed: its send_value); returns the new pointer (a
+    # worker's send_value may return a model), left dynamic
+    def move(self, location: Any, **get_options: Unpack[_GetOptions]) -> Any:
         """Move the object to another session or worker: fetched here, freed where it was, sent
         there; returns the new pointer. What depends on an owner's data leaves only through a
         request (pass ``request_block=True, name=..., reason=...``); None if it is denied."""
@@ -111,8 +126,12 @@ class Pointer:
 
     @classmethod
     def __torch_function__(
-        cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
+        cls,
+        func: Callable[..., object],
+        types: Iterable[type],
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> object:
         """Plain torch calls on pointers run on the owner's side: ``torch.flatten(ptr, 1)``,
         ``torch.nn.functional.nll_loss(output_ptr, target_ptr)``. Only allowlisted functions."""
         kwargs = kwargs or {}
@@ -127,7 +146,7 @@ class Pointer:
             return _tensor_method(func.__name__, pointer, args, kwargs)
         raise NotAllowed(f"torch function {qualname!r} has no remote counterpart on the allowlist")
 
-    def __getitem__(self, key: Any) -> Any:
+    def __getitem__(self, key: object) -> Pointer:
         return self._call("__getitem__", key)
 
     # ---- what it was sent or published with
@@ -145,7 +164,7 @@ class Pointer:
         """This pointer (PySyft's pointers needed it to learn their type; these know it)."""
         return self
 
-    def __setitem__(self, key: Any, value: Any) -> None:
+    def __setitem__(self, key: object, value: object) -> None:
         self._call("__setitem__", key, value)
 
     # ---- getting values back
@@ -157,7 +176,7 @@ class Pointer:
         timeout_secs: float | None = None,
         delete_obj: bool | None = None,
         verbose: bool = False,
-    ) -> Any:
+    ) -> Any:  # the owner's value, of any type: the caller uses it as what it knows it is
         """Fetch the value.
 
         Your own objects (and results computed only from them) come back at once. A value
@@ -210,7 +229,7 @@ class Pointer:
         reason: str = "",
         timeout_secs: float | None = None,
         verbose: bool = False,
-    ) -> Any:
+    ) -> Any:  # the owner's value, of any type: the caller uses it as what it knows it is
         """``get`` that leaves the object where it is (PySyft's name; ``delete_obj=False``)."""
         return self.get(
             request_block=request_block,
@@ -256,7 +275,7 @@ class Pointer:
             )
         )
 
-    def _value(self, reply: Reply, buffers: list[memoryview]) -> Any:
+    def _value(self, reply: Reply, buffers: list[memoryview]) -> object:
         self._client.raise_for(reply)
         return self._client.decode(reply.value, buffers)
 
@@ -299,7 +318,7 @@ class Pointer:
         length.of = self
         return length
 
-    def __iter__(self) -> Iterator[Any]:
+    def __iter__(self) -> Iterator[Pointer]:
         if self.kind == "DataLoader":
             from .loader import iterate_loader
 
@@ -325,7 +344,7 @@ class Pointer:
         except PermissionDenied:
             return length.__index__()
 
-    def __reduce__(self) -> Any:
+    def __reduce__(self) -> NoReturn:
         raise UsageError(
             f"a pointer cannot be pickled or saved ({self!r}); fetch the value with .get(...) first"
         )
@@ -341,8 +360,8 @@ class Pointer:
         return f"<Pointer to {self.kind or 'object'} {self.id}>"
 
 
-def _operator(name: str) -> Any:
-    def method(self: Pointer, *args: Any) -> Any:
+def _operator(name: str) -> Callable[..., Pointer]:
+    def method(self: Pointer, *args: object) -> Pointer:
         return self._call(name, *args)
 
     method.__name__ = name
@@ -378,8 +397,8 @@ _IN_PLACE_OPERATORS = {f"__i{op}__" for op in ("add", "sub", "mul", "truediv", "
 
 
 def _tensor_method(
-    name: str, pointer: Pointer, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+    name: str, pointer: Pointer, args: tuple[object, ...], kwargs: dict[str, object]
+) -> Pointer:
     target, rest = args[0], args[1:]
     if isinstance(target, Pointer):  # Tensor.add(ptr, x), spelled out
         return target._call(name, *rest, **kwargs)
@@ -435,8 +454,12 @@ class LengthPointer(Pointer):
 
     @classmethod
     def __torch_function__(
-        cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: dict[str, Any] | None = None
-    ) -> Any:
+        cls,
+        func: Callable[..., object],
+        types: Iterable[type],
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> object:
         """A local tensor with a length (``loss_tensor / length``) computes here, the length a
         number; with another pointer among the arguments the call runs remotely, as any does."""
         kwargs = kwargs or {}
@@ -454,19 +477,19 @@ class LengthPointer(Pointer):
     def __float__(self) -> float:
         return float(self.__index__())
 
-    def __round__(self, ndigits: int | None = None) -> Any:
+    def __round__(self, ndigits: int | None = None) -> int:
         return round(self.__index__(), ndigits)
 
     def __format__(self, spec: str) -> str:  # f"size {length}" shows the number
         return format(self.__index__(), spec)
 
 
-def _length_operator(name: str) -> Any:
+def _length_operator(name: str) -> Callable[..., object]:
     reflected = name.startswith("__r")
     local = getattr(operator, name.replace("__r", "__", 1) if reflected else name)
     remote = getattr(Pointer, name)
 
-    def method(self: LengthPointer, other: Any) -> Any:
+    def method(self: LengthPointer, other: object) -> object:
         if isinstance(other, int | float) and not isinstance(other, bool):
             value = self.__index__()
             return local(other, value) if reflected else local(value, other)
@@ -483,7 +506,7 @@ for _name in (
     setattr(LengthPointer, _name, _length_operator(_name))
 
 
-def _attach_grad(value: Any, grad: Pointer, timeout_secs: float | None) -> None:
+def _attach_grad(value: object, grad: Pointer, timeout_secs: float | None) -> None:
     """Give ``value`` (a tensor that came back) the gradient ``grad`` points to, if it has one
     that is yours to read; one that depends on the owner's data stays there, said in a warning."""
     try:
@@ -510,7 +533,7 @@ class RemoteMethod:
         self.pointer = pointer
         self.op = op
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Pointer:
+    def __call__(self, *args: object, **kwargs: object) -> Pointer:
         return self.pointer._client.call(self.op, self.pointer, args, kwargs)
 
     def __repr__(self) -> str:
@@ -546,6 +569,7 @@ class RequestHandle:
             return "error"
         return self._future.result()[0].status
 
+    # the owner's value, of any type: the caller uses it as what it knows it is
     def wait(self, timeout_secs: float | None = None) -> Any:
         """Wait for the owner's decision: the value if accepted, None (with a warning) otherwise.
         ``timeout_secs``: how long to wait (default: the request's timeout, else the session's

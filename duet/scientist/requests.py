@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..protocol.messages import RequestStatus
 
@@ -117,7 +117,7 @@ class SentRequests:
         with self._lock:
             return list(self._all)[index]
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, object]]:
         """Every request kept as a plain row, oldest first (what ``.pandas`` shows)."""
         with self._lock:
             return [

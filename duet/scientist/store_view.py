@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, cast
 
 from ..errors import ProtocolError, UsageError
 from ..protocol.messages import ListStore
+from ..protocol.serde import JSONValue
 
 if TYPE_CHECKING:
     import pandas
@@ -21,7 +22,7 @@ class RemoteStore:
     def __init__(self, client: PointerClient):
         self._client = client
 
-    def _rows(self) -> list[dict[str, Any]]:
+    def _rows(self) -> list[dict[str, JSONValue]]:
         reply, _ = self._client.request(
             lambda rid: ListStore(rid=rid), timeout_secs=None, what="listing the owner's store"
         )
@@ -33,11 +34,13 @@ class RemoteStore:
             raise ProtocolError("the owner's store listing is malformed")
         return rows
 
-    def _pointer(self, row: dict[str, Any]) -> Pointer:
-        meta: dict[str, Any] = {
+    def _pointer(self, row: dict[str, JSONValue]) -> Pointer:
+        meta: dict[str, object] = {
             k: row[k] for k in ("fields", "shape", "dtype", "tags", "description") if k in row
         }
-        return self._client.pointer(row["id"], row.get("kind"), meta, owned=False)
+        # the owner's listing: an id (checked in _rows) and a type key or None
+        object_id, kind = cast(str, row["id"]), cast("str | None", row.get("kind"))
+        return self._client.pointer(object_id, kind, meta, owned=False)
 
     def __len__(self) -> int:
         return len(self._rows())
@@ -56,7 +59,8 @@ class RemoteStore:
         for row in rows:
             if row["id"] == key:
                 return self._pointer(row)
-        matches = [r for r in rows if key in (r.get("tags") or [])]
+        # a row's tags: a list of strings (the owner's listing)
+        matches = [r for r in rows if key in cast("list[str]", r.get("tags") or [])]
         if len(matches) == 1:
             return self._pointer(matches[0])
         if not matches:

@@ -9,15 +9,18 @@ Tags given to ``send(tags=...)`` win over those given to ``tag``; a description 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TypeVar
 
 import torch
 from torch import nn
 
 from ..errors import UsageError
 
+# what tag and describe are installed on (install_tagging); they return it as it came
+_Taggable = TypeVar("_Taggable", bound=torch.Tensor | nn.Module)
 
-def tag(self: Any, *tags: str) -> Any:
+
+def tag(self: _Taggable, *tags: str) -> _Taggable:
     """Add tags to this tensor or model (kept in order, once each); returns it."""
     current = list(getattr(self, "tags", None) or [])
     for value in tags:
@@ -25,19 +28,19 @@ def tag(self: Any, *tags: str) -> Any:
             raise TypeError(f"a tag is a string, not {type(value).__name__}")
         if value not in current:
             current.append(value)
-    self.tags = current
+    setattr(self, "tags", current)  # an attribute torch does not declare
     return self
 
 
-def describe(self: Any, description: str) -> Any:
+def describe(self: _Taggable, description: str) -> _Taggable:
     """Set this tensor's or model's description; returns it."""
     if not isinstance(description, str):
         raise TypeError(f"a description is a string, not {type(description).__name__}")
-    self.description = description
+    setattr(self, "description", description)  # as tag's
     return self
 
 
-def sent_tags(value: Any, tags: list[str] | None, description: str) -> tuple[list[str], str]:
+def sent_tags(value: object, tags: list[str] | None, description: str) -> tuple[list[str], str]:
     """The tags and description ``value`` is sent with: those given to ``send``, else its own."""
     if tags is None:
         tags = list(getattr(value, "tags", None) or [])

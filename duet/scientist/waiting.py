@@ -12,18 +12,21 @@ from __future__ import annotations
 import concurrent.futures
 import sys
 import time
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from ..display import Countdown, shown
 from ..errors import ConnectionLost, DuetTimeout
 from ..protocol.messages import Reply
+
+if TYPE_CHECKING:
+    from .client import PointerClient
 
 QUIET_SECS = 1.0  # a reply within this is a handler's (or a grant's): nothing to show
 GRACE_SECS = 5.0  # after the request's own timeout, how long its "timed out" reply may take
 
 
 def wait_for_decision(
-    client: Any,
+    client: PointerClient,
     future: concurrent.futures.Future[tuple[Reply, list[memoryview]]],
     *,
     label: str,

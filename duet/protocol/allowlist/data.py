@@ -7,36 +7,35 @@ decision on the dataset holds for them. A shuffling loader draws its order from 
 from __future__ import annotations
 
 import operator
-from typing import Any
 
 import torch.utils.data as tud
 
 from .declare import function
-from .facts import Op
+from .facts import Meta, Op
 
 
 def _dataset_fields(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     return "Dataset", {"fields": len(args)}
 
 
 def _loader_fields(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     dataset_meta = getattr(args[0], "meta", {}) if args else {}
     return "DataLoader", {"fields": dataset_meta.get("fields")}
 
 
 def _loader_iterator(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     return "DataLoaderIter", {"fields": meta.get("fields")}
 
 
 def _batch(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     fields = meta.get("fields")
     return "List", ({"length": fields} if fields else {})
 

@@ -5,37 +5,37 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Unpack, cast
 
-from .facts import Alias, Op, Returns, SizeRule, Write
+from .facts import Alias, KindSpec, Meta, Op, OpFacts, Returns, SizeRule, Write
 
 
-def call_method(name: str) -> Callable[..., Any]:
+def call_method(name: str) -> Callable[..., object]:
     # `name` is a fixed key of a family's table, never a peer's string.
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+    def call(self: object, *args: object, **kwargs: object) -> object:
         return getattr(self, name)(*args, **kwargs)
 
     return call
 
 
-def call_for_effect(name: str) -> Callable[..., Any]:
+def call_for_effect(name: str) -> Callable[..., None]:
     """Calls ``name`` on its target and returns None (``train``, ``zero_grad``, ``step``)."""
 
-    def run(target: Any, *args: Any, **kwargs: Any) -> Any:
+    def run(target: object, *args: object, **kwargs: object) -> None:
         getattr(target, name)(*args, **kwargs)
         return None
 
     return run
 
 
-def read_attribute(name: str) -> Callable[..., Any]:
-    def read(self: Any) -> Any:
+def read_attribute(name: str) -> Callable[..., object]:
+    def read(self: object) -> object:
         return getattr(self, name)
 
     return read
 
 
-OPERATORS: dict[str, Callable[..., Any]] = {
+OPERATORS: dict[str, Callable[..., object]] = {
     "__add__": operator.add, "__radd__": lambda a, b: operator.add(b, a),
     "__sub__": operator.sub, "__rsub__": lambda a, b: operator.sub(b, a),
     "__mul__": operator.mul, "__rmul__": lambda a, b: operator.mul(b, a),
@@ -81,7 +81,7 @@ def methods(
     shape_query: bool = False,
     conversion: bool = False,
     makes_leaves: bool = False,
-    impl: Callable[..., Any] | None = None,
+    impl: Callable[..., object] | None = None,
 ) -> dict[str, Op]:
     """Methods of one type that share their facts (a method writes its target when its name says
     it works in place). Each is called by a fixed name, or through ``impl`` when given."""
@@ -130,11 +130,11 @@ def attributes(
 
 def function(
     path: str,
-    impl: Callable[..., Any],
+    impl: Callable[..., object],
     returns: Returns = "Tensor",
     *,
     size: SizeRule,
-    **facts: Any,
+    **facts: Unpack[OpFacts],
 ) -> Op:
     return Op(path, "function", returns, impl=impl, size=size, **facts)
 
@@ -142,7 +142,7 @@ def function(
 # ---------------------------------------------------------------- result kinds
 
 
-def kind_of(spec: Any) -> tuple[str | None, dict[str, Any]]:
+def kind_of(spec: KindSpec) -> tuple[str | None, Meta]:
     """A result's kind and meta from a spec: a kind, or a tuple of specs (what a tuple holds,
     so that ``h, (h_n, c_n) = lstm(x)`` unpacks without asking the owner)."""
     if isinstance(spec, tuple):
@@ -152,9 +152,10 @@ def kind_of(spec: Any) -> tuple[str | None, dict[str, Any]]:
 
 
 def item_kind(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
-    items = meta.get("items")
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
+    # kind_of's [kind, meta] pairs (two-item lists, unpacked as pairs)
+    items = cast("list[tuple[str | None, Meta]] | None", meta.get("items"))
     if items and args and type(args[0]) is int and -len(items) <= args[0] < len(items):
         kind, item_meta = items[args[0]]
         return kind, dict(item_meta)
@@ -162,14 +163,14 @@ def item_kind(
 
 
 def pair_if_dim(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     if args or "dim" in kwargs:
         return kind_of(("Tensor", "Tensor"))
     return "Tensor", {}
 
 
 def pair(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     return kind_of(("Tensor", "Tensor"))

@@ -11,7 +11,7 @@ itself) and those it derives (``probs`` from ``logits``): the owner labels it by
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
 
 import torch
 
@@ -38,16 +38,18 @@ ATTRIBUTES: dict[str, str] = {
 }
 
 
-def _call(name: str) -> Any:
+def _call(name: str) -> Callable[..., object]:
     # `name` is a fixed entry of the tables above, never a peer's string
-    def call(distribution: torch.distributions.Distribution, *args: Any, **kwargs: Any) -> Any:
+    def call(
+        distribution: torch.distributions.Distribution, *args: object, **kwargs: object
+    ) -> object:
         return getattr(distribution, name)(*args, **kwargs)
 
     return call
 
 
-def _read(name: str) -> Any:
-    def read(distribution: torch.distributions.Distribution) -> Any:
+def _read(name: str) -> Callable[..., object]:
+    def read(distribution: torch.distributions.Distribution) -> object:
         return getattr(distribution, name)
 
     return read

@@ -10,16 +10,20 @@ nothing of the owner, so a fact is a name here.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any, Literal, get_args
+from typing import Literal, TypedDict, cast, get_args
 
 from ...errors import NotAllowed
 
-# (the target's meta, the call's arguments, its keyword arguments) -> (the result's kind, meta)
-ResultKind = Callable[
-    [dict[str, Any], tuple[Any, ...], dict[str, Any]], tuple[str | None, dict[str, Any]]
-]
+# What a pointer knows of its object besides its kind, read and written by the declarations
+# below (a tuple's length and items, a layer's path, a dataset's fields): plain values only.
+Meta = dict[str, object]
+# A result's kind, or a tuple of the kinds it holds (declare.kind_of)
+KindSpec = str | None | tuple["KindSpec", ...]
+# (the target's meta, the call's arguments, its keyword arguments) -> (the result's kind, meta);
+# the arguments may be of any type and are only inspected
+ResultKind = Callable[[Meta, tuple[object, ...], dict[str, object]], tuple[str | None, Meta]]
 Returns = str | None | ResultKind
 
 # What an op may change besides making its result, so that the owner can label (and protect)
@@ -71,7 +75,8 @@ class Op:
     kind: str  # "function" | "method" | "attribute"
     returns: Returns = "Tensor"
     mutates: bool = False
-    impl: Callable[..., Any] | None = field(default=None, compare=False, repr=False)
+    # called with values of any type (checked by the owner), returns any value
+    impl: Callable[..., object] | None = field(default=None, compare=False, repr=False)
     kwargs: frozenset[str] | None = None  # allowed keyword names, None: any
     # the result is the owner's own information (its files, its machine), private however
     # it was asked for
@@ -108,17 +113,35 @@ class Op:
         if self.size is not None and self.size not in SIZE_RULES:
             raise ValueError(f"unknown size rule {self.size!r} for {self.path}")
 
-    def check_kwargs(self, names: Any) -> None:
+    def check_kwargs(self, names: Iterable[str]) -> None:
         """Refuse keyword arguments the op does not allow (``out=`` never: it writes elsewhere)."""
         for name in names:
             if name == "out" or (self.kwargs is not None and name not in self.kwargs):
                 raise NotAllowed(f"keyword argument {name!r} is not allowed for {self.path}")
 
     def result_kind(
-        self, receiver_meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[str | None, dict[str, Any]]:
+        self, receiver_meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> tuple[str | None, Meta]:
         if callable(self.returns):
             return self.returns(receiver_meta, args, kwargs)
         if self.returns == "self":
-            return receiver_meta.get("kind"), {}
+            # the client puts the target's kind (a type key or None) in its meta
+            return cast("str | None", receiver_meta.get("kind")), {}
         return self.returns, {}
+
+
+class OpFacts(TypedDict, total=False):
+    """An op's facts by keyword, as the declaring helpers (declare.function, nn's _method) pass
+    them on to ``Op``: its fields besides path, kind, returns, impl and size."""
+
+    mutates: bool
+    kwargs: frozenset[str] | None
+    owner_data: bool
+    writes: Write | None
+    random: bool
+    reads_target: bool
+    aliases: Alias | None
+    shape_query: bool
+    conversion: bool
+    wraps: str | None
+    makes_leaves: bool

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Callable
-from typing import Any
+from typing import Unpack
 
 from torch import nn
 
@@ -18,7 +18,7 @@ from ...errors import UsageError
 from ..devices import MODULE_MOVES, module_move
 from ..modules import LAYERS, TUPLE_RESULTS, build_layer
 from .declare import attributes, call_for_effect, function, kind_of
-from .facts import Op, Returns
+from .facts import Meta, Op, OpFacts, Returns, SizeRule
 
 # layers whose initial weights are drawn (the others have none, or constant ones)
 RANDOM_INIT = frozenset(
@@ -47,22 +47,23 @@ FRESH_RESULT_LAYERS: tuple[type[nn.Module], ...] = (
 
 def _layer_kind(path: str) -> Returns:
     def kind(
-        meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-    ) -> tuple[str | None, dict[str, Any]]:
+        meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+    ) -> tuple[str | None, Meta]:
         return "Module", {"layer": path}
 
     return kind
 
 
 def _layer_result(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
-    return kind_of(TUPLE_RESULTS.get(meta.get("layer"), "Tensor"))  # type: ignore[arg-type]
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
+    # meta's "layer" is a layer's path, or absent (an owner's own model): no entry, one tensor
+    return kind_of(TUPLE_RESULTS.get(meta.get("layer"), "Tensor"))  # type: ignore[call-overload]
 
 
 def _same_module(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     return "Module", {k: v for k, v in meta.items() if k == "layer"}
 
 
@@ -77,7 +78,7 @@ FUNCTIONS: dict[str, Op] = {
 }  # fmt: skip
 
 
-def _module_call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
+def _module_call(module: nn.Module, *args: object, **kwargs: object) -> object:
     if type(module) is nn.Module:  # a container of a user's class: its forward stayed home
         raise UsageError(
             "this model arrived as a container of its layers: its forward stayed with the "
@@ -87,7 +88,7 @@ def _module_call(module: nn.Module, *args: Any, **kwargs: Any) -> Any:
     return module(*args, **kwargs)
 
 
-def _module_member(module: nn.Module, name: str) -> Any:
+def _module_member(module: nn.Module, name: object) -> object:
     # reads torch's own member dicts: no attribute lookup by the peer's name
     if not isinstance(name, str):
         raise TypeError("a member name must be a string")
@@ -104,8 +105,15 @@ def _module_copy(module: nn.Module) -> nn.Module:
     return copy.deepcopy(module)
 
 
-def _method(name: str, impl: Callable[..., Any], returns: Returns, **facts: Any) -> Op:
-    return Op(f"Module.{name}", "method", returns, impl=impl, **facts)
+def _method(
+    name: str,
+    impl: Callable[..., object],
+    returns: Returns,
+    *,
+    size: SizeRule,
+    **facts: Unpack[OpFacts],
+) -> Op:
+    return Op(f"Module.{name}", "method", returns, impl=impl, size=size, **facts)
 
 
 MODULE: dict[str, Op] = {

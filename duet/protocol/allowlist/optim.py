@@ -4,7 +4,6 @@ results hold their arguments), and their steps (which write all they hold)."""
 from __future__ import annotations
 
 import copy
-from typing import Any
 
 import torch
 
@@ -34,7 +33,7 @@ def _optimizer_step(optimizer: torch.optim.Optimizer) -> None:
     return None
 
 
-def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, Any]:
+def _optimizer_state(optimizer: torch.optim.Optimizer) -> dict[str, object]:
     # a copy: the optimizer's own state dicts must not be shared with a value the scientist
     # holds (they change with every step)
     return copy.deepcopy(optimizer.state_dict())

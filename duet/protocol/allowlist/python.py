@@ -30,7 +30,7 @@ MAX_INT_BITS = 1 << 16
 MAX_STRING = 1 << 20
 
 
-def _int_bits(value: Any) -> int:
+def _int_bits(value: object) -> int:
     return value.bit_length() if isinstance(value, int) else 0
 
 
@@ -42,13 +42,13 @@ def _refuse_int(bits: float) -> None:
         )
 
 
-def _checked_pow(a: Any, b: Any) -> Any:
+def _checked_pow(a: object, b: object) -> object:
     if isinstance(a, int) and isinstance(b, int) and b > 0 and abs(a) > 1:
         _refuse_int(_int_bits(a) * b)
     return operator.pow(a, b)
 
 
-def _checked_mul(a: Any, b: Any) -> Any:
+def _checked_mul(a: object, b: object) -> object:
     if isinstance(a, int) and isinstance(b, int):
         _refuse_int(_int_bits(a) + _int_bits(b))
     elif isinstance(a, str | bytes) and isinstance(b, int):
@@ -66,12 +66,13 @@ def _refuse_string(length: int) -> None:
         )
 
 
-def _checked_add(a: Any, b: Any) -> Any:
+def _checked_add(a: object, b: object) -> object:
     if isinstance(a, str) and isinstance(b, str):
         _refuse_string(len(a) + len(b))
     return operator.add(a, b)
 
 
+# old, new, count: whatever the peer sent; str.replace itself refuses what is not a str or int
 def _checked_replace(s: str, old: Any, new: Any, count: Any = -1) -> str:
     if isinstance(old, str) and isinstance(new, str) and len(new) > len(old):
         times = s.count(old) if old else len(s) + 1
@@ -81,7 +82,7 @@ def _checked_replace(s: str, old: Any, new: Any, count: Any = -1) -> str:
     return s.replace(old, new, count)
 
 
-_CHECKED: dict[str, Callable[..., Any]] = {
+_CHECKED: dict[str, Callable[..., object]] = {
     "__pow__": _checked_pow, "__rpow__": lambda a, b: _checked_pow(b, a),
     "__mul__": _checked_mul, "__rmul__": lambda a, b: _checked_mul(b, a),
     "__imul__": _checked_mul, "__add__": _checked_add, "__radd__": lambda a, b: _checked_add(b, a),
@@ -181,8 +182,8 @@ DICT = {
 DEVICE = attributes("device", {"type": "String", "index": "Number"}, size="nothing", aliases=None)
 
 
-def _typed(cls: type, kind: str) -> Callable[..., Any]:
-    def make(*args: Any) -> Any:
+def _typed(cls: type, kind: str) -> Callable[..., object]:
+    def make(*args: object) -> object:
         value = cls(*args)
         if kind == "Number" and cls is float:
             return float(value)

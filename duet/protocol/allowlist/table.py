@@ -7,7 +7,6 @@ known (``member(None, name)``): it stays as it is.
 from __future__ import annotations
 
 import hashlib
-from typing import Any
 
 from ...errors import NotAllowed
 from . import data, distributions, nn, optim, python, tensor, torch_functions, vision
@@ -70,7 +69,7 @@ def member(kind: str | None, name: str) -> Op:
 _BY_CALLABLE: dict[int, Op] = {}
 
 
-def function_for(func: Any) -> Op | None:
+def function_for(func: object) -> Op | None:
     """The op whose owner-side implementation is this very torch callable (for pointers taking
     part in ordinary torch calls through ``__torch_function__``)."""
     if not _BY_CALLABLE:

@@ -7,8 +7,6 @@ works in place (``add_``, ``+=``) writes its target and hands it back.
 
 from __future__ import annotations
 
-from typing import Any
-
 from ..devices import tensor_move
 from .declare import (
     ARITHMETIC,
@@ -20,12 +18,12 @@ from .declare import (
     pair,
     pair_if_dim,
 )
-from .facts import Op
+from .facts import Meta, Op
 
 
 def _size_kind(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     return ("Number", {}) if args or kwargs else ("Size", {})
 
 

@@ -5,6 +5,7 @@ the sizes are read, so that ``torch.zeros(10**10)`` is refused before anything i
 from __future__ import annotations
 
 from collections.abc import Iterable
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from torch.nn import functional
 
 from ..devices import make_device
 from .declare import function, pair_if_dim
-from .facts import Alias, Op, SizeRule, Write
+from .facts import Alias, Meta, Op, SizeRule, Write
 
 
 def _torch(
@@ -23,7 +24,7 @@ def _torch(
     random: bool = False,
     aliases: Alias | None = None,
     writes: Write | None = None,
-    module: Any = torch,
+    module: ModuleType = torch,
     prefix: str = "torch.",
 ) -> dict[str, Op]:
     # `name` is a fixed entry of the lists below, never a peer's string
@@ -36,8 +37,16 @@ def _torch(
     }  # fmt: skip
 
 
-def _functional(names: Iterable[str], **facts: Any) -> dict[str, Op]:
-    return _torch(names, module=functional, prefix="torch.nn.functional.", **facts)
+def _functional(
+    names: Iterable[str],
+    *,
+    size: SizeRule,
+    random: bool = False,
+    aliases: Alias | None = None,
+    writes: Write | None = None,
+) -> dict[str, Op]:
+    return _torch(names, size=size, random=random, aliases=aliases, writes=writes,
+                  module=functional, prefix="torch.nn.functional.")  # fmt: skip
 
 
 def _manual_seed(seed: int) -> None:
@@ -49,13 +58,14 @@ def _cuda_is_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def _from_numpy(array: Any) -> torch.Tensor:
+def _from_numpy(array: object) -> torch.Tensor:
     if not isinstance(array, np.ndarray):
         raise TypeError(f"from_numpy expects a numpy array (got {type(array).__name__})")
     # a copy: a tensor sharing the array's memory would be an alias the owner does not follow
     return torch.from_numpy(np.array(array, copy=True))
 
 
+# args: sizes or data of any type, handed on to torch as torch.Tensor(...) takes them
 def _legacy_tensor(*args: Any) -> torch.Tensor:
     """``torch.Tensor(data)`` or ``torch.Tensor(*sizes)``: a float tensor. Made from sizes it is
     zeros, never uninitialized memory (which could hold what the owner's process freed)."""
@@ -72,8 +82,8 @@ def _legacy_tensor(*args: Any) -> torch.Tensor:
 
 
 def _extreme(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     return pair_if_dim(meta, args[1:], kwargs)  # torch.max(x, dim): values and indices
 
 

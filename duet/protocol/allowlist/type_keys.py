@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.utils.data as tud
 from torch import nn
 
 
-def type_key(obj: Any) -> str | None:
+def type_key(obj: object) -> str | None:
     """The table a value's methods are looked up in (the owner's view of its real type)."""
     known = _EXACT_KEYS.get(type(obj))
     if known is not None:  # the common types, by their exact class

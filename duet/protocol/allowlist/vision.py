@@ -11,11 +11,12 @@ hold the same allowlist; torchvision is imported only when an entry runs on the 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any
+from typing import cast
 
 from ...errors import NotAllowed, UsageError
-from .facts import Op
+from .facts import Alias, Meta, Op
 
 MISSING = "torchvision is not installed on the owner's side; pip install 'duet[vision]'"
 TRANSFORMS = ("Compose", "ToTensor", "Normalize", "Resize", "CenterCrop")
@@ -37,7 +38,7 @@ def _transform_classes() -> tuple[type, ...]:
     return tuple(getattr(transforms, name) for name in TRANSFORMS)
 
 
-def check_transform(value: Any, what: str) -> None:
+def check_transform(value: object, what: str) -> None:
     if value is not None and not isinstance(value, _transform_classes()):
         raise NotAllowed(
             f"{what} must be one of duet.torchvision.transforms ({', '.join(TRANSFORMS)}), "
@@ -45,7 +46,7 @@ def check_transform(value: Any, what: str) -> None:
         )
 
 
-def _compose(transforms: Any) -> Any:
+def _compose(transforms: object) -> object:
     if not isinstance(transforms, list | tuple):
         raise NotAllowed("Compose takes a list of transforms")
     for transform in transforms:
@@ -53,11 +54,11 @@ def _compose(transforms: Any) -> Any:
     return torchvision_module().transforms.Compose(list(transforms))
 
 
-def _to_tensor() -> Any:
+def _to_tensor() -> object:
     return torchvision_module().transforms.ToTensor()
 
 
-def _normalize(mean: Any, std: Any, inplace: bool = False) -> Any:
+def _normalize(mean: object, std: object, inplace: bool = False) -> object:
     if inplace:
         # it would write into whatever tensor it is applied to, the owner's data included
         raise NotAllowed("Normalize(inplace=True) is not allowed; leave inplace=False")
@@ -68,8 +69,8 @@ def _normalize(mean: Any, std: Any, inplace: bool = False) -> Any:
     return torchvision_module().transforms.Normalize(mean, std)
 
 
-def _image_size(name: str, size: Any) -> list[int]:
-    sides = list(size) if isinstance(size, list | tuple) else [size]
+def _image_size(name: str, size: object) -> list[int]:
+    sides: list[object] = list(size) if isinstance(size, list | tuple) else [size]
     if not 1 <= len(sides) <= 2 or not all(
         isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= MAX_IMAGE_SIDE for v in sides
     ):
@@ -77,38 +78,40 @@ def _image_size(name: str, size: Any) -> list[int]:
             f"{name}'s size must be a whole number of pixels from 1 to {MAX_IMAGE_SIDE}, or a "
             f"pair of them (height, width), not {size!r}"
         )
-    return sides
+    return cast("list[int]", sides)  # each checked above: a whole number of pixels
 
 
-def _resize(size: Any) -> Any:
+def _resize(size: object) -> object:
     return torchvision_module().transforms.Resize(_image_size("Resize", size))
 
 
-def _center_crop(size: Any) -> Any:
+def _center_crop(size: object) -> object:
     return torchvision_module().transforms.CenterCrop(_image_size("CenterCrop", size))
 
 
-def _owner_side(*args: Any, **kwargs: Any) -> Any:
+def _owner_side(*args: object, **kwargs: object) -> object:
     """Stands for an op the owner binds to its implementation (duet/owner/datasets.py)."""
     raise NotAllowed("this operation runs only on the owner's side")
 
 
-def _call_transform(transform: Any, *args: Any) -> Any:
+def _call_transform(transform: Callable[..., object], *args: object) -> object:
     return transform(*args)
 
 
 def _dataset_kind(
-    meta: dict[str, Any], args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[str | None, dict[str, Any]]:
+    meta: Meta, args: tuple[object, ...], kwargs: dict[str, object]
+) -> tuple[str | None, Meta]:
     return "Dataset", {"fields": 2}  # (image, target) pairs
 
 
 _TRANSFORMS = "torchvision.transforms."
 
 
-def _transform(name: str, impl: Any, kwargs: frozenset[str], **facts: Any) -> Op:
+def _transform(
+    name: str, impl: Callable[..., object], kwargs: frozenset[str], *, aliases: Alias | None = None
+) -> Op:
     return Op(_TRANSFORMS + name, "function", "Transform", impl=impl, kwargs=kwargs,
-              size="nothing", **facts)  # fmt: skip
+              size="nothing", aliases=aliases)  # fmt: skip
 
 
 # the same with or without torchvision: both sides hold the same allowlist
