@@ -37,19 +37,8 @@ class PageState:
 def read_state(owner: OwnerSession) -> PageState:
     """The owner's state as the page shows it, now."""
     state = PageState(owner_id=owner.identity.id, closed=owner.closed)
-    for scientist, link in list(owner.links.items()):
-        quota = owner.objects.quotas.get(scientist)
-        state.scientists.append(
-            {
-                "id": scientist,
-                "name": owner.scientist_name(scientist),
-                "since": link.since,
-                "objects": quota.objects if quota else 0,
-                "bytes": quota.bytes_used if quota else 0,
-                "pending": quota.pending if quota else 0,
-                "rule": str(owner.access.rule_for(scientist)),
-            }
-        )
+    # who is connected: the rows duet.scientists shows, keyed by "id" as the page's other rows
+    state.scientists = [{"id": row.pop("scientist"), **row} for row in owner.scientists.rows()]
     for entry in owner.objects.published():
         meta = describe(entry.value)
         state.store.append(
