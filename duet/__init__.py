@@ -28,7 +28,9 @@ from .errors import (
 )
 from .identity import Identity
 from .in_process import duet_pair, install_send
-from .network import duet, join_duet, launch_duet
+from .join import join_duet
+from .launch import launch_duet
+from .network import duet
 from .owner.requests import AS_SENT, Handler, Request, RequestQueue, RequestStatus
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle

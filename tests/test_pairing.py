@@ -255,6 +255,45 @@ def test_launch_prints_the_owner_id_that_join_checks(capsys: pytest.CaptureFixtu
         found["owner"].close()
 
 
+def test_a_duet_confirms_on_the_callers_thread_and_then_takes_no_one_else() -> None:
+    # launch_duet is a node of one: the stranger's confirmation runs on the thread that called
+    # it (a notebook's prompt works only there), and once one scientist is in, the session ends
+    found: dict[str, Any] = {}
+    ready = threading.Event()
+
+    def confirm(client_id: str) -> bool:
+        found.setdefault("asked_on", []).append(threading.current_thread().name)
+        return True
+
+    def on_ready(session_id: str, url: str) -> None:
+        found["session"] = (session_id, url)
+        ready.set()
+
+    def launch() -> None:
+        try:
+            found["owner"] = sy.launch_duet(confirm=confirm, on_ready=on_ready, review=False)
+        finally:
+            ready.set()
+
+    thread = threading.Thread(target=launch, name="the-owners-cell")
+    thread.start()
+    assert ready.wait(60) and "session" in found
+    session_id, url = found["session"]
+    scientist = sy.join_duet(session_id, url, name="first")
+    thread.join(60)
+    try:
+        assert found["asked_on"] == ["the-owners-cell"]
+        assert len(found["owner"].scientists) == 1
+        with pytest.raises(sy.DuetError) as refused:
+            sy.join_duet(session_id, url, name="second", wait_secs=0, timeout_secs=30)
+        assert "is unknown or expired" in str(refused.value)
+        assert found["asked_on"] == ["the-owners-cell"]  # no one was asked about the second
+        assert len(found["owner"].scientists) == 1
+    finally:
+        scientist.close()
+        found["owner"].close()
+
+
 # --------------------------------------------------------------------------- loopback
 
 

@@ -15,7 +15,7 @@ import pytest
 
 import duet as sy
 from duet import tracebacks
-from duet.network import _owner_identity
+from duet.launch import _owner_identity
 
 from .processes import UNIT
 

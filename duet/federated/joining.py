@@ -27,7 +27,7 @@ async def join(
 ) -> ScientistSession:
     """Join one owner (``sy.join_duet``) without holding the event loop: the join runs on a
     worker thread, bounded by ``timeout_secs``."""
-    from ..network import join_duet
+    from ..join import join_duet
 
     return await asyncio.to_thread(
         join_duet,

@@ -1,3 +1,5 @@
-"""How an owner and a scientist find each other: for now, the signaling server an owner starts
-for itself (``server.py``). The rest of the pairing flow (signaling client, loopback proof,
-offer and answer) is to move here from ``network.py`` and ``transport/``."""
+"""How an owner and a scientist find each other: the signaling client (``signaling.py``), the
+owner's doorway (``doorway.py``: its open session, each offer checked and answered), the owner's
+signed answer (``owner_proof.py``), the loopback file (``loopback.py``), the arguments both calls
+share (``arguments.py``), and the signaling server an owner starts as its child (``server.py``).
+What follows an open data channel (admission, the handshake) is the sessions'."""

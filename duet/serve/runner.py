@@ -19,7 +19,7 @@ from rich.table import Table
 
 from ..errors import ConfigError, DuetError
 from ..identity import Identity
-from ..network import launch_duet
+from ..launch import launch_duet
 from ..pairing.server import SignalingProcess
 from ..sessions.owner import OwnerSession
 from .config import Locator, NodeConfig, load_config

@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -25,6 +25,9 @@ if TYPE_CHECKING:
 #: person or the owner's function answers); more are refused at once
 MAX_CONFIRMATIONS = 16
 Confirm = bool | str | Callable[[str], bool]
+#: how a stranger's confirmation is asked: (confirm, client ID, seconds) -> the verdict, on the
+#: loop (``Confirmations.ask``: a thread each; launch_duet's: on the caller's thread)
+Ask = Callable[[Confirm, str, float], Awaitable["Verdict"]]
 
 
 @dataclass(frozen=True)
@@ -127,4 +130,12 @@ def confirm_id(confirm: Confirm, client_id: str, *, read: Read | None = None) ->
     return given, normalize(given) == normalize(client_id)
 
 
-__all__ = ["MAX_CONFIRMATIONS", "Confirm", "Confirmations", "Verdict", "confirm_id", "mismatch"]
+__all__ = [
+    "MAX_CONFIRMATIONS",
+    "Ask",
+    "Confirm",
+    "Confirmations",
+    "Verdict",
+    "confirm_id",
+    "mismatch",
+]

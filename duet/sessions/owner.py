@@ -75,7 +75,15 @@ from ..protocol.messages import (
 )
 from ..runtime import run
 from ..transport.channel import Channel
-from .admission import MAX_CONFIRMATIONS, Confirm, Confirmations, Verdict, confirm_id, mismatch
+from .admission import (
+    MAX_CONFIRMATIONS,
+    Ask,
+    Confirm,
+    Confirmations,
+    Verdict,
+    confirm_id,
+    mismatch,
+)
 from .base import LIVE, Session
 
 if TYPE_CHECKING:
@@ -349,23 +357,29 @@ class OwnerSession(Session):
         preapproved: bool = False,
         timeout_secs: float = 60.0,
         confirm_timeout_secs: float | None = None,
+        ask: Ask | None = None,
     ) -> ScientistLink:
         """(On the loop) run the handshake with a scientist on ``channel``, decide whether to
         serve it, and start serving it. Known and ruled scientists are decided here at once; a
-        stranger's confirmation runs on a thread of its own, for at most
-        ``confirm_timeout_secs`` (default: ``timeout_secs``). Raises HandshakeError (refused:
-        the reason says which rule, or that it was not confirmed in time) or what the handshake
-        raises."""
+        stranger's confirmation is asked through ``ask`` (default: on a thread of its own), for
+        at most ``confirm_timeout_secs`` (default: ``timeout_secs``). Raises HandshakeError
+        (refused: the reason says which rule, or that it was not confirmed in time) or what the
+        handshake raises. Cancelled (the owner stopped admitting), it closes the connection."""
         link = await self.handshake(channel, fingerprints, timeout_secs=timeout_secs)
-        verdict = self.screen(link, confirm=confirm, preapproved=preapproved)
-        if verdict.ask:
-            wait = timeout_secs if confirm_timeout_secs is None else confirm_timeout_secs
-            verdict = await self._confirmations.ask(confirm, link.id, wait)
-        if verdict.refusal is not None:
-            await self.refuse(link, verdict.refusal)
-            raise HandshakeError(f"refused scientist {link.id}: {verdict.refusal}")
-        link.confirmed = verdict.confirmed
-        await self.accept(link)
+        try:
+            verdict = self.screen(link, confirm=confirm, preapproved=preapproved)
+            if verdict.ask:
+                wait = timeout_secs if confirm_timeout_secs is None else confirm_timeout_secs
+                verdict = await (ask or self._confirmations.ask)(confirm, link.id, wait)
+            if verdict.refusal is not None:
+                await self.refuse(link, verdict.refusal)
+                raise HandshakeError(f"refused scientist {link.id}: {verdict.refusal}")
+            link.confirmed = verdict.confirmed
+            await self.accept(link)
+        except asyncio.CancelledError:
+            if link.id not in self.links or self.links[link.id] is not link:
+                _close_soon(link, "the owner stopped admitting scientists")
+            raise
         return link
 
     async def handshake(
@@ -377,8 +391,7 @@ class OwnerSession(Session):
         try:
             await link.connection.open(timeout_secs=timeout_secs)
         except asyncio.CancelledError:
-            closing = asyncio.ensure_future(link.connection.close("the owner stopped admitting"))
-            closing.add_done_callback(lambda done: done.cancelled() or done.exception())
+            _close_soon(link, "the owner stopped admitting scientists")
             raise
         return link
 
@@ -413,16 +426,6 @@ class OwnerSession(Session):
             given, ok = confirm_id(confirm, peer.id)
             return Verdict(confirmed=True) if ok else mismatch(given)
         return Verdict(ask=True)
-
-    def decide(self, link: ScientistLink, *, confirm: Confirm, preapproved: bool) -> str | None:
-        """(Any thread but the loop's) why this scientist may not be served, or None. A person
-        may be asked to type its ID (``confirm=True``), here, on the calling thread."""
-        verdict = self.screen(link, confirm=confirm, preapproved=preapproved)
-        if verdict.ask:
-            given, ok = confirm_id(confirm, link.id)
-            verdict = Verdict(confirmed=True) if ok else mismatch(given)
-        link.confirmed = verdict.confirmed
-        return verdict.refusal
 
     async def refuse(self, link: ScientistLink, reason: str) -> None:
         peer = link.peer
@@ -674,6 +677,12 @@ class ScientistsView:
 
     def __repr__(self) -> str:
         return f"<{len(self)} scientists connected>"
+
+
+def _close_soon(link: ScientistLink, reason: str) -> None:
+    """Close a link whose admission was cancelled (the closing outlives the cancelled task)."""
+    closing = asyncio.ensure_future(link.connection.close(reason))
+    closing.add_done_callback(lambda done: done.cancelled() or done.exception())
 
 
 def default_audit_path() -> Path:
