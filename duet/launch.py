@@ -97,6 +97,8 @@ def launch_duet(
     db_path: str | Path | None = None,
     review: bool = True,
     request_timeout_secs: float | None = None,
+    signaling_host: str = "127.0.0.1",
+    signaling_port: int = 0,
 ) -> OwnerSession:
     """Start a duet as the data owner and wait until a scientist has joined.
 
@@ -117,7 +119,9 @@ def launch_duet(
     ``loopback=True``: owner and scientist on this machine find each other with no ID to copy
     and no prompt, through a file only your user can read (see ``loopback_file()``); a process
     that joins without having read it is refused. With no ``signaling_url`` (and no
-    ``DUET_SIGNALING_URL``), a signaling server is started on 127.0.0.1 for this session.
+    ``DUET_SIGNALING_URL``), a signaling server is started for this session, as a child
+    process listening on ``signaling_host``:``signaling_port`` (127.0.0.1, a free port); it
+    stops when the owner closes.
 
     ``identity``: who you are (an Identity, or the name of a key in the duet home; by default
     "owner", which is not the key a scientist on this machine uses; the key owners used before,
@@ -180,7 +184,8 @@ def launch_duet(
     try:
         return _open(owner, signaling_url, loopback=loopback, confirm=confirm,
                      ice_servers=ice_servers, ice_hosts=ice_hosts, timeout_secs=timeout_secs,
-                     on_ready=on_ready, wait=wait)  # fmt: skip
+                     on_ready=on_ready, wait=wait,
+                     server_at=(signaling_host, signaling_port))  # fmt: skip
     except BaseException:
         if started:  # no session: no page either
             owner.stop_review()
@@ -198,6 +203,7 @@ def _open(
     timeout_secs: float,
     on_ready: Callable[[str, str], None] | None,
     wait: bool,
+    server_at: tuple[str, int],
 ) -> OwnerSession:
     """Register an open session and admit scientists through it: the one accept loop.
 
@@ -210,7 +216,7 @@ def _open(
     one = owner.max_scientists == 1 and wait
     lobby = _Lobby(one=one, waiting=wait)
     door = Doorway(owner, signaling_url, loopback=loopback, ice_servers=ice_servers,
-                   ice_hosts=ice_hosts, say=lobby.refused)  # fmt: skip
+                   ice_hosts=ice_hosts, say=lobby.refused, server_at=server_at)  # fmt: skip
     session_id = door.register()
 
     async def arrive(channel: Channel, fingerprints: tuple[str, str]) -> None:

@@ -64,8 +64,11 @@ class Doorway:
         ice_hosts: Sequence[str] | None,
         say: Callable[[str], None],
         peers: Peers = WEBRTC,
+        server_at: tuple[str, int] = ("127.0.0.1", 0),
     ):
-        """``peers``: the WebRTC implementation that makes the connections (transport/peer.py)."""
+        """``peers``: the WebRTC implementation that makes the connections (transport/peer.py);
+        ``server_at``: where the signaling server started for this session listens, when there
+        is no ``url`` (port 0: a free one)."""
         self.owner = owner
         self.peers = peers
         self.url = url or os.environ.get("DUET_SIGNALING_URL")
@@ -75,6 +78,7 @@ class Doorway:
         self.say = say  # how a refused offer is told to the owner
         self.certificate = peers.new_certificate()  # made first: the owner's ID is its identity's
         self.token = loopback_pairing.new_token() if loopback else ""
+        self.server_at = server_at
         self.server: SignalingProcess | None = None  # a signaling server started for this session
         self.signaling: SignalingClient | None = None
         self.session_id = ""
@@ -84,7 +88,7 @@ class Doorway:
         """Register an open session (starting a signaling server if there is no URL)."""
 
         if self.url is None:  # a child process of this one (pairing/server.py)
-            self.server = SignalingProcess("127.0.0.1", 0)
+            self.server = SignalingProcess(*self.server_at)
             self.url = self.server.url
 
         async def register() -> str:

@@ -20,7 +20,6 @@ from rich.table import Table
 from ..errors import ConfigError, DuetError
 from ..identity import Identity
 from ..launch import launch_duet
-from ..pairing.server import SignalingProcess
 from ..sessions.owner import OwnerSession
 from .config import Locator, NodeConfig, load_config
 from .console import EventLog
@@ -108,14 +107,10 @@ def serve(config_path: str | Path, *, console: Console | None = None) -> int:
     try:
         _summary(console, owner, config)
         settings = config.owner
-        url = settings.signaling_url
-        if url is None:
-            server = SignalingProcess(settings.signaling_host, settings.signaling_port)
-            owner._embedded_server = server  # stopped when the owner closes
-            url = server.url
-            console.print(f"signaling server listening on {url}")
         launch_duet(
-            url,
+            settings.signaling_url,  # none: a server of its own, stopped when the owner closes
+            signaling_host=settings.signaling_host,
+            signaling_port=settings.signaling_port,
             owner=owner,
             wait=False,
             confirm=False,  # no person at this console: access rules and `unknown` decide
