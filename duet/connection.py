@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Protocol, TypeVar
 
 import torch
 
@@ -69,6 +69,7 @@ from .runtime import get_loop, on_loop_thread
 from .transport.channel import DEFAULT_STALL_SECS, Channel, ChannelClosed
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 DEFAULT_MAX_OUTBOX_BYTES = int(os.environ.get("DUET_OUTBOX_BYTES", 64 << 20))
 """Bytes of packed frames that may wait to be sent before sending threads wait for the peer."""
@@ -157,7 +158,7 @@ class Connection:
         self.lost: ConnectionLost | None = None
         self.loop = get_loop()
         self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
-        self._tasks: list[asyncio.Task[Any]] = []
+        self._tasks: list[asyncio.Task[None]] = []
         self._hello: asyncio.Future[Hello] = self.loop.create_future()
         self._welcome: asyncio.Future[Welcome] = self.loop.create_future()
         self._last_heard = time.monotonic()
@@ -596,7 +597,7 @@ class Connection:
                 self._put_nowait(pack([Ping(seq=seq)]))
 
 
-def _fail(future: asyncio.Future[Any], exc: BaseException) -> None:
+def _fail(future: asyncio.Future[T], exc: BaseException) -> None:
     """End a handshake step that will not happen; whoever waits for it gets ``exc`` (and no one
     waiting is fine: the future does not log it as never retrieved)."""
     if not future.done():

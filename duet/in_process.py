@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
@@ -13,7 +12,9 @@ from torch import nn
 from .errors import UsageError
 from .identity import Identity
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
+from .owner.store import StoredObject
 from .runtime import run
+from .scientist.pointer import Pointer
 from .scientist.tagging import install_tagging, sent_tags, visibility
 from .sessions.owner import OwnerSession
 from .sessions.scientist import ScientistSession, connect_scientist
@@ -65,14 +66,14 @@ def duet_pair(
 
 
 def _send(
-    self: Any,
-    session: Any,
+    self: torch.Tensor | nn.Module,
+    session: object,
     *,
     pointable: bool | None = None,
     tags: list[str] | None = None,
     description: str = "",
     searchable: bool | None = None,
-) -> Any:
+) -> StoredObject | Pointer:
     """Send this tensor or model to a duet session.
 
     To an owner session: publish it in the owner's store (``pointable=False`` keeps it out of the

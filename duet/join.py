@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from typing import Any
+from dataclasses import dataclass
 
 from . import tracebacks
 from .display import Countdown
@@ -33,7 +33,7 @@ from .runtime import run
 from .sessions.scientist import ScientistSession, connect_scientist
 from .transport.identity import client_id_from_fingerprint, normalize_id, parse_id
 from .transport.sdp import check_peer_sdp
-from .transport.webrtc import WEBRTC
+from .transport.webrtc import WEBRTC, OfferingPeer
 
 #: how long join_duet waits for an owner that has not launched yet (PySyft's loopback: 90 s)
 JOIN_WAIT_SECS = 90.0
@@ -41,6 +41,10 @@ _FIRST_RETRY_SECS = 0.25
 _MAX_RETRY_SECS = 2.0
 #: refusals of a join that a later attempt may not get (a place frees up)
 _TRANSIENT = ("session_busy", "server_full")
+
+
+#: where to join: (the owner's loopback record, session ID, owner ID, signaling URL)
+_Found = tuple[loopback_pairing.LoopbackRecord | None, str, str | None, str]
 
 
 def _say(text: str) -> None:
@@ -53,7 +57,7 @@ class _NoOwnerYet(UsageError):
 
 def _find_owner(
     session_id: str | None, url: str | None, owner_id: str | None, loopback: bool
-) -> tuple[loopback_pairing.LoopbackRecord | None, str, str | None, str]:
+) -> _Found:
     """Where to join: (loopback record, session ID, owner ID, signaling URL)."""
     record = None
     if loopback:
@@ -128,7 +132,7 @@ def _reach_owner(
     session has no place free yet."""
     countdown: Countdown | None = None
     delay = _FIRST_RETRY_SECS
-    found: tuple[loopback_pairing.LoopbackRecord | None, str, str | None, str] | None = None
+    found: _Found | None = None
     try:
         while True:  # bounded by the countdown's deadline
             try:
@@ -154,7 +158,7 @@ def _reach_owner(
             countdown.done()
 
 
-def _awaited(found: tuple[Any, str, Any, str] | None, loopback: bool) -> str:
+def _awaited(found: _Found | None, loopback: bool) -> str:
     if found is None:
         return "waiting for an owner to run launch_duet(loopback=True) on this machine"
     return f"waiting to join session {found[1][:8]}… at the signaling server {found[3]}"
@@ -171,7 +175,7 @@ def _short(exc: BaseException) -> str:
 
 
 def _owner_never_came(
-    found: tuple[Any, str, Any, str] | None, loopback: bool, wait_secs: float, last: DuetError
+    found: _Found | None, loopback: bool, wait_secs: float, last: DuetError
 ) -> DuetTimeout:
     if found is None:
         return DuetTimeout(
@@ -243,12 +247,12 @@ def join_duet(
         who.name = name
     hosts = ice_hosts_for(ice_hosts, loopback)
     scientist = ScientistSession()
-    state: dict[str, Any] = {}
+    state = _Joining()
 
     async def make_offer() -> str:
         # made before joining: once joined, the offer follows at once (the server gives a
         # join that sends none only --join-timeout before it frees its place)
-        state["peer"], sdp = await WEBRTC.offer(ice_servers=ice_servers, ice_hosts=hosts)
+        state.peer, sdp = await WEBRTC.offer(ice_servers=ice_servers, ice_hosts=hosts)
         return sdp
 
     try:
@@ -256,10 +260,10 @@ def join_duet(
         record, session_id, owner_id, _url, client = _reach_owner(
             session_id, signaling_url, owner_id=owner_id, loopback=loopback, wait_secs=wait_secs
         )
-        state["signaling"] = client
+        state.signaling = client
         if record is not None:
             proof = loopback_pairing.loopback_proof(
-                record.token, record.session_id, state["peer"].fingerprint
+                record.token, record.session_id, state.offering().fingerprint
             )
             sdp = loopback_pairing.with_proof(sdp, proof)
         run(client.send_offer(sdp), timeout_secs=CONNECT_TIMEOUT_SECS,
@@ -278,10 +282,10 @@ def join_duet(
 
     async def connect() -> None:
         try:
-            answer_sdp = await state["signaling"].wait_answer(timeout_secs=timeout_secs)
+            answer_sdp = await state.joined().wait_answer(timeout_secs=timeout_secs)
         except SignalingError as exc:
             raise SignalingError(f"the owner did not answer: {exc}") from exc
-        peer = state["peer"]
+        peer = state.offering()
         expected = None
         if owner_id is not None:  # refuse an impostor before connecting to it at all
             owner_fingerprint = check_peer_sdp(answer_sdp, "the owner's answer")
@@ -313,18 +317,34 @@ def join_duet(
     except BaseException:
         _close_all(state)
         raise
-    run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
+    run(state.joined().close(), timeout_secs=10, what="closing the signaling connection")
     checked = f" {owner_id} (it proved its identity)" if owner_id else ""
     _say(f"♫♫♫ > connected to the data owner{checked}")
     return scientist
 
 
-def _close_all(state: dict[str, Any]) -> None:
+@dataclass
+class _Joining:
+    """What a join has opened so far, to close if it fails."""
+
+    peer: OfferingPeer | None = None
+    signaling: SignalingClient | None = None
+
+    def offering(self) -> OfferingPeer:
+        assert self.peer is not None, "the offer is made first"
+        return self.peer
+
+    def joined(self) -> SignalingClient:
+        assert self.signaling is not None, "the session is joined before the offer is sent"
+        return self.signaling
+
+
+def _close_all(state: _Joining) -> None:
     """Close the scientist's peer connection and signaling connection, whichever exist."""
-    if "peer" in state:
-        run(state["peer"].close(), timeout_secs=10, what="closing the WebRTC connection")
-    if "signaling" in state:
-        run(state["signaling"].close(), timeout_secs=10, what="closing the signaling connection")
+    if state.peer is not None:
+        run(state.peer.close(), timeout_secs=10, what="closing the WebRTC connection")
+    if state.signaling is not None:
+        run(state.signaling.close(), timeout_secs=10, what="closing the signaling connection")
 
 
 __all__ = ["JOIN_WAIT_SECS", "join_duet"]

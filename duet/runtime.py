@@ -11,7 +11,7 @@ import concurrent.futures
 import os
 import threading
 from collections.abc import Coroutine
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from .errors import DuetTimeout, UsageError
 
@@ -87,7 +87,7 @@ def on_loop_thread() -> bool:
     return _thread is not None and threading.current_thread() is _thread
 
 
-def run(coro: Coroutine[Any, Any, T], *, timeout_secs: float | None, what: str) -> T:
+def run(coro: Coroutine[object, object, T], *, timeout_secs: float | None, what: str) -> T:
     """Run a coroutine on the library loop and wait for it (``what`` names it in errors)."""
     if on_loop_thread():
         coro.close()

@@ -72,7 +72,11 @@ def _excepthook(kind: type[BaseException], exc: BaseException, tb: TracebackType
 
 
 def _ipython_handler(
-    shell: Any, kind: type[BaseException], exc: BaseException, tb: Any, tb_offset: Any = None
+    shell: Any,  # Any: IPython's shell, which duet does not depend on
+    kind: type[BaseException],
+    exc: BaseException,
+    tb: TracebackType | None,
+    tb_offset: int | None = None,
 ) -> list[str]:
     """IPython's handler for duet errors: it shows the report itself (IPython's ``run_code``
     ignores what the handler returns) as the cell's error, and returns it."""

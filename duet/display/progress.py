@@ -12,7 +12,7 @@ import logging
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Protocol
 
 from rich.console import Console
 from rich.live import Live
@@ -40,6 +40,12 @@ class OwnerProgress:
 Listener = Callable[[str, OwnerProgress], None]
 
 
+class _Handle(Protocol):
+    """IPython's display handle (duet does not depend on IPython)."""
+
+    def update(self, obj: object) -> None: ...
+
+
 class ProgressBoard:
     """Per-owner progress, shown as ``show`` says: "auto" (a live table in a terminal or
     Jupyter, lines otherwise), "lines", or "none"."""
@@ -61,7 +67,7 @@ class ProgressBoard:
             raise ValueError(f"show must be 'auto', 'lines' or 'none', not {show!r}")
         self.mode = mode
         self._live: Live | None = None
-        self._handle: Any = None
+        self._handle: _Handle | None = None  # IPython's, once shown
         self._drawn = 0.0
 
     def start(self) -> None:
@@ -80,7 +86,7 @@ class ProgressBoard:
             self._live = None
         self._handle = None
 
-    def update(self, owner: str, **changes: Any) -> None:
+    def update(self, owner: str, **changes: Any) -> None:  # Any: the row's fields, by name
         """Change ``owner``'s row; redraw (a state change at once, a batch count throttled)."""
         before = self.rows[owner]
         row = replace(before, **changes)

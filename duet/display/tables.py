@@ -6,14 +6,20 @@ picks the columns, names and orders them, and shows a scientist's text as data (
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Iterable, Mapping
 
 import pandas as pd
 
 from .text import shown
 
-Rows = Iterable[dict[str, Any]]
+Rows = Iterable[Mapping[str, object]]
+
+
+def _listed(value: object) -> list[object]:
+    """A row's list (tags), as a list: none is an empty one."""
+    if isinstance(value, Iterable) and not isinstance(value, str | bytes):
+        return list(value)
+    return []
 
 
 def store_frame(rows: Rows) -> pd.DataFrame:
@@ -21,7 +27,7 @@ def store_frame(rows: Rows) -> pd.DataFrame:
         [
             {
                 "ID": r["id"],
-                "Tags": list(r.get("tags") or []),
+                "Tags": _listed(r.get("tags")),
                 "Description": r.get("description", ""),
                 "Type": r.get("type", ""),
                 "Shape": r.get("shape"),
@@ -45,7 +51,7 @@ def requests_frame(rows: Rows) -> pd.DataFrame:
                 "Reason": shown(r["reason"]),
                 "Object ID": r["object_id"],
                 "Object type": r["object_type"],
-                "Tags": list(r["tags"]),
+                "Tags": _listed(r["tags"]),
                 "Op": r["op"],
                 "Elements": r["elements"],
                 "Status": r["status"],
@@ -110,7 +116,7 @@ def access_frame(rows: Rows) -> pd.DataFrame:
                 "Scientist": r["scientist"],
                 "Name": r["name"],
                 "Connect": r["connect"],
-                "Data tags": "all" if r["tags"] is None else sorted(r["tags"]),
+                "Data tags": "all" if r["tags"] is None else sorted(map(str, _listed(r["tags"]))),
                 "Requests": r["requests"],
             }
             for r in rows

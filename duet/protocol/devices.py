@@ -64,7 +64,7 @@ def device_from_wire(value: object) -> torch.device:
 
 
 # args, kwargs: whatever the peer sent, handed to torch.device, which checks them
-def make_device(*args: Any, **kwargs: Any) -> torch.device:
+def make_device(*args: Any, **kwargs: Any) -> torch.device:  # Any: torch.device checks them
     """``remote_torch.device("cuda" if use_cuda else "cpu")``."""
     device = torch.device(*args, **kwargs)
     if device.type not in DEVICE_TYPES:

@@ -24,15 +24,17 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from ..errors import DuetTimeout, UsageError
-from ..protocol.messages import ListStore, Reply, Sync
+from ..protocol.messages import ListStore, Message, Reply, Sync
 from ..scientist.client import PointerClient
 from ..scientist.pointer import Pointer
 from .scientist import ScientistSession
+
+T = TypeVar("T")
 
 ReplyFuture = concurrent.futures.Future[tuple[Reply, list[memoryview]]]
 
@@ -43,7 +45,7 @@ class Released:
     released), "denied", or "timeout" (nobody decided before the request's timeout)."""
 
     status: str
-    value: Any = None
+    value: Any = None  # Any: what the owner released (a tensor, a number, a list...), used as it is
 
     @property
     def accepted(self) -> bool:
@@ -70,7 +72,7 @@ class AsyncSession:
     def connected(self) -> bool:
         return self.session.connected and self._client.lost is None
 
-    def _issue(self, build: Callable[[int], Any]) -> ReplyFuture:
+    def _issue(self, build: Callable[[int], Message]) -> ReplyFuture:
         future = self._client.request_async(build)
         self._issued.append(future)
         return future
@@ -162,13 +164,15 @@ class AsyncSession:
 REPLY_MARGIN_SECS = 5.0
 
 
-def _mapped(future: ReplyFuture, fn: Callable[[Any], Any]) -> asyncio.Future[Any]:
+def _mapped(
+    future: ReplyFuture, fn: Callable[[tuple[Reply, list[memoryview]]], T]
+) -> asyncio.Future[T]:
     """An asyncio future (on the running loop) for ``fn(reply)`` of a client's reply future.
 
     Cancelling it does not cancel the request: the reply is still matched when it comes.
     """
     loop = asyncio.get_running_loop()
-    result: asyncio.Future[Any] = loop.create_future()
+    result: asyncio.Future[T] = loop.create_future()
 
     def settle(done: ReplyFuture) -> None:
         if result.done():  # cancelled by its waiter meanwhile
@@ -188,7 +192,7 @@ def _mapped(future: ReplyFuture, fn: Callable[[Any], Any]) -> asyncio.Future[Any
     return result
 
 
-async def wait_for(awaitable: asyncio.Future[Any], timeout_secs: float, what: str) -> Any:
+async def wait_for(awaitable: Awaitable[T], timeout_secs: float, what: str) -> T:
     """Await ``awaitable`` at most ``timeout_secs``; raises DuetTimeout naming ``what``."""
     try:
         return await asyncio.wait_for(awaitable, max(0.0, timeout_secs))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import logging
 import weakref
-from typing import Any
+from typing import Self
 
 from ..connection import Connection, State
 from ..errors import UsageError
@@ -58,7 +58,7 @@ class Session:
 
         run(wait(), timeout_secs=timeout_secs, what="waiting for the peer to leave")
 
-    def __enter__(self) -> Any:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -38,6 +38,7 @@ import asyncio
 import logging
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,7 +167,7 @@ class ScientistLink:
         return self.peer.id
 
     # ---- frames from the scientist (on the loop)
-    def on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
+    def on_messages(self, messages: list[Message], buffers: list[memoryview]) -> None:
         service = self.service
         if service is None:  # not admitted (yet): nothing of it runs
             info = ErrorInfo(
@@ -253,7 +254,7 @@ class OwnerSession(Session):
         self.max_confirmations = MAX_CONFIRMATIONS
         self._confirmations = Confirmations(self)
         self._closed = False
-        self._accepting: asyncio.Task[Any] | None = None  # the node's accept loop, if any
+        self._accepting: asyncio.Task[None] | None = None  # the node's accept loop, if any
         self.request_timeout_secs = request_timeout_secs
         self._review: ReviewServer | None = None  # the review page, once started
         self.notices: RequestNotices | None = None  # who tells the owner what waits for it
@@ -295,7 +296,7 @@ class OwnerSession(Session):
 
     def publish(
         self,
-        value: Any,
+        value: object,
         *,
         pointable: bool = True,
         tags: list[str] | None = None,
@@ -458,7 +459,7 @@ class OwnerSession(Session):
         shown = self.scientist_name(peer.id, claims=peer.name)
         loop = link.connection.loop
 
-        def call_later(delay: float, fn: Any) -> None:
+        def call_later(delay: float, fn: Callable[[], object]) -> None:
             loop.call_soon_threadsafe(loop.call_later, delay, fn)
 
         service = link.service = PeerService(
@@ -503,7 +504,7 @@ class OwnerSession(Session):
         give_back_memory()
         log.info("scientist %s left (%s); freed %d of its objects", peer.id, shown(reason), freed)
 
-    def _watch(self, link: ScientistLink, told: Any) -> None:
+    def _watch(self, link: ScientistLink, told: tuple[str, float] | None) -> None:
         """Every few seconds, on the loop: tell both sides when one call has run for long (the
         owner's worker is busy, not gone)."""
         connection, service = link.connection, link.service
@@ -631,7 +632,7 @@ class ScientistsView:
 
         return scientists_frame(self.rows())
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, object]]:
         """Who is connected now, as plain rows (``since``: seconds since the epoch)."""
         node = self._node
         rows = []
@@ -660,7 +661,7 @@ class ScientistsView:
 
         return known_scientists_frame(self.known_rows())
 
-    def known_rows(self) -> list[dict[str, Any]]:
+    def known_rows(self) -> list[dict[str, object]]:
         """What ``known`` shows, as plain rows (first and last seen: seconds since the epoch)."""
         node = self._node
         return [

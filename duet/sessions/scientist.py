@@ -50,7 +50,7 @@ class ScientistSession(Session):
         self.requests = self.client.requests
 
     # ---- what the connection delivers (on the loop)
-    def on_messages(self, messages: list[Any], buffers: list[memoryview]) -> None:
+    def on_messages(self, messages: list[Message], buffers: list[memoryview]) -> None:
         assert self.client is not None
         self.client.on_messages(messages, buffers)
 
@@ -77,18 +77,18 @@ class ScientistSession(Session):
         return peer.id if peer is not None else ""
 
     def send_value(
-        self, value: Any, *, tags: list[str] | None = None, description: str = ""
+        self, value: object, *, tags: list[str] | None = None, description: str = ""
     ) -> Pointer:
         client = self._client()
         object_id = client.put(value, tags=tags, description=description)
-        meta: dict[str, Any] = {"tags": list(tags or []), "description": description}
+        meta: dict[str, object] = {"tags": list(tags or []), "description": description}
         if isinstance(value, torch.Tensor):
             meta |= {"shape": list(value.shape), "dtype": str(value.dtype).removeprefix("torch.")}
             if value.requires_grad:  # a leaf on the owner's side: backward gives it a gradient
                 meta["requires_grad"] = True
         return client.pointer(object_id, type_key(value), meta, owned=True)
 
-    def plan(self, fn: Callable[..., Any]) -> Plan:
+    def plan(self, fn: Callable[..., object]) -> Plan:
         """Record ``fn`` (a function of pointers) once; each call then runs it on the owner's
         side from one small message. Use it as a decorator for a training step::
 
@@ -126,7 +126,7 @@ async def connect_scientist(
     timeout_secs: float = 30.0,
     welcome_timeout_secs: float | None = None,
     expected_owner: str | None = None,
-    **connection_options: Any,
+    **connection_options: Any,  # Any: Connection's keyword settings, checked there
 ) -> None:
     """Run the scientist's handshake over ``channel`` (on the library loop), then wait until
     the owner accepts (it may be confirming the scientist's ID). With ``expected_owner`` (an

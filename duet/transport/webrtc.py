@@ -64,6 +64,7 @@ from .identity import (
     peer_connection,
     presented_fingerprint,
 )
+from .peer import Certificate
 from .sdp import check_peer_sdp, chunk_size_for_peer, dtls_fingerprint
 
 logger = logging.getLogger(__name__)
@@ -553,14 +554,21 @@ async def answer_offer(
     return peer, peer.answer_sdp
 
 
+def _aiortcs(certificate: Certificate) -> RTCCertificate:
+    """A certificate this implementation made (pairing hands back what ``new_certificate`` gave)."""
+    if not isinstance(certificate, RTCCertificate):
+        raise TypeError(f"not a certificate aiortc made: {type(certificate).__name__}")
+    return certificate
+
+
 class _Aiortc:
     """``Peers`` (transport/peer.py) made with aiortc: what pairing uses by default."""
 
     def new_certificate(self) -> RTCCertificate:
         return new_certificate()
 
-    def fingerprint(self, certificate: Any) -> str:
-        return certificate_fingerprint(certificate)
+    def fingerprint(self, certificate: Certificate) -> str:
+        return certificate_fingerprint(_aiortcs(certificate))
 
     async def offer(
         self, *, ice_servers: Sequence[str] | None, ice_hosts: Sequence[str] | None
@@ -573,10 +581,13 @@ class _Aiortc:
         *,
         ice_servers: Sequence[str] | None,
         ice_hosts: Sequence[str] | None,
-        certificate: Any,
+        certificate: Certificate,
     ) -> tuple[AnsweringPeer, str]:
         return await answer_offer(
-            offer_sdp, ice_servers=ice_servers, ice_hosts=ice_hosts, certificate=certificate
+            offer_sdp,
+            ice_servers=ice_servers,
+            ice_hosts=ice_hosts,
+            certificate=_aiortcs(certificate),
         )
 
 
