@@ -227,7 +227,10 @@ def _local_target(
         )
     client = _client_of(rest, kwargs)
     object_id = client.put(target)
-    meta = {"shape": list(target.shape), "dtype": str(target.dtype).removeprefix("torch.")}
+    meta: dict[str, object] = {
+        "shape": list(target.shape),
+        "dtype": str(target.dtype).removeprefix("torch."),
+    }
     sent = client.pointer(object_id, "Tensor", meta, owned=True)
     return client.call(_tensor_op(name), sent, rest, kwargs)
 
