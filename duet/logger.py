@@ -24,7 +24,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import NoReturn, Protocol, TypeGuard
 
 from .errors import UsageError
 
@@ -57,10 +57,24 @@ def _level(level: str | int) -> int:
     raise UsageError(f"unknown log level {level!r}; use one of {', '.join(LEVELS)} or a number")
 
 
+class _Stream(Protocol):
+    """A stream a sink can be (``sys.stderr``, an open file)."""
+
+    def write(self, text: str, /) -> object: ...
+
+
+# what ``add`` takes: a file path, a stream, a logging.Handler or a function (None: the default)
+Sink = logging.Handler | str | os.PathLike[str] | _Stream | Callable[[str], object] | None
+
+
+def _is_stream(sink: object) -> TypeGuard[_Stream]:
+    return callable(getattr(sink, "write", None))
+
+
 class _CallableHandler(logging.Handler):
     """A function as a sink, as loguru takes one: called with each formatted line."""
 
-    def __init__(self, sink: Callable[[str], Any]):
+    def __init__(self, sink: Callable[[str], object]):
         super().__init__()
         self.sink = sink
 
@@ -71,7 +85,7 @@ class _CallableHandler(logging.Handler):
             self.handleError(record)
 
 
-def _handler(sink: Any) -> logging.Handler:
+def _handler(sink: Sink) -> logging.Handler:
     if isinstance(sink, logging.Handler):
         return sink
     if sink is None:
@@ -79,7 +93,7 @@ def _handler(sink: Any) -> logging.Handler:
     if isinstance(sink, str | os.PathLike):
         path = os.fspath(sink).replace("{time}", time.strftime("%Y-%m-%d_%H-%M-%S"))
         return logging.FileHandler(path, encoding="utf-8")
-    if callable(getattr(sink, "write", None)):
+    if _is_stream(sink):
         return logging.StreamHandler(sink)
     if callable(sink):
         return _CallableHandler(sink)
@@ -89,7 +103,7 @@ def _handler(sink: Any) -> logging.Handler:
     )
 
 
-def add(sink: Any = None, level: str | int = "ERROR") -> int:
+def add(sink: Sink = None, level: str | int = "ERROR") -> int:
     """Send duet's log records at ``level`` and above to ``sink``; returns the handler's id.
 
     ``sink``: a file path (``{time}`` in it becomes the date and time; appended to), a stream
@@ -153,49 +167,49 @@ def stop() -> None:
     remove()
 
 
-def _log(level: int, args: tuple[Any, ...], show: bool, exc_info: bool = False) -> None:
+def _log(level: int, args: tuple[object, ...], show: bool, exc_info: bool = False) -> None:
     message = " ".join(str(a) for a in args)
     if show:
         builtins.print(message, flush=True)
     logging.getLogger(USER_LOGGER).log(level, "%s", message, exc_info=exc_info)
 
 
-def trace(*args: Any, print: bool = False) -> None:
+def trace(*args: object, print: bool = False) -> None:
     """Log ``args`` (joined by spaces) at TRACE; ``print=True`` also prints them."""
     _log(TRACE, args, print)
 
 
-def debug(*args: Any, print: bool = False) -> None:
+def debug(*args: object, print: bool = False) -> None:
     """Log ``args`` at DEBUG; ``print=True`` also prints them."""
     _log(logging.DEBUG, args, print)
 
 
-def info(*args: Any, print: bool = False) -> None:
+def info(*args: object, print: bool = False) -> None:
     """Log ``args`` at INFO; ``print=True`` also prints them."""
     _log(logging.INFO, args, print)
 
 
-def warning(*args: Any, print: bool = False) -> None:
+def warning(*args: object, print: bool = False) -> None:
     """Log ``args`` at WARNING; ``print=True`` also prints them."""
     _log(logging.WARNING, args, print)
 
 
-def error(*args: Any, print: bool = False) -> None:
+def error(*args: object, print: bool = False) -> None:
     """Log ``args`` at ERROR; ``print=True`` also prints them."""
     _log(logging.ERROR, args, print)
 
 
-def critical(*args: Any, print: bool = False) -> None:
+def critical(*args: object, print: bool = False) -> None:
     """Log ``args`` at CRITICAL; ``print=True`` also prints them."""
     _log(logging.CRITICAL, args, print)
 
 
-def traceback(*args: Any, print: bool = False) -> None:
+def traceback(*args: object, print: bool = False) -> None:
     """Log ``args`` at ERROR with the exception being handled (call it in an ``except``)."""
     _log(logging.ERROR, args, print, exc_info=True)
 
 
-def traceback_and_raise(e: Any, verbose: bool = False) -> NoReturn:
+def traceback_and_raise(e: object, verbose: bool = False) -> NoReturn:
     """Log ``e`` (CRITICAL; with its traceback if ``verbose``) and raise it (an exception, or
     ``Exception(e)`` for anything else)."""
     error = e if isinstance(e, BaseException) else Exception(e)

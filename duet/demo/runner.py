@@ -9,7 +9,6 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -63,7 +62,7 @@ class _Child:
 
 def _show_owner(line: str, console: Console) -> None:
     try:
-        event: dict[str, Any] = json.loads(line)
+        event: dict[str, object] = json.loads(line)
     except ValueError:
         console.print(f"[dim]\\[owner] {line}[/dim]")
         return
@@ -74,7 +73,7 @@ def _show_owner(line: str, console: Console) -> None:
             f"[bold]\\[owner][/bold] request [cyan]{event['name']!r}[/cyan] [{colour}]{event['status']}[/{colour}] by {event['by']}"
         )
     elif kind == "print_local":
-        console.print(f"[bold]\\[owner][/bold] [dim]{escape(event['text'])}[/dim]")
+        console.print(f"[bold]\\[owner][/bold] [dim]{escape(str(event['text']))}[/dim]")
     elif kind == "published":
         console.print(
             f"[bold]\\[owner][/bold] published {event['items']} training digits, tagged 'digits-train'"

@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import types
 import warnings
 from collections.abc import Callable
-from typing import Any
 
 import torch
 
 import duet as sy
+from duet.scientist.library import RemoteLibrary
+from duet.scientist.pointer import Pointer
 
 
 class SyNet(sy.Module):
     """The tutorial's CNN: two convolutions, then 9216 -> 128 -> 10."""
 
-    def __init__(self, torch_ref: Any):
+    def __init__(self, torch_ref: types.ModuleType | RemoteLibrary):
         super().__init__(torch_ref=torch_ref)
         self.conv1 = self.torch_ref.nn.Conv2d(1, 32, 3, 1)
         self.conv2 = self.torch_ref.nn.Conv2d(32, 64, 3, 1)
@@ -23,7 +25,8 @@ class SyNet(sy.Module):
         self.fc1 = self.torch_ref.nn.Linear(9216, 128)
         self.fc2 = self.torch_ref.nn.Linear(128, 10)
 
-    def forward(self, x: Any) -> Any:
+    # a batch of images here, or a pointer to one when the model runs on the owner's side
+    def forward(self, x: torch.Tensor | Pointer) -> torch.Tensor | Pointer:
         x = self.torch_ref.nn.functional.relu(self.conv1(x))
         x = self.torch_ref.nn.functional.relu(self.conv2(x))
         x = self.torch_ref.nn.functional.max_pool2d(x, 2)
@@ -40,7 +43,7 @@ def train(
     epochs: int,
     batch_size: int = 64,
     log_interval: int = 10,
-    on_batch: Callable[[int, int, int, Any], None] | None = None,
+    on_batch: Callable[[int, int, int, float | None], None] | None = None,
     seed: int = 42,
 ) -> sy.Module | None:
     """The tutorial's loop; returns the trained model downloaded with the owner's approval."""

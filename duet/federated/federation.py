@@ -21,7 +21,7 @@ import asyncio
 import copy
 import logging
 from collections.abc import Callable, Coroutine, Mapping
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -258,7 +258,7 @@ def _timer(
     return record
 
 
-async def on_duet_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+async def on_duet_loop(coroutine: Coroutine[object, None, T]) -> T:
     """Await ``coroutine`` run on duet's event loop (where the sessions live), from any loop."""
     if on_loop_thread():
         return await coroutine

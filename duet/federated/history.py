@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 
@@ -99,9 +99,9 @@ class History(list[RoundReport]):
 
         return history_frame(self.rows())
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, object]]:
         """What ``.pandas`` shows, as plain rows."""
-        rows = []
+        rows: list[dict[str, object]] = []
         for report in self:
             for result in report.owners.values():
                 rows.append(

@@ -56,8 +56,10 @@ class LocalTraining:
     epochs: int = 1
     batch_size: int = 32
     optimizer: type[torch.optim.Optimizer] = torch.optim.SGD
-    optimizer_options: Mapping[str, Any] = field(default_factory=lambda: {"lr": 0.01})
-    loss_fn: Callable[[Any, Any], Any] = F.cross_entropy
+    optimizer_options: Mapping[str, object] = field(default_factory=lambda: {"lr": 0.01})
+    # Any: a torch function (tensors in, a tensor out) that the plan calls with pointers, where
+    # it returns a pointer (torch's __torch_function__): no static type says both
+    loss_fn: Callable[..., Any] = F.cross_entropy
     shuffle: bool = True
     seed: int | None = 0
     release_loss: bool = True
@@ -240,7 +242,9 @@ class Member:
         batches = math.ceil(self.samples / training.batch_size)
         self._done = (1, training.epochs, 0, batches)
         window: collections.deque[asyncio.Future[None]] = collections.deque()
-        total: Any = None  # a pointer to the epoch's summed loss
+        # Any: a pointer to the epoch's summed loss; its arithmetic (/ batches) is Pointer's,
+        # set on the class at run time, which the type checker cannot see
+        total: Any = None
         for epoch in range(1, training.epochs + 1):
             total = session.torch.zeros(())
             board.update(
@@ -318,7 +322,7 @@ def _check_released(released: Released, name: str) -> None:
         raise LeftOut(Outcome.UNDECIDED, f"request {name!r} was not decided in time")
 
 
-def _checked_update(value: Any, global_model: nn.Module) -> dict[str, torch.Tensor]:
+def _checked_update(value: object, global_model: nn.Module) -> dict[str, torch.Tensor]:
     """The released model's state, if it is the global model's shape with finite weights (an
     owner's release is not trusted to be either)."""
     if not isinstance(value, nn.Module):

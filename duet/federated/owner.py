@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Any
+from typing import TypedDict, Unpack
 
 from torch import nn
 
@@ -87,13 +87,13 @@ def allow_federated_training(
         )
     ]  # fmt: skip
 
-    def update(**where: Any) -> Handler:
+    def update(**where: Unpack[_Where]) -> Handler:
         return owner.requests.add_handler(
             tags=[data], kind="module", max_elements=model_elements, architecture=architecture,
             scientist=scientist, **where,
         )  # fmt: skip
 
-    def loss(**where: Any) -> Handler:
+    def loss(**where: Unpack[_Where]) -> Handler:
         return owner.requests.add_handler(
             tags=[data, "item"], derived_inputs=True, kind="float", max_elements=1,
             scientist=scientist, **where,
@@ -109,6 +109,14 @@ def allow_federated_training(
         if release_loss:
             handlers.append(loss(name=names.loss(round_), element_quota=1))
     return handlers
+
+
+class _Where(TypedDict, total=False):
+    """Which requests a handler takes: by name (each round's, with a quota) or by pattern."""
+
+    name: str
+    name_pattern: str
+    element_quota: int | None
 
 
 def _pattern(federation: str, what: str) -> str:

@@ -94,6 +94,8 @@ def weighted_average(updates: Sequence[Update]) -> StateDict:
     return averaged
 
 
+# Any: local tensors or pointers, and the same kind out; a pointer's arithmetic is set on the
+# Pointer class at run time (setattr), which the type checker cannot see
 def proximal_term(params: Sequence[Any], global_params: Sequence[Any], mu: float) -> Any:
     """``mu / 2 * sum ||p - g||^2`` over matching tensors: local tensors, or pointers (then the
     term is computed on the owner's side, and recorded into a plan when called in one)."""

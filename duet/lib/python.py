@@ -17,7 +17,7 @@ naming one raises NotAllowed.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NoReturn
 
 from ..errors import NotAllowed, UsageError
 from ..scientist import tagging
@@ -34,19 +34,19 @@ class Primitive:
     tag = tagging.tag
     describe = tagging.describe
 
-    def upcast(self) -> Any:
+    def upcast(self) -> object:
         """The plain Python value (``list``, ``int``...), containers converted all the way down."""
         return plain(self)
 
     def send(
         self,
-        session: Any,
+        session: object,
         *,
         pointable: bool | None = None,
         tags: list[str] | None = None,
         description: str = "",
         searchable: bool | None = None,
-    ) -> Any:
+    ) -> Any:  # Any: the owner's stored entry, or a pointer that callers chain calls on
         """Send the value to a duet session (or worker) as ``x.send(duet)`` sends a tensor.
 
         To an owner session: publish it (``pointable=False`` keeps it out of the scientist's
@@ -91,7 +91,7 @@ class Tuple(Primitive, tuple):  # type: ignore[misc]
 class Bool(Primitive):
     """A bool that can be sent: ``sy.lib.python.Bool(True).send(duet)``."""
 
-    def __init__(self, value: Any = False):
+    def __init__(self, value: object = False):
         self.value = bool(value)
 
     def __bool__(self) -> bool:
@@ -113,7 +113,7 @@ class Bool(Primitive):
         return repr(self.value)
 
 
-def plain(value: Any, depth: int = 0) -> Any:
+def plain(value: object, depth: int = 0) -> object:
     """``value`` with every primitive of this module replaced by its builtin value."""
     if depth > MAX_DEPTH:
         raise UsageError(f"a value nested deeper than {MAX_DEPTH} levels cannot be sent")
@@ -150,7 +150,7 @@ _NOT_IN_DUET = {
 }
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> NoReturn:
     instead = _NOT_IN_DUET.get(name)
     if instead is not None:
         raise NotAllowed(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from typing import Any
 
 
 class Changes:
@@ -41,7 +40,7 @@ class Changes:
             changed.set()
 
     # ---- from any thread
-    def notify(self, *_: Any) -> None:
+    def notify(self, *_: object) -> None:
         """Something the page shows changed (the arguments, a request or an event, are not
         needed: the page reads the state again). Cheap when no page is open."""
         loop = self.loop

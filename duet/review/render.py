@@ -11,11 +11,11 @@ from __future__ import annotations
 import datetime
 import html
 from collections.abc import Iterable
-from typing import Any
+from typing import Literal
 from urllib.parse import quote
 
 from ..display import quoted, shown
-from .state import PageState
+from .state import AccessRow, HandlerRow, PageState, RequestRow, StoreRow
 
 LONG = 2000  # characters of a scientist's reason shown (the rest is cut, with "…")
 
@@ -46,6 +46,20 @@ def size(nbytes: int) -> str:
             return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
         value /= 1024
     return f"{nbytes} B"
+
+
+def _stamp(value: object) -> float | None:
+    """A row's time (seconds since the epoch), or None."""
+    if value is None or isinstance(value, int | float):
+        return value
+    raise TypeError(f"a time in seconds, not {type(value).__name__}")
+
+
+def _bytes(value: object) -> int:
+    """A row's byte count, as int() reads it."""
+    if isinstance(value, int | float | str):
+        return int(value)
+    raise TypeError(f"a number of bytes, not {type(value).__name__}")
 
 
 def _count(number: int, what: str) -> str:
@@ -119,13 +133,13 @@ def _tags(tags: list[str] | None, none: str = "none") -> str:
     return " ".join(f'<span class="tag">{text(t)}</span>' for t in tags)
 
 
-def _who(name: str, scientist: str) -> str:
+def _who(name: object, scientist: object) -> str:
     # the name is the owner's own, or the scientist's claim, quoted and marked (node.claimed)
     shown_name = f"{text(name)} " if name else ""
     return f'{shown_name}<code class="id">{text(scientist)}</code>'
 
 
-def _pending(requests: list[dict[str, Any]]) -> str:
+def _pending(requests: list[RequestRow]) -> str:
     cards = [_request(r) for r in requests]
     body = "".join(cards) if cards else '<p class="empty">No request is waiting for you.</p>'
     return (
@@ -134,7 +148,7 @@ def _pending(requests: list[dict[str, Any]]) -> str:
     )
 
 
-def _request(r: dict[str, Any]) -> str:
+def _request(r: RequestRow) -> str:
     rid = quote(str(r["id"]), safe="")
     shape = "" if r["shape"] is None else f" of shape {text(list(r['shape']))}"
     expires = (
@@ -170,16 +184,16 @@ def _request(r: dict[str, Any]) -> str:
 </article>"""
 
 
-def _scientists(rows: list[dict[str, Any]]) -> str:
+def _scientists(rows: list[dict[str, object]]) -> str:
     table = _table(
         ["Scientist", "Name", "Connected since", "Objects", "Bytes", "Waiting", "Rule"],
         [
             [
                 f'<code class="id">{text(r["id"])}</code>',
                 text(r["name"]),
-                clock(r["since"]),
+                clock(_stamp(r["since"])),
                 f"{r['objects']:,}",
-                size(r["bytes"]),
+                size(_bytes(r["bytes"])),
                 str(r["pending"]),
                 text(r["rule"], 400),
             ]
@@ -190,7 +204,7 @@ def _scientists(rows: list[dict[str, Any]]) -> str:
     return f'<section id="scientists"><h2>Connected</h2>{table}</section>'
 
 
-def _store(rows: list[dict[str, Any]]) -> str:
+def _store(rows: list[StoreRow]) -> str:
     table = _table(
         ["ID", "Tags", "Description", "Type", "Shape", "Size", "Listed"],
         [
@@ -210,12 +224,18 @@ def _store(rows: list[dict[str, Any]]) -> str:
     return f'<section id="store"><h2>Published</h2>{table}</section>'
 
 
-def _handlers(rows: list[dict[str, Any]]) -> str:
-    def constraints(r: dict[str, Any]) -> str:
+_Constraint = Literal["name", "kind", "max_elements", "scientist", "element_quota"]
+_CONSTRAINTS: tuple[_Constraint, ...] = (
+    "name", "kind", "max_elements", "scientist", "element_quota",
+)  # fmt: skip
+
+
+def _handlers(rows: list[HandlerRow]) -> str:
+    def constraints(r: HandlerRow) -> str:
         parts = []
         if r["tags"] is not None:
             parts.append("tags " + _tags(r["tags"]))
-        for key in ("name", "kind", "max_elements", "scientist", "element_quota"):
+        for key in _CONSTRAINTS:
             if r[key] is not None:
                 parts.append(f"{key.replace('_', ' ')} <code>{text(r[key])}</code>")
         if r["derived_inputs"]:
@@ -239,7 +259,7 @@ def _handlers(rows: list[dict[str, Any]]) -> str:
     return f'<section id="handlers"><h2>Handlers</h2>{table}</section>'
 
 
-def _access(rows: list[dict[str, Any]]) -> str:
+def _access(rows: list[AccessRow]) -> str:
     table = _table(
         ["Scientist", "Name", "Connect", "Data", "Requests"],
         [
@@ -257,7 +277,7 @@ def _access(rows: list[dict[str, Any]]) -> str:
     return f'<section id="access"><h2>Access rules</h2>{table}</section>'
 
 
-def _event(event: dict[str, Any]) -> str:
+def _event(event: dict[str, object]) -> str:
     kind = event.get("kind", "")
     if kind == "request":
         elements = event.get("elements")
@@ -270,7 +290,7 @@ def _event(event: dict[str, Any]) -> str:
         )
     if kind == "release":
         digest = text(str(event.get("digest", ""))[:16])
-        nbytes = int(event.get("nbytes") or 0)
+        nbytes = _bytes(event.get("nbytes") or 0)
         kind = str(event.get("value_kind") or "value")
         what = size(nbytes) if nbytes else f"{'an' if kind[0] in 'aeiou' else 'a'} {text(kind)}"
         return f"released {what}, sha-256 <code>{digest}…</code>"
@@ -281,12 +301,12 @@ def _event(event: dict[str, Any]) -> str:
     return ""
 
 
-def _audit(events: list[dict[str, Any]]) -> str:
+def _audit(events: list[dict[str, object]]) -> str:
     table = _table(
         ["Time", "Event", "Scientist", "Request", "What"],
         [
             [
-                clock(e.get("time")),
+                clock(_stamp(e.get("time"))),
                 f'<span class="event event-{text(e.get("kind", ""))}">{text(e.get("kind", ""))}</span>',
                 _who(e.get("name", ""), e.get("scientist", "")) if e.get("scientist") else "",
                 f"<code>{text(e.get('request', ''))}</code>",

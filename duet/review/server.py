@@ -13,11 +13,13 @@ import logging
 import secrets
 import socket
 import threading
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from .changes import Changes
 
 if TYPE_CHECKING:
+    import uvicorn
+
     from ..sessions.owner import OwnerSession
 
 log = logging.getLogger(__name__)
@@ -37,7 +39,7 @@ class ReviewServer:
         self._socket.listen(64)
         self.port: int = self._socket.getsockname()[1]
         self.changes = Changes()
-        self._server: Any = None  # the uvicorn.Server, made on the page's thread
+        self._server: uvicorn.Server | None = None  # the uvicorn.Server, made on the page's thread
         self._stopping = threading.Event()
         owner.requests.add_listener(self.changes.notify)
         owner.requests.add_listener(self.changes.notify, arrivals=True)
@@ -85,7 +87,9 @@ class ReviewServer:
         self.changes.loop = asyncio.get_running_loop()
         if self._stopping.is_set():
             return
-        await self._server.serve(sockets=[self._socket])
+        server = self._server
+        assert server is not None  # made before this runs
+        await server.serve(sockets=[self._socket])
 
     def stop(self) -> None:
         """Stop serving: open pages are told the session closed, the port is free again."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 from ..owner.store import describe
 
@@ -22,15 +22,75 @@ AUDIT_SHOWN = 50  # the newest audit events on the page
 PREVIEW_ELEMENTS = 16  # a pending value this small is shown to the owner as it would leave
 
 
+class StoreRow(TypedDict):
+    """One published object."""
+
+    id: str
+    tags: list[str]
+    description: str
+    type: str
+    shape: object  # a tensor's shape, a TensorDataset's shapes, or None
+    bytes: int
+    listed: bool
+
+
+class RequestRow(TypedDict):
+    """One pending request (``request_row``)."""
+
+    id: str
+    scientist: str
+    scientist_name: str
+    name: str
+    reason: str
+    kind: str
+    shape: tuple[int, ...] | None
+    elements: int
+    bytes: int
+    tags: list[str]
+    op: str
+    digest: str
+    arrival: float
+    expires: float | None
+    note: str
+    preview: str | None
+
+
+class HandlerRow(TypedDict):
+    """One request handler."""
+
+    id: int
+    action: str
+    tags: list[str] | None
+    name: str | None
+    kind: str | None
+    max_elements: int | None
+    scientist: str | None
+    element_quota: int | None
+    released: int
+    matched: int
+    derived_inputs: bool
+
+
+class AccessRow(TypedDict):
+    """One access rule."""
+
+    scientist: str
+    name: str
+    connect: bool
+    tags: list[str] | None
+    requests: bool
+
+
 @dataclass
 class PageState:
     owner_id: str
-    scientists: list[dict[str, Any]] = field(default_factory=list)
-    store: list[dict[str, Any]] = field(default_factory=list)
-    pending: list[dict[str, Any]] = field(default_factory=list)
-    handlers: list[dict[str, Any]] = field(default_factory=list)
-    access: list[dict[str, Any]] = field(default_factory=list)
-    audit: list[dict[str, Any]] = field(default_factory=list)
+    # duet.scientists' rows and the audit log's events: JSON-like rows, read by key
+    scientists: list[dict[str, object]] = field(default_factory=list)
+    store: list[StoreRow] = field(default_factory=list)
+    pending: list[RequestRow] = field(default_factory=list)
+    handlers: list[HandlerRow] = field(default_factory=list)
+    access: list[AccessRow] = field(default_factory=list)
+    audit: list[dict[str, object]] = field(default_factory=list)
     closed: bool = False
 
 
@@ -46,7 +106,7 @@ def read_state(owner: OwnerSession) -> PageState:
                 "id": entry.id,
                 "tags": list(entry.tags),
                 "description": entry.description,
-                "type": meta.get("type", ""),
+                "type": str(meta.get("type", "")),  # a type's name
                 "shape": meta.get("shape"),
                 "bytes": entry.nbytes,
                 "listed": entry.pointable,
@@ -86,12 +146,12 @@ def read_state(owner: OwnerSession) -> PageState:
     return state
 
 
-def request_row(request: Request) -> dict[str, Any]:
+def request_row(request: Request) -> RequestRow:
     """One pending request as the owner reviews it: what it would release (kind, shape, size,
     the owner's tags of the data it depends on, the op that made it, the digest of exactly
     what leaves) and what the scientist says about it (name, reason: its own words)."""
     snapshot = request.snapshot
-    row = {
+    row: RequestRow = {
         "id": request.id,
         "scientist": request.peer,
         "scientist_name": request.scientist_name,

@@ -16,7 +16,7 @@ import logging
 import secrets
 import threading
 from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, TextIO, TypeVar
 
 from ..errors import ConnectionLost, DuetTimeout, QuotaExceeded, UsageError, error_from_wire
 from ..protocol import allowlist
@@ -97,7 +97,7 @@ class PointerClient:
 
     # meta: the new pointer's, typed as Pointer.meta is (JSON facts read by key)
     def pointer(
-        self, object_id: str, kind: str | None, meta: dict[str, Any] | None, *, owned: bool
+        self, object_id: str, kind: str | None, meta: dict[str, object] | None, *, owned: bool
     ) -> Pointer:
         # results recorded into a plan are symbolic: nothing on the owner's side to free
         owned = owned and self._recording is None
@@ -371,7 +371,7 @@ def _result_tags(
     tags: dict[str, None] = {}
     for value in (target, *args, *kwargs.values()):
         if isinstance(value, Pointer):
-            tags.update(dict.fromkeys(value.meta.get("tags") or ()))
+            tags.update(dict.fromkeys(value.tags))
     if not tags:
         return []
     tags[name.rsplit(".", 1)[-1]] = None

@@ -22,7 +22,7 @@ class RemoteLibrary:
         self._client = client
         self._path = path
 
-    # a RemoteFunction or a RemoteLibrary, as the allowlist says at run time: chains such as
+    # Any: a RemoteFunction or a RemoteLibrary, as the allowlist says at run time: chains such as
     # ``duet.torch.nn.Linear(4, 2)`` must type-check
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):

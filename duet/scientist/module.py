@@ -47,7 +47,7 @@ class Module(nn.Module):
     ``remote.get(...)`` is rebuilt the same way.
     """
 
-    # torch itself, or a RemoteLibrary mirroring it: layers are built through either by
+    # Any: torch itself, or a RemoteLibrary mirroring it: layers are built through either by
     # attribute (``self.torch_ref.nn.Linear``), which the type checker cannot follow
     torch_ref: Any
 
@@ -77,7 +77,7 @@ class Module(nn.Module):
         tags: list[str] | None = None,
         description: str = "",
         searchable: bool | None = None,
-    ) -> Any:  # a RemoteModule, or what an owner session's send gives (duet/owner)
+    ) -> Any:  # Any: a RemoteModule, or what an owner session's send gives (duet/owner)
         """Send the model to a duet.
 
         To a scientist session: one message carries the layers and weights to the owner;
@@ -167,7 +167,7 @@ class RemoteModule:
         return self._pointer
 
     # ---- running
-    # -> what the model's own forward returns (pointers, as a rule)
+    # Any: what the model's own forward returns (pointers, as a rule), which callers chain on
     def __call__(self, *args: object, **kwargs: object) -> Any:
         return self.forward(*args, **kwargs)
 
@@ -196,7 +196,7 @@ class RemoteModule:
         self._members[name] = member
         return member
 
-    # a layer, a parameter, a method or a setting of the model, found at run time
+    # Any: a layer, a parameter, a method or a setting of the model, found at run time
     def __getattr__(self, name: str) -> Any:
         # only reached for names this object does not have: the model's layers, parameters and
         # buffers (as remote objects), its methods (bound to this object) and plain settings
@@ -228,7 +228,8 @@ class RemoteModule:
             return self._member(key)
         raise UsageError(f"remote {type(self._template).__name__} has no layer {key!r}")
 
-    # layers (a ModuleList's) or names (a ModuleDict's), as torch's containers iterate
+    # Any: layers (a ModuleList's) or names (a ModuleDict's), as torch's containers iterate;
+    # forward calls the layers it gets
     def __iter__(self) -> Iterator[Any]:
         if isinstance(self._template, nn.ModuleList):
             return (self._member(name) for name in self._template._modules)

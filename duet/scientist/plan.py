@@ -34,7 +34,7 @@ class Plan:
         )
         self._outputs: list[tuple[str | None, dict[str, object]]] = []
 
-    # None, a pointer or a tuple of them, as the function returned: left dynamic, so that a
+    # Any: None, a pointer or a tuple of them, as the function returned: left dynamic, so that a
     # caller's ``loss = step(x, y); loss.get()`` needs no narrowing
     def __call__(self, *args: Pointer) -> Any:
         if not all(isinstance(a, Pointer) for a in args):

@@ -41,6 +41,12 @@ def stand_in_pointer(value: object) -> Pointer | None:
     return None if remote is None else remote.pointer()
 
 
+class Destination(Protocol):
+    """Where ``move`` can send a value: a session or a worker (its ``send_value``)."""
+
+    def send_value(self, value: object, /) -> object: ...
+
+
 class _GetOptions(TypedDict, total=False):
     """``get``'s keywords that ``move`` passes on (it sets ``delete_obj`` itself)."""
 
@@ -66,7 +72,7 @@ class Pointer:
         object_id: str,
         kind: str | None,
         # JSON facts read by key (its length, tags, shape...), of the types their writers gave
-        meta: dict[str, Any],
+        meta: dict[str, object],
         *,
         owned: bool,
     ):
@@ -77,8 +83,8 @@ class Pointer:
         self._owned = owned
 
     # ---- members
-    # a pointer or a method, as the allowlist says at run time: left dynamic, so that chains
-    # such as ``ptr.grad.data`` type-check
+    # Any: a pointer or a method, as the allowlist says at run time: left dynamic, so that
+    # chains such as ``ptr.grad.data`` type-check
     def __getattr__(self, name: str) -> Any:
         if name.startswith("_"):
             raise AttributeError(name)
@@ -113,9 +119,9 @@ class Pointer:
         """A copy of the object next to it, on the owner's side (``clone`` for a tensor)."""
         return self._call("clone" if self.kind == "Tensor" else "copy")
 
-    # location: a session or a worker (duck-typed: its send_value); returns the new pointer (a
-    # worker's send_value may return a model), left dynamic
-    def move(self, location: Any, **get_options: Unpack[_GetOptions]) -> Any:
+    # Any: the new pointer, or the model itself from a worker's send_value; callers chain calls
+    # on either
+    def move(self, location: Destination, **get_options: Unpack[_GetOptions]) -> Any:
         """Move the object to another session or worker: fetched here, freed where it was, sent
         there; returns the new pointer. What depends on an owner's data leaves only through a
         request (pass ``request_block=True, name=..., reason=...``); None if it is denied."""
@@ -153,7 +159,8 @@ class Pointer:
     @property
     def tags(self) -> list[str]:
         """The tags the object was published or sent with (``[]`` if none)."""
-        return list(self.meta.get("tags") or [])
+        tags = self.meta.get("tags") or []  # written as a list of strings
+        return [str(t) for t in tags] if isinstance(tags, list | tuple) else []
 
     @property
     def description(self) -> str:
@@ -176,7 +183,7 @@ class Pointer:
         timeout_secs: float | None = None,
         delete_obj: bool | None = None,
         verbose: bool = False,
-    ) -> Any:  # the owner's value, of any type: the caller uses it as what it knows it is
+    ) -> Any:  # Any: the owner's value, of any type: the caller uses it as what it knows it is
         """Fetch the value.
 
         Your own objects (and results computed only from them) come back at once. A value
@@ -229,7 +236,7 @@ class Pointer:
         reason: str = "",
         timeout_secs: float | None = None,
         verbose: bool = False,
-    ) -> Any:  # the owner's value, of any type: the caller uses it as what it knows it is
+    ) -> Any:  # Any: the owner's value, of any type: the caller uses it as what it knows it is
         """``get`` that leaves the object where it is (PySyft's name; ``delete_obj=False``)."""
         return self.get(
             request_block=request_block,
@@ -328,7 +335,7 @@ class Pointer:
         length = self.meta.get("length")
         if length is None and self.kind in ("List", "Tuple"):
             length = self._own_length()
-        if length is None:
+        if not isinstance(length, int):  # unknown (None): JSON facts give an int
             raise UsageError(
                 f"cannot iterate a remote {self.kind or 'object'} of unknown length; index it instead (ptr[0])"
             )
@@ -434,8 +441,9 @@ class LengthPointer(Pointer):
 
     def __index__(self) -> int:
         of = self.of
-        if "len" in of.meta:  # released once already: a dataset's length does not change
-            return int(of.meta["len"])
+        known = of.meta.get("len")  # written as an int (here, or by a federation's member)
+        if isinstance(known, int):  # released once already: a dataset's length does not change
+            return known
         name = "train_size" if of.kind in ("Dataset", "DataLoader") else "len"
         length = self.get(request_block=True, name=name, reason="length of a remote object")
         if length is None:
@@ -569,7 +577,7 @@ class RequestHandle:
             return "error"
         return self._future.result()[0].status
 
-    # the owner's value, of any type: the caller uses it as what it knows it is
+    # Any: the owner's value, of any type: the caller uses it as what it knows it is
     def wait(self, timeout_secs: float | None = None) -> Any:
         """Wait for the owner's decision: the value if accepted, None (with a warning) otherwise.
         ``timeout_secs``: how long to wait (default: the request's timeout, else the session's

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
@@ -25,7 +25,7 @@ _UNITS = {"": 1, "b": 1, "kb": 10**3, "mb": 10**6, "gb": 10**9,
           "kib": 2**10, "mib": 2**20, "gib": 2**30}  # fmt: skip
 
 
-def _size(value: Any) -> Any:
+def _size(value: object) -> object:  # then validated as an int
     """``512`` or ``"512 MiB"`` / ``"2GB"``: a number of bytes."""
     if isinstance(value, str):
         match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
@@ -158,8 +158,9 @@ class Locator:
 
     def __init__(self, text: str, source: str):
         self.source = source
-        self._keys: dict[tuple[Any, ...], int] = {}
-        table: tuple[Any, ...] = ()
+        # a key's path as pydantic gives it: names, and an array of tables' index
+        self._keys: dict[tuple[str | int, ...], int] = {}
+        table: tuple[str | int, ...] = ()
         counts: dict[str, int] = {}
         for number, line in enumerate(text.splitlines(), start=1):
             header = self._HEADER.match(line)
@@ -176,7 +177,7 @@ class Locator:
             if key is not None:
                 self._keys.setdefault((*table, key.group(1)), number)
 
-    def line(self, loc: tuple[Any, ...]) -> str:
+    def line(self, loc: tuple[str | int, ...]) -> str:
         """``file:line`` of the deepest part of ``loc`` found (a missing key: its table)."""
         for end in range(len(loc), 0, -1):
             number = self._keys.get(tuple(loc[:end]))

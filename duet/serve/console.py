@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime
 import time
-from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -17,12 +16,12 @@ STYLES = {"connect": "green", "leave": "cyan", "refused": "red", "request": "yel
 STATUS_STYLES = {"accepted": "green", "denied": "red", "timed_out": "red"}
 
 
-def who(event: dict[str, Any]) -> str:
+def who(event: dict[str, object]) -> str:
     scientist, name = shown(event.get("scientist", "")), shown(event.get("name", ""))
     return f"{name} ({scientist})" if name and scientist else scientist or name
 
 
-def describe(event: dict[str, Any]) -> str:
+def describe(event: dict[str, object]) -> str:
     """One event of the audit log as one line for a person. Whatever a scientist chose (its
     claimed name, a request's name and reason, a reason it gave for leaving) is shown as data:
     quoted, control characters escaped, markup escaped (display.shown)."""
@@ -69,8 +68,11 @@ class EventLog:
     def __init__(self, console: Console):
         self.console = console
 
-    def __call__(self, event: dict[str, Any]) -> None:
-        self._line(event["time"], event["kind"], describe(event))
+    def __call__(self, event: dict[str, object]) -> None:
+        when, kind = event["time"], event["kind"]  # the audit log writes both
+        if not isinstance(when, int | float) or not isinstance(kind, str):
+            raise TypeError(f"an audit event has a time and a kind, not {when!r}, {kind!r}")
+        self._line(when, kind, describe(event))
 
     def notice(self, kind: str, text: str) -> None:
         """A notice about a request waiting for the owner (notices.RequestNotices' ``say``):

@@ -8,18 +8,21 @@ error naming it).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 import torch
+from torch.utils.data import Dataset, TensorDataset
 
 from ..errors import ConfigError
 from .config import PublishConfig
 
 FORMATS = {".pt": "pt", ".pth": "pt", ".npy": "npy", ".csv": "csv"}
+# what a node publishes from a file: a tensor, or a dataset (of rows, of images)
+Publication = torch.Tensor | Dataset[object]
 
 
-def load_publication(entry: PublishConfig, base: Path) -> Any:
+def load_publication(entry: PublishConfig, base: Path) -> Publication:
     """The value ``entry`` describes; ``base``: the config file's folder (relative paths)."""
     path = Path(entry.path).expanduser()
     if not path.is_absolute():
@@ -33,11 +36,12 @@ def load_publication(entry: PublishConfig, base: Path) -> Any:
         )
     if entry.target is not None and kind != "csv":
         raise ConfigError("target names a CSV column; it means nothing for a " + kind)
-    reader = {"pt": _pt, "npy": _npy, "csv": _csv, "imagefolder": _images}[kind]
-    return reader(path, entry)
+    readers: dict[str, Callable[[Path, PublishConfig], Publication]]
+    readers = {"pt": _pt, "npy": _npy, "csv": _csv, "imagefolder": _images}
+    return readers[kind](path, entry)
 
 
-def _pt(path: Path, entry: PublishConfig) -> Any:
+def _pt(path: Path, entry: PublishConfig) -> torch.Tensor | TensorDataset:
     try:
         value = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:
@@ -49,7 +53,7 @@ def _pt(path: Path, entry: PublishConfig) -> Any:
         and value
         and all(isinstance(t, torch.Tensor) for t in value)
     ):
-        return torch.utils.data.TensorDataset(*value)  # (features, labels, ...)
+        return TensorDataset(*value)  # (features, labels, ...)
     raise ConfigError(
         f"{path.name} holds a {type(value).__name__}; publish a tensor or a tuple of tensors "
         "(a dataset of their rows)"
@@ -68,7 +72,7 @@ def _npy(path: Path, entry: PublishConfig) -> torch.Tensor:
     return torch.from_numpy(array.copy())
 
 
-def _csv(path: Path, entry: PublishConfig) -> Any:
+def _csv(path: Path, entry: PublishConfig) -> torch.Tensor | TensorDataset:
     import pandas as pd
 
     try:
@@ -88,17 +92,17 @@ def _csv(path: Path, entry: PublishConfig) -> Any:
         target = torch.tensor(labels.to_numpy(dtype="int64"))
     else:
         target = torch.tensor(labels.to_numpy(dtype="float32"))
-    return torch.utils.data.TensorDataset(features, target)
+    return TensorDataset(features, target)
 
 
-def _images(path: Path, entry: PublishConfig) -> Any:
+def _images(path: Path, entry: PublishConfig) -> Dataset[object]:
     try:
         from torchvision import datasets, transforms
     except ImportError:
         raise ConfigError(
             "publishing an image folder needs torchvision: pip install 'duet[vision]'"
         ) from None
-    steps: list[Any] = []
+    steps: list[Callable[..., object]] = []  # torchvision's transforms
     if entry.grayscale:
         steps.append(transforms.Grayscale())
     if entry.image_size is not None:

@@ -12,8 +12,6 @@ Users reach these through ``duet`` (``import duet as sy``); the modules here are
 
 from __future__ import annotations
 
-from typing import Any
-
 from torch import nn
 
 from . import averaging
@@ -45,7 +43,7 @@ def install_workers() -> None:
     install_federate()
 
 
-utils: Any = averaging  # ``sy.utils.federated_avg``, where PySyft users look for it
+utils = averaging  # ``sy.utils.federated_avg``, where PySyft users look for it
 
 __all__ = [
     "BaseDataset",

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Mapping
-from typing import Any
+from typing import TypeVar, overload
 
 import torch
 from torch import nn
@@ -18,13 +18,26 @@ from ..errors import UsageError
 from .placement import placement_of
 
 StateDict = Mapping[str, torch.Tensor]
+Name = TypeVar("Name")  # what the models are keyed by (a worker's id, say)
 
 
+@overload
 def federated_avg(
-    models: Mapping[Any, nn.Module | StateDict],
+    models: Mapping[Name, nn.Module], *, weights: Mapping[Name, float] | None = None
+) -> nn.Module: ...
+@overload
+def federated_avg(
+    models: Mapping[Name, StateDict], *, weights: Mapping[Name, float] | None = None
+) -> dict[str, torch.Tensor]: ...
+@overload
+def federated_avg(
+    models: Mapping[Name, nn.Module | StateDict], *, weights: Mapping[Name, float] | None = None
+) -> nn.Module | dict[str, torch.Tensor]: ...
+def federated_avg(
+    models: Mapping[Name, nn.Module | StateDict],
     *,
-    weights: Mapping[Any, float] | None = None,
-) -> Any:
+    weights: Mapping[Name, float] | None = None,
+) -> nn.Module | dict[str, torch.Tensor]:
     """The average of models (or of state dicts) with the same structure.
 
     Returns a new model (a copy of the first, holding the averages) for models, a new state dict
@@ -69,7 +82,7 @@ def federated_avg(
     return model
 
 
-def _state(name: Any, model: nn.Module | StateDict) -> StateDict:
+def _state(name: object, model: nn.Module | StateDict) -> StateDict:
     if isinstance(model, nn.Module):
         if placement_of(model) is not None:
             raise UsageError(f"model {name!r} is on a worker; bring it back first (model.get())")

@@ -9,8 +9,8 @@ then built from pointers to it, and a ``FederatedDataset`` gathers them.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Protocol, SupportsIndex, runtime_checkable
 
 import torch
 from torch.utils.data import Dataset, TensorDataset
@@ -18,14 +18,24 @@ from torch.utils.data import Dataset, TensorDataset
 from ..errors import UsageError
 from ..scientist.pointer import Pointer
 
+# a dataset's data or targets: tensors here, pointers on a worker
+Part = torch.Tensor | Pointer
 
-class BaseDataset(Dataset[Any]):
+
+@runtime_checkable
+class Destination(Protocol):
+    """Where a dataset can be sent: a worker, or a scientist's session (``send_value``)."""
+
+    def send_value(self, value: object, /) -> Pointer: ...
+
+
+class BaseDataset(Dataset[tuple[Part, Part]]):
     """Data and targets, here (tensors) or on one worker (pointers).
 
     ``send(worker)`` moves both there; ``location`` is their worker (None while here).
     """
 
-    def __init__(self, data: Any, targets: Any):
+    def __init__(self, data: Part, targets: Part):
         where = {id(_location(v)): _location(v) for v in (data, targets)}
         if len(where) != 1:
             raise UsageError("a dataset's data and targets must live in the same place")
@@ -33,11 +43,11 @@ class BaseDataset(Dataset[Any]):
         self.targets = targets
 
     @property
-    def location(self) -> Any:
+    def location(self) -> object:
         """The worker (or session) holding the data, or None while it is here."""
         return _location(self.data)
 
-    def send(self, location: Any) -> BaseDataset:
+    def send(self, location: Destination) -> BaseDataset:
         """The same data on ``location``: a new dataset of pointers."""
         if self.location is not None:
             raise UsageError("this dataset is on a worker already")
@@ -45,20 +55,28 @@ class BaseDataset(Dataset[Any]):
 
     def get(self) -> BaseDataset:
         """The data back here (freed on the worker); a request for data that is the owner's."""
-        if self.location is None:
+        data, targets = self.data, self.targets
+        # on a worker (a location) both are pointers
+        if (
+            self.location is None
+            or not isinstance(data, Pointer)
+            or not isinstance(targets, Pointer)
+        ):
             return self
-        return BaseDataset(self.data.get(), self.targets.get())
+        return BaseDataset(data.get(), targets.get())
 
     def __len__(self) -> int:
         shape = _shape(self.data)
         if shape is not None:
             return int(shape[0])
-        return len(self.data)  # asks the owner (a request named "train_size")
+        if isinstance(self.data, Pointer):  # as len(ptr): asks the owner (request "train_size")
+            return self.data.len().__index__()
+        return len(self.data)
 
-    def __getitem__(self, index: Any) -> tuple[Any, Any]:
+    def __getitem__(self, index: SupportsIndex | slice | torch.Tensor) -> tuple[Part, Part]:
         return self.data[index], self.targets[index]
 
-    def federate(self, *workers: Any) -> FederatedDataset:
+    def federate(self, *workers: Destination | Sequence[Destination]) -> FederatedDataset:
         return federate(self, *workers)
 
     def __repr__(self) -> str:
@@ -86,7 +104,7 @@ class FederatedDataset:
         """The workers' ids, in order."""
         return list(self.datasets)
 
-    def __getitem__(self, worker: Any) -> BaseDataset:
+    def __getitem__(self, worker: object) -> BaseDataset:
         key = worker if isinstance(worker, str) else location_id(worker)
         try:
             return self.datasets[key]
@@ -105,26 +123,34 @@ class FederatedDataset:
         return f"<FederatedDataset {shares}>"
 
 
-def federate(dataset: Dataset[Any], *workers: Any) -> FederatedDataset:
+def federate(
+    dataset: Dataset[object], *workers: Destination | Sequence[Destination]
+) -> FederatedDataset:
     """Split ``dataset`` into one contiguous share per worker and send each share there.
 
     ``workers`` may be given one by one or as one sequence: ``federate(ds, alice, bob)`` or
     ``ds.federate((alice, bob))``. A share is two tensors (data, targets): a TensorDataset's
     own, or every item stacked (a torchvision dataset, with its transform applied here).
     """
-    if len(workers) == 1 and isinstance(workers[0], list | tuple):
-        workers = tuple(workers[0])
-    if not workers:
+    first = workers[0] if len(workers) == 1 else None
+    sites = tuple(first) if isinstance(first, list | tuple) else workers
+    if not sites:
         raise UsageError("federate() needs at least one worker")
     data, targets = _tensors(dataset)
-    shares = torch.arange(len(data)).tensor_split(len(workers))
+    shares = torch.arange(len(data)).tensor_split(len(sites))
     return FederatedDataset(
-        BaseDataset(data[share], targets[share]).send(worker)
-        for share, worker in zip(shares, workers, strict=True)
+        BaseDataset(data[share], targets[share]).send(_destination(worker))
+        for share, worker in zip(shares, sites, strict=True)
     )
 
 
-def _tensors(dataset: Dataset[Any]) -> tuple[torch.Tensor, torch.Tensor]:
+def _destination(worker: object) -> Destination:
+    if not isinstance(worker, Destination):  # sent to in turn: the shares before it are sent
+        raise UsageError(f"federate() sends shares to workers, not to {type(worker).__name__}")
+    return worker
+
+
+def _tensors(dataset: Dataset[object]) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(dataset, BaseDataset) and dataset.location is None:
         return torch.as_tensor(dataset.data), torch.as_tensor(dataset.targets)
     if isinstance(dataset, TensorDataset) and len(dataset.tensors) == 2:
@@ -134,24 +160,25 @@ def _tensors(dataset: Dataset[Any]) -> tuple[torch.Tensor, torch.Tensor]:
     items = [dataset[i] for i in range(len(dataset))]
     if not items:
         raise UsageError("cannot federate an empty dataset")
-    if not all(isinstance(item, tuple | list) and len(item) == 2 for item in items):
+    pairs = [item for item in items if isinstance(item, tuple | list) and len(item) == 2]
+    if len(pairs) != len(items):
         raise UsageError("federate() needs a dataset of (data, target) pairs")
-    data = torch.stack([torch.as_tensor(x) for x, _ in items])
-    targets = torch.stack([torch.as_tensor(y) for _, y in items])
+    data = torch.stack([torch.as_tensor(x) for x, _ in pairs])
+    targets = torch.stack([torch.as_tensor(y) for _, y in pairs])
     return data, targets
 
 
-def location_id(location: Any) -> str:
+def location_id(location: object) -> str:
     """The name a worker (or session) goes by: its ``id``, else its owner's ID."""
     name = getattr(location, "id", None) or getattr(location, "owner_id", None)
     return str(name) if name else f"session-{id(location):x}"
 
 
-def _location(value: Any) -> Any:
+def _location(value: object) -> object:
     return value.location if isinstance(value, Pointer) else None
 
 
-def _shape(value: Any) -> list[int] | None:
+def _shape(value: object) -> list[int] | None:
     if isinstance(value, torch.Tensor):
         return list(value.shape)
     if isinstance(value, Pointer):

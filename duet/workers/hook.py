@@ -8,13 +8,11 @@ imported; pointers and the stand-ins of a sent model's parameters speak torch's
 
 from __future__ import annotations
 
-from typing import Any
-
 
 class TorchHook:
     """``hook = sy.TorchHook(torch)``; pass it to ``sy.VirtualWorker(hook, id=...)``."""
 
-    def __init__(self, torch: Any = None, **_ignored: Any):
+    def __init__(self, torch: object = None, **_ignored: object):
         self.torch = torch
 
     def __repr__(self) -> str:

@@ -14,7 +14,10 @@ from typing import Any
 import torch
 
 from ..errors import UsageError
+from ..scientist.pointer import Pointer
 from .datasets import FederatedDataset
+
+Batch = tuple[Pointer, Pointer]  # (data, target) on one worker
 
 
 class FederatedDataLoader:
@@ -59,7 +62,7 @@ class FederatedDataLoader:
             return size // self.batch_size
         return -(-size // self.batch_size)
 
-    def batches_of(self, worker: Any) -> int:
+    def batches_of(self, worker: object) -> int:
         """How many batches one worker yields per epoch."""
         return self._batches(len(self.federated_dataset[worker]))
 
@@ -68,16 +71,21 @@ class FederatedDataLoader:
         counts = [self.batches_of(w) for w in self.workers]
         return max(counts, default=0) if self.iter_per_worker else sum(counts)
 
-    def _worker_batches(self, worker: str) -> Iterator[tuple[Any, Any]]:
+    def _worker_batches(self, worker: str) -> Iterator[Batch]:
         dataset = self.federated_dataset[worker]
+        data, targets = dataset.data, dataset.targets
+        # a FederatedDataset holds only datasets on workers: pointers
+        assert isinstance(data, Pointer) and isinstance(targets, Pointer)
         size = len(dataset)
         order = torch.randperm(size, generator=self.generator) if self.shuffle else None
         for index in range(self._batches(size)):
             start = index * self.batch_size
             stop = min(start + self.batch_size, size)
-            key: Any = slice(start, stop) if order is None else order[start:stop]
-            yield dataset.data[key], dataset.targets[key]
+            key = slice(start, stop) if order is None else order[start:stop]
+            yield data[key], targets[key]
 
+    # Any: a Batch, or with iter_per_worker a dict of them by worker (set at run time); loops
+    # unpack it and chain calls on its parts
     def __iter__(self) -> Iterator[Any]:
         if not self.iter_per_worker:
             for worker in self.workers:
@@ -85,7 +93,7 @@ class FederatedDataLoader:
             return
         running = {worker: self._worker_batches(worker) for worker in self.workers}
         while running:
-            round_: dict[str, tuple[Any, Any]] = {}
+            round_: dict[str, Batch] = {}
             for worker, batches in list(running.items()):
                 batch = next(batches, None)
                 if batch is None:

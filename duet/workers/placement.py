@@ -21,7 +21,6 @@ import warnings
 import weakref
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Any
 
 import torch
 from torch import nn
@@ -61,7 +60,7 @@ class RemoteLayer:
         self.remotes = remotes
         self.training = training  # the twin's mode, as last set
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: object, **kwargs: object) -> Pointer:
         layer = self._layer()
         if layer is not None and layer.training != self.training:
             self.twin.train(layer.training)  # model.train()/eval() here reach the twin
@@ -207,7 +206,7 @@ def _restore(placement: Placement) -> None:
         layer.__dict__.pop("forward", None)
 
 
-def _name(location: Any) -> str:
+def _name(location: object) -> str:
     return str(getattr(location, "id", None) or location)
 
 

@@ -24,8 +24,8 @@ Stand-ins never hand out local values: what a value needs (``bool(p)``, ``p.nump
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterable, Iterator
+from typing import TYPE_CHECKING, NoReturn, Self, TypeVar
 
 import torch
 from torch import nn
@@ -37,6 +37,8 @@ from ..scientist.pointer import Pointer
 
 if TYPE_CHECKING:
     from ..scientist.client import PointerClient
+
+_T = TypeVar("_T")
 
 
 class Remote:
@@ -74,11 +76,11 @@ class Remote:
         return self.twin if self._detached is None else self._detached
 
     @property
-    def location(self) -> Any:
+    def location(self) -> object:
         return self.twin.location
 
 
-def remote_of(value: Any) -> Remote | None:
+def remote_of(value: object) -> Remote | None:
     if not isinstance(value, torch.Tensor) or type(value) is torch.Tensor:
         return None
     remote = value.__dict__.get("_duet_remote")
@@ -149,7 +151,9 @@ def _is_inplace(name: str) -> bool:
     return (name.endswith("_") and not name.endswith("__")) or name in _INPLACE_OPERATORS
 
 
-def route(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def route(
+    func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object]
+) -> object:
     """Run one torch call that involves a stand-in: here for metadata, on the worker otherwise."""
     name = getattr(func, "__name__", "")
     if kwargs.get("memory_format") is torch.preserve_format:
@@ -170,17 +174,18 @@ def route(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any
     return _client_of(args, kwargs).call(op, None, args, kwargs)
 
 
-def _local(func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+def _local(func: Callable[..., _T], args: tuple[object, ...], kwargs: dict[str, object]) -> _T:
     with torch._C.DisableTorchFunctionSubclass():
         return func(*args, **kwargs)
 
 
 def _method(
-    func: Callable[..., Any], name: str, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> Any:
+    func: Callable[..., object], name: str, args: tuple[object, ...], kwargs: dict[str, object]
+) -> object:
     if name in _LOCAL_METHODS:
         return _local(func, args, kwargs)
     target = args[0]
+    assert isinstance(target, torch.Tensor)  # torch passes the tensor whose method this is
     if name in _DESCRIBED:
         return describe(target)
     if name in _NEEDS_VALUES:
@@ -190,7 +195,7 @@ def _method(
         )
     remote = remote_of(target)
     if remote is None:  # a local tensor, with a remote value among the arguments
-        return _local_target(name, args, kwargs)
+        return _local_target(name, target, args[1:], kwargs)
     if name == "requires_grad_":
         requires_grad = bool(args[1]) if len(args) > 1 else bool(kwargs.get("requires_grad", True))
         _set_requires_grad(target, remote, requires_grad)
@@ -207,8 +212,9 @@ def _method(
     return target if inplace else result
 
 
-def _local_target(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
-    target, rest = args[0], args[1:]
+def _local_target(
+    name: str, target: torch.Tensor, rest: tuple[object, ...], kwargs: dict[str, object]
+) -> object:
     reflected = _REFLECTED.get(name)
     if reflected is not None and len(rest) == 1 and not kwargs:
         other = rest[0]
@@ -221,7 +227,10 @@ def _local_target(name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> A
         )
     client = _client_of(rest, kwargs)
     object_id = client.put(target)
-    meta = {"shape": list(target.shape), "dtype": str(target.dtype).removeprefix("torch.")}
+    meta: dict[str, object] = {
+        "shape": list(target.shape),
+        "dtype": str(target.dtype).removeprefix("torch."),
+    }
     sent = client.pointer(object_id, "Tensor", meta, owned=True)
     return client.call(_tensor_op(name), sent, rest, kwargs)
 
@@ -236,10 +245,13 @@ def _tensor_op(name: str) -> allowlist.Op:
         ) from None
 
 
-def _attribute(func: Callable[..., Any], attribute: str, how: str, args: tuple[Any, ...]) -> Any:
+def _attribute(
+    func: Callable[..., object], attribute: str, how: str, args: tuple[object, ...]
+) -> object:
     target = args[0]
     remote = remote_of(target)
-    assert remote is not None  # torch asks the tensor's own class for its attributes
+    # torch asks the tensor's own class for its attributes
+    assert isinstance(target, torch.Tensor) and remote is not None
     if how == "__get__":
         if attribute in _LOCAL_PROPERTIES:
             return _local(func, args, {})
@@ -284,7 +296,7 @@ def _set_requires_grad(target: torch.Tensor, remote: Remote, requires_grad: bool
         target.requires_grad_(requires_grad)
 
 
-def _pointers(value: Any, depth: int = 0) -> Iterator[Pointer]:
+def _pointers(value: object, depth: int = 0) -> Iterator[Pointer]:
     if isinstance(value, Pointer):
         yield value
     elif isinstance(value, torch.Tensor):
@@ -299,7 +311,7 @@ def _pointers(value: Any, depth: int = 0) -> Iterator[Pointer]:
             yield from _pointers(item, depth + 1)
 
 
-def _client_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> PointerClient:
+def _client_of(args: tuple[object, ...], kwargs: dict[str, object]) -> PointerClient:
     """The one session every remote value among the arguments lives in."""
     clients: dict[int, PointerClient] = {}
     for pointer in _pointers((args, kwargs)):
@@ -313,7 +325,7 @@ def _client_of(args: tuple[Any, ...], kwargs: dict[str, Any]) -> PointerClient:
     return next(iter(clients.values()))
 
 
-def _location_name(location: Any) -> str:
+def _location_name(location: object) -> str:
     return str(getattr(location, "id", None) or location)
 
 
@@ -331,8 +343,8 @@ def describe(tensor: torch.Tensor) -> str:
 
 
 def _torch_function(
-    func: Callable[..., Any], args: tuple[Any, ...], kwargs: dict[str, Any] | None
-) -> Any:
+    func: Callable[..., object], args: tuple[object, ...], kwargs: dict[str, object] | None
+) -> object:
     return route(func, tuple(args), dict(kwargs or {}))
 
 
@@ -340,7 +352,7 @@ class _StandIn:
     """What both stand-in classes add: where the twin is, and PySyft's ``copy``."""
 
     @property
-    def location(self) -> Any:
+    def location(self) -> object:
         """The worker (or session) holding this tensor's twin."""
         remote = remote_of(self)
         return None if remote is None else remote.location
@@ -357,7 +369,7 @@ class _StandIn:
         assert remote is not None
         return remote.detached().clone()
 
-    def set_(self, source: Any = None, *args: Any, **kwargs: Any) -> Any:
+    def set_(self, source: object = None, *args: object, **kwargs: object) -> Self:
         """The twin takes ``source``'s values (a pointer on the same worker, or a local tensor
         that is sent); its storage stays its own, so only a source of the same shape works."""
         remote = remote_of(self)
@@ -367,7 +379,7 @@ class _StandIn:
         remote.detached().copy_(source)
         return self
 
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+    def __deepcopy__(self, memo: dict[int, object]) -> NoReturn:
         raise UsageError(
             f"{describe(self)} lives on a worker and cannot be copied here; get() the model "  # type: ignore[arg-type]
             "back first (model.get())"
@@ -379,8 +391,12 @@ class RemoteParameter(_StandIn, nn.Parameter):
 
     @classmethod
     def __torch_function__(  # type: ignore[override]
-        cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
-    ) -> Any:
+        cls,
+        func: Callable[..., object],
+        types: Iterable[type],
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> object:
         return _torch_function(func, args, kwargs)
 
 
@@ -389,14 +405,22 @@ class RemoteTensor(_StandIn, torch.Tensor):
 
     @classmethod
     def __torch_function__(  # type: ignore[override]
-        cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
-    ) -> Any:
+        cls,
+        func: Callable[..., object],
+        types: Iterable[type],
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> object:
         return _torch_function(func, args, kwargs)
 
     @classmethod
     def __torch_dispatch__(  # type: ignore[override]
-        cls, func: Any, types: Any, args: tuple[Any, ...] = (), kwargs: Any = None
-    ) -> Any:
+        cls,
+        func: object,
+        types: Iterable[type],
+        args: tuple[object, ...] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> NoReturn:
         raise UsageError(
             f"{func} reached a stand-in for a tensor on a worker: it has no values here"
         )

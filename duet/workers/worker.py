@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
+import torch
 from torch import nn
 
 from ..errors import UsageError
@@ -32,6 +34,24 @@ from ..transport.memory import memory_pair
 from .placement import send_model
 from .stand_ins import describe, remote_of
 
+if TYPE_CHECKING:
+    from ..owner.audit import AuditLog
+
+
+class OwnerOptions(TypedDict, total=False):
+    """``OwnerSession``'s keywords, which a worker passes on to its owner."""
+
+    max_bytes: int
+    max_objects: int
+    max_pending_requests: int
+    redact_errors: bool
+    data_root: str | Path | None
+    identity: Identity | None
+    audit: AuditLog | str | Path | None
+    max_scientists: int
+    unknown: str
+    request_timeout_secs: float | None
+
 
 class VirtualWorker(ScientistSession):
     """A worker named ``id``: ``sy.VirtualWorker(hook, id="bob")``.
@@ -42,11 +62,11 @@ class VirtualWorker(ScientistSession):
 
     def __init__(
         self,
-        hook: Any = None,
+        hook: object = None,
         id: str | int | None = None,  # PySyft's keyword
         *,
         timeout_secs: float = 30.0,
-        **owner_options: Any,
+        **owner_options: Unpack[OwnerOptions],
     ):
         super().__init__()
         self.id = str(id) if id is not None else "worker-" + secrets.token_hex(3)
@@ -75,21 +95,23 @@ class VirtualWorker(ScientistSession):
 
         run(join(), timeout_secs=timeout_secs + 5, what=f"starting the worker {self.id!r}")
 
+    # Any: a Pointer, or the sent model itself for an nn.Module; it overrides send_value's
+    # Pointer, and callers chain calls on either
     def send_value(
-        self, value: Any, *, tags: list[str] | None = None, description: str = ""
+        self, value: object, *, tags: list[str] | None = None, description: str = ""
     ) -> Any:
         """What ``x.send(worker)`` does: a tensor or value goes over and a pointer comes back;
         a model (``nn.Module``) goes over and stays this same object (``send_model``)."""
         if isinstance(value, nn.Module):
             return send_model(value, self)
-        if remote_of(value) is not None:
+        if isinstance(value, torch.Tensor) and remote_of(value) is not None:
             raise UsageError(
                 f"{describe(value)} is on a worker already; to copy it here use .copy().get()"
             )
         return super().send_value(value, tags=tags, description=description)
 
     @property
-    def _objects(self) -> dict[str, Any]:
+    def _objects(self) -> dict[str, object]:
         """What this worker holds, by id (``ptr.id_at_location``): the owner's published
         values and the scientist's. Waits for the actions sent so far to run."""
         self.sync()
@@ -113,7 +135,7 @@ class VirtualWorker(ScientistSession):
         return f"<VirtualWorker id:{self.id}{state}>"
 
 
-def location_of(value: Any) -> Any:
+def location_of(value: object) -> object:
     """The worker (or session) a pointer, stand-in or sent model lives on; None if local."""
     if isinstance(value, Pointer):
         return value.location
