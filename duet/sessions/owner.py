@@ -43,7 +43,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from ..connection import Connection, PeerIdentity, State, frame_limit_for
-from ..display import quoted, shown
+from ..display import shown
 from ..errors import ConnectionLost, HandshakeError, UsageError
 from ..identity import Identity, duet_home
 from ..notices import RequestNotices, Say
@@ -86,22 +86,14 @@ from .admission import (
     mismatch,
 )
 from .base import LIVE, Session
+from .scientists import ScientistsView, claimed
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from ..review import ReviewServer
 
 log = logging.getLogger(__name__)
 WATCH_SECS = 5.0
 BUSY_NOTICE_SECS = 30.0
-
-
-def claimed(name: str) -> str:
-    """A name a scientist gave itself, as the owner is shown it: quoted, so that what the
-    scientist wrote cannot run into the owner's own words, and marked: ``"Mallory" (claimed)``.
-    "" for no name."""
-    return f"{quoted(name)} (claimed)" if name else ""
 
 
 def answer_refused(held: list[Message], info: ErrorInfo) -> list[Message]:
@@ -614,72 +606,6 @@ class OwnerSession(Session):
         )
 
 
-class ScientistsView:
-    """``duet.scientists``: who is connected now (``.pandas``), and who the owner knows."""
-
-    def __init__(self, node: OwnerSession):
-        self._node = node
-
-    def __len__(self) -> int:
-        return len(self._node.links)
-
-    def __iter__(self):  # type: ignore[no-untyped-def]
-        return iter(list(self._node.links.values()))
-
-    @property
-    def pandas(self) -> pd.DataFrame:
-        from ..display import scientists_frame
-
-        return scientists_frame(self.rows())
-
-    def rows(self) -> list[dict[str, object]]:
-        """Who is connected now, as plain rows (``since``: seconds since the epoch)."""
-        node = self._node
-        rows = []
-        for scientist, link in list(node.links.items()):
-            quota = node.objects.quotas.get(scientist)
-            rows.append(
-                {
-                    "scientist": scientist,
-                    "name": node.scientist_name(scientist),
-                    "since": link.since,
-                    "objects": quota.objects if quota else 0,
-                    "bytes": quota.bytes_used if quota else 0,
-                    "pending": quota.pending if quota else 0,
-                    "rule": str(node.access.rule_for(scientist)),
-                }
-            )
-        return rows
-
-    @property
-    def known(self) -> pd.DataFrame:
-        """Every scientist this owner's identity knows: confirmed by it (its ID typed or given,
-        a confirm function's yes) or let in by a rule naming it; other owner identities sharing
-        the duet home know their own. ID, name (the owner's, or the claimed one, marked), role,
-        first and last seen."""
-        from ..display import known_scientists_frame
-
-        return known_scientists_frame(self.known_rows())
-
-    def known_rows(self) -> list[dict[str, object]]:
-        """What ``known`` shows, as plain rows (first and last seen: seconds since the epoch)."""
-        node = self._node
-        return [
-            {**row, "name": row["name"] if row["named_by_owner"] else claimed(row["name"])}
-            for row in node.audit.known_scientists(owner_id=node.identity.id)
-        ]
-
-    def forget(self, scientist: str) -> None:
-        """This owner's identity no longer knows ``scientist`` (an ID): it is a stranger again,
-        confirmed or refused as ``unknown`` says the next time it joins (a rule naming it still
-        lets it in: remove the rule too)."""
-        node = self._node
-        node.audit.forget(scientist, owner_id=node.identity.id)
-
-    def __repr__(self) -> str:
-        return f"<{len(self)} scientists connected>"
-
-
 def _close_soon(link: ScientistLink, reason: str) -> None:
     """Close a link whose admission was cancelled (the closing outlives the cancelled task)."""
     closing = asyncio.ensure_future(link.connection.close(reason))
@@ -690,4 +616,4 @@ def default_audit_path() -> Path:
     return duet_home() / "audit.sqlite3"
 
 
-__all__ = ["OwnerSession", "ScientistLink", "ScientistsView", "answer_refused", "claimed"]
+__all__ = ["OwnerSession", "ScientistLink", "answer_refused", "claimed"]
