@@ -39,7 +39,7 @@ def run(ctx: Context) -> None:
     p50 = median(handled) * 1000
     ctx.report(
         Figure(
-            "handler-accepted get p50", p50, "ms", target="<= 3 ms", met=p50 <= 3.0,
+            "handler-accepted get p50", p50, "ms", target="<= 1 ms", met=p50 <= 1.0,
             baseline=base, note=f"{count} gets of a 4-element tensor",
         )
     )  # fmt: skip
