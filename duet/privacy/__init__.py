@@ -1,0 +1,33 @@
+"""Differential privacy the owner enforces (issue 19): budgets per scientist and dataset in an
+append-only SQLite ledger, DP statistics with OpenDP's noise, DP-SGD jobs run by the owner with
+Opacus, and the accounting that prices them all.
+
+The owner's core only: nothing here speaks the wire protocol or knows a session.
+"""
+
+from .accounting import (
+    DpSgd,
+    Gaussian,
+    Laplace,
+    Mechanism,
+    mechanism_from_json,
+    noise_for,
+    rdp_epsilon,
+    spent,
+)
+from .ledger import BudgetExceeded, Ledger, LedgerCorrupt, Reservation
+
+__all__ = [
+    "BudgetExceeded",
+    "DpSgd",
+    "Gaussian",
+    "Laplace",
+    "Ledger",
+    "LedgerCorrupt",
+    "Mechanism",
+    "Reservation",
+    "mechanism_from_json",
+    "noise_for",
+    "rdp_epsilon",
+    "spent",
+]
