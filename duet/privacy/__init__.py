@@ -16,8 +16,12 @@ from .accounting import (
     spent,
 )
 from .ledger import BudgetExceeded, Ledger, LedgerCorrupt, Reservation
+from .statistics import count, histogram, mean, sum
+from .training import LOSSES, OPTIMIZERS, price_training, train_dp
 
 __all__ = [
+    "LOSSES",
+    "OPTIMIZERS",
     "BudgetExceeded",
     "DpSgd",
     "Gaussian",
@@ -26,8 +30,14 @@ __all__ = [
     "LedgerCorrupt",
     "Mechanism",
     "Reservation",
+    "count",
+    "histogram",
+    "mean",
     "mechanism_from_json",
     "noise_for",
+    "price_training",
     "rdp_epsilon",
     "spent",
+    "sum",
+    "train_dp",
 ]

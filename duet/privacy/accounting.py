@@ -197,7 +197,7 @@ def mechanism_from_json(text: str) -> Mechanism:
 
 
 @contextmanager
-def _quiet_orders() -> Iterator[None]:
+def quiet_orders() -> Iterator[None]:
     """Opacus warns when the best RDP order is its largest (large noise, few steps): the
     epsilon it then reports is still a valid bound, only a looser one, and it is the number
     Opacus's own PrivacyEngine reports, which is the point of asking it. Its binary search for a
@@ -222,7 +222,7 @@ def rdp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delt
     accountant = RDPAccountant()
     # the history Opacus itself keeps after `steps` optimizer steps with these settings
     accountant.history = [(job.noise_multiplier, job.sample_rate, job.steps)]
-    with _quiet_orders():
+    with quiet_orders():
         return float(accountant.get_epsilon(delta=delta))
 
 
@@ -236,7 +236,7 @@ def noise_for(*, epsilon: float, delta: float, sample_rate: float, steps: int) -
     from opacus.accountants.utils import get_noise_multiplier
 
     try:
-        with _quiet_orders():
+        with quiet_orders():
             return float(
                 get_noise_multiplier(
                     target_epsilon=epsilon,
