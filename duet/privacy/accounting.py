@@ -293,5 +293,7 @@ def spent(mechanisms: Iterable[Mechanism], delta: float) -> float:
     pure = [p for p in parts if isinstance(p, Laplace)]
     rest = [p for p in parts if not isinstance(p, Laplace)]
     through_rdp = _rdp_accountant_epsilon(parts, delta)
+    if not pure:
+        return through_rdp  # basic composition would be the same accountant on the same parts
     basic = math.fsum(p.epsilon for p in pure) + _rdp_accountant_epsilon(rest, delta)
     return min(through_rdp, basic)
