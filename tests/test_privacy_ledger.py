@@ -6,13 +6,15 @@ from __future__ import annotations
 import math
 import multiprocessing
 import os
+import re
+import runpy
 import signal
 import sqlite3
 from pathlib import Path
 
 import pytest
 
-from duet.errors import QuotaExceeded, UsageError
+from duet.errors import DuetTimeout, QuotaExceeded, UsageError
 from duet.privacy import (
     BudgetExceeded,
     DpSgd,
@@ -182,9 +184,33 @@ def test_an_unreadable_mechanism_in_the_db_refuses_instead_of_counting_zero(ledg
         ledger.reserve(ALICE, "digits", Laplace(0.01))
     with pytest.raises(LedgerCorrupt):
         ledger.remaining(ALICE, "digits")
-    # another scientist's charges are still priced
+    # another scientist's charges are still priced, and the owner's view shows the problem
     ledger.set_budget(BOB, "digits", epsilon=1.0, delta=DELTA)
     ledger.reserve(BOB, "digits", Laplace(0.01))
+    problems = {r["scientist"]: r["problem"] for r in ledger.rows()}
+    assert "cannot be read" in problems[ALICE] and problems[BOB] is None
+
+
+def test_a_ledger_locked_by_another_writer_times_out_with_nothing_written(tmp_path):
+    path = tmp_path / "privacy.sqlite"
+    with Ledger(path, lock_timeout_secs=0.05) as ledger:
+        ledger.set_budget(ALICE, "digits", epsilon=1.0, delta=DELTA)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")
+        try:
+            with pytest.raises(DuetTimeout, match="stayed locked by another writer"):
+                ledger.reserve(ALICE, "digits", Laplace(0.1))
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        assert ledger.history() == []
+        ledger.reserve(ALICE, "digits", Laplace(0.1))
+
+
+def test_what_is_not_a_mechanism_is_refused(ledger):
+    ledger.set_budget(ALICE, "digits", epsilon=1.0, delta=DELTA)
+    with pytest.raises(UsageError, match="not a mechanism"):
+        ledger.reserve(ALICE, "digits", 0.5)
 
 
 def test_a_corrupt_budget_row_refuses(ledger):
@@ -290,3 +316,17 @@ def test_the_ledger_survives_kill_9_and_counts_what_a_dead_process_reserved(tmp_
         stale = reopened.reservation(2)
         reopened.abort(stale)
         assert reopened.remaining(ALICE, "digits") == pytest.approx(0.3)
+
+
+def test_the_readmes_privacy_example_runs_as_written(tmp_path, capsys):
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("\n## Differential privacy (owner core)\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    script = tmp_path / "readme_privacy.py"
+    script.write_text(code)
+    runpy.run_path(str(script), run_name="__main__")  # as a reader runs it
+    printed = capsys.readouterr().out.splitlines()
+    assert printed == [
+        "0.5",
+        "needs epsilon 0.6, 0.5 left at delta 1e-05 (scientist alice on 'ages', budget 1)",
+    ]

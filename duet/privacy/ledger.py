@@ -41,7 +41,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ..errors import DuetError, DuetTimeout, QuotaExceeded, UsageError
-from .accounting import Mechanism, check_delta, check_positive, mechanism_from_json, spent
+from .accounting import (
+    DpSgd,
+    Gaussian,
+    Laplace,
+    Mechanism,
+    check_delta,
+    check_positive,
+    mechanism_from_json,
+    spent,
+)
 
 __all__ = ["BudgetExceeded", "Ledger", "LedgerCorrupt", "Reservation"]
 
@@ -265,6 +274,8 @@ class Ledger:
         """
         scientist = _name("scientist", scientist)
         dataset = _name("dataset", dataset)
+        if not isinstance(mechanism, DpSgd | Laplace | Gaussian):
+            raise UsageError(f"not a mechanism: {mechanism!r}")
         mechanism_from_json(mechanism.to_json())  # only what the ledger can read back
         with self._lock, self._write():
             budget = self._budget(scientist, dataset)
@@ -367,7 +378,8 @@ class Ledger:
     def rows(self) -> list[dict[str, object]]:
         """One row per (scientist, dataset) with a budget or a charge: the budget in force
         (``budget_of`` says whose: the scientist's or "*"), spent and remaining. The "*" rows
-        show the default itself, with nothing spent against it as such."""
+        show the default itself, with nothing spent against it as such. A pair whose rows the
+        ledger cannot read says so in ``problem`` (its charges are refused meanwhile)."""
         with self._lock:
             pairs = self._db.execute(
                 "SELECT scientist, dataset FROM budgets UNION SELECT scientist, dataset FROM"
@@ -375,17 +387,18 @@ class Ledger:
             ).fetchall()
             out: list[dict[str, object]] = []
             for scientist, dataset in pairs:
-                budget = self._budget(scientist, dataset)
-                if scientist == ANYONE:
-                    spent_now: float | None = None
-                else:
-                    spent_now = (
-                        spent(self._charges(scientist, dataset), budget.delta) if budget else None
-                    )
+                row: dict[str, object] = {"scientist": scientist, "dataset": dataset}
+                try:
+                    budget = self._budget(scientist, dataset)
+                    spent_now = None
+                    if budget and scientist != ANYONE:
+                        spent_now = spent(self._charges(scientist, dataset), budget.delta)
+                except LedgerCorrupt as exc:  # shown where it is, the other rows still listed
+                    out.append({**row, "problem": str(exc)})
+                    continue
                 out.append(
                     {
-                        "scientist": scientist,
-                        "dataset": dataset,
+                        **row,
                         "budget_of": budget.scientist if budget else None,
                         "epsilon": budget.epsilon if budget else None,
                         "delta": budget.delta if budget else None,
@@ -393,6 +406,7 @@ class Ledger:
                         "remaining": (
                             budget.epsilon - spent_now if budget and spent_now is not None else None
                         ),
+                        "problem": None,
                     }
                 )
             return out
