@@ -18,6 +18,9 @@ ALLOWED = {
     # shown by the layers above, it knows none of them (and of the leaves only errors, below)
     "display": set(),
     "owner": {"protocol", "display"},
+    # differential privacy's owner core: prices, the ledger, the mechanisms run (Opacus, OpenDP);
+    # it knows no session, no wire: the owner's layers call it
+    "privacy": set(),
     "scientist": {"protocol", "display"},
     # how owner and scientist find each other (the signaling server an owner starts)
     "pairing": {"protocol", "transport"},
