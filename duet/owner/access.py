@@ -14,7 +14,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 
@@ -115,7 +115,7 @@ class AccessRules:
         with self._lock:
             return iter(list(self._rules.values()))
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, object]]:
         """Every rule as a plain row (what ``.pandas`` shows); ``tags`` None: all the data."""
         return [
             {"scientist": r.scientist, "name": r.name, "connect": r.connect, "tags": r.tags,

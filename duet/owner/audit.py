@@ -28,7 +28,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, TypedDict
 
 if TYPE_CHECKING:
     import pandas
@@ -67,6 +67,21 @@ _UNOWNED = "scientists_before_owners"
 _KNOWN_FIELDS = ("id", "name", "named_by_owner", "role", "first_seen", "last_seen")
 _ROW_FIELDS = ("time", "kind", "scientist", "name", "request", "object", "detail")
 _INSERT = "INSERT INTO events (time, kind, scientist, name, request, object, detail) VALUES"
+# one event as written: time, kind, scientist, name, request, object, detail (its JSON text)
+_Row = tuple[float, str, str, str, str, str, str]
+#: an event as read back: its columns and the fields of its detail (JSON values)
+Event = dict[str, object]
+
+
+class KnownScientist(TypedDict):
+    """What an owner identity knows of a scientist (a row of ``scientists``)."""
+
+    id: str
+    name: str
+    named_by_owner: bool
+    role: str
+    first_seen: float
+    last_seen: float
 
 
 class AuditLog:
@@ -85,7 +100,7 @@ class AuditLog:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")  # durable across a process crash
         self._create_tables()
-        self._listeners: list[Callable[[dict[str, Any]], None]] = []
+        self._listeners: list[Callable[[Event], None]] = []
         self._watchers: list[Callable[[], None]] = []  # told that something was recorded
         self._batches = threading.local()  # a thread's events recorded in one transaction
 
@@ -105,7 +120,7 @@ class AuditLog:
             if rows:
                 self._write(rows)
 
-    def add_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
         """Call ``listener(event)`` after each event is recorded (on the recording thread; an
         exception it raises is logged, never lost into the owner's work): a console log, a
         monitor."""
@@ -126,7 +141,7 @@ class AuditLog:
         name: str = "",
         request: str = "",
         object_id: str = "",
-        **detail: Any,
+        **detail: object,
     ) -> None:
         """Append one event (committed before this returns, or when this thread's batch
         ends)."""
@@ -138,7 +153,7 @@ class AuditLog:
         else:
             self._write([row])
 
-    def _write(self, rows: list[tuple[Any, ...]]) -> None:
+    def _write(self, rows: list[_Row]) -> None:
         # one statement, so one transaction (the connection commits each statement)
         values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * len(rows))
         with self._lock:
@@ -159,9 +174,9 @@ class AuditLog:
                 except Exception:
                     log.exception("an audit listener failed")
 
-    def events(self, kind: str | None = None) -> list[dict[str, Any]]:
+    def events(self, kind: str | None = None) -> list[Event]:
         query = "SELECT time, kind, scientist, name, request, object, detail FROM events"
-        args: tuple[Any, ...] = ()
+        args: tuple[str, ...] = ()
         if kind is not None:
             query += " WHERE kind = ?"
             args = (kind,)
@@ -173,7 +188,7 @@ class AuditLog:
             for row in rows
         ]  # fmt: skip
 
-    def recent(self, limit: int = 50) -> list[dict[str, Any]]:
+    def recent(self, limit: int = 50) -> list[Event]:
         """The newest ``limit`` events, newest first."""
         with self._lock:
             rows = self._db.execute(
@@ -187,14 +202,14 @@ class AuditLog:
             for row in rows
         ]  # fmt: skip
 
-    def remove_listener(self, listener: Callable[[dict[str, Any]], None]) -> None:
+    def remove_listener(self, listener: Callable[[Event], None]) -> None:
         """Stop calling ``listener`` (or a watcher); no error if it was not added."""
         if listener in self._listeners:
             self._listeners.remove(listener)
         if listener in self._watchers:
             self._watchers.remove(listener)  # type: ignore[arg-type]
 
-    def releases(self) -> list[dict[str, Any]]:
+    def releases(self) -> list[Event]:
         """Every release, oldest first, each with ``decided_by``: the owner, a handler, a rule
         (from the request's decision) or "grant of request <id>"."""
         decided = {e["request"]: e.get("decided_by", "") for e in self.events("decision")}
@@ -203,7 +218,7 @@ class AuditLog:
             for event in self.events("release")
         ]
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, object]]:
         """Every event as recorded, oldest first (what ``.pandas`` shows): ``time`` in seconds
         since the epoch, ``detail`` as its JSON text."""
         with self._lock:
@@ -242,7 +257,7 @@ class AuditLog:
                 self._db.execute("ROLLBACK")
                 raise
 
-    def known(self, scientist: str, *, owner_id: str) -> dict[str, Any] | None:
+    def known(self, scientist: str, *, owner_id: str) -> KnownScientist | None:
         """What owner identity ``owner_id`` knows of ``scientist`` (ID, name, whether the owner
         gave that name, role, first and last seen), or None: a stranger to it."""
         with self._lock:
@@ -285,7 +300,7 @@ class AuditLog:
                 "DELETE FROM scientists WHERE owner = ? AND id = ?", (owner_id, scientist)
             )
 
-    def known_scientists(self, *, owner_id: str) -> list[dict[str, Any]]:
+    def known_scientists(self, *, owner_id: str) -> list[KnownScientist]:
         """Every scientist owner identity ``owner_id`` knows, first seen first."""
         with self._lock:
             rows = self._db.execute(
@@ -304,7 +319,10 @@ class AuditLog:
         return f"<audit log in {where}>"
 
 
-def _known_row(row: tuple[Any, ...]) -> dict[str, Any]:
-    known = dict(zip(_KNOWN_FIELDS, row, strict=True))
-    known["named_by_owner"] = bool(known["named_by_owner"])
-    return known
+def _known_row(row: tuple[str, str, int, str, float, float]) -> KnownScientist:
+    """A row of ``scientists`` (its columns ``_KNOWN_FIELDS``, as the table declares them)."""
+    scientist, name, named_by_owner, role, first_seen, last_seen = row
+    return KnownScientist(
+        id=scientist, name=name, named_by_owner=bool(named_by_owner), role=role,
+        first_seen=first_seen, last_seen=last_seen,
+    )  # fmt: skip

@@ -18,7 +18,6 @@ import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path, PurePath
-from typing import Any
 
 from ..errors import NotAllowed, UsageError
 from ..protocol import allowlist
@@ -28,7 +27,7 @@ from .context import current
 log = logging.getLogger(__name__)
 
 
-def dataset_root(root: Any) -> Path:
+def dataset_root(root: object) -> Path:
     """The folder ``root`` names inside the owner's data root."""
     data_root = current().data_root
     if data_root is None:
@@ -46,14 +45,15 @@ def dataset_root(root: Any) -> Path:
     return path if path.is_relative_to(base) else base  # a link leading out: the root itself
 
 
-def _dataset(name: str) -> Callable[..., Any]:
+def _dataset(name: str) -> Callable[..., object]:
+    # what the scientist sent: checked here before anything is opened
     def open_dataset(
-        root: Any = ".",
-        train: Any = True,
-        transform: Any = None,
-        target_transform: Any = None,
-        download: Any = False,
-    ) -> Any:
+        root: object = ".",
+        train: object = True,
+        transform: object = None,
+        target_transform: object = None,
+        download: object = False,
+    ) -> object:
         if not isinstance(train, bool):
             raise NotAllowed(f"{name}'s train must be True or False")
         path = dataset_root(root)

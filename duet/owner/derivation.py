@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -66,13 +66,13 @@ def whole_now(entry: StoredObject | None) -> Whole | None:
     return whole if isinstance(value, _IMMUTABLE) else None
 
 
-def made(whole: Whole, value: Any) -> Whole:
+def made(whole: Whole, value: object) -> Whole:
     """``whole`` for a value just made (its version counter as it is now)."""
     version = value._version if isinstance(value, torch.Tensor) else -1
     return Whole(whole.op, whole.source, version)
 
 
-def _ref(encoded: Any) -> bool:
+def _ref(encoded: object) -> bool:
     return isinstance(encoded, dict) and encoded.get("$") == "ref"
 
 
@@ -117,7 +117,7 @@ def whole_of_call(
 # ---------------------------------------------------------------- models
 
 
-def _settings(module: nn.Module, path: str) -> tuple[Any, ...]:
+def _settings(module: nn.Module, path: str) -> tuple[tuple[str, str], ...]:
     out = []
     for name in LAYERS[path][1]:
         value = getattr(module, name, None)
@@ -127,7 +127,8 @@ def _settings(module: nn.Module, path: str) -> tuple[Any, ...]:
     return tuple(out)
 
 
-def _structure(module: nn.Module, depth: int = 0) -> Any:
+def _structure(module: nn.Module, depth: int = 0) -> tuple[object, ...]:
+    """The layer's path, settings, weights and children, nested: what its digest is of."""
     if depth > 64:
         raise ValueError("a model nested deeper than 64 levels")
     path = layer_path(module)
@@ -146,7 +147,7 @@ def _structure(module: nn.Module, depth: int = 0) -> Any:
     return (path, settings, tensors, children)
 
 
-def architecture(value: Any) -> str | None:
+def architecture(value: object) -> str | None:
     """A digest of a model's architecture: its layers' types and settings, the names, shapes
     and dtypes of its weights (not their values, nor its training flags); None when ``value``
     is not a model the owner can describe."""
@@ -159,7 +160,7 @@ def architecture(value: Any) -> str | None:
     return hashlib.sha256(repr(structure).encode()).hexdigest()[:32]
 
 
-def settings_count(value: Any) -> int:
+def settings_count(value: object) -> int:
     """How many numbers a model's layer settings carry (a tuple setting counts each item, a
     string setting each character)."""
     if not isinstance(value, nn.Module):
@@ -177,7 +178,7 @@ def settings_count(value: Any) -> int:
     return total
 
 
-def _leaves(value: Any) -> int:
+def _leaves(value: object) -> int:
     if value is None:
         return 0
     if isinstance(value, str):

@@ -17,8 +17,7 @@ from __future__ import annotations
 import functools
 import inspect
 import weakref
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import torch
 import torch.utils.data as tud
@@ -43,7 +42,7 @@ class Deep:
 
     __slots__ = ("obj",)
 
-    def __init__(self, obj: Any):
+    def __init__(self, obj: object):
         self.obj = obj
 
 
@@ -56,11 +55,11 @@ class Grad:
         self.obj = obj
 
 
-def root(written: Any) -> Any:
+def root(written: object) -> object:
     return written.obj if isinstance(written, Deep | Grad) else written
 
 
-def walk_written(written: Any) -> Walk:
+def walk_written(written: object) -> Walk:
     """The state nodes one written thing covers."""
     walk = Walk()
     if isinstance(written, Deep):
@@ -83,11 +82,11 @@ def walk_written(written: Any) -> Walk:
 
 def written(
     op: allowlist.Op,
-    target: Any,
-    args: list[Any],
-    kwargs: dict[str, Any],
+    target: object,
+    args: Sequence[object],
+    kwargs: Mapping[str, object],
     leaves: list[torch.Tensor],
-) -> list[Any]:
+) -> list[object]:
     """What ``op`` may change besides its result (see allowlist.WRITES). ``target`` or an
     argument may be None when it is a failure (nothing of it to write). ``leaves`` are the
     tensors a backward pass writes gradients into."""
@@ -101,7 +100,7 @@ def written(
     if effect == "graph":
         return [Grad(leaf) for leaf in leaves]
     if effect == "module_call":
-        out: list[Any] = []
+        out: list[object] = []
         if isinstance(target, nn.Module):
             modules = list(target.modules())
             if any(m.training for m in modules):
@@ -126,11 +125,11 @@ def written(
 
 
 @functools.cache
-def _signature(impl: Any) -> inspect.Signature:
+def _signature(impl: Callable[..., object]) -> inspect.Signature:
     return inspect.signature(impl)
 
 
-def draws(op: allowlist.Op, target: Any) -> bool:
+def draws(op: allowlist.Op, target: object) -> bool:
     """Whether this call draws from (or seeds) the random number generator."""
     if op.writes == "rng":
         return True
@@ -169,7 +168,7 @@ def _named_changes_graphs(name: str) -> bool:
     return any(_changes_graphs(t[name]) for t in allowlist.TABLES.values() if name in t)
 
 
-def may_return_input(module: Any) -> bool:
+def may_return_input(module: object) -> bool:
     """Whether calling ``module`` may hand back its input (or a view of it): an identity, a
     flatten, a dropout in evaluation mode, a layer working in place, an empty Sequential."""
     if not isinstance(module, nn.Module):
@@ -192,13 +191,13 @@ def may_draw(op: allowlist.Op) -> bool:
     return op.random or op.writes == "rng"
 
 
-def mutable(nodes: Iterable[Any]) -> list[Any]:
+def mutable(nodes: Iterable[object]) -> list[object]:
     """The nodes that carry state of their own (not plain containers)."""
     return [n for n in nodes if type(n) not in (list, tuple, dict)]
 
 
 def alias_candidates(
-    op: allowlist.Op | None, target: Any, values: list[Any], *, aliases: str | None = ""
+    op: allowlist.Op | None, target: object, values: Iterable[object], *, aliases: str | None = ""
 ) -> Walk:
     """The existing state a result of ``op`` may share (``values``: its named arguments), by
     its alias class (or ``aliases``, when given).
@@ -219,9 +218,9 @@ def alias_candidates(
     return walk
 
 
-def refs(nodes: Iterable[Any]) -> tuple[tuple[Any, ...], bool]:
+def refs(nodes: Iterable[object]) -> tuple[tuple[weakref.ref[object], ...], bool]:
     """Weak references to ``nodes`` (once each); True when there are too many to keep."""
-    seen: dict[int, Any] = {}
+    seen: dict[int, weakref.ref[object]] = {}
     for node in nodes:
         key = id(node)
         if key in seen:
@@ -235,7 +234,7 @@ def refs(nodes: Iterable[Any]) -> tuple[tuple[Any, ...], bool]:
     return tuple(seen.values()), False
 
 
-def leaves_in(value: Any) -> list[torch.Tensor]:
+def leaves_in(value: object) -> list[torch.Tensor]:
     """Leaf tensors that require gradients, held by ``value`` (bounded)."""
     if isinstance(value, torch.Tensor):
         return [value] if value.requires_grad and value.is_leaf else []

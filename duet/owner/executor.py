@@ -27,8 +27,7 @@ import contextlib
 import logging
 import threading
 import weakref
-from collections.abc import Callable, Iterable, Iterator
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 import torch
 from torch import nn
@@ -81,14 +80,14 @@ class _Call:
         self.path = message.op  # the op's own path once it is found (errors name it)
         self.inputs = _Inputs()
         self.op: allowlist.Op | None = None
-        self.target: Any = None
-        self.call_args: list[Any] = []
-        self.args: list[Any] = []
-        self.kwargs: dict[str, Any] = {}
+        self.target: object = None
+        self.call_args: list[object] = []
+        self.args: list[object] = []
+        self.kwargs: dict[str, object] = {}
         self.draws = False  # it draws from the scientist's generator
         self.extra: Label = EMPTY  # what it reads besides its inputs
-        self.leaves: list[Any] = []  # backward's: the scientist's leaves
-        self.writes: list[Any] = []
+        self.leaves: list[torch.Tensor] = []  # backward's: the scientist's leaves
+        self.writes: list[object] = []
         self.label: Label = EMPTY  # what what it makes depends on
         self.planned = 0  # bytes it will take
         self.whole: Whole | None = None
@@ -113,17 +112,17 @@ class _Inputs:
         # on: it then stands for the target's own labels
         self.shape: Label | None = None
         self.walk = Walk()  # the state read
-        self.values: list[Any] = []  # the argument values named (not the target)
+        self.values: list[object] = []  # the argument values named (not the target)
         self.arguments: list[StoredObject] = []  # the entries the arguments named, in order
 
     def label(self) -> Label:
         """The labels of the entries named (not of the state they hold)."""
         return self.entry_label | (self.target_label if self.shape is None else self.shape)
 
-    def reach(self, entries: list[StoredObject] | None = None) -> tuple[list[Any], bool]:
+    def reach(self, entries: list[StoredObject] | None = None) -> tuple[list[object], bool]:
         """The live objects the named entries (or ``entries``) stand for, and whether that is
         unknown."""
-        nodes: list[Any] = []
+        nodes: list[object] = []
         unknown = False
         for entry in self.entries if entries is None else entries:
             unknown = unknown or entry.reach_unknown
@@ -194,7 +193,7 @@ class Executor:
         self.actions_run = 0
         # told of every piece of state written, or that may have been (would have been, had a
         # private input not failed): the grants over it end (grants.py); None: it cannot be told
-        self.on_write: Callable[[Iterable[Any] | None], None] | None = None
+        self.on_write: Callable[[Iterable[object] | None], None] | None = None
 
     # ---- the scientist's random number generator
     @contextlib.contextmanager
@@ -211,7 +210,7 @@ class Executor:
                 torch.set_rng_state(saved)
 
     # ---- where gradients go
-    def register_leaves(self, value: Any) -> None:
+    def register_leaves(self, value: object) -> None:
         for leaf in effects.leaves_in(value):
             key = id(leaf)
             ref = self._leaves.get(key)
@@ -289,7 +288,7 @@ class Executor:
             inputs.failed.append(entry)
         return entry
 
-    def _use(self, object_id: str, inputs: _Inputs) -> Any:
+    def _use(self, object_id: str, inputs: _Inputs) -> object:
         """An argument: read now (a failure stands in as None; the call will not run)."""
         entry = self._name(object_id, inputs)
         if entry.failure is not None:
@@ -409,7 +408,7 @@ class Executor:
         step.planned = sizes.planned_bytes(op, target, step.args, step.kwargs)
         self.policy.check_call(CallCheck(self.peer, op, target, step.planned, bool(step.label)))
 
-    def _run(self, step: _Call) -> Any:
+    def _run(self, step: _Call) -> object:
         """Run the op (drawing from this scientist's own generator) and note what its result
         is derived from, when that can be told."""
         op, kwargs = step.op, step.kwargs
@@ -428,7 +427,7 @@ class Executor:
             step.whole, step.shape = self._derivation(op, step.message, inputs, step.extra)
         return result
 
-    def _record(self, step: _Call, result: Any) -> Failure | None:
+    def _record(self, step: _Call, result: object) -> Failure | None:
         """Label what the call wrote and store what it made."""
         op, target, label = step.op, step.target, step.label
         assert op is not None
@@ -519,7 +518,7 @@ class Executor:
         if labels.label(storage) or labels.label(target):
             return _NOT_PLAIN
         read = {id(target): target, id(storage): storage}
-        args: list[Any] = []
+        args: list[object] = []
         for value in message.args:
             kind = type(value)
             if kind in _PLAIN and (kind is not int or value.bit_length() <= MAX_INT_BITS):
@@ -588,7 +587,7 @@ class Executor:
 
     def _arguments(
         self, message: Call, buffers: list[memoryview], inputs: _Inputs
-    ) -> tuple[list[Any], dict[str, Any]]:
+    ) -> tuple[list[object], dict[str, object]]:
         """The call's arguments, decoded; plain numbers and strings (most arguments) as they
         came, checked as the decoder checks them."""
         decoder: Decoder | None = None
@@ -632,7 +631,7 @@ class Executor:
     def quota(self) -> PeerQuota:
         return self.store.quota(self.peer)
 
-    def _hold(self, nodes: Any, private: bool, skip: dict[int, Any]) -> None:
+    def _hold(self, nodes: Iterable[object], private: bool, skip: Mapping[int, object]) -> None:
         """Charge the new state among ``nodes`` (never the owner's published objects; tensor
         objects carry nothing of their own: their storages are charged)."""
         protected = self.labels.is_protected
@@ -647,7 +646,7 @@ class Executor:
             charge = held.get(key)
             if charge is not None and charge() is node:
                 continue  # charged already (an optimizer's state, step after step)
-            if kind is torch.UntypedStorage:  # the common case, directly
+            if type(node) is torch.UntypedStorage:  # the common case, directly
                 if not protected(node):
                     quota.hold(node, node.nbytes(), private)
             elif not protected(node):
@@ -663,9 +662,9 @@ class Executor:
         self,
         op: allowlist.Op | None,
         message: Call,
-        target: Any,
-        args: list[Any],
-        kwargs: dict[str, Any],
+        target: object,
+        args: list[object],
+        kwargs: dict[str, object],
         inputs: _Inputs,
         label: Label,
     ) -> None:
@@ -704,7 +703,7 @@ class Executor:
         if nodes or unknown:
             self._label_reach(nodes, unknown, label)
 
-    def _label_reach(self, nodes: list[Any], unknown: bool, label: Label) -> None:
+    def _label_reach(self, nodes: list[object], unknown: bool, label: Label) -> None:
         """Join ``label`` into everything held by ``nodes``; if that is unknown, into
         everything this scientist will ever see."""
         if unknown:
@@ -722,8 +721,8 @@ class Executor:
             self.on_write(None if walk.unknown else walk.nodes.values())
 
     def _layer_writes(
-        self, written: list[Walk] | None, writes: list[Any], inputs: _Inputs, extra: Label
-    ) -> dict[int, Any]:
+        self, written: list[Walk] | None, writes: list[object], inputs: _Inputs, extra: Label
+    ) -> dict[int, nn.Module]:
         """Label the layer objects a call on a model writes with what its arguments and the
         handle carry; returns them (by id), so that they are not labeled again."""
         walks = written if written is not None else [effects.walk_written(w) for w in writes]
@@ -738,8 +737,8 @@ class Executor:
         return layers
 
     def _reach_of_result(
-        self, op: allowlist.Op | None, inputs: _Inputs, target: Any, *, name: str = ""
-    ) -> tuple[tuple[Any, ...], bool]:
+        self, op: allowlist.Op | None, inputs: _Inputs, target: object, *, name: str = ""
+    ) -> tuple[tuple[weakref.ref[object], ...], bool]:
         """What a result of this call may stand for: what its inputs stand for, and the state
         it may share with them (by the op's alias class) whether or not it actually does.
         ``name``: the op's name, when which op it is is not known."""
@@ -778,7 +777,7 @@ class Executor:
         found, too_many = effects.refs(nodes)
         return found, unknown or too_many or shared.unknown
 
-    def _structure_label(self, inputs: _Inputs, target: Any) -> Label:
+    def _structure_label(self, inputs: _Inputs, target: object) -> Label:
         """What the structure of a model an op makes or picks from may depend on: the handles
         named, the values of the arguments, and the layer objects (not the weights) of the
         models among its inputs (derivation.py)."""
@@ -800,17 +799,17 @@ class Executor:
     def _store_result(
         self,
         result_id: str,
-        result: Any,
+        result: object,
         label: Label,
         op: allowlist.Op,
         inputs: _Inputs,
-        target: Any,
+        target: object,
         *,
         whole: Whole | None = None,
         shape: Label | None = None,
     ) -> Failure | None:
         value = owner_containers(result) if isinstance(result, list | dict | tuple) else result
-        reach: tuple[Any, ...] = ()
+        reach: tuple[weakref.ref[object], ...] = ()
         reach_unknown = False
         made = Walk().add(value)
         entry_label = label  # what the handle itself depends on (the value, or its choice)
@@ -879,7 +878,7 @@ class Executor:
         label: Label,
         op: allowlist.Op | None,
         inputs: _Inputs | None = None,
-        target: Any = None,
+        target: object = None,
         *,
         notify: bool = True,
         name: str = "",
@@ -888,7 +887,7 @@ class Executor:
 
         A private failure stands for what its result would have stood for (``reach``);
         ``name``: the op's name when which op it is was not known (its target had failed)."""
-        reach: tuple[Any, ...] = ()
+        reach: tuple[weakref.ref[object], ...] = ()
         reach_unknown = False
         if label and inputs is not None:
             reach, reach_unknown = self._reach_of_result(op, inputs, target, name=name)
@@ -942,7 +941,7 @@ class Executor:
             return not inputs.entry_label or all(not entry.label for entry in inputs.arguments[1:])
         return False
 
-    def _refuse_protected(self, op: allowlist.Op, writes: list[Any], inputs: _Inputs) -> None:
+    def _refuse_protected(self, op: allowlist.Op, writes: list[object], inputs: _Inputs) -> None:
         for item in writes:
             if (
                 isinstance(item, effects.Deep)
@@ -979,7 +978,7 @@ class Executor:
     def _after(
         self,
         op: allowlist.Op | None,
-        writes: list[Any],
+        writes: list[object],
         label: Label,
         draws: bool,
         inputs: _Inputs,
@@ -1006,7 +1005,7 @@ class Executor:
             return
         if effects.may_change_graphs(op):
             self.graph_label = self.graph_label | label
-        layers: dict[int, Any] = {}
+        layers: dict[int, nn.Module] = {}
         if op.writes == "target_deep" and isinstance(writes[0] if writes else None, effects.Deep):
             if isinstance(effects.root(writes[0]), nn.Module):
                 # a model's own layer objects (settings, flags, structure) get what its

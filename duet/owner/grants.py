@@ -26,7 +26,7 @@ import threading
 import weakref
 from collections.abc import Iterable
 from enum import StrEnum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 
@@ -70,7 +70,7 @@ class Grant:
         self._book: GrantBook | None = None
         # the pieces of state reviewed, by id: a weak reference where one can be taken (so a
         # recycled id is not mistaken for the piece), and each tensor's version counter
-        self.nodes: dict[int, weakref.ref[Any] | None] = {}
+        self.nodes: dict[int, weakref.ref[object] | None] = {}
         self.versions: dict[int, int] = {}
         for key, node in walk.nodes.items():
             try:
@@ -158,7 +158,7 @@ class GrantBook:
             grant = self._by_object.get(object_id)
         return grant if grant is not None and grant.active else None
 
-    def written(self, nodes: Iterable[Any] | None) -> None:
+    def written(self, nodes: Iterable[object] | None) -> None:
         """Pieces of state were (or may have been) written: the grants covering any of them end.
         ``None``: what was written cannot be told, so every grant ends."""
         if not self._by_object:  # nothing granted: the common case, without the lock

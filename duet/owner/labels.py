@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import cast
 
 import numpy as np
 import torch
@@ -90,20 +90,20 @@ def shape_label(label: Label) -> Label:
     return frozenset(s.shape() if s.kind == "data" else s for s in label)
 
 
-class LabelList(list[Any]):
+class LabelList(list[object]):
     """A list on the owner's side that can carry a label (plain lists cannot be weakly
     referenced). Every list a scientist can name is one of these."""
 
     __slots__ = ("__weakref__",)
 
 
-class LabelDict(dict[Any, Any]):
+class LabelDict(dict[object, object]):
     """A dict on the owner's side that can carry a label (see LabelList)."""
 
     __slots__ = ("__weakref__",)
 
 
-def owner_containers(value: Any, depth: int = 0) -> Any:
+def owner_containers(value: object, depth: int = 0) -> object:
     """``value`` with every plain list and dict (inside lists, tuples and dicts) replaced by a
     LabelList / LabelDict copy, so that every container a scientist can name carries a label.
 
@@ -112,14 +112,13 @@ def owner_containers(value: Any, depth: int = 0) -> Any:
     """
     if depth > MAX_WALK_DEPTH:
         raise ValueError(f"containers nested deeper than {MAX_WALK_DEPTH} levels")
-    kind = type(value)
-    if kind is list:
+    if type(value) is list:
         if all(type(v) in _SCALAR_TYPES for v in value):
             return LabelList(value)
         return LabelList([owner_containers(v, depth + 1) for v in value])
-    if kind is dict:
+    if type(value) is dict:
         return LabelDict({k: owner_containers(v, depth + 1) for k, v in value.items()})
-    if kind is tuple:
+    if type(value) is tuple:
         items = tuple(owner_containers(v, depth + 1) for v in value)
         return value if all(a is b for a, b in zip(items, value, strict=True)) else items
     return value
@@ -135,7 +134,7 @@ _PLAIN_TENSORS = frozenset({torch.Tensor, nn.Parameter})
 _NOT_TENSORS = frozenset({LabelList, LabelDict, list, tuple, dict})
 
 
-def _is_vision_object(obj: Any) -> bool:
+def _is_vision_object(obj: object) -> bool:
     module = type(obj).__module__
     return module.startswith("torchvision.datasets") or module.startswith("torchvision.transforms")
 
@@ -162,14 +161,15 @@ class Walk:
         return True
 
     def __init__(self, limit: int = MAX_WALK_NODES):
-        self.nodes: dict[int, Any] = {}
+        self.nodes: dict[int, object] = {}
         self.unknown = False
         self._limit = limit
 
-    def add(self, value: Any) -> Walk:
-        if type(value) in _PLAIN_TENSORS and self._tensor(value):  # the common case, quickly
+    def add(self, value: object) -> Walk:
+        # the common case, quickly (a plain tensor: its type checked first)
+        if type(value) in _PLAIN_TENSORS and self._tensor(cast(torch.Tensor, value)):
             return self
-        stack: list[tuple[Any, int]] = [(value, 0)]
+        stack: list[tuple[object, int]] = [(value, 0)]
         nodes = self.nodes
         limit = self._limit
         while stack:
@@ -186,15 +186,16 @@ class Walk:
             if kind in _PLAIN_TENSORS or (
                 kind not in _NOT_TENSORS and isinstance(obj, torch.Tensor)
             ):
-                nodes[key] = obj
+                tensor = cast(torch.Tensor, obj)  # a tensor: its type checked just above
+                nodes[key] = tensor
                 try:
-                    storage = obj.untyped_storage()
+                    storage = tensor.untyped_storage()
                 except (RuntimeError, NotImplementedError):  # no storage to label: fail closed
                     self.unknown = True
                     continue
                 nodes[id(storage)] = storage
-                if obj.is_leaf:
-                    grad = obj.grad
+                if tensor.is_leaf:
+                    grad = tensor.grad
                     if grad is not None:
                         stack.append((grad, depth + 1))
                 continue
@@ -259,6 +260,19 @@ class Walk:
         return self
 
 
+class _Record:
+    """What the registry knows of one node: a weak reference to it, its label, whether it is
+    protected (published), and how many reviews it is frozen for."""
+
+    __slots__ = ("frozen", "label", "protected", "ref")
+
+    def __init__(self, ref: weakref.ref[object], label: Label, protected: bool):
+        self.ref = ref
+        self.label = label
+        self.protected = protected
+        self.frozen = 0
+
+
 class LabelRegistry:
     """Labels of mutable state, kept per object and forgotten when the object dies.
 
@@ -271,46 +285,45 @@ class LabelRegistry:
     """
 
     def __init__(self) -> None:
-        # id(node) -> [weakref to node, label, protected, times frozen]
-        self._records: dict[int, list[Any]] = {}
+        # id(node) -> its record (a weak reference to it, its label, protected, times frozen)
+        self._records: dict[int, _Record] = {}
         self._lock = threading.Lock()
 
-    def _record(self, node: Any) -> list[Any] | None:
+    def _record(self, node: object) -> _Record | None:
         record = self._records.get(id(node))
-        if record is not None and record[0]() is node:
+        if record is not None and record.ref() is node:
             return record
         return None
 
-    def label(self, node: Any) -> Label:
+    def label(self, node: object) -> Label:
         record = self._records.get(id(node))
-        if record is None or record[0]() is not node:
+        if record is None or record.ref() is not node:
             return EMPTY
-        label: Label = record[1]
-        return label
+        return record.label
 
-    def is_protected(self, node: Any) -> bool:
+    def is_protected(self, node: object) -> bool:
         """Whether ``node`` belongs to the owner's published objects."""
         record = self._record(node)
-        return record is not None and bool(record[2])
+        return record is not None and record.protected
 
-    def _set(self, node: Any, label: Label, protected: bool) -> list[Any] | None:
+    def _set(self, node: object, label: Label, protected: bool) -> _Record | None:
         key = id(node)
         records = self._records
 
-        def forget(ref: weakref.ref[Any]) -> None:
+        def forget(ref: weakref.ref[object]) -> None:
             current = records.get(key)
-            if current is not None and current[0] is ref:
+            if current is not None and current.ref is ref:
                 del records[key]
 
         try:
             ref = weakref.ref(node, forget)
         except TypeError:
             return None
-        record = [ref, label, protected, 0]
+        record = _Record(ref, label, protected)
         records[key] = record
         return record
 
-    def join(self, node: Any, label: Label) -> None:
+    def join(self, node: object, label: Label) -> None:
         """Add ``label`` to what ``node`` may depend on (protected nodes stay as published)."""
         if not label:
             return
@@ -318,19 +331,19 @@ class LabelRegistry:
             record = self._record(node)
             if record is None:
                 self._set(node, label, False)
-            elif not record[2] and not label <= record[1]:
-                record[1] = record[1] | label
+            elif not record.protected and not label <= record.label:
+                record.label = record.label | label
 
-    def protect(self, node: Any, label: Label) -> None:
+    def protect(self, node: object, label: Label) -> None:
         with self._lock:
             record = self._record(node)
             if record is None:
                 self._set(node, label, True)
             else:
-                record[1] = record[1] | label
-                record[2] = True
+                record.label = record.label | label
+                record.protected = True
 
-    def freeze(self, nodes: Iterable[Any], delta: int = 1) -> None:
+    def freeze(self, nodes: Iterable[object], delta: int = 1) -> None:
         """Mark ``nodes`` under review (``delta=-1``: one review fewer)."""
         with self._lock:
             for node in nodes:
@@ -340,7 +353,7 @@ class LabelRegistry:
                 if record is None:
                     record = self._set(node, EMPTY, False)
                 if record is not None:
-                    record[3] = max(0, record[3] + delta)
+                    record.frozen = max(0, record.frozen + delta)
 
     # ---- over walks
     def label_of(self, walk: Walk) -> Label:
@@ -348,21 +361,23 @@ class LabelRegistry:
         records = self._records
         for key, node in walk.nodes.items():
             record = records.get(key)
-            if record is not None and record[0]() is node and record[1]:
-                label = record[1] if not label else label | record[1]
+            if record is not None and record.ref() is node and record.label:
+                label = record.label if not label else label | record.label
         return label
 
-    def protected_in(self, walk: Walk) -> tuple[Any, str] | None:
+    def protected_in(self, walk: Walk) -> tuple[object, str] | None:
         """The first node of ``walk`` a scientist may not write, and why
         ("published" or "under review"); None when there is none."""
         records = self._records
         for key, node in walk.nodes.items():
             record = records.get(key)
-            if record is not None and (record[2] or record[3]) and record[0]() is node:
-                return node, "published" if record[2] else "under review"
+            if record is not None and (record.protected or record.frozen) and record.ref() is node:
+                return node, "published" if record.protected else "under review"
         return None
 
-    def join_all(self, nodes: Iterable[Any], label: Label, *, skip: dict[int, Any]) -> None:
+    def join_all(
+        self, nodes: Iterable[object], label: Label, *, skip: Mapping[int, object]
+    ) -> None:
         """Join ``label`` into every node not in ``skip`` (plain containers carry none)."""
         if not label:
             return
@@ -373,8 +388,8 @@ class LabelRegistry:
                 record = self._record(node)
                 if record is None:
                     self._set(node, label, False)
-                elif not record[2] and not label <= record[1]:
-                    record[1] = record[1] | label
+                elif not record.protected and not label <= record.label:
+                    record.label = record.label | label
 
     def protect_all(self, walk: Walk, label: Label) -> None:
         for node in walk.nodes.values():

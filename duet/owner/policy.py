@@ -14,7 +14,7 @@ it, follows the release boundary like any failure).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ..errors import NotAllowed, PermissionDenied
 from .access import AccessRules
@@ -31,7 +31,7 @@ class CallCheck:
 
     __slots__ = ("op", "planned_bytes", "private", "scientist", "target")
 
-    def __init__(self, scientist: str, op: Op, target: Any, planned_bytes: int, private: bool):
+    def __init__(self, scientist: str, op: Op, target: object, planned_bytes: int, private: bool):
         self.scientist = scientist
         self.op = op
         self.target = target
@@ -101,7 +101,7 @@ class PolicyChain(Policy):
         self.policies = list(policies)
         self._call_checks = self._overriding("check_call")
 
-    def _overriding(self, hook: str) -> list[Any]:
+    def _overriding(self, hook: str) -> list[Callable[..., None]]:
         """The policies' own ``hook`` methods (the base class's do nothing: not called)."""
         base = getattr(Policy, hook)
         return [getattr(p, hook) for p in self.policies if getattr(type(p), hook) is not base]

@@ -11,7 +11,6 @@ what to publish instead. Other strings stay publishable: ``duet.python``'s Strin
 from __future__ import annotations
 
 import sys
-from typing import Any
 
 from ..errors import UsageError
 
@@ -27,7 +26,7 @@ def _names_a_data_file(text: str) -> bool:
     return len(text) < 4096 and "\n" not in text and text.strip().lower().endswith(DATA_SUFFIXES)
 
 
-def check_publishable(value: Any) -> None:
+def check_publishable(value: object) -> None:
     """Raise UsageError when ``value`` (or something in a list, tuple or dict of it) is a
     NumPy array, a pandas object or a data file's name, naming what to publish instead."""
     problem = _unusable(value, 0, [0])
@@ -36,7 +35,7 @@ def check_publishable(value: Any) -> None:
         raise UsageError(f"duet cannot compute on {where}; {fix}")
 
 
-def _unusable(value: Any, depth: int, seen: list[int]) -> tuple[str, str] | None:
+def _unusable(value: object, depth: int, seen: list[int]) -> tuple[str, str] | None:
     seen[0] += 1
     if depth > _DEPTH or seen[0] > _ITEMS:
         return None
@@ -56,7 +55,7 @@ def _unusable(value: Any, depth: int, seen: list[int]) -> tuple[str, str] | None
     return None
 
 
-def _refused_type(value: Any) -> tuple[str, str] | None:
+def _refused_type(value: object) -> tuple[str, str] | None:
     if isinstance(value, str) and _names_a_data_file(value):
         return (
             f"the file name {value[:200]!r} (a string: its text would be published, not the file)",

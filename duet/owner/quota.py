@@ -19,9 +19,8 @@ from __future__ import annotations
 import sys
 import threading
 import weakref
-from collections.abc import Iterable
+from collections.abc import Iterable, Sized
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import torch
@@ -43,7 +42,7 @@ ITEM_BYTES = 8  # a pointer in a list or dict
 SHUFFLED_ITEM_BYTES = 44  # an index of a shuffled pass: an int object, its slot, the permutation
 
 
-def scalar_bytes(value: Any) -> int:
+def scalar_bytes(value: object) -> int:
     """Bytes of an immutable value held by an entry or a container (not tensors)."""
     if type(value) is torch.Tensor:  # the common case: a tensor's storage is charged apart
         return 0
@@ -56,7 +55,7 @@ def scalar_bytes(value: Any) -> int:
     return 0
 
 
-def node_bytes(node: Any) -> int:
+def node_bytes(node: object) -> int:
     """What one state node holds by itself (its contents are nodes of their own)."""
     if isinstance(node, torch.UntypedStorage):
         return int(node.nbytes())
@@ -79,10 +78,12 @@ def node_bytes(node: Any) -> int:
     return 0
 
 
-def iterator_bytes(batch_sampler: Any, dataset: Any) -> int:
+def iterator_bytes(batch_sampler: object, dataset: object) -> int:
     """A pass over a loader: a shuffling one keeps its whole order as a list of Python ints."""
     sampler = getattr(batch_sampler, "sampler", batch_sampler)
     if not isinstance(sampler, tud.RandomSampler):
+        return 256
+    if not isinstance(dataset, Sized):  # len() would fail: a dataset without a length
         return 256
     try:
         return 256 + SHUFFLED_ITEM_BYTES * len(dataset)
@@ -154,7 +155,7 @@ class PeerQuota:
                 self.own_bytes += nbytes
 
     # ---- objects held, released when they die
-    def hold(self, node: Any, nbytes: int, private: bool) -> int:
+    def hold(self, node: object, nbytes: int, private: bool) -> int:
         """Charge ``nbytes`` for ``node`` unless it is held already; returns what was added."""
         key = id(node)
         with self._lock:
@@ -173,7 +174,7 @@ class PeerQuota:
                 self.own_bytes += nbytes
             return nbytes
 
-    def grow(self, node: Any, nbytes: int) -> None:
+    def grow(self, node: object, nbytes: int) -> None:
         """A held container grew by ``nbytes`` (items put into it)."""
         with self._lock:
             charge = self._held.get(id(node))
@@ -185,7 +186,7 @@ class PeerQuota:
             else:
                 self.own_bytes += nbytes
 
-    def take(self, node: Any) -> int:
+    def take(self, node: object) -> int:
         """Move the charge off ``node`` (to be held by something else); returns it."""
         if id(node) not in self._held:  # nothing to move (most inputs): no lock taken
             return 0
@@ -201,11 +202,11 @@ class PeerQuota:
                 self.own_bytes -= amount
             return amount
 
-    def holds(self, node: Any) -> bool:
+    def holds(self, node: object) -> bool:
         charge = self._held.get(id(node))
         return charge is not None and charge() is node
 
-    def hold_all(self, nodes: Iterable[Any], private: bool) -> int:
+    def hold_all(self, nodes: Iterable[object], private: bool) -> int:
         """Charge every node not held yet (new storages, containers, layers...)."""
         added = 0
         held = self._held
@@ -216,7 +217,7 @@ class PeerQuota:
             charge = held.get(id(node))
             if charge is not None and charge() is node:
                 continue  # held already (a long list is not counted again)
-            size = int(node.nbytes()) if kind is torch.UntypedStorage else node_bytes(node)
+            size = int(node.nbytes()) if type(node) is torch.UntypedStorage else node_bytes(node)
             if size:
                 added += self.hold(node, size, private)
         return added

@@ -25,10 +25,10 @@ import re
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, SupportsIndex, overload
+from typing import TYPE_CHECKING, SupportsIndex, overload
 
 from ..errors import UsageError
 from ..protocol.allowlist import FUNCTIONS, OP_NAMES, SHAPE_OPS
@@ -39,6 +39,7 @@ from .snapshot import KINDS, Snapshot
 
 if TYPE_CHECKING:
     import pandas
+    from torch import nn
 
     from .audit import AuditLog
 
@@ -135,7 +136,7 @@ class Request:
         return self.snapshot.kind
 
     @property
-    def value(self) -> Any:
+    def value(self) -> object:
         """What accepting releases, exactly as the scientist would receive it. Kept while the
         request waits; once it is decided the value is let go (the audit log keeps its digest),
         and reading it raises UsageError."""
@@ -242,13 +243,13 @@ class Handler:
     def keys(self) -> list[str]:
         return list(HANDLER_KEYS)
 
-    def __getitem__(self, key: str) -> Any:
+    def __getitem__(self, key: str) -> object:
         fields = self._fields()
         if key not in fields:
             raise KeyError(f"handlers have no {key!r}; they have {', '.join(HANDLER_KEYS)}")
         return fields[key]
 
-    def _fields(self) -> dict[str, Any]:
+    def _fields(self) -> dict[str, object]:
         return {
             "id": self.id, "name": self.name,
             "tags": list(self.tags or []),  # PySyft's handlers always had a list
@@ -260,7 +261,7 @@ class Handler:
             "derived_inputs": self.derived_inputs, "architecture": self.architecture,
         }  # fmt: skip
 
-    def get(self, key: str, default: Any = None) -> Any:
+    def get(self, key: str, default: object = None) -> object:
         return self[key] if key in HANDLER_KEYS else default
 
     def __contains__(self, key: object) -> bool:
@@ -272,10 +273,10 @@ class Handler:
     def __len__(self) -> int:
         return len(HANDLER_KEYS)
 
-    def items(self) -> list[tuple[str, Any]]:
+    def items(self) -> list[tuple[str, object]]:
         return list(self._fields().items())
 
-    def values(self) -> list[Any]:
+    def values(self) -> list[object]:
         return list(self._fields().values())
 
     def expired(self, now: float) -> bool:
@@ -369,7 +370,7 @@ def _scientist_id(text: str) -> str:
     return _key(text)
 
 
-def _architecture(model: Any) -> str:
+def _architecture(model: object) -> str:
     from torch import nn
 
     from .derivation import architecture
@@ -386,7 +387,7 @@ def _architecture(model: Any) -> str:
     return found
 
 
-def _count(argument: str, value: Any) -> int | None:
+def _count(argument: str, value: object) -> int | None:
     """``value`` as a number of elements (an int >= 0, or None); UsageError naming
     ``argument`` otherwise (a bool, a float, a string are not counts)."""
     if value is None:
@@ -401,7 +402,7 @@ def _count(argument: str, value: Any) -> int | None:
     return int(value)
 
 
-def _seconds(argument: str, value: Any) -> float:
+def _seconds(argument: str, value: object) -> float:
     """``value`` as seconds (a number >= 0, or -1: never); UsageError naming ``argument``."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise UsageError(
@@ -648,7 +649,7 @@ class RequestQueue:
                 return request
         raise KeyError(f"no request with ID {key!r}")
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, object]]:
         """Every request as a plain row, the pending ones first (what ``.pandas`` shows)."""
         ordered = self.pending + [r for r in self.history if r.status is not RequestStatus.PENDING]
         return [
@@ -719,7 +720,7 @@ class RequestQueue:
         max_elements: int | None = None,
         scientist: str | None = None,
         derived_inputs: bool = False,
-        architecture: Any = None,
+        architecture: nn.Module | str | None = None,
         name_pattern: str | None = None,
     ) -> Handler:
         """Decide matching requests automatically, first match wins.
@@ -773,7 +774,7 @@ class RequestQueue:
         tag_list = None if tags is None else [str(t) for t in tags]
         wanted = None
         if architecture is not None:
-            wanted = architecture if architecture == AS_SENT else _architecture(architecture)
+            wanted = AS_SENT if architecture == AS_SENT else _architecture(architecture)
         pattern = None
         if name_pattern is not None:
             try:
@@ -941,7 +942,7 @@ class HandlerList(list[Handler]):
         what = "no handler has" if not chosen else f"{len(chosen)} handlers have"
         raise KeyError(f"{what} the id or tag {key!r}; the handlers are: {known}")
 
-    def rows(self) -> list[dict[str, Any]]:
+    def rows(self) -> list[dict[str, object]]:
         """Every handler as a plain row (what ``.pandas`` shows)."""
         return [
             {
@@ -965,7 +966,7 @@ class HandlerList(list[Handler]):
         return list(self)
 
 
-def _described(name: str | None, tags: Any) -> str:
+def _described(name: str | None, tags: Iterable[str] | None) -> str:
     parts = ([] if name is None else [f"name={name!r}"]) + (
         [] if tags is None else [f"tags={list(tags)!r}"]
     )

@@ -18,7 +18,7 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Literal, overload
 
 from torch import nn
 
@@ -47,7 +47,7 @@ from ..protocol.messages import (
     RunPlan,
     Sync,
 )
-from ..protocol.serde import Decoder
+from ..protocol.serde import Decoder, JSONValue
 from . import derivation
 from .audit import AuditLog
 from .context import OwnerSettings, set_current
@@ -68,11 +68,19 @@ PLAN_CALL_BYTES = 1400  # a recorded call as the owner keeps it (measured), besi
 MAX_BACKLOG = 50_000  # messages received but not yet run (the scientist's window is ~512)
 
 
-def _rebind(value: Any, names: dict[str, str]) -> Any:
-    """Rename the object references inside encoded values (a plan's symbolic ids)."""
+@overload
+def _rebind(value: list[JSONValue], names: dict[str, str]) -> list[JSONValue]: ...
+@overload
+def _rebind(value: dict[str, JSONValue], names: dict[str, str]) -> dict[str, JSONValue]: ...
+@overload
+def _rebind(value: JSONValue, names: dict[str, str]) -> JSONValue: ...
+def _rebind(value: JSONValue, names: dict[str, str]) -> JSONValue:
+    """Rename the object references inside encoded values (a plan's symbolic ids): a list
+    stays a list, a dict a dict."""
     if isinstance(value, dict):
-        if value.get("$") == "ref" and isinstance(value.get("id"), str):
-            return {"$": "ref", "id": names.get(value["id"], value["id"])}
+        ref = value.get("id")
+        if value.get("$") == "ref" and isinstance(ref, str):
+            return {"$": "ref", "id": names.get(ref, ref)}
         return {key: _rebind(item, names) for key, item in value.items()}
     if isinstance(value, list):
         return [_rebind(item, names) for item in value]
@@ -91,7 +99,7 @@ class PeerService:
         peer: str,
         store: ObjectStore,
         requests: RequestQueue,
-        send: Callable[[list[Message], list[Any]], None],
+        send: Callable[[list[Message], list[memoryview]], None],
         call_later: Callable[[float, Callable[[], None]], None],
         *,
         redact_errors: bool = False,
@@ -118,13 +126,15 @@ class PeerService:
         # what accepted requests let this scientist get again (only this one: grants.py)
         self.grants = GrantBook()
         self.executor.on_write = self.grants.written
-        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[tuple[list[Message], list[memoryview]] | None] = (
+            queue.SimpleQueue()
+        )
         self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
         # request id -> (the state under review, the entry reviewed: kept alive until decided)
-        self._frozen: dict[str, tuple[list[Any], StoredObject | None]] = {}
+        self._frozen: dict[str, tuple[list[object], StoredObject | None]] = {}
         # set while a get's request is submitted on this worker: a handler's decision made
         # there is returned as the get's reply rather than sent on its own
-        self._inline: list[tuple[Reply, list[Any]]] | None = None
+        self._inline: list[tuple[Reply, list[memoryview]]] | None = None
         self._plans: dict[str, DefinePlan] = {}
         self._plan_runs = 0
         self.max_backlog = MAX_BACKLOG
@@ -181,7 +191,7 @@ class PeerService:
 
     def _run_frame(self, messages: list[Message], buffers: list[memoryview]) -> None:
         out: list[Message] = []
-        out_buffers: list[Any] = []
+        out_buffers: list[memoryview] = []
         for message in messages:
             try:
                 self._handle(message, buffers, out, out_buffers)
@@ -204,7 +214,7 @@ class PeerService:
         if out:
             self._reply(out, out_buffers)
 
-    def _reply(self, messages: list[Message], buffers: list[Any]) -> None:
+    def _reply(self, messages: list[Message], buffers: list[memoryview]) -> None:
         """Send replies; one too large to frame becomes an error reply for that request."""
         try:
             self._send(messages, buffers)
@@ -226,7 +236,7 @@ class PeerService:
         message: Message,
         buffers: list[memoryview],
         out: list[Message],
-        out_buffers: list[Any],
+        out_buffers: list[memoryview],
     ) -> None:
         if isinstance(message, Call):
             self.running = (message.op, time.monotonic())
@@ -367,7 +377,7 @@ class PeerService:
             self.store.remove(self.executor.key(object_id))
 
     # ---- gets and requests
-    def _get(self, message: Get, out_buffers: list[Any]) -> Reply | Notice | None:
+    def _get(self, message: Get, out_buffers: list[memoryview]) -> Reply | Notice | None:
         try:
             entry = self.executor.visible(message.id)
         except UsageError as exc:
@@ -507,7 +517,7 @@ class PeerService:
             quota.pending -= 1
             quota.add(-request.snapshot.nbytes, True)
         rid, delete_obj = waiting
-        buffers: list[Any] = []
+        buffers: list[memoryview] = []
         entry = self.store.get(request.object_id)
         frozen, reviewed = self._frozen.get(request.id, ([], None))
         if (
@@ -536,8 +546,14 @@ class PeerService:
             note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
             if request.denial:
                 note += f": {request.denial}"
-            status: Any = request.status.value
-            reply = Reply(rid=rid, status=status, note=f"request {request.name!r} {note}")
+            # validated as Reply(...) would be: the status is one of the reply's literals
+            reply = Reply.model_validate(
+                {
+                    "rid": rid,
+                    "status": request.status.value,
+                    "note": f"request {request.name!r} {note}",
+                }
+            )
         if self._inline is not None and threading.current_thread() is self._thread:
             self._inline.append((reply, buffers))  # _get returns it
             return
@@ -573,7 +589,7 @@ class PeerService:
             )  # fmt: skip
 
     def _granted(
-        self, message: Get, entry: StoredObject, label: Any, out_buffers: list[Any]
+        self, message: Get, entry: StoredObject, label: Label, out_buffers: list[memoryview]
     ) -> Reply | None:
         """The reply releasing ``entry`` through this scientist's grant on it, or None (and
         the grant ends) when the object is not exactly what the owner reviewed."""
@@ -614,7 +630,7 @@ class PeerService:
         rid: int,
         entry: StoredObject | None,
         snapshot: Snapshot,
-        status: Any,
+        status: Literal["ok", "accepted"],
         delete_obj: bool,
     ) -> Reply:
         """The reply releasing ``snapshot`` (its buffers are already where the frame's are)."""
@@ -644,7 +660,7 @@ class PeerService:
 
 
 def _reply(
-    rid: int, status: str = "ok", *, value: Any = None, error: ErrorInfo | None = None
+    rid: int, status: str = "ok", *, value: JSONValue = None, error: ErrorInfo | None = None
 ) -> Reply:
     """A reply the owner builds from values it made itself (a request id the scientist's
     message already passed validation with, a status of the literal set, an encoded value or
@@ -652,10 +668,10 @@ def _reply(
     return Reply.model_construct(rid=rid, status=status, value=value, error=error)
 
 
-def _json_bytes(value: Any) -> int:
+def _json_bytes(value: object) -> int:
     """About what a decoded JSON value takes in memory (Python objects, not text)."""
     total = 0
-    stack = [value]
+    stack: list[object] = [value]
     while stack:
         item = stack.pop()
         if isinstance(item, dict):
@@ -669,10 +685,10 @@ def _json_bytes(value: Any) -> int:
     return total
 
 
-def _buffer_bytes(value: Any, buffers: list[memoryview], depth: int = 0) -> int:
+def _buffer_bytes(value: object, buffers: list[memoryview], depth: int = 0) -> int:
     """The bytes of the frame's buffers an encoded value refers to (each counted once)."""
     seen: set[int] = set()
-    stack = [(value, 0)]
+    stack: list[tuple[object, int]] = [(value, 0)]
     while stack:
         item, level = stack.pop()
         if level > 64:

@@ -21,8 +21,8 @@ import numbers
 import operator
 import sys
 import weakref
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import SupportsIndex, cast
 
 import numpy as np
 import torch
@@ -42,6 +42,11 @@ TENSOR_HANDLE_BYTES = 768
 # weights: 1 to 2.4 KB measured): num_layers makes four per layer and direction
 PARAMETER_BYTES = 2048
 
+# what a call is given, as the size rules read it: any values (the scientist's, or the owner's
+# objects they name), narrowed where a rule uses them
+Args = Sequence[object]
+Kwargs = Mapping[str, object]
+
 
 # ---- size arguments, read as torch reads them. A size may arrive as an int, a numpy integer,
 # a bool, a tensor or array of one element (the scientist's, or one computed from the owner's
@@ -52,7 +57,7 @@ PARAMETER_BYTES = 2048
 MAX_SIZE_ELEMENTS = 64  # a size given as a tensor of more elements than this is not a size
 
 
-def _describe(value: Any) -> str:
+def _describe(value: object) -> str:
     if isinstance(value, torch.Tensor):
         return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {list(value.shape)}"
     if isinstance(value, np.ndarray):
@@ -64,41 +69,44 @@ def _elements(value: torch.Tensor | np.ndarray) -> int:
     return value.numel() if isinstance(value, torch.Tensor) else int(value.size)
 
 
-def _index(value: Any, what: str) -> int:
+def _index(value: object, what: str) -> int:
     """An integer argument as torch reads it: anything with ``__index__`` (numpy integers,
     bools), or a tensor or array of one element by that element."""
-    item = value
+    item: object = value
     if isinstance(value, torch.Tensor | np.ndarray):
         if _elements(value) != 1:
             raise TypeError(f"{what} must be an integer, not {_describe(value)}")
         item = value.item()
-    try:
-        return operator.index(item)
-    except TypeError:
-        raise TypeError(f"{what} must be an integer, not {_describe(value)}") from None
+    if isinstance(item, SupportsIndex):  # what has no __index__ fails operator.index as well
+        try:
+            return operator.index(item)
+        except TypeError:
+            pass
+    raise TypeError(f"{what} must be an integer, not {_describe(value)}")
 
 
-def _real(value: Any, what: str) -> int | float:
+def _real(value: object, what: str) -> int | float:
     """A number argument (``arange``'s bounds and step) as torch reads it: an integer exactly,
     anything else real as a float, a complex number by its real part, a tensor or array of one
     element by that element."""
-    item = value
+    item: object = value
     if isinstance(value, torch.Tensor | np.ndarray):
         if _elements(value) != 1:
             raise TypeError(f"{what} must be a number, not {_describe(value)}")
         item = value.item()
     if isinstance(item, numbers.Complex) and not isinstance(item, numbers.Real):
         item = item.real
-    try:
-        return operator.index(item)
-    except TypeError:
-        pass
+    if isinstance(item, SupportsIndex):  # what has no __index__ fails operator.index as well
+        try:
+            return operator.index(item)
+        except TypeError:
+            pass
     if isinstance(item, numbers.Real):
         return float(item)
     raise TypeError(f"{what} must be a number, not {_describe(value)}")
 
 
-def _dims(value: Any, what: str) -> list[int]:
+def _dims(value: object, what: str) -> list[int]:
     """A size given as one value: a list, tuple or torch.Size of integers, a tensor or array
     (its elements, as torch reads one of a single element: one dimension), or one integer."""
     if isinstance(value, list | tuple):
@@ -113,7 +121,7 @@ def _dims(value: Any, what: str) -> list[int]:
     return [_index(value, what)]
 
 
-def _varargs_dims(args: Any, what: str) -> list[int]:
+def _varargs_dims(args: Args, what: str) -> list[int]:
     """A size given as torch's ``*size``: one sequence, or integers one by one."""
     if len(args) == 1:
         return _dims(args[0], what)
@@ -124,19 +132,19 @@ def _count(dims: list[int]) -> int:
     return math.prod(max(d, 0) for d in dims)
 
 
-def _numel(shape: Any, what: str) -> int:
+def _numel(shape: object, what: str) -> int:
     """The number of elements of a tensor of size ``shape`` (one value, read as torch does)."""
     return _count(_dims(shape, what))
 
 
-def _itemsize(kwargs: dict[str, Any], default: int = 4) -> int:
+def _itemsize(kwargs: Kwargs, default: int = 4) -> int:
     dtype = kwargs.get("dtype")
     if isinstance(dtype, torch.dtype):
         return torch.empty((), dtype=dtype).element_size()
     return default
 
 
-def _tensors(values: Any) -> list[torch.Tensor]:
+def _tensors(values: Iterable[object]) -> list[torch.Tensor]:
     out = []
     for value in values:
         if isinstance(value, torch.Tensor):
@@ -176,14 +184,14 @@ def _broadcast_bytes(tensors: list[torch.Tensor]) -> int:
     return math.prod(shape) * max(itemsize, 4)
 
 
-def planned_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def planned_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     """Bytes ``op`` will allocate (an estimate; 0 when it allocates little or nothing new), by
     the op's size rule (declared with the op, in protocol/allowlist)."""
     # every op declares its rule (tests/test_op_facts.py): one lookup, no None check
     return RULES[op.size](op, target, args, kwargs)  # type: ignore[index]
 
 
-def _iterated_bytes(value: Any, *, pairs: bool = False) -> int | None:
+def _iterated_bytes(value: object, *, pairs: bool = False) -> int | None:
     """What iterating ``value`` makes (``list(value)``, ``lst.extend(value)``): a tensor's rows
     are tensor objects of their own, a loader makes every batch, a dataset every sample, a
     string one object per character. None: it hands out what it holds (a list, a tuple)."""
@@ -213,7 +221,7 @@ def _iterated_bytes(value: Any, *, pairs: bool = False) -> int | None:
     return None
 
 
-def _inserted_bytes(values: list[Any]) -> int:
+def _inserted_bytes(values: Iterable[object]) -> int:
     """What putting ``values`` into a list or dict adds to it (its items charged on their own)."""
     total = 0
     for value in values:
@@ -236,10 +244,10 @@ def _module_bytes(module: nn.Module) -> int:
     return sum(_nbytes(t) for t in module.parameters()) + sum(_nbytes(t) for t in module.buffers())
 
 
-def _legacy_tensor_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _legacy_tensor_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     # torch.Tensor(2, 3): sizes (data arrived with the message)
     if args and all(type(a) is int for a in args):
-        return _count(list(args)) * 4
+        return _count(cast(list[int], list(args))) * 4  # each is an int: checked just above
     if len(args) == 1 and isinstance(args[0], torch.Size):
         return _numel(args[0], f"{op.path}: size") * 4
     if len(args) == 1 and not isinstance(args[0], torch.Tensor):  # data (a tensor: itself)
@@ -247,52 +255,52 @@ def _legacy_tensor_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str,
     return 0
 
 
-def _numpy_copy_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _numpy_copy_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return int(args[0].nbytes) if args and isinstance(args[0], np.ndarray) else 0
 
 
-def _optimizer_state_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _optimizer_state_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return sum(_nbytes(t) for t in _tensors(args[:1]))  # made with the optimizer (Adagrad)
 
 
-def _like_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _like_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if args and isinstance(args[0], torch.Tensor):
         return args[0].numel() * _itemsize(kwargs, args[0].element_size())
     return _broadcast_rule(op, target, args, kwargs)
 
 
-def _data_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _data_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     # torch.tensor(data): a list may hold one owner-side list many times over
     return _data_elements(args[0], {}, 0) * _itemsize(kwargs, 8) if args else 0
 
 
-def _layer_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _layer_rule(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return _layer_bytes(op.path, args, kwargs)
 
 
-def _concat_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _concat_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return sum(_nbytes(t) for t in _tensors(args) + _tensors(kwargs.values()))
 
 
-def _matmul_args_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _matmul_args_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     tensors = _tensors(args) + _tensors(kwargs.values())
     if len(tensors) >= 2:
         return _matmul_bytes(tensors[0], tensors[1])
     return _broadcast_bytes(tensors)
 
 
-def _linear_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _linear_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     tensors = _tensors(args) + _tensors(kwargs.values())
     if len(tensors) >= 2:
         return _matmul_bytes(tensors[0], tensors[1].t())
     return _broadcast_bytes(tensors)
 
 
-def _broadcast_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _broadcast_rule(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return _broadcast_bytes(_tensors(args) + _tensors(kwargs.values()))
 
 
-def _data_elements(data: Any, seen: dict[int, int], depth: int) -> int:
+def _data_elements(data: object, seen: dict[int, int], depth: int) -> int:
     """The elements of a tensor made from nested lists: each list counted once however many
     times it is held (a list appended to another a thousand times makes a thousand rows)."""
     if isinstance(data, torch.Tensor):
@@ -316,31 +324,31 @@ def _data_elements(data: Any, seen: dict[int, int], depth: int) -> int:
 # each size read as torch reads it
 
 
-def _creation_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _creation_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     # (*size) or (size=)
     if "size" in kwargs:
         return _numel(kwargs["size"], f"{op.path}: size") * _itemsize(kwargs)
     return _count(_varargs_dims(args, f"{op.path}: size")) * _itemsize(kwargs)
 
 
-def _full_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _full_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     size = kwargs["size"] if "size" in kwargs else args[0] if args else ()
     fill = kwargs.get("fill_value", args[1] if len(args) > 1 else 0.0)
     default = 4 if isinstance(fill, float | torch.Tensor) else 8
     return _numel(size, f"{op.path}: size") * _itemsize(kwargs, default)
 
 
-def _randint_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _randint_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     size = kwargs["size"] if "size" in kwargs else args[-1] if len(args) >= 2 else ()
     return _numel(size, f"{op.path}: size") * _itemsize(kwargs, 8)
 
 
-def _linspace_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _linspace_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     steps = kwargs["steps"] if "steps" in kwargs else args[2] if len(args) > 2 else 0
     return max(_index(steps, f"{op.path}: steps"), 0) * _itemsize(kwargs)
 
 
-def _eye_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _eye_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     rows = kwargs["n"] if "n" in kwargs else args[0] if args else 0
     cols = kwargs["m"] if "m" in kwargs else args[1] if len(args) > 1 else None
     n = max(_index(rows, f"{op.path}: n"), 0)
@@ -351,9 +359,9 @@ def _eye_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> 
 _HUGE = 1 << 62  # a range whose length overflows a float: refused by the quota, if torch takes it
 
 
-def _arange_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _arange_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     path = op.path
-    bounds: dict[str, Any] = {"start": 0, "step": 1}
+    bounds: dict[str, object] = {"start": 0, "step": 1}
     if len(args) == 1 and "end" not in kwargs:
         bounds["end"] = args[0]
     else:
@@ -383,7 +391,7 @@ _NUMBERS = frozenset({int, float, bool})
 _TENSOR = torch.Tensor  # one global lookup: this rule runs for most calls
 
 
-def _elementwise_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _elementwise_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, _TENSOR):
         return 0
     if not kwargs and (not args or (len(args) == 1 and type(args[0]) in _NUMBERS)):
@@ -392,11 +400,11 @@ def _elementwise_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, A
     return _broadcast_bytes([target, *_tensors(args), *_tensors(list(kwargs.values()))])
 
 
-def _tolist_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _tolist_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return target.numel() * PY_FLOAT_BYTES if isinstance(target, torch.Tensor) else 0
 
 
-def _repeat_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _repeat_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, torch.Tensor):
         return 0
     if "repeats" in kwargs:
@@ -406,19 +414,19 @@ def _repeat_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) 
     return _nbytes(target) * _count(repeats)
 
 
-def _pieces_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _pieces_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, torch.Tensor):
         return 0
     return _pieces(op.path, op.name, target, args, kwargs) * (TENSOR_HANDLE_BYTES + ITEM_BYTES)
 
 
-def _selection_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _selection_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, torch.Tensor):
         return 0
     return _selected_bytes(op.name, target, args, kwargs)
 
 
-def _matmul_method_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _matmul_method_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, torch.Tensor):
         return 0
     if args and isinstance(args[0], torch.Tensor):
@@ -426,7 +434,7 @@ def _matmul_method_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str,
     return _broadcast_bytes([target, *_tensors(args), *_tensors(list(kwargs.values()))])
 
 
-def _rmatmul_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _rmatmul_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, torch.Tensor):
         return 0
     if args and isinstance(args[0], torch.Tensor):
@@ -434,21 +442,21 @@ def _rmatmul_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any])
     return _broadcast_bytes([target, *_tensors(args), *_tensors(list(kwargs.values()))])
 
 
-def _view_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _view_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return 0  # a view: new metadata, the same storage
 
 
-def _reshape_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _reshape_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return _nbytes(target) if isinstance(target, torch.Tensor) else 0  # may copy
 
 
-def _index_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _index_rule(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if isinstance(target, torch.Tensor) and _tensors(args):  # indexing by tensors makes a new one
         return _index_bytes(target, _tensors(args))
     return 0  # a view
 
 
-def _dim_size(target: torch.Tensor, dim: Any, what: str) -> int | None:
+def _dim_size(target: torch.Tensor, dim: object, what: str) -> int | None:
     """The size of ``target`` along ``dim`` (None: no such dimension, the call fails)."""
     axis = _index(dim, what)
     if target.dim() == 0 or not -target.dim() <= axis < target.dim():
@@ -456,7 +464,7 @@ def _dim_size(target: torch.Tensor, dim: Any, what: str) -> int | None:
     return int(target.shape[axis])
 
 
-def _pieces(path: str, name: str, target: torch.Tensor, args: list[Any], kwargs: Any) -> int:
+def _pieces(path: str, name: str, target: torch.Tensor, args: Args, kwargs: Kwargs) -> int:
     """How many tensors ``split`` or ``chunk`` hands back (views: a tensor object each)."""
     key = "split_size_or_sections" if name == "split" else "chunks"
     how = kwargs[key] if key in kwargs else args[0] if args else 1
@@ -472,7 +480,7 @@ def _pieces(path: str, name: str, target: torch.Tensor, args: list[Any], kwargs:
     return -(-length // size) if name == "split" else min(size, max(length, 1))
 
 
-def _selected_bytes(name: str, target: torch.Tensor, args: list[Any], kwargs: Any) -> int:
+def _selected_bytes(name: str, target: torch.Tensor, args: Args, kwargs: Kwargs) -> int:
     """``index_select(dim, index)``: a slice of ``target`` per index; ``gather(dim, index)``: an
     element per index. The index, not the target, says how large the result is."""
     index = kwargs.get("index", args[1] if len(args) > 1 else None)
@@ -511,7 +519,7 @@ def _signature(path: str) -> inspect.Signature:
     return inspect.signature(LAYERS[path][0])
 
 
-def _settings(path: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, Any]:
+def _settings(path: str, args: Args, kwargs: Kwargs) -> dict[str, object]:
     cls = LAYERS[path][0]
     if issubclass(cls, nn.RNNBase):  # (*args, **kwargs) in torch: name the leading ones
         leading = ("input_size", "hidden_size", "num_layers")
@@ -523,7 +531,7 @@ def _settings(path: str, args: list[Any], kwargs: dict[str, Any]) -> dict[str, A
     return dict(bound.arguments)
 
 
-def _ints(settings: dict[str, Any], key: str, path: str, default: int = 1) -> int:
+def _ints(settings: Kwargs, key: str, path: str, default: int = 1) -> int:
     """The number of elements a size setting (an int, a sequence of them, a tensor: read as
     torch reads it) spans; ``default`` when it is not given."""
     value = settings.get(key)
@@ -535,7 +543,7 @@ def _ints(settings: dict[str, Any], key: str, path: str, default: int = 1) -> in
 _GATES = {"LSTM": 4, "GRU": 3, "RNN": 1, "LSTMCell": 4, "GRUCell": 3, "RNNCell": 1}
 
 
-def _layer_bytes(path: str, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _layer_bytes(path: str, args: Args, kwargs: Kwargs) -> int:
     """The weights a layer is built with, from its settings."""
     name = path.rsplit(".", 1)[-1]
     a = _settings(path, args, kwargs)
@@ -588,7 +596,7 @@ _FORWARD: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Shape, int], int]] = (
 )
 
 
-def _forward_bytes(module: nn.Module, args: list[Any]) -> int:
+def _forward_bytes(module: nn.Module, args: Args) -> int:
     if not args or not isinstance(args[0], torch.Tensor):
         return 0
     x = args[0]
@@ -601,7 +609,7 @@ def _forward_bytes(module: nn.Module, args: list[Any]) -> int:
     return total
 
 
-def _spatial(module: Any, sizes: Shape, *, transposed: bool = False) -> Shape | None:
+def _spatial(module: nn.Module, sizes: Shape, *, transposed: bool = False) -> Shape | None:
     dims = len(sizes)
 
     def each(setting: str, default: int) -> tuple[int, ...] | None:
@@ -712,7 +720,7 @@ def _through(
 
 
 def _distribution_bytes(
-    name: str, distribution: torch.distributions.Distribution, args: list[Any], kwargs: Any
+    name: str, distribution: torch.distributions.Distribution, args: Args, kwargs: Kwargs
 ) -> int:
     shape = tuple(distribution.batch_shape) + tuple(distribution.event_shape)
     if name in ("sample", "rsample"):
@@ -727,7 +735,7 @@ def _distribution_bytes(
     return math.prod(shape) * 8
 
 
-def _batch_bytes(iterator: Any) -> int:
+def _batch_bytes(iterator: tud.dataloader._BaseDataLoaderIter) -> int:
     try:
         batch = getattr(iterator, "_index_sampler", None)
         return _loader_batch_bytes(iterator._dataset, getattr(batch, "batch_size", None) or 1)
@@ -736,17 +744,17 @@ def _batch_bytes(iterator: Any) -> int:
     return 0
 
 
-def _loader_batch_bytes(dataset: Any, size: int) -> int:
+def _loader_batch_bytes(dataset: tud.Dataset[object], size: int) -> int:
     """One batch of ``size`` samples of ``dataset``, collated."""
     if isinstance(dataset, tud.TensorDataset):
         return sum(_nbytes(t) // max(len(t), 1) for t in dataset.tensors) * size
     return _sample_bytes(dataset) * size
 
 
-_SAMPLE_BYTES: weakref.WeakKeyDictionary[Any, int] = weakref.WeakKeyDictionary()
+_SAMPLE_BYTES: weakref.WeakKeyDictionary[tud.Dataset[object], int] = weakref.WeakKeyDictionary()
 
 
-def _sample_bytes(dataset: Any) -> int:
+def _sample_bytes(dataset: tud.Dataset[object]) -> int:
     """What one sample of a dataset that makes its samples (a torchvision dataset and its
     transforms: a Resize can make each far larger than what is stored) comes to, from its
     first sample, made once per dataset. 0 when it cannot be told (the batch is then checked
@@ -771,34 +779,34 @@ def _sample_bytes(dataset: Any) -> int:
 # ---- python's containers and values
 
 
-def _insert_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _insert_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return _inserted_bytes(args) if isinstance(target, list | dict) else 0
 
 
-def _extend_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _extend_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, list | dict):
         return 0
     iterated = _iterated_bytes(args[0]) if args else None
     return _inserted_bytes(args) if iterated is None else iterated
 
 
-def _update_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _update_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, list | dict):
         return 0
     iterated = _iterated_bytes(args[0], pairs=True) if args else None
     return _inserted_bytes(args) if iterated is None else iterated
 
 
-def _values_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _values_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return sum(_inserted_bytes([a]) for a in args)
 
 
-def _collect_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _collect_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     iterated = _iterated_bytes(args[0]) if len(args) == 1 else None
     return _values_bytes(op, target, args, kwargs) if iterated is None else iterated
 
 
-def _collect_pairs_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _collect_pairs_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     iterated = _iterated_bytes(args[0], pairs=True) if len(args) == 1 else None
     return _values_bytes(op, target, args, kwargs) if iterated is None else iterated
 
@@ -806,19 +814,19 @@ def _collect_pairs_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str,
 # ---- models, optimizers, loaders, distributions
 
 
-def _forward_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _forward_rule(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return _forward_bytes(target, args) if isinstance(target, nn.Module) else 0
 
 
-def _module_copy_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _module_copy_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return _module_bytes(target) if isinstance(target, nn.Module) else 0
 
 
-def _module_move_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _module_move_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return 2 * _module_bytes(target) if isinstance(target, nn.Module) else 0  # double() doubles
 
 
-def _optimizer_step_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _optimizer_step_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, torch.optim.Optimizer) or target.state:
         return 0
     # the first step makes the optimizer's state: up to three buffers per parameter
@@ -827,27 +835,27 @@ def _optimizer_step_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str
     return copies * sum(_nbytes(p) for g in target.param_groups for p in g["params"])
 
 
-def _batch_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _batch_rule(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return _batch_bytes(target) if isinstance(target, tud.dataloader._BaseDataLoaderIter) else 0
 
 
-def _loader_iterator_bytes(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _loader_iterator_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, tud.DataLoader):
         return 0
     return iterator_bytes(target.batch_sampler, target.dataset)
 
 
-def _distribution_rule(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _distribution_rule(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, torch.distributions.Distribution):
         return 0
     return _distribution_bytes(op.name, target, args, kwargs)
 
 
-def _nothing(op: Op, target: Any, args: list[Any], kwargs: dict[str, Any]) -> int:
+def _nothing(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     return 0
 
 
-SizeEstimate = Callable[[Op, Any, list[Any], dict[str, Any]], int]
+SizeEstimate = Callable[[Op, object, Args, Kwargs], int]
 #: each size rule an op may declare (protocol/allowlist/facts.py SizeRule), bound to its estimate
 RULES: dict[str, SizeEstimate] = {
     "nothing": _nothing,

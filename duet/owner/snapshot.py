@@ -11,14 +11,13 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field
-from typing import Any
 
 import torch
 from torch import nn
 
 from ..errors import DuetError, RemoteError
 from ..protocol.messages import ErrorInfo
-from ..protocol.serde import Decoder, Encoder
+from ..protocol.serde import Decoder, Encoder, JSONValue
 from .derivation import settings_count
 
 # the kinds a handler can ask for (``add_handler(kind="int")``)
@@ -26,7 +25,7 @@ KINDS = frozenset({"tensor", "int", "float", "bool", "str", "bytes", "complex", 
                    "tuple", "dict", "module", "size", "dtype", "device", "error", "other"})  # fmt: skip
 
 
-def kind_of(value: Any) -> str:
+def kind_of(value: object) -> str:
     if isinstance(value, torch.Tensor):
         return "tensor"
     if isinstance(value, bool):
@@ -45,7 +44,7 @@ def kind_of(value: Any) -> str:
     return "none" if value is None else "other"
 
 
-def elements_of(value: Any, depth: int = 0, *, settings: bool = False) -> int:
+def elements_of(value: object, depth: int = 0, *, settings: bool = False) -> int:
     """How many numbers releasing ``value`` discloses: a tensor's elements (a complex one
     counts two per element), a string's or bytes' characters, a container's leaves (keys
     included), a model's weights and buffers, and (``settings``: they were computed from the
@@ -85,8 +84,8 @@ UNBOUNDED = 2**62  # more elements than any handler allows
 class Snapshot:
     """An encoded value (or an error) ready to be sent as a reply."""
 
-    value: Any = None  # serde data
-    buffers: list[Any] = field(default_factory=list)
+    value: JSONValue = None  # serde data
+    buffers: list[memoryview] = field(default_factory=list)
     error: ErrorInfo | None = None
     kind: str = "none"
     elements: int = 0
@@ -97,7 +96,7 @@ class Snapshot:
 
     @classmethod
     def of(
-        cls, value: Any, *, buffers: list[Any] | None = None, settings: bool = False
+        cls, value: object, *, buffers: list[memoryview] | None = None, settings: bool = False
     ) -> Snapshot:
         """Encode ``value`` now. Buffers view the object's memory: the owner keeps the object
         from changing until the request is decided (LabelRegistry.freeze).
@@ -152,7 +151,7 @@ class Snapshot:
             self._digest = hasher.hexdigest()  # what it encodes cannot change: it is frozen
         return self._digest
 
-    def decoded(self) -> Any:
+    def decoded(self) -> object:
         """The value exactly as the scientist would receive it (a RemoteError for a failure)."""
         if self.error is not None:
             return RemoteError(

@@ -5,9 +5,10 @@ from __future__ import annotations
 import threading
 import time
 import uuid
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -58,7 +59,7 @@ class StoredObject:
     """
 
     id: str
-    value: Any
+    value: object
     owner: str  # OWNER, or the peer that created it
     tags: list[str] = field(default_factory=list)
     description: str = ""
@@ -72,7 +73,7 @@ class StoredObject:
     # existing state this handle may stand for besides its value: what it was chosen from (a
     # list item picked by a private index), or what a failed op would have used; writes through
     # the handle label all of it, so which object was written tells nothing (executor.py)
-    reach: tuple[Any, ...] = ()  # weak references
+    reach: tuple[weakref.ref[object], ...] = ()
     reach_unknown: bool = False
     # what automatic decisions rely on (derivation.py): the value is exactly one op applied to
     # a published object as a whole; what its shape (a length) depends on when that is less
@@ -81,7 +82,7 @@ class StoredObject:
     shape_label: Label | None = None
     sent_architecture: str | None = None
 
-    def get(self) -> Any:
+    def get(self) -> object:
         """The value itself (the owner's side holds the real object)."""
         return self.value
 
@@ -94,7 +95,7 @@ class StoredObject:
         return "failure" if self.failure is not None else type(self.value).__name__
 
 
-def listed_nbytes(value: Any, depth: int = 0) -> int:
+def listed_nbytes(value: object, depth: int = 0) -> int:
     """The size shown for a published object in the store's listing."""
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
@@ -120,11 +121,11 @@ def listed_nbytes(value: Any, depth: int = 0) -> int:
 _SHOWN_TYPES: dict[type, str] = {LabelList: "list", LabelDict: "dict"}
 
 
-def describe(value: Any) -> dict[str, Any]:
+def describe(value: object) -> dict[str, object]:
     """Metadata the scientist may see about a published object."""
     # the owner's own containers are lists and dicts to whoever reads the listing
     shown = _SHOWN_TYPES.get(type(value), type(value).__name__)
-    meta: dict[str, Any] = {"kind": type_key(value), "type": shown}
+    meta: dict[str, object] = {"kind": type_key(value), "type": shown}
     if isinstance(value, torch.Tensor):
         meta["shape"] = list(value.shape)
         meta["dtype"] = str(value.dtype).removeprefix("torch.")
@@ -158,7 +159,7 @@ class ObjectStore:
     # ---- the owner's own objects
     def publish(
         self,
-        value: Any,
+        value: object,
         *,
         pointable: bool = True,
         tags: list[str] | None = None,
@@ -348,7 +349,7 @@ class OwnerStoreView:
 
         return held_frame(self.held_rows(scientist))
 
-    def held_rows(self, scientist: str | None = None) -> list[dict[str, Any]]:
+    def held_rows(self, scientist: str | None = None) -> list[dict[str, object]]:
         """What ``held`` shows, as plain rows."""
         entries = (
             self._store.scientists_objects()
@@ -413,7 +414,7 @@ class SentObject:
     def description(self) -> str:
         return self.entry.description
 
-    def get(self, *, delete_obj: bool = False) -> Any:
+    def get(self, *, delete_obj: bool = False) -> object:
         """A copy of the value as it is now, as it would travel: what you do with it changes
         nothing the scientist holds. ``delete_obj`` (PySyft's) must stay False: the object is
         the scientist's, its pointer keeps it."""
