@@ -99,6 +99,7 @@ def launch_duet(
     request_timeout_secs: float | None = None,
     signaling_host: str = "127.0.0.1",
     signaling_port: int = 0,
+    privacy_ledger: str | Path | None = None,
 ) -> OwnerSession:
     """Start a duet as the data owner and wait until a scientist has joined.
 
@@ -145,6 +146,8 @@ def launch_duet(
     audit log) and print its address, which carries a secret token; ``duet.review()`` shows
     it in a notebook. ``request_timeout_secs``: the longest a request waits for a decision
     (None: as long as the scientist's ``timeout_secs`` says).
+    ``privacy_ledger``: the SQLite file of the privacy budgets (``owner.privacy``; default
+    ``privacy.sqlite3`` in the duet home).
 
     PySyft's names: ``network_url`` is ``signaling_url``; ``logging`` (PySyft's live status
     line) is accepted and changes nothing, as duet prints no such line (``duet.requests``
@@ -175,6 +178,7 @@ def launch_duet(
             unknown=unknown,
             max_scientists=max_scientists,
             request_timeout_secs=request_timeout_secs,
+            privacy_ledger=privacy_ledger,
         )
     owner.notify()  # a request no handler decides is told to the owner as it arrives
     started = review and owner.review_url is None

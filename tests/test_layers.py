@@ -17,7 +17,8 @@ ALLOWED = {
     # presentation (text shown as data, tables from rows, the prompt, the countdown, progress):
     # shown by the layers above, it knows none of them (and of the leaves only errors, below)
     "display": set(),
-    "owner": {"protocol", "display"},
+    # the owner's layers call differential privacy's core (owner.privacy, DP releases)
+    "owner": {"protocol", "display", "privacy"},
     # differential privacy's owner core: prices, the ledger, the mechanisms run (Opacus, OpenDP);
     # it knows no session, no wire: the owner's layers call it
     "privacy": set(),

@@ -193,3 +193,20 @@ def history_frame(rows: Rows) -> pd.DataFrame:
     """A federation's rounds, one row per round and owner (``History.rows()``); the columns
     are the rows' keys, the round's metrics among them."""
     return pd.DataFrame(list(rows))
+
+
+PRIVACY_COLUMNS = ["Scientist", "Dataset", "Budget of", "Epsilon", "Delta", "Spent", "Remaining",
+                   "Problem"]  # fmt: skip
+
+
+def privacy_frame(rows: Rows) -> pd.DataFrame:
+    """The owner's privacy budgets (``Ledger.rows()``): one row per scientist and dataset,
+    whose budget is in force ("*": the default), and what was spent of it."""
+    return pd.DataFrame(
+        [
+            [r["scientist"], r["dataset"], r.get("budget_of"), r.get("epsilon"), r.get("delta"),
+             r.get("spent"), r.get("remaining"), r.get("problem")]
+            for r in rows
+        ],
+        columns=PRIVACY_COLUMNS,
+    )  # fmt: skip

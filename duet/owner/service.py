@@ -36,6 +36,9 @@ from ..protocol.messages import (
     Call,
     DefinePlan,
     Delete,
+    DpBudget,
+    DpStatistic,
+    DpTraining,
     ErrorInfo,
     Failure,
     Get,
@@ -55,6 +58,8 @@ from .executor import Executor
 from .grants import Grant, GrantBook, GrantState
 from .labels import UNKNOWN, Label, Walk, owner_containers
 from .policy import PolicyChain
+from .privacy_desk import PrivacyDesk
+from .private_releases import PrivateReleases
 from .quota import scalar_bytes
 from .requests import Request, RequestQueue, RequestStatus, new_request_id
 from .snapshot import Snapshot
@@ -108,9 +113,11 @@ class PeerService:
         audit: AuditLog | None = None,
         peer_name: str = "",
         request_timeout_secs: float | None = None,
+        privacy: PrivacyDesk | None = None,
     ):
         """``request_timeout_secs``: the longest a request waits for the owner (None: as long
-        as the scientist's ``timeout_secs`` says, and without one until it is decided)."""
+        as the scientist's ``timeout_secs`` says, and without one until it is decided).
+        ``privacy``: the owner's budgets, for DP releases (None: every one is refused)."""
         self.settings = settings or OwnerSettings()
         self.request_timeout_secs = request_timeout_secs
         self.peer = peer
@@ -143,6 +150,7 @@ class PeerService:
         # called (from the worker thread) if the worker stops: the session closes with the reason
         self.on_dead: Callable[[str], None] | None = None
         self.running: tuple[str, float] | None = None  # the call running now, and since when
+        self.private_releases = None if privacy is None else PrivateReleases(self, privacy)
         self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
         self._thread.start()
 
@@ -276,6 +284,16 @@ class PeerService:
             self._plans[message.id] = message
         elif isinstance(message, RunPlan):
             self._run_plan(message, out)
+        elif isinstance(message, DpStatistic | DpTraining | DpBudget):
+            if self.private_releases is None:
+                error = UsageError("this owner serves no differential privacy (no budgets)")
+                out.append(self._error_reply(message.rid, error, "privacy"))
+            else:  # a DP job runs here, on this worker: say what runs, like a long call
+                self.running = (f"differential privacy ({message.k})", time.monotonic())
+                try:
+                    out.append(self.private_releases.handle(message, out_buffers))
+                finally:
+                    self.running = None
         elif isinstance(message, Sync):
             out.append(_reply(message.rid))
         elif isinstance(message, ListStore):

@@ -15,11 +15,12 @@ from .accounting import (
     rdp_epsilon,
     spent,
 )
-from .ledger import BudgetExceeded, Ledger, LedgerCorrupt, Reservation
-from .statistics import count, histogram, mean, sum
+from .ledger import BudgetExceeded, Ledger, LedgerCorrupt, Quote, Reservation, Standing
+from .statistics import KINDS, count, histogram, mean, price_statistic, sum
 from .training import LOSSES, OPTIMIZERS, price_training, train_dp
 
 __all__ = [
+    "KINDS",
     "LOSSES",
     "OPTIMIZERS",
     "BudgetExceeded",
@@ -29,12 +30,15 @@ __all__ = [
     "Ledger",
     "LedgerCorrupt",
     "Mechanism",
+    "Quote",
     "Reservation",
+    "Standing",
     "count",
     "histogram",
     "mean",
     "mechanism_from_json",
     "noise_for",
+    "price_statistic",
     "price_training",
     "rdp_epsilon",
     "spent",

@@ -52,7 +52,7 @@ from .accounting import (
     spent,
 )
 
-__all__ = ["BudgetExceeded", "Ledger", "LedgerCorrupt", "Reservation"]
+__all__ = ["BudgetExceeded", "Ledger", "LedgerCorrupt", "Quote", "Reservation", "Standing"]
 
 ANYONE = "*"
 SCHEMA_VERSION = 1
@@ -115,6 +115,32 @@ class Reservation:
     mechanism: Mechanism
     epsilon: float
     delta: float
+    remaining: float
+
+
+@dataclass(frozen=True)
+class Quote:
+    """What a charge would cost now (``Ledger.quote``): ``epsilon`` the mechanism's alone at
+    the budget's ``delta``, ``charge`` what it would add to the spend (less than ``epsilon``
+    when composition helps), ``remaining`` before it and ``remaining_after``, ``fits``."""
+
+    epsilon: float
+    charge: float
+    delta: float
+    remaining: float
+    remaining_after: float
+    fits: bool
+
+
+@dataclass(frozen=True)
+class Standing:
+    """A budget as it stands: whose row is in force (the scientist's, or "*"), its epsilon and
+    delta, what was spent (reserved or committed) and what remains."""
+
+    budget_of: str
+    epsilon: float
+    delta: float
+    spent: float
     remaining: float
 
 
@@ -310,6 +336,42 @@ class Ledger:
             delta=budget.delta,
             remaining=budget.epsilon - spent_after,
         )
+
+    def quote(self, scientist: str, dataset: str, mechanism: Mechanism) -> Quote:
+        """What ``reserve`` would charge for ``mechanism`` now, reserving nothing: the epsilon
+        it would add to the spend, what would be left, and whether it fits. Raises
+        BudgetExceeded when no budget is set (nothing to price against), LedgerCorrupt."""
+        scientist = _name("scientist", scientist)
+        dataset = _name("dataset", dataset)
+        with self._lock:
+            budget = self._budget(scientist, dataset)
+            if budget is None:
+                raise BudgetExceeded(
+                    f"the owner set no privacy budget on {dataset!r} for scientist {scientist}"
+                    ' (nor a default "*"): nothing is released under differential privacy'
+                )
+            before = self._charges(scientist, dataset)
+        spent_before = spent(before, budget.delta)
+        spent_after = spent([*before, mechanism], budget.delta)
+        return Quote(
+            epsilon=spent([mechanism], budget.delta),
+            charge=spent_after - spent_before,
+            delta=budget.delta,
+            remaining=budget.epsilon - spent_before,
+            remaining_after=budget.epsilon - spent_after,
+            fits=spent_after <= budget.epsilon,
+        )
+
+    def standing(self, scientist: str, dataset: str) -> Standing | None:
+        """``scientist``'s budget on ``dataset`` as it stands (None: no budget, nor a "*")."""
+        scientist = _name("scientist", scientist)
+        dataset = _name("dataset", dataset)
+        with self._lock:
+            budget = self._budget(scientist, dataset)
+            if budget is None:
+                return None
+            used = spent(self._charges(scientist, dataset), budget.delta)
+        return Standing(budget.scientist, budget.epsilon, budget.delta, used, budget.epsilon - used)
 
     def commit(self, reservation: Reservation) -> None:
         """The release happened: the charge stays, for good."""

@@ -35,7 +35,7 @@ import torch
 from ..errors import UsageError
 from .accounting import Laplace, check_positive
 
-__all__ = ["count", "histogram", "mean", "sum"]
+__all__ = ["KINDS", "count", "histogram", "mean", "price_statistic", "sum"]
 
 MAX_BINS = 10_000
 
@@ -102,6 +102,71 @@ def _priced(measurement: dp.Measurement) -> Laplace:
     return Laplace(float(measurement.map(1)))
 
 
+def _sum_measurement(lo: float, hi: float, epsilon: float) -> dp.Measurement:
+    return _laplace(_floats() >> dp.t.then_clamp(bounds=(lo, hi)) >> dp.t.then_sum(), epsilon)
+
+
+def _count_measurement(epsilon: float) -> dp.Measurement:
+    return _laplace(_floats() >> dp.t.then_count(), epsilon)
+
+
+def _mean_measurement(lo: float, hi: float, epsilon: float) -> dp.Measurement:
+    """A noisy sum and a noisy count, each ``epsilon / 2``, composed by OpenDP."""
+    space = _floats()
+    noisy_sum = _laplace(space >> dp.t.then_clamp(bounds=(lo, hi)) >> dp.t.then_sum(), epsilon / 2)
+    noisy_count = _laplace(space >> dp.t.then_count(), epsilon / 2)
+    return dp.c.make_composition([noisy_sum, noisy_count])
+
+
+def _histogram_measurement(bins: int, epsilon: float) -> dp.Measurement:
+    space = dp.vector_domain(dp.atom_domain(T=int)), dp.symmetric_distance()
+    transformation = space >> dp.t.then_count_by_categories(
+        categories=list(range(bins)), null_category=False
+    )
+    return _laplace(transformation, epsilon)
+
+
+def _bins(bins: object) -> int:
+    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= MAX_BINS:
+        raise UsageError(f"bins must be a whole number from 1 to {MAX_BINS}, not {bins!r}")
+    return bins
+
+
+#: the statistics a scientist may ask for, by name
+KINDS = ("mean", "sum", "count", "histogram")
+
+
+def price_statistic(
+    kind: str,
+    *,
+    bounds: tuple[float, float] | None = None,
+    epsilon: float,
+    bins: int | None = None,
+) -> Laplace:
+    """What the statistic ``kind`` with these settings costs, without any data: the very
+    measurement ``mean``/``sum``/``count``/``histogram`` run, priced by its privacy map (so a
+    charge reserved before the run is the charge the run makes). Raises UsageError for a kind
+    off ``KINDS`` or settings a statistic refuses (reversed bounds, bins out of range, epsilon
+    <= 0, bounds or bins given where the statistic takes none)."""
+    epsilon = check_positive("epsilon", epsilon)
+    if kind == "count":
+        if bounds is not None or bins is not None:
+            raise UsageError("a DP count takes neither bounds nor bins")
+        return _priced(_count_measurement(epsilon))
+    if kind not in KINDS:
+        raise UsageError(f"{kind!r} is not a DP statistic; choose one of {list(KINDS)}")
+    if bounds is None:
+        raise UsageError(f"a DP {kind} needs bounds=(lo, hi): values are clamped to them")
+    lo, hi = _bounds(bounds)
+    if kind == "histogram":
+        return _priced(_histogram_measurement(_bins(10 if bins is None else bins), epsilon))
+    if bins is not None:
+        raise UsageError(f"a DP {kind} takes no bins")
+    if kind == "sum":
+        return _priced(_sum_measurement(lo, hi, epsilon))
+    return _priced(_mean_measurement(lo, hi, epsilon))
+
+
 def sum(values: object, *, bounds: tuple[float, float], epsilon: float) -> tuple[float, Laplace]:
     """The sum of ``values`` clamped to ``bounds``, with Laplace noise for ``epsilon``-DP.
 
@@ -110,9 +175,7 @@ def sum(values: object, *, bounds: tuple[float, float], epsilon: float) -> tuple
     lo, hi = _bounds(bounds)
     epsilon = check_positive("epsilon", epsilon)
     data = _values(values)
-    measurement = _laplace(
-        _floats() >> dp.t.then_clamp(bounds=(lo, hi)) >> dp.t.then_sum(), epsilon
-    )
+    measurement = _sum_measurement(lo, hi, epsilon)
     return float(measurement(data)), _priced(measurement)
 
 
@@ -121,7 +184,7 @@ def count(values: object, *, epsilon: float) -> tuple[int, Laplace]:
     zero: clip it where a count must be a count)."""
     epsilon = check_positive("epsilon", epsilon)
     data = _values(values)
-    measurement = _laplace(_floats() >> dp.t.then_count(), epsilon)
+    measurement = _count_measurement(epsilon)
     return int(measurement(data)), _priced(measurement)
 
 
@@ -131,10 +194,7 @@ def mean(values: object, *, bounds: tuple[float, float], epsilon: float) -> tupl
     lo, hi = _bounds(bounds)
     epsilon = check_positive("epsilon", epsilon)
     data = _values(values)
-    space = _floats()
-    noisy_sum = _laplace(space >> dp.t.then_clamp(bounds=(lo, hi)) >> dp.t.then_sum(), epsilon / 2)
-    noisy_count = _laplace(space >> dp.t.then_count(), epsilon / 2)
-    both = dp.c.make_composition([noisy_sum, noisy_count])
+    both = _mean_measurement(lo, hi, epsilon)
     total, rows = both(data)
     value = float(total) / builtins.max(int(rows), 1)
     return builtins.min(builtins.max(value, lo), hi), _priced(both)
@@ -148,16 +208,10 @@ def histogram(
     Laplace noise for ``epsilon``-DP in all (one row moves one count)."""
     lo, hi = _bounds(bounds)
     epsilon = check_positive("epsilon", epsilon)
-    if isinstance(bins, bool) or not isinstance(bins, int) or not 1 <= bins <= MAX_BINS:
-        raise UsageError(f"bins must be a whole number from 1 to {MAX_BINS}, not {bins!r}")
+    bins = _bins(bins)
     data = np.clip(np.asarray(_values(values)), lo, hi)
     edges = np.linspace(lo, hi, bins + 1)
     index = np.clip(np.searchsorted(edges, data, side="right") - 1, 0, bins - 1)
-    space = dp.vector_domain(dp.atom_domain(T=int)), dp.symmetric_distance()
-    categories = list(range(bins))
-    transformation = space >> dp.t.then_count_by_categories(
-        categories=categories, null_category=False
-    )
-    measurement = _laplace(transformation, epsilon)
+    measurement = _histogram_measurement(bins, epsilon)
     counts = measurement([int(i) for i in index])
     return [int(c) for c in counts], _priced(measurement)

@@ -162,7 +162,7 @@ class Failure(_Message):
 
 class Notice(_Message):
     """The owner tells the scientist something about a request that is still waiting (why no
-    handler decided it); ``rid`` is the get's."""
+    handler decided it), or how far a DP training job is; ``rid`` is the get's or the job's."""
 
     k: Literal["notice"] = "notice"
     rid: RequestId
@@ -201,6 +201,63 @@ class RunPlan(_Message):
     outputs: list[ObjectId] = Field(max_length=1000)
 
 
+# ---- differential privacy (issue 19): asked by the scientist, decided by the owner's budget
+
+#: a number from the wire the owner computes with: finite, and of JSON's number type (a
+#: string or a boolean is refused, not coerced)
+Finite = Annotated[float, Field(strict=True, allow_inf_nan=False)]
+Positive = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=1e6)]
+#: a published dataset's tag (what budgets are set on)
+DatasetTag = Annotated[str, Field(min_length=1, max_length=200)]
+MAX_DP_BINS = 10_000  # privacy.statistics.MAX_BINS (protocol imports nothing of duet)
+
+
+class DpStatistic(_Message):
+    """A DP statistic of one of the owner's published datasets, released under the
+    scientist's privacy budget, not through a request. ``quote``: price it only (nothing is
+    reserved, run or released). The owner checks every field again (the bounds' order, bins
+    only for a histogram) and answers with a Reply."""
+
+    k: Literal["dp_stat"] = "dp_stat"
+    rid: RequestId
+    kind: Literal["mean", "sum", "count", "histogram"]
+    target: ObjectId
+    bounds: tuple[Finite, Finite] | None = None
+    epsilon: Positive
+    bins: Annotated[int, Field(strict=True, ge=1, le=MAX_DP_BINS)] | None = None
+    quote: bool = False
+
+
+class DpTraining(_Message):
+    """A DP-SGD job the owner runs (Opacus) on its published dataset ``data`` (a tag), for
+    the scientist's model ``model`` (one of its own objects); the trained weights are released
+    under its privacy budget. Give exactly one of ``noise_multiplier`` and ``epsilon``;
+    ``delta``, if given, must be the budget's. ``quote``: price it only."""
+
+    k: Literal["dp_train"] = "dp_train"
+    rid: RequestId
+    model: ObjectId
+    data: DatasetTag
+    loss: Annotated[str, Field(min_length=1, max_length=40)]
+    optimizer: Annotated[str, Field(min_length=1, max_length=40)]
+    lr: Positive
+    batch_size: Annotated[int, Field(strict=True, ge=1, le=10_000_000)]
+    epochs: Annotated[int, Field(strict=True, ge=1, le=10_000)]
+    max_grad_norm: Positive
+    noise_multiplier: Positive | None = None
+    epsilon: Positive | None = None
+    delta: Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, lt=1)] | None = None
+    quote: bool = False
+
+
+class DpBudget(_Message):
+    """What is left of the scientist's privacy budget on the published dataset ``data``."""
+
+    k: Literal["dp_budget"] = "dp_budget"
+    rid: RequestId
+    data: DatasetTag
+
+
 class Bye(_Message):
     k: Literal["bye"] = "bye"
     reason: ShortText = ""
@@ -218,6 +275,9 @@ Message = Annotated[
     | ListStore
     | DefinePlan
     | RunPlan
+    | DpStatistic
+    | DpTraining
+    | DpBudget
     | Reply
     | Failure
     | Notice

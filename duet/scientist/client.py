@@ -90,6 +90,9 @@ class PointerClient:
         self.requests = SentRequests()
         # where a blocking request shows that it waits for the owner (None: stderr)
         self.wait_stream: TextIO | None = None
+        # request id -> who hears the owner's notices about it (a DP job's progress), until
+        # its reply arrives
+        self.notice_listeners: dict[int, Callable[[str], None]] = {}
 
     # ---- ids and pointers
     def new_id(self) -> str:
@@ -326,11 +329,16 @@ class PointerClient:
     def on_messages(self, messages: list[Message], buffers: list[memoryview]) -> None:
         for message in messages:
             if isinstance(message, Reply):
+                self.notice_listeners.pop(message.rid, None)
                 self.requests.answered(message.rid, message)
                 future = self._pending.pop(message.rid, None)
                 if future is not None and not future.done():
                     future.set_result((message, buffers))
             elif isinstance(message, Notice):
+                listener = self.notice_listeners.get(message.rid)
+                if listener is not None:
+                    listener(message.text)
+                    continue
                 self.requests.noted(message.rid, message.text)
                 log.warning("the owner: %s", message.text)
             elif isinstance(message, Failure):

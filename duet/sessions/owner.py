@@ -51,6 +51,7 @@ from ..owner.access import AccessRules
 from ..owner.audit import AuditLog
 from ..owner.context import OwnerSettings
 from ..owner.policy import AccessPolicy, PolicyChain, QuotaPolicy
+from ..owner.privacy_desk import PrivacyDesk
 from ..owner.requests import RequestQueue
 from ..owner.service import PeerService
 from ..owner.store import (
@@ -64,6 +65,9 @@ from ..owner.store import (
 from ..owner.tuning import give_back_memory, tune_owner_process
 from ..protocol.messages import (
     Call,
+    DpBudget,
+    DpStatistic,
+    DpTraining,
     ErrorInfo,
     Failure,
     Get,
@@ -109,7 +113,7 @@ def answer_refused(held: list[Message], info: ErrorInfo) -> list[Message]:
             answers.append(Failure(result=message.result, error=info.model_copy(update={"op": message.op})))  # fmt: skip
         elif isinstance(message, RunPlan):
             answers.extend(Failure(result=out, error=info) for out in message.outputs)
-        elif isinstance(message, Get | Sync | ListStore):
+        elif isinstance(message, Get | Sync | ListStore | DpStatistic | DpTraining | DpBudget):
             answers.append(Reply(rid=message.rid, status="error", error=info))
     return answers or [Failure(result=None, error=info)]
 
@@ -202,8 +206,11 @@ class OwnerSession(Session):
         max_scientists: int = 1,
         unknown: str = "confirm",
         request_timeout_secs: float | None = None,
+        privacy_ledger: str | Path | None = None,
     ):
         """``audit``: where the log lives (an AuditLog, a path, or None for one in memory).
+        ``privacy_ledger``: the SQLite file of the privacy budgets (``owner.privacy``; by
+        default ``privacy.sqlite3`` in the duet home, opened when first used).
         ``max_scientists``: how many may be connected at once. ``unknown``: what happens to a
         scientist this owner does not know: "confirm" (its ID is checked as ``launch_duet``'s
         ``confirm`` says) or "refuse". ``request_timeout_secs``: the longest a request waits
@@ -250,6 +257,8 @@ class OwnerSession(Session):
         self.request_timeout_secs = request_timeout_secs
         self._review: ReviewServer | None = None  # the review page, once started
         self.notices: RequestNotices | None = None  # who tells the owner what waits for it
+        #: the privacy budgets per scientist and dataset (issue 19), kept in the ledger
+        self.privacy = PrivacyDesk(privacy_ledger or default_privacy_path())
 
     def notify(self, say: Say | None = None, *, hint: bool = True) -> RequestNotices:
         """Tell the owner about each request no handler decides, as it arrives, and again
@@ -466,6 +475,7 @@ class OwnerSession(Session):
             audit=self.audit,
             peer_name=shown,
             request_timeout_secs=self.request_timeout_secs,
+            privacy=self.privacy,
         )
 
         def worker_died(reason: str) -> None:  # tell the scientist, rather than go deaf
@@ -576,6 +586,7 @@ class OwnerSession(Session):
                 run(connection.close("closed by the owner"), timeout_secs=timeout_secs,
                     what="closing")  # fmt: skip
         super().close(timeout_secs=timeout_secs)
+        self.privacy.close()
 
     def wait_closed(self, timeout_secs: float | None = None) -> None:
         """Block until every connected scientist has left (and, for a node still admitting
@@ -614,6 +625,10 @@ def _close_soon(link: ScientistLink, reason: str) -> None:
 
 def default_audit_path() -> Path:
     return duet_home() / "audit.sqlite3"
+
+
+def default_privacy_path() -> Path:
+    return duet_home() / "privacy.sqlite3"
 
 
 __all__ = ["OwnerSession", "ScientistLink", "answer_refused", "claimed"]

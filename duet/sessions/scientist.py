@@ -21,6 +21,7 @@ from ..scientist.client import PointerClient
 from ..scientist.library import GYM_REFUSAL, SYFT_REFUSAL, RefusedLibrary, RemoteLibrary
 from ..scientist.plan import Plan
 from ..scientist.pointer import Pointer
+from ..scientist.privacy import ScientistPrivacy
 from ..scientist.store_view import RemoteStore
 from ..transport.channel import Channel
 from .base import LIVE, Session
@@ -46,6 +47,8 @@ class ScientistSession(Session):
         self.python = RemoteLibrary(self.client, "python")
         self.torchvision = RemoteLibrary(self.client, "torchvision")
         self.store = RemoteStore(self.client)
+        # DP statistics and training jobs under the owner's privacy budgets (issue 19)
+        self.privacy = ScientistPrivacy(self.client)
         # the requests this scientist sent and how the owner answered (``.pandas``)
         self.requests = self.client.requests
 

@@ -1,0 +1,426 @@
+"""DP releases for one scientist (issue 19): statistics and DP-SGD jobs under its budget.
+
+Run on the scientist's worker thread, in order with its other actions (service.py routes
+``DpStatistic``, ``DpTraining`` and ``DpBudget`` here). A DP release is not a request: the
+budget is the decision, so nothing reaches ``owner.requests``. Each one:
+
+1. resolves what the scientist names as it may see it (another's object, or one the owner did
+   not list, reads as missing) and fails closed unless it is a published dataset *as it is*:
+   the owner's published object itself (a statistic) or the one published object a tag names
+   (a job). A value derived from it (``x * 1000``, ``x[0:1]``, ``x[5].repeat(1000)``) would
+   break the one-row neighbouring relation the guarantee rests on, so it is refused;
+2. checks the owner's access rules for a release (the policy chain a get with a request uses);
+3. checks every setting that does not depend on the owner's data (the kind, bounds, bins, loss
+   and optimizer names, the model's layers, the dataset's type and shape as the store's listing
+   shows them) and prices the mechanism, before anything is charged;
+4. reserves the price in the ledger for (scientist, the dataset's tag): over budget, or no
+   budget, refuses with the numbers and nothing runs;
+5. runs it and commits the charge. Once it has run on the owner's data the charge stays even if
+   it failed (whether it failed may depend on the data: NaN in it, say), and the failure is
+   told in generic words that say nothing about the data;
+6. records the charge (``privacy``) and the release (``release``, ``decided_by`` "privacy
+   budget") in the audit log, and replies with the noisy value (or the trained weights) and
+   numbers that depend only on the settings and the ledger: the charge, what remains, delta.
+
+A dataset's budget is its tag's, so an object under DP must carry exactly one tag (with two,
+one object would have two budgets to draw on).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import torch
+from torch import nn
+
+from ..errors import DuetError, UsageError
+from ..protocol.messages import DpBudget, DpStatistic, DpTraining, Notice, Reply
+from . import derivation
+from .snapshot import Snapshot
+from .store import OWNER, StoredObject
+
+if TYPE_CHECKING:
+    from ..privacy import Mechanism, Reservation
+    from .privacy_desk import PrivacyDesk
+    from .service import PeerService
+
+log = logging.getLogger(__name__)
+
+DECIDED_BY = "privacy budget"
+AS_IT_IS = (
+    "a DP statistic runs on a published dataset as it is (the owner's object itself, as "
+    "duet.store lists it), never on a value computed from it: {what} would break the one-row "
+    "neighbouring relation the guarantee rests on (x[5].repeat(1000) is one row counted a "
+    "thousand times). Pass the owner's pointer itself, e.g. duet.store['ages']"
+)
+NOT_COMPUTED = (
+    "the statistic could not be computed on the owner's data (the owner's data is not shown "
+    "in this error); the charge stays, as whether it fails may depend on the data"
+)
+NOT_TRAINED = (
+    "the DP training job failed on the owner's data (details are not shown, as they may depend "
+    "on the data); the charge stays"
+)
+PROGRESS_NOTICES = 10  # at most this many progress notices a job
+
+
+class PrivateReleases:
+    """Answers one scientist's DP messages (``service``: its PeerService; ``desk``: the
+    owner's budgets)."""
+
+    def __init__(self, service: PeerService, desk: PrivacyDesk):
+        self.service = service
+        self.desk = desk
+
+    # ---- what the service calls
+    def handle(
+        self, message: DpStatistic | DpTraining | DpBudget, out_buffers: list[memoryview]
+    ) -> Reply:
+        """The reply to one DP message: a value (its tensors' bytes appended to the frame's
+        ``out_buffers``), or an error naming what was refused."""
+        try:
+            if isinstance(message, DpStatistic):
+                return self._statistic(message, out_buffers)
+            if isinstance(message, DpTraining):
+                return self._training(message, out_buffers)
+            return self._budget(message)
+        except DuetError as exc:
+            self._refused(message, exc)
+            return self._error(message.rid, exc)
+
+    # ---- naming the data
+    def _published(self, object_id: str) -> tuple[StoredObject, str]:
+        """The owner's published object ``object_id`` (as the scientist may see it) and the
+        tag its budget is kept under."""
+        entry = self.service.executor.visible(object_id)  # another's, unlisted: "does not exist"
+        if entry.owner != OWNER:
+            what = f"object {object_id} (made by you" + (f" with {entry.op})" if entry.op else ")")
+            raise UsageError(AS_IT_IS.format(what=what))
+        return entry, _tag(entry)
+
+    def _tagged(self, data: str, *, one: bool = True) -> tuple[StoredObject, str]:
+        """The one published object tagged ``data`` this scientist may see (``one=False``:
+        the first of them; a budget is the tag's, whatever it names)."""
+        peer, policy = self.service.peer, self.service.policy
+        found = [
+            e
+            for e in self.service.store.published()
+            if e.pointable and data in e.tags and policy.allows_name(peer, e)
+        ]
+        if not found:
+            raise UsageError(f"no published dataset is tagged {data!r} (see duet.store)")
+        if one and len(found) > 1:
+            raise UsageError(
+                f"{len(found)} published objects are tagged {data!r}; a DP job runs on one "
+                "dataset: the owner publishes it under a tag of its own"
+            )
+        policy.check_name(peer, found[0])
+        return found[0], _tag(found[0])
+
+    # ---- statistics
+    def _statistic(self, message: DpStatistic, out_buffers: list[memoryview]) -> Reply:
+        from .. import privacy
+
+        entry, dataset = self._published(message.target)
+        self.service.policy.check_release(self.service.peer, entry)
+        _check_column(entry)
+        mechanism = _price(
+            lambda: privacy.price_statistic(
+                message.kind, bounds=message.bounds, epsilon=message.epsilon, bins=message.bins
+            )
+        )
+        if message.quote:
+            return self._quote(message.rid, dataset, mechanism)
+        reservation = self.desk.ledger.reserve(self.service.peer, dataset, mechanism)
+        values = entry.value
+        bounds = message.bounds
+        value: object
+        try:
+            if message.kind == "count":
+                value, price = privacy.count(values, epsilon=message.epsilon)
+            elif message.kind == "histogram":
+                assert bounds is not None  # price_statistic refused a histogram without
+                bins = 10 if message.bins is None else message.bins
+                value, price = privacy.histogram(
+                    values, bounds=bounds, bins=bins, epsilon=message.epsilon
+                )
+            else:
+                assert bounds is not None  # likewise
+                run = privacy.mean if message.kind == "mean" else privacy.sum
+                value, price = run(values, bounds=bounds, epsilon=message.epsilon)
+        except Exception:  # on the owner's data: nothing of it is told, the charge stays
+            log.info("a DP %s on %s failed", message.kind, entry.id, exc_info=True)
+            self._settle(reservation, entry, failed=True)
+            return self._error(message.rid, UsageError(NOT_COMPUTED))
+        if price != mechanism:  # the same measurement both times: never, but say so if it did
+            log.error("DP %s priced %s but ran as %s", message.kind, mechanism, price)
+        released: dict[str, object] = {"kind": message.kind, "value": value}
+        return self._release(message.rid, reservation, entry, released, out_buffers)
+
+    # ---- training jobs
+    def _training(self, message: DpTraining, out_buffers: list[memoryview]) -> Reply:
+        from .. import privacy
+
+        service = self.service
+        model_entry = service.executor.visible(message.model)
+        if model_entry.owner != service.peer or not isinstance(model_entry.value, nn.Module):
+            raise UsageError(
+                f"object {message.model} is not a model of yours: a DP job trains a model you "
+                "sent (model.send(duet))"
+            )
+        if service.executor.label_of(model_entry):
+            raise UsageError(
+                f"your model {message.model} depends on the owner's data (it was computed on "
+                "or trained with it outside a DP job): a DP job starts from a model of your own"
+            )
+        entry, dataset = self._tagged(message.data)
+        service.policy.check_release(service.peer, entry)
+        if message.loss not in privacy.LOSSES or message.optimizer not in privacy.OPTIMIZERS:
+            raise UsageError(
+                f"a DP job runs loss one of {sorted(privacy.LOSSES)} and optimizer one of "
+                f"{sorted(privacy.OPTIMIZERS)}, not {message.loss!r} and {message.optimizer!r}"
+            )
+        if not isinstance(entry.value, torch.utils.data.Dataset):
+            raise UsageError(f"{message.data!r} is not a torch Dataset; a DP job trains on one")
+        model = _trainable(model_entry.value)
+        standing = self.desk.ledger.standing(service.peer, dataset)
+        if standing is None:  # as the ledger words it
+            raise privacy.BudgetExceeded(
+                f"the owner set no privacy budget on {dataset!r} for scientist {service.peer}"
+                ' (nor a default "*"): nothing is released under differential privacy'
+            )
+        if message.delta is not None and not math.isclose(
+            message.delta, standing.delta, rel_tol=1e-9, abs_tol=0.0
+        ):
+            raise UsageError(
+                f"the owner accounts {dataset!r} at delta {standing.delta:g} (its budget's), "
+                f"not {message.delta:g}; leave delta out"
+            )
+        if (message.noise_multiplier is None) == (message.epsilon is None):
+            raise UsageError("give exactly one of noise_multiplier and epsilon")
+        job = _price(
+            lambda: privacy.price_training(
+                entry.value,
+                batch_size=message.batch_size,
+                epochs=message.epochs,
+                delta=standing.delta,
+                noise_multiplier=message.noise_multiplier,
+                epsilon=message.epsilon,
+            )
+        )
+        if message.quote:
+            return self._quote(message.rid, dataset, job)
+        reservation = self.desk.ledger.reserve(service.peer, dataset, job)
+        every = max(1, job.steps // PROGRESS_NOTICES)
+        # buffers (a layer's running statistics) are not what DP-SGD's noise covers: they are
+        # released as the scientist sent them, whatever the forward passes wrote into them
+        sent_buffers = {name: b.detach().clone() for name, b in model.named_buffers()}
+
+        def progress(step: int, steps: int) -> None:  # counts only: the same in every world
+            if step % every == 0 or step == steps:
+                text = f"DP training: step {step} of {steps}"
+                service._send([Notice(rid=message.rid, text=text)], [])
+
+        try:
+            trained, reported = privacy.train_dp(
+                model,
+                entry.value,
+                loss=message.loss,
+                optimizer=message.optimizer,
+                lr=message.lr,
+                batch_size=message.batch_size,
+                epochs=message.epochs,
+                max_grad_norm=message.max_grad_norm,
+                noise_multiplier=job.noise_multiplier,  # as priced (epsilon= chose it)
+                delta=standing.delta,
+                progress=progress,
+            )
+            state = {k: v.detach().clone() for k, v in trained.state_dict().items()}
+            state.update(sent_buffers)
+        except Exception:
+            log.info("a DP job on %s failed", entry.id, exc_info=True)
+            self._settle(reservation, entry, failed=True)
+            return self._error(message.rid, UsageError(NOT_TRAINED))
+        released: dict[str, object] = {
+            "kind": "training",
+            "state": state,
+            "epsilon": reported,  # Opacus's accountant after the run: the quote's epsilon
+            "noise_multiplier": job.noise_multiplier,
+            "sample_rate": job.sample_rate,
+            "steps": job.steps,
+        }
+        return self._release(message.rid, reservation, entry, released, out_buffers)
+
+    # ---- budgets and quotes
+    def _budget(self, message: DpBudget) -> Reply:
+        _, dataset = self._tagged(message.data, one=False)
+        standing = self.desk.ledger.standing(self.service.peer, dataset)
+        value: dict[str, object] = {"dataset": dataset, "budget": None, "remaining": 0.0}
+        if standing is not None:
+            value = {
+                "dataset": dataset,
+                "budget": standing.epsilon,
+                "delta": standing.delta,
+                "spent": standing.spent,
+                "remaining": standing.remaining,
+            }
+        return self._value(message.rid, value)
+
+    def _quote(self, rid: int, dataset: str, mechanism: Mechanism) -> Reply:
+        from .. import privacy
+
+        quote = self.desk.ledger.quote(self.service.peer, dataset, mechanism)
+        epsilon = quote.epsilon
+        if isinstance(mechanism, privacy.DpSgd):  # the number Opacus reports after the run
+            epsilon = privacy.rdp_epsilon(
+                noise_multiplier=mechanism.noise_multiplier,
+                sample_rate=mechanism.sample_rate,
+                steps=mechanism.steps,
+                delta=quote.delta,
+            )
+        value: dict[str, object] = {
+            "dataset": dataset,
+            "epsilon": epsilon,
+            "charge": quote.charge,
+            "delta": quote.delta,
+            "remaining": quote.remaining,
+            "remaining_after": quote.remaining_after,
+            "fits": quote.fits,
+            "mechanism": mechanism.to_json(),
+        }
+        return self._value(rid, value)
+
+    # ---- the ledger, the audit log and the reply
+    def _settle(self, reservation: Reservation, entry: StoredObject, *, failed: bool) -> None:
+        self.desk.ledger.commit(reservation)
+        audit = self.service.audit
+        if audit is not None:
+            audit.record(
+                "privacy", scientist=self.service.peer, name=self.service.peer_name,
+                object_id=entry.id, dataset=reservation.dataset, entry=reservation.entry_id,
+                mechanism=reservation.mechanism.to_json(), epsilon=reservation.epsilon,
+                delta=reservation.delta, remaining=reservation.remaining,
+                state="failed, charged" if failed else "committed",
+            )  # fmt: skip
+
+    def _release(
+        self,
+        rid: int,
+        reservation: Reservation,
+        entry: StoredObject,
+        released: dict[str, object],
+        out_buffers: list[memoryview],
+    ) -> Reply:
+        released |= {
+            "charged": reservation.epsilon,
+            "delta": reservation.delta,
+            "remaining": reservation.remaining,
+            "dataset": reservation.dataset,
+        }
+        snapshot = Snapshot.of(released, buffers=out_buffers)
+        if snapshot.error is not None:  # cannot be sent: it ran, so the charge stays
+            self._settle(reservation, entry, failed=True)
+            return self._error(rid, UsageError(NOT_COMPUTED))
+        audit = self.service.audit
+        if audit is None:
+            self.desk.ledger.commit(reservation)
+        else:
+            with audit.batch():  # the charge and the release, one commit
+                self._settle(reservation, entry, failed=False)
+                audit.record(
+                    "release", scientist=self.service.peer, name=self.service.peer_name,
+                    object_id=entry.id, digest=snapshot.digest(), nbytes=snapshot.nbytes,
+                    value_kind=snapshot.kind, decided_by=DECIDED_BY,
+                )  # fmt: skip
+        return Reply.model_construct(
+            rid=rid, status="ok", value=snapshot.value, error=None, note=""
+        )
+
+    def _value(self, rid: int, value: dict[str, object]) -> Reply:
+        snapshot = Snapshot.of(value)
+        return Reply.model_construct(
+            rid=rid, status="ok", value=snapshot.value, error=None, note=""
+        )
+
+    def _error(self, rid: int, exc: DuetError) -> Reply:
+        return Reply(rid=rid, status="error", error=self.service._error_info(exc, "privacy"))
+
+    def _refused(self, message: DpStatistic | DpTraining | DpBudget, exc: DuetError) -> None:
+        audit = self.service.audit
+        if audit is None or isinstance(message, DpBudget):
+            return
+        target = message.target if isinstance(message, DpStatistic) else message.data
+        audit.record(
+            "refused", scientist=self.service.peer, name=self.service.peer_name,
+            object_id=target, reason=str(exc)[:2000], request_name="differential privacy",
+        )  # fmt: skip
+
+
+def _tag(entry: StoredObject) -> str:
+    if len(entry.tags) != 1:
+        raise UsageError(
+            f"the owner's object {entry.id} has tags {entry.tags}: a DP release is charged to "
+            "the budget of its one tag, so the owner publishes a dataset under exactly one"
+        )
+    return entry.tags[0]
+
+
+def _check_column(entry: StoredObject) -> None:
+    """What the store's listing shows anyway (type, shape, dtype): told plainly, before any
+    charge. A 1-D tensor of numbers, with at least one row."""
+    value = entry.value
+    if not isinstance(value, torch.Tensor):
+        raise UsageError(
+            f"a DP statistic takes a published 1-D tensor; {entry.id} is a {type(value).__name__}"
+        )
+    if value.ndim != 1 or value.numel() == 0:
+        raise UsageError(
+            f"a DP statistic takes a published 1-D tensor with rows (one value a row); "
+            f"{entry.id} has shape {list(value.shape)}"
+        )
+    if value.dtype == torch.bool or value.is_complex():
+        raise UsageError(f"a DP statistic takes real numbers, not {value.dtype}")
+
+
+M = TypeVar("M", bound="Mechanism")
+
+
+def _price(build: Callable[[], M]) -> M:
+    """The mechanism ``build()`` prices; its settings' errors told as they are (no data was
+    read), any other failure (OpenDP refusing huge bounds, say) as a UsageError."""
+    try:
+        mechanism = build()
+    except DuetError:
+        raise
+    except Exception as exc:
+        raise UsageError(f"these settings cannot be priced: {str(exc)[:500]}") from exc
+    return mechanism
+
+
+def _trainable(model: nn.Module) -> nn.Module:
+    """A copy of the scientist's model to train (its own object stays as it sent it), refused
+    when Opacus would change its layers (the weights released would not fit the model)."""
+    from opacus.validators import ModuleValidator
+
+    try:
+        trained = copy.deepcopy(model)
+        fixed = ModuleValidator.fix(copy.deepcopy(model))
+    except Exception as exc:
+        raise UsageError(f"this model cannot be trained by a DP job: {str(exc)[:500]}") from exc
+    if derivation.architecture(fixed) != derivation.architecture(trained):
+        raise UsageError(
+            "Opacus would replace layers of this model (BatchNorm, say, by GroupNorm) and the "
+            "weights released would not fit it: build the model with layers Opacus trains as "
+            "they are (GroupNorm, LayerNorm)"
+        )
+    problems = ModuleValidator.validate(trained, strict=False)
+    if problems:
+        raise UsageError(f"Opacus cannot train this model privately: {str(problems)[:500]}")
+    return trained
+
+
+__all__ = ["DECIDED_BY", "PrivateReleases"]
