@@ -393,3 +393,44 @@ def test_a_quote_and_a_budget_query_leave_the_ledger_as_it_was(tmp_path):
         assert standing is not None and standing.budget_of == "*" and standing.spent == 0
         assert ledger.standing("alice", "other") is None
         assert ledger.history() == []
+
+
+def test_two_owners_on_one_ledger_never_both_release_past_the_budget(tmp_path):
+    """Two owner sessions (two processes of one owner, say) serve alice from the same ledger:
+    two releases of 0.6 under a budget of 1.0, asked at once, never both pass."""
+    import threading
+
+    path = tmp_path / "privacy.sqlite3"
+    alice = sy.Identity.ephemeral("alice")
+    owners, scientists = [], []
+    for _ in range(2):
+        owner = sy.OwnerSession(privacy_ledger=path)
+        owner.publish(AGES, tags=["ages"])
+        owners.append(owner)
+        scientists.append(sy.duet_pair(owner=owner, identity=alice)[1])
+    owners[0].privacy.set_budget("*", "ages", epsilon=1.0, delta=1e-5)
+    outcomes: list[str] = []
+    start = threading.Barrier(2)
+
+    def ask(scientist):
+        start.wait(SECS)
+        try:
+            scientist.privacy.mean(scientist.store["ages"], bounds=(0, 100), epsilon=0.6)
+            outcomes.append("released")
+        except sy.QuotaExceeded as refused:
+            outcomes.append(str(refused))
+
+    threads = [threading.Thread(target=ask, args=(s,)) for s in scientists]
+    try:
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(SECS)
+        assert sorted(outcomes)[-1] == "released"
+        assert "needs epsilon 0.6, 0.4 left" in sorted(outcomes)[0]
+        assert len(owners[1].privacy.history(alice.id)) == 1
+    finally:
+        for scientist in scientists:
+            scientist.close()
+        for owner in owners:
+            owner.close()

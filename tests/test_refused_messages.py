@@ -375,3 +375,37 @@ def test_a_recurrent_layer_is_built_only_as_deep_as_the_weights_sent_and_the_lim
     with pytest.raises(sy.NotAllowed, match=f"1 to {MAX_RNN_LAYERS} layers"):
         scientist.torch.nn.LSTM(1, 1, num_layers=MAX_RNN_LAYERS + 1).get()
     assert scientist.torch.nn.LSTM(1, 1, num_layers=2).get().num_layers == 2
+
+
+DP_FIELDS = st.dictionaries(
+    st.sampled_from(["kind", "target", "bounds", "epsilon", "bins", "quote", "data", "model",
+                     "loss", "optimizer", "lr", "batch_size", "epochs", "max_grad_norm",
+                     "noise_multiplier", "delta", "extra"]),
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=80)
+    | st.lists(st.floats() | st.integers(), max_size=3),
+    max_size=8,
+)  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(kind=st.sampled_from(["dp_stat", "dp_train", "dp_budget"]), fields=DP_FIELDS)
+def test_any_dp_message_validates_into_bounded_fields_or_is_a_protocol_error(kind, fields):
+    """Differential privacy's messages (issue 19): whatever a hostile scientist writes, either
+    a clean ProtocolError or a message whose numbers are finite and whose strings are bounded."""
+    import json
+    import math
+
+    from duet.protocol.messages import unpack_header
+
+    header = json.dumps([{"k": kind, "rid": 1, **fields}]).encode()
+    try:
+        (message,) = unpack_header(header)
+    except ProtocolError:
+        return
+    for name, value in message.model_dump().items():
+        if isinstance(value, float):
+            assert math.isfinite(value), name
+        if isinstance(value, str):
+            assert len(value) <= 200, name
+        if isinstance(value, tuple):
+            assert all(math.isfinite(v) for v in value), name
