@@ -30,6 +30,7 @@ from .identity import Identity
 from .in_process import duet_pair, install_send
 from .join import join_duet
 from .launch import launch_duet
+from .lib import load
 from .network import duet
 from .owner.requests import AS_SENT, Handler, Request, RequestQueue, RequestStatus
 from .scientist.module import Module
@@ -102,6 +103,7 @@ __all__ = [
     "join_duet",
     "launch_duet",
     "lib",
+    "load",
     "logger",
     "util",
     "utils",

@@ -136,10 +136,10 @@ class PrivateReleases:
         if message.quote:
             return self._quote(message.rid, dataset, mechanism)
         reservation = self.desk.ledger.reserve(self.service.peer, dataset, mechanism)
-        values = entry.value
         bounds = message.bounds
         value: object
         try:
+            values = _column(entry.value)
             if message.kind == "count":
                 value, price = privacy.count(values, epsilon=message.epsilon)
             elif message.kind == "histogram":
@@ -371,11 +371,16 @@ def _tag(entry: StoredObject) -> str:
 
 def _check_column(entry: StoredObject) -> None:
     """What the store's listing shows anyway (type, shape, dtype): told plainly, before any
-    charge. A 1-D tensor of numbers, with at least one row."""
+    charge. A 1-D tensor of numbers, with at least one row; or a list (PySyft's PyDP notebook
+    published ``sy.lib.python.List``), whose items are checked only once charged: what they
+    are is the owner's data, not what the listing shows."""
     value = entry.value
+    if isinstance(value, list):
+        return
     if not isinstance(value, torch.Tensor):
         raise UsageError(
-            f"a DP statistic takes a published 1-D tensor; {entry.id} is a {type(value).__name__}"
+            f"a DP statistic takes a published 1-D tensor or list of numbers; {entry.id} is a "
+            f"{type(value).__name__}"
         )
     if value.ndim != 1 or value.numel() == 0:
         raise UsageError(
@@ -384,6 +389,17 @@ def _check_column(entry: StoredObject) -> None:
         )
     if value.dtype == torch.bool or value.is_complex():
         raise UsageError(f"a DP statistic takes real numbers, not {value.dtype}")
+
+
+def _column(value: object) -> object:
+    """The values of a column: a tensor as it is, a list as a float64 tensor (one item a row).
+    Run once charged: a list with anything but real numbers fails here (not a bool: its
+    owner did not mean 1 and 0)."""
+    if not isinstance(value, list):
+        return value
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+        raise UsageError("a DP statistic takes a list of numbers")
+    return torch.tensor(value, dtype=torch.float64)
 
 
 M = TypeVar("M", bound="Mechanism")

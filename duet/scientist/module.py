@@ -166,6 +166,11 @@ class RemoteModule:
         """The pointer to the model's container on the owner's side."""
         return self._pointer
 
+    @property
+    def real_module(self) -> Pointer:
+        """PySyft's name for ``pointer`` (what its Opacus notebook handed the engine)."""
+        return self._pointer
+
     # ---- running
     # Any: what the model's own forward returns (pointers, as a rule), which callers chain on
     def __call__(self, *args: object, **kwargs: object) -> Any:

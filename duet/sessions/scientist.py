@@ -19,9 +19,11 @@ from ..protocol.allowlist import type_key
 from ..protocol.messages import ErrorInfo, Message, Reply, Sync
 from ..scientist.client import PointerClient
 from ..scientist.library import GYM_REFUSAL, SYFT_REFUSAL, RefusedLibrary, RemoteLibrary
+from ..scientist.opacus import RemoteOpacus
 from ..scientist.plan import Plan
 from ..scientist.pointer import Pointer
 from ..scientist.privacy import ScientistPrivacy
+from ..scientist.pydp import PyDP
 from ..scientist.store_view import RemoteStore
 from ..transport.channel import Channel
 from .base import LIVE, Session
@@ -35,6 +37,8 @@ class ScientistSession(Session):
     gym = RefusedLibrary("gym", GYM_REFUSAL)
     #: PySyft's ``duet.syft.core.remote_dataloader.RemoteDataset(...)``: refused, with the reason
     syft = RefusedLibrary("syft", SYFT_REFUSAL)
+    #: PySyft's remote ``PrivacyEngine``: refused, naming the ``duet.privacy.train`` job
+    opacus = RemoteOpacus()
 
     def __init__(self, *, timeout_secs: float = 120.0):
         self.default_timeout_secs = timeout_secs
@@ -49,6 +53,8 @@ class ScientistSession(Session):
         self.store = RemoteStore(self.client)
         # DP statistics and training jobs under the owner's privacy budgets (issue 19)
         self.privacy = ScientistPrivacy(self.client)
+        # PySyft's ``duet.pydp.algorithms.laplacian.BoundedMean(...)``, answered by self.privacy
+        self.pydp = PyDP(self.privacy)
         # the requests this scientist sent and how the owner answered (``.pandas``)
         self.requests = self.client.requests
 
