@@ -163,8 +163,17 @@ def write_iris_test(root: Path, every: int = 5) -> None:
     frame.iloc[::every].to_csv(root / "iris-test.csv", index=False)
 
 
+def write_carrots(root: Path) -> None:
+    """PyDP's carrots demo's shape (``animal,carrots_eaten``, no header), made up here: 200
+    animals eating 1 to 100 carrots, 70 of them more than 70; sum 10001, mean 50.005."""
+    above = list(range(71, 101)) * 2 + list(range(71, 81))
+    below = list(range(1, 63)) * 2 + [10, 20, 30, 40, 50, 60]
+    lines = [f"animal{i},{n}" for i, n in enumerate(above + below)]
+    (root / "animals_and_carrots.csv").write_text("\n".join(lines) + "\n")
+
+
 DATA = {"mnist": write_mnist, "dcgan": write_mnist, "vae": write_mnist}
-OWNER_ONLY_DATA = {"super_resolution": write_bsds}
+OWNER_ONLY_DATA = {"super_resolution": write_bsds, "dp_pydp": write_carrots}
 
 
 def write_photo(root: Path) -> None:
@@ -432,6 +441,28 @@ def test_super_resolution_trains_on_the_owners_photos_and_enlarges_ours(tmp_path
     losses = floats(r"^epoch \d, batch_idx \d, loss (\S+)$", scientist)
     assert len(losses) == 6 and all(0 < x < 1 for x in losses), scientist
     assert "output image saved to  output.jpg (64, 48) -> (128, 96)" in scientist, scientist
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_pydp_statistics_are_released_under_the_owners_budget_and_max_is_refused(tmp_path):
+    """PySyft's PyDP pair: BoundedMean, Count and BoundedSum become duet.privacy statistics the
+    owner charges to its budget (no request); PyDP's Max has no DP counterpart here."""
+    run = run_example("dp_pydp", tmp_path)
+    owner, scientist = run.said["owner"], run.said["scientist"]
+    assert "Mean:  50.005" in owner and "Above 70:\t70" in owner and "Sum:\t10001" in owner
+    (mean,) = floats(r"^Private Mean:  (\S+)$", scientist)
+    (count,) = floats(r"^private count above:\t(\S+)$", scientist)
+    (total,) = floats(r"^Private Sum:\t(\S+)$", scientist)
+    assert 40 < mean < 60 and count > 60 and 9000 < total < 11000, scientist
+    (left,) = floats(r"^left on carrots_eaten: (\S+)$", scientist)  # 2.0 - 0.8 - 1
+    assert left == pytest.approx(0.2), scientist
+    # the owner's ledger: 0.8 + 1 on the carrots, 1 on those above 70; no request was made
+    assert re.search(r"carrots_eaten\s+\*\s+2\.0\s+0\.00001\s+1\.8\s+0\.2", owner), owner
+    assert re.search(r"carrots_eaten_limit\s+\*\s+1\.0\s+0\.00001\s+1\.0\s+0\.0", owner)
+    error = run.errors.get("scientist", "")
+    assert error.startswith("UsageError: pydp.algorithms.laplacian.Max is not supported"), error
+    assert "pydp.algorithms.laplacian.BoundedMean" in error
+    assert "private max" not in scientist
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)

@@ -31,6 +31,7 @@ from __future__ import annotations
 import copy
 import logging
 import math
+import numbers
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -397,7 +398,7 @@ def _column(value: object) -> object:
     owner did not mean 1 and 0)."""
     if not isinstance(value, list):
         return value
-    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in value):
+    if not all(isinstance(v, numbers.Real) and not isinstance(v, bool) for v in value):
         raise UsageError("a DP statistic takes a list of numbers")
     return torch.tensor(value, dtype=torch.float64)
 
