@@ -172,7 +172,7 @@ def write_carrots(root: Path) -> None:
     (root / "animals_and_carrots.csv").write_text("\n".join(lines) + "\n")
 
 
-DATA = {"mnist": write_mnist, "dcgan": write_mnist, "vae": write_mnist}
+DATA = {"mnist": write_mnist, "dcgan": write_mnist, "vae": write_mnist, "dp_opacus": write_mnist}
 OWNER_ONLY_DATA = {"super_resolution": write_bsds, "dp_pydp": write_carrots}
 
 
@@ -463,6 +463,27 @@ def test_pydp_statistics_are_released_under_the_owners_budget_and_max_is_refused
     assert error.startswith("UsageError: pydp.algorithms.laplacian.Max is not supported"), error
     assert "pydp.algorithms.laplacian.BoundedMean" in error
     assert "private max" not in scientist
+
+
+@pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
+def test_opacus_engine_driven_by_the_scientist_is_refused_naming_the_dp_job(tmp_path):
+    """PySyft's Opacus pair: everything up to the PrivacyEngine runs; the engine is refused
+    (a loop the scientist drives claims no DP guarantee), naming duet.privacy.train with the
+    notebook's own settings; nothing after it runs."""
+    run = run_example("dp_opacus", tmp_path)
+    scientist = run.said["scientist"]
+    assert "Data Owner device is cpu" in scientist, scientist  # everything before it ran
+    error = run.errors.get("scientist", "")
+    assert error.startswith("UsageError: duet.opacus.privacy_engine.PrivacyEngine is refused"), (
+        error
+    )
+    assert (
+        "PrivacyEngine(batch_size=64, sample_size=60000, noise_multiplier=1.0, "
+        "max_grad_norm=1.0) -> duet.privacy.train(model, data=<the dataset's tag>, "
+        "lr=<your optimizer's lr>, batch_size=64, noise_multiplier=1.0, max_grad_norm=1.0, "
+        "epochs=...)"
+    ) in error, error
+    assert "attached" not in scientist
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
