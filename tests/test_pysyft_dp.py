@@ -94,12 +94,16 @@ def test_unsupported_pydp_names_are_refused_naming_what_is_supported(carrots):
     with pytest.raises(sy.UsageError, match=r"pydp\.algorithms\.laplacian\.Max is not supported"):
         duet.pydp.algorithms.laplacian.Max(1, 0, 100, dtype="int")
     assert sorted(dir(duet.pydp.algorithms.laplacian)) == ["BoundedMean", "BoundedSum", "Count"]
+    # a notebook displays them: IPython's probes are plain AttributeErrors
+    assert not hasattr(duet.pydp, "_repr_html_") and not hasattr(duet.opacus, "_repr_html_")
+    assert "BoundedMean" in repr(duet.pydp) and "refused" in repr(duet.opacus)
 
     mean = duet.pydp.algorithms.laplacian.BoundedMean(1.0, 1, 100)
     with pytest.raises(sy.UsageError, match=r"BoundedMean\.add_entries is not supported"):
         mean.add_entries(duet.store["carrots_eaten"])
     with pytest.raises(sy.UsageError, match="privacy_budget_left is not supported"):
         mean.privacy_budget_left()
+    assert not hasattr(mean, "_repr_html_")
 
 
 def test_pydp_settings_duet_cannot_honour_are_refused_before_anything_is_sent(carrots):

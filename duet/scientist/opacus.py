@@ -77,7 +77,7 @@ class RemoteOpacus:
         self._path = path
 
     def __getattr__(self, name: str) -> RemoteOpacus:
-        if name.startswith("__"):
+        if name.startswith("_"):  # IPython's probes (_repr_html_...) and private names
             raise AttributeError(name)
         if self._path == "opacus" and name == "privacy_engine":
             return RemoteOpacus("opacus.privacy_engine")

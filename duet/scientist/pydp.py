@@ -74,6 +74,7 @@ class ReleasedFloat(float):
         reason: str = "",
         timeout_secs: float | None = None,
         delete_obj: bool = True,
+        name: str = "",
     ) -> float:
         return float(self)
 
@@ -88,6 +89,7 @@ class ReleasedInt(int):
         reason: str = "",
         timeout_secs: float | None = None,
         delete_obj: bool = True,
+        name: str = "",
     ) -> int:
         return int(self)
 
@@ -132,7 +134,7 @@ class Algorithm:
         return ReleasedFloat(value)
 
     def __getattr__(self, name: str) -> NoReturn:
-        if name.startswith("__"):
+        if name.startswith("_"):  # IPython's probes (_repr_html_...) and private names
             raise AttributeError(name)
         raise UsageError(
             f"{self._name}.{name} is not supported by duet.pydp, only quick_result(data): the "
@@ -231,7 +233,7 @@ class PyDP:
         self._path = path
 
     def __getattr__(self, name: str) -> PyDP | AlgorithmClass:
-        if name.startswith("__"):
+        if name.startswith("_"):  # IPython's probes (_repr_html_...) and private names
             raise AttributeError(name)
         if NAMESPACES.get(self._path) == name:
             return PyDP(self._privacy, f"{self._path}.{name}")
