@@ -434,3 +434,34 @@ def test_two_owners_on_one_ledger_never_both_release_past_the_budget(tmp_path):
             scientist.close()
         for owner in owners:
             owner.close()
+
+
+def test_a_dp_job_too_long_or_too_large_for_the_owner_is_refused_before_any_charge(tmp_path):
+    # a hostile scientist cannot hold the owner's CPU with a job of endless steps, nor take its
+    # memory with a huge batch of a large model (Opacus keeps a gradient per example)
+    owner = sy.OwnerSession(privacy_ledger=tmp_path / "privacy.sqlite3", max_bytes=50_000_000)
+    owner.publish(digits(64), tags=["digits"])
+    owner.privacy.set_budget("*", "digits", epsilon=10.0, delta=1e-5)
+    owner.privacy.max_steps = 100
+    _, scientist = sy.duet_pair(owner=owner)
+    try:
+        settings = dict(data="digits", lr=0.5, max_grad_norm=1.0, noise_multiplier=1.0)
+        model = nn.Linear(64, 10)
+        with pytest.raises(sy.UsageError, match="would take 400 steps; the owner runs at most 100"):
+            scientist.privacy.train(model, batch_size=16, epochs=100, **settings).wait(
+                timeout_secs=SECS
+            )
+        wide = nn.Sequential(nn.Linear(64, 4096), nn.Linear(4096, 10))  # 307k weights
+        with pytest.raises(sy.QuotaExceeded, match="per-sample gradients would need about"):
+            scientist.privacy.train(wide, batch_size=64, epochs=1, **settings).wait(
+                timeout_secs=SECS
+            )
+        assert owner.privacy.history() == []  # nothing charged
+        assert scientist.privacy.budget("digits")["remaining"] == pytest.approx(10.0)
+        # within both, the same job runs
+        job = scientist.privacy.train(model, batch_size=16, epochs=1, **settings)
+        _, epsilon = job.wait(timeout_secs=SECS)
+        assert epsilon > 0
+    finally:
+        scientist.close()
+        owner.close()

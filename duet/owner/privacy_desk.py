@@ -37,6 +37,10 @@ class PrivacyDesk:
     """The owner's privacy budgets: ``set_budget``, ``budget``, ``rows``, ``pandas``,
     ``history``. Thread-safe (the ledger is); ``ledger`` is the ``duet.privacy.Ledger``."""
 
+    #: the most optimizer steps one DP job may take (a job holds its scientist's worker and
+    #: the owner's CPU while it runs); the owner may change it
+    max_steps: int = 100_000
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self._ledger: Ledger | None = None

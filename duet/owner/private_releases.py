@@ -213,6 +213,7 @@ class PrivateReleases:
                 epsilon=message.epsilon,
             )
         )
+        self._check_job_size(job.steps, message.batch_size, model)
         if message.quote:
             return self._quote(message.rid, dataset, job)
         reservation = self.desk.ledger.reserve(service.peer, dataset, job)
@@ -255,6 +256,22 @@ class PrivateReleases:
             "steps": job.steps,
         }
         return self._release(message.rid, reservation, entry, released, out_buffers)
+
+    def _check_job_size(self, steps: int, batch_size: int, model: nn.Module) -> None:
+        """Refuse, before anything is charged, a job longer than the owner allows or whose
+        per-sample gradients would pass what the owner lets this scientist hold: Opacus keeps
+        one gradient per example of a batch (Poisson-sampled: counted here at twice the
+        expected size), so a huge batch of a large model would take the owner's memory."""
+        if steps > self.desk.max_steps:
+            raise UsageError(
+                f"this DP job would take {steps:,} steps; the owner runs at most "
+                f"{self.desk.max_steps:,} a job (fewer epochs, or a larger batch)"
+            )
+        weights = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        planned = 4 * weights * (2 * batch_size + 4)  # per-sample gradients, the model's copies
+        self.service.store.quota(self.service.peer).check(
+            planned, True, what="this DP job's per-sample gradients"
+        )
 
     # ---- budgets and quotes
     def _budget(self, message: DpBudget) -> Reply:
