@@ -205,6 +205,63 @@ def test_the_page_is_told_of_each_change_as_it_happens_and_stops_with_the_sessio
         socket.create_connection(("127.0.0.1", page.port), timeout=UNIT).close()
 
 
+def privacy_section(html: str) -> str:
+    return html.split('<section id="privacy">', 1)[1].split("</section>", 1)[0]
+
+
+def test_the_page_shows_each_budget_and_the_last_dp_charges(review):
+    owner, scientist, client = review
+    section = privacy_section(client.get(f"/{TOKEN}/").text)
+    assert "No privacy budget: every DP release is refused." in section
+    assert not owner.privacy.path.exists()  # the page opened no ledger of its own
+    owner.privacy.set_budget("*", "ages", epsilon=1.0, delta=1e-5)
+    owner.privacy.set_budget("*", "<b>x</b>\u202e", epsilon=2.0, delta=1e-6)
+    count = scientist.privacy.count(scientist.store["ages"], epsilon=0.25, timeout_secs=UNIT)
+    assert isinstance(count, int)
+    (spender,) = [r["scientist"] for r in owner.privacy.rows() if r["scientist"] != "*"]
+    html = client.get(f"/{TOKEN}/state").text
+    section = privacy_section(html)
+    row = section.split(f'<code class="id">{spender}</code>', 1)[1].split("</tr>", 1)[0]
+    cells = [cell.split("</td>", 1)[0] for cell in row.split("<td>")[1:]]
+    assert cells == [
+        '<span class="tag">ages</span>',
+        '1 <span class="dim">(the default "*")</span>',  # budget, and whose it is
+        "1e-05",
+        "0.25",  # spent
+        "0.75",  # remaining
+    ]
+    assert "the default: each scientist without a budget" in section  # the "*" rows
+    # the charge: its mechanism and state, newest first
+    assert "Last DP charges" in section
+    assert "Laplace <span class='dim'>epsilon 0.25</span>" in section and "committed" in section
+    # text the page did not write is escaped, as everywhere on it
+    assert "&lt;b&gt;x&lt;/b&gt;\\u202e" in section and "<b>x</b>" not in section
+    # and the audit log says what was charged
+    audit = html.split('<section id="audit">', 1)[1]
+    assert 'charged epsilon 0.25 (0.75 left) on <span class="tag">ages</span>, committed' in audit
+
+
+def test_a_dp_charge_updates_the_open_page(tmp_path):
+    owner, scientist = sy.duet_pair()
+    owner.publish(torch.arange(40.0), tags=["ages"])
+    owner.privacy.set_budget("*", "ages", epsilon=1.0, delta=1e-5)
+    page = owner.start_review()
+    try:
+        with (
+            httpx.Client(timeout=UNIT) as client,
+            client.stream("GET", page.url + "events") as events,
+        ):
+            lines = events.iter_lines()
+            assert next_event(lines) == ("changed", "open")
+            scientist.privacy.sum(scientist.store["ages"], bounds=(0, 40), epsilon=0.5)
+            assert next_event(lines)[0] == "changed"  # the charge is an audit event
+            section = privacy_section(client.get(page.url + "state").text)
+            assert "Laplace" in section and "0.5" in section
+    finally:
+        scientist.close()
+        owner.close()
+
+
 def next_event(lines) -> tuple[str, str]:
     """The next server-sent event's name and data (the stream's read timeout bounds it)."""
     name = data = ""

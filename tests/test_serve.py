@@ -23,6 +23,18 @@ from .processes import UNIT, Process, identity_in, start_signaling_server
 TRAINER = str(Path(__file__).parent / "peers" / "trainer.py")
 
 
+BUDGET = """[[publish]]
+path = 'ages.pt'
+tags = ['ages']
+
+[[budget]]
+scientist = '*'
+epsilon = {epsilon}
+delta = {delta}
+data = 'ages'
+"""
+
+
 def config_error(text: str) -> str:
     with pytest.raises(sy.UsageError) as caught:
         config, locator = parse_config(textwrap.dedent(text), "node.toml")
@@ -49,6 +61,41 @@ def config_error(text: str) -> str:
         ("[owner\nmax_scientists = 3\n", 1, "line 1"),
         ("[[access]]\nscientist = 'someone'\nrequests = false\n", 1, "ID"),
         ("[owner]\nmax_scientists = 3\nsignaling_url = 'ftp://h:5000'\n", 3, "ws://host:port"),
+        (
+            BUDGET.format(epsilon="0.0", delta="1e-5"),
+            7,
+            "budget.0.epsilon: Input should be greater",
+        ),
+        (
+            BUDGET.format(epsilon="inf", delta="1e-5"),
+            7,
+            "budget.0.epsilon: Input should be a finite",
+        ),
+        (BUDGET.format(epsilon="-1.0", delta="1e-5"), 7, "budget.0.epsilon"),
+        (
+            BUDGET.format(epsilon="1.0", delta="1.0"),
+            8,
+            "budget.0.delta: Input should be less than 1",
+        ),
+        (BUDGET.format(epsilon="1.0", delta="0.0"), 8, "budget.0.delta: Input should be greater"),
+        (BUDGET.format(epsilon="'1'", delta="1e-5"), 7, "budget.0.epsilon"),
+        (BUDGET.format(epsilon="1.0", delta="1e-5\nrate = 2"), 9, "budget.0.rate: Extra inputs"),
+        (BUDGET.replace("delta = {delta}\n", "").format(epsilon="1.0"), 5, "budget.0.delta: Field"),
+        (
+            BUDGET.format(epsilon="1.0", delta="1e-5")
+            + BUDGET.split("\n\n")[1]
+            .format(epsilon="1.0", delta="1e-5")
+            .replace("'ages'", "'agez'"),
+            14,
+            "budget.1.data: no [[publish]] table has the tag 'agez'; a budget is on a published"
+            " dataset's tag (published tags: 'ages')",
+        ),
+        (
+            BUDGET.format(epsilon="1.0", delta="1e-5")
+            + BUDGET.split("\n\n")[1].format(epsilon="2.0", delta="1e-5"),
+            10,
+            "budget.1: a second budget for scientist '*' on 'ages' (the first is budget.0)",
+        ),
     ],
 )
 def test_a_bad_config_is_refused_with_the_line_at_fault(text, line, words):
@@ -126,6 +173,68 @@ def test_files_of_every_format_are_published_as_the_config_says(tmp_path):
         config, locator = parse_config(text, "node.toml")
         with pytest.raises(sy.ConfigError, match=f"node.toml:3: .*{words}"):
             build_owner(config, locator, tmp_path)
+
+
+AGES = torch.tensor([23.0, 35.0, 41.0, 52.0, 67.0, 29.0, 44.0, 38.0, 71.0, 19.0] * 20)
+
+
+def test_a_nodes_budgets_are_set_as_it_starts_enforced_and_kept_across_restarts(tmp_path):
+    torch.save(AGES, tmp_path / "ages.pt")
+    alice, bob = sy.Identity.ephemeral("alice"), sy.Identity.ephemeral("bob")
+    text = f"""
+        [owner]
+        privacy_ledger = "ledger/privacy.sqlite3"
+        [[publish]]
+        path = "ages.pt"
+        tags = ["ages"]
+        [[budget]]
+        scientist = "{alice.id}"
+        data = "ages"
+        epsilon = 1.0
+        delta = 1e-5
+        [[budget]]
+        scientist = "*"
+        data = "ages"
+        epsilon = 0.5
+        delta = 1e-5
+    """
+    config, locator = parse_config(textwrap.dedent(text), str(tmp_path / "node.toml"))
+    assert [(b.scientist, b.epsilon) for b in config.budget] == [(alice.id, 1.0), ("*", 0.5)]
+    owner = build_owner(config, locator, tmp_path)
+    try:
+        assert owner.privacy.path == tmp_path / "ledger" / "privacy.sqlite3"
+        _, ada = sy.duet_pair(owner=owner, identity=alice)
+        _, bea = sy.duet_pair(owner=owner, identity=bob)
+        mean = ada.privacy.mean(ada.store["ages"], bounds=(0, 100), epsilon=0.6, timeout_secs=60)
+        assert 0 <= mean <= 100 and len(owner.requests) == 0  # the budget decided
+        with pytest.raises(sy.QuotaExceeded, match=r"needs epsilon 0\.6, 0\.4 left at delta 1e-05"):
+            ada.privacy.mean(ada.store["ages"], bounds=(0, 100), epsilon=0.6, timeout_secs=60)
+        # bob has the default "*": a budget of his own, alice's spend is not his
+        with pytest.raises(sy.QuotaExceeded, match=r"needs epsilon 0\.6, 0\.5 left"):
+            bea.privacy.count(bea.store["ages"], epsilon=0.6, timeout_secs=60)
+        bea.privacy.count(bea.store["ages"], epsilon=0.5, timeout_secs=60)
+        ada.close()
+        bea.close()
+    finally:
+        owner.close()
+    # a restart sets the budgets again: what was spent stays spent
+    owner = build_owner(config, locator, tmp_path)
+    try:
+        assert owner.privacy.budget(alice.id, "ages")["remaining"] == pytest.approx(0.4)
+        assert owner.privacy.budget(bob.id, "ages")["remaining"] == pytest.approx(0.0)
+        assert owner.privacy.budget(bob.id, "ages")["budget_of"] == "*"
+    finally:
+        owner.close()
+
+
+def test_a_budget_for_something_that_is_not_a_scientist_id_names_its_table(tmp_path):
+    torch.save(AGES, tmp_path / "ages.pt")
+    text = BUDGET.format(epsilon="1.0", delta="1e-5") + BUDGET.split("\n\n")[1].format(
+        epsilon="1.0", delta="1e-5"
+    ).replace("'*'", "'ada'")
+    config, locator = parse_config(text, "node.toml")
+    with pytest.raises(sy.ConfigError, match=r"node.toml:10: 'ada' is not a scientist ID"):
+        build_owner(config, locator, tmp_path)
 
 
 def test_an_http_signaling_url_is_read_as_ws():
@@ -237,5 +346,7 @@ def test_the_readmes_example_config_is_valid_and_does_what_it_says(tmp_path):
         (rule,) = [r for r in owner.access if r.scientist == "3fa2-91bc-0d4e-77a1"]
         assert rule.allows_data(["digits-train"]) and not rule.allows_data(["other"])
         assert [h.action for h in owner.requests.handlers] == ["accept"]
+        ada = owner.privacy.budget("3fa2-91bc-0d4e-77a1", "digits-train")
+        assert ada is not None and (ada["budget_of"], ada["epsilon"]) == ("*", 1.0)
     finally:
         owner.close()

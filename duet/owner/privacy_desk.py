@@ -60,6 +60,13 @@ class PrivacyDesk:
                 self._ledger = Ledger(self.path)
             return self._ledger
 
+    @property
+    def in_use(self) -> bool:
+        """Whether there is a ledger to read (opened, or its file exists): views that only
+        show budgets (the review page) read none otherwise, so they create no file."""
+        with self._lock:
+            return not self._closed and (self._ledger is not None or self.path.exists())
+
     def close(self) -> None:
         with self._lock:
             self._closed = True
@@ -108,10 +115,13 @@ class PrivacyDesk:
 
         return privacy_frame(self.rows())
 
-    def history(self, scientist: str | None = None) -> list[dict[str, object]]:
-        """Every charge, oldest first (one scientist's with ``scientist``)."""
+    def history(
+        self, scientist: str | None = None, *, last: int | None = None
+    ) -> list[dict[str, object]]:
+        """Every charge, oldest first (one scientist's with ``scientist``; the newest ``last``
+        with ``last``)."""
         who = None if scientist is None else _scientist(scientist)
-        return self.ledger.history(who)
+        return self.ledger.history(who, last=last)
 
     def __repr__(self) -> str:
         return f"<owner.privacy: ledger {self.path}>"

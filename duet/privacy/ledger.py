@@ -473,9 +473,12 @@ class Ledger:
                 )
             return out
 
-    def history(self, scientist: str | None = None) -> list[dict[str, object]]:
-        """Every charge, oldest first (one scientist's with ``scientist``): its id, scientist,
-        dataset, mechanism (JSON as stored), state (reserved, committed, aborted) and times."""
+    def history(
+        self, scientist: str | None = None, *, last: int | None = None
+    ) -> list[dict[str, object]]:
+        """Every charge, oldest first (one scientist's with ``scientist``; only the newest
+        ``last`` with ``last``): its id, scientist, dataset, mechanism (JSON as stored), state
+        (reserved, committed, aborted) and times."""
         query = (
             "SELECT e.id, e.scientist, e.dataset, e.mechanism, e.at,"
             " COALESCE(o.state, 'reserved') AS state, o.at AS settled_at"
@@ -485,5 +488,12 @@ class Ledger:
         if scientist is not None:
             query += " WHERE e.scientist = ?"
             args = (_name("scientist", scientist),)
+        if last is not None:
+            if isinstance(last, bool) or not isinstance(last, int) or last < 0:
+                raise UsageError(f"last must be a count of charges, not {last!r}")
+            # the newest, read by the index on id, then put oldest first
+            query = f"SELECT * FROM ({query} ORDER BY e.id DESC LIMIT {last}) ORDER BY id"
+        else:
+            query += " ORDER BY e.id"
         with self._lock:
-            return [dict(row) for row in self._db.execute(query + " ORDER BY e.id", args)]
+            return [dict(row) for row in self._db.execute(query, args)]

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import datetime
 import html
+import json
 from collections.abc import Iterable
 from typing import Literal
 from urllib.parse import quote
 
 from ..display import quoted, shown
-from .state import AccessRow, HandlerRow, PageState, RequestRow, StoreRow
+from .state import AccessRow, BudgetRow, ChargeRow, HandlerRow, PageState, RequestRow, StoreRow
 
 LONG = 2000  # characters of a scientist's reason shown (the rest is cut, with "…")
 
@@ -111,6 +112,7 @@ def sections(state: PageState) -> str:
             _store(state.store),
             _handlers(state.handlers),
             _access(state.access),
+            _privacy(state.budgets, state.charges),
             _audit(state.audit),
         ]
     )
@@ -277,6 +279,82 @@ def _access(rows: list[AccessRow]) -> str:
     return f'<section id="access"><h2>Access rules</h2>{table}</section>'
 
 
+def _epsilon(value: float | None) -> str:
+    return "" if value is None else f"{value:.4g}"
+
+
+def _mechanism(stored: str) -> str:
+    """A charge's mechanism, from the JSON the ledger stores: its kind and parameters."""
+    try:
+        fields = json.loads(stored)
+        kind = str(fields.pop("kind"))
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return f"<code>{text(stored)}</code>"
+    names = {"dp_sgd": "DP-SGD", "laplace": "Laplace", "gaussian": "Gaussian"}
+    parameters = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in fields.items())
+    return f"{text(names.get(kind, kind))} <span class='dim'>{text(parameters)}</span>"
+
+
+def _when(stamp: str) -> str:
+    """A ledger time (ISO 8601, UTC) in local time, as the other times on the page."""
+    try:
+        return clock(datetime.datetime.fromisoformat(stamp).timestamp())
+    except ValueError:
+        return text(stamp)
+
+
+def _privacy(budgets: list[BudgetRow], charges: list[ChargeRow]) -> str:
+    def remaining(r: BudgetRow) -> str:
+        if r["problem"] is not None:
+            return f'<span class="deny">{text(r["problem"], 400)}</span>'
+        if r["scientist"] == "*":
+            return '<span class="dim">the default: each scientist without a budget</span>'
+        if r["budget_of"] is None:
+            return '<span class="dim">no budget now: refused</span>'
+        shown = _epsilon(r["remaining"])
+        spent_all = r["remaining"] is not None and r["remaining"] <= 0
+        return f'<span class="deny">{shown}</span>' if spent_all else shown
+
+    def whose(r: BudgetRow) -> str:
+        if r["budget_of"] == "*" and r["scientist"] != "*":
+            return ' <span class="dim">(the default "*")</span>'
+        return ""
+
+    table = _table(
+        ["Scientist", "Dataset", "Budget (epsilon)", "Delta", "Spent", "Remaining"],
+        [
+            [
+                f'<code class="id">{text(r["scientist"])}</code>',
+                f'<span class="tag">{text(r["dataset"])}</span>',
+                _epsilon(r["epsilon"]) + whose(r),
+                "" if r["delta"] is None else f"{r['delta']:g}",
+                _epsilon(r["spent"]),
+                remaining(r),
+            ]
+            for r in budgets
+        ],
+        "No privacy budget: every DP release is refused.",
+    )
+    recent = _table(
+        ["Time", "Scientist", "Dataset", "Mechanism", "State"],
+        [
+            [
+                _when(c["at"]),
+                f'<code class="id">{text(c["scientist"])}</code>',
+                f'<span class="tag">{text(c["dataset"])}</span>',
+                _mechanism(c["mechanism"]),
+                text(c["state"]),
+            ]
+            for c in reversed(charges)
+        ],
+        "No DP charge yet.",
+    )
+    return (
+        f'<section id="privacy"><h2>Privacy budgets</h2>{table}'
+        f'<h3>Last DP charges <span class="dim">(newest first)</span></h3>{recent}</section>'
+    )
+
+
 def _event(event: dict[str, object]) -> str:
     kind = event.get("kind", "")
     if kind == "request":
@@ -294,6 +372,18 @@ def _event(event: dict[str, object]) -> str:
         kind = str(event.get("value_kind") or "value")
         what = size(nbytes) if nbytes else f"{'an' if kind[0] in 'aeiou' else 'a'} {text(kind)}"
         return f"released {what}, sha-256 <code>{digest}…</code>"
+    if kind == "privacy":
+        charged = event.get("epsilon")
+        left = event.get("remaining")
+        numbers = (
+            f"epsilon {charged:.4g} ({left:.4g} left)"
+            if isinstance(charged, float | int) and isinstance(left, float | int)
+            else "epsilon"
+        )
+        return (
+            f'charged {numbers} on <span class="tag">{text(event.get("dataset", ""))}</span>,'
+            f" {text(event.get('state', ''))}"
+        )
     if kind in ("leave", "refused"):
         return f"{said(event.get('reason', ''), 400)}"
     if kind == "node":

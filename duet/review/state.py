@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 AUDIT_SHOWN = 50  # the newest audit events on the page
+CHARGES_SHOWN = 20  # the newest DP charges on the page
 PREVIEW_ELEMENTS = 16  # a pending value this small is shown to the owner as it would leave
 
 
@@ -81,6 +82,30 @@ class AccessRow(TypedDict):
     requests: bool
 
 
+class BudgetRow(TypedDict):
+    """One privacy budget (``owner.privacy.rows()``): a scientist (or "*") on a dataset."""
+
+    scientist: str
+    dataset: str
+    budget_of: str | None  # whose budget is in force: the scientist's own, or "*"
+    epsilon: float | None
+    delta: float | None
+    spent: float | None  # None for the "*" row itself, and a pair the ledger cannot read
+    remaining: float | None
+    problem: str | None
+
+
+class ChargeRow(TypedDict):
+    """One DP charge in the ledger (``owner.privacy.history()``)."""
+
+    id: int
+    scientist: str
+    dataset: str
+    mechanism: str  # its parameters, as the ledger stores them (JSON)
+    state: str  # reserved, committed, aborted
+    at: str  # ISO 8601, UTC
+
+
 @dataclass
 class PageState:
     owner_id: str
@@ -91,6 +116,8 @@ class PageState:
     handlers: list[HandlerRow] = field(default_factory=list)
     access: list[AccessRow] = field(default_factory=list)
     audit: list[dict[str, object]] = field(default_factory=list)
+    budgets: list[BudgetRow] = field(default_factory=list)
+    charges: list[ChargeRow] = field(default_factory=list)  # the newest, oldest first
     closed: bool = False
 
 
@@ -143,7 +170,55 @@ def read_state(owner: OwnerSession) -> PageState:
         state.audit = owner.audit.recent(AUDIT_SHOWN)
     except Exception as exc:  # closed with the session: the page says so, it does not fail
         log.debug("the audit log cannot be read: %s", exc)
+    _read_privacy(owner, state)
     return state
+
+
+def _read_privacy(owner: OwnerSession, state: PageState) -> None:
+    """The privacy budgets and the newest charges, if the owner has a ledger (reading one
+    would create its file: an owner that never used differential privacy gets none)."""
+    desk = owner.privacy
+    if not desk.in_use:
+        return
+    try:
+        rows = desk.rows()
+        charges = desk.history(last=CHARGES_SHOWN)
+    except Exception as exc:  # closed with the session, or locked: shown at the next change
+        log.debug("the privacy ledger cannot be read: %s", exc)
+        return
+    for row in rows:
+        state.budgets.append(
+            {
+                "scientist": str(row["scientist"]),
+                "dataset": str(row["dataset"]),
+                "budget_of": _text_or_none(row.get("budget_of")),
+                "epsilon": _number_or_none(row.get("epsilon")),
+                "delta": _number_or_none(row.get("delta")),
+                "spent": _number_or_none(row.get("spent")),
+                "remaining": _number_or_none(row.get("remaining")),
+                "problem": _text_or_none(row.get("problem")),
+            }
+        )
+    for charge in charges:
+        entry_id = charge["id"]
+        state.charges.append(
+            {
+                "id": entry_id if isinstance(entry_id, int) else -1,
+                "scientist": str(charge["scientist"]),
+                "dataset": str(charge["dataset"]),
+                "mechanism": str(charge["mechanism"]),
+                "state": str(charge["state"]),
+                "at": str(charge["at"]),
+            }
+        )
+
+
+def _number_or_none(value: object) -> float | None:
+    return float(value) if isinstance(value, int | float) else None
+
+
+def _text_or_none(value: object) -> str | None:
+    return None if value is None else str(value)
 
 
 def request_row(request: Request) -> RequestRow:

@@ -1,4 +1,5 @@
-"""A node's configuration file (TOML): what it publishes, its handlers, access rules and limits.
+"""A node's configuration file (TOML): what it publishes, its handlers, access rules, privacy
+budgets and limits.
 
 Read with ``tomllib`` and checked by pydantic models (strict: an unknown key is an error, not a
 silent no-op). Every error names the file and the line at fault: TOML syntax errors carry theirs;
@@ -64,6 +65,7 @@ class OwnerConfig(_Strict):
     unknown: Literal["refuse", "accept"] = "refuse"
     data_root: str | None = None
     audit: str | None = None  # default: audit.sqlite3 in the duet home
+    privacy_ledger: str | None = None  # default: privacy.sqlite3 in the duet home
     redact_errors: bool = False
     loopback: bool = False
     ice_servers: list[str] = []
@@ -115,6 +117,16 @@ class AccessConfig(_Strict):
     requests: bool = True
 
 
+class BudgetConfig(_Strict):
+    """A privacy budget (issue 19): what ``scientist`` may spend on the dataset tagged
+    ``data``, set with ``owner.privacy.set_budget`` as the node starts."""
+
+    scientist: str = Field(min_length=1)  # an ID, or "*": each scientist without one of their own
+    data: str = Field(min_length=1, max_length=200)  # a tag a [[publish]] table gives
+    epsilon: float = Field(gt=0, allow_inf_nan=False)
+    delta: float = Field(gt=0, lt=1, allow_inf_nan=False)
+
+
 class NodeConfig(_Strict):
     owner: OwnerConfig = Field(default_factory=OwnerConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
@@ -122,6 +134,7 @@ class NodeConfig(_Strict):
     publish: list[PublishConfig] = []
     handler: list[HandlerConfig] = []
     access: list[AccessConfig] = []
+    budget: list[BudgetConfig] = []
 
 
 def load_config(path: str | Path) -> tuple[NodeConfig, Locator]:
@@ -147,7 +160,30 @@ def parse_config(text: str, source: str = "<config>") -> tuple[NodeConfig, Locat
         where = locator.line(error["loc"])
         field = ".".join(str(part) for part in error["loc"])
         raise ConfigError(f"{where}: {field}: {error['msg']}") from None
+    _check_budgets(config, locator)
     return config, locator
+
+
+def _check_budgets(config: NodeConfig, locator: Locator) -> None:
+    """A budget names a dataset this node publishes (by a tag), once per scientist: a typo in
+    ``data`` would otherwise be a budget on nothing, and the dataset meant would have none."""
+    published = sorted({tag for entry in config.publish for tag in entry.tags})
+    seen: dict[tuple[str, str], int] = {}
+    for index, budget in enumerate(config.budget):
+        if budget.data not in published:
+            where = locator.line(("budget", index, "data"))
+            tags = ", ".join(repr(tag) for tag in published) or "none"
+            raise ConfigError(
+                f"{where}: budget.{index}.data: no [[publish]] table has the tag {budget.data!r};"
+                f" a budget is on a published dataset's tag (published tags: {tags})"
+            )
+        first = seen.setdefault((budget.scientist, budget.data), index)
+        if first != index:
+            where = locator.line(("budget", index))
+            raise ConfigError(
+                f"{where}: budget.{index}: a second budget for scientist {budget.scientist!r}"
+                f" on {budget.data!r} (the first is budget.{first}); give each one budget"
+            )
 
 
 class Locator:

@@ -1,6 +1,7 @@
 """``duet serve config.toml``: an owner node as a long-running process, no notebook.
 
-Everything the config sets up (published files, handlers, access rules) is in place before
+Everything the config sets up (published files, handlers, access rules, privacy budgets) is in
+place before
 the node registers with the signaling server, so no scientist ever sees a half-built owner.
 It then serves until SIGINT (Ctrl-C) or SIGTERM: every scientist is told the session closed,
 and the audit log (one committed transaction per event) records that the node stopped.
@@ -41,6 +42,7 @@ def build_owner(config: NodeConfig, locator: Locator, base: Path) -> OwnerSessio
         max_scientists=settings.max_scientists,
         unknown="confirm" if settings.unknown == "accept" else "refuse",
         request_timeout_secs=config.limits.request_timeout_secs,
+        privacy_ledger=_path(settings.privacy_ledger, base),
     )
     try:
         for index, entry in enumerate(config.publish):
@@ -68,6 +70,15 @@ def build_owner(config: NodeConfig, locator: Locator, base: Path) -> OwnerSessio
                     owner.access.deny(rule.scientist, name=rule.name)
             except DuetError as exc:
                 raise ConfigError(f"{locator.line(('access', index))}: {exc}") from None
+        for index, budget in enumerate(config.budget):
+            # a new row in the ledger each start: the config is what is in force, and what
+            # was spent stays spent (a budget removed from the config stays in the ledger)
+            try:
+                owner.privacy.set_budget(
+                    budget.scientist, budget.data, epsilon=budget.epsilon, delta=budget.delta
+                )
+            except DuetError as exc:
+                raise ConfigError(f"{locator.line(('budget', index))}: {exc}") from None
     except BaseException:
         owner.close()
         raise
@@ -159,6 +170,16 @@ def _summary(console: Console, owner: OwnerSession, config: NodeConfig) -> None:
     console.print(table)
     console.print(f"{len(config.handler)} handlers, {len(config.access)} access rules; "
                   f"unknown scientists: {config.owner.unknown}")  # fmt: skip
+    if config.budget:
+        budgets = Table(title=f"privacy budgets ({owner.privacy.path})", title_justify="left")
+        for column in ("scientist", "data", "epsilon", "delta", "spent"):
+            budgets.add_column(column)
+        for row in owner.privacy.rows():  # the ledger's: earlier runs' budgets show here too
+            spent = row.get("spent")
+            budgets.add_row(str(row["scientist"]), str(row["dataset"]),
+                            f"{row.get('epsilon')}", f"{row.get('delta')}",
+                            "" if spent is None else f"{spent:.4g}")  # fmt: skip
+        console.print(budgets)
     wait = f"{config.limits.request_timeout_secs:g} s"
     console.print(
         f"a request no handler decides waits up to {wait} for you on the review page"
