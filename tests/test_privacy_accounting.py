@@ -156,3 +156,27 @@ def test_the_public_api_is_what_all_names():
     assert {"Ledger", "BudgetExceeded", "train_dp", "price_training", "mean"} <= set(
         duet.privacy.__all__
     )
+
+
+def test_composition_with_each_steps_curve_computed_once_is_the_accountants_own_number():
+    # the ledger prices every reserve by composing all a scientist ran: each DP-SGD step's RDP
+    # curve is computed once a process, and the sums are the accountant's, to the last bit
+    import dp_accounting
+    from dp_accounting.rdp import RdpAccountant
+
+    from duet.privacy import accounting
+
+    parts = [
+        accounting.DpSgd(1.1, 1 / 29, 29),
+        accounting.Laplace(0.3),
+        accounting.DpSgd(0.8, 0.01, 500),
+        accounting.DpSgd(1.1, 1 / 29, 58),
+        accounting.Gaussian(0.05),
+    ]
+    for delta in (1e-5, 1e-7):
+        fresh = RdpAccountant()
+        fresh.compose(dp_accounting.ComposedDpEvent(accounting._grouped(parts)))
+        assert accounting._rdp_accountant_epsilon(parts, delta) == fresh.get_epsilon(delta)
+    before = accounting._step_curve.cache_info().misses
+    accounting.spent(parts * 50, 1e-5)  # 250 entries, the same three step curves
+    assert accounting._step_curve.cache_info().misses == before
