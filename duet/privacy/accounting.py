@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import functools
 import json
+import logging
 import math
 import warnings
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -282,7 +283,16 @@ def _step_curve(noise_multiplier: float, sample_rate: float) -> tuple[float, ...
     pure Python, and a ledger's every reserve composes every job the scientist ran; composing
     a run of ``steps`` is ``steps`` times this curve, as the accountant itself does it."""
     accountant = RdpAccountant()
-    accountant.compose(DpSgd(noise_multiplier, sample_rate, 1).event())
+    # orders whose series does not converge are left out of the curve by the accountant (an
+    # infinite RDP there, never a smaller one) and logged as warnings through absl: that is
+    # the accountant's own care, not news for the owner's console
+    absl = logging.getLogger("absl")
+    level = absl.level
+    absl.setLevel(logging.ERROR)
+    try:
+        accountant.compose(DpSgd(noise_multiplier, sample_rate, 1).event())
+    finally:
+        absl.setLevel(level)
     return tuple(float(v) for v in accountant._rdp)  # its composed curve (no public reader)
 
 
