@@ -190,10 +190,7 @@ class PrivateReleases:
         model = _trainable(model_entry.value)
         standing = self.desk.ledger.standing(service.peer, dataset)
         if standing is None:  # as the ledger words it
-            raise privacy.BudgetExceeded(
-                f"the owner set no privacy budget on {dataset!r} for scientist {service.peer}"
-                ' (nor a default "*"): nothing is released under differential privacy'
-            )
+            raise privacy.BudgetExceeded(privacy.ledger.no_budget(service.peer, dataset))
         if message.delta is not None and not math.isclose(
             message.delta, standing.delta, rel_tol=1e-9, abs_tol=0.0
         ):

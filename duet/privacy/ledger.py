@@ -52,7 +52,15 @@ from .accounting import (
     spent,
 )
 
-__all__ = ["BudgetExceeded", "Ledger", "LedgerCorrupt", "Quote", "Reservation", "Standing"]
+__all__ = [
+    "BudgetExceeded",
+    "Ledger",
+    "LedgerCorrupt",
+    "Quote",
+    "Reservation",
+    "Standing",
+    "no_budget",
+]
 
 ANYONE = "*"
 SCHEMA_VERSION = 1
@@ -89,6 +97,14 @@ BEGIN SELECT RAISE(ABORT, 'the privacy ledger is append-only'); END;"""
     for table in ("budgets", "entries", "outcomes")
     for verb in ("update", "delete")
 )
+
+
+def no_budget(scientist: str, dataset: str) -> str:
+    """Why nothing is released when the owner set no budget (fail closed)."""
+    return (
+        f"the owner set no privacy budget on {dataset!r} for scientist {scientist}"
+        ' (nor a default "*"): nothing is released under differential privacy'
+    )
 
 
 class BudgetExceeded(QuotaExceeded):
@@ -304,12 +320,7 @@ class Ledger:
             raise UsageError(f"not a mechanism: {mechanism!r}")
         mechanism_from_json(mechanism.to_json())  # only what the ledger can read back
         with self._lock, self._write():
-            budget = self._budget(scientist, dataset)
-            if budget is None:
-                raise BudgetExceeded(
-                    f"the owner set no privacy budget on {dataset!r} for scientist {scientist}"
-                    ' (nor a default "*"): nothing is released under differential privacy'
-                )
+            budget = self._in_force(scientist, dataset)
             before = self._charges(scientist, dataset)
             spent_before = spent(before, budget.delta)
             spent_after = spent([*before, mechanism], budget.delta)
@@ -337,6 +348,13 @@ class Ledger:
             remaining=budget.epsilon - spent_after,
         )
 
+    def _in_force(self, scientist: str, dataset: str) -> _Budget:
+        """The budget ``scientist`` spends on ``dataset``; none refuses (fail closed)."""
+        budget = self._budget(scientist, dataset)
+        if budget is None:
+            raise BudgetExceeded(no_budget(scientist, dataset))
+        return budget
+
     def quote(self, scientist: str, dataset: str, mechanism: Mechanism) -> Quote:
         """What ``reserve`` would charge for ``mechanism`` now, reserving nothing: the epsilon
         it would add to the spend, what would be left, and whether it fits. Raises
@@ -344,12 +362,7 @@ class Ledger:
         scientist = _name("scientist", scientist)
         dataset = _name("dataset", dataset)
         with self._lock:
-            budget = self._budget(scientist, dataset)
-            if budget is None:
-                raise BudgetExceeded(
-                    f"the owner set no privacy budget on {dataset!r} for scientist {scientist}"
-                    ' (nor a default "*"): nothing is released under differential privacy'
-                )
+            budget = self._in_force(scientist, dataset)
             before = self._charges(scientist, dataset)
         spent_before = spent(before, budget.delta)
         spent_after = spent([*before, mechanism], budget.delta)

@@ -38,7 +38,7 @@ How the result differs from PyDP's:
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, NoReturn
+from typing import TYPE_CHECKING, NoReturn, Self
 
 from ..errors import UsageError
 from .pointer import Pointer
@@ -63,8 +63,8 @@ def _unsupported(path: str) -> NoReturn:
     )
 
 
-class ReleasedFloat(float):
-    """A DP number the owner released under your budget; ``get()`` (PySyft's pointer call)
+class _Released:
+    """A DP result the owner released under your budget; ``get()`` (PySyft's pointer call)
     returns it as it is: it is already yours, no request is made."""
 
     def get(
@@ -75,23 +75,16 @@ class ReleasedFloat(float):
         timeout_secs: float | None = None,
         delete_obj: bool = True,
         name: str = "",
-    ) -> float:
-        return float(self)
+    ) -> Self:
+        return self
 
 
-class ReleasedInt(int):
-    """An integer DP result (a count), released under your budget; ``get()`` returns it."""
+class ReleasedFloat(_Released, float):
+    """A DP number (a mean, a sum) released under your budget."""
 
-    def get(
-        self,
-        *,
-        request_block: bool = False,
-        reason: str = "",
-        timeout_secs: float | None = None,
-        delete_obj: bool = True,
-        name: str = "",
-    ) -> int:
-        return int(self)
+
+class ReleasedInt(_Released, int):
+    """An integer DP result (a count) released under your budget."""
 
 
 class Algorithm:
