@@ -6,7 +6,7 @@ picks the columns, names and orders them, and shows a scientist's text as data (
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 
 import pandas as pd
 
@@ -22,107 +22,114 @@ def _listed(value: object) -> list[object]:
     return []
 
 
-def store_frame(rows: Rows) -> pd.DataFrame:
+Row = Mapping[str, object]
+
+
+def _frame(rows: Rows, columns: Mapping[str, Callable[[Row], object]]) -> pd.DataFrame:
+    """One table: each column's header and how it reads a row, in order (the columns are there,
+    in that order, even with no rows)."""
     return pd.DataFrame(
-        [
-            {
-                "ID": r["id"],
-                "Tags": _listed(r.get("tags")),
-                "Description": r.get("description", ""),
-                "Type": r.get("type", ""),
-                "Shape": r.get("shape"),
-                "Size": r.get("size"),
-            }
-            for r in rows
-        ],
-        columns=["ID", "Tags", "Description", "Type", "Shape", "Size"],
+        [{header: read(r) for header, read in columns.items()} for r in rows],
+        columns=list(columns),
     )
+
+
+def _key(key: str) -> Callable[[Row], object]:
+    return lambda r: r[key]
+
+
+def _shown(key: str) -> Callable[[Row], object]:
+    """A scientist's text, shown as data."""
+    return lambda r: shown(r[key])
+
+
+STORE_COLUMNS: dict[str, Callable[[Row], object]] = {
+    "ID": _key("id"),
+    "Tags": lambda r: _listed(r.get("tags")),
+    "Description": lambda r: r.get("description", ""),
+    "Type": lambda r: r.get("type", ""),
+    "Shape": lambda r: r.get("shape"),
+    "Size": lambda r: r.get("size"),
+}
+
+
+def store_frame(rows: Rows) -> pd.DataFrame:
+    return _frame(rows, STORE_COLUMNS)
+
+
+REQUEST_COLUMNS: dict[str, Callable[[Row], object]] = {
+    "Request ID": _key("id"),
+    "Scientist": _key("peer"),
+    "Scientist name": _shown("scientist_name"),
+    "Name": _shown("name"),
+    "Reason": _shown("reason"),
+    "Object ID": _key("object_id"),
+    "Object type": _key("object_type"),
+    "Tags": lambda r: _listed(r["tags"]),
+    "Op": _key("op"),
+    "Elements": _key("elements"),
+    "Status": _key("status"),
+    "Decided by": _key("decided_by"),
+    "Arrival time": _key("arrival"),
+    "Grant": _key("grant"),
+}
 
 
 def requests_frame(rows: Rows) -> pd.DataFrame:
     """The owner's requests (``RequestQueue.rows()``); names and reasons are the scientist's."""
-    return pd.DataFrame(
-        [
-            {
-                "Request ID": r["id"],
-                "Scientist": r["peer"],
-                "Scientist name": shown(r["scientist_name"]),
-                "Name": shown(r["name"]),
-                "Reason": shown(r["reason"]),
-                "Object ID": r["object_id"],
-                "Object type": r["object_type"],
-                "Tags": _listed(r["tags"]),
-                "Op": r["op"],
-                "Elements": r["elements"],
-                "Status": r["status"],
-                "Decided by": r["decided_by"],
-                "Arrival time": r["arrival"],
-                "Grant": r["grant"],
-            }
-            for r in rows
-        ],
-        columns=["Request ID", "Scientist", "Scientist name", "Name", "Reason", "Object ID",
-                 "Object type", "Tags", "Op",
-                 "Elements", "Status", "Decided by", "Arrival time", "Grant"],
-    )  # fmt: skip
+    return _frame(rows, REQUEST_COLUMNS)
+
+
+HANDLER_COLUMNS: dict[str, Callable[[Row], object]] = {
+    "Handler ID": _key("id"),
+    "Name": _key("name"),
+    "Tags": _key("tags"),
+    "Scientist": _key("scientist"),
+    "Kind": _key("kind"),
+    "Max elements": _key("max_elements"),
+    "Action": _key("action"),
+    "Timeout (s)": _key("timeout_secs"),
+    "Print local": _key("print_local"),
+    "Element quota": _key("element_quota"),
+    "Released": _key("released"),
+    "Matched": _key("matched"),
+}
 
 
 def handlers_frame(rows: Rows) -> pd.DataFrame:
     """The owner's handlers (``HandlerList.rows()``)."""
-    return pd.DataFrame(
-        [
-            {
-                "Handler ID": h["id"],
-                "Name": h["name"],
-                "Tags": h["tags"],
-                "Scientist": h["scientist"],
-                "Kind": h["kind"],
-                "Max elements": h["max_elements"],
-                "Action": h["action"],
-                "Timeout (s)": h["timeout_secs"],
-                "Print local": h["print_local"],
-                "Element quota": h["element_quota"],
-                "Released": h["released"],
-                "Matched": h["matched"],
-            }
-            for h in rows
-        ],
-        columns=["Handler ID", "Name", "Tags", "Scientist", "Kind", "Max elements", "Action", "Timeout (s)", "Print local",
-                 "Element quota", "Released", "Matched"],
-    )  # fmt: skip
+    return _frame(rows, HANDLER_COLUMNS)
+
+
+HELD_COLUMNS: dict[str, Callable[[Row], object]] = {
+    "ID": _key("id"),
+    "Scientist": _key("scientist"),
+    "Scientist name": _key("scientist_name"),
+    "Type": _key("type"),
+    "Shape": _key("shape"),
+    "Size": _key("size"),
+    "Op": _key("op"),
+    "Owner's data": _key("owners_data"),
+}
 
 
 def held_frame(rows: Rows) -> pd.DataFrame:
     """What scientists hold on the owner's machine (``OwnerStoreView.held_rows()``)."""
-    return pd.DataFrame(
-        [
-            {
-                "ID": r["id"], "Scientist": r["scientist"], "Scientist name": r["scientist_name"],
-                "Type": r["type"], "Shape": r["shape"], "Size": r["size"], "Op": r["op"],
-                "Owner's data": r["owners_data"],
-            }
-            for r in rows
-        ],
-        columns=["ID", "Scientist", "Scientist name", "Type", "Shape", "Size", "Op",
-                 "Owner's data"],
-    )  # fmt: skip
+    return _frame(rows, HELD_COLUMNS)
+
+
+ACCESS_COLUMNS: dict[str, Callable[[Row], object]] = {
+    "Scientist": _key("scientist"),
+    "Name": _key("name"),
+    "Connect": _key("connect"),
+    "Data tags": lambda r: "all" if r["tags"] is None else sorted(map(str, _listed(r["tags"]))),
+    "Requests": _key("requests"),
+}
 
 
 def access_frame(rows: Rows) -> pd.DataFrame:
     """The owner's access rules (``AccessRules.rows()``); ``tags`` None: all the data."""
-    return pd.DataFrame(
-        [
-            {
-                "Scientist": r["scientist"],
-                "Name": r["name"],
-                "Connect": r["connect"],
-                "Data tags": "all" if r["tags"] is None else sorted(map(str, _listed(r["tags"]))),
-                "Requests": r["requests"],
-            }
-            for r in rows
-        ],
-        columns=["Scientist", "Name", "Connect", "Data tags", "Requests"],
-    )
+    return _frame(rows, ACCESS_COLUMNS)
 
 
 AUDIT_COLUMNS = ["Time", "Event", "Scientist", "Name", "Request", "Object", "Detail"]
@@ -159,25 +166,21 @@ def sent_requests_frame(rows: Rows) -> pd.DataFrame:
     )  # fmt: skip
 
 
+SCIENTIST_COLUMNS: dict[str, Callable[[Row], object]] = {
+    "Scientist": _key("scientist"),
+    "Name": _key("name"),
+    "Connected since": lambda r: pd.to_datetime(r["since"], unit="s"),
+    "Objects": _key("objects"),
+    "Bytes": _key("bytes"),
+    "Pending requests": _key("pending"),
+    "Rule": _key("rule"),
+}
+
+
 def scientists_frame(rows: Rows) -> pd.DataFrame:
     """The scientists connected now (``ScientistsView.rows()``; ``since``: seconds since the
     epoch). ``name`` is the owner's, or the claimed one already quoted and marked."""
-    return pd.DataFrame(
-        [
-            {
-                "Scientist": r["scientist"],
-                "Name": r["name"],
-                "Connected since": pd.to_datetime(r["since"], unit="s"),
-                "Objects": r["objects"],
-                "Bytes": r["bytes"],
-                "Pending requests": r["pending"],
-                "Rule": r["rule"],
-            }
-            for r in rows
-        ],
-        columns=["Scientist", "Name", "Connected since", "Objects", "Bytes",
-                 "Pending requests", "Rule"],
-    )  # fmt: skip
+    return _frame(rows, SCIENTIST_COLUMNS)
 
 
 def known_scientists_frame(rows: Rows) -> pd.DataFrame:

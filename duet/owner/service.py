@@ -284,16 +284,6 @@ class PeerService:
             self._plans[message.id] = message
         elif isinstance(message, RunPlan):
             self._run_plan(message, out)
-        elif isinstance(message, DpStatistic | DpTraining | DpBudget):
-            if self.private_releases is None:
-                error = UsageError("this owner serves no differential privacy (no budgets)")
-                out.append(self._error_reply(message.rid, error, "privacy"))
-            else:  # a DP job runs here, on this worker: say what runs, like a long call
-                self.running = (f"differential privacy ({message.k})", time.monotonic())
-                try:
-                    out.append(self.private_releases.handle(message, out_buffers))
-                finally:
-                    self.running = None
         elif isinstance(message, Sync):
             out.append(_reply(message.rid))
         elif isinstance(message, ListStore):
@@ -304,6 +294,16 @@ class PeerService:
                 if e.pointable and self.policy.allows_name(self.peer, e)
             ]  # fmt: skip
             out.append(Reply(rid=message.rid, value=rows))
+        elif isinstance(message, DpStatistic | DpTraining | DpBudget):  # rare: after the rest
+            if self.private_releases is None:
+                error = UsageError("this owner serves no differential privacy (no budgets)")
+                out.append(self._error_reply(message.rid, error, "privacy"))
+            else:  # a DP job runs here, on this worker: say what runs, like a long call
+                self.running = (f"differential privacy ({message.k})", time.monotonic())
+                try:
+                    out.append(self.private_releases.handle(message, out_buffers))
+                finally:
+                    self.running = None
         else:
             raise ProtocolError(f"a scientist may not send {type(message).__name__} messages")
 
