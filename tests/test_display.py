@@ -23,7 +23,8 @@ def test_the_request_table_is_built_from_plain_rows_with_the_scientists_words_es
         "status": "pending", "decided_by": "", "arrival": datetime(2026, 1, 1), "grant": "",
     }  # fmt: skip
     frame = requests_frame([row])
-    assert list(frame.columns)[-2:] == ["Arrival time", "Grant"]
+    assert list(frame.columns)[-4:] == ["Arrival time", "Grant", "DP price", "DP left after"]
+    assert frame.iloc[0]["DP price"] is None  # not a DP release the owner reviews
     shown_row = frame.iloc[0]
     assert shown_row["Name"] == "mean\\nof ages"
     assert shown_row["Reason"] == "just\\u202echecking"

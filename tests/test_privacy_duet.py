@@ -465,3 +465,36 @@ def test_a_dp_job_too_long_or_too_large_for_the_owner_is_refused_before_any_char
     finally:
         scientist.close()
         owner.close()
+
+
+def test_a_training_quote_tells_how_many_epochs_fit_and_exactly_that_many_do(tmp_path):
+    owner = sy.OwnerSession(privacy_ledger=tmp_path / "privacy.sqlite3")
+    owner.publish(digits(), tags=["digits"])
+    owner.privacy.set_budget("*", "digits", epsilon=10.0, delta=1e-5)
+    _, scientist = sy.duet_pair(owner=owner)
+    try:
+        model = nn.Sequential(nn.Linear(64, 10))
+        settings = dict(data="digits", lr=0.5, batch_size=64, max_grad_norm=1.0,
+                        noise_multiplier=1.0, timeout_secs=SECS)  # fmt: skip
+        quote = scientist.privacy.quote("train", model, epochs=1, **settings)
+        affordable = quote["epochs_affordable"]
+        assert quote["noise_multiplier"] == 1.0 and 1 < affordable < 10_000
+        fits = scientist.privacy.quote("train", model, epochs=affordable, **settings)
+        over = scientist.privacy.quote("train", model, epochs=affordable + 1, **settings)
+        assert fits["fits"] is True and over["fits"] is False
+        assert fits["epochs_affordable"] == affordable  # the same answer whatever was asked
+        # epsilon=: the owner picks the noise for the epochs asked; it is in the quote
+        picked = scientist.privacy.quote(
+            "train", model, epochs=2, **{**settings, "noise_multiplier": None}, epsilon=2.0
+        )
+        assert 1.9 < picked["epsilon"] <= 2.0  # the least noise that fits epsilon
+        assert picked["noise_multiplier"] > 0 and picked["epochs_affordable"] >= 2
+        # what was spent since counts: after a job, fewer epochs fit
+        job_settings = {k: v for k, v in settings.items() if k != "timeout_secs"}
+        scientist.privacy.train(model, epochs=1, **job_settings).wait(timeout_secs=SECS)
+        after = scientist.privacy.quote("train", model, epochs=1, **settings)
+        assert after["epochs_affordable"] < affordable
+        assert scientist.privacy.budget("digits", timeout_secs=SECS)["spent"] > 0
+    finally:
+        scientist.close()
+        owner.close()

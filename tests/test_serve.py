@@ -79,6 +79,7 @@ def config_error(text: str) -> str:
         ),
         (BUDGET.format(epsilon="1.0", delta="0.0"), 8, "budget.0.delta: Input should be greater"),
         (BUDGET.format(epsilon="'1'", delta="1e-5"), 7, "budget.0.epsilon"),
+        (BUDGET.format(epsilon="1.0", delta="1e-5\nreview = 'yes'"), 9, "budget.0.review"),
         (BUDGET.format(epsilon="1.0", delta="1e-5\nrate = 2"), 9, "budget.0.rate: Extra inputs"),
         (BUDGET.replace("delta = {delta}\n", "").format(epsilon="1.0"), 5, "budget.0.delta: Field"),
         (
@@ -223,6 +224,16 @@ def test_a_nodes_budgets_are_set_as_it_starts_enforced_and_kept_across_restarts(
         assert owner.privacy.budget(alice.id, "ages")["remaining"] == pytest.approx(0.4)
         assert owner.privacy.budget(bob.id, "ages")["remaining"] == pytest.approx(0.0)
         assert owner.privacy.budget(bob.id, "ages")["budget_of"] == "*"
+    finally:
+        owner.close()
+    # review = true: each release under that budget waits for the owner
+    reviewed = text.replace("epsilon = 0.5\n", "epsilon = 0.5\n        review = true\n")
+    config, locator = parse_config(textwrap.dedent(reviewed), str(tmp_path / "node.toml"))
+    assert [b.review for b in config.budget] == [False, True]
+    owner = build_owner(config, locator, tmp_path)
+    try:
+        assert owner.privacy.budget(bob.id, "ages")["review"] is True
+        assert owner.privacy.budget(alice.id, "ages")["review"] is False
     finally:
         owner.close()
 

@@ -72,6 +72,9 @@ REQUEST_COLUMNS: dict[str, Callable[[Row], object]] = {
     "Decided by": _key("decided_by"),
     "Arrival time": _key("arrival"),
     "Grant": _key("grant"),
+    # a DP release the owner reviews: its charge (epsilon) and what would remain after it
+    "DP price": lambda r: r.get("dp_price"),
+    "DP left after": lambda r: r.get("dp_left_after"),
 }
 
 
@@ -198,18 +201,21 @@ def history_frame(rows: Rows) -> pd.DataFrame:
     return pd.DataFrame(list(rows))
 
 
-PRIVACY_COLUMNS = ["Scientist", "Dataset", "Budget of", "Epsilon", "Delta", "Spent", "Remaining",
-                   "Problem"]  # fmt: skip
+PRIVACY_COLUMNS: dict[str, Callable[[Row], object]] = {
+    "Scientist": _key("scientist"),
+    "Dataset": _key("dataset"),
+    "Budget of": lambda r: r.get("budget_of"),
+    "Epsilon": lambda r: r.get("epsilon"),
+    "Delta": lambda r: r.get("delta"),
+    "Spent": lambda r: r.get("spent"),
+    "Remaining": lambda r: r.get("remaining"),
+    "Reviewed": lambda r: r.get("review"),
+    "Problem": lambda r: r.get("problem"),
+}
 
 
 def privacy_frame(rows: Rows) -> pd.DataFrame:
     """The owner's privacy budgets (``Ledger.rows()``): one row per scientist and dataset,
-    whose budget is in force ("*": the default), and what was spent of it."""
-    return pd.DataFrame(
-        [
-            [r["scientist"], r["dataset"], r.get("budget_of"), r.get("epsilon"), r.get("delta"),
-             r.get("spent"), r.get("remaining"), r.get("problem")]
-            for r in rows
-        ],
-        columns=PRIVACY_COLUMNS,
-    )  # fmt: skip
+    whose budget is in force ("*": the default), what was spent of it, and whether the owner
+    reviews each release by hand."""
+    return _frame(rows, PRIVACY_COLUMNS)

@@ -74,15 +74,25 @@ class PrivacyDesk:
         if ledger is not None:
             ledger.close()
 
-    def set_budget(self, scientist: str, data: str, *, epsilon: float, delta: float) -> None:
+    def set_budget(
+        self, scientist: str, data: str, *, epsilon: float, delta: float, review: bool = False
+    ) -> None:
         """Let ``scientist`` (an ID, or ``"*"``: the default for every scientist without a
         budget of their own, each counted separately) spend ``epsilon`` at ``delta`` on the
         published dataset tagged ``data``. A new budget replaces the one in force; what was
         spent stays spent.
 
+        ``review``: False (the default), the budget is the decision: each DP release is charged
+        and sent at once. True, each one waits in ``owner.requests`` (and on the review page)
+        with its price and what would remain, its charge reserved meanwhile: accepting sends it
+        and keeps the charge, denying (or its timing out) sends nothing and drops the charge.
+        Handlers never decide these.
+
         >>> owner.privacy.set_budget("*", "ages", epsilon=1.0, delta=1e-5)
         """
-        self.ledger.set_budget(_scientist(scientist), data, epsilon=epsilon, delta=delta)
+        self.ledger.set_budget(
+            _scientist(scientist), data, epsilon=epsilon, delta=delta, review=review
+        )
 
     def budget(self, scientist: str, data: str) -> dict[str, object] | None:
         """``scientist``'s budget on ``data`` as it stands: whose budget is in force
@@ -102,6 +112,7 @@ class PrivacyDesk:
             "delta": standing.delta,
             "spent": standing.spent,
             "remaining": standing.remaining,
+            "review": standing.review,
         }
 
     def rows(self) -> list[dict[str, object]]:

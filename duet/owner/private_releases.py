@@ -2,7 +2,8 @@
 
 Run on the scientist's worker thread, in order with its other actions (service.py routes
 ``DpStatistic``, ``DpTraining`` and ``DpBudget`` here). A DP release is not a request: the
-budget is the decision, so nothing reaches ``owner.requests``. Each one:
+budget is the decision, so nothing reaches ``owner.requests`` (unless the owner set the budget
+with ``review=True``: then step 5 ends in a request the owner decides). Each one:
 
 1. resolves what the scientist names as it may see it (another's object, or one the owner did
    not list, reads as missing) and fails closed unless it is a published dataset *as it is*:
@@ -17,7 +18,9 @@ budget is the decision, so nothing reaches ``owner.requests``. Each one:
    budget, refuses with the numbers and nothing runs;
 5. runs it and commits the charge. Once it has run on the owner's data the charge stays even if
    it failed (whether it failed may depend on the data: NaN in it, say), and the failure is
-   told in generic words that say nothing about the data;
+   told in generic words that say nothing about the data. Under a budget the owner reviews,
+   the result waits in ``owner.requests`` with its price (the charge still reserved): accepted,
+   it is committed and sent; denied or timed out, nothing leaves and the charge is aborted;
 6. records the charge (``privacy``) and the release (``release``, ``decided_by`` "privacy
    budget") in the audit log, and replies with the noisy value (or the trained weights) and
    numbers that depend only on the settings and the ledger: the charge, what remains, delta.
@@ -29,18 +32,21 @@ one object would have two budgets to draw on).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import numbers
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
 import torch
 from torch import nn
 
-from ..errors import DuetError, UsageError
+from ..errors import DuetError, QuotaExceeded, UsageError
 from ..protocol.messages import DpBudget, DpStatistic, DpTraining, Notice, Reply
 from . import derivation
+from .requests import DpPrice, Request, RequestStatus, new_request_id
 from .snapshot import Snapshot
 from .store import OWNER, StoredObject
 
@@ -67,6 +73,7 @@ NOT_TRAINED = (
     "on the data); the charge stays"
 )
 PROGRESS_NOTICES = 10  # at most this many progress notices a job
+MAX_EPOCHS = 10_000  # what a DpTraining message may ask for (protocol/messages.py)
 
 
 class PrivateReleases:
@@ -80,9 +87,10 @@ class PrivateReleases:
     # ---- what the service calls
     def handle(
         self, message: DpStatistic | DpTraining | DpBudget, out_buffers: list[memoryview]
-    ) -> Reply:
+    ) -> Reply | Notice:
         """The reply to one DP message: a value (its tensors' bytes appended to the frame's
-        ``out_buffers``), or an error naming what was refused."""
+        ``out_buffers``), or an error naming what was refused; or, when the owner reviews the
+        release by hand, a notice that it waits (the reply follows the owner's decision)."""
         try:
             if isinstance(message, DpStatistic):
                 return self._statistic(message, out_buffers)
@@ -123,7 +131,7 @@ class PrivateReleases:
         return found[0], _tag(found[0])
 
     # ---- statistics
-    def _statistic(self, message: DpStatistic, out_buffers: list[memoryview]) -> Reply:
+    def _statistic(self, message: DpStatistic, out_buffers: list[memoryview]) -> Reply | Notice:
         from .. import privacy
 
         entry, dataset = self._published(message.target)
@@ -160,10 +168,12 @@ class PrivateReleases:
         if price != mechanism:  # the same measurement both times: never, but say so if it did
             log.error("DP %s priced %s but ran as %s", message.kind, mechanism, price)
         released: dict[str, object] = {"kind": message.kind, "value": value}
-        return self._release(message.rid, reservation, entry, released, out_buffers)
+        return self._release(
+            message.rid, reservation, entry, released, out_buffers, message.timeout_secs
+        )
 
     # ---- training jobs
-    def _training(self, message: DpTraining, out_buffers: list[memoryview]) -> Reply:
+    def _training(self, message: DpTraining, out_buffers: list[memoryview]) -> Reply | Notice:
         from .. import privacy
 
         service = self.service
@@ -212,7 +222,7 @@ class PrivateReleases:
         )
         self._check_job_size(job.steps, message.batch_size, model)
         if message.quote:
-            return self._quote(message.rid, dataset, job)
+            return self._quote(message.rid, dataset, job, per_epoch=job.steps // message.epochs)
         reservation = self.desk.ledger.reserve(service.peer, dataset, job)
         every = max(1, job.steps // PROGRESS_NOTICES)
         # buffers (a layer's running statistics) are not what DP-SGD's noise covers: they are
@@ -285,7 +295,9 @@ class PrivateReleases:
             }
         return self._value(message.rid, value)
 
-    def _quote(self, rid: int, dataset: str, mechanism: Mechanism) -> Reply:
+    def _quote(self, rid: int, dataset: str, mechanism: Mechanism, *, per_epoch: int = 0) -> Reply:
+        """The price of ``mechanism`` now; for a DP-SGD job (``per_epoch`` steps an epoch), also
+        how many epochs at its noise would fit what remains."""
         from .. import privacy
 
         quote = self.desk.ledger.quote(self.service.peer, dataset, mechanism)
@@ -307,19 +319,35 @@ class PrivateReleases:
             "fits": quote.fits,
             "mechanism": mechanism.to_json(),
         }
+        if isinstance(mechanism, privacy.DpSgd) and per_epoch > 0:
+            value["noise_multiplier"] = mechanism.noise_multiplier  # epsilon= chose it
+            most = min(MAX_EPOCHS, self.desk.max_steps // per_epoch)
+            value["epochs_affordable"] = self.desk.ledger.affordable(
+                self.service.peer,
+                dataset,
+                lambda epochs: dataclasses.replace(mechanism, steps=epochs * per_epoch),
+                most,
+            )
         return self._value(rid, value)
 
     # ---- the ledger, the audit log and the reply
-    def _settle(self, reservation: Reservation, entry: StoredObject, *, failed: bool) -> None:
-        self.desk.ledger.commit(reservation)
+    def _settle(
+        self, reservation: Reservation, entry: StoredObject, *, failed: bool, aborted: str = ""
+    ) -> None:
+        """Commit the charge (``aborted``: drop it instead, saying why) and record it."""
+        if aborted:
+            self.desk.ledger.abort(reservation)
+            state = f"aborted ({aborted})"
+        else:
+            self.desk.ledger.commit(reservation)
+            state = "failed, charged" if failed else "committed"
         audit = self.service.audit
         if audit is not None:
             audit.record(
                 "privacy", scientist=self.service.peer, name=self.service.peer_name,
                 object_id=entry.id, dataset=reservation.dataset, entry=reservation.entry_id,
                 mechanism=reservation.mechanism.to_json(), epsilon=reservation.epsilon,
-                delta=reservation.delta, remaining=reservation.remaining,
-                state="failed, charged" if failed else "committed",
+                delta=reservation.delta, remaining=reservation.remaining, state=state,
             )  # fmt: skip
 
     def _release(
@@ -329,31 +357,136 @@ class PrivateReleases:
         entry: StoredObject,
         released: dict[str, object],
         out_buffers: list[memoryview],
-    ) -> Reply:
+        timeout_secs: float | None = None,
+    ) -> Reply | Notice:
         released |= {
             "charged": reservation.epsilon,
             "delta": reservation.delta,
             "remaining": reservation.remaining,
             "dataset": reservation.dataset,
         }
-        snapshot = Snapshot.of(released, buffers=out_buffers)
+        kind = str(released["kind"])
+        # under review the value waits with the request, its bytes its own (not this frame's)
+        snapshot = Snapshot.of(released, buffers=None if reservation.review else out_buffers)
         if snapshot.error is not None:  # cannot be sent: it ran, so the charge stays
             self._settle(reservation, entry, failed=True)
             return self._error(rid, UsageError(NOT_COMPUTED))
-        audit = self.service.audit
-        if audit is None:
-            self.desk.ledger.commit(reservation)
-        else:
-            with audit.batch():  # the charge and the release, one commit
-                self._settle(reservation, entry, failed=False)
-                audit.record(
-                    "release", scientist=self.service.peer, name=self.service.peer_name,
-                    object_id=entry.id, digest=snapshot.digest(), nbytes=snapshot.nbytes,
-                    value_kind=snapshot.kind, decided_by=DECIDED_BY,
-                )  # fmt: skip
+        if reservation.review:
+            return self._ask(rid, reservation, entry, kind, snapshot, timeout_secs)
+        self._charged(reservation, entry, snapshot, DECIDED_BY)
         return Reply.model_construct(
             rid=rid, status="ok", value=snapshot.value, error=None, note=""
         )
+
+    def _charged(
+        self, reservation: Reservation, entry: StoredObject, snapshot: Snapshot, by: str
+    ) -> None:
+        """Commit the charge of a release about to be sent, and record both (one commit)."""
+        audit = self.service.audit
+        if audit is None:
+            self.desk.ledger.commit(reservation)
+            return
+        with audit.batch():
+            self._settle(reservation, entry, failed=False)
+            audit.record(
+                "release", scientist=self.service.peer, name=self.service.peer_name,
+                object_id=entry.id, digest=snapshot.digest(), nbytes=snapshot.nbytes,
+                value_kind=snapshot.kind, decided_by=by,
+            )  # fmt: skip
+
+    # ---- releases the owner reviews by hand
+    def _ask(
+        self,
+        rid: int,
+        reservation: Reservation,
+        entry: StoredObject,
+        kind: str,
+        snapshot: Snapshot,
+        timeout_secs: float | None,
+    ) -> Reply | Notice:
+        """Put a computed DP release in the owner's queue, its charge still reserved; the
+        reply goes out when the owner decides (``_decided``). The request's name, op and price
+        are the owner's words and numbers, never the scientist's text."""
+        service = self.service
+        quota = service.store.quota(service.peer)
+        if quota.pending >= quota.max_pending:  # nothing left: the charge is dropped
+            self._settle(reservation, entry, failed=False, aborted="too many waiting")
+            return self._error(
+                rid,
+                QuotaExceeded(
+                    f"you have {quota.pending} requests waiting for the owner (the limit is "
+                    f"{quota.max_pending}); wait for their decisions. Nothing was charged"
+                ),
+            )
+        price = DpPrice(
+            reservation.dataset, reservation.epsilon, reservation.delta, reservation.remaining
+        )
+        request = Request(
+            id=new_request_id(),
+            name=f"DP {kind} of {reservation.dataset}",
+            reason="",
+            object_id=entry.id,
+            peer=service.peer,
+            label=service.executor.label_of(entry),
+            op=f"duet.privacy.{'train' if kind == 'training' else kind}",
+            snapshot=snapshot,
+            scientist_name=service.peer_name,
+            privacy=price,
+        )
+        request.reply = lambda decided: self._decided(decided, rid, reservation, entry)
+        if service.audit is not None:
+            service.audit.record(
+                "request", scientist=service.peer, name=service.peer_name, request=request.id,
+                object_id=entry.id, request_name=request.name, reason="", tags=request.tags,
+                op=request.op, value_kind=request.kind, elements=request.elements,
+            )  # fmt: skip
+        quota.pending += 1
+        quota.add(snapshot.nbytes, True)  # held for the owner until decided
+        timeout = timeout_secs
+        limit = service.request_timeout_secs
+        if limit is not None and (timeout is None or timeout > limit):
+            timeout = limit
+        if timeout is not None:
+            request.timeout_secs = timeout
+            request.deadline = time.monotonic() + timeout
+        service.requests.submit(request)
+        if timeout is not None and request.status is RequestStatus.PENDING:
+            service._call_later(timeout, lambda: service.requests.expire(request))
+        return Notice(
+            rid=rid,
+            text=(
+                f"the owner reviews DP releases on {reservation.dataset!r} by hand: this DP "
+                f"{kind} (epsilon {reservation.epsilon:.4g}, {reservation.remaining:.4g} would "
+                "remain) waits for the owner's decision"
+            ),
+        )
+
+    def _decided(
+        self, request: Request, rid: int, reservation: Reservation, entry: StoredObject
+    ) -> None:
+        """The owner decided a reviewed release (on whichever thread decided): accepted, the
+        charge is committed and the value sent; otherwise the charge is dropped, nothing sent."""
+        service = self.service
+        quota = service.store.quotas.get(service.peer)
+        if quota is not None:
+            quota.pending -= 1
+            quota.add(-request.snapshot.nbytes, True)
+        if request.status is RequestStatus.ACCEPTED:
+            self._charged(reservation, entry, request.snapshot, request.decided_by)
+            reply = Reply.model_construct(
+                rid=rid, status="ok", value=request.snapshot.value, error=None, note=""
+            )
+            service._reply([reply], list(request.snapshot.buffers))
+            return
+        status = request.status.value
+        self._settle(reservation, entry, failed=False, aborted=f"{status} by {request.decided_by}")
+        note = "denied by the owner" if request.status is RequestStatus.DENIED else status
+        if request.denial:
+            note += f": {request.denial}"
+        reply = Reply.model_validate(
+            {"rid": rid, "status": status, "note": f"{request.name}: {note}; nothing was charged"}
+        )
+        service._reply([reply], [])
 
     def _value(self, rid: int, value: dict[str, object]) -> Reply:
         snapshot = Snapshot.of(value)

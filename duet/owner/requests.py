@@ -46,6 +46,17 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+@dataclass(frozen=True)
+class DpPrice:
+    """What a DP release waiting for the owner costs: ``epsilon`` it adds to the scientist's
+    spend on ``dataset`` (reserved while it waits) at ``delta``, and what remains after it."""
+
+    dataset: str
+    epsilon: float
+    delta: float
+    remaining_after: float
+
+
 @dataclass(eq=False)
 class Request:
     """One request from a scientist to release a value. ``accept()`` or ``deny()`` decides it.
@@ -82,6 +93,9 @@ class Request:
     timeout_secs: float | None = None
     deadline: float | None = None
     denial: str = ""  # the owner's reason for denying it, told the scientist
+    # a DP release under a budget the owner reviews (privacy_desk.set_budget(review=True)):
+    # its price; only the owner decides it, never a handler
+    privacy: DpPrice | None = None
     # what accepting it left (set by the service that serves the scientist); None: no grant
     grant: Grant | None = field(default=None, repr=False)
     # the way back to the scientist who asked: its service's (set where the request is made);
@@ -284,6 +298,8 @@ class Handler:
 
     def matches(self, request: Request) -> bool:
         """Whether this handler says what ``request`` releases (its quota aside: ``spent``)."""
+        if request.privacy is not None:  # the owner asked to review these by hand
+            return False
         if self.scientist is not None and self.scientist != request.peer:
             return False
         if self.name is not None and self.name != _normalize(request.name):
@@ -662,6 +678,8 @@ class RequestQueue:
                 # again while it is unchanged), "revoked", "stale" (it changed, or the
                 # scientist left), or ""
                 "grant": r.grant_state,
+                "dp_price": None if r.privacy is None else r.privacy.epsilon,
+                "dp_left_after": None if r.privacy is None else r.privacy.remaining_after,
             }
             for r in ordered
         ]  # fmt: skip

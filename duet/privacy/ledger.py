@@ -10,9 +10,10 @@ reservation durable before ``reserve`` returns.
 Append-only, so the spend is always recomputable from the rows (triggers refuse UPDATE and
 DELETE on every table):
 
-    budgets   (id, scientist, dataset, epsilon, delta, set_at)   the latest row per
+    budgets   (id, scientist, dataset, epsilon, delta, set_at, review)   the latest row per
               (scientist, dataset) is in force; scientist "*" is the default for anyone without
-              their own row, applied to each scientist separately
+              their own row, applied to each scientist separately; ``review`` 1: each release
+              under it waits for the owner's decision (its charge reserved meanwhile)
     entries   (id, scientist, dataset, mechanism, at)            one per reservation: the
               mechanism's JSON (its parameters, never a bare epsilon)
     outcomes  (entry_id UNIQUE, state, at)                        committed | aborted; an entry
@@ -34,7 +35,7 @@ from __future__ import annotations
 import math
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -63,7 +64,7 @@ __all__ = [
 ]
 
 ANYONE = "*"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: budgets.review
 LOCK_TIMEOUT_SECS = 30.0
 
 _SCHEMA = """
@@ -73,7 +74,8 @@ CREATE TABLE IF NOT EXISTS budgets (
     dataset TEXT NOT NULL,
     epsilon REAL NOT NULL,
     delta REAL NOT NULL,
-    set_at TEXT NOT NULL
+    set_at TEXT NOT NULL,
+    review INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS entries (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -123,7 +125,8 @@ class Reservation:
     """A charge held against a budget: counted as spent from ``reserve`` on, until aborted.
 
     ``epsilon`` is what this charge adds to the spend (composition makes it the difference of
-    the spend after and before); ``remaining`` what is left after it."""
+    the spend after and before); ``remaining`` what is left after it; ``review``: the budget
+    it was reserved under asks the owner to decide each release."""
 
     entry_id: int
     scientist: str
@@ -132,6 +135,7 @@ class Reservation:
     epsilon: float
     delta: float
     remaining: float
+    review: bool = False
 
 
 @dataclass(frozen=True)
@@ -151,13 +155,15 @@ class Quote:
 @dataclass(frozen=True)
 class Standing:
     """A budget as it stands: whose row is in force (the scientist's, or "*"), its epsilon and
-    delta, what was spent (reserved or committed) and what remains."""
+    delta, what was spent (reserved or committed) and what remains, and whether the owner
+    reviews each release by hand."""
 
     budget_of: str
     epsilon: float
     delta: float
     spent: float
     remaining: float
+    review: bool = False
 
 
 @dataclass(frozen=True)
@@ -165,6 +171,7 @@ class _Budget:
     scientist: str  # whose row is in force: the scientist's own, or "*"
     epsilon: float
     delta: float
+    review: bool = False
 
 
 def _now() -> str:
@@ -220,6 +227,11 @@ class Ledger:
                 for statement in (_SCHEMA + _APPEND_ONLY).split(";\n"):
                     if statement.strip():
                         self._db.execute(statement)
+                columns = {row[1] for row in self._db.execute("PRAGMA table_info(budgets)")}
+                if "review" not in columns:  # a ledger of schema 1: its budgets are not reviewed
+                    self._db.execute(
+                        "ALTER TABLE budgets ADD COLUMN review INTEGER NOT NULL DEFAULT 0"
+                    )
                 self._db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
 
     def close(self) -> None:
@@ -252,24 +264,30 @@ class Ledger:
 
     # -- budgets
 
-    def set_budget(self, scientist: str, dataset: str, *, epsilon: float, delta: float) -> None:
+    def set_budget(
+        self, scientist: str, dataset: str, *, epsilon: float, delta: float, review: bool = False
+    ) -> None:
         """Set ``scientist``'s budget on ``dataset`` (``"*"``: the default for every scientist
-        without their own). A new row: the history of budgets stays readable."""
+        without their own). A new row: the history of budgets stays readable. ``review``: each
+        release under it waits for the owner's decision."""
         scientist = _name("scientist", scientist, wildcard=True)
         dataset = _name("dataset", dataset)
         epsilon = check_positive("epsilon", epsilon)
         delta = check_delta(delta)
+        if not isinstance(review, bool):
+            raise UsageError(f"review is True or False, not {review!r}")
         with self._lock, self._write():
             self._db.execute(
-                "INSERT INTO budgets (scientist, dataset, epsilon, delta, set_at)"
-                " VALUES (?, ?, ?, ?, ?)",
-                (scientist, dataset, epsilon, delta, _now()),
+                "INSERT INTO budgets (scientist, dataset, epsilon, delta, set_at, review)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (scientist, dataset, epsilon, delta, _now(), int(review)),
             )
 
     def _budget(self, scientist: str, dataset: str) -> _Budget | None:
         for who in (scientist, ANYONE):
             row = self._db.execute(
-                "SELECT id, epsilon, delta FROM budgets WHERE scientist = ? AND dataset = ?"
+                "SELECT id, epsilon, delta, review FROM budgets WHERE scientist = ? AND"
+                " dataset = ?"
                 " ORDER BY id DESC LIMIT 1",
                 (who, dataset),
             ).fetchone()
@@ -282,7 +300,12 @@ class Ledger:
                         f"budget row {row['id']} in {self.path} is not a budget ({exc});"
                         f" refusing charges on {dataset!r}"
                     ) from exc
-                return _Budget(who, epsilon, delta)
+                if row["review"] not in (0, 1):
+                    raise LedgerCorrupt(
+                        f"budget row {row['id']} in {self.path} has review {row['review']!r};"
+                        f" refusing charges on {dataset!r}"
+                    )
+                return _Budget(who, epsilon, delta, bool(row["review"]))
         return None
 
     def _charges(self, scientist: str, dataset: str) -> list[Mechanism]:
@@ -346,6 +369,7 @@ class Ledger:
             epsilon=needs,
             delta=budget.delta,
             remaining=budget.epsilon - spent_after,
+            review=budget.review,
         )
 
     def _in_force(self, scientist: str, dataset: str) -> _Budget:
@@ -375,6 +399,26 @@ class Ledger:
             fits=spent_after <= budget.epsilon,
         )
 
+    def affordable(
+        self, scientist: str, dataset: str, charge: Callable[[int], Mechanism], most: int
+    ) -> int:
+        """The largest ``n`` in ``[0, most]`` whose ``charge(n)`` would fit the budget now, for
+        a charge that grows with ``n`` (a DP-SGD job's epochs). Reads the ledger once; reserves
+        nothing. Raises BudgetExceeded when no budget is set, LedgerCorrupt."""
+        scientist = _name("scientist", scientist)
+        dataset = _name("dataset", dataset)
+        with self._lock:
+            budget = self._in_force(scientist, dataset)
+            before = self._charges(scientist, dataset)
+        low, high = 0, most  # charge(low) fits (n = 0 charges nothing), charge(high + 1) not
+        while low < high:
+            middle = (low + high + 1) // 2
+            if spent([*before, charge(middle)], budget.delta) <= budget.epsilon:
+                low = middle
+            else:
+                high = middle - 1
+        return low
+
     def standing(self, scientist: str, dataset: str) -> Standing | None:
         """``scientist``'s budget on ``dataset`` as it stands (None: no budget, nor a "*")."""
         scientist = _name("scientist", scientist)
@@ -384,7 +428,10 @@ class Ledger:
             if budget is None:
                 return None
             used = spent(self._charges(scientist, dataset), budget.delta)
-        return Standing(budget.scientist, budget.epsilon, budget.delta, used, budget.epsilon - used)
+        return Standing(
+            budget.scientist, budget.epsilon, budget.delta, used, budget.epsilon - used,
+            budget.review,
+        )  # fmt: skip
 
     def commit(self, reservation: Reservation) -> None:
         """The release happened: the charge stays, for good."""
@@ -477,6 +524,7 @@ class Ledger:
                         "budget_of": budget.scientist if budget else None,
                         "epsilon": budget.epsilon if budget else None,
                         "delta": budget.delta if budget else None,
+                        "review": budget.review if budget else None,
                         "spent": spent_now,
                         "remaining": (
                             budget.epsilon - spent_now if budget and spent_now is not None else None

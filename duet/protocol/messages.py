@@ -212,6 +212,9 @@ DatasetTag = Annotated[str, Field(min_length=1, max_length=200)]
 MAX_DP_BINS = 10_000  # privacy.statistics.MAX_BINS (protocol imports nothing of duet)
 
 
+WaitSecs = Annotated[float, Field(ge=0, le=10_000_000, allow_inf_nan=False)]
+
+
 class DpStatistic(_Message):
     """A DP statistic of one of the owner's published datasets, released under the
     scientist's privacy budget, not through a request. ``quote``: price it only (nothing is
@@ -226,6 +229,9 @@ class DpStatistic(_Message):
     epsilon: Positive
     bins: Annotated[int, Field(strict=True, ge=1, le=MAX_DP_BINS)] | None = None
     quote: bool = False
+    # how long the scientist waits when the owner reviews DP releases by hand (None: as long
+    # as the owner lets a request wait)
+    timeout_secs: WaitSecs | None = None
 
 
 class DpTraining(_Message):

@@ -16,7 +16,16 @@ from typing import Literal
 from urllib.parse import quote
 
 from ..display import quoted, shown
-from .state import AccessRow, BudgetRow, ChargeRow, HandlerRow, PageState, RequestRow, StoreRow
+from .state import (
+    AccessRow,
+    BudgetRow,
+    ChargeRow,
+    HandlerRow,
+    PageState,
+    PriceRow,
+    RequestRow,
+    StoreRow,
+)
 
 LONG = 2000  # characters of a scientist's reason shown (the rest is cut, with "…")
 
@@ -166,6 +175,7 @@ def _request(r: RequestRow) -> str:
     nbytes = f", {size(r['bytes'])}" if r["bytes"] else ""
     note = f'<p class="note">{text(r["note"], 400)}</p>' if r["note"] else ""
     depends = _tags(r["tags"]) if r["tags"] else '<span class="dim">no tagged data</span>'
+    price = _price(r["privacy"])
     return f"""<article class="request" id="request-{rid}" data-request="{rid}">
 <h3><span class="said">{said(r["name"])}</span> <span class="dim">from</span> {_who(r["scientist_name"], r["scientist"])}</h3>
 <p class="reason"><span class="dim">reason:</span> <span class="said">{said(r["reason"], LONG)}</span></p>
@@ -173,7 +183,7 @@ def _request(r: RequestRow) -> str:
 <dt>releases</dt><dd>a <b>{text(r["kind"])}</b>{shape}: {_count(r["elements"], "element")}{nbytes}</dd>
 <dt>depends on</dt><dd>{depends}</dd>
 <dt>made by</dt><dd><code>{text(r["op"] or "(the object itself)")}</code></dd>
-<dt>sha-256</dt><dd><code class="digest" title="{text(r["digest"])}">{text(r["digest"][:16])}…</code></dd>
+{price}<dt>sha-256</dt><dd><code class="digest" title="{text(r["digest"])}">{text(r["digest"][:16])}…</code></dd>
 {preview}
 <dt>arrived</dt><dd>{clock(r["arrival"])}, {expires}</dd>
 <dt>request ID</dt><dd><code>{text(r["id"])}</code></dd>
@@ -184,6 +194,17 @@ def _request(r: RequestRow) -> str:
 <form class="decision" method="post" action="requests/{rid}/deny"><button class="deny" type="submit">Deny</button></form>
 </div>
 </article>"""
+
+
+def _price(price: PriceRow | None) -> str:
+    """A DP release's price, for a request under a budget the owner reviews ("" otherwise)."""
+    if price is None:
+        return ""
+    return (
+        f'<dt>privacy</dt><dd class="price">charges <b>epsilon {_epsilon(price["epsilon"])}</b> '
+        f"on {_tags([price['dataset']])} at delta {price['delta']:g}; "
+        f"<b>{_epsilon(price['remaining_after'])}</b> would remain</dd>\n"
+    )
 
 
 def _scientists(rows: list[dict[str, object]]) -> str:
@@ -316,9 +337,12 @@ def _privacy(budgets: list[BudgetRow], charges: list[ChargeRow]) -> str:
         return f'<span class="deny">{shown}</span>' if spent_all else shown
 
     def whose(r: BudgetRow) -> str:
+        shown = ""
         if r["budget_of"] == "*" and r["scientist"] != "*":
-            return ' <span class="dim">(the default "*")</span>'
-        return ""
+            shown += ' <span class="dim">(the default "*")</span>'
+        if r["review"]:
+            shown += ' <span class="dim">(each release waits for you)</span>'
+        return shown
 
     table = _table(
         ["Scientist", "Dataset", "Budget (epsilon)", "Delta", "Spent", "Remaining"],

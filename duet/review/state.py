@@ -54,6 +54,17 @@ class RequestRow(TypedDict):
     expires: float | None
     note: str
     preview: str | None
+    # a DP release under a budget the owner reviews: its price and what would remain
+    privacy: PriceRow | None
+
+
+class PriceRow(TypedDict):
+    """A DP release's price (``owner.requests.DpPrice``)."""
+
+    dataset: str
+    epsilon: float
+    delta: float
+    remaining_after: float
 
 
 class HandlerRow(TypedDict):
@@ -92,6 +103,7 @@ class BudgetRow(TypedDict):
     delta: float | None
     spent: float | None  # None for the "*" row itself, and a pair the ledger cannot read
     remaining: float | None
+    review: bool  # each release under it waits for the owner
     problem: str | None
 
 
@@ -196,6 +208,7 @@ def _read_privacy(owner: OwnerSession, state: PageState) -> None:
                 "delta": _number_or_none(row.get("delta")),
                 "spent": _number_or_none(row.get("spent")),
                 "remaining": _number_or_none(row.get("remaining")),
+                "review": row.get("review") is True,
                 "problem": _text_or_none(row.get("problem")),
             }
         )
@@ -243,7 +256,14 @@ def request_row(request: Request) -> RequestRow:
         "expires": request.expires,
         "note": request.note,
         "preview": None,
+        "privacy": None,
     }
+    price = request.privacy
+    if price is not None:
+        row["privacy"] = {
+            "dataset": price.dataset, "epsilon": price.epsilon, "delta": price.delta,
+            "remaining_after": price.remaining_after,
+        }  # fmt: skip
     if request.elements <= PREVIEW_ELEMENTS and not snapshot.dropped:
         try:
             row["preview"] = repr(request.value)

@@ -28,7 +28,7 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from ..errors import DuetError, UsageError
+from ..errors import DuetError, RequestDenied, UsageError
 from ..protocol.allowlist import type_key
 from ..protocol.messages import DpBudget, DpStatistic, DpTraining, Reply
 from ..protocol.modules import match_dtypes
@@ -162,7 +162,10 @@ class ScientistPrivacy:
         """What a release would cost now, nothing run: ``quote("mean", ages, bounds=...,
         epsilon=0.5)`` or ``quote("train", model, data="digits", lr=..., ...)`` (train's
         arguments). Returns ``epsilon`` (its own, at the budget's delta), ``charge`` (what it
-        would add to your spend), ``remaining``, ``remaining_after``, ``fits``, ``delta``."""
+        would add to your spend), ``remaining``, ``remaining_after``, ``fits``, ``delta``; a
+        training quote also ``noise_multiplier`` (the noise the job would run with: the one
+        the owner picks for ``epsilon=``) and ``epochs_affordable`` (how many epochs at that
+        noise and batch size would fit what remains now; 0 when not even one does)."""
         if kind == "train":
             build, _, sent = self._training_message(target, epsilon=epsilon, quote=True, **training)
             future = self._client.request_async(build)
@@ -280,6 +283,7 @@ class ScientistPrivacy:
         timeout_secs: float | None,
     ) -> object:
         target = self._target(data)
+        wait = self._client.default_timeout_secs if timeout_secs is None else timeout_secs
         future = self._client.request_async(
             lambda rid: _message(
                 DpStatistic,
@@ -289,13 +293,16 @@ class ScientistPrivacy:
                 bounds=bounds,
                 epsilon=epsilon,
                 bins=bins,
+                timeout_secs=wait,  # an owner who reviews it by hand decides within it
             )  # fmt: skip
         )
-        return self._answer(future, timeout_secs, f"the DP {kind}")["value"]
+        return self._answer(future, wait, f"the DP {kind}")["value"]
 
     def _answer(self, future: _Answer, timeout_secs: float | None, what: str) -> dict[str, object]:
         reply, buffers = self._client.wait(future, timeout_secs=timeout_secs, what=what)
         self._client.raise_for(reply)
+        if reply.status in ("denied", "timeout"):  # a release the owner reviews by hand
+            raise RequestDenied(f"{what}: {reply.note}")
         value = self._client.decode(reply.value, buffers)
         if not isinstance(value, dict):
             raise DuetError(f"{what}: the owner's reply carries no result")

@@ -125,6 +125,7 @@ class BudgetConfig(_Strict):
     data: str = Field(min_length=1, max_length=200)  # a tag a [[publish]] table gives
     epsilon: float = Field(gt=0, allow_inf_nan=False)
     delta: float = Field(gt=0, lt=1, allow_inf_nan=False)
+    review: bool = False  # each DP release waits for the owner (the review page) with its price
 
 
 class NodeConfig(_Strict):

@@ -75,8 +75,9 @@ def build_owner(config: NodeConfig, locator: Locator, base: Path) -> OwnerSessio
             # was spent stays spent (a budget removed from the config stays in the ledger)
             try:
                 owner.privacy.set_budget(
-                    budget.scientist, budget.data, epsilon=budget.epsilon, delta=budget.delta
-                )
+                    budget.scientist, budget.data, epsilon=budget.epsilon, delta=budget.delta,
+                    review=budget.review,
+                )  # fmt: skip
             except DuetError as exc:
                 raise ConfigError(f"{locator.line(('budget', index))}: {exc}") from None
     except BaseException:

@@ -67,6 +67,13 @@ class ScientistSession(Session):
         if self.client is not None:
             self.client.on_lost(exc)
 
+    def close(self, *, timeout_secs: float = 10.0) -> None:
+        """Leave the session; the owner sees it closed. A call still waiting for the owner
+        (on another thread) raises ConnectionLost at once, not when its timeout passes."""
+        super().close(timeout_secs=timeout_secs)
+        if self.client is not None and self.client.lost is None:
+            self.client.on_lost(ConnectionLost("the session was closed by the scientist"))
+
     def on_refused(self, held: list[Message], info: ErrorInfo) -> list[Message]:
         """A frame from the owner was refused (over our limit): the requests whose replies it
         held fail here with the error; the owner is told nothing (the connection's
