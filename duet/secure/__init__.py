@@ -29,7 +29,7 @@ from .messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from .participant import OwnerRound, Stage
+from .participant import History, OwnerRound, Stage
 from .quantise import Layout, Quantiser, Update
 from .relay import Relay
 from .round import MIN_OWNERS, RoundSpec, SecureAggregationAborted, model_digest
@@ -38,6 +38,7 @@ __all__ = [
     "MIN_OWNERS",
     "Aggregator",
     "EncryptedShare",
+    "History",
     "KeyAdvertisement",
     "Layout",
     "MaskedInput",

@@ -86,6 +86,12 @@ class Aggregator:
             self._abort(f"an unexpected unmask response from {response.owner}", "protocol")
         if response.index != self.spec.index_of(response.owner):
             self._abort(f"{response.owner} answered with another owner's shares", "shares")
+        wanted = (set(self.request.survivors), set(self.request.dropped))
+        if (set(response.seed_shares), set(response.key_shares)) != wanted or any(
+            len(share) != crypto.SECRET
+            for share in (*response.seed_shares.values(), *response.key_shares.values())
+        ):
+            self._abort(f"{response.owner} did not answer what it was asked", "shares")
         self.responses[response.owner] = response
 
     def result(self) -> Update:

@@ -25,9 +25,13 @@ never to read one update.
 from __future__ import annotations
 
 import enum
+import hashlib
 import os
-from collections.abc import Collection, Iterable, MutableSet
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from typing import NoReturn
+
+import numpy as np
 
 from ..errors import DuetError, HandshakeError, UsageError
 from ..identity import Identity, id_of, verify
@@ -87,11 +91,27 @@ def advertisement_problem(ad: KeyAdvertisement, spec: RoundSpec) -> tuple[str, s
     return None
 
 
+@dataclass
+class History:
+    """What one owner remembers across rounds (in memory here; the owner's node will keep it):
+    the round ids it took part in, and a digest of every update it submitted, with its round.
+    An owner never runs a round id twice, and never submits one update twice: the same update
+    in two rounds with different rosters would give away the difference of the two sums."""
+
+    rounds: set[str] = field(default_factory=set)
+    submitted: dict[bytes, str] = field(default_factory=dict)
+
+
+def update_digest(vector: np.ndarray) -> bytes:
+    return hashlib.sha256(b"duet-secagg/1 update|" + vector.astype("<f8").tobytes()).digest()
+
+
 class OwnerRound:
     """One owner's part in one round. Built from the round the scientist proposed (``spec``),
     checked against what the owner knows on its own: ``expected_owners`` (identity IDs, this
     owner among them, at least 3) and the digest of the model it received (``model_digest``).
-    ``seen_rounds`` (kept by the owner across rounds) refuses a round id used before.
+    ``history`` (kept by the owner across rounds) refuses a round id, or an update, it has
+    seen before.
 
     Raises SecureAggregationAborted (and UsageError for an owner's own misconfiguration).
     """
@@ -103,7 +123,7 @@ class OwnerRound:
         *,
         expected_owners: Collection[str],
         model_digest: bytes,
-        seen_rounds: MutableSet[str] | None = None,
+        history: History | None = None,
     ):
         self.id = identity.id
         self.spec = spec
@@ -122,14 +142,15 @@ class OwnerRound:
                 f"expected_owners lists the owners of a round, this one ({self.id}) among them and "
                 f"at least {MIN_OWNERS} in all, not {sorted(expected)}"
             )
-        if seen_rounds is not None:
-            if spec.round_id in seen_rounds:
+        self._history = history
+        if history is not None:
+            if spec.round_id in history.rounds:
                 self._abort(
                     f"round {spec.round_id!r} was run before: an owner never submits an update to "
                     "a round id twice",
                     "replay",
                 )
-            seen_rounds.add(spec.round_id)
+            history.rounds.add(spec.round_id)
         if set(spec.roster) != expected:
             strangers = sorted(set(spec.roster) - expected)
             missing = sorted(expected - set(spec.roster))
@@ -260,12 +281,26 @@ class OwnerRound:
                 "below_threshold",
             )
         assert self._mask_key is not None and self._seed is not None
-        vector = self.spec.quantiser.quantise(Layout.of(update).flatten(update))
+        plain = Layout.of(update).flatten(update)
+        if self._history is not None:
+            digest = update_digest(plain)
+            if digest in self._history.submitted:
+                self._abort(
+                    f"this update was submitted before, in round "
+                    f"{self._history.submitted[digest]!r}: an owner never submits an update twice "
+                    "(two sums over different rosters would give it away)",
+                    "replay",
+                )
+            self._history.submitted[digest] = self.spec.round_id
+        vector = self.spec.quantiser.quantise(plain)
         masked = vector + crypto.mask(self_mask_key(self._seed, self.spec), vector.size)
         for other in masked_with:
             if other == self.id:
                 continue
-            secret = crypto.agree(self._mask_key, self._keys[other].mask_key)
+            try:
+                secret = crypto.agree(self._mask_key, self._keys[other].mask_key)
+            except ValueError:
+                self._abort(f"owner {other}'s mask key is not a usable X25519 key", "protocol")
             stream = crypto.mask(pairwise_mask_key(secret, self.spec, self.id, other), vector.size)
             masked = masked + stream if self.id < other else masked - stream
         self._masked_with = masked_with
@@ -369,9 +404,11 @@ def pairwise_mask_key(secret: bytes, spec: RoundSpec, a: str, b: str) -> bytes:
 
 
 __all__ = [
+    "History",
     "OwnerRound",
     "Stage",
     "advertisement_problem",
     "pairwise_mask_key",
     "self_mask_key",
+    "update_digest",
 ]
