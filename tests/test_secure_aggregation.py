@@ -31,7 +31,9 @@ from duet.secure import (
     UnmaskResponse,
     crypto,
     model_digest,
+    threshold_against,
 )
+from duet.secure.participant import pairwise_mask_key, self_mask_key
 
 MODEL = torch.nn.Sequential(torch.nn.Linear(6, 4), torch.nn.ReLU(), torch.nn.Linear(4, 3))
 DIGEST = model_digest(MODEL)
@@ -221,8 +223,6 @@ def test_a_dropped_owners_late_input_stays_masked_by_its_own_seed():
     responses = sent(relay, UnmaskResponse)
     private = crypto.combine({r.index: r.key_shares[late.id] for r in responses})
     keys = {ad.owner: ad for ad in sent(relay, KeyAdvertisement)}
-    from duet.secure.participant import pairwise_mask_key
-
     values = masked.values
     for other in masked.masked_with:
         if other != late.id:
@@ -297,6 +297,37 @@ def test_rounds_need_three_owners_and_a_threshold_of_more_than_half():
         OwnerRound(
             game.identities[0], game.spec, expected_owners=game.roster[:2], model_digest=DIGEST
         )
+
+
+def test_a_scientist_with_a_colluding_owner_needs_a_threshold_above_the_bound():
+    # The stated limit, shown: 3 owners with threshold 2 (threshold_against(3) = 2) survive one
+    # dropout, but a scientist working with owner C can tell A that B dropped and B that it
+    # survived, and with C's shares of both kinds read B's update. threshold_against(3, 1) = 3.
+    assert threshold_against(3) == 2 and threshold_against(3, colluders=1) == 3
+    assert threshold_against(5) == 3 and threshold_against(5, colluders=2) == 4
+    game = Round(3, seed=19)
+    a, b, c = owners = game.owners()
+    ads = [o.advertise() for o in owners]
+    shares = [s for o in owners for s in o.share_keys(ads)]
+    masked = {o.id: o.masked_input(game.updates[o.id], [s for s in shares if s.receiver == o.id])
+              for o in owners}  # fmt: skip
+    colluded = dict(c._held)  # C hands the scientist what it holds: both kinds, of everyone
+    to_a = a.unmask(UnmaskRequest(game.spec.round_id, (a.id, c.id), (b.id,)))
+    to_b = b.unmask(UnmaskRequest(game.spec.round_id, game.roster, ()))
+    index = game.spec.index_of
+    seed = crypto.combine({index(b.id): to_b.seed_shares[b.id], index(c.id): colluded[b.id][1]})
+    key = crypto.combine({index(a.id): to_a.key_shares[b.id], index(c.id): colluded[b.id][0]})
+    values = masked[b.id].values - crypto.mask(self_mask_key(seed, game.spec), game.layout.size)
+    for other in (a, c):
+        secret = crypto.agree(key, ads[game.roster.index(other.id)].mask_key)
+        stream = crypto.mask(pairwise_mask_key(secret, game.spec, b.id, other.id), values.size)
+        values = values - stream if b.id < other.id else values + stream
+    read = QUANTISER.dequantise(values)
+    assert np.abs(read - game.layout.flatten(game.updates[b.id])).max() < QUANTISER.error_bound(1)
+    # an owner that fears one colluder asks for threshold_against(3, 1) and refuses this round
+    with pytest.raises(SecureAggregationAborted, match="this owner requires at least 3"):
+        OwnerRound(game.identities[0], dataclasses.replace(game.spec, round_id="r2"),
+                   expected_owners=game.roster, model_digest=DIGEST, min_threshold=3)  # fmt: skip
 
 
 def test_an_owner_refuses_a_threshold_of_half_the_roster_or_less():

@@ -7,7 +7,8 @@ masks cancel in the sum) and one of its own, and releases only the masked update
 X25519, signed by each owner's Ed25519 identity over the round (id, roster, model, parameters);
 mask streams are ChaCha20 keyed by HKDF; seeds and mask keys are Shamir-shared among the owners,
 sealed owner to owner with ChaCha20-Poly1305, so owners may drop after the keys are agreed, down to
-a threshold of more than half the roster.
+a threshold of more than half the roster (``threshold_against``: more, if the scientist may work
+with some of the owners).
 
 A library layer: no session, no wire. ``OwnerRound`` is an owner's state machine, ``Aggregator``
 the scientist's, ``Relay`` an in-memory driver that carries their messages (and that tests turn
@@ -32,7 +33,13 @@ from .messages import (
 from .participant import History, OwnerRound, Stage
 from .quantise import Layout, Quantiser, Update
 from .relay import Relay
-from .round import MIN_OWNERS, RoundSpec, SecureAggregationAborted, model_digest
+from .round import (
+    MIN_OWNERS,
+    RoundSpec,
+    SecureAggregationAborted,
+    model_digest,
+    threshold_against,
+)
 
 __all__ = [
     "MIN_OWNERS",
@@ -53,4 +60,5 @@ __all__ = [
     "UnmaskResponse",
     "Update",
     "model_digest",
+    "threshold_against",
 ]

@@ -111,7 +111,8 @@ class OwnerRound:
     checked against what the owner knows on its own: ``expected_owners`` (identity IDs, this
     owner among them, at least 3) and the digest of the model it received (``model_digest``).
     ``history`` (kept by the owner across rounds) refuses a round id, or an update, it has
-    seen before.
+    seen before; ``min_threshold`` refuses rounds that unmask with fewer owners (see
+    ``threshold_against``: against a scientist working with some of the owners).
 
     Raises SecureAggregationAborted (and UsageError for an owner's own misconfiguration).
     """
@@ -124,6 +125,7 @@ class OwnerRound:
         expected_owners: Collection[str],
         model_digest: bytes,
         history: History | None = None,
+        min_threshold: int | None = None,
     ):
         self.id = identity.id
         self.spec = spec
@@ -163,6 +165,12 @@ class OwnerRound:
             spec.check()
         except DuetError as exc:
             self._abort(str(exc), "parameters")
+        if min_threshold is not None and spec.threshold < min_threshold:
+            self._abort(
+                f"the round unmasks with {spec.threshold} owners, this owner requires at least "
+                f"{min_threshold}",
+                "parameters",
+            )
         if spec.model_digest != model_digest:
             self._abort(
                 f"the round names model {spec.model_digest.hex()[:16]} but this owner holds "

@@ -39,6 +39,21 @@ class SecureAggregationAborted(DuetError):
         super().__init__(f"secure aggregation aborted ({reason}): {who}{message}")
 
 
+def threshold_against(owners: int, colluders: int = 0) -> int:
+    """The least threshold with which a scientist working with ``colluders`` of the ``owners``
+    cannot unmask an honest owner's update: ``(owners + colluders) // 2 + 1``.
+
+    Why: to read owner X's update the scientist needs ``threshold`` shares of X's seed (from
+    owners told X survived) and ``threshold`` of X's mask key (from owners told X dropped). An
+    honest owner gives one kind for X, a colluder both, so it takes ``2 * (threshold -
+    colluders) <= owners - colluders`` honest owners; a threshold above ``(owners + colluders)
+    / 2`` makes that impossible. Rounds require at least ``threshold_against(n)`` (a scientist
+    alone); an owner that fears collusion asks for more (``OwnerRound(min_threshold=)``), at the
+    price of fewer dropouts survived.
+    """
+    return (owners + colluders) // 2 + 1
+
+
 @dataclass(frozen=True)
 class RoundSpec:
     """One round, as the scientist proposes it to every owner."""
@@ -54,8 +69,7 @@ class RoundSpec:
 
     def check(self) -> None:
         """Raise UsageError unless the round can run: at least 3 distinct owners, a threshold
-        of more than half of them (so no one can be asked, by different owners, for both the
-        shares that unmask a single update), sums that stay exact."""
+        of more than half of them (``threshold_against(n)``), sums that stay exact."""
         if len(set(self.roster)) != len(self.roster):
             raise UsageError(f"the roster names an owner twice: {list(self.roster)}")
         if len(self.roster) < MIN_OWNERS:
@@ -64,10 +78,10 @@ class RoundSpec:
                 f"{len(self.roster)}: with two, each would learn the other's update from the sum"
             )
         n = len(self.roster)
-        if not isinstance(self.threshold, int) or not (n // 2 < self.threshold <= n):
+        if not isinstance(self.threshold, int) or not (threshold_against(n) <= self.threshold <= n):
             raise UsageError(
                 f"the threshold of a {n}-owner round is more than half the roster and at most "
-                f"all of it ({n // 2 + 1} to {n}), not {self.threshold!r}"
+                f"all of it ({threshold_against(n)} to {n}), not {self.threshold!r}"
             )
         self.quantiser.check(n)
 
@@ -109,4 +123,11 @@ def model_digest(model: torch.nn.Module | Mapping[str, torch.Tensor]) -> bytes:
     return digest.digest()
 
 
-__all__ = ["MIN_OWNERS", "PROTOCOL", "RoundSpec", "SecureAggregationAborted", "model_digest"]
+__all__ = [
+    "MIN_OWNERS",
+    "PROTOCOL",
+    "RoundSpec",
+    "SecureAggregationAborted",
+    "model_digest",
+    "threshold_against",
+]
