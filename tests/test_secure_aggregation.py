@@ -63,14 +63,15 @@ class Round:
         self.layout = Layout.of(next(iter(self.updates.values())))
         self.history = {i.id: History() for i in self.identities}
 
-    def owners(self, spec: RoundSpec | None = None, **kwargs) -> list[OwnerRound]:
+    def owners(self, spec: RoundSpec | None = None, *, remember=True, **kwargs) -> list[OwnerRound]:
+        """Each owner's round; with ``remember``, each keeps its History across rounds."""
         return [
             OwnerRound(
                 identity,
                 spec or self.spec,
                 expected_owners=self.roster,
                 model_digest=DIGEST,
-                history=self.history[identity.id],
+                history=self.history[identity.id] if remember else None,
                 **kwargs,
             )
             for identity in self.identities
@@ -585,6 +586,10 @@ def test_an_unmask_request_that_misstates_who_took_part_is_refused():
                                 (game.roster[1],))  # fmt: skip
     with pytest.raises(SecureAggregationAborted, match="counts this owner as dropped"):
         owners[1].unmask(counted_out)
+    replayed = UnmaskRequest("round-0", game.roster, ())
+    with pytest.raises(SecureAggregationAborted, match="is for round 'round-0'") as caught:
+        owners[2].unmask(replayed)
+    assert caught.value.reason == "replay"
 
 
 def test_steps_out_of_order_abort():
@@ -657,3 +662,22 @@ def test_masked_zeros_and_masked_constants_have_the_same_byte_distribution():
     expected = [both * h.sum() / both.sum() for h in histograms]
     statistic = sum(((h - e) ** 2 / e).sum() for h, e in zip(histograms, expected, strict=True))
     assert statistic < 500
+
+
+@pytest.mark.parametrize("fill", [0.0, 1e4])
+def test_masked_inputs_over_many_rounds_look_uniform(fill):
+    # fresh keys and seeds every round: 64 rounds of 128 elements, the same input each time (so
+    # the owners keep no History, which would refuse an update submitted before)
+    game = Round(3)
+    quantiser = Quantiser(clip=1e4 * 128**0.5 + 1, fractional_bits=16)
+    collected = []
+    for number in range(64):
+        spec = dataclasses.replace(game.spec, round_id=f"draw-{number}", quantiser=quantiser)
+        updates = {o: torch.full((128,), fill, dtype=torch.float64) for o in game.roster}
+        relay = Relay(spec, Layout.of(updates[game.roster[0]]))
+        relay.run(game.owners(spec, remember=False), updates)
+        collected.append(sent(relay, MaskedInput)[0].values)
+    values = np.concatenate(collected)
+    assert chi_square_bytes(values) < 500  # 255 degrees of freedom, 10 deviations out
+    first = np.array([v[0] for v in collected])
+    assert len(set(first.tolist())) == 64  # the same input never masks the same way twice

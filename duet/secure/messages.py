@@ -2,7 +2,7 @@
 
     round 0  KeyAdvertisement   owner -> everyone  two X25519 public keys, a seed commitment,
                                                    signed by the owner's identity over the round
-    round 1  EncryptedShares    owner -> owner     Shamir shares of its mask key and seed, sealed
+    round 1  EncryptedShare     owner -> owner     Shamir shares of its mask key and seed, sealed
                                                    so only the receiver can read them
     round 2  MaskedInput        owner -> scientist the quantised update plus masks
     round 3  UnmaskRequest      scientist -> owner who survived, who dropped

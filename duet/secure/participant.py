@@ -24,6 +24,7 @@ never to read one update.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hashlib
 import os
@@ -197,7 +198,7 @@ class OwnerRound:
             model_digest=self.spec.model_digest,
         )
         signature = self._identity.sign(unsigned.signed_bytes(self.spec.digest))
-        ad = KeyAdvertisement(**{**unsigned.__dict__, "signature": signature})
+        ad = dataclasses.replace(unsigned, signature=signature)
         self._keys[self.id] = ad
         self.stage = Stage.SHARE_KEYS
         return ad

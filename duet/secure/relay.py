@@ -89,8 +89,6 @@ class Relay:
             request = self.aggregator.unmask_request()
             self.log.append(request)
             for owner in still_there(Stage.UNMASK):
-                if owner.stage is not Stage.UNMASK:
-                    continue
                 shown_request = self.unmask_request_for(owner.id, request)
                 response = self._call(owner, owner.unmask, shown_request)
                 if response is not None:
