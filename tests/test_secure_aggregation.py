@@ -592,6 +592,31 @@ def test_an_unmask_request_that_misstates_who_took_part_is_refused():
     assert caught.value.reason == "replay"
 
 
+def test_an_owner_revealing_a_wrong_share_cannot_skew_the_sum_unnoticed():
+    # a lying owner (not the scientist): its seed share does not rebuild the committed seed
+    game = Round(3)
+    owners = game.owners()
+    relay = Relay(game.spec, game.layout)
+    ads = [o.advertise() for o in owners]
+    relay.aggregator.add_advertisements(ads)
+    shares = [s for o in owners for s in o.share_keys(ads)]
+    for o in owners:
+        relay.aggregator.add_masked_input(
+            o.masked_input(game.updates[o.id], [s for s in shares if s.receiver == o.id])
+        )
+    request = relay.aggregator.unmask_request()
+    responses = [o.unmask(request) for o in owners]
+    liar = responses[0]
+    wrong = {k: bytes(32) for k in liar.seed_shares}
+    relay.aggregator.add_response(dataclasses.replace(liar, seed_shares=wrong))
+    relay.aggregator.add_response(responses[1])
+    with pytest.raises(SecureAggregationAborted, match="do not rebuild its seed") as caught:
+        relay.aggregator.result()
+    assert caught.value.reason == "shares"
+    with pytest.raises(SecureAggregationAborted, match="did not answer what it was asked"):
+        relay.aggregator.add_response(dataclasses.replace(responses[2], key_shares={"x": b""}))
+
+
 def test_steps_out_of_order_abort():
     game = Round(3)
     owner = game.owners()[0]
