@@ -44,14 +44,11 @@ class Round:
     """N owners with identities, one spec, their updates (float64, norm about 3: within the
     clip of 8)."""
 
-    def __init__(self, n: int, *, threshold: int | None = None, round_id: str = "round-1",
-                 identities: list[Identity] | None = None, seed: int = 0):  # fmt: skip
-        made = identities or [Identity.ephemeral(f"owner{i}") for i in range(n)]
+    def __init__(self, n: int, *, seed: int = 0):
+        made = [Identity.ephemeral(f"owner{i}") for i in range(n)]
         self.identities = sorted(made, key=lambda i: i.id)  # owners()[i] is roster[i]
-        self.roster = tuple(sorted(i.id for i in self.identities))
-        self.spec = RoundSpec(
-            round_id, self.roster, DIGEST, QUANTISER, threshold or len(self.roster) // 2 + 1
-        )
+        self.roster = tuple(i.id for i in self.identities)
+        self.spec = RoundSpec("round-1", self.roster, DIGEST, QUANTISER, threshold_against(n))
         g = torch.Generator().manual_seed(seed)
         self.updates = {}
         for identity in self.identities:
