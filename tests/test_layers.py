@@ -22,6 +22,9 @@ ALLOWED = {
     # differential privacy's owner core: prices, the ledger, the mechanisms run (Opacus, OpenDP);
     # it knows no session, no wire: the owner's layers call it
     "privacy": set(),
+    # secure aggregation's protocol core: the owners' and the scientist's state machines, the
+    # quantiser, the masks; no session, no wire (the federated rounds will call it)
+    "secure": set(),
     "scientist": {"protocol", "display"},
     # how owner and scientist find each other (the signaling server an owner starts)
     "pairing": {"protocol", "transport"},

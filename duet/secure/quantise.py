@@ -1,0 +1,150 @@
+"""From float updates to the ring Z(2^64) and back, with a stated error.
+
+An owner's update (a tensor, or a state_dict of float tensors) is
+
+1. clipped: scaled down, if need be, so that its L2 norm (all tensors together) is at most
+   ``clip``; every coordinate is then in [-clip, clip];
+2. scaled to fixed point: multiplied by ``2 ** fractional_bits`` (exact in float64);
+3. stochastically rounded: ``floor(v) + 1`` with probability ``v - floor(v)``, else
+   ``floor(v)``, the coin drawn from the operating system's cryptographic generator
+   (``os.urandom``), so the rounding is unbiased and tells nothing about the bits it dropped;
+4. written in the ring: the signed integers as ``uint64``, added with numpy's wrapping arithmetic.
+
+The sum of ``n`` such vectors, read back as signed 64-bit integers and divided by the scale,
+differs from the exact sum of the clipped updates by less than ``n / 2 ** fractional_bits`` in
+every coordinate (``Quantiser.error_bound``): each rounding moves a value by less than one unit,
+and nothing else is inexact while ``n * (clip * 2 ** fractional_bits + 1) < 2 ** 53`` (checked:
+the integers and their sums stay exact in float64 and never wrap in the ring).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..errors import UsageError
+
+#: a tensor, or a state_dict's worth of named float tensors
+Update = torch.Tensor | Mapping[str, torch.Tensor]
+
+_EXACT = 2**53  # integers below this are exact in float64
+_SINGLE = ""  # the one name of an update given as a bare tensor
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The names and shapes of an update's tensors, in order: how a flat vector is cut back."""
+
+    names: tuple[str, ...]
+    shapes: tuple[tuple[int, ...], ...]
+
+    @classmethod
+    def of(cls, update: Update) -> Layout:
+        named = _named(update)
+        return cls(tuple(named), tuple(tuple(t.shape) for t in named.values()))
+
+    @property
+    def size(self) -> int:
+        return sum(math.prod(shape) for shape in self.shapes)
+
+    def flatten(self, update: Update) -> np.ndarray:
+        """The update's values as one float64 vector, in this layout's order."""
+        named = _named(update)
+        if (
+            tuple(named) != self.names
+            or tuple(tuple(t.shape) for t in named.values()) != self.shapes
+        ):
+            expected = dict(zip(self.names, self.shapes, strict=True))
+            raise UsageError(
+                f"the update's tensors ({_describe(named)}) are not the round's "
+                f"({_describe(expected)})"
+            )
+        parts = [t.detach().to("cpu", torch.float64).reshape(-1).numpy() for t in named.values()]
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def unflatten(self, vector: np.ndarray) -> Update:
+        """Tensors (float64) cut from ``vector``: a dict by name, or the bare tensor."""
+        out: dict[str, torch.Tensor] = {}
+        start = 0
+        for name, shape in zip(self.names, self.shapes, strict=True):
+            count = math.prod(shape)
+            out[name] = torch.from_numpy(vector[start : start + count].copy()).reshape(shape)
+            start += count
+        return out[_SINGLE] if self.names == (_SINGLE,) else out
+
+
+def _named(update: Update) -> dict[str, torch.Tensor]:
+    named = {_SINGLE: update} if isinstance(update, torch.Tensor) else dict(update)
+    for name, tensor in named.items():
+        if not isinstance(tensor, torch.Tensor) or not tensor.is_floating_point():
+            kind = tensor.dtype if isinstance(tensor, torch.Tensor) else type(tensor).__name__
+            raise UsageError(
+                f"secure aggregation sums float tensors; {name or 'the update'} is {kind} "
+                "(leave counters such as num_batches_tracked out of the update)"
+            )
+    return named
+
+
+def _describe(named: Mapping[str, torch.Tensor] | Mapping[str, tuple[int, ...]]) -> str:
+    shapes = {n: tuple(t.shape) if isinstance(t, torch.Tensor) else t for n, t in named.items()}
+    return ", ".join(f"{n or 'tensor'} {list(shape)}" for n, shape in shapes.items())
+
+
+@dataclass(frozen=True)
+class Quantiser:
+    """Clip to an L2 norm of ``clip``, then fixed point with ``fractional_bits`` bits."""
+
+    clip: float
+    fractional_bits: int = 16
+
+    @property
+    def scale(self) -> float:
+        return float(2**self.fractional_bits)
+
+    def check(self, owners: int) -> None:
+        """Raise UsageError unless ``owners`` updates sum exactly (no wrap, no float rounding)."""
+        if not (isinstance(self.clip, int | float) and math.isfinite(self.clip) and self.clip > 0):
+            raise UsageError(f"clip is a positive number, not {self.clip!r}")
+        if not isinstance(self.fractional_bits, int) or not 0 <= self.fractional_bits <= 52:
+            raise UsageError(
+                f"fractional_bits is an int from 0 to 52, not {self.fractional_bits!r}"
+            )
+        largest = owners * (self.clip * self.scale + 1)
+        if largest >= _EXACT:
+            raise UsageError(
+                f"{owners} updates clipped to {self.clip} with {self.fractional_bits} fractional "
+                f"bits could reach {largest:.3g}, past 2**53 where sums stop being exact: lower "
+                "clip or fractional_bits"
+            )
+
+    def error_bound(self, owners: int) -> float:
+        """How far, at most, each coordinate of the dequantised sum of ``owners`` updates is from
+        the exact sum of the clipped updates (strictly less than this)."""
+        return owners / self.scale
+
+    def clip_vector(self, vector: np.ndarray) -> np.ndarray:
+        norm = float(np.linalg.norm(vector))
+        if not math.isfinite(norm):
+            raise UsageError("the update holds NaN or infinite values; nothing can be aggregated")
+        return vector if norm <= self.clip else vector * (self.clip / norm)
+
+    def quantise(self, vector: np.ndarray) -> np.ndarray:
+        """A float64 vector, clipped, in the ring (``uint64``), rounded stochastically."""
+        scaled = self.clip_vector(vector) * self.scale
+        low = np.floor(scaled)
+        coins = np.frombuffer(os.urandom(8 * scaled.size), dtype="<u8") >> np.uint64(11)
+        uniform = coins.astype(np.float64) * 2.0**-53  # exact: 53-bit integers times 2**-53
+        rounded = low + (uniform < scaled - low)
+        return rounded.astype(np.int64).view(np.uint64)
+
+    def dequantise(self, total: np.ndarray) -> np.ndarray:
+        """The float64 vector a ring sum of quantised updates stands for."""
+        return total.view(np.int64).astype(np.float64) / self.scale
+
+
+__all__ = ["Layout", "Quantiser", "Update"]
