@@ -163,3 +163,26 @@ def test_settings_a_table_statistic_refuses_are_refused_before_it_is_priced(sett
 
 def test_check_keys_takes_numbers_as_floats():
     assert grouped.check_keys([2018, 2019.5]) == [2018.0, 2019.5]
+
+
+def test_ten_thousand_keys_over_a_large_table_are_priced_and_run_in_one_pass_of_the_rows():
+    import time
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"k": rng.integers(0, 20_000, 100_000), "v": rng.uniform(0, 10, 100_000)})
+    table, keys = tables.Table(frame), list(range(grouped.MAX_KEYS))
+    started = time.perf_counter()
+    sums, price = tables.statistic_on_table(
+        table, "sum", column="v", by="k", keys=keys, bounds=(0, 10), epsilon=1.0
+    )
+    assert len(sums) == grouped.MAX_KEYS and price.epsilon == pytest.approx(1.0)
+    assert time.perf_counter() - started < 30  # ~2 s here: one OpenDP call a group, no rescans
+
+
+def test_a_table_inside_a_container_is_not_publishable():
+    from duet.owner.publishable import check_publishable
+
+    table = tables.Table(BIRTHS)
+    check_publishable(table)  # on its own: published as it is
+    with pytest.raises(UsageError, match="a published table inside a container"):
+        check_publishable([table])

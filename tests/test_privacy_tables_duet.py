@@ -72,6 +72,18 @@ def test_counts_and_means_of_a_table_whole_and_by_year_are_released_under_its_ta
         alice.privacy.count(births, by="year", keys=YEARS, epsilon=4.0)
 
 
+def test_group_keys_may_be_a_range_or_numpy_numbers_and_come_back_as_given(births_node):
+    _, alice = births_node
+    births = alice.store["births"]
+    counts = alice.privacy.count(births, by="year", keys=range(2018, 2021), epsilon=0.5)
+    assert list(counts) == [2018, 2019, 2020]
+    keys = list(np.array(YEARS, dtype=np.int64))
+    means = alice.privacy.mean(
+        births["weight_g"], by="year", keys=keys, bounds=(400, 6000), epsilon=0.5
+    )
+    assert list(means) == keys and all(400 <= m <= 6000 for m in means.values())
+
+
 @pytest.mark.parametrize(
     "use",
     [

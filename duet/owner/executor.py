@@ -268,6 +268,8 @@ class Executor:
                 raise UsageError(TABLE_ONLY_DP.format(id=object_id))
             return entry
         entry = self.store.get(self.key(object_id))
+        if entry is not None and is_table(entry.value):  # never: a table is only published
+            raise UsageError(TABLE_ONLY_DP.format(id=object_id))
         if entry is None and object_id in self._overflow:
             return StoredObject(object_id, None, self.peer, failure=self._overflow[object_id])
         if entry is None or entry.owner != self.peer:

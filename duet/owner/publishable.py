@@ -53,7 +53,7 @@ def check_publishable(value: object) -> None:
     """Raise UsageError when ``value`` (or something in a list, tuple or dict of it) is a
     NumPy array, a pandas object (but a DataFrame on its own: a table) or a data file's name,
     naming what to publish instead."""
-    if is_frame(value):
+    if is_frame(value) or is_table(value):
         return
     problem = _unusable(value, 0, [0])
     if problem is not None:
@@ -82,6 +82,11 @@ def _unusable(value: object, depth: int, seen: list[int]) -> tuple[str, str] | N
 
 
 def _refused_type(value: object) -> tuple[str, str] | None:
+    if is_table(value):  # only the store's own entry holds one: an op could pick it out
+        return (
+            "a published table inside a container",
+            "publish the DataFrame on its own (owner.publish(df, tags=[...]))",
+        )
     if isinstance(value, str) and _names_a_data_file(value):
         return (
             f"the file name {value[:200]!r} (a string: its text would be published, not the file)",

@@ -127,8 +127,11 @@ def grouped(
     floats = np.asarray(values, dtype=np.float64)
     out: list[float] = []
     lo, hi = _bounds(bounds)
+    # the rows of each group, found in one pass (not one scan of the table a key)
+    order = np.argsort(position, kind="stable")
+    edges = np.searchsorted(position[order], np.arange(len(parts) + 1), side="left")
     for group, measurement in enumerate(parts):
-        rows = [float(v) for v in floats[position == group]]
+        rows = floats[order[edges[group] : edges[group + 1]]].tolist()
         if kind == "sum":
             out.append(float(measurement(rows)))
             continue

@@ -27,6 +27,7 @@ import copy
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, cast, overload
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 from torch import nn
@@ -277,12 +278,15 @@ class ScientistPrivacy:
                 "by= groups the rows of a published table; pass the table or one of its "
                 f"columns (births['weight_g']), not {type(data).__name__}"
             )
+        if isinstance(keys, range):
+            keys = list(keys)
         if not isinstance(keys, list | tuple):
             raise UsageError(
                 f"by={by!r} needs keys=[...]: the groups you ask about (which groups the "
                 "owner's data holds is not shown)"
             )
-        values = self._statistic(kind, data, bounds, epsilon, None, timeout_secs, keys, by)
+        wire = [k.item() if isinstance(k, np.generic) else k for k in keys]  # numpy's numbers
+        values = self._statistic(kind, data, bounds, epsilon, None, timeout_secs, wire, by)
         if not isinstance(values, list) or len(values) != len(keys):
             raise DuetError(f"the owner's reply to the DP {kind} by {by!r} is malformed")
         return {key: float(cast(float, v)) for key, v in zip(keys, values, strict=True)}
