@@ -131,7 +131,8 @@ def test_a_dataframe_published_on_its_own_is_a_table_listed_without_its_values(p
     owner.publish(births, tags=["births"], description="births by year")
     births.loc[0, "weight_g"] = 1.0  # the owner's frame changes; what was published does not
     listed = scientist.store.pandas
-    assert listed["Type"].tolist() == ["table"] and listed["Shape"].tolist() == [[3, 2]]
+    assert listed["Type"].tolist() == ["table: year (int64), weight_g (float64)"]
+    assert listed["Shape"].tolist() == [[3, 2]]
     table = scientist.store["births"]
     assert table.columns == {"year": "int64", "weight_g": "float64"}
     assert "3100.5" not in repr(table) and "2900" not in repr(listed.to_dict())
