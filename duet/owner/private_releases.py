@@ -24,6 +24,11 @@ budget is the decision, so nothing reaches ``owner.requests``. Each one:
 
 A dataset's budget is its tag's, so an object under DP must carry exactly one tag (with two,
 one object would have two budgets to draw on).
+
+A published table (a DataFrame, duet/privacy/tables.py) is named here and nowhere else (the
+executor's ``visible`` refuses it to every other message): a statistic of one of its columns,
+or by the groups of a column for the keys the scientist gives, checked against the columns the
+listing shows and priced before any charge, as above.
 """
 
 from __future__ import annotations
