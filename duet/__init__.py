@@ -35,6 +35,7 @@ from .network import duet
 from .owner.requests import AS_SENT, Handler, Request, RequestQueue, RequestStatus
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
+from .scientist.tables import TablePointer
 from .sessions.owner import OwnerSession
 from .sessions.scientist import ScientistSession
 from .workers import (
@@ -92,6 +93,7 @@ __all__ = [
     "RequestWarning",
     "ScientistSession",
     "SignalingError",
+    "TablePointer",
     "TorchHook",
     "UsageError",
     "VirtualWorker",

@@ -75,8 +75,12 @@ def test_handler_limits_of_the_right_type_are_kept(pair):
     ("value", "named", "fix"),
     [
         (np.arange(6.0).reshape(2, 3), r"a NumPy array \(shape \(2, 3\)", "torch.from_numpy"),
-        (pd.DataFrame({"age": [34, 51], "label": [0, 1]}), "a pandas DataFrame", "TensorDataset"),
-        (pd.Series([1.0, 2.0]), "a pandas Series", r"torch.tensor\(series"),
+        (
+            {"t": pd.DataFrame({"age": [34, 51], "label": [0, 1]})},
+            r"a pandas DataFrame \(2 rows, 2 columns\) inside a container \(under key 't'",
+            r"on its own .*duet.privacy.mean.*TensorDataset",
+        ),
+        (pd.Series([1.0, 2.0]), "a pandas Series", r"torch.tensor\(series.*series.to_frame\(\)"),
         ({"x": np.zeros(3)}, r"a NumPy array .* \(under key 'x' of a dict\)", "torch.from_numpy"),
         ("digits.csv", r"the file name 'digits.csv'", r"read the file .*duet serve"),
         ({"train": "data/train.NPY"}, r"the file name .* \(under key 'train'", "numpy.load"),
@@ -99,8 +103,39 @@ def test_sending_a_numpy_array_or_table_to_the_owner_session_is_refused_too(pair
     owner, _ = pair
     with pytest.raises(sy.UsageError, match="NumPy array"):
         sy.lib.python.List([np.zeros(2)]).send(owner, tags=["x"])
-    with pytest.raises(sy.UsageError, match="DataFrame"):
-        owner.publish(pd.DataFrame({"a": [1.0]}))
+    with pytest.raises(sy.UsageError, match=r"DataFrame .* inside a container"):
+        sy.lib.python.List([pd.DataFrame({"a": [1.0]})]).send(owner, tags=["x"])
+
+
+@pytest.mark.parametrize(
+    ("frame", "refused"),
+    [
+        (pd.DataFrame({"year": [2018], "sex": ["F"]}), r"column 'sex' holds .* numbers only"),
+        (pd.DataFrame({"w": [1.0, float("nan")]}), r"column 'w' holds missing .*dropna"),
+        (pd.DataFrame({"w": [True]}), r"column 'w' holds bool"),
+        (pd.DataFrame({"w": []}, dtype=float), r"needs rows .* 0 rows"),
+        (pd.DataFrame({3: [1.0]}), r"a column name is a string"),
+        (pd.DataFrame({"a\nb": [1.0]}), r"printable characters"),
+    ],
+)
+def test_a_dataframe_that_cannot_be_a_table_is_refused_naming_the_column(pair, frame, refused):
+    owner, scientist = pair
+    with pytest.raises(sy.UsageError, match=refused):
+        owner.publish(frame, tags=["births"])
+    assert len(owner.store) == 0 and len(scientist.store) == 0
+
+
+def test_a_dataframe_published_on_its_own_is_a_table_listed_without_its_values(pair):
+    owner, scientist = pair
+    births = pd.DataFrame({"year": [2018, 2019, 2019], "weight_g": [3100.5, 2900.0, 3400.25]})
+    owner.publish(births, tags=["births"], description="births by year")
+    births.loc[0, "weight_g"] = 1.0  # the owner's frame changes; what was published does not
+    listed = scientist.store.pandas
+    assert listed["Type"].tolist() == ["table: year (int64), weight_g (float64)"]
+    assert listed["Shape"].tolist() == [[3, 2]]
+    table = scientist.store["births"]
+    assert table.columns == {"year": "int64", "weight_g": "float64"}
+    assert "3100.5" not in repr(table) and "2900" not in repr(listed.to_dict())
 
 
 def test_what_publish_took_before_still_works(pair):

@@ -153,7 +153,7 @@ def test_spent_refuses_what_is_not_a_mechanism():
 def test_the_public_api_is_what_all_names():
     for name in duet.privacy.__all__:
         assert hasattr(duet.privacy, name), name
-    assert {"Ledger", "BudgetExceeded", "train_dp", "price_training", "mean"} <= set(
+    assert {"Ledger", "BudgetExceeded", "train_dp", "price_training", "mean", "Table"} <= set(
         duet.privacy.__all__
     )
 

@@ -1,8 +1,8 @@
 """The differential-privacy notebooks (issue 19) run end to end in real Jupyter kernels.
 
-``notebooks/privacy/``: a hospital publishes birth records and sets a privacy budget; a
-researcher, on a loopback duet, gets DP counts and DP mean birth weights per year, then is
-refused over budget. ``notebooks/privacy/duets/``: two owners each hold half of the digits and
+``notebooks/privacy/``: a hospital publishes its birth records as one table and sets a privacy
+budget on it; a researcher, on a loopback duet, gets DP counts and DP mean birth weights by
+year (grouped statistics on the table), then is refused over budget. ``notebooks/privacy/duets/``: two owners each hold half of the digits and
 a budget; the scientist runs a DP-SGD job on each (``duet.privacy.train``), averages the two
 models and evaluates them on her own held-out digits. Kernels are driven with the helpers of
 ``test_notebooks`` and ``test_federated_notebooks``, each with a duet home of its own; every wait
@@ -50,12 +50,12 @@ SETTINGS = dict(timeout=CELL_TIMEOUT_SECS, startup_timeout=60, shutdown_kernel="
 
 EPSILON_COUNTS = 0.5
 HOSPITAL_PARAMETERS = (
-    "FIRST_YEAR, LAST_YEAR = 2018, 2022\nEPSILON_PER_DATASET = 1.0\nDELTA = 1e-5\n"
+    "FIRST_YEAR, LAST_YEAR = 2018, 2022\nEPSILON_BUDGET = 4.0\nDELTA = 1e-5\n"
     "WAIT_FOR_SCIENTIST_SECS = 60\nSESSION_SECS = 90\n"
 )
 RESEARCHER_PARAMETERS = (
-    f"EPSILON_COUNTS = {EPSILON_COUNTS}\nEPSILON_MEANS = 0.5\nWEIGHT_BOUNDS = (500.0, 5500.0)\n"
-    "TIMEOUT_SECS = 60\n"
+    f"FIRST_YEAR, LAST_YEAR = 2018, 2022\nEPSILON_COUNTS = {EPSILON_COUNTS}\n"
+    "EPSILON_MEANS = 2.5\nWEIGHT_BOUNDS = (500.0, 5500.0)\nTIMEOUT_SECS = 60\n"
 )
 
 
@@ -131,7 +131,8 @@ def test_a_researcher_gets_dp_births_per_year_and_is_refused_over_budget(tmp_pat
         )
     }
     assert sorted(truth) == [2018, 2019, 2020, 2021, 2022], shown
-    # one DP count per year, near the true count: 10 Laplace scales (1 / epsilon) at most
+    # one DP count per year (one grouped count on the table), near the true count: 10 Laplace
+    # scales (1 / epsilon) at most
     counts = {int(y): int(n) for y, n in re.findall(r"^DP births in (\d+): (-?\d+)$", said, re.M)}
     assert sorted(counts) == sorted(truth), said
     scale = 1 / EPSILON_COUNTS
@@ -143,17 +144,20 @@ def test_a_researcher_gets_dp_births_per_year_and_is_refused_over_budget(tmp_pat
     assert [int(r[0]) for r in rows] == sorted(truth), table
     for year, count, mean in rows:
         assert int(count) == counts[int(year)]
-        # a DP mean over ~2,400 weights at epsilon 0.5: the noise is a few grams
+        # a DP mean over ~2,400 weights at epsilon 2.5 / 5 years: the noise is ~10 grams
         assert abs(float(mean) - truth[int(year)][1]) < 100, (year, mean, truth[int(year)])
     refused = re.search(r"^refused: (.*)$", said, re.M)
-    assert refused and "needs epsilon 0.8, 0.5 left at delta 1e-05" in refused.group(1), said
-    assert "'births-2018'" in refused.group(1), said
+    assert refused and "needs epsilon 1.5, 1 left at delta 1e-05" in refused.group(1), said
+    assert "'births'" in refused.group(1), said
+    assert re.search(r"^the table refused it: column .weight_g. .*only DP statistics", said, re.M)
     # the owner saw every release decided by the budget, none waiting for it
     assert "the researcher has left the duet" in shown
     assert "decided by: ['privacy budget']" in shown, shown
     assert "requests waiting for the owner: 0" in shown, shown
     budgets = tagged_text(hospital, "budgets")
-    assert "births-2018" in budgets and "birth-years" in budgets, budgets
+    assert "births" in budgets and "births-2018" not in budgets, budgets
+    listing = tagged_text(hospital, "published")
+    assert "table" in listing and "births" in listing, listing
 
 
 def dp_owner_parameters(name: str, shard: int, url: str, scientist: str) -> str:

@@ -43,11 +43,26 @@ def _shown(key: str) -> Callable[[Row], object]:
     return lambda r: shown(r[key])
 
 
+SHOWN_TABLE_COLUMNS = 12  # a published table's columns named in the Type cell, at most
+
+
+def _stored_type(row: Row) -> object:
+    """A row's type; a published table's with its columns and their dtypes (what the owner
+    published about it), as ``table: year (int64), weight_g (float64)``."""
+    columns = row.get("columns")
+    if not isinstance(columns, Mapping):
+        return row.get("type", "")
+    named = [f"{shown(str(n))} ({shown(str(d))})" for n, d in columns.items()]
+    more = len(named) - SHOWN_TABLE_COLUMNS
+    listed = ", ".join(named[:SHOWN_TABLE_COLUMNS]) + (f", and {more} more" if more > 0 else "")
+    return f"{row.get('type', '')}: {listed}"
+
+
 STORE_COLUMNS: dict[str, Callable[[Row], object]] = {
     "ID": _key("id"),
     "Tags": lambda r: _listed(r.get("tags")),
     "Description": lambda r: r.get("description", ""),
-    "Type": lambda r: r.get("type", ""),
+    "Type": _stored_type,
     "Shape": lambda r: r.get("shape"),
     "Size": lambda r: r.get("size"),
 }

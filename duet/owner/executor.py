@@ -41,6 +41,7 @@ from . import derivation, effects, sizes
 from .derivation import Whole
 from .labels import EMPTY, UNKNOWN, Label, Source, Walk, owner_containers
 from .policy import CallCheck, PolicyChain, QuotaPolicy
+from .publishable import TABLE_ONLY_DP, is_table
 from .quota import GRAPH_NODE_BYTES, PeerQuota, scalar_bytes
 from .store import OWNER, ObjectStore, StoredObject
 
@@ -254,15 +255,21 @@ class Executor:
         entry = self.store.get(object_id)
         return entry is not None and entry.owner == OWNER and entry.pointable
 
-    def visible(self, object_id: str) -> StoredObject:
+    def visible(self, object_id: str, *, table: bool = False) -> StoredObject:
         """The entry this scientist may name: its own, or the owner's listed objects.
 
-        Anything else reads as missing, so the scientist learns nothing about it."""
+        Anything else reads as missing, so the scientist learns nothing about it. A published
+        table is named only by a DP statistic (``table=True``): every op, get and request on
+        it is refused here, the one door every such message passes."""
         entry = self.store.get(object_id)
         if entry is not None and entry.owner == OWNER and entry.pointable:
             self.policy.check_name(self.peer, entry)
+            if not table and is_table(entry.value):
+                raise UsageError(TABLE_ONLY_DP.format(id=object_id))
             return entry
         entry = self.store.get(self.key(object_id))
+        if entry is not None and is_table(entry.value):  # never: a table is only published
+            raise UsageError(TABLE_ONLY_DP.format(id=object_id))
         if entry is None and object_id in self._overflow:
             return StoredObject(object_id, None, self.peer, failure=self._overflow[object_id])
         if entry is None or entry.owner != self.peer:

@@ -27,6 +27,11 @@ with ``review=True``: then step 5 ends in a request the owner decides). Each one
 
 A dataset's budget is its tag's, so an object under DP must carry exactly one tag (with two,
 one object would have two budgets to draw on).
+
+A published table (a DataFrame, duet/privacy/tables.py) is named here and nowhere else (the
+executor's ``visible`` refuses it to every other message): a statistic of one of its columns,
+or by the groups of a column for the keys the scientist gives, checked against the columns the
+listing shows and priced before any charge, as above.
 """
 
 from __future__ import annotations
@@ -46,6 +51,7 @@ from torch import nn
 from ..errors import DuetError, QuotaExceeded, UsageError
 from ..protocol.messages import DpBudget, DpStatistic, DpTraining, Notice, Reply
 from . import derivation
+from .publishable import is_table
 from .requests import DpPrice, Request, RequestStatus, new_request_id
 from .snapshot import Snapshot
 from .store import OWNER, StoredObject
@@ -105,7 +111,8 @@ class PrivateReleases:
     def _published(self, object_id: str) -> tuple[StoredObject, str]:
         """The owner's published object ``object_id`` (as the scientist may see it) and the
         tag its budget is kept under."""
-        entry = self.service.executor.visible(object_id)  # another's, unlisted: "does not exist"
+        # another's, unlisted: "does not exist"; a published table: named here only
+        entry = self.service.executor.visible(object_id, table=True)
         if entry.owner != OWNER:
             what = f"object {object_id} (made by you" + (f" with {entry.op})" if entry.op else ")")
             raise UsageError(AS_IT_IS.format(what=what))
@@ -136,7 +143,14 @@ class PrivateReleases:
 
         entry, dataset = self._published(message.target)
         self.service.policy.check_release(self.service.peer, entry)
+        if is_table(entry.value):
+            return self._table_statistic(message, entry, dataset, out_buffers)
         _check_column(entry)
+        if message.column is not None or message.by is not None or message.keys is not None:
+            raise UsageError(
+                f"column=, by= and keys= name a published table's columns; {entry.id} is a "
+                f"{entry.type_name}, not a table"
+            )
         mechanism = _price(
             lambda: privacy.price_statistic(
                 message.kind, bounds=message.bounds, epsilon=message.epsilon, bins=message.bins
@@ -171,6 +185,34 @@ class PrivateReleases:
         return self._release(
             message.rid, reservation, entry, released, out_buffers, message.timeout_secs
         )
+
+    def _table_statistic(
+        self, message: DpStatistic, entry: StoredObject, dataset: str, out: list[memoryview]
+    ) -> Reply | Notice:
+        """A statistic of a published table's column, or by its groups: checked against the
+        listing's facts (the columns) and priced before any charge, as ``_statistic``."""
+        from ..privacy import tables
+
+        table = entry.value
+        assert isinstance(table, tables.Table)  # is_table said so
+        settings = tables.TableSettings(
+            column=message.column, by=message.by, keys=message.keys, bounds=message.bounds,
+            bins=message.bins, epsilon=message.epsilon,
+        )  # fmt: skip
+        mechanism = _price(lambda: tables.price_on_table(table, message.kind, **settings))
+        if message.quote:
+            return self._quote(message.rid, dataset, mechanism)
+        reservation = self.desk.ledger.reserve(self.service.peer, dataset, mechanism)
+        try:
+            value, price = tables.statistic_on_table(table, message.kind, **settings)
+        except Exception:  # on the owner's data: nothing of it is told, the charge stays
+            log.info("a DP %s on table %s failed", message.kind, entry.id, exc_info=True)
+            self._settle(reservation, entry, failed=True)
+            return self._error(message.rid, UsageError(NOT_COMPUTED))
+        if price != mechanism:
+            log.error("DP %s priced %s but ran as %s", message.kind, mechanism, price)
+        released: dict[str, object] = {"kind": message.kind, "value": value}
+        return self._release(message.rid, reservation, entry, released, out, message.timeout_secs)
 
     # ---- training jobs
     def _training(self, message: DpTraining, out_buffers: list[memoryview]) -> Reply | Notice:

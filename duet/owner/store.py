@@ -28,7 +28,7 @@ from .labels import (
     owner_containers,
     shape_label,
 )
-from .publishable import check_publishable
+from .publishable import check_publishable, is_frame, is_table
 from .quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING, PeerQuota
 from .snapshot import Snapshot
 
@@ -97,6 +97,8 @@ class StoredObject:
 
 def listed_nbytes(value: object, depth: int = 0) -> int:
     """The size shown for a published object in the store's listing."""
+    if is_table(value):
+        return int(value.nbytes)  # type: ignore[attr-defined]
     if isinstance(value, torch.Tensor):
         return value.numel() * value.element_size()
     if isinstance(value, nn.Module):
@@ -123,6 +125,8 @@ _SHOWN_TYPES: dict[type, str] = {LabelList: "list", LabelDict: "dict"}
 
 def describe(value: object) -> dict[str, object]:
     """Metadata the scientist may see about a published object."""
+    if is_table(value):  # what the owner published about it: columns, dtypes, rows
+        return value.describe()  # type: ignore[attr-defined, no-any-return]
     # the owner's own containers are lists and dicts to whoever reads the listing
     shown = _SHOWN_TYPES.get(type(value), type(value).__name__)
     meta: dict[str, object] = {"kind": type_key(value), "type": shown}
@@ -165,10 +169,16 @@ class ObjectStore:
         tags: list[str] | None = None,
         description: str = "",
     ) -> StoredObject:
-        """Store one of the owner's values: private, and read-only for every scientist.
-        Raises UsageError for what no remote operation works on (a NumPy array, a pandas
-        table), naming what to publish instead."""
+        """Store one of the owner's values: private, and read-only for every scientist. A pandas
+        DataFrame becomes a table only DP statistics read (duet/privacy/tables.py). Raises
+        UsageError for what no remote operation works on (a NumPy array, a pandas Series, a
+        DataFrame in a container), naming what to publish instead, and for a DataFrame that
+        cannot be a table (a column of text, missing values)."""
         check_publishable(value)
+        if is_frame(value):
+            from ..privacy.tables import Table
+
+            value = Table(value)  # type: ignore[arg-type]
         tags = [str(t) for t in (tags or [])]
         if isinstance(value, list | dict):
             value = owner_containers(value)

@@ -210,6 +210,11 @@ Positive = Annotated[float, Field(strict=True, allow_inf_nan=False, gt=0, le=1e6
 #: a published dataset's tag (what budgets are set on)
 DatasetTag = Annotated[str, Field(min_length=1, max_length=200)]
 MAX_DP_BINS = 10_000  # privacy.statistics.MAX_BINS (protocol imports nothing of duet)
+MAX_DP_KEYS = 10_000  # privacy.grouped.MAX_KEYS
+#: a published table's column: printable text (no control characters), as tables.py allows
+ColumnName = Annotated[
+    str, Field(strict=True, min_length=1, max_length=100, pattern=r"^[^\x00-\x1f\x7f-\x9f]+$")
+]
 
 
 WaitSecs = Annotated[float, Field(ge=0, le=10_000_000, allow_inf_nan=False)]
@@ -218,8 +223,10 @@ WaitSecs = Annotated[float, Field(ge=0, le=10_000_000, allow_inf_nan=False)]
 class DpStatistic(_Message):
     """A DP statistic of one of the owner's published datasets, released under the
     scientist's privacy budget, not through a request. ``quote``: price it only (nothing is
-    reserved, run or released). The owner checks every field again (the bounds' order, bins
-    only for a histogram) and answers with a Reply."""
+    reserved, run or released). On a published table: ``column`` (a count may name none),
+    and for groups ``by`` (the key column) with ``keys`` (the groups asked about). The owner
+    checks every field again (the bounds' order, bins only for a histogram, the columns) and
+    answers with a Reply."""
 
     k: Literal["dp_stat"] = "dp_stat"
     rid: RequestId
@@ -228,6 +235,9 @@ class DpStatistic(_Message):
     bounds: tuple[Finite, Finite] | None = None
     epsilon: Positive
     bins: Annotated[int, Field(strict=True, ge=1, le=MAX_DP_BINS)] | None = None
+    column: ColumnName | None = None
+    by: ColumnName | None = None
+    keys: Annotated[list[Finite], Field(min_length=1, max_length=MAX_DP_KEYS)] | None = None
     quote: bool = False
     # how long the scientist waits when the owner reviews DP releases by hand (None: as long
     # as the owner lets a request wait)

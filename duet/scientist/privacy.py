@@ -8,6 +8,9 @@ nothing runs. Only a published dataset *as it is* can be asked about: pass the o
 
     ages = duet.store["ages"]
     duet.privacy.mean(ages, bounds=(0, 100), epsilon=0.5)   # a float
+    births = duet.store["births"]                           # a published table
+    duet.privacy.mean(births["weight_g"], bounds=(400, 6000), epsilon=0.5)
+    duet.privacy.count(births, by="year", keys=[2018, 2019], epsilon=0.5)  # {2018: n, 2019: n}
     duet.privacy.budget("ages")                             # {"remaining": 0.5, ...}
     job = duet.privacy.train(model, data="digits", lr=0.1, batch_size=64, epochs=1,
                              max_grad_norm=1.0, noise_multiplier=1.1)
@@ -22,8 +25,9 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, cast, overload
 
+import numpy as np
 import torch
 from pydantic import ValidationError
 from torch import nn
@@ -34,11 +38,16 @@ from ..protocol.messages import DpBudget, DpStatistic, DpTraining, Reply
 from ..protocol.modules import match_dtypes
 from .module import RemoteModule, _rebuild
 from .pointer import Pointer
+from .tables import Column, TablePointer
 
 if TYPE_CHECKING:
     from .client import PointerClient
 
 Bounds = tuple[float, float]
+#: what a DP statistic reads: a published tensor, a published table, or one of its columns
+Data = Pointer | TablePointer | Column
+#: a group key (a number: the key column's values are numbers)
+Key = int | float
 _Answer = concurrent.futures.Future[tuple[Reply, list[memoryview]]]
 
 
@@ -111,33 +120,138 @@ class ScientistPrivacy:
         self._client = client
 
     # ---- statistics
+    @overload
     def mean(
         self,
-        data: Pointer,
+        data: Data,
         *,
         bounds: Bounds,
         epsilon: float,
+        by: None = None,
+        keys: None = None,
         timeout_secs: float | None = None,
-    ) -> float:
-        """The mean of the published 1-D tensor ``data``, each value clamped to ``bounds``,
-        epsilon-DP (OpenDP's Laplace noise on a sum and a count)."""
+    ) -> float: ...
+
+    @overload
+    def mean(
+        self,
+        data: Data,
+        *,
+        bounds: Bounds,
+        epsilon: float,
+        by: str,
+        keys: list[Key],
+        timeout_secs: float | None = None,
+    ) -> dict[Key, float]: ...
+
+    def mean(
+        self,
+        data: Data,
+        *,
+        bounds: Bounds,
+        epsilon: float,
+        by: str | None = None,
+        keys: list[Key] | None = None,
+        timeout_secs: float | None = None,
+    ) -> float | dict[Key, float]:
+        """The mean of the published 1-D tensor ``data`` (or a published table's column,
+        ``births["weight_g"]``), each value clamped to ``bounds``, epsilon-DP (OpenDP's
+        Laplace noise on a sum and a count). With ``by`` (a column of the same table) and
+        ``keys`` (the groups you ask about): ``{key: mean}`` for each key, epsilon in all
+        (sequential composition over the keys: each group's mean gets epsilon / len(keys))."""
+        if by is not None:
+            return self._grouped("mean", data, bounds, epsilon, by, keys, timeout_secs)
         return float(
-            cast(float, self._statistic("mean", data, bounds, epsilon, None, timeout_secs))
+            cast(float, self._statistic("mean", data, bounds, epsilon, None, timeout_secs, keys))
         )
 
+    @overload
     def sum(
-        self, data: Pointer, *, bounds: Bounds, epsilon: float, timeout_secs: float | None = None
-    ) -> float:
-        """The sum of ``data``'s values clamped to ``bounds``, epsilon-DP."""
-        return float(cast(float, self._statistic("sum", data, bounds, epsilon, None, timeout_secs)))
+        self,
+        data: Data,
+        *,
+        bounds: Bounds,
+        epsilon: float,
+        by: None = None,
+        keys: None = None,
+        timeout_secs: float | None = None,
+    ) -> float: ...
 
-    def count(self, data: Pointer, *, epsilon: float, timeout_secs: float | None = None) -> int:
-        """The number of rows of ``data``, epsilon-DP (may come out below zero)."""
-        return int(cast(int, self._statistic("count", data, None, epsilon, None, timeout_secs)))
+    @overload
+    def sum(
+        self,
+        data: Data,
+        *,
+        bounds: Bounds,
+        epsilon: float,
+        by: str,
+        keys: list[Key],
+        timeout_secs: float | None = None,
+    ) -> dict[Key, float]: ...
+
+    def sum(
+        self,
+        data: Data,
+        *,
+        bounds: Bounds,
+        epsilon: float,
+        by: str | None = None,
+        keys: list[Key] | None = None,
+        timeout_secs: float | None = None,
+    ) -> float | dict[Key, float]:
+        """The sum of ``data``'s values clamped to ``bounds``, epsilon-DP; by group as
+        ``mean``'s (epsilon / len(keys) a group)."""
+        if by is not None:
+            return self._grouped("sum", data, bounds, epsilon, by, keys, timeout_secs)
+        return float(
+            cast(float, self._statistic("sum", data, bounds, epsilon, None, timeout_secs, keys))
+        )
+
+    @overload
+    def count(
+        self,
+        data: Data,
+        *,
+        epsilon: float,
+        by: None = None,
+        keys: None = None,
+        timeout_secs: float | None = None,
+    ) -> int: ...
+
+    @overload
+    def count(
+        self,
+        data: Data,
+        *,
+        epsilon: float,
+        by: str,
+        keys: list[Key],
+        timeout_secs: float | None = None,
+    ) -> dict[Key, int]: ...
+
+    def count(
+        self,
+        data: Data,
+        *,
+        epsilon: float,
+        by: str | None = None,
+        keys: list[Key] | None = None,
+        timeout_secs: float | None = None,
+    ) -> int | dict[Key, int]:
+        """The number of rows of ``data`` (a table's rows), epsilon-DP (may come out below
+        zero). With ``by`` and ``keys``: ``{key: count}``, the rows whose ``by`` equals each
+        key (OpenDP's count by categories: one row moves one count, so all of them cost
+        epsilon); a row with a key you did not name counts nowhere."""
+        if by is not None:
+            counts = self._grouped("count", data, None, epsilon, by, keys, timeout_secs)
+            return {k: int(v) for k, v in counts.items()}
+        return int(
+            cast(int, self._statistic("count", data, None, epsilon, None, timeout_secs, keys))
+        )
 
     def histogram(
         self,
-        data: Pointer,
+        data: Data,
         *,
         bins: int = 10,
         bounds: Bounds,
@@ -148,14 +262,45 @@ class ScientistPrivacy:
         counts = self._statistic("histogram", data, bounds, epsilon, bins, timeout_secs)
         return [int(c) for c in cast(list[int], counts)]
 
+    def _grouped(
+        self,
+        kind: str,
+        data: Data,
+        bounds: Bounds | None,
+        epsilon: float,
+        by: str,
+        keys: list[Key] | None,
+        timeout_secs: float | None,
+    ) -> dict[Key, float]:
+        """``{key: value}`` for a statistic by group, the owner's list in the keys' order."""
+        if not isinstance(data, TablePointer | Column):
+            raise UsageError(
+                "by= groups the rows of a published table; pass the table or one of its "
+                f"columns (births['weight_g']), not {type(data).__name__}"
+            )
+        if isinstance(keys, range):
+            keys = list(keys)
+        if not isinstance(keys, list | tuple):
+            raise UsageError(
+                f"by={by!r} needs keys=[...]: the groups you ask about (which groups the "
+                "owner's data holds is not shown)"
+            )
+        wire = [k.item() if isinstance(k, np.generic) else k for k in keys]  # numpy's numbers
+        values = self._statistic(kind, data, bounds, epsilon, None, timeout_secs, wire, by)
+        if not isinstance(values, list) or len(values) != len(keys):
+            raise DuetError(f"the owner's reply to the DP {kind} by {by!r} is malformed")
+        return {key: float(cast(float, v)) for key, v in zip(keys, values, strict=True)}
+
     def quote(
         self,
         kind: str,
-        target: Pointer | nn.Module | RemoteModule,
+        target: Data | nn.Module | RemoteModule,
         *,
         epsilon: float | None = None,
         bounds: Bounds | None = None,
         bins: int | None = None,
+        by: str | None = None,
+        keys: list[Key] | None = None,
         timeout_secs: float | None = None,
         **training: object,
     ) -> dict[str, object]:
@@ -177,6 +322,7 @@ class ScientistPrivacy:
         if epsilon is None:
             raise UsageError("give the epsilon to quote")
         object_id = self._target(target)
+        column = self._column(target)
         return self._answer(
             self._client.request_async(
                 lambda rid: _message(
@@ -188,6 +334,9 @@ class ScientistPrivacy:
                     epsilon=epsilon,
                     bins=bins,
                     quote=True,
+                    column=column,
+                    by=by,
+                    keys=None if keys is None else list(keys),
                 )  # fmt: skip
             ),
             timeout_secs,
@@ -266,6 +415,10 @@ class ScientistPrivacy:
 
     # ---- the wire
     def _target(self, data: object) -> str:
+        if isinstance(data, TablePointer):
+            return data.id
+        if isinstance(data, Column):
+            return data.table.id
         if not isinstance(data, Pointer):
             raise UsageError(
                 f"a DP statistic takes a pointer to the owner's published dataset "
@@ -273,17 +426,25 @@ class ScientistPrivacy:
             )
         return data.id
 
+    @staticmethod
+    def _column(data: object) -> str | None:
+        """The column a statistic reads: a table's column, or None (a tensor, a whole table)."""
+        return data.name if isinstance(data, Column) else None
+
     def _statistic(
         self,
         kind: str,
-        data: Pointer,
+        data: Data,
         bounds: Bounds | None,
         epsilon: float,
         bins: int | None,
         timeout_secs: float | None,
+        keys: list[Key] | None = None,
+        by: str | None = None,
     ) -> object:
         target = self._target(data)
         wait = self._client.default_timeout_secs if timeout_secs is None else timeout_secs
+        column = self._column(data)
         future = self._client.request_async(
             lambda rid: _message(
                 DpStatistic,
@@ -294,6 +455,9 @@ class ScientistPrivacy:
                 epsilon=epsilon,
                 bins=bins,
                 timeout_secs=wait,  # an owner who reviews it by hand decides within it
+                column=column,
+                by=by,
+                keys=None if keys is None else list(keys),
             )  # fmt: skip
         )
         return self._answer(future, wait, f"the DP {kind}")["value"]

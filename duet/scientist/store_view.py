@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, cast
 from ..errors import ProtocolError, UsageError
 from ..protocol.messages import ListStore
 from ..protocol.serde import JSONValue
+from .tables import TablePointer
 
 if TYPE_CHECKING:
     import pandas
@@ -34,21 +35,25 @@ class RemoteStore:
             raise ProtocolError("the owner's store listing is malformed")
         return rows
 
-    def _pointer(self, row: dict[str, JSONValue]) -> Pointer:
+    def _pointer(self, row: dict[str, JSONValue]) -> Pointer | TablePointer:
         meta: dict[str, object] = {
-            k: row[k] for k in ("fields", "shape", "dtype", "tags", "description") if k in row
+            k: row[k]
+            for k in ("fields", "shape", "dtype", "tags", "description", "columns")
+            if k in row
         }
         # the owner's listing: an id (checked in _rows) and a type key or None
         object_id, kind = cast(str, row["id"]), cast("str | None", row.get("kind"))
+        if kind == "Table":  # read only by DP statistics (the owner refuses anything else)
+            return TablePointer(self._client, object_id, meta)
         return self._client.pointer(object_id, kind, meta, owned=False)
 
     def __len__(self) -> int:
         return len(self._rows())
 
-    def __iter__(self) -> Iterator[Pointer]:
+    def __iter__(self) -> Iterator[Pointer | TablePointer]:
         return iter([self._pointer(r) for r in self._rows()])
 
-    def __getitem__(self, key: int | str) -> Pointer:
+    def __getitem__(self, key: int | str) -> Pointer | TablePointer:
         rows = self._rows()
         if isinstance(key, int):
             if not -len(rows) <= key < len(rows):
