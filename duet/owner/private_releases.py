@@ -41,7 +41,6 @@ import dataclasses
 import logging
 import math
 import numbers
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, TypeVar
 
@@ -476,24 +475,8 @@ class PrivateReleases:
             privacy=price,
         )
         request.reply = lambda decided: self._decided(decided, rid, reservation, entry)
-        if service.audit is not None:
-            service.audit.record(
-                "request", scientist=service.peer, name=service.peer_name, request=request.id,
-                object_id=entry.id, request_name=request.name, reason="", tags=request.tags,
-                op=request.op, value_kind=request.kind, elements=request.elements,
-            )  # fmt: skip
-        quota.pending += 1
-        quota.add(snapshot.nbytes, True)  # held for the owner until decided
-        timeout = timeout_secs
-        limit = service.request_timeout_secs
-        if limit is not None and (timeout is None or timeout > limit):
-            timeout = limit
-        if timeout is not None:
-            request.timeout_secs = timeout
-            request.deadline = time.monotonic() + timeout
-        service.requests.submit(request)
-        if timeout is not None and request.status is RequestStatus.PENDING:
-            service._call_later(timeout, lambda: service.requests.expire(request))
+        service.record_request(request)
+        service.submit_request(request, timeout_secs)
         return Notice(
             rid=rid,
             text=(
@@ -509,10 +492,7 @@ class PrivateReleases:
         """The owner decided a reviewed release (on whichever thread decided): accepted, the
         charge is committed and the value sent; otherwise the charge is dropped, nothing sent."""
         service = self.service
-        quota = service.store.quotas.get(service.peer)
-        if quota is not None:
-            quota.pending -= 1
-            quota.add(-request.snapshot.nbytes, True)
+        service.release_hold(request)
         if request.status is RequestStatus.ACCEPTED:
             self._charged(reservation, entry, request.snapshot, request.decided_by)
             reply = Reply.model_construct(

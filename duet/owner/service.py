@@ -427,12 +427,7 @@ class PeerService:
                                   object_id=entry.id, reason=str(exc), request_name=message.name)  # fmt: skip
             return self._error_reply(message.rid, exc, "get")
         request = self._request(message, entry, label)
-        if self.audit is not None:
-            self.audit.record(
-                "request", scientist=self.peer, name=self.peer_name, request=request.id,
-                object_id=entry.id, request_name=request.name, reason=request.reason,
-                tags=request.tags, op=request.op, value_kind=request.kind, elements=request.elements,
-            )  # fmt: skip
+        self.record_request(request)
         quota = self.store.quota(self.peer)
         held = request.snapshot.nbytes
         # whether it would wait for a person matters only near a limit (matching costs)
@@ -461,14 +456,42 @@ class PeerService:
                 ),
             )
         self._waiting[request.id] = (message.rid, message.delete_obj)
-        quota.pending += 1
-        quota.add(held, True)  # until it is decided (on_decided gives it back)
         # what the owner decides on cannot change until it is decided: the scientist's writes
         # to it are refused meanwhile (the snapshot views its memory, no copy is made)
         frozen = [] if entry.failure is not None else Walk().add(entry.value).nodes.values()
         self._frozen[request.id] = (list(frozen), entry)
         self.store.labels.freeze(self._frozen[request.id][0])
-        timeout = message.timeout_secs
+        self._inline = []
+        try:
+            self.submit_request(request, message.timeout_secs)
+        finally:
+            inline, self._inline = self._inline, None
+        if inline:  # decided by a handler as it arrived: the reply goes out with the frame
+            reply, buffers = inline[0]
+            out_buffers.extend(buffers)
+            return reply
+        if request.status is RequestStatus.PENDING and request.note:
+            # a handler would have decided it: say why it waits instead
+            return Notice(rid=message.rid, text=f"{request.note}; it waits for the owner")
+        return None  # the reply is sent when the request is decided
+
+    def record_request(self, request: Request) -> None:
+        """The audit log's ``request`` event for a request about to reach the queue."""
+        if self.audit is not None:
+            self.audit.record(
+                "request", scientist=self.peer, name=self.peer_name, request=request.id,
+                object_id=request.object_id, request_name=request.name, reason=request.reason,
+                tags=request.tags, op=request.op, value_kind=request.kind, elements=request.elements,
+            )  # fmt: skip
+
+    def submit_request(self, request: Request, timeout_secs: float | None) -> None:
+        """Let ``request`` (recorded in the audit log) reach the owner's queue: its value held
+        against this scientist's quota until it is decided (``release_hold`` gives it back),
+        waiting at most ``timeout_secs`` (the scientist's) and the owner's limit."""
+        quota = self.store.quota(self.peer)
+        quota.pending += 1
+        quota.add(request.snapshot.nbytes, True)
+        timeout = timeout_secs
         if self.request_timeout_secs is not None and (
             timeout is None or timeout > self.request_timeout_secs
         ):
@@ -477,21 +500,16 @@ class PeerService:
             timeout = max(0.0, timeout)
             request.timeout_secs = timeout
             request.deadline = time.monotonic() + timeout
-        self._inline = []
-        try:
-            self.requests.submit(request)
-        finally:
-            inline, self._inline = self._inline, None
-        if inline:  # decided by a handler as it arrived: the reply goes out with the frame
-            reply, buffers = inline[0]
-            out_buffers.extend(buffers)
-            return reply
-        if request.status is RequestStatus.PENDING:
-            if timeout is not None:
-                self._call_later(timeout, lambda: self.requests.expire(request))
-            if request.note:  # a handler would have decided it: say why it waits instead
-                return Notice(rid=message.rid, text=f"{request.note}; it waits for the owner")
-        return None  # the reply is sent when the request is decided
+        self.requests.submit(request)
+        if timeout is not None and request.status is RequestStatus.PENDING:
+            self._call_later(timeout, lambda: self.requests.expire(request))
+
+    def release_hold(self, request: Request) -> None:
+        """A request was decided: what ``submit_request`` held for it is given back."""
+        quota = self.store.quotas.get(self.peer)
+        if quota is not None:
+            quota.pending -= 1
+            quota.add(-request.snapshot.nbytes, True)
 
     def _request(self, message: Get, entry: StoredObject, label: Label) -> Request:
         """A request for ``entry``: its snapshot, and what automatic decisions rely on."""
@@ -530,10 +548,7 @@ class PeerService:
         waiting = self._waiting.pop(request.id, None)
         if waiting is None:
             return
-        quota = self.store.quotas.get(self.peer)
-        if quota is not None:
-            quota.pending -= 1
-            quota.add(-request.snapshot.nbytes, True)
+        self.release_hold(request)
         rid, delete_obj = waiting
         buffers: list[memoryview] = []
         entry = self.store.get(request.object_id)
