@@ -22,7 +22,8 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, cast
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar, cast
 
 import torch
 from pydantic import ValidationError
@@ -39,6 +40,8 @@ if TYPE_CHECKING:
     from .client import PointerClient
 
 Bounds = tuple[float, float]
+T = TypeVar("T")
+Trained = tuple[nn.Module | dict[str, torch.Tensor], float]
 _Answer = concurrent.futures.Future[tuple[Reply, list[memoryview]]]
 
 
@@ -57,9 +60,34 @@ def _message(build: type[DpMessage], **fields: object) -> DpMessage:
         raise UsageError(f"{where}: {first.get('msg')} (got {got})") from None
 
 
+@dataclass(frozen=True)
+class DpCall(Generic[T]):
+    """One DP message and how its answer is read, whoever waits for it: ``duet.privacy``
+    (blocking) and ``AsyncSession.privacy`` (awaitable) send the same messages and read the
+    same answers. ``build(rid)`` makes the message; ``finish`` reads the owner's answer (a
+    dict, see ``answer``); ``what`` names the operation in errors."""
+
+    build: Callable[[int], DpMessage]
+    finish: Callable[[dict[str, object]], T]
+    what: str
+
+
+def answer(client: PointerClient, reply: Reply, buffers: list[memoryview], what: str) -> dict:
+    """The owner's answer to a DP message: its error raised (QuotaExceeded over budget), or
+    the dict it released (nothing from the wire is trusted: anything else is a DuetError)."""
+    client.raise_for(reply)
+    value = client.decode(reply.value, buffers)
+    if not isinstance(value, dict):
+        raise DuetError(f"{what}: the owner's reply carries no result")
+    return value
+
+
 class TrainingJob:
     """A DP-SGD job the owner runs: ``wait()`` returns the trained model and its epsilon.
-    ``progress`` is the owner's last word on it (``"DP training: step 40 of 100"``)."""
+    ``progress`` is the owner's last word on it (``"DP training: step 40 of 100"``);
+    ``result``, once it ended, every number the owner released with it (``epsilon``,
+    ``charged``: what it added to your spend, ``remaining``, ``delta``, ``steps``...).
+    ``on_progress(text)``, if set, is called with each progress notice (on duet's loop)."""
 
     def __init__(self, privacy: ScientistPrivacy, template: nn.Module | None, keep: object):
         self._privacy = privacy
@@ -68,44 +96,61 @@ class TrainingJob:
         self._keep = keep  # the model sent for the job stays on the owner's side until it ends
         self.progress = ""
         self.result: dict[str, object] | None = None
+        self.on_progress: Callable[[str], None] | None = None
 
     def _told(self, text: str) -> None:  # on the loop: the owner's progress notices
         self.progress = text
+        if self.on_progress is not None:
+            self.on_progress(text)
 
     def done(self) -> bool:
         return self._future is not None and self._future.done()
 
-    def wait(
-        self, *, timeout_secs: float | None = None
-    ) -> tuple[nn.Module | dict[str, torch.Tensor], float]:
+    def wait(self, *, timeout_secs: float | None = None) -> Trained:
         """The trained model (your local copy's class with the released weights loaded; the
         weights alone, a state dict, when you passed a pointer to a model of no known class)
         and the epsilon Opacus's accountant reports for the run. Raises the owner's error
         (QuotaExceeded over budget), DuetTimeout."""
         if self._future is None:
             raise UsageError("this job was never sent")
-        released = self._privacy._answer(self._future, timeout_secs, "the DP training job")
+        client = self._privacy._client
+        reply, buffers = client.wait(self._future, timeout_secs=timeout_secs, what=WHAT_JOB)
+        return self._finish(answer(client, reply, buffers, WHAT_JOB))
+
+    def _finish(self, released: dict[str, object]) -> Trained:
+        """The model and epsilon of the owner's answer (checked: weights, a finite epsilon)."""
         self.result, self._keep = released, None  # a model sent for the job is freed now
         state = released.get("state")
         if not isinstance(state, Mapping) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
         ):
-            raise DuetError("the owner's reply to a DP job carries no weights")
+            raise DuetError(f"{WHAT_JOB}: the owner's reply carries no weights")
         weights = cast(dict[str, torch.Tensor], dict(state))
-        epsilon = float(cast(float, released["epsilon"]))
+        epsilon = released.get("epsilon")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, int | float):
+            raise DuetError(f"{WHAT_JOB}: the owner's reply carries no epsilon")
         if self._template is None:
-            return weights, epsilon
+            return weights, float(epsilon)
         if hasattr(self._template, "_sy_init"):  # an sy.Module: built as it was
             model = _rebuild(self._template)
         else:
             model = copy.deepcopy(self._template)
         match_dtypes(model, weights)
-        model.load_state_dict(weights)
-        return model, epsilon
+        try:
+            model.load_state_dict(weights)
+        except (RuntimeError, ValueError) as exc:
+            raise DuetError(
+                f"{WHAT_JOB}: the released weights do not fit the model: {exc}"
+            ) from None
+        return model, float(epsilon)
+
+
+WHAT_JOB = "the DP training job"
 
 
 class ScientistPrivacy:
-    """``duet.privacy`` on a scientist's session."""
+    """``duet.privacy`` on a scientist's session. Every DP message is a ``DpCall`` made by
+    the ``*_call`` methods (shared with ``AsyncSession.privacy``) and waited for here."""
 
     def __init__(self, client: PointerClient):
         self._client = client
@@ -163,39 +208,13 @@ class ScientistPrivacy:
         epsilon=0.5)`` or ``quote("train", model, data="digits", lr=..., ...)`` (train's
         arguments). Returns ``epsilon`` (its own, at the budget's delta), ``charge`` (what it
         would add to your spend), ``remaining``, ``remaining_after``, ``fits``, ``delta``."""
-        if kind == "train":
-            build, _, sent = self._training_message(target, epsilon=epsilon, quote=True, **training)
-            future = self._client.request_async(build)
-            quoted = self._answer(future, timeout_secs, "the quote")
-            del sent  # a model sent for the quote stays on the owner's side until it is priced
-            return quoted
-        if training:
-            raise UsageError(f"a {kind} quote takes no {sorted(training)}")
-        if epsilon is None:
-            raise UsageError("give the epsilon to quote")
-        object_id = self._target(target)
-        return self._answer(
-            self._client.request_async(
-                lambda rid: _message(
-                    DpStatistic,
-                    rid=rid,
-                    kind=kind,
-                    target=object_id,
-                    bounds=bounds,
-                    epsilon=epsilon,
-                    bins=bins,
-                    quote=True,
-                )  # fmt: skip
-            ),
-            timeout_secs,
-            "the quote",
-        )
+        call = self.quote_call(kind, target, epsilon=epsilon, bounds=bounds, bins=bins, **training)
+        return self._run(call, timeout_secs)
 
     def budget(self, data: str, *, timeout_secs: float | None = None) -> dict[str, object]:
         """Your budget on the published dataset tagged ``data``: ``budget`` (its epsilon, None
         when the owner set none), ``delta``, ``spent``, ``remaining``."""
-        future = self._client.request_async(lambda rid: _message(DpBudget, rid=rid, data=data))
-        return self._answer(future, timeout_secs, "the budget query")
+        return self._run(self.budget_call(data), timeout_secs)
 
     # ---- training
     def train(
@@ -218,12 +237,92 @@ class ScientistPrivacy:
         picks the noise). ``model``: a local model (sent for the job), one you sent
         (``model.send(duet)``), or a pointer to one. ``delta`` is the budget's; give it only to
         check. Returns at once; ``job.wait()`` returns ``(model, epsilon)``."""
-        build, template, keep = self._training_message(
+        call, job = self.training_call(
             model,
             data=data, loss=loss, optimizer=optimizer, lr=lr, batch_size=batch_size,
             epochs=epochs, max_grad_norm=max_grad_norm, noise_multiplier=noise_multiplier,
-            epsilon=epsilon, delta=delta, quote=False,
+            epsilon=epsilon, delta=delta,
         )  # fmt: skip
+        job._future = self._client.request_async(call.build)
+        return job
+
+    # ---- the calls (each message and how its answer is read), for any front end
+    def statistic_call(
+        self,
+        kind: str,
+        data: Pointer,
+        *,
+        bounds: Bounds | None,
+        epsilon: float,
+        bins: int | None = None,
+    ) -> DpCall[object]:
+        target = self._target(data)
+        return DpCall(
+            lambda rid: _message(
+                DpStatistic,
+                rid=rid,
+                kind=kind,
+                target=target,
+                bounds=bounds,
+                epsilon=epsilon,
+                bins=bins,
+            ),  # fmt: skip
+            lambda released: released.get("value"),
+            f"the DP {kind}",
+        )
+
+    def quote_call(
+        self,
+        kind: str,
+        target: Pointer | nn.Module | RemoteModule,
+        *,
+        epsilon: float | None = None,
+        bounds: Bounds | None = None,
+        bins: int | None = None,
+        **training: object,
+    ) -> DpCall[dict[str, object]]:
+        if kind == "train":
+            build, _, sent = self._training_message(target, epsilon=epsilon, quote=True, **training)
+            kept = [sent]  # a model sent for the quote stays on the owner's side until priced
+
+            def priced(released: dict[str, object]) -> dict[str, object]:
+                kept.clear()
+                return released
+
+            return DpCall(build, priced, "the quote")
+        if training:
+            raise UsageError(f"a {kind} quote takes no {sorted(training)}")
+        if epsilon is None:
+            raise UsageError("give the epsilon to quote")
+        object_id = self._target(target)
+        return DpCall(
+            lambda rid: _message(
+                DpStatistic,
+                rid=rid,
+                kind=kind,
+                target=object_id,
+                bounds=bounds,
+                epsilon=epsilon,
+                bins=bins,
+                quote=True,
+            ),  # fmt: skip
+            lambda released: released,
+            "the quote",
+        )
+
+    def budget_call(self, data: str) -> DpCall[dict[str, object]]:
+        return DpCall(
+            lambda rid: _message(DpBudget, rid=rid, data=data),
+            lambda released: released,
+            "the budget query",
+        )
+
+    def training_call(
+        self, model: nn.Module | RemoteModule | Pointer, **settings: object
+    ) -> tuple[DpCall[Trained], TrainingJob]:
+        """The DP job's message (train's settings) and the job that reads its answer: the
+        owner's progress notices reach ``job`` from the moment the message is built."""
+        build, template, keep = self._training_message(model, quote=False, **settings)
         job = TrainingJob(self, template, keep)
         listeners = self._client.notice_listeners
 
@@ -232,8 +331,7 @@ class ScientistPrivacy:
             listeners[rid] = job._told  # before it is sent: no progress notice is missed
             return message
 
-        job._future = self._client.request_async(sent)
-        return job
+        return DpCall(sent, job._finish, WHAT_JOB), job
 
     def _training_message(
         self, model: object, *, quote: bool, **settings: object
@@ -279,27 +377,13 @@ class ScientistPrivacy:
         bins: int | None,
         timeout_secs: float | None,
     ) -> object:
-        target = self._target(data)
-        future = self._client.request_async(
-            lambda rid: _message(
-                DpStatistic,
-                rid=rid,
-                kind=kind,
-                target=target,
-                bounds=bounds,
-                epsilon=epsilon,
-                bins=bins,
-            )  # fmt: skip
-        )
-        return self._answer(future, timeout_secs, f"the DP {kind}")["value"]
+        call = self.statistic_call(kind, data, bounds=bounds, epsilon=epsilon, bins=bins)
+        return self._run(call, timeout_secs)
 
-    def _answer(self, future: _Answer, timeout_secs: float | None, what: str) -> dict[str, object]:
-        reply, buffers = self._client.wait(future, timeout_secs=timeout_secs, what=what)
-        self._client.raise_for(reply)
-        value = self._client.decode(reply.value, buffers)
-        if not isinstance(value, dict):
-            raise DuetError(f"{what}: the owner's reply carries no result")
-        return value
+    def _run(self, call: DpCall[T], timeout_secs: float | None) -> T:
+        future = self._client.request_async(call.build)
+        reply, buffers = self._client.wait(future, timeout_secs=timeout_secs, what=call.what)
+        return call.finish(answer(self._client, reply, buffers, call.what))
 
 
-__all__ = ["ScientistPrivacy", "TrainingJob"]
+__all__ = ["DpCall", "ScientistPrivacy", "TrainingJob", "answer"]
