@@ -315,7 +315,7 @@ class Member:
         started = asyncio.get_running_loop().time()
         self.phase = "waiting for its DP job to start"
         board.update(
-            self.name, round=round_, state="DP job sent", epoch=0, epochs=dp.epochs, batches=0,
+            self.name, round=round_, state="DP job sent", epoch=0, epochs=0, batches=0,
             total_batches=0, samples=self.samples, loss=None,
         )  # fmt: skip
 
