@@ -217,3 +217,16 @@ def test_dp_settings_are_refused_before_any_round(owners, tmp_path):
     finally:
         other.close()
     assert math.isfinite(dp.epsilon or 0)
+
+
+@CONCURRENT_JOBS[0]
+@CONCURRENT_JOBS[1]
+def test_a_round_priced_by_epsilon_has_each_owner_pick_the_noise(owners):
+    owners.add("a", 100)
+    owners.add("b", 40)
+    dp = fl.DpRound(epsilon=1.0, max_grad_norm=1.0, batch_size=20, lr=0.5)
+    fed = fl.Federation(nn.Linear(4, 2), owners.sessions, data="data", dp=dp, show="none")
+    report = asyncio.run(fed.run_round())
+    assert report.included == ["a", "b"], report.summary()
+    for result in report.owners.values():  # the noise that spends at most 1.0 on its data
+        assert 0.9 < result.epsilon <= 1.0 and result.charged == pytest.approx(result.epsilon)

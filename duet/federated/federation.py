@@ -118,7 +118,7 @@ class Federation:
         self.round_timeout_secs = float(round_timeout_secs)
         self.names = RequestNames(name)
         self.on_round = on_round
-        self.history = History()
+        self.history = History(private=dp is not None)
         self.board = ProgressBoard([m.name for m in self.members], show=show, title=name)
 
     @property

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -105,7 +106,13 @@ class RoundReport:
 
 
 class History(list[RoundReport]):
-    """The federation's rounds, in order (a list of RoundReport)."""
+    """The federation's rounds, in order (a list of RoundReport). ``private``: a DP
+    federation's (each owner's update a DP job): its rows carry each job's epsilon, charge
+    and the budget remaining."""
+
+    def __init__(self, reports: Iterable[RoundReport] = (), *, private: bool = False):
+        super().__init__(reports)
+        self.private = private
 
     def metric(self, name: str) -> list[float | None]:
         """The global model's ``name`` after each round (None where it was not measured)."""
@@ -119,11 +126,6 @@ class History(list[RoundReport]):
             name: [r.owners[name].epsilon if name in r.owners else None for r in self]
             for name in owners
         }
-
-    @property
-    def private(self) -> bool:
-        """Whether any owner released its update by a DP job (then rows carry its epsilon)."""
-        return any(r.epsilon is not None for report in self for r in report.owners.values())
 
     @property
     def pandas(self) -> pd.DataFrame:
