@@ -193,6 +193,8 @@ def test_a_raw_update_request_under_a_dp_only_federation_waits_for_the_owner(own
 
 
 def test_dp_settings_are_refused_before_any_round(owners, tmp_path):
+    assert {"DpRound", "PrivacyBudget"} <= set(fl.__all__) and sy.federated is fl
+    assert issubclass(sy.BudgetExceeded, sy.QuotaExceeded) and "BudgetExceeded" in sy.__all__
     with pytest.raises(sy.UsageError, match="exactly one of noise_multiplier and epsilon"):
         fl.DpRound(max_grad_norm=1.0, batch_size=8, noise_multiplier=1.0, epsilon=1.0)
     with pytest.raises(sy.UsageError, match="DpRound: lr"):
@@ -230,3 +232,20 @@ def test_a_round_priced_by_epsilon_has_each_owner_pick_the_noise(owners):
     assert report.included == ["a", "b"], report.summary()
     for result in report.owners.values():  # the noise that spends at most 1.0 on its data
         assert 0.9 < result.epsilon <= 1.0 and result.charged == pytest.approx(result.epsilon)
+
+
+def test_an_owner_without_a_budget_or_refusing_the_job_is_left_out_with_the_reason(owners):
+    owners.add("no budget", 40, epsilon=None)  # its sample count handler, no budget: fail closed
+    fl.allow_federated_training(owners.owners["no budget"], "data", dp=True)
+    owners.add("a", 40)
+    dp = fl.DpRound(noise_multiplier=1.0, max_grad_norm=1.0, batch_size=8)
+    fed = fl.Federation(nn.Linear(4, 2), owners.sessions, data="data", dp=dp, show="none")
+    report = asyncio.run(fed.run_round())
+    assert report.counted and report.included == ["a"]
+    skipped = report.owners["no budget"]
+    assert skipped.outcome is Outcome.OVER_BUDGET and "set no privacy budget" in skipped.reason
+    model = nn.Sequential(nn.Linear(4, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))  # not for Opacus
+    fed = fl.Federation(model, {"a": owners.sessions["a"]}, data="data", dp=dp, show="none")
+    refused = asyncio.run(fed.run_round()).owners["a"]
+    assert refused.outcome is Outcome.REFUSED and "Opacus would replace layers" in refused.reason
+    assert len(owners.owners["a"].privacy.history()) == 1  # refused before any charge

@@ -25,7 +25,17 @@ from dataclasses import asdict, dataclass
 from pydantic import ValidationError
 from torch import nn
 
-from ..errors import BudgetExceeded, NotAllowed, PermissionDenied, QuotaExceeded, UsageError
+from ..errors import (
+    BudgetExceeded,
+    ConnectionLost,
+    DuetError,
+    DuetTimeout,
+    NotAllowed,
+    PermissionDenied,
+    QuotaExceeded,
+    RemoteError,
+    UsageError,
+)
 from ..protocol.messages import DpTraining
 from ..sessions.aio import AsyncSession
 from .history import LeftOut, Outcome
@@ -122,6 +132,10 @@ async def run_job(
         raise LeftOut(Outcome.OVER_BUDGET, str(exc)) from exc
     except (UsageError, QuotaExceeded, PermissionDenied, NotAllowed) as exc:
         raise LeftOut(Outcome.REFUSED, f"the owner refused its DP job: {exc}") from exc
+    except (ConnectionLost, DuetTimeout, RemoteError):
+        raise  # lost, late or failed there: told as for any round
+    except DuetError as exc:  # what the owner released is not a model and an epsilon
+        raise LeftOut(Outcome.FAILED, f"its DP job's release cannot be used: {exc}") from exc
     assert job.result is not None  # set with the model
     if not isinstance(trained, nn.Module):  # a local model was sent: its class comes back
         raise LeftOut(Outcome.FAILED, "its DP job released no model")

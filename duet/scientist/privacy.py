@@ -82,6 +82,12 @@ def answer(client: PointerClient, reply: Reply, buffers: list[memoryview], what:
     return value
 
 
+def _value(released: dict[str, object]) -> object:
+    if "value" not in released:
+        raise DuetError("the owner's reply to a DP statistic carries no value")
+    return released["value"]
+
+
 class TrainingJob:
     """A DP-SGD job the owner runs: ``wait()`` returns the trained model and its epsilon.
     ``progress`` is the owner's last word on it (``"DP training: step 40 of 100"``);
@@ -135,10 +141,10 @@ class TrainingJob:
             model = _rebuild(self._template)
         else:
             model = copy.deepcopy(self._template)
-        match_dtypes(model, weights)
         try:
+            match_dtypes(model, weights)
             model.load_state_dict(weights)
-        except (RuntimeError, ValueError) as exc:
+        except (RuntimeError, ValueError, TypeError, KeyError) as exc:
             raise DuetError(
                 f"{WHAT_JOB}: the released weights do not fit the model: {exc}"
             ) from None
@@ -267,7 +273,7 @@ class ScientistPrivacy:
                 epsilon=epsilon,
                 bins=bins,
             ),  # fmt: skip
-            lambda released: released.get("value"),
+            _value,
             f"the DP {kind}",
         )
 
