@@ -10,6 +10,7 @@ machine through pointers::
 from . import lib, logger, util
 from ._version import __version__
 from .errors import (
+    BudgetExceeded,
     ConfigError,
     ConnectionLost,
     DuetError,
@@ -67,6 +68,7 @@ def __getattr__(name: str) -> object:
 __all__ = [
     "AS_SENT",
     "BaseDataset",
+    "BudgetExceeded",
     "ConfigError",
     "ConnectionLost",
     "DuetError",

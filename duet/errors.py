@@ -5,6 +5,7 @@
     ├── NotAllowed             an operation outside the allowlist (refused before or after sending)
     ├── PermissionDenied       a value that is the owner's to release was read without a request
     ├── QuotaExceeded          the owner's limits for this scientist (bytes, objects) were reached
+    │   └── BudgetExceeded     a DP release the scientist's privacy budget cannot take (or none)
     ├── RemoteError            an operation failed on the owner's side (carries the op and message)
     ├── RequestDenied          a request was denied or timed out (raised only when asked to)
     ├── DuetTimeout            a blocking call did not get its reply in time
@@ -45,6 +46,15 @@ class PermissionDenied(DuetError):
 
 class QuotaExceeded(DuetError):
     code = "quota_exceeded"
+
+
+class BudgetExceeded(QuotaExceeded):
+    """A charge the scientist's privacy budget on a dataset cannot take (or the owner set no
+    budget): nothing was reserved or run. The message carries the numbers. Its own code on
+    the wire, so a scientist (a federation leaving an owner out "over budget") can tell it
+    from the owner's other limits."""
+
+    code = "budget_exceeded"
 
 
 class RemoteError(DuetError):
@@ -101,6 +111,7 @@ _BY_CODE: dict[str, type[DuetError]] = {
         NotAllowed,
         PermissionDenied,
         QuotaExceeded,
+        BudgetExceeded,
         RemoteError,
         RequestDenied,
         DuetTimeout,

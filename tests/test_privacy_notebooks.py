@@ -2,9 +2,11 @@
 
 ``notebooks/privacy/``: a hospital publishes its birth records as one table and sets a privacy
 budget on it; a researcher, on a loopback duet, gets DP counts and DP mean birth weights by
-year (grouped statistics on the table), then is refused over budget. ``notebooks/privacy/duets/``: two owners each hold half of the digits and
-a budget; the scientist runs a DP-SGD job on each (``duet.privacy.train``), averages the two
-models and evaluates them on her own held-out digits. Kernels are driven with the helpers of
+year (grouped statistics on the table), then is refused over budget. ``notebooks/privacy/duets/``:
+two owners each hold half of the digits and allow a federation only as DP jobs under a budget
+(``allow_federated_training(..., dp=...)``); the scientist's ``Federation(..., dp=DpRound(...))``
+runs a DP-SGD job on each owner each round, averages the released models and evaluates them on
+her own held-out digits. Kernels are driven with the helpers of
 ``test_notebooks`` and ``test_federated_notebooks``, each with a duet home of its own; every wait
 is bounded.
 """
@@ -212,7 +214,7 @@ async def run_dp_federation(
 
 
 @pytest.mark.timeout(RUN_TIMEOUT_SECS + 60)
-def test_two_owners_run_dp_jobs_and_the_averaged_model_beats_chance(tmp_path, monkeypatch):
+def test_two_owners_run_dp_rounds_and_the_averaged_model_beats_chance(tmp_path, monkeypatch):
     names = ["alice", "bob"]
     made = homes(tmp_path, [*names, "scientist"])
     me = scientist_id(made["scientist"], monkeypatch)
@@ -245,6 +247,7 @@ def test_two_owners_run_dp_jobs_and_the_averaged_model_beats_chance(tmp_path, mo
         shown = stream_text(owners[name])
         assert f"{name}: the scientist spent epsilon {spent.group(1)} of 5.0" in shown, shown
         assert "2 releases, decided by: ['privacy budget']" in shown, shown
+        assert "released by a handler (the sample count): 1" in shown, shown
         assert "requests waiting for the owner: 0" in shown, shown
     accuracy = re.search(r"^held-out accuracy of the averaged model: ([\d.]+)%$", said, re.M)
     assert accuracy and float(accuracy.group(1)) > 30, said  # 360 held-out digits; chance: 10%

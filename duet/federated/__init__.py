@@ -12,13 +12,22 @@ machine, releases the result through its request queue, and a ``Strategy`` (``Fe
     history = fed.fit(rounds=10)
     history.plot("accuracy.png")
 
+With differential privacy, each owner's round is a DP-SGD job it runs under the scientist's
+privacy budget on its data, and the history says what each spent:
+
+    fed = sy.federated.Federation(model, owners, data="digits", dp=sy.federated.DpRound(
+        noise_multiplier=1.1, max_grad_norm=1.0, batch_size=32, epochs=1, lr=0.5))
+    fed.fit(rounds=2).epsilon()          # {"alice": [0.52, 0.52], "bob": [0.52, None]}
+    # each owner: allow_federated_training(duet, "digits", dp=PrivacyBudget(epsilon=5, delta=1e-5))
+
 The modules here are private; use these names:
 - strategies.py: Strategy, FedAvg, FedProx, FedAdam, Update, weighted_average, proximal_term;
 - joining.py: OwnerAddress, join_all (joining every owner at once);
 - AsyncSession (awaitable syncs and requests on one session) is duet/sessions/aio.py;
 - member.py: LocalTraining (what each owner runs), one owner's part of a round;
+- dp.py: DpRound (a DP-SGD job each owner runs a round), PrivacyBudget (the owner's side);
 - federation.py: Federation (rounds, deadlines, min_owners, fit / fit_async);
-- history.py: History, RoundReport, OwnerResult, Outcome (and the plot);
+- history.py: History, RoundReport, OwnerResult, Outcome, LeftOut (and the plot);
 - the live per-owner display (OwnerProgress) is duet/display/progress.py;
 - owner.py: allow_federated_training, the owner's handlers;
 - names.py: the requests' names.
@@ -33,6 +42,7 @@ from ..identity import Identity
 from ..runtime import run
 from ..sessions.aio import AsyncSession, Released
 from ..sessions.scientist import ScientistSession
+from .dp import DpRound, PrivacyBudget
 from .federation import Federation
 from .history import History, Outcome, OwnerResult, RoundReport
 from .joining import OwnerAddress, join_all
@@ -72,6 +82,7 @@ def join_owners(
 
 __all__ = [
     "AsyncSession",
+    "DpRound",
     "FedAdam",
     "FedAvg",
     "FedProx",
@@ -82,6 +93,7 @@ __all__ = [
     "OwnerAddress",
     "OwnerProgress",
     "OwnerResult",
+    "PrivacyBudget",
     "Released",
     "RequestNames",
     "RoundReport",

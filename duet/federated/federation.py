@@ -8,9 +8,14 @@ sessions' replies arrive (``fit_async`` awaits it from the caller's loop; ``fit`
 it). ``evaluate`` and the aggregation run on a worker thread; ``on_round`` and progress
 listeners are called on duet's loop: keep them short.
 
+With ``dp=DpRound(...)`` each owner's round is a DP training job instead (``dp.py``): the
+owner runs DP-SGD on the global model under the scientist's privacy budget on its data and
+releases the weights with the epsilon spent, which each round's report carries per owner.
+
 An owner is left out of a round, and the round goes on without it, when it is late (the
-round's ``round_timeout_secs`` passed), denies or does not decide a request, fails, or is lost
-(it died or left: it is then left out of every later round too). One still busy with an earlier
+round's ``round_timeout_secs`` passed), denies or does not decide a request, fails, refuses a
+DP job or its budget cannot take one ("over budget"), or is lost (it died or left: it is then
+left out of every later round too). One still busy with an earlier
 round's work (its replies are still due) is not asked. A round counts (changes the global model)
 when at least ``min_owners`` updates arrived; its report says who was left out, and why.
 """
@@ -30,8 +35,9 @@ from ..display.progress import Listener, ProgressBoard
 from ..errors import UsageError
 from ..runtime import get_loop, on_loop_thread, run
 from ..sessions.scientist import ScientistSession
-from .history import History, Outcome, OwnerResult, RoundReport
-from .member import LeftOut, LocalTraining, Member
+from .dp import DpRound
+from .history import History, LeftOut, Outcome, OwnerResult, RoundReport
+from .member import LocalTraining, Member
 from .names import RequestNames
 from .strategies import FedAvg, Strategy, Update
 
@@ -45,7 +51,10 @@ class Federation:
 
     ``data``: the tag each owner published its training dataset under (a dataset of
     ``(input, target)`` pairs). ``training``: what each owner runs per round (``LocalTraining``:
-    epochs, batch size, optimizer, loss). ``strategy``: FedAvg (default), FedProx, FedAdam or
+    epochs, batch size, optimizer, loss). ``dp``: instead of ``training``, a DP-SGD job each
+    owner runs per round under your privacy budget on its data (``DpRound``; the owner allows
+    it with ``allow_federated_training(..., dp=...)``): each round's report carries the
+    epsilon each owner's job spent. ``strategy``: FedAvg (default), FedProx, FedAdam or
     your own ``Strategy``. ``evaluate(model)``: scores the global model here after each round
     (a float, or a dict of metrics; a float is called "accuracy"). ``round_timeout_secs``: each
     round's deadline. ``name``: the prefix of every request's name (``"<name> round 3
@@ -67,6 +76,7 @@ class Federation:
         *,
         data: str,
         training: LocalTraining | None = None,
+        dp: DpRound | None = None,
         strategy: Strategy | None = None,
         evaluate: Evaluate | None = None,
         min_owners: int = 1,
@@ -83,19 +93,32 @@ class Federation:
             raise UsageError("round_timeout_secs must be more than 0")
         if not isinstance(model, nn.Module):
             raise UsageError(f"the model must be a torch nn.Module, not {type(model).__name__}")
+        if dp is not None and training is not None:
+            raise UsageError(
+                "give training= (each owner trains through pointers) or dp= (each owner runs "
+                "a DP job), not both"
+            )
+        if dp is not None and not isinstance(dp, DpRound):
+            raise UsageError(f"dp must be a sy.federated.DpRound, not {type(dp).__name__}")
+        if dp is not None and strategy is not None and strategy.proximal_mu > 0:
+            raise UsageError(
+                "FedProx adds a term to each owner's loss, which a DP job does not run: use "
+                "FedAvg or FedAdam with dp="
+            )
         self.model = model
         self.members = [
             Member(owner, session, index=i) for i, (owner, session) in enumerate(owners.items())
         ]
         self.data = data
         self.training = training or LocalTraining()
+        self.dp = dp
         self.strategy = strategy or FedAvg()
         self.evaluate = evaluate
         self.min_owners = min_owners
         self.round_timeout_secs = float(round_timeout_secs)
         self.names = RequestNames(name)
         self.on_round = on_round
-        self.history = History()
+        self.history = History(private=dp is not None)
         self.board = ProgressBoard([m.name for m in self.members], show=show, title=name)
 
     @property
@@ -151,7 +174,7 @@ class Federation:
                 self.board.update(member.name, round=round_, state=f"left out: {skipped[0].value}")
                 continue
             coroutine = member.run_round(
-                round_, self.model, data=self.data, training=self.training,
+                round_, self.model, data=self.data, training=self.dp or self.training,
                 strategy=self.strategy, names=self.names, deadline=deadline, board=self.board,
             )  # fmt: skip
             task = asyncio.ensure_future(coroutine)
@@ -215,7 +238,10 @@ class Federation:
         exc = task.exception() if not task.cancelled() else None
         if exc is None and not task.cancelled():
             update = task.result()
-            return OwnerResult(name, Outcome.UPDATED, update.samples, update.loss, secs)
+            return OwnerResult(
+                name, Outcome.UPDATED, update.samples, update.loss, secs, epsilon=update.epsilon,
+                charged=update.charged, remaining=update.remaining,
+            )  # fmt: skip
         if isinstance(exc, LeftOut):
             self.board.update(name, state=f"left out: {exc.outcome.value}")
             return OwnerResult(name, exc.outcome, member.samples, secs=secs, reason=exc.reason)
@@ -243,9 +269,10 @@ class Federation:
         return {"accuracy": float(scored)}
 
     def __repr__(self) -> str:
+        private = ", DP-SGD jobs" if self.dp is not None else ""
         return (
             f"<Federation of {len(self.members)} owners ({', '.join(self.owners)}), "
-            f"{type(self.strategy).__name__}, {len(self.history)} rounds run>"
+            f"{type(self.strategy).__name__}{private}, {len(self.history)} rounds run>"
         )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -24,15 +25,29 @@ class Outcome(StrEnum):
     LOST = "lost"  # the connection to it was lost (it died or left)
     GONE = "gone"  # lost in an earlier round: not asked any more
     FAILED = "failed"  # its training or its update failed (the reason says how)
+    OVER_BUDGET = "over budget"  # its DP job was refused: the privacy budget cannot take it
+    REFUSED = "refused"  # the owner refused its DP job (its settings, its access rules)
 
 
 LEFT_OUT = frozenset(Outcome) - {Outcome.UPDATED}
 
 
+class LeftOut(Exception):
+    """This owner is left out of the round: ``outcome`` says how, ``reason`` why."""
+
+    def __init__(self, outcome: Outcome, reason: str):
+        super().__init__(reason)
+        self.outcome = outcome
+        self.reason = reason
+
+
 @dataclass
 class OwnerResult:
     """One owner in one round: ``samples`` and ``loss`` as it released them (None if not),
-    ``secs`` from the round's start to its update (or to giving up on it)."""
+    ``secs`` from the round's start to its update (or to giving up on it). In a DP federation,
+    what its DP job spent: ``epsilon`` (the job's own), ``charged`` (what it added to the
+    spend in the owner's ledger) and ``remaining`` (what is left of the budget), None when it
+    released nothing."""
 
     owner: str
     outcome: Outcome
@@ -40,6 +55,9 @@ class OwnerResult:
     loss: float | None = None
     secs: float = 0.0
     reason: str = ""
+    epsilon: float | None = None
+    charged: float | None = None
+    remaining: float | None = None
 
     @property
     def included(self) -> bool:
@@ -79,31 +97,58 @@ class RoundReport:
                 else f"{name} ({r.outcome.value})"
                 for name, r in left.items()
             )
+        spent = {name: r.epsilon for name, r in self.owners.items() if r.epsilon is not None}
+        if spent:
+            text += "; epsilon " + ", ".join(f"{name} {e:.3g}" for name, e in spent.items())
         if self.metrics:
             text += "; " + ", ".join(f"{k} {v:.4f}" for k, v in self.metrics.items())
         return text + f"; {self.secs:.1f} s"
 
 
 class History(list[RoundReport]):
-    """The federation's rounds, in order (a list of RoundReport)."""
+    """The federation's rounds, in order (a list of RoundReport). ``private``: a DP
+    federation's (each owner's update a DP job): its rows carry each job's epsilon, charge
+    and the budget remaining."""
+
+    def __init__(self, reports: Iterable[RoundReport] = (), *, private: bool = False):
+        super().__init__(reports)
+        self.private = private
 
     def metric(self, name: str) -> list[float | None]:
         """The global model's ``name`` after each round (None where it was not measured)."""
         return [report.metrics.get(name) for report in self]
 
+    def epsilon(self) -> dict[str, list[float | None]]:
+        """Each owner's DP job's epsilon in each round (None where it released nothing): a DP
+        federation's spend, per owner per round."""
+        owners = list(dict.fromkeys(name for report in self for name in report.owners))
+        return {
+            name: [r.owners[name].epsilon if name in r.owners else None for r in self]
+            for name in owners
+        }
+
     @property
     def pandas(self) -> pd.DataFrame:
         """One row per round and owner: outcome, samples, loss released, seconds, reason, and
-        the round's metrics."""
+        the round's metrics; in a DP federation also each job's epsilon, charge and the
+        budget remaining."""
         from ..display import history_frame
 
         return history_frame(self.rows())
 
     def rows(self) -> list[dict[str, object]]:
         """What ``.pandas`` shows, as plain rows."""
+        private = self.private
         rows: list[dict[str, object]] = []
         for report in self:
             for result in report.owners.values():
+                spent: dict[str, object] = {}
+                if private:
+                    spent = {
+                        "epsilon": result.epsilon,
+                        "charged": result.charged,
+                        "remaining": result.remaining,
+                    }
                 rows.append(
                     {
                         "round": report.round,
@@ -111,6 +156,7 @@ class History(list[RoundReport]):
                         "outcome": result.outcome.value,
                         "samples": result.samples,
                         "loss": result.loss,
+                        **spent,
                         "secs": round(result.secs, 3),
                         "reason": result.reason,
                         "counted": report.counted,
@@ -156,7 +202,8 @@ class History(list[RoundReport]):
 
     def __repr__(self) -> str:
         counted = sum(r.counted for r in self)
-        return f"<History of {len(self)} rounds, {counted} counted>"
+        private = ", DP" if self.private else ""
+        return f"<History of {len(self)} rounds, {counted} counted{private}>"
 
 
-__all__ = ["LEFT_OUT", "History", "Outcome", "OwnerResult", "RoundReport"]
+__all__ = ["LEFT_OUT", "History", "LeftOut", "Outcome", "OwnerResult", "RoundReport"]

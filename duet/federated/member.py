@@ -8,6 +8,10 @@ the global weights into the owner's copy of the model, makes a fresh optimizer, 
 (a barrier every few batches: progress, and a bound on what waits at the owner) and asks for
 the trained model and its mean loss, by name for the round.
 
+In a DP federation (``DpRound``) the first round asks only for the sample count, and every
+round is one DP training job of the global model on the owner (``dp.py``): no loop driven from
+here, no update or loss asked for.
+
 An owner that cannot take part raises ``LeftOut`` with the outcome and the reason.
 """
 
@@ -32,7 +36,8 @@ from ..scientist.plan import Plan
 from ..scientist.pointer import Pointer
 from ..sessions.aio import AsyncSession, Released, wait_for
 from ..sessions.scientist import ScientistSession
-from .history import Outcome
+from .dp import DpRound, number, run_job
+from .history import LeftOut, Outcome
 from .names import RequestNames
 from .strategies import Strategy, Update, proximal_term
 
@@ -67,15 +72,6 @@ class LocalTraining:
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.batch_size < 1:
             raise UsageError("epochs and batch_size must be at least 1")
-
-
-class LeftOut(Exception):
-    """This owner is left out of the round: ``outcome`` says how, ``reason`` why."""
-
-    def __init__(self, outcome: Outcome, reason: str):
-        super().__init__(reason)
-        self.outcome = outcome
-        self.reason = reason
 
 
 class Member:
@@ -117,13 +113,14 @@ class Member:
         global_model: nn.Module,
         *,
         data: str,
-        training: LocalTraining,
+        training: LocalTraining | DpRound,
         strategy: Strategy,
         names: RequestNames,
         deadline: float,
         board: ProgressBoard,
     ) -> Update:
-        """Train on this owner for one round; returns its update. Raises LeftOut."""
+        """Train on this owner for one round (``LocalTraining``: through pointers; ``DpRound``:
+        a DP job the owner runs); returns its update. Raises LeftOut."""
         loop = asyncio.get_running_loop()
 
         def left() -> float:
@@ -134,10 +131,15 @@ class Member:
                 self.phase = "catching up on an earlier round's work"
                 board.update(self.name, round=round_, state="catching up")
                 await self.aio.settled(timeout_secs=left())
-            if self._remote is None:
+            private = isinstance(training, DpRound)  # a DP job a round: no remote set-up
+            if self.samples is None if private else self._remote is None:
                 self.phase = "asking for its sample count"
                 board.update(self.name, round=round_, state="asking for its sample count")
-                await self._setup(global_model, data, training, strategy, names, left)
+                dataset = await self._ask_samples(data, names, left)
+                if isinstance(training, LocalTraining):
+                    await self._setup(dataset, global_model, training, strategy)
+            if isinstance(training, DpRound):
+                return await self._train_dp(round_, global_model, training, data, left, board)
             return await self._train(round_, global_model, training, strategy, names, left, board)
         except ConnectionLost as exc:
             self.gone = f"connection lost in round {round_}: {exc}"
@@ -149,16 +151,11 @@ class Member:
             where = f" in {exc.op}" if getattr(exc, "op", None) else ""
             raise LeftOut(Outcome.FAILED, f"failed on the owner's side{where}: {exc}") from exc
 
-    async def _setup(
-        self,
-        global_model: nn.Module,
-        data: str,
-        training: LocalTraining,
-        strategy: Strategy,
-        names: RequestNames,
-        left: Callable[[], float],
-    ) -> None:
-        session = self.session
+    async def _ask_samples(
+        self, data: str, names: RequestNames, left: Callable[[], float]
+    ) -> Pointer:
+        """Ask for the number of samples the owner's dataset ``data`` holds (``samples``: a
+        request, which weighs its updates); returns the pointer to the dataset."""
         try:
             dataset = await self.aio.lookup(data, timeout_secs=left())
         except UsageError as exc:
@@ -173,6 +170,19 @@ class Member:
         count = released.value
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise LeftOut(Outcome.FAILED, f"its sample count is not a positive integer: {count!r}")
+        self.samples = count
+        return dataset
+
+    async def _setup(
+        self,
+        dataset: Pointer,
+        global_model: nn.Module,
+        training: LocalTraining,
+        strategy: Strategy,
+    ) -> None:
+        session = self.session
+        count = self.samples
+        assert count is not None
         if training.seed is not None:
             session.torch.manual_seed(training.seed + self.index)
         sent = global_model.send(session)  # type: ignore[operator]
@@ -208,7 +218,6 @@ class Member:
             return total + loss.detach()
 
         remote.train()  # and it stays in training mode: the global model is evaluated here
-        self.samples = count
         self._remote, self._pointer, self._loader, self._params = remote, pointer, loader, params
         self._plan = session.plan(step)
 
@@ -292,6 +301,43 @@ class Member:
         # the update came after every batch ran: the last barriers' counts may not have shown
         board.update(self.name, state="updated", batches=batches, loss=loss, secs=secs)
         return Update(owner=self.name, state=update, samples=self.samples, loss=loss)
+
+    async def _train_dp(
+        self,
+        round_: int,
+        global_model: nn.Module,
+        dp: DpRound,
+        data: str,
+        left: Callable[[], float],
+        board: ProgressBoard,
+    ) -> Update:
+        assert self.samples is not None
+        started = asyncio.get_running_loop().time()
+        self.phase = "waiting for its DP job to start"
+        board.update(
+            self.name, round=round_, state="DP job sent", epoch=0, epochs=0, batches=0,
+            total_batches=0, samples=self.samples, loss=None,
+        )  # fmt: skip
+
+        def step(done: int, steps: int) -> None:
+            self.phase = f"running its DP job: step {done} of {steps}"
+            board.update(
+                self.name, state="DP training", batches=done, total_batches=steps,
+                secs=asyncio.get_running_loop().time() - started,
+            )  # fmt: skip
+
+        trained, released = await run_job(
+            self.aio, global_model, dp, data=data, timeout_secs=left(), on_step=step
+        )
+        update = _checked_update(trained, global_model)
+        epsilon = number(released, "epsilon")
+        secs = asyncio.get_running_loop().time() - started
+        board.update(self.name, state=f"updated, epsilon {epsilon:.3g}" if epsilon else "updated",
+                     secs=secs)  # fmt: skip
+        return Update(
+            owner=self.name, state=update, samples=self.samples, epsilon=epsilon,
+            charged=number(released, "charged"), remaining=number(released, "remaining"),
+        )  # fmt: skip
 
     def _progress(
         self, board: ProgressBoard, round_: int, epoch: int, done: int, started: float

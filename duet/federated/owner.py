@@ -15,6 +15,10 @@ another's requests) and constrained by what is released:
 
 A handler whose quota is spent stops matching: the request waits for the owner, and the
 scientist is told why.
+
+With ``dp=...`` the owner releases updates only as DP jobs under its privacy budget
+(``dp.py``): the sample count's handler is the only one added, so a raw update or loss request
+of that federation waits for the owner like any other.
 """
 
 from __future__ import annotations
@@ -26,8 +30,10 @@ from typing import TypedDict, Unpack
 from torch import nn
 
 from ..errors import UsageError
+from ..owner.privacy_desk import ANYONE
 from ..owner.requests import AS_SENT, Handler
 from ..sessions.owner import OwnerSession
+from .dp import PrivacyBudget
 from .names import RequestNames
 
 
@@ -35,12 +41,13 @@ def allow_federated_training(
     owner: OwnerSession,
     data: str,
     *,
-    model_elements: int,
+    model_elements: int | None = None,
     rounds: Iterable[int] | None = None,
     federation: str = "federated",
     scientist: str | None = None,
     release_loss: bool = True,
     model: nn.Module | None = None,
+    dp: PrivacyBudget | bool = False,
 ) -> list[Handler]:
     """Accept a federation's requests about the data tagged ``data``; returns the handlers.
 
@@ -66,8 +73,33 @@ def allow_federated_training(
     federation says it is. A scientist may train a model whose weights copy your data, up to
     ``model_elements`` values per release, or ask for ``item`` of one data element as a
     "loss"; ``rounds`` bounds how much of either leaves.
+
+    ``dp``: release updates only as DP jobs (a federation with ``dp=DpRound(...)``), charged
+    to the scientist's privacy budget on ``data`` and released without a request while it
+    lasts; only the sample-count handler is added (FedAvg weighs the updates by it), so a
+    plain update or loss request waits for you in ``owner.requests``. ``dp=True``: the budgets
+    are yours to set (``owner.privacy.set_budget``); ``dp=PrivacyBudget(epsilon=, delta=)``
+    sets one for ``scientist`` (or, without one, ``"*"``: every scientist, each their own) on
+    ``data``, over all rounds. ``model_elements``, ``release_loss`` and ``model`` are for
+    plain rounds; the DP job checks the model itself (Opacus must train it as it is, its
+    per-sample gradients within the scientist's memory quota).
+
+        sy.federated.allow_federated_training(
+            duet, "digits", dp=sy.federated.PrivacyBudget(epsilon=5.0, delta=1e-5),
+            scientist="3fa2-91bc-0d4e-77a1",
+        )
     """
-    if model_elements < 1:
+    if dp is not False:
+        if not isinstance(dp, PrivacyBudget) and dp is not True:
+            raise UsageError(
+                f"dp is True or a sy.federated.PrivacyBudget(epsilon=, delta=), not {dp!r}"
+            )
+        if model is not None or model_elements is not None:
+            raise UsageError(
+                "with dp, updates are DP jobs the owner checks itself: give no model or "
+                "model_elements"
+            )
+    elif model_elements is None or model_elements < 1:
         raise UsageError("model_elements is the number of weights of the model, at least 1")
     names = RequestNames(federation)
     taken = {h.name for h in owner.requests.handlers} | {
@@ -78,6 +110,8 @@ def allow_federated_training(
             f"handlers for a federation named {federation!r} are in place already; give the "
             "other federation another name (Federation(..., name=...))"
         )
+    if isinstance(dp, PrivacyBudget):  # before any handler: a budget refused adds none
+        owner.privacy.set_budget(scientist or ANYONE, data, epsilon=dp.epsilon, delta=dp.delta)
     allowed = None if rounds is None else sorted(set(rounds))
     architecture = AS_SENT if model is None else model
     handlers = [
@@ -86,6 +120,9 @@ def allow_federated_training(
             element_quota=None if allowed is None else 1,
         )
     ]  # fmt: skip
+    if dp is not False:
+        return handlers
+    assert model_elements is not None
 
     def update(**where: Unpack[_Where]) -> Handler:
         return owner.requests.add_handler(

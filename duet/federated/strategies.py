@@ -31,12 +31,18 @@ StateDict = dict[str, torch.Tensor]
 @dataclass(frozen=True)
 class Update:
     """One owner's contribution to a round: its trained weights, released through its request
-    queue, and the number of samples it trained on (released too)."""
+    queue (or by a DP job under its privacy budget), and the number of samples it trained on
+    (released too). A DP job's: ``epsilon`` (its own, as Opacus's accountant reports it),
+    ``charged`` (what it added to the scientist's spend on the owner's data: jobs compose
+    below the sum of their epsilons) and ``remaining`` (the budget left after it)."""
 
     owner: str
     state: Mapping[str, torch.Tensor]
     samples: int
     loss: float | None = None
+    epsilon: float | None = None
+    charged: float | None = None
+    remaining: float | None = None
 
 
 class Strategy(ABC):

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from ..errors import DuetError, DuetTimeout, QuotaExceeded, UsageError
+from ..errors import BudgetExceeded, DuetError, DuetTimeout, UsageError
 from .accounting import (
     DpSgd,
     Gaussian,
@@ -107,11 +107,6 @@ def no_budget(scientist: str, dataset: str) -> str:
         f"the owner set no privacy budget on {dataset!r} for scientist {scientist}"
         ' (nor a default "*"): nothing is released under differential privacy'
     )
-
-
-class BudgetExceeded(QuotaExceeded):
-    """A charge the scientist's privacy budget on a dataset cannot take (or the owner set no
-    budget): nothing was reserved or run. The message carries the numbers."""
 
 
 class LedgerCorrupt(DuetError):

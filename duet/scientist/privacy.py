@@ -8,9 +8,6 @@ nothing runs. Only a published dataset *as it is* can be asked about: pass the o
 
     ages = duet.store["ages"]
     duet.privacy.mean(ages, bounds=(0, 100), epsilon=0.5)   # a float
-    births = duet.store["births"]                           # a published table
-    duet.privacy.mean(births["weight_g"], bounds=(400, 6000), epsilon=0.5)
-    duet.privacy.count(births, by="year", keys=[2018, 2019], epsilon=0.5)  # {2018: n, 2019: n}
     duet.privacy.budget("ages")                             # {"remaining": 0.5, ...}
     job = duet.privacy.train(model, data="digits", lr=0.1, batch_size=64, epochs=1,
                              max_grad_norm=1.0, noise_multiplier=1.1)
@@ -25,7 +22,8 @@ from __future__ import annotations
 import concurrent.futures
 import copy
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, cast, overload
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Generic, TypeVar, cast, overload
 
 import numpy as np
 import torch
@@ -48,6 +46,8 @@ Bounds = tuple[float, float]
 Data = Pointer | TablePointer | Column
 #: a group key (a number: the key column's values are numbers)
 Key = int | float
+T = TypeVar("T")
+Trained = tuple[nn.Module | dict[str, torch.Tensor], float]
 _Answer = concurrent.futures.Future[tuple[Reply, list[memoryview]]]
 
 
@@ -66,9 +66,42 @@ def _message(build: type[DpMessage], **fields: object) -> DpMessage:
         raise UsageError(f"{where}: {first.get('msg')} (got {got})") from None
 
 
+@dataclass(frozen=True)
+class DpCall(Generic[T]):
+    """One DP message and how its answer is read, whoever waits for it: ``duet.privacy``
+    (blocking) and ``AsyncSession.privacy`` (awaitable) send the same messages and read the
+    same answers. ``build(rid)`` makes the message; ``finish`` reads the owner's answer (a
+    dict, see ``answer``); ``what`` names the operation in errors."""
+
+    build: Callable[[int], DpMessage]
+    finish: Callable[[dict[str, object]], T]
+    what: str
+
+
+def answer(client: PointerClient, reply: Reply, buffers: list[memoryview], what: str) -> dict:
+    """The owner's answer to a DP message: its error raised (QuotaExceeded over budget), or
+    the dict it released (nothing from the wire is trusted: anything else is a DuetError)."""
+    client.raise_for(reply)
+    if reply.status in ("denied", "timeout"):  # a release the owner reviews by hand
+        raise RequestDenied(f"{what}: {reply.note}")
+    value = client.decode(reply.value, buffers)
+    if not isinstance(value, dict):
+        raise DuetError(f"{what}: the owner's reply carries no result")
+    return value
+
+
+def _value(released: dict[str, object]) -> object:
+    if "value" not in released:
+        raise DuetError("the owner's reply to a DP statistic carries no value")
+    return released["value"]
+
+
 class TrainingJob:
     """A DP-SGD job the owner runs: ``wait()`` returns the trained model and its epsilon.
-    ``progress`` is the owner's last word on it (``"DP training: step 40 of 100"``)."""
+    ``progress`` is the owner's last word on it (``"DP training: step 40 of 100"``);
+    ``result``, once it ended, every number the owner released with it (``epsilon``,
+    ``charged``: what it added to your spend, ``remaining``, ``delta``, ``steps``...).
+    ``on_progress(text)``, if set, is called with each progress notice (on duet's loop)."""
 
     def __init__(self, privacy: ScientistPrivacy, template: nn.Module | None, keep: object):
         self._privacy = privacy
@@ -77,44 +110,61 @@ class TrainingJob:
         self._keep = keep  # the model sent for the job stays on the owner's side until it ends
         self.progress = ""
         self.result: dict[str, object] | None = None
+        self.on_progress: Callable[[str], None] | None = None
 
     def _told(self, text: str) -> None:  # on the loop: the owner's progress notices
         self.progress = text
+        if self.on_progress is not None:
+            self.on_progress(text)
 
     def done(self) -> bool:
         return self._future is not None and self._future.done()
 
-    def wait(
-        self, *, timeout_secs: float | None = None
-    ) -> tuple[nn.Module | dict[str, torch.Tensor], float]:
+    def wait(self, *, timeout_secs: float | None = None) -> Trained:
         """The trained model (your local copy's class with the released weights loaded; the
         weights alone, a state dict, when you passed a pointer to a model of no known class)
         and the epsilon Opacus's accountant reports for the run. Raises the owner's error
         (QuotaExceeded over budget), DuetTimeout."""
         if self._future is None:
             raise UsageError("this job was never sent")
-        released = self._privacy._answer(self._future, timeout_secs, "the DP training job")
+        client = self._privacy._client
+        reply, buffers = client.wait(self._future, timeout_secs=timeout_secs, what=WHAT_JOB)
+        return self._finish(answer(client, reply, buffers, WHAT_JOB))
+
+    def _finish(self, released: dict[str, object]) -> Trained:
+        """The model and epsilon of the owner's answer (checked: weights, a finite epsilon)."""
         self.result, self._keep = released, None  # a model sent for the job is freed now
         state = released.get("state")
         if not isinstance(state, Mapping) or not all(
             isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
         ):
-            raise DuetError("the owner's reply to a DP job carries no weights")
+            raise DuetError(f"{WHAT_JOB}: the owner's reply carries no weights")
         weights = cast(dict[str, torch.Tensor], dict(state))
-        epsilon = float(cast(float, released["epsilon"]))
+        epsilon = released.get("epsilon")
+        if isinstance(epsilon, bool) or not isinstance(epsilon, int | float):
+            raise DuetError(f"{WHAT_JOB}: the owner's reply carries no epsilon")
         if self._template is None:
-            return weights, epsilon
+            return weights, float(epsilon)
         if hasattr(self._template, "_sy_init"):  # an sy.Module: built as it was
             model = _rebuild(self._template)
         else:
             model = copy.deepcopy(self._template)
-        match_dtypes(model, weights)
-        model.load_state_dict(weights)
-        return model, epsilon
+        try:
+            match_dtypes(model, weights)
+            model.load_state_dict(weights)
+        except (RuntimeError, ValueError, TypeError, KeyError) as exc:
+            raise DuetError(
+                f"{WHAT_JOB}: the released weights do not fit the model: {exc}"
+            ) from None
+        return model, float(epsilon)
+
+
+WHAT_JOB = "the DP training job"
 
 
 class ScientistPrivacy:
-    """``duet.privacy`` on a scientist's session."""
+    """``duet.privacy`` on a scientist's session. Every DP message is a ``DpCall`` made by
+    the ``*_call`` methods (shared with ``AsyncSession.privacy``) and waited for here."""
 
     def __init__(self, client: PointerClient):
         self._client = client
@@ -311,43 +361,15 @@ class ScientistPrivacy:
         training quote also ``noise_multiplier`` (the noise the job would run with: the one
         the owner picks for ``epsilon=``) and ``epochs_affordable`` (how many epochs at that
         noise and batch size would fit what remains now; 0 when not even one does)."""
-        if kind == "train":
-            build, _, sent = self._training_message(target, epsilon=epsilon, quote=True, **training)
-            future = self._client.request_async(build)
-            quoted = self._answer(future, timeout_secs, "the quote")
-            del sent  # a model sent for the quote stays on the owner's side until it is priced
-            return quoted
-        if training:
-            raise UsageError(f"a {kind} quote takes no {sorted(training)}")
-        if epsilon is None:
-            raise UsageError("give the epsilon to quote")
-        object_id = self._target(target)
-        column = self._column(target)
-        return self._answer(
-            self._client.request_async(
-                lambda rid: _message(
-                    DpStatistic,
-                    rid=rid,
-                    kind=kind,
-                    target=object_id,
-                    bounds=bounds,
-                    epsilon=epsilon,
-                    bins=bins,
-                    quote=True,
-                    column=column,
-                    by=by,
-                    keys=None if keys is None else list(keys),
-                )  # fmt: skip
-            ),
-            timeout_secs,
-            "the quote",
+        call = self.quote_call(
+            kind, target, epsilon=epsilon, bounds=bounds, bins=bins, by=by, keys=keys, **training
         )
+        return self._run(call, timeout_secs)
 
     def budget(self, data: str, *, timeout_secs: float | None = None) -> dict[str, object]:
         """Your budget on the published dataset tagged ``data``: ``budget`` (its epsilon, None
         when the owner set none), ``delta``, ``spent``, ``remaining``."""
-        future = self._client.request_async(lambda rid: _message(DpBudget, rid=rid, data=data))
-        return self._answer(future, timeout_secs, "the budget query")
+        return self._run(self.budget_call(data), timeout_secs)
 
     # ---- training
     def train(
@@ -370,12 +392,105 @@ class ScientistPrivacy:
         picks the noise). ``model``: a local model (sent for the job), one you sent
         (``model.send(duet)``), or a pointer to one. ``delta`` is the budget's; give it only to
         check. Returns at once; ``job.wait()`` returns ``(model, epsilon)``."""
-        build, template, keep = self._training_message(
+        call, job = self.training_call(
             model,
             data=data, loss=loss, optimizer=optimizer, lr=lr, batch_size=batch_size,
             epochs=epochs, max_grad_norm=max_grad_norm, noise_multiplier=noise_multiplier,
-            epsilon=epsilon, delta=delta, quote=False,
+            epsilon=epsilon, delta=delta,
         )  # fmt: skip
+        job._future = self._client.request_async(call.build)
+        return job
+
+    # ---- the calls (each message and how its answer is read), for any front end
+    def statistic_call(
+        self,
+        kind: str,
+        data: Data,
+        *,
+        bounds: Bounds | None,
+        epsilon: float,
+        bins: int | None = None,
+        by: str | None = None,
+        keys: list[Key] | None = None,
+        timeout_secs: float | None = None,
+    ) -> DpCall[object]:
+        """``timeout_secs``: how long an owner who reviews DP releases by hand may take."""
+        target, column = self._target(data), self._column(data)
+        return DpCall(
+            lambda rid: _message(
+                DpStatistic,
+                rid=rid,
+                kind=kind,
+                target=target,
+                bounds=bounds,
+                epsilon=epsilon,
+                bins=bins,
+                column=column,
+                by=by,
+                keys=None if keys is None else list(keys),
+                timeout_secs=timeout_secs,
+            ),  # fmt: skip
+            _value,
+            f"the DP {kind}",
+        )
+
+    def quote_call(
+        self,
+        kind: str,
+        target: Data | nn.Module | RemoteModule,
+        *,
+        epsilon: float | None = None,
+        bounds: Bounds | None = None,
+        bins: int | None = None,
+        by: str | None = None,
+        keys: list[Key] | None = None,
+        **training: object,
+    ) -> DpCall[dict[str, object]]:
+        if kind == "train":
+            build, _, sent = self._training_message(target, epsilon=epsilon, quote=True, **training)
+            kept = [sent]  # a model sent for the quote stays on the owner's side until priced
+
+            def priced(released: dict[str, object]) -> dict[str, object]:
+                kept.clear()
+                return released
+
+            return DpCall(build, priced, "the quote")
+        if training:
+            raise UsageError(f"a {kind} quote takes no {sorted(training)}")
+        if epsilon is None:
+            raise UsageError("give the epsilon to quote")
+        object_id, column = self._target(target), self._column(target)
+        return DpCall(
+            lambda rid: _message(
+                DpStatistic,
+                rid=rid,
+                kind=kind,
+                target=object_id,
+                bounds=bounds,
+                epsilon=epsilon,
+                bins=bins,
+                quote=True,
+                column=column,
+                by=by,
+                keys=None if keys is None else list(keys),
+            ),  # fmt: skip
+            lambda released: released,
+            "the quote",
+        )
+
+    def budget_call(self, data: str) -> DpCall[dict[str, object]]:
+        return DpCall(
+            lambda rid: _message(DpBudget, rid=rid, data=data),
+            lambda released: released,
+            "the budget query",
+        )
+
+    def training_call(
+        self, model: nn.Module | RemoteModule | Pointer, **settings: object
+    ) -> tuple[DpCall[Trained], TrainingJob]:
+        """The DP job's message (train's settings) and the job that reads its answer: the
+        owner's progress notices reach ``job`` from the moment the message is built."""
+        build, template, keep = self._training_message(model, quote=False, **settings)
         job = TrainingJob(self, template, keep)
         listeners = self._client.notice_listeners
 
@@ -384,8 +499,7 @@ class ScientistPrivacy:
             listeners[rid] = job._told  # before it is sent: no progress notice is missed
             return message
 
-        job._future = self._client.request_async(sent)
-        return job
+        return DpCall(sent, job._finish, WHAT_JOB), job
 
     def _training_message(
         self, model: object, *, quote: bool, **settings: object
@@ -442,35 +556,17 @@ class ScientistPrivacy:
         keys: list[Key] | None = None,
         by: str | None = None,
     ) -> object:
-        target = self._target(data)
         wait = self._client.default_timeout_secs if timeout_secs is None else timeout_secs
-        column = self._column(data)
-        future = self._client.request_async(
-            lambda rid: _message(
-                DpStatistic,
-                rid=rid,
-                kind=kind,
-                target=target,
-                bounds=bounds,
-                epsilon=epsilon,
-                bins=bins,
-                timeout_secs=wait,  # an owner who reviews it by hand decides within it
-                column=column,
-                by=by,
-                keys=None if keys is None else list(keys),
-            )  # fmt: skip
-        )
-        return self._answer(future, wait, f"the DP {kind}")["value"]
+        call = self.statistic_call(
+            kind, data, bounds=bounds, epsilon=epsilon, bins=bins, by=by, keys=keys,
+            timeout_secs=wait,  # an owner who reviews it by hand decides within it
+        )  # fmt: skip
+        return self._run(call, wait)
 
-    def _answer(self, future: _Answer, timeout_secs: float | None, what: str) -> dict[str, object]:
-        reply, buffers = self._client.wait(future, timeout_secs=timeout_secs, what=what)
-        self._client.raise_for(reply)
-        if reply.status in ("denied", "timeout"):  # a release the owner reviews by hand
-            raise RequestDenied(f"{what}: {reply.note}")
-        value = self._client.decode(reply.value, buffers)
-        if not isinstance(value, dict):
-            raise DuetError(f"{what}: the owner's reply carries no result")
-        return value
+    def _run(self, call: DpCall[T], timeout_secs: float | None) -> T:
+        future = self._client.request_async(call.build)
+        reply, buffers = self._client.wait(future, timeout_secs=timeout_secs, what=call.what)
+        return call.finish(answer(self._client, reply, buffers, call.what))
 
 
-__all__ = ["ScientistPrivacy", "TrainingJob"]
+__all__ = ["DpCall", "ScientistPrivacy", "TrainingJob", "answer"]

@@ -18,6 +18,10 @@ arrives, is matched, and is ignored; ``outstanding`` tells whether it has.
     await duet.sync(timeout_secs=30)
     released = await duet.request(loss_ptr, name="loss", timeout_secs=30)
     released.value if released.accepted else released.status
+
+``duet.privacy`` is ``duet.privacy`` of the session, awaitable (the same messages, read the same
+way: ``scientist/privacy.py``'s calls): ``await duet.privacy.train(model, data="digits", ...,
+timeout_secs=600)`` gives ``(model, epsilon)``; ``quote``, ``budget`` and the statistics too.
 """
 
 from __future__ import annotations
@@ -28,10 +32,22 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from torch import nn
+
 from ..errors import DuetTimeout, UsageError
 from ..protocol.messages import ListStore, Message, Reply, Sync
 from ..scientist.client import PointerClient
 from ..scientist.pointer import Pointer
+from ..scientist.privacy import (
+    Bounds,
+    Data,
+    DpCall,
+    Key,
+    ScientistPrivacy,
+    Trained,
+    TrainingJob,
+    answer,
+)
 from .scientist import ScientistSession
 
 T = TypeVar("T")
@@ -61,6 +77,7 @@ class AsyncSession:
         self.session = session
         self._client: PointerClient = session.client
         self._issued: list[ReplyFuture] = []
+        self.privacy = AsyncPrivacy(self, session.privacy)
 
     @property
     def outstanding(self) -> int:
@@ -164,6 +181,103 @@ class AsyncSession:
 REPLY_MARGIN_SECS = 5.0
 
 
+class AsyncTrainingJob:
+    """A DP-SGD job the owner runs, awaited: ``await job.wait(timeout_secs=...)`` gives
+    ``(model, epsilon)``. ``progress``, ``result`` and ``on_progress`` are the job's as
+    ``TrainingJob`` has them. A wait that times out leaves the job running on the owner (its
+    reply still counts in ``AsyncSession.outstanding`` until it comes)."""
+
+    def __init__(self, job: TrainingJob, future: asyncio.Future[Trained]):
+        self._job = job
+        self._future = future
+
+    @property
+    def progress(self) -> str:
+        return self._job.progress
+
+    @property
+    def result(self) -> dict[str, object] | None:
+        return self._job.result
+
+    @property
+    def on_progress(self) -> Callable[[str], None] | None:
+        return self._job.on_progress
+
+    @on_progress.setter
+    def on_progress(self, listener: Callable[[str], None] | None) -> None:
+        self._job.on_progress = listener
+
+    def done(self) -> bool:
+        return self._future.done()
+
+    async def wait(self, *, timeout_secs: float) -> Trained:
+        """The trained model (or its weights) and its epsilon. Raises the owner's error
+        (QuotaExceeded over budget, UsageError for settings it refuses), DuetTimeout."""
+        return await wait_for(asyncio.shield(self._future), timeout_secs, "the DP training job")
+
+
+class AsyncPrivacy:
+    """``duet.privacy`` on one session, awaitable: every call takes ``timeout_secs`` and
+    raises DuetTimeout after it; the owner's errors are raised as duet's classes."""
+
+    def __init__(self, aio: AsyncSession, privacy: ScientistPrivacy):
+        self._aio = aio
+        self._calls = privacy
+
+    def _soon(self, call: DpCall[T]) -> asyncio.Future[T]:
+        client = self._aio._client
+        future = self._aio._issue(call.build)
+        return _mapped(future, lambda reply: call.finish(answer(client, *reply, call.what)))
+
+    async def _run(self, call: DpCall[T], timeout_secs: float) -> T:
+        return await wait_for(self._soon(call), timeout_secs, call.what)
+
+    def submit(self, model: nn.Module | Pointer, **settings: Any) -> AsyncTrainingJob:
+        """Send a DP training job now (``session.privacy.train``'s settings: data, loss,
+        optimizer, lr, batch_size, epochs, max_grad_norm, noise_multiplier or epsilon);
+        returns the job to await."""
+        call, job = self._calls.training_call(model, **settings)
+        return AsyncTrainingJob(job, self._soon(call))
+
+    async def train(
+        self, model: nn.Module | Pointer, *, timeout_secs: float, **settings: Any
+    ) -> Trained:
+        """``submit`` and wait: ``(model, epsilon)`` (the weights, a state dict, for a pointer
+        to a model of no known class)."""
+        return await self.submit(model, **settings).wait(timeout_secs=timeout_secs)
+
+    async def quote(
+        self, kind: str, target: Pointer | nn.Module, *, timeout_secs: float, **settings: Any
+    ) -> dict[str, object]:
+        """What a release would cost now, nothing run (``session.privacy.quote``)."""
+        return await self._run(self._calls.quote_call(kind, target, **settings), timeout_secs)
+
+    async def budget(self, data: str, *, timeout_secs: float) -> dict[str, object]:
+        """Your budget on the published dataset tagged ``data`` (``session.privacy.budget``)."""
+        return await self._run(self._calls.budget_call(data), timeout_secs)
+
+    async def statistic(
+        self,
+        kind: str,
+        data: Data,
+        *,
+        bounds: Bounds | None = None,
+        epsilon: float,
+        bins: int | None = None,
+        by: str | None = None,
+        keys: list[Key] | None = None,
+        timeout_secs: float,
+    ) -> object:
+        """A DP ``kind`` ("mean", "sum", "count", "histogram") of the published ``data`` (a
+        tensor, a table or one of its columns; by group with ``by`` and ``keys``: the owner's
+        list of values, in the keys' order)."""
+        call = self._calls.statistic_call(
+            kind, data, bounds=bounds, epsilon=epsilon, bins=bins, by=by, keys=keys,
+            timeout_secs=timeout_secs,
+        )  # fmt: skip
+        return await self._run(call, timeout_secs)
+
+
 def _mapped(
     future: ReplyFuture, fn: Callable[[tuple[Reply, list[memoryview]]], T]
 ) -> asyncio.Future[T]:
@@ -200,4 +314,4 @@ async def wait_for(awaitable: Awaitable[T], timeout_secs: float, what: str) -> T
         raise DuetTimeout(f"{what}: no reply from the owner within {timeout_secs:.1f} s") from None
 
 
-__all__ = ["AsyncSession", "Released", "wait_for"]
+__all__ = ["AsyncPrivacy", "AsyncSession", "AsyncTrainingJob", "Released", "wait_for"]

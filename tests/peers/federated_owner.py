@@ -7,8 +7,12 @@ its shard of scikit-learn's digits as a TensorDataset tagged "digits" and allows
 training with ``sy.federated.allow_federated_training`` (constrained handlers). Options:
 ``--deny-rounds 2,3``: deny those rounds' updates (a handler named for each round, first);
 ``--rounds 1,2``: allow only those rounds' updates; ``--delay SECS``: every sample takes that
-long to read (a slow owner), after the first ``--quick N`` samples. Prints JSON lines: ``ready`` (session ID), ``published`` (owner ID,
-samples), one ``decision`` per request decided; ``quit`` on stdin ends it.
+long to read (a slow owner), after the first ``--quick N`` samples; ``--dp EPSILON``: allow
+the federation only as DP jobs (``allow_federated_training(..., dp=PrivacyBudget(EPSILON,
+1e-5))``, the scientist's budget in the ledger of the process's duet home). Prints JSON lines:
+``ready`` (session ID), ``published`` (owner ID, samples), one ``decision`` per request
+decided; ``privacy`` on stdin prints the scientist's budget and the ledger's charges
+(``privacy``), ``quit`` ends it.
 """
 
 from __future__ import annotations
@@ -70,6 +74,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=rounds, default=None)
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--quick", type=int, default=0)
+    parser.add_argument("--dp", type=float, default=None)
     args = parser.parse_args()
 
     owner = sy.launch_duet(
@@ -87,10 +92,16 @@ def main() -> None:
     names = federated.RequestNames()
     for round_ in args.deny_rounds:
         owner.requests.add_handler(name=names.update(round_), action="deny")
-    federated.allow_federated_training(
-        owner, "digits", model_elements=MODEL_ELEMENTS, rounds=args.rounds,
-        scientist=args.scientist,
-    )  # fmt: skip
+    if args.dp is None:
+        federated.allow_federated_training(
+            owner, "digits", model_elements=MODEL_ELEMENTS, rounds=args.rounds,
+            scientist=args.scientist,
+        )  # fmt: skip
+    else:
+        federated.allow_federated_training(
+            owner, "digits", rounds=args.rounds, scientist=args.scientist,
+            dp=federated.PrivacyBudget(epsilon=args.dp, delta=1e-5),
+        )  # fmt: skip
     owner.requests.add_listener(
         lambda r: emit(event="decision", name=r.name, status=r.status.value, by=r.decided_by)
     )
@@ -98,6 +109,10 @@ def main() -> None:
     for line in sys.stdin:
         if line.strip() == "quit":
             break
+        if line.strip() == "privacy":
+            budget = owner.privacy.budget(args.scientist, "digits")
+            emit(event="privacy", budget=budget, charges=owner.privacy.history(),
+                 pending=[r.name for r in owner.requests])  # fmt: skip
     owner.close()
     emit(event="closed")
 
