@@ -23,13 +23,6 @@ from duet.sessions.aio import AsyncSession
 
 torch.set_num_threads(1)
 SECS = 60
-# Opacus's warnings, which its jobs silence with warnings.catch_warnings: not thread-safe, so
-# with several owners' jobs running at once in this one process one job may see the others'
-# filters restored (owners in processes of their own, as users run them, never do)
-CONCURRENT_JOBS = [
-    pytest.mark.filterwarnings("ignore:Full backward hook is firing:UserWarning"),
-    pytest.mark.filterwarnings("ignore:Secure RNG turned off:UserWarning"),
-]
 SETTINGS = dict(max_grad_norm=1.0, batch_size=20, epochs=1, lr=0.5, noise_multiplier=1.5)
 
 
@@ -111,8 +104,6 @@ def test_async_privacy_trains_quotes_and_reports_the_budget_on_one_session(owner
     assert len(owner.requests) == 0  # the budget decided, no request
 
 
-@CONCURRENT_JOBS[0]
-@CONCURRENT_JOBS[1]
 def test_dp_rounds_average_the_released_weights_and_report_epsilon_per_owner_and_round(owners):
     owners.add("north", 100)
     owners.add("south", 60)
@@ -221,8 +212,6 @@ def test_dp_settings_are_refused_before_any_round(owners, tmp_path):
     assert math.isfinite(dp.epsilon or 0)
 
 
-@CONCURRENT_JOBS[0]
-@CONCURRENT_JOBS[1]
 def test_a_round_priced_by_epsilon_has_each_owner_pick_the_noise(owners):
     owners.add("a", 100)
     owners.add("b", 40)

@@ -127,9 +127,10 @@ def test_a_published_list_that_is_not_numbers_is_charged_and_told_nothing(carrot
     owner, duet = carrots
     sy.lib.python.List(["a", "b"]).tag("words").send(owner, pointable=True)
     owner.privacy.set_budget("*", "words", epsilon=1.0, delta=1e-5)
-    with pytest.raises(sy.UsageError) as refused:
+    with pytest.raises(sy.RemoteError) as refused:  # it ran on the owner's data, and failed
         duet.privacy.count(duet.store["words"], epsilon=0.5, timeout_secs=SECS)
-    assert "'a'" not in str(refused.value)
+    assert refused.value.op == "duet.privacy.count"
+    assert "'a'" not in str(refused.value) and "the owner's data is not shown" in str(refused.value)
     assert duet.privacy.budget("words", timeout_secs=SECS)["remaining"] == pytest.approx(0.5)
 
 

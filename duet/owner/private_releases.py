@@ -47,8 +47,8 @@ from typing import TYPE_CHECKING, TypeVar
 import torch
 from torch import nn
 
-from ..errors import DuetError, QuotaExceeded, UsageError
-from ..protocol.messages import DpBudget, DpStatistic, DpTraining, Notice, Reply
+from ..errors import DuetError, QuotaExceeded, RemoteError, UsageError
+from ..protocol.messages import DpBudget, DpStatistic, DpTraining, ErrorInfo, Notice, Reply
 from . import derivation
 from .publishable import is_table
 from .requests import DpPrice, Request, RequestStatus, new_request_id
@@ -177,7 +177,7 @@ class PrivateReleases:
         except Exception:  # on the owner's data: nothing of it is told, the charge stays
             log.info("a DP %s on %s failed", message.kind, entry.id, exc_info=True)
             self._settle(reservation, entry, failed=True)
-            return self._error(message.rid, UsageError(NOT_COMPUTED))
+            return self._failed(message.rid, NOT_COMPUTED, f"duet.privacy.{message.kind}")
         if price != mechanism:  # the same measurement both times: never, but say so if it did
             log.error("DP %s priced %s but ran as %s", message.kind, mechanism, price)
         released: dict[str, object] = {"kind": message.kind, "value": value}
@@ -207,7 +207,7 @@ class PrivateReleases:
         except Exception:  # on the owner's data: nothing of it is told, the charge stays
             log.info("a DP %s on table %s failed", message.kind, entry.id, exc_info=True)
             self._settle(reservation, entry, failed=True)
-            return self._error(message.rid, UsageError(NOT_COMPUTED))
+            return self._failed(message.rid, NOT_COMPUTED, f"duet.privacy.{message.kind}")
         if price != mechanism:
             log.error("DP %s priced %s but ran as %s", message.kind, mechanism, price)
         released: dict[str, object] = {"kind": message.kind, "value": value}
@@ -294,7 +294,7 @@ class PrivateReleases:
         except Exception:
             log.info("a DP job on %s failed", entry.id, exc_info=True)
             self._settle(reservation, entry, failed=True)
-            return self._error(message.rid, UsageError(NOT_TRAINED))
+            return self._failed(message.rid, NOT_TRAINED, "duet.privacy.train")
         released: dict[str, object] = {
             "kind": "training",
             "state": state,
@@ -411,7 +411,7 @@ class PrivateReleases:
         snapshot = Snapshot.of(released, buffers=None if reservation.review else out_buffers)
         if snapshot.error is not None:  # cannot be sent: it ran, so the charge stays
             self._settle(reservation, entry, failed=True)
-            return self._error(rid, UsageError(NOT_COMPUTED))
+            return self._failed(rid, NOT_COMPUTED, _op(kind))
         if reservation.review:
             return self._ask(rid, reservation, entry, kind, snapshot, timeout_secs)
         self._charged(reservation, entry, snapshot, DECIDED_BY)
@@ -469,7 +469,7 @@ class PrivateReleases:
             object_id=entry.id,
             peer=service.peer,
             label=service.executor.label_of(entry),
-            op=f"duet.privacy.{'train' if kind == 'training' else kind}",
+            op=_op(kind),
             snapshot=snapshot,
             scientist_name=service.peer_name,
             privacy=price,
@@ -519,6 +519,13 @@ class PrivateReleases:
     def _error(self, rid: int, exc: DuetError) -> Reply:
         return Reply(rid=rid, status="error", error=self.service._error_info(exc, "privacy"))
 
+    def _failed(self, rid: int, text: str, op: str) -> Reply:
+        """A release that ran on the owner's data and failed there: a RemoteError naming the
+        operation, in words that say nothing of the data (the charge stays)."""
+        return Reply(
+            rid=rid, status="error", error=ErrorInfo(code=RemoteError.code, message=text, op=op)
+        )
+
     def _refused(self, message: DpStatistic | DpTraining | DpBudget, exc: DuetError) -> None:
         audit = self.service.audit
         if audit is None or isinstance(message, DpBudget):
@@ -528,6 +535,11 @@ class PrivateReleases:
             "refused", scientist=self.service.peer, name=self.service.peer_name,
             object_id=target, reason=str(exc)[:2000], request_name="differential privacy",
         )  # fmt: skip
+
+
+def _op(kind: str) -> str:
+    """The scientist's call a release of ``kind`` came from, as errors and requests name it."""
+    return "duet.privacy.train" if kind == "training" else f"duet.privacy.{kind}"
 
 
 def _tag(entry: StoredObject) -> str:

@@ -36,8 +36,7 @@ import json
 import logging
 import math
 import warnings
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Self
 
@@ -200,16 +199,21 @@ def mechanism_from_json(text: str) -> Mechanism:
     return cls(**{name: data[name] for name in fields})
 
 
-@contextmanager
-def quiet_orders() -> Iterator[None]:
-    """Opacus warns when the best RDP order is its largest (large noise, few steps): the
-    epsilon it then reports is still a valid bound, only a looser one, and it is the number
-    Opacus's own PrivacyEngine reports, which is the point of asking it. Its binary search for a
-    noise multiplier probes such settings on the way. (warnings' filters are process-global:
-    another thread's warning of the same text may be hidden meanwhile.)"""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message="Optimal order is the", category=UserWarning)
-        yield
+#: notes Opacus and torch give on every DP job, nothing to act on: the best RDP order is the
+#: largest (the epsilon reported is still a valid bound, only a looser one, and the number
+#: Opacus's own PrivacyEngine reports); secure_mode (torchcsprng) is off (said in
+#: training.py's docstring); full backward hooks fire on module outputs (how Opacus computes
+#: per-sample gradients)
+OPACUS_NOTES = ("Optimal order is the", "Secure RNG turned off", "Full backward hook is firing")
+
+
+def quiet_opacus() -> None:
+    """Silence OPACUS_NOTES in this process (called before each accounting and job). Not
+    ``warnings.catch_warnings``: it is not thread-safe, and two scientists' DP jobs on two
+    worker threads would restore each other's filters mid-job. Adding a filter that is in place
+    already only moves it to the front."""
+    for note in OPACUS_NOTES:
+        warnings.filterwarnings("ignore", message=note, category=UserWarning)
 
 
 def rdp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delta: float) -> float:
@@ -226,8 +230,8 @@ def rdp_epsilon(*, noise_multiplier: float, sample_rate: float, steps: int, delt
     accountant = RDPAccountant()
     # the history Opacus itself keeps after `steps` optimizer steps with these settings
     accountant.history = [(job.noise_multiplier, job.sample_rate, job.steps)]
-    with quiet_orders():
-        return float(accountant.get_epsilon(delta=delta))
+    quiet_opacus()
+    return float(accountant.get_epsilon(delta=delta))
 
 
 def noise_for(*, epsilon: float, delta: float, sample_rate: float, steps: int) -> float:
@@ -239,17 +243,17 @@ def noise_for(*, epsilon: float, delta: float, sample_rate: float, steps: int) -
     steps = check_steps(steps)
     from opacus.accountants.utils import get_noise_multiplier
 
+    quiet_opacus()
     try:
-        with quiet_orders():
-            return float(
-                get_noise_multiplier(
-                    target_epsilon=epsilon,
-                    target_delta=delta,
-                    sample_rate=sample_rate,
-                    steps=steps,
-                    accountant="rdp",
-                )
+        return float(
+            get_noise_multiplier(
+                target_epsilon=epsilon,
+                target_delta=delta,
+                sample_rate=sample_rate,
+                steps=steps,
+                accountant="rdp",
             )
+        )
     except ValueError as exc:  # Opacus: "The privacy budget is too low."
         raise UsageError(
             f"no noise multiplier reaches epsilon {epsilon:g} at delta {delta:g} in {steps} steps"

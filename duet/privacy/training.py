@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import secrets
-import warnings
 from collections.abc import Callable, Iterator, Sized
 from typing import Protocol, TypeVar
 
@@ -39,7 +38,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
 from ..errors import UsageError
-from .accounting import DpSgd, check_delta, check_positive, noise_for, quiet_orders
+from .accounting import DpSgd, check_delta, check_positive, noise_for, quiet_opacus
 
 __all__ = ["LOSSES", "OPTIMIZERS", "price_training", "train_dp"]
 
@@ -163,10 +162,8 @@ def train_dp(
     # torch.manual_seed on the owner (nor anything else drawing from torch's global generator)
     # can predict or replay
     generator = torch.Generator().manual_seed(secrets.randbits(64))
-    with warnings.catch_warnings():
-        # Opacus warns that secure_mode (torchcsprng) is off: said in this module's docstring
-        warnings.filterwarnings("ignore", message="Secure RNG turned off", category=UserWarning)
-        engine = PrivacyEngine(accountant="rdp")
+    quiet_opacus()  # its notes on every job (secure_mode off, backward hooks), process-wide
+    engine = PrivacyEngine(accountant="rdp")
     private_model, private_optimizer, private_loader = engine.make_private(
         module=fixed,
         optimizer=optimizer_class(fixed.parameters(), lr=lr),
@@ -182,21 +179,15 @@ def train_dp(
             " Opacus samples differently from the one duet was written for; nothing was run"
         )
     step = 0
-    with warnings.catch_warnings():
-        # torch notes that Opacus's full backward hooks fire on module outputs when the inputs
-        # need no gradient: that is how Opacus computes per-sample gradients, nothing to act on
-        warnings.filterwarnings(
-            "ignore", message="Full backward hook is firing", category=UserWarning
-        )
-        for _ in range(job.steps // len(private_loader)):
-            for inputs, targets in private_loader:
-                private_optimizer.zero_grad()
-                criterion(private_model(inputs), targets).backward()
-                private_optimizer.step()
-                step += 1
-                if progress is not None:
-                    progress(step, job.steps)
-    with quiet_orders():
-        spent = float(engine.get_epsilon(delta))
+    for _ in range(job.steps // len(private_loader)):
+        for inputs, targets in private_loader:
+            private_optimizer.zero_grad()
+            criterion(private_model(inputs), targets).backward()
+            private_optimizer.step()
+            step += 1
+            if progress is not None:
+                progress(step, job.steps)
+    quiet_opacus()
+    spent = float(engine.get_epsilon(delta))
     trained = private_model.to_standard_module()
     return trained, spent
