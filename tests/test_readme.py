@@ -51,3 +51,16 @@ def test_the_federated_example_runs_as_written():
         assert process.exit_code(UNIT) == 0, "".join(process.errors)[-3000:]
     finally:
         process.stop()
+
+
+def test_no_document_or_source_file_holds_a_merge_conflicts_markers():
+    root = Path(__file__).parent.parent
+    marker = re.compile(r"^(<{7} |>{7} |={7}$)", re.M)
+    files = [
+        path
+        for folder in ("duet", "tests", "notebooks", "bench", "signaling_server", "docs")
+        for path in (root / folder).rglob("*")
+        if path.suffix in {".py", ".md", ".ipynb", ".toml"}
+    ] + [root / "README.md", root / "pyproject.toml"]
+    marked = [str(p.relative_to(root)) for p in files if marker.search(p.read_text("utf-8"))]
+    assert marked == []
