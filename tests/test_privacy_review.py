@@ -208,3 +208,24 @@ def test_review_must_be_a_bool(reviewed):
     owner, *_ = reviewed
     with pytest.raises(sy.UsageError, match="review is True or False"):
         owner.privacy.set_budget("*", "ages", epsilon=1.0, delta=1e-5, review="yes")
+
+
+def test_a_scientist_reads_its_own_charges_on_a_dataset_and_no_one_elses(reviewed):
+    owner, alice, alice_id, pool = reviewed
+    owner.privacy.set_budget(alice_id, "ages", epsilon=1.0, delta=1e-5)  # no review: at once
+    alice.privacy.count(alice.store["ages"], epsilon=0.2, timeout_secs=SECS)
+    alice.privacy.mean(alice.store["ages"], bounds=(0, 100), epsilon=0.3, timeout_secs=SECS)
+    identity = sy.Identity.ephemeral("bob")
+    _, bob = sy.duet_pair(owner=owner, identity=identity)
+    try:
+        assert bob.privacy.history("ages", timeout_secs=SECS) == []
+        charges = alice.privacy.history("ages", timeout_secs=SECS)
+        assert [c["mechanism"]["kind"] for c in charges] == ["laplace", "laplace"]
+        assert [c["epsilon"] for c in charges] == pytest.approx([0.2, 0.3])
+        assert [c["state"] for c in charges] == ["committed", "committed"]
+        last = alice.privacy.history("ages", last=1, timeout_secs=SECS)
+        assert [c["entry"] for c in last] == [charges[-1]["entry"]]
+        with pytest.raises(sy.UsageError, match="less than or equal to 10000"):
+            alice.privacy.history("ages", last=10**6, timeout_secs=SECS)
+    finally:
+        bob.close()

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import logging
 import math
 import numbers
@@ -56,7 +57,7 @@ from .snapshot import Snapshot
 from .store import OWNER, StoredObject
 
 if TYPE_CHECKING:
-    from ..privacy import Mechanism, Reservation
+    from ..privacy import Mechanism, Reservation, Standing
     from .privacy_desk import PrivacyDesk
     from .service import PeerService
 
@@ -334,7 +335,31 @@ class PrivateReleases:
                 "spent": standing.spent,
                 "remaining": standing.remaining,
             }
+        if message.charges is not None:
+            value["charges"] = self._charges(dataset, message.charges, standing)
         return self._value(message.rid, value)
+
+    def _charges(
+        self, dataset: str, last: int, standing: Standing | None
+    ) -> list[dict[str, object]]:
+        """This scientist's newest ``last`` charges on ``dataset``, oldest first: what it
+        asked for (the mechanism's settings), its state, when, and its epsilon alone at the
+        budget's delta (None with no budget in force)."""
+        from .. import privacy
+
+        rows = self.desk.ledger.history(self.service.peer, last=last, dataset=dataset)
+        charges: list[dict[str, object]] = []
+        for row in rows:
+            mechanism = privacy.mechanism_from_json(str(row["mechanism"]))
+            alone = None if standing is None else privacy.spent([mechanism], standing.delta)
+            charges.append(
+                {
+                    "entry": row["id"], "mechanism": json.loads(mechanism.to_json()),
+                    "epsilon": alone, "state": row["state"], "at": row["at"],
+                    "settled_at": row["settled_at"],
+                }
+            )  # fmt: skip
+        return charges
 
     def _quote(self, rid: int, dataset: str, mechanism: Mechanism, *, per_epoch: int = 0) -> Reply:
         """The price of ``mechanism`` now; for a DP-SGD job (``per_epoch`` steps an epoch), also

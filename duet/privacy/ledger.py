@@ -530,20 +530,26 @@ class Ledger:
             return out
 
     def history(
-        self, scientist: str | None = None, *, last: int | None = None
+        self, scientist: str | None = None, *, last: int | None = None, dataset: str | None = None
     ) -> list[dict[str, object]]:
-        """Every charge, oldest first (one scientist's with ``scientist``; only the newest
-        ``last`` with ``last``): its id, scientist, dataset, mechanism (JSON as stored), state
-        (reserved, committed, aborted) and times."""
+        """Every charge, oldest first (one scientist's with ``scientist``, on one dataset with
+        ``dataset``; only the newest ``last`` with ``last``): its id, scientist, dataset,
+        mechanism (JSON as stored), state (reserved, committed, aborted) and times."""
         query = (
             "SELECT e.id, e.scientist, e.dataset, e.mechanism, e.at,"
             " COALESCE(o.state, 'reserved') AS state, o.at AS settled_at"
             " FROM entries e LEFT JOIN outcomes o ON o.entry_id = e.id"
         )
+        where: list[str] = []
         args: tuple[str, ...] = ()
         if scientist is not None:
-            query += " WHERE e.scientist = ?"
-            args = (_name("scientist", scientist),)
+            where.append("e.scientist = ?")
+            args += (_name("scientist", scientist),)
+        if dataset is not None:
+            where.append("e.dataset = ?")
+            args += (_name("dataset", dataset),)
+        if where:
+            query += " WHERE " + " AND ".join(where)
         if last is not None:
             if isinstance(last, bool) or not isinstance(last, int) or last < 0:
                 raise UsageError(f"last must be a count of charges, not {last!r}")

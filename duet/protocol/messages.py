@@ -266,12 +266,17 @@ class DpTraining(_Message):
     quote: bool = False
 
 
+MAX_DP_CHARGES = 10_000  # the most charges a scientist's history reply lists
+
+
 class DpBudget(_Message):
-    """What is left of the scientist's privacy budget on the published dataset ``data``."""
+    """What is left of the scientist's privacy budget on the published dataset ``data``;
+    with ``charges``, also the newest that many of its charges there."""
 
     k: Literal["dp_budget"] = "dp_budget"
     rid: RequestId
     data: DatasetTag
+    charges: Annotated[int, Field(strict=True, ge=1, le=MAX_DP_CHARGES)] | None = None
 
 
 class Bye(_Message):

@@ -371,6 +371,16 @@ class ScientistPrivacy:
         when the owner set none), ``delta``, ``spent``, ``remaining``."""
         return self._run(self.budget_call(data), timeout_secs)
 
+    def history(
+        self, data: str, *, last: int = 100, timeout_secs: float | None = None
+    ) -> list[dict[str, object]]:
+        """Your newest ``last`` (at most 10,000) charges on the published dataset tagged
+        ``data``, oldest first, as the owner's ledger holds them: ``entry``, ``mechanism``
+        (its kind and settings), ``epsilon`` (that charge alone, at the budget's delta; the
+        spend composes to less than their sum), ``state`` (reserved, committed, or aborted:
+        denied by the owner, not charged), ``at`` and ``settled_at`` (UTC)."""
+        return self._run(self.history_call(data, last=last), timeout_secs)
+
     # ---- training
     def train(
         self,
@@ -483,6 +493,19 @@ class ScientistPrivacy:
             lambda rid: _message(DpBudget, rid=rid, data=data),
             lambda released: released,
             "the budget query",
+        )
+
+    def history_call(self, data: str, *, last: int = 100) -> DpCall[list[dict[str, object]]]:
+        def charges(released: dict[str, object]) -> list[dict[str, object]]:
+            listed = released.get("charges")
+            if not isinstance(listed, list) or not all(isinstance(c, dict) for c in listed):
+                raise DuetError("the owner's reply to the history query lists no charges")
+            return cast(list[dict[str, object]], listed)
+
+        return DpCall(
+            lambda rid: _message(DpBudget, rid=rid, data=data, charges=last),
+            charges,
+            "the history query",
         )
 
     def training_call(

@@ -256,6 +256,12 @@ class AsyncPrivacy:
         """Your budget on the published dataset tagged ``data`` (``session.privacy.budget``)."""
         return await self._run(self._calls.budget_call(data), timeout_secs)
 
+    async def history(
+        self, data: str, *, last: int = 100, timeout_secs: float
+    ) -> list[dict[str, object]]:
+        """Your newest charges on ``data`` (``session.privacy.history``)."""
+        return await self._run(self._calls.history_call(data, last=last), timeout_secs)
+
     async def statistic(
         self,
         kind: str,
