@@ -211,7 +211,7 @@ def test_review_must_be_a_bool(reviewed):
 
 
 def test_a_scientist_reads_its_own_charges_on_a_dataset_and_no_one_elses(reviewed):
-    owner, alice, alice_id, pool = reviewed
+    owner, alice, alice_id, _ = reviewed
     owner.privacy.set_budget(alice_id, "ages", epsilon=1.0, delta=1e-5)  # no review: at once
     alice.privacy.count(alice.store["ages"], epsilon=0.2, timeout_secs=SECS)
     alice.privacy.mean(alice.store["ages"], bounds=(0, 100), epsilon=0.3, timeout_secs=SECS)
