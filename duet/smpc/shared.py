@@ -102,6 +102,11 @@ class SharedTensor:
             shape=self.shape if shape is None else shape,
         )
 
+    def _copies(self, start: int) -> list[Share]:
+        """Copies of the shares from ``start`` on, on their holders: a result never holds its
+        input's pointers (its ``get()`` would take the input's shares away)."""
+        return [s.copy() for s in self.shares[start:]]
+
     def _check_live(self) -> None:
         if self._taken:
             raise UsageError(
@@ -179,7 +184,7 @@ class SharedTensor:
         public = self._public(other)
         if public is None:
             self._refuse(other, "+")
-        shares = [self.shares[0] + public, *self.shares[1:]]
+        shares = [self.shares[0] + public, *self._copies(1)]
         return self._like(shares, torch.broadcast_shapes(self.shape, public.shape))
 
     __radd__ = __add__
@@ -195,7 +200,7 @@ class SharedTensor:
         public = self._public(other)
         if public is None:
             self._refuse(other, "-")
-        shares = [self.shares[0] - public, *self.shares[1:]]
+        shares = [self.shares[0] - public, *self._copies(1)]
         return self._like(shares, torch.broadcast_shapes(self.shape, public.shape))
 
     def __rsub__(self, other: object) -> SharedTensor:
@@ -310,7 +315,7 @@ class SharedTensor:
                 "(division by a shared value needs a secure division protocol)"
             )
         if other == 1:
-            return self._like(list(self.shares))
+            return self._like(self._copies(0))
         if len(self.holders) == 2:
             return self._like(divide_two_party(self.shares, other))
         power = other.bit_length() - 1
