@@ -39,7 +39,7 @@ from .scientist.pointer import Pointer, RequestHandle
 from .scientist.tables import TablePointer
 from .sessions.owner import OwnerSession
 from .sessions.scientist import ScientistSession
-from .smpc import install_smpc
+from .smpc import FixedPrecisionTensor, SharedTensor, install_smpc
 from .workers import (
     BaseDataset,
     FederatedDataLoader,
@@ -77,6 +77,7 @@ __all__ = [
     "DuetTimeout",
     "FederatedDataLoader",
     "FederatedDataset",
+    "FixedPrecisionTensor",
     "Handler",
     "HandshakeError",
     "Identity",
@@ -96,6 +97,7 @@ __all__ = [
     "RequestStatus",
     "RequestWarning",
     "ScientistSession",
+    "SharedTensor",
     "SignalingError",
     "TablePointer",
     "TorchHook",
