@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 from torch import nn
+from torch.nn import functional as F
 
 import duet as sy
 from duet.smpc import provider as dealer
@@ -206,6 +207,39 @@ def test_truncation_among_three_holders_is_exact_to_one_ulp_over_the_whole_range
             a.fix_precision().child * b.fix_precision().child, 2**16, rounding_mode="floor"
         )
         assert ((product - exact) >= 0).all() and ((product - exact) <= 1).all()
+
+
+def test_powers_reshaping_and_torch_functions_on_shares(workers):
+    holders = holders_of(workers, 3)
+    provider = workers["carol"]
+    a = torch.tensor([[0.5, -1.5, 2.0], [1.25, -0.75, 3.0]])
+    x = a.fix_precision().share(*holders, crypto_provider=provider)
+    assert (decoded(x**2) - a**2).abs().max() <= bound((3, 3, 1))
+    assert (decoded(x**3) - a**3).abs().max() <= 3 * 9 * bound((3, 3, 1))
+    assert (decoded(x**1) - a).abs().max() <= ULP / 2
+    assert torch.allclose(decoded(x.view(3, 2)), a.view(3, 2), atol=ULP)
+    assert torch.allclose(decoded(x.t()), a.t(), atol=ULP)
+    assert torch.allclose(decoded(x.reshape(-1)), a.reshape(-1), atol=ULP)
+    assert torch.allclose(decoded(x.flatten()), a.flatten(), atol=ULP)
+    assert torch.allclose(decoded(x[1]), a[1], atol=ULP)
+    assert torch.allclose(decoded(x[:, 1:]), a[:, 1:], atol=ULP)
+    assert torch.allclose(decoded(x.unsqueeze(0).squeeze(0)), a, atol=ULP)
+    assert torch.allclose(decoded(x.transpose(0, 1).permute(1, 0)), a, atol=ULP)
+    assert x.view(3, 2).shape == torch.Size([3, 2])
+    # torch's own functions and a tensor on the left
+    w, b = torch.randn(4, 3), torch.randn(4)
+    assert (decoded(F.linear(x, w, b)) - F.linear(a, w, b)).abs().max() <= bound((3, 3, 3)) + ULP
+    assert torch.allclose(decoded(torch.ones(3) + x), 1 + a, atol=ULP)
+    assert torch.allclose(decoded(torch.ones(3) - x), 1 - a, atol=ULP)
+    assert torch.allclose(decoded(torch.full((3,), 2.0) * x), 2 * a, atol=2 * ULP)
+    assert torch.allclose(decoded(torch.add(x, x)), 2 * a, atol=ULP)
+    assert torch.allclose(decoded(torch.sum(x)), a.sum(), atol=6 * ULP)
+    with pytest.raises(sy.UsageError, match="relu: comparisons"):
+        F.relu(x)
+    with pytest.raises(sy.UsageError, match="exp is not defined on shared tensors"):
+        torch.exp(x)
+    with pytest.raises(sy.UsageError, match="power >= 1"):
+        x**0.5
 
 
 def test_a_tensor_shared_in_part_10s_way_averages_two_workers_parameters(workers):
@@ -418,18 +452,38 @@ def test_pysyft_part_9_encrypted_programs_run_as_written(hook):
 # ---------------------------------------------------------------- encrypted inference (MLaaS)
 
 
-def test_encrypted_inference_of_a_linear_model_matches_plaintext_on_held_out_digits(hook):
+def digits_split():
+    """scikit-learn's digits (bundled, no download), pixels scaled to [0, 1]: 1,400 rows to
+    train on, 397 held out."""
     datasets = pytest.importorskip("sklearn.datasets")
-    linear_model = pytest.importorskip("sklearn.linear_model")
     digits = datasets.load_digits()
     features = torch.tensor(digits.data / 16.0, dtype=torch.float32)
     labels = torch.tensor(digits.target)
-    train, test = slice(0, 1400), slice(1400, None)
-    classifier = linear_model.LogisticRegression(max_iter=2000).fit(
-        features[train].numpy(), labels[train].numpy()
-    )
-    weight = torch.tensor(classifier.coef_.T, dtype=torch.float32)  # 64 x 10
-    bias = torch.tensor(classifier.intercept_, dtype=torch.float32)
+    return (features[:1400], labels[:1400]), (features[1400:], labels[1400:])
+
+
+def trained(model, rows, labels, *, steps=300, lr=0.05):
+    """Full-batch Adam, on one thread (on a shared machine torch's pool oversubscribes)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        torch.manual_seed(0)
+        optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+        for _ in range(steps):
+            optimizer.zero_grad()
+            F.cross_entropy(model(rows), labels).backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
+    return model
+
+
+def test_encrypted_inference_of_a_linear_model_matches_plaintext_on_held_out_digits(hook):
+    (train_rows, train_labels), (test_rows, truth) = digits_split()
+    torch.manual_seed(0)
+    linear = trained(nn.Linear(64, 10), train_rows, train_labels)
+    weight = linear.weight.detach().t().contiguous()  # 64 x 10
+    bias = linear.bias.detach()
 
     model_owner = sy.VirtualWorker(hook, id="model_owner")
     data_owner = sy.VirtualWorker(hook, id="data_owner")
@@ -439,20 +493,73 @@ def test_encrypted_inference_of_a_linear_model_matches_plaintext_on_held_out_dig
         # the model owner shares its model, the data owner its rows: neither sees the other's
         shared_weight = weight.fix_precision().share(*holders, crypto_provider=crypto_provider)
         shared_bias = bias.fix_precision().share(*holders, crypto_provider=crypto_provider)
-        shared_rows = (
-            features[test].fix_precision().share(*holders, crypto_provider=crypto_provider)
-        )
+        shared_rows = test_rows.fix_precision().share(*holders, crypto_provider=crypto_provider)
         logits = (shared_rows.mm(shared_weight) + shared_bias).get().float_precision()
     finally:
         for worker in (model_owner, data_owner, crypto_provider):
             worker.close()
 
-    plain = features[test] @ weight + bias
+    plain = test_rows @ weight + bias
     rows = plain.shape[0]
     error = bound((1.0, float(weight.abs().max()), 64)) + ULP
     assert (logits - plain).abs().max() <= error
-    truth = labels[test]
     plain_accuracy = float((plain.argmax(1) == truth).float().mean())
     shared_accuracy = float((logits.argmax(1) == truth).float().mean())
     assert plain_accuracy > 0.9 and rows == 397
     assert abs(shared_accuracy - plain_accuracy) <= 1e-3
+
+
+class SquareNet(nn.Module):
+    """A small MLP for encrypted inference: a square activation needs no comparison."""
+
+    def __init__(self):
+        super().__init__()
+        self.fc1 = nn.Linear(64, 32)
+        self.fc2 = nn.Linear(32, 10)
+
+    def forward(self, x):
+        x = self.fc1(x)
+        x = x * x
+        return self.fc2(x)
+
+
+def test_encrypted_inference_of_a_shared_mlp_with_square_activation_on_digits(hook):
+    (train_rows, train_labels), (test_rows, truth) = digits_split()
+    torch.manual_seed(0)
+    model = trained(SquareNet(), train_rows, train_labels, lr=0.01)
+    with torch.no_grad():
+        plain = model(test_rows)
+
+    model_owner = sy.VirtualWorker(hook, id="model_owner")
+    data_owner = sy.VirtualWorker(hook, id="data_owner")
+    crypto_provider = sy.VirtualWorker(hook, id="crypto_provider")
+    try:
+        model.fix_precision().share(model_owner, data_owner, crypto_provider=crypto_provider)
+        assert list(model.parameters()) == []
+        assert isinstance(model.fc1.weight, sy.SharedTensor)
+        rows = test_rows.fix_precision().share(
+            model_owner, data_owner, crypto_provider=crypto_provider
+        )
+        logits = model(rows).get().float_precision()
+    finally:
+        for worker in (model_owner, data_owner, crypto_provider):
+            worker.close()
+
+    plain_accuracy = float((plain.argmax(1) == truth).float().mean())
+    shared_accuracy = float((logits.argmax(1) == truth).float().mean())
+    assert plain_accuracy > 0.9
+    assert abs(shared_accuracy - plain_accuracy) <= 1e-3
+    assert (logits - plain).abs().max() < 0.05  # 32 squared hidden units, each within ~1e-3
+
+
+def test_a_model_must_be_fixed_before_it_is_shared_and_layers_with_buffers_are_refused(workers):
+    bob, alice, carol = workers["bob"], workers["alice"], workers["carol"]
+    with pytest.raises(sy.UsageError, match="fix the model first"):
+        nn.Linear(2, 2).share(bob, alice, crypto_provider=carol)
+    with pytest.raises(sy.UsageError, match="has buffers"):
+        nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)).fix_precision()
+    relu_net = nn.Sequential(nn.Linear(2, 2), nn.ReLU())
+    relu_net.fix_precision().share(bob, alice, crypto_provider=carol)
+    x = torch.ones(1, 2).fix_precision().share(bob, alice, crypto_provider=carol)
+    with pytest.raises(sy.UsageError, match="relu: comparisons"):
+        relu_net(x)

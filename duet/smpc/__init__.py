@@ -10,22 +10,28 @@ imported); the modules here are private, one concern each:
 - provider.py: what the crypto provider deals (Beaver triples, truncation masks) as seeds and
   corrections;
 - truncation.py: division by a public number (SecureML for two holders, a provider's mask for more);
-- shared.py: SharedTensor, the shares and the operations on them.
+- shared.py: SharedTensor, the shares and the operations on them;
+- models.py: a model's weights fixed and shared, for inference on shared inputs.
 """
 
 from __future__ import annotations
 
 import torch
+from torch import nn
 
 from .fixed import FixedPrecisionTensor, fix_precision
+from .models import fix_module, share_module
 from .shared import SharedTensor, share
 
 
 def install_smpc() -> None:
-    """Add ``fix_precision`` / ``fix_prec`` and ``share`` to torch.Tensor."""
+    """Add ``fix_precision`` / ``fix_prec`` and ``share`` to torch.Tensor and nn.Module."""
     torch.Tensor.fix_precision = fix_precision  # type: ignore[attr-defined]
     torch.Tensor.fix_prec = fix_precision  # type: ignore[attr-defined]
     torch.Tensor.share = share  # type: ignore[attr-defined]
+    nn.Module.fix_precision = fix_module  # type: ignore[attr-defined]
+    nn.Module.fix_prec = fix_module  # type: ignore[attr-defined]
+    nn.Module.share = share_module  # type: ignore[attr-defined]
 
 
 __all__ = ["FixedPrecisionTensor", "SharedTensor", "install_smpc"]

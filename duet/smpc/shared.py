@@ -330,6 +330,79 @@ class SharedTensor:
 
     __floordiv__ = __truediv__
 
+    def __pow__(self, exponent: object) -> SharedTensor:
+        """``x ** n`` for a public int n >= 1: products of x with itself (Beaver triples)."""
+        self._check_live()
+        if isinstance(exponent, bool) or not isinstance(exponent, int) or exponent < 1:
+            raise UsageError(
+                f"a shared tensor takes a public int power >= 1 only, not {exponent!r}"
+            )
+        result: SharedTensor | None = None
+        square = self
+        while True:  # square and multiply: about 2 log2(n) products
+            if exponent & 1:
+                result = square if result is None else result * square
+            exponent >>= 1
+            if not exponent:
+                break
+            square = square * square
+        assert result is not None
+        return result if result is not self else self._like(self._copies(0))
+
+    # -- shape: each holder reshapes its own share
+    def _reshaped(self, name: str, *args: object, **kwargs: object) -> SharedTensor:
+        self._check_live()
+        shape = getattr(torch.empty(self.shape, device="meta"), name)(*args, **kwargs).shape
+        return self._like([getattr(s, name)(*args, **kwargs) for s in self.shares], shape)
+
+    def view(self, *shape: object) -> SharedTensor:
+        return self._reshaped("view", *shape)
+
+    def reshape(self, *shape: object) -> SharedTensor:
+        return self._reshaped("reshape", *shape)
+
+    def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
+        return self._reshaped("flatten", start_dim, end_dim)
+
+    def t(self) -> SharedTensor:
+        return self._reshaped("t")
+
+    def transpose(self, dim0: int, dim1: int) -> SharedTensor:
+        return self._reshaped("transpose", dim0, dim1)
+
+    def permute(self, *dims: object) -> SharedTensor:
+        return self._reshaped("permute", *dims)
+
+    def unsqueeze(self, dim: int) -> SharedTensor:
+        return self._reshaped("unsqueeze", dim)
+
+    def squeeze(self, *dim: object) -> SharedTensor:
+        return self._reshaped("squeeze", *dim)
+
+    def __getitem__(self, index: object) -> SharedTensor:
+        return self._reshaped("__getitem__", index)
+
+    # -- torch's functions (F.linear in a model's forward, tensor + shared, ...)
+    @classmethod
+    def __torch_function__(
+        cls,
+        func: Callable[..., object],
+        types: object,
+        args: Sequence[object] = (),
+        kwargs: dict[str, object] | None = None,
+    ) -> object:
+        name = getattr(func, "__name__", repr(func))
+        kwargs = kwargs or {}
+        operation = _TORCH_FUNCTIONS.get(name)
+        if name in _NEEDS_COMPARISON:
+            raise UsageError(f"{name}: {_COMPARISONS}")
+        if operation is None:
+            raise UsageError(
+                f"torch's {name} is not defined on shared tensors; they take + - * @ / by a "
+                "public int, ** n, .sum(), F.linear, and reshaping (view, t, transpose, [...])"
+            )
+        return operation(*args, **kwargs)
+
     # -- what is refused
     def _no_comparison(self, *_args: object, **_kwargs: object) -> NoReturn:
         raise UsageError(_COMPARISONS)
@@ -415,6 +488,74 @@ def share(
         dtype=torch.int64,
         options=options,
     )
+
+
+def _matmul(x: object, y: object) -> SharedTensor:
+    if isinstance(x, SharedTensor):
+        return x.matmul(y)
+    assert isinstance(y, SharedTensor)
+    return y.__rmatmul__(x)
+
+
+def _linear(x: object, weight: object, bias: object = None) -> object:
+    transposed = weight.t() if isinstance(weight, SharedTensor | torch.Tensor) else weight
+    out = _matmul(x, transposed)
+    return out if bias is None else out + bias
+
+
+def _add(x: object, y: object, *, alpha: object = 1) -> object:
+    if alpha != 1:
+        y = y * alpha  # type: ignore[operator]
+    if isinstance(x, SharedTensor):
+        return x.__add__(y)
+    assert isinstance(y, SharedTensor)
+    return y.__radd__(x)
+
+
+def _sub(x: object, y: object) -> object:
+    if isinstance(x, SharedTensor):
+        return x.__sub__(y)
+    assert isinstance(y, SharedTensor)
+    return y.__rsub__(x)
+
+
+def _mul(x: object, y: object) -> object:
+    if isinstance(x, SharedTensor):
+        return x.__mul__(y)
+    assert isinstance(y, SharedTensor)
+    return y.__rmul__(x)
+
+
+def _sum(
+    x: SharedTensor, dim: int | tuple[int, ...] | None = None, keepdim: bool = False
+) -> object:
+    return x.sum(dim, keepdim=keepdim)
+
+
+# torch's functions and Tensor's operators, by name, when a SharedTensor is among the arguments
+_TORCH_FUNCTIONS: dict[str, Callable[..., object]] = {
+    "linear": _linear,
+    "matmul": _matmul,
+    "mm": _matmul,
+    "__matmul__": _matmul,
+    "__rmatmul__": lambda tensor, shared: _matmul(shared, tensor),
+    "add": _add,
+    "__add__": _add,
+    "__radd__": _add,
+    "sub": _sub,
+    "__sub__": _sub,
+    "__rsub__": lambda tensor, other: _sub(other, tensor),
+    "mul": _mul,
+    "__mul__": _mul,
+    "__rmul__": _mul,
+    "neg": lambda x: -x,  # type: ignore[operator]
+    "sum": _sum,
+}
+_NEEDS_COMPARISON = frozenset({
+    "relu", "relu_", "max", "min", "argmax", "argmin", "gt", "ge", "lt", "le", "eq", "ne",
+    "__gt__", "__ge__", "__lt__", "__le__", "__eq__", "__ne__", "sigmoid", "softmax",
+    "log_softmax", "max_pool2d", "threshold", "hardtanh", "sign", "abs",
+})  # fmt: skip
 
 
 def _share_fixed(
