@@ -563,3 +563,27 @@ def test_a_model_must_be_fixed_before_it_is_shared_and_layers_with_buffers_are_r
     x = torch.ones(1, 2).fix_precision().share(bob, alice, crypto_provider=carol)
     with pytest.raises(sy.UsageError, match="relu: comparisons"):
         relu_net(x)
+
+
+def test_the_readme_example_runs_as_written_and_prints_what_it_says():
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).parent.parent / "README.md").read_text()
+    section = readme.split("\n## Secret-shared tensors\n", 1)[1].split("\n## ", 1)[0]
+    (code,) = re.findall(r"```python\n(.*?)```", section, re.S)[:1]
+    lines, expected = [], []
+    for line in code.splitlines():  # a line whose comment shows a value prints it
+        expression, _, comment = line.partition("# tensor(")
+        if comment:
+            lines.append(f"print({expression.strip()})")
+            expected.append("tensor(" + comment.strip())
+        else:
+            lines.append(line)
+    run = subprocess.run(
+        [sys.executable, "-c", "\n".join(lines)], capture_output=True, text=True, timeout=120
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert run.stdout.splitlines() == expected
