@@ -185,6 +185,13 @@ def test_fixed_point_arithmetic_on_shares_matches_plaintext_within_the_bound(wor
     assert (decoded(c.t() @ x) - c.t() @ a).abs().max() <= bound((mc, ma, 5))
     assert (decoded(x / 2) - a / 2).abs().max() <= ULP
     assert (decoded(x / 3) - a / 3).abs().max() <= bound((ma, 1 / 3, 1))
+    # a public fixed-point tensor on either side; a public operand that broadcasts the shape
+    two = torch.tensor([2.0]).fix_precision()
+    assert (decoded(two * x) - 2 * a).abs().max() <= 2 * ULP
+    assert (decoded(x + two) - (a + 2)).abs().max() <= ULP
+    wide = x + torch.ones(2, 5, 4)
+    assert wide.shape == torch.Size([2, 5, 4])
+    assert (decoded(wide.view(10, 4)) - (a + 1).expand(2, 5, 4).reshape(10, 4)).abs().max() <= ULP
     # a chain: (x * z + 1) @ y / 4
     expected = (a * c + 1) @ b / 4
     error = bound((ma, mc, 1)) * 4 * mb + bound((ma * mc + 1, mb, 4)) + ULP

@@ -39,6 +39,22 @@ def set_sharer(sharer: Sharer) -> None:
     _sharer = sharer
 
 
+class _Deferred(Exception):
+    """An operand this class does not know: Python then asks the other operand."""
+
+
+def _deferring(operator: Callable[..., FixedPrecisionTensor]) -> Callable[..., object]:
+    def wrapped(self: FixedPrecisionTensor, other: object) -> object:
+        try:
+            return operator(self, other)
+        except _Deferred:
+            return NotImplemented
+
+    wrapped.__name__ = operator.__name__
+    wrapped.__doc__ = operator.__doc__
+    return wrapped
+
+
 class FixedPrecisionTensor:
     """Fixed-point values: ``child`` (int64) = round(value * 2^precision_fractional)."""
 
@@ -96,6 +112,8 @@ class FixedPrecisionTensor:
 
     # -- local arithmetic in the ring
     def _other(self, other: object) -> torch.Tensor:
+        """``other`` in this encoding; raises _Deferred for a type this class leaves to the
+        other operand (a SharedTensor's reflected operators)."""
         if isinstance(other, FixedPrecisionTensor):
             if other.precision_fractional != self.precision_fractional:
                 raise UsageError(
@@ -105,7 +123,7 @@ class FixedPrecisionTensor:
             return other.child
         if isinstance(other, int | float | torch.Tensor):
             return ring.encode(other, self.precision_fractional)
-        return NotImplemented  # type: ignore[no-any-return]
+        raise _Deferred
 
     def _new(self, child: torch.Tensor) -> FixedPrecisionTensor:
         return FixedPrecisionTensor(
@@ -115,20 +133,24 @@ class FixedPrecisionTensor:
     def _truncate(self, product: torch.Tensor) -> torch.Tensor:
         return torch.div(product, 1 << self.precision_fractional, rounding_mode="floor")
 
+    @_deferring
     def __add__(self, other: object) -> FixedPrecisionTensor:
         return self._new(self.child + self._other(other))
 
     __radd__ = __add__
 
+    @_deferring
     def __sub__(self, other: object) -> FixedPrecisionTensor:
         return self._new(self.child - self._other(other))
 
+    @_deferring
     def __rsub__(self, other: object) -> FixedPrecisionTensor:
         return self._new(self._other(other) - self.child)
 
     def __neg__(self) -> FixedPrecisionTensor:
         return self._new(-self.child)
 
+    @_deferring
     def __mul__(self, other: object) -> FixedPrecisionTensor:
         if isinstance(other, int) and not isinstance(other, bool):
             return self._new(self.child * other)
@@ -136,6 +158,7 @@ class FixedPrecisionTensor:
 
     __rmul__ = __mul__
 
+    @_deferring
     def __matmul__(self, other: object) -> FixedPrecisionTensor:
         return self._new(self._truncate(self.child @ self._other(other)))
 

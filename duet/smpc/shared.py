@@ -102,10 +102,14 @@ class SharedTensor:
             shape=self.shape if shape is None else shape,
         )
 
-    def _copies(self, start: int) -> list[Share]:
+    def _copies(self, start: int, shape: torch.Size | None = None) -> list[Share]:
         """Copies of the shares from ``start`` on, on their holders: a result never holds its
-        input's pointers (its ``get()`` would take the input's shares away)."""
-        return [s.copy() for s in self.shares[start:]]
+        input's pointers (its ``get()`` would take the input's shares away). Broadcast to
+        ``shape`` when a public operand made the result larger."""
+        if shape is None or shape == self.shape:
+            return [s.copy() for s in self.shares[start:]]
+        zeros = torch.zeros(shape, dtype=torch.int64)
+        return [s + zeros for s in self.shares[start:]]
 
     def _check_live(self) -> None:
         if self._taken:
@@ -184,8 +188,9 @@ class SharedTensor:
         public = self._public(other)
         if public is None:
             self._refuse(other, "+")
-        shares = [self.shares[0] + public, *self._copies(1)]
-        return self._like(shares, torch.broadcast_shapes(self.shape, public.shape))
+        shape = torch.broadcast_shapes(self.shape, public.shape)
+        shares = [self.shares[0] + public, *self._copies(1, shape)]
+        return self._like(shares, shape)
 
     __radd__ = __add__
 
@@ -200,8 +205,9 @@ class SharedTensor:
         public = self._public(other)
         if public is None:
             self._refuse(other, "-")
-        shares = [self.shares[0] - public, *self._copies(1)]
-        return self._like(shares, torch.broadcast_shapes(self.shape, public.shape))
+        shape = torch.broadcast_shapes(self.shape, public.shape)
+        shares = [self.shares[0] - public, *self._copies(1, shape)]
+        return self._like(shares, shape)
 
     def __rsub__(self, other: object) -> SharedTensor:
         return (-self) + other
