@@ -150,6 +150,14 @@ def test_integer_sharing_is_exact(workers, count):
     assert torch.equal((x * 3 + 10 - b).get(), a * 3 + 10 - b)
     assert torch.equal(x.sum().get(), a.sum())
     assert torch.equal(x.sum(0).get(), a.sum(0))
+    quotient = (x / 4).get() - torch.div(a, 4, rounding_mode="floor")
+    assert ((quotient == 0) | (quotient == 1)).all()  # floor, or one more
+    if count == 2:
+        quotient = (x / 3).get() - torch.div(a, 3, rounding_mode="floor")
+        assert ((quotient == 0) | (quotient == 1)).all()
+    else:
+        with pytest.raises(sy.UsageError, match="fixed precision unless the divisor is a power"):
+            x / 3
 
 
 @pytest.mark.parametrize("count", [2, 3])
