@@ -39,6 +39,7 @@ from .scientist.pointer import Pointer, RequestHandle
 from .scientist.tables import TablePointer
 from .sessions.owner import OwnerSession
 from .sessions.scientist import ScientistSession
+from .smpc import FixedPrecisionTensor, SharedTensor, install_smpc
 from .workers import (
     BaseDataset,
     FederatedDataLoader,
@@ -51,6 +52,7 @@ from .workers import (
 
 install_send()
 install_workers()
+install_smpc()  # x.fix_precision(), x.share(bob, alice, crypto_provider=carol)
 
 #: PySyft's ``sy.gym``, like a session's ``duet.gym``: refused, with the reason
 gym = ScientistSession.gym
@@ -75,6 +77,7 @@ __all__ = [
     "DuetTimeout",
     "FederatedDataLoader",
     "FederatedDataset",
+    "FixedPrecisionTensor",
     "Handler",
     "HandshakeError",
     "Identity",
@@ -94,6 +97,7 @@ __all__ = [
     "RequestStatus",
     "RequestWarning",
     "ScientistSession",
+    "SharedTensor",
     "SignalingError",
     "TablePointer",
     "TorchHook",

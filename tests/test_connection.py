@@ -123,7 +123,7 @@ def test_context_manager_closes_both_sides():
     assert not owner.connected and not scientist.connected
 
 
-def test_public_api_is_curated_and_importing_only_adds_send_to_torch():
+def test_public_api_is_curated_and_importing_only_adds_send_and_sharing_to_torch():
     exported = set(sy.__all__)
     assert {"launch_duet", "join_duet", "duet_pair", "Module", "DuetError", "RemoteError",
             "PermissionDenied", "ConnectionLost", "Pointer"} <= exported  # fmt: skip
@@ -136,6 +136,9 @@ def test_public_api_is_curated_and_importing_only_adds_send_to_torch():
     assert hasattr(torch.Tensor, "send") and hasattr(torch.nn.Module, "send")
     assert not hasattr(torch.Tensor, "get") and not hasattr(torch.Tensor, "request")
     assert torch.Tensor.send.__module__ == "duet.in_process"
+    # PySyft 0.2's secret sharing: x.fix_precision() / x.fix_prec(), x.share(bob, alice)
+    assert torch.Tensor.share.__module__ == "duet.smpc.shared"
+    assert torch.Tensor.fix_precision.__module__ == "duet.smpc.fixed"
 
 
 def test_a_process_that_exits_without_closing_says_goodbye(tmp_path):

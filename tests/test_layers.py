@@ -26,6 +26,9 @@ ALLOWED = {
     # quantiser, the masks; no session, no wire (the federated rounds will call it)
     "secure": set(),
     "scientist": {"protocol", "display"},
+    # secret-shared tensors: shares live on workers (VirtualWorkers) as the scientist's pointers;
+    # nothing below imports it (duet/__init__ installs its tensor methods)
+    "smpc": {"workers", "scientist"},
     # how owner and scientist find each other (the signaling server an owner starts)
     "pairing": {"protocol", "transport"},
     # the owner's review page: a view of the owner's objects, never the other way round

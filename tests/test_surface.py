@@ -801,3 +801,15 @@ def forward_in_a_privately_chosen_mode(scientist, key):
 )
 def test_what_decides_whether_an_op_runs_is_labeled_like_its_inputs(program):
     assert observe(1.0, program) == observe(-1.0, program)
+
+
+# ---------------------------------------------------------------- secret sharing (PySyft 0.2)
+
+
+def test_secret_sharing_names_are_public_and_on_torch_tensors():
+    assert {"FixedPrecisionTensor", "SharedTensor"} <= set(sy.__all__)
+    fixed = torch.tensor([1.5]).fix_precision()
+    assert isinstance(fixed, sy.FixedPrecisionTensor)
+    assert torch.Tensor.fix_prec is torch.Tensor.fix_precision
+    assert callable(torch.Tensor.share) and not hasattr(torch.Tensor, "float_precision")
+    assert fixed.float_prec().tolist() == [1.5]
