@@ -120,6 +120,10 @@ def test_a_secure_round_gives_fedavg_of_the_owners_updates_within_the_quantisati
     assert fed.history.rows()[0]["secure"] is True
     for owner in owners.owners.values():  # released without a request, but the sample count
         assert [r.name for r in owner.requests.history] == ["federated samples"]
+        (masked,) = [
+            e for e in owner.audit.events("release") if e.get("value_kind") == "masked update"
+        ]
+        assert masked["nbytes"] == 8 * 58 and "secure aggregation rule" in masked["decided_by"]
 
 
 def test_owners_told_another_roster_abort_the_round_and_nothing_is_aggregated(owners):
@@ -226,3 +230,30 @@ def test_any_secure_aggregation_message_validates_into_bounded_fields_or_is_a_pr
             assert len(value) <= 100
         if isinstance(value, float):
             assert 0 < value <= 1e12
+
+
+def test_an_owner_gives_one_trained_models_update_once_whatever_the_round_starts_from(owners):
+    owners.allow()
+    fed = fl.Federation(
+        model(), owners.sessions, data="data", training=TRAINING, show="none",
+        secure_aggregation=True, round_timeout_secs=SECS,
+    )  # fmt: skip
+    assert fed.fit(rounds=1)[-1].counted
+    member = fed.members[0]
+    assert member.secure_objects is not None
+    _, trained = member.secure_objects
+    other_start = member.session.send_value(model().requires_grad_(False).float())
+    roster = owners.ids
+
+    async def keys():  # the same trained weights again, against another global model
+        return await member.aio.exchange(
+            lambda rid: SecAggKeys(
+                rid=rid, federation="federated", round_id="again", roster=roster, threshold=2,
+                clip=1e4, fractional_bits=16, model=other_start.id, trained=trained,
+            ),
+            timeout_secs=SECS, what="keys",
+        )  # fmt: skip
+
+    with pytest.raises(SecureAggregationAborted, match="given to an earlier round") as caught:
+        run(keys(), timeout_secs=SECS, what="keys")
+    assert caught.value.reason == "replay"

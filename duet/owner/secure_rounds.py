@@ -25,6 +25,7 @@ the owner's process ends.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Collection
@@ -87,6 +88,8 @@ class SecureRule:
     scientist: str | None = None
     min_threshold: int | None = None
     history: History = field(default_factory=History)
+    # digests of the trained models whose updates this owner fixed: one model, one round
+    trained: set[bytes] = field(default_factory=set)
 
 
 class SecureAggregationRules:
@@ -191,6 +194,7 @@ class SecureRounds:
         trained = self._model(message.trained, "the trained model")
         update = _update(start, trained, rule, self._samples(rule.data))
         digest = model_digest(_floats(start))
+        trained_digest = model_digest(_floats(trained))
         spec = RoundSpec(
             message.round_id, tuple(message.roster), digest,
             Quantiser(message.clip, message.fractional_bits), message.threshold,
@@ -199,6 +203,12 @@ class SecureRounds:
             self.rules.identity, spec, expected_owners=rule.owners, model_digest=digest,
             history=rule.history, min_threshold=rule.min_threshold,
         )  # fmt: skip
+        if trained_digest in rule.trained:  # against the same weights over another start
+            raise SecureAggregationAborted(
+                "this trained model's update was given to an earlier round: an owner gives "
+                "one model's update once", reason="replay", owner=self.rules.identity.id,
+            )  # fmt: skip
+        rule.trained.add(trained_digest)
         self._remember(key, _Live(owner_round, update))
         ad = owner_round.advertise()
         return {
@@ -242,6 +252,14 @@ class SecureRounds:
                 "asked for a second masked input", reason="replay", owner=self.rules.identity.id
             )
         masked = live.round.masked_input(update, shares)
+        if self.service.audit is not None:  # what left, and under which rule
+            self.service.audit.record(
+                "release", scientist=self.service.peer, name=self.service.peer_name,
+                object_id=message.round_id[:200], value_kind="masked update",
+                nbytes=int(masked.values.nbytes), masked_with=list(masked.masked_with),
+                digest=hashlib.sha256(masked.values.tobytes()).hexdigest(),
+                decided_by=f"secure aggregation rule of {live.round.spec.round_id[:200]!r}",
+            )  # fmt: skip
         return {
             "owner": masked.owner,
             "masked_with": list(masked.masked_with),
