@@ -12,6 +12,12 @@ With ``dp=DpRound(...)`` each owner's round is a DP training job instead (``dp.p
 owner runs DP-SGD on the global model under the scientist's privacy budget on its data and
 releases the weights with the epsilon spent, which each round's report carries per owner.
 
+With ``secure_aggregation=True`` (or ``SecureAggregation(...)``) the owners train through
+pointers as above but release no model: the scientist relays a round of secure aggregation
+between them (``secure.py``) and learns only the sum of their updates; an owner that drops after
+the keys are agreed is reported as dropped, and an aborted round does not count (its report's
+``note`` says why).
+
 An owner is left out of a round, and the round goes on without it, when it is late (the
 round's ``round_timeout_secs`` passed), denies or does not decide a request, fails, refuses a
 DP job or its budget cannot take one ("over budget"), or is lost (it died or left: it is then
@@ -68,6 +74,11 @@ class Federation:
     round's deadline. ``name``: the prefix of every request's name (``"<name> round 3
     update"``), which the owners' handlers may match. ``show``: the progress display
     ("auto", "lines", "none"). ``on_round(report)`` is called after each round.
+    ``secure_aggregation``: True or a ``SecureAggregation`` (clip, fixed point, threshold, each
+    step's timeout): the owners' updates are summed by secure aggregation, at least 3 owners,
+    each allowing it with ``allow_federated_training(..., secure_aggregation=True, owners=)``;
+    the strategy then aggregates the one averaged update (FedAvg: it becomes the model).
+    Raises UsageError for settings no round could run with.
 
     The global model is ``self.model`` (a local ``nn.Module``, updated after every round that
     counts); ``self.history`` holds every round's report.
@@ -345,6 +356,7 @@ class Federation:
 
     def __repr__(self) -> str:
         private = ", DP-SGD jobs" if self.dp is not None else ""
+        private += ", secure aggregation" if self.secure is not None else ""
         return (
             f"<Federation of {len(self.members)} owners ({', '.join(self.owners)}), "
             f"{type(self.strategy).__name__}{private}, {len(self.history)} rounds run>"

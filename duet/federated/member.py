@@ -12,6 +12,10 @@ In a DP federation (``DpRound``) the first round asks only for the sample count,
 round is one DP training job of the global model on the owner (``dp.py``): no loop driven from
 here, no update or loss asked for.
 
+In a round of secure aggregation the training is the same, but nothing is asked for at its end:
+a copy of the round's global model is sent alongside, and the two objects' ids
+(``secure_objects``) are what the round's messages name (``secure.py``).
+
 An owner that cannot take part raises ``LeftOut`` with the outcome and the reason.
 """
 
