@@ -10,6 +10,7 @@
     ├── RequestDenied          a request was denied or timed out (raised only when asked to)
     ├── DuetTimeout            a blocking call did not get its reply in time
     ├── ProtocolError          a frame or message is malformed, oversized or of another version
+    ├── SecureAggregationAborted  an owner (or the aggregator) stopped a secure-aggregation round
     └── NetworkError           anything about reaching the peer
         ├── SignalingError     the signaling server refused or failed
         ├── HandshakeError     versions or allowlists of the two sides do not match
@@ -20,6 +21,8 @@ raised on the scientist's side as the class the code names.
 """
 
 from __future__ import annotations
+
+import re
 
 
 class DuetError(Exception):
@@ -87,6 +90,32 @@ class ProtocolError(DuetError):
     code = "protocol_error"
 
 
+class SecureAggregationAborted(DuetError):
+    """An owner (or the scientist's aggregator) stopped a round of secure aggregation.
+
+    ``reason`` is a short word for what went wrong (``roster``, ``signature``, ``replay``,
+    ``model``, ``parameters``, ``both_kinds``, ``below_threshold``, ``protocol``, ``shares``);
+    the message says it in full. An owner that aborts has released no unmasked update, and
+    reveals nothing more for the round. From the wire (an owner's abort) the reason is read
+    back from the message; ``owner`` is then empty (the operation names the owner).
+    """
+
+    code = "secure_aggregation_aborted"
+
+    def __init__(self, message: str, *, reason: str = "", owner: str = ""):
+        if not reason:  # rebuilt from the wire: "... aborted (roster): ..."
+            found = re.search(r"secure aggregation aborted \(([a-z_]{1,20})\)", message)
+            reason = found.group(1) if found else "protocol"
+            self.reason, self.owner, self.detail = reason, owner, message
+            super().__init__(message)
+            return
+        self.reason = reason
+        self.owner = owner
+        self.detail = message
+        who = f"owner {owner}: " if owner else ""
+        super().__init__(f"secure aggregation aborted ({reason}): {who}{message}")
+
+
 class NetworkError(DuetError):
     code = "network_error"
 
@@ -116,6 +145,7 @@ _BY_CODE: dict[str, type[DuetError]] = {
         RequestDenied,
         DuetTimeout,
         ProtocolError,
+        SecureAggregationAborted,
         NetworkError,
         SignalingError,
         HandshakeError,

@@ -17,13 +17,14 @@ ALLOWED = {
     # presentation (text shown as data, tables from rows, the prompt, the countdown, progress):
     # shown by the layers above, it knows none of them (and of the leaves only errors, below)
     "display": set(),
-    # the owner's layers call differential privacy's core (owner.privacy, DP releases)
-    "owner": {"protocol", "display", "privacy"},
+    # the owner's layers call differential privacy's core (owner.privacy, DP releases) and
+    # secure aggregation's (owner.secure_rounds runs an OwnerRound per round)
+    "owner": {"protocol", "display", "privacy", "secure"},
     # differential privacy's owner core: prices, the ledger, the mechanisms run (Opacus, OpenDP);
     # it knows no session, no wire: the owner's layers call it
     "privacy": set(),
     # secure aggregation's protocol core: the owners' and the scientist's state machines, the
-    # quantiser, the masks; no session, no wire (the federated rounds will call it)
+    # quantiser, the masks; no session, no wire (the owner's node and the federated rounds call it)
     "secure": set(),
     "scientist": {"protocol", "display"},
     # secret-shared tensors: shares live on workers (VirtualWorkers) as the scientist's pointers;

@@ -49,6 +49,7 @@ from .joining import OwnerAddress, join_all
 from .member import LocalTraining
 from .names import RequestNames
 from .owner import allow_federated_training
+from .secure import SecureAggregation
 from .strategies import FedAdam, FedAvg, FedProx, Strategy, Update, proximal_term, weighted_average
 
 
@@ -97,6 +98,7 @@ __all__ = [
     "Released",
     "RequestNames",
     "RoundReport",
+    "SecureAggregation",
     "Strategy",
     "Update",
     "allow_federated_training",

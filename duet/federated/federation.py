@@ -12,6 +12,12 @@ With ``dp=DpRound(...)`` each owner's round is a DP training job instead (``dp.p
 owner runs DP-SGD on the global model under the scientist's privacy budget on its data and
 releases the weights with the epsilon spent, which each round's report carries per owner.
 
+With ``secure_aggregation=True`` (or ``SecureAggregation(...)``) the owners train through
+pointers as above but release no model: the scientist relays a round of secure aggregation
+between them (``secure.py``) and learns only the sum of their updates; an owner that drops after
+the keys are agreed is reported as dropped, and an aborted round does not count (its report's
+``note`` says why).
+
 An owner is left out of a round, and the round goes on without it, when it is late (the
 round's ``round_timeout_secs`` passed), denies or does not decide a request, fails, refuses a
 DP job or its budget cannot take one ("over budget"), or is lost (it died or left: it is then
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import logging
+import secrets
 from collections.abc import Callable, Coroutine, Mapping
 from typing import TypeVar
 
@@ -32,13 +39,20 @@ import torch
 from torch import nn
 
 from ..display.progress import Listener, ProgressBoard
-from ..errors import UsageError
+from ..errors import SecureAggregationAborted, UsageError
 from ..runtime import get_loop, on_loop_thread, run
 from ..sessions.scientist import ScientistSession
 from .dp import DpRound
 from .history import History, LeftOut, Outcome, OwnerResult, RoundReport
 from .member import LocalTraining, Member
 from .names import RequestNames
+from .secure import (
+    SecureAggregation,
+    SecureParty,
+    aggregate_securely,
+    averaged,
+    check_settings,
+)
 from .strategies import FedAvg, Strategy, Update
 
 log = logging.getLogger(__name__)
@@ -60,6 +74,11 @@ class Federation:
     round's deadline. ``name``: the prefix of every request's name (``"<name> round 3
     update"``), which the owners' handlers may match. ``show``: the progress display
     ("auto", "lines", "none"). ``on_round(report)`` is called after each round.
+    ``secure_aggregation``: True or a ``SecureAggregation`` (clip, fixed point, threshold, each
+    step's timeout): the owners' updates are summed by secure aggregation, at least 3 owners,
+    each allowing it with ``allow_federated_training(..., secure_aggregation=True, owners=)``;
+    the strategy then aggregates the one averaged update (FedAvg: it becomes the model).
+    Raises UsageError for settings no round could run with.
 
     The global model is ``self.model`` (a local ``nn.Module``, updated after every round that
     counts); ``self.history`` holds every round's report.
@@ -84,6 +103,7 @@ class Federation:
         name: str = "federated",
         show: str = "auto",
         on_round: Callable[[RoundReport], None] | None = None,
+        secure_aggregation: SecureAggregation | bool = False,
     ):
         if not owners:
             raise UsageError("a federation needs at least one owner")
@@ -105,6 +125,10 @@ class Federation:
                 "FedProx adds a term to each owner's loss, which a DP job does not run: use "
                 "FedAvg or FedAdam with dp="
             )
+        self.secure = check_settings(secure_aggregation, len(owners))
+        self._run = secrets.token_hex(4)  # round ids of this federation's run: never reused
+        if self.secure is not None and dp is not None:
+            raise UsageError("secure_aggregation sums plain rounds' updates: give no dp=")
         self.model = model
         self.members = [
             Member(owner, session, index=i) for i, (owner, session) in enumerate(owners.items())
@@ -176,6 +200,7 @@ class Federation:
             coroutine = member.run_round(
                 round_, self.model, data=self.data, training=self.dp or self.training,
                 strategy=self.strategy, names=self.names, deadline=deadline, board=self.board,
+                secure=self.secure is not None,
             )  # fmt: skip
             task = asyncio.ensure_future(coroutine)
             task.add_done_callback(_timer(finished, member.name, loop, started))
@@ -193,9 +218,13 @@ class Federation:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-        counted = len(updates) >= self.min_owners
-        if counted:  # torch work off the loop: the sessions' heartbeats go on meanwhile
-            await asyncio.to_thread(self._aggregate, updates)
+        note = ""
+        if self.secure is not None:
+            counted, note = await self._aggregate_securely(round_, results, deadline)
+        else:
+            counted = len(updates) >= self.min_owners
+            if counted:  # torch work off the loop: the sessions' heartbeats go on meanwhile
+                await asyncio.to_thread(self._aggregate, updates)
         report = RoundReport(
             round=round_,
             owners={m.name: results[m.name] for m in self.members},
@@ -203,6 +232,8 @@ class Federation:
             min_owners=self.min_owners,
             metrics=await asyncio.to_thread(self._metrics),
             secs=loop.time() - started,
+            secure=self.secure is not None,
+            note=note,
         )
         self.history.append(report)
         log.info("%s", report.summary())
@@ -211,6 +242,61 @@ class Federation:
         if self.on_round is not None:
             self.on_round(report)
         return report
+
+    async def _aggregate_securely(
+        self, round_: int, results: dict[str, OwnerResult], deadline: float
+    ) -> tuple[bool, str]:
+        """Sum the trained owners' updates by secure aggregation (``secure.py``) into the next
+        global model; the owners that dropped after key agreement are left out in
+        ``results``. Returns (counted, why not)."""
+        assert self.secure is not None
+        loop = asyncio.get_running_loop()
+        trained = [m for m in self.members if results[m.name].included]
+        missing = [m.name for m in self.members if not results[m.name].included]
+        if missing:  # every owner expects the whole roster: the round cannot start
+            why = (
+                f"secure aggregation not started: {', '.join(missing)} did not train, and "
+                "every owner of the roster must take part until the keys are agreed"
+            )
+            for member in trained:
+                results[member.name].outcome = Outcome.ABORTED
+                results[member.name].reason = why
+            return False, why
+        parties = []
+        for member in trained:
+            assert member.secure_objects is not None
+            start, model = member.secure_objects
+            parties.append(
+                SecureParty(member.name, member.aio, member.session.owner_id, start, model)
+            )
+        for member in trained:
+            self.board.update(member.name, state="secure aggregation")
+        try:
+            outcome = await aggregate_securely(
+                parties, self.model, self.secure, federation=self.names.federation,
+                round_id=f"{self.names.federation} {self._run} round {round_}",
+                left=lambda: deadline - loop.time(),
+            )  # fmt: skip
+        except SecureAggregationAborted as exc:
+            for member in trained:
+                results[member.name].outcome = Outcome.ABORTED
+                results[member.name].reason = str(exc)
+                self.board.update(member.name, state="aborted")
+            return False, str(exc)
+        for name, why in outcome.dropped.items():
+            results[name].outcome = Outcome.DROPPED
+            results[name].reason = why
+            self.board.update(name, state="dropped")
+        samples = sum(results[name].samples or 0 for name in outcome.survivors)
+        counted = len(outcome.survivors) >= self.min_owners and samples > 0
+        if counted:
+            state = averaged(self.model, outcome, samples)
+            summed = Update(owner="secure sum", state=state, samples=samples)
+            current = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
+            new = self.strategy.aggregate(current, [summed])
+            with torch.no_grad():
+                self.model.load_state_dict(new)
+        return counted, ""
 
     def _skip_reason(self, member: Member) -> tuple[Outcome, str] | None:
         if member.gone:
@@ -270,6 +356,7 @@ class Federation:
 
     def __repr__(self) -> str:
         private = ", DP-SGD jobs" if self.dp is not None else ""
+        private += ", secure aggregation" if self.secure is not None else ""
         return (
             f"<Federation of {len(self.members)} owners ({', '.join(self.owners)}), "
             f"{type(self.strategy).__name__}{private}, {len(self.history)} rounds run>"

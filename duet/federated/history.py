@@ -27,6 +27,10 @@ class Outcome(StrEnum):
     FAILED = "failed"  # its training or its update failed (the reason says how)
     OVER_BUDGET = "over budget"  # its DP job was refused: the privacy budget cannot take it
     REFUSED = "refused"  # the owner refused its DP job (its settings, its access rules)
+    DROPPED = (
+        "dropped"  # secure aggregation: gone after the keys were agreed; the sum is the rest's
+    )
+    ABORTED = "aborted"  # secure aggregation: the round aborted (the report says why)
 
 
 LEFT_OUT = frozenset(Outcome) - {Outcome.UPDATED}
@@ -67,7 +71,9 @@ class OwnerResult:
 @dataclass
 class RoundReport:
     """One round: each owner's result, whether the round counted (at least ``min_owners``
-    updates: the global model changed), the global model's metrics after it, its duration."""
+    updates: the global model changed), the global model's metrics after it, its duration.
+    ``secure``: the updates were summed by secure aggregation (the scientist saw only their
+    sum); ``note``: why such a round did not count (its abort)."""
 
     round: int
     owners: dict[str, OwnerResult]
@@ -75,6 +81,8 @@ class RoundReport:
     min_owners: int
     metrics: dict[str, float] = field(default_factory=dict)
     secs: float = 0.0
+    secure: bool = False
+    note: str = ""
 
     @property
     def included(self) -> list[str]:
@@ -88,7 +96,10 @@ class RoundReport:
         """One line: who took part, whether it counted, who was left out and why, metrics."""
         n, total = len(self.included), len(self.owners)
         verdict = "counted" if self.counted else f"did not count (min_owners={self.min_owners})"
-        text = f"round {self.round}: {n} of {total} owners, {verdict}"
+        secure = ", securely aggregated" if self.secure and self.counted else ""
+        text = f"round {self.round}: {n} of {total} owners{secure}, {verdict}"
+        if self.note:
+            text += f" ({self.note})"
         left = self.left_out
         if left:
             text += "; left out: " + "; ".join(
@@ -160,6 +171,7 @@ class History(list[RoundReport]):
                         "secs": round(result.secs, 3),
                         "reason": result.reason,
                         "counted": report.counted,
+                        **({"secure": True} if report.secure else {}),
                         **report.metrics,
                     }
                 )

@@ -12,6 +12,10 @@ In a DP federation (``DpRound``) the first round asks only for the sample count,
 round is one DP training job of the global model on the owner (``dp.py``): no loop driven from
 here, no update or loss asked for.
 
+In a round of secure aggregation the training is the same, but nothing is asked for at its end:
+a copy of the round's global model is sent alongside, and the two objects' ids
+(``secure_objects``) are what the round's messages name (``secure.py``).
+
 An owner that cannot take part raises ``LeftOut`` with the outcome and the reason.
 """
 
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -91,6 +96,10 @@ class Member:
         self._loader: Pointer | None = None
         self._params: list[Pointer] = []
         self._plan: Plan | None = None
+        # a secure round's objects at the owner: the global model it started from, and the
+        # model trained from it (which stays there; duet.federated.secure)
+        self.secure_objects: tuple[str, str] | None = None
+        self._start: Pointer | None = None  # kept: a pointer let go deletes its object
 
     def describe(self) -> str:
         """What this owner was doing, as far as the scientist knows (for a late owner)."""
@@ -118,9 +127,12 @@ class Member:
         names: RequestNames,
         deadline: float,
         board: ProgressBoard,
+        secure: bool = False,
     ) -> Update:
         """Train on this owner for one round (``LocalTraining``: through pointers; ``DpRound``:
-        a DP job the owner runs); returns its update. Raises LeftOut."""
+        a DP job the owner runs); returns its update. ``secure``: the trained model stays at
+        the owner (``secure_objects`` names it; the Update holds no weights) for a round of
+        secure aggregation. Raises LeftOut."""
         loop = asyncio.get_running_loop()
 
         def left() -> float:
@@ -140,7 +152,9 @@ class Member:
                     await self._setup(dataset, global_model, training, strategy)
             if isinstance(training, DpRound):
                 return await self._train_dp(round_, global_model, training, data, left, board)
-            return await self._train(round_, global_model, training, strategy, names, left, board)
+            return await self._train(
+                round_, global_model, training, strategy, names, left, board, secure=secure
+            )
         except ConnectionLost as exc:
             self.gone = f"connection lost in round {round_}: {exc}"
             raise LeftOut(Outcome.LOST, f"connection lost: {exc}") from exc
@@ -230,6 +244,8 @@ class Member:
         names: RequestNames,
         left: Callable[[], float],
         board: ProgressBoard,
+        *,
+        secure: bool = False,
     ) -> Update:
         session, remote, loader, plan = self.session, self._remote, self._loader, self._plan
         pointer = self._pointer
@@ -240,6 +256,8 @@ class Member:
         started = loop.time()
         state = {k: v.detach() for k, v in global_model.state_dict().items()}
         pointer.load_state_dict(state)
+        self.secure_objects = None
+        start = self._start = session.send_value(copy.deepcopy(global_model)) if secure else None
         optimizer = getattr(session.torch.optim, training.optimizer.__name__)(
             pointer.parameters(), **dict(training.optimizer_options)
         )
@@ -273,6 +291,13 @@ class Member:
                 while len(window) > WINDOW_CHUNKS:
                     await wait_for(window.popleft(), left(), f"training on {self.name}")
         assert total is not None
+        if start is not None:  # secure: nothing is asked for; the round's messages name these
+            self.phase = "finishing its training"
+            await wait_for(self.aio.sync_soon(), left(), f"training on {self.name}")
+            self.secure_objects = (start.id, pointer.id)
+            secs = loop.time() - started
+            board.update(self.name, state="trained", batches=batches, secs=secs)
+            return Update(owner=self.name, state={}, samples=self.samples)
         loss_future = None
         if training.release_loss:
             loss_future = self.aio.request_soon(

@@ -24,7 +24,7 @@ of that federation waits for the owner like any other.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from typing import TypedDict, Unpack
 
 from torch import nn
@@ -32,6 +32,7 @@ from torch import nn
 from ..errors import UsageError
 from ..owner.privacy_desk import ANYONE
 from ..owner.requests import AS_SENT, Handler
+from ..secure import MIN_OWNERS
 from ..sessions.owner import OwnerSession
 from .dp import PrivacyBudget
 from .names import RequestNames
@@ -48,6 +49,10 @@ def allow_federated_training(
     release_loss: bool = True,
     model: nn.Module | None = None,
     dp: PrivacyBudget | bool = False,
+    secure_aggregation: bool = False,
+    owners: Collection[str] | None = None,
+    min_owners: int = MIN_OWNERS,
+    min_threshold: int | None = None,
 ) -> list[Handler]:
     """Accept a federation's requests about the data tagged ``data``; returns the handlers.
 
@@ -88,7 +93,34 @@ def allow_federated_training(
             duet, "digits", dp=sy.federated.PrivacyBudget(epsilon=5.0, delta=1e-5),
             scientist="3fa2-91bc-0d4e-77a1",
         )
+
+    ``secure_aggregation``: release updates only masked, in rounds of secure aggregation
+    (a federation with ``secure_aggregation=True``) whose roster is exactly ``owners`` (the
+    identity IDs of every owner of the federation, yours among them: you are told them by the
+    other owners, not by the scientist, who could otherwise make up owners of its own), at
+    least ``min_owners`` of them (3 or more). A round unmasks with the inputs of more than half
+    the roster (``duet.secure.threshold_against``: the scientist alone cannot unmask you), or of
+    ``min_threshold`` owners if you ask for more (against owners colluding with it; fewer
+    dropouts are then survived). Each round's update
+    (the model trained here minus the round's global model, times your sample count) leaves
+    masked, without a request; only the sample-count handler is added, so a plain update or
+    loss request waits for you in ``owner.requests``. ``model_elements`` bounds the model.
+
+        sy.federated.allow_federated_training(
+            duet, "digits", model_elements=10_000, secure_aggregation=True, min_owners=3,
+            owners=["3fa2-91bc-0d4e-77a1", "77a1-0d4e-91bc-3fa2", "91bc-3fa2-77a1-0d4e"],
+        )
     """
+    if secure_aggregation:
+        if dp is not False:
+            raise UsageError("give dp= or secure_aggregation=True, not both")
+        if owners is None:
+            raise UsageError(
+                "secure_aggregation needs owners=: the identity IDs of every owner of the "
+                "federation (yours among them), as the owners told each other"
+            )
+    elif owners is not None:
+        raise UsageError("owners= names a secure aggregation's roster: add secure_aggregation=True")
     if dp is not False:
         if not isinstance(dp, PrivacyBudget) and dp is not True:
             raise UsageError(
@@ -110,6 +142,12 @@ def allow_federated_training(
             f"handlers for a federation named {federation!r} are in place already; give the "
             "other federation another name (Federation(..., name=...))"
         )
+    if secure_aggregation:  # before any handler: a rule refused adds none
+        assert owners is not None and model_elements is not None
+        owner.secure_aggregation.allow(
+            federation, data, owners=owners, min_owners=min_owners,
+            model_elements=model_elements, scientist=scientist, min_threshold=min_threshold,
+        )  # fmt: skip
     if isinstance(dp, PrivacyBudget):  # before any handler: a budget refused adds none
         owner.privacy.set_budget(scientist or ANYONE, data, epsilon=dp.epsilon, delta=dp.delta)
     allowed = None if rounds is None else sorted(set(rounds))
@@ -120,7 +158,7 @@ def allow_federated_training(
             element_quota=None if allowed is None else 1,
         )
     ]  # fmt: skip
-    if dp is not False:
+    if dp is not False or secure_aggregation:
         return handlers
     assert model_elements is not None
 

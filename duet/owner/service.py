@@ -48,6 +48,10 @@ from ..protocol.messages import (
     Put,
     Reply,
     RunPlan,
+    SecAggInput,
+    SecAggKeys,
+    SecAggShare,
+    SecAggUnmask,
     Sync,
 )
 from ..protocol.serde import Decoder, JSONValue
@@ -62,6 +66,7 @@ from .privacy_desk import PrivacyDesk
 from .private_releases import PrivateReleases
 from .quota import scalar_bytes
 from .requests import Request, RequestQueue, RequestStatus, new_request_id
+from .secure_rounds import SecureAggregationRules, SecureRounds
 from .snapshot import Snapshot
 from .store import OWNER, ObjectStore, StoredObject, describe
 
@@ -114,10 +119,12 @@ class PeerService:
         peer_name: str = "",
         request_timeout_secs: float | None = None,
         privacy: PrivacyDesk | None = None,
+        secure_aggregation: SecureAggregationRules | None = None,
     ):
         """``request_timeout_secs``: the longest a request waits for the owner (None: as long
         as the scientist's ``timeout_secs`` says, and without one until it is decided).
-        ``privacy``: the owner's budgets, for DP releases (None: every one is refused)."""
+        ``privacy``: the owner's budgets, for DP releases (None: every one is refused).
+        ``secure_aggregation``: the owner's rules for secure-aggregation rounds (None: refused)."""
         self.settings = settings or OwnerSettings()
         self.request_timeout_secs = request_timeout_secs
         self.peer = peer
@@ -151,6 +158,9 @@ class PeerService:
         self.on_dead: Callable[[str], None] | None = None
         self.running: tuple[str, float] | None = None  # the call running now, and since when
         self.private_releases = None if privacy is None else PrivateReleases(self, privacy)
+        self.secure_rounds = (
+            None if secure_aggregation is None else SecureRounds(self, secure_aggregation)
+        )
         self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
         self._thread.start()
 
@@ -302,6 +312,16 @@ class PeerService:
                 self.running = (f"differential privacy ({message.k})", time.monotonic())
                 try:
                     out.append(self.private_releases.handle(message, out_buffers))
+                finally:
+                    self.running = None
+        elif isinstance(message, SecAggKeys | SecAggShare | SecAggInput | SecAggUnmask):
+            if self.secure_rounds is None:
+                refused = NotAllowed("this owner takes part in no secure aggregation")
+                out.append(self._error_reply(message.rid, refused, "secure aggregation"))
+            else:  # the round's cryptography runs here, on this worker, like a call
+                self.running = ("secure aggregation", time.monotonic())
+                try:
+                    out.append(self.secure_rounds.handle(message, out_buffers))
                 finally:
                     self.running = None
         else:

@@ -13,30 +13,11 @@ from dataclasses import dataclass
 
 import torch
 
-from ..errors import DuetError, UsageError
+from ..errors import SecureAggregationAborted, UsageError
 from .quantise import Quantiser
 
 PROTOCOL = "duet-secagg/1"
 MIN_OWNERS = 3
-
-
-class SecureAggregationAborted(DuetError):
-    """An owner (or the scientist's aggregator) stopped a round of secure aggregation.
-
-    ``reason`` is a short word for what went wrong (``roster``, ``signature``, ``replay``,
-    ``model``, ``parameters``, ``both_kinds``, ``below_threshold``, ``protocol``, ``shares``);
-    the message says it in full. An owner that aborts has released no unmasked update, and
-    reveals nothing more for the round.
-    """
-
-    code = "secure_aggregation_aborted"
-
-    def __init__(self, message: str, *, reason: str, owner: str = ""):
-        self.reason = reason
-        self.owner = owner
-        self.detail = message
-        who = f"owner {owner}: " if owner else ""
-        super().__init__(f"secure aggregation aborted ({reason}): {who}{message}")
 
 
 def threshold_against(owners: int, colluders: int = 0) -> int:

@@ -174,6 +174,22 @@ class AsyncSession:
         future = self.request_soon(pointer, name=name, reason=reason, timeout_secs=timeout_secs)
         return await wait_for(future, timeout_secs + REPLY_MARGIN_SECS, f"request {name!r}")
 
+    async def exchange(
+        self, build: Callable[[int], Message], *, timeout_secs: float, what: str
+    ) -> object:
+        """Send the message ``build(rid)`` makes and await its Reply's value, decoded (its
+        buffers included). Raises the owner's error as the class its code names (naming the
+        operation), DuetTimeout naming ``what``, ConnectionLost."""
+        client = self._client
+        future = self._issue(build)
+
+        def decode(reply: tuple[Reply, list[memoryview]]) -> object:
+            message, buffers = reply
+            client.raise_for(message)
+            return client.decode(message.value, buffers)
+
+        return await wait_for(_mapped(future, decode), timeout_secs, what)
+
     def __repr__(self) -> str:
         return f"<AsyncSession on {self.session!r}, {self.outstanding} outstanding>"
 

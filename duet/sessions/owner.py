@@ -53,6 +53,7 @@ from ..owner.context import OwnerSettings
 from ..owner.policy import AccessPolicy, PolicyChain, QuotaPolicy
 from ..owner.privacy_desk import PrivacyDesk
 from ..owner.requests import RequestQueue
+from ..owner.secure_rounds import SecureAggregationRules
 from ..owner.service import PeerService
 from ..owner.store import (
     DEFAULT_MAX_BYTES,
@@ -76,6 +77,7 @@ from ..protocol.messages import (
     Put,
     Reply,
     RunPlan,
+    SecAggMessage,
     Sync,
 )
 from ..runtime import run
@@ -113,7 +115,9 @@ def answer_refused(held: list[Message], info: ErrorInfo) -> list[Message]:
             answers.append(Failure(result=message.result, error=info.model_copy(update={"op": message.op})))  # fmt: skip
         elif isinstance(message, RunPlan):
             answers.extend(Failure(result=out, error=info) for out in message.outputs)
-        elif isinstance(message, Get | Sync | ListStore | DpStatistic | DpTraining | DpBudget):
+        elif isinstance(
+            message, Get | Sync | ListStore | DpStatistic | DpTraining | DpBudget | SecAggMessage
+        ):
             answers.append(Reply(rid=message.rid, status="error", error=info))
     return answers or [Failure(result=None, error=info)]
 
@@ -259,6 +263,8 @@ class OwnerSession(Session):
         self.notices: RequestNotices | None = None  # who tells the owner what waits for it
         #: the privacy budgets per scientist and dataset (issue 19), kept in the ledger
         self.privacy = PrivacyDesk(privacy_ledger or default_privacy_path())
+        #: federations this owner takes part in with secure aggregation (issue 20), by name
+        self.secure_aggregation = SecureAggregationRules(self.identity)
 
     def notify(self, say: Say | None = None, *, hint: bool = True) -> RequestNotices:
         """Tell the owner about each request no handler decides, as it arrives, and again
@@ -476,6 +482,7 @@ class OwnerSession(Session):
             peer_name=shown,
             request_timeout_secs=self.request_timeout_secs,
             privacy=self.privacy,
+            secure_aggregation=self.secure_aggregation,
         )
 
         def worker_died(reason: str) -> None:  # tell the scientist, rather than go deaf

@@ -13,6 +13,14 @@ the federation only as DP jobs (``allow_federated_training(..., dp=PrivacyBudget
 ``ready`` (session ID), ``published`` (owner ID, samples), one ``decision`` per request
 decided; ``privacy`` on stdin prints the scientist's budget and the ledger's charges
 (``privacy``), ``quit`` ends it.
+
+``--secure``: secure aggregation only: the owner waits for ``roster ID,ID,ID`` on stdin (the
+federation's owners, as the test tells every owner), allows it
+(``allow_federated_training(..., secure_aggregation=True, owners=...)``) and prints
+``allowed``. ``--record DIR``: writes each update it fixes for a secure round (and the trained
+weights it came from) to DIR/shard<i>-<n>.pt, so the test can compute plain FedAvg of the
+very same updates. ``--die-at-input``: the process exits at once (os._exit, no reply) when a
+round asks for its masked input: killed after the keys were agreed.
 """
 
 from __future__ import annotations
@@ -64,6 +72,31 @@ def rounds(text: str) -> list[int]:
     return [int(r) for r in text.split(",") if r]
 
 
+def instrument(record: str | None, die_at_input: bool, shard: int) -> None:
+    """The test's window on the owner's side of secure rounds (see the module's docstring)."""
+    from duet.owner import secure_rounds
+
+    fixed = secure_rounds._update
+    count = [0]
+
+    def recorded(start, trained, rule, samples):  # type: ignore[no-untyped-def]
+        update = fixed(start, trained, rule, samples)
+        if record:
+            count[0] += 1
+            weights = {k: v.detach().clone() for k, v in trained.state_dict().items()}
+            path = os.path.join(record, f"shard{shard}-{count[0]}.pt")
+            torch.save({"update": update, "trained": weights, "samples": samples}, path)
+        return update
+
+    secure_rounds._update = recorded
+    if die_at_input:
+
+        def die(self, live, message):  # type: ignore[no-untyped-def]
+            os._exit(3)
+
+        secure_rounds.SecureRounds._input = die
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("url")
@@ -75,7 +108,12 @@ def main() -> None:
     parser.add_argument("--delay", type=float, default=0.0)
     parser.add_argument("--quick", type=int, default=0)
     parser.add_argument("--dp", type=float, default=None)
+    parser.add_argument("--secure", action="store_true")
+    parser.add_argument("--record", default=None)
+    parser.add_argument("--die-at-input", action="store_true")
     args = parser.parse_args()
+    if args.record or args.die_at_input:
+        instrument(args.record, args.die_at_input, args.shard)
 
     owner = sy.launch_duet(
         args.url,
@@ -92,7 +130,9 @@ def main() -> None:
     names = federated.RequestNames()
     for round_ in args.deny_rounds:
         owner.requests.add_handler(name=names.update(round_), action="deny")
-    if args.dp is None:
+    if args.secure:
+        pass  # allowed once the roster arrives on stdin
+    elif args.dp is None:
         federated.allow_federated_training(
             owner, "digits", model_elements=MODEL_ELEMENTS, rounds=args.rounds,
             scientist=args.scientist,
@@ -109,6 +149,12 @@ def main() -> None:
     for line in sys.stdin:
         if line.strip() == "quit":
             break
+        if line.startswith("roster "):
+            federated.allow_federated_training(
+                owner, "digits", model_elements=MODEL_ELEMENTS, scientist=args.scientist,
+                secure_aggregation=True, owners=line.split()[1].split(","), min_owners=3,
+            )  # fmt: skip
+            emit(event="allowed")
         if line.strip() == "privacy":
             budget = owner.privacy.budget(args.scientist, "digits")
             emit(event="privacy", budget=budget, charges=owner.privacy.history(),
