@@ -257,3 +257,31 @@ def test_an_owner_gives_one_trained_models_update_once_whatever_the_round_starts
     with pytest.raises(SecureAggregationAborted, match="given to an earlier round") as caught:
         run(keys(), timeout_secs=SECS, what="keys")
     assert caught.value.reason == "replay"
+
+
+def test_a_trained_model_that_depends_on_data_the_rule_does_not_name_is_refused(owners):
+    """A hostile scientist names, as the trained model, one computed from a dataset the rule
+    does not name: refused before any key is given, nothing released."""
+    owners.allow()
+    owner, session = owners.owners["a"], owners.sessions["a"]
+    owner.publish(torch.ones(8, 4), tags=["secret"], description="not in the rule")
+    clean = model().send(session)
+    dirty = model().send(session)
+    with torch.no_grad():
+        next(iter(dirty.parameters())).add_(session.store["secret"])
+    session.sync()
+    start, tainted = clean.id, dirty.id
+    aio = AsyncSession(session)
+
+    async def keys(trained: str):
+        return await aio.exchange(
+            lambda rid: SecAggKeys(
+                rid=rid, federation="federated", round_id=f"r-{trained}", roster=owners.ids,
+                threshold=2, clip=1e4, fractional_bits=16, model=start, trained=trained,
+            ),
+            timeout_secs=SECS, what="keys",
+        )  # fmt: skip
+
+    with pytest.raises(NotAllowed, match="depends on more than the dataset 'data'"):
+        run(keys(tainted), timeout_secs=SECS, what="keys")
+    assert owner.audit.events("release") == []

@@ -190,8 +190,8 @@ class SecureRounds:
                 f"round {message.round_id!r} was started before", reason="replay",
                 owner=self.rules.identity.id,
             )  # fmt: skip
-        start = self._model(message.model, "the global model")
-        trained = self._model(message.trained, "the trained model")
+        start = self._model(message.model, "the global model", rule, trained=False)
+        trained = self._model(message.trained, "the trained model", rule, trained=True)
         update = _update(start, trained, rule, self._samples(rule.data))
         digest = model_digest(_floats(start))
         trained_digest = model_digest(_floats(trained))
@@ -291,14 +291,26 @@ class SecureRounds:
         while len(self._rounds) > MAX_ROUNDS_KEPT:
             self._rounds.popitem(last=False)
 
-    def _model(self, object_id: str, what: str) -> nn.Module:
+    def _model(self, object_id: str, what: str, rule: SecureRule, *, trained: bool) -> nn.Module:
         """A model of the scientist's at this owner (the owners check, by its digest, that
-        they all start from the same global model; the update is the difference)."""
-        entry = self.service.executor.visible(object_id)
+        they all start from the same global model; the update is the difference). The trained
+        model may depend on the rule's dataset alone, as a plain round's update handler requires,
+        never on anything unknown (fail closed). The global model is not checked so: a training
+        loop's writes may mark everything the scientist has here as the data's, and a global
+        model computed from this owner's data would differ from the other owners', whose
+        digests each owner signs over the round (the round aborts)."""
+        executor = self.service.executor
+        entry = executor.visible(object_id)
         if entry.owner == OWNER or entry.failure is not None:
             raise UsageError(f"{what} ({object_id}) is not a model the scientist made here")
         if not isinstance(entry.value, nn.Module):
             raise UsageError(f"{what} ({object_id}) is a {type(entry.value).__name__}, not a model")
+        label = executor.label_of(entry)
+        if trained and any(s.kind == "unknown" or rule.data not in s.tags for s in label):
+            raise NotAllowed(
+                f"{what} ({object_id}) depends on more than the dataset {rule.data!r} this "
+                "owner allows secure aggregation of"
+            )
         return entry.value
 
     def _samples(self, data: str) -> int:
