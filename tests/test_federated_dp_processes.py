@@ -19,6 +19,7 @@ from duet.federated import Outcome
 
 from .peers.digits_shards import digits
 from .processes import UNIT
+from .test_federated_dp import Recording
 from .test_federated_processes import Owners, accuracy_on
 
 torch.set_num_threads(1)
@@ -33,18 +34,6 @@ def owners():
     made = Owners()
     yield made
     made.stop()
-
-
-class Recording(fl.FedAvg):
-    """FedAvg that keeps every round's updates: the weights each owner released."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.rounds: list[list[fl.Update]] = []
-
-    def aggregate(self, global_state, updates):
-        self.rounds.append(list(updates))
-        return super().aggregate(global_state, updates)
 
 
 def ledger(owners: Owners, name: str) -> dict:

@@ -18,7 +18,7 @@ scientist names and charges the ledger; this module prices and runs a statistic 
 from __future__ import annotations
 
 import unicodedata
-from typing import TypedDict
+from typing import Required, TypedDict, Unpack
 
 import numpy as np
 import pandas as pd
@@ -151,30 +151,23 @@ def _check(
         raise UsageError("a grouped DP statistic takes no bins")
 
 
-class TableSettings(TypedDict):
-    """A statistic's settings on a table, as a DP message carries them."""
+class TableSettings(TypedDict, total=False):
+    """A statistic's settings on a table, as a DP message carries them: the ``column`` read
+    (a count may name none), ``by`` and ``keys`` for groups, ``bounds``, ``bins``."""
 
     column: str | None
     by: str | None
     keys: object
     bounds: tuple[float, float] | None
     bins: int | None
-    epsilon: float
+    epsilon: Required[float]
 
 
-def price_on_table(
-    table: Table,
-    kind: str,
-    *,
-    column: str | None = None,
-    by: str | None = None,
-    keys: object = None,
-    bounds: tuple[float, float] | None = None,
-    bins: int | None = None,
-    epsilon: float,
-) -> Laplace:
+def price_on_table(table: Table, kind: str, **settings: Unpack[TableSettings]) -> Laplace:
     """What ``statistic_on_table`` with these settings costs (nothing read but the listing's
     facts). Raises UsageError for a column the table has not, keys without ``by``, etc."""
+    column, by, keys = settings.get("column"), settings.get("by"), settings.get("keys")
+    bounds, bins, epsilon = settings.get("bounds"), settings.get("bins"), settings["epsilon"]
     _check(table, kind, column, by, keys, bins)
     if by is not None:
         return by_group.price_grouped(kind, keys=keys, bounds=bounds, epsilon=epsilon)
@@ -182,19 +175,13 @@ def price_on_table(
 
 
 def statistic_on_table(
-    table: Table,
-    kind: str,
-    *,
-    column: str | None = None,
-    by: str | None = None,
-    keys: object = None,
-    bounds: tuple[float, float] | None = None,
-    bins: int | None = None,
-    epsilon: float,
+    table: Table, kind: str, **settings: Unpack[TableSettings]
 ) -> tuple[object, Laplace]:
     """The DP statistic ``kind`` of ``column`` (a count may name none: it counts rows), by the
     groups of ``by`` equal to each of ``keys`` when given (a list, in the order of ``keys``),
     and its price."""
+    column, by, keys = settings.get("column"), settings.get("by"), settings.get("keys")
+    bounds, bins, epsilon = settings.get("bounds"), settings.get("bins"), settings["epsilon"]
     _check(table, kind, column, by, keys, bins)
     values = table.column(column if column is not None else table.columns[0])
     if by is not None:
