@@ -500,8 +500,8 @@ class PrivateReleases:
             privacy=price,
         )
         request.reply = lambda decided: self._decided(decided, rid, reservation, entry)
-        service.record_request(request)
-        service.submit_request(request, timeout_secs)
+        service.releases.record_request(request)
+        service.releases.submit_request(request, timeout_secs)
         return Notice(
             rid=rid,
             text=(
@@ -517,13 +517,13 @@ class PrivateReleases:
         """The owner decided a reviewed release (on whichever thread decided): accepted, the
         charge is committed and the value sent; otherwise the charge is dropped, nothing sent."""
         service = self.service
-        service.release_hold(request)
+        service.releases.release_hold(request)
         if request.status is RequestStatus.ACCEPTED:
             self._charged(reservation, entry, request.snapshot, request.decided_by)
             reply = Reply.model_construct(
                 rid=rid, status="ok", value=request.snapshot.value, error=None, note=""
             )
-            service._reply([reply], list(request.snapshot.buffers))
+            service.send_replies([reply], list(request.snapshot.buffers))
             return
         status = request.status.value
         self._settle(reservation, entry, failed=False, aborted=f"{status} by {request.decided_by}")
@@ -533,7 +533,7 @@ class PrivateReleases:
         reply = Reply.model_validate(
             {"rid": rid, "status": status, "note": f"{request.name}: {note}; nothing was charged"}
         )
-        service._reply([reply], [])
+        service.send_replies([reply], [])
 
     def _value(self, rid: int, value: dict[str, object]) -> Reply:
         snapshot = Snapshot.of(value)

@@ -169,7 +169,7 @@ class SecureRounds:
                 else:
                     value = self._unmask(live, message)
         except DuetError as exc:
-            return self.service._error_reply(message.rid, exc, op)
+            return self.service.error_reply(message.rid, exc, op)
         encoded = Encoder(out_buffers).encode(value)
         return Reply(rid=message.rid, value=encoded)
 

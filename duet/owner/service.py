@@ -1,14 +1,11 @@
-"""Serving one scientist: run its actions in order, off the network loop, and answer its gets.
+"""Serving one scientist: run its actions in order, off the network loop, and route them.
 
 Every action is checked here, whatever the scientist's side checked: the op must be on the
 allowlist for the real type of its target, ids must be the scientist's own or published objects
 it may see, and results must fit the scientist's quota. The executor (executor.py) runs calls
-and keeps the labels; this module handles the other messages and the release of values:
-
-- a value that depends only on the scientist's own inputs is sent at once;
-- anything else is released only through a request, decided on a snapshot taken when the
-  request arrives (snapshot.py); without a request the answer is PermissionDenied, the same for
-  a value and for a failure, so the answer does not tell which it is.
+and keeps the labels; gets, the requests they make and grants are releases.py's; DP releases
+are private_releases.py's, secure-aggregation rounds secure_rounds.py's; this module runs the
+worker, handles puts, deletes and plans, and sends the replies.
 """
 
 from __future__ import annotations
@@ -18,16 +15,12 @@ import queue
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal, overload
-
-from torch import nn
+from typing import overload
 
 from ..errors import (
     DuetError,
     NotAllowed,
-    PermissionDenied,
     ProtocolError,
-    QuotaExceeded,
     RemoteError,
     UsageError,
 )
@@ -44,7 +37,6 @@ from ..protocol.messages import (
     Get,
     ListStore,
     Message,
-    Notice,
     Put,
     Reply,
     RunPlan,
@@ -59,15 +51,15 @@ from . import derivation
 from .audit import AuditLog
 from .context import OwnerSettings, set_current
 from .executor import Executor
-from .grants import Grant, GrantBook, GrantState
-from .labels import UNKNOWN, Label, Walk, owner_containers
+from .grants import GrantState
+from .labels import UNKNOWN, Walk, owner_containers
 from .policy import PolicyChain
 from .privacy_desk import PrivacyDesk
 from .private_releases import PrivateReleases
 from .quota import scalar_bytes
-from .requests import Request, RequestQueue, RequestStatus, new_request_id
+from .releases import Releases, built_reply
+from .requests import RequestQueue
 from .secure_rounds import SecureAggregationRules, SecureRounds
-from .snapshot import Snapshot
 from .store import OWNER, ObjectStore, StoredObject, describe
 
 log = logging.getLogger(__name__)
@@ -133,22 +125,15 @@ class PeerService:
         self.store = store
         self.requests = requests
         self._send = send
-        self._call_later = call_later
+        self.call_later = call_later
         self.redact_errors = redact_errors
         self.executor = Executor(peer, store, error_info=self._error_info, policy=policy)
         self.policy = self.executor.policy
-        # what accepted requests let this scientist get again (only this one: grants.py)
-        self.grants = GrantBook()
-        self.executor.on_write = self.grants.written
+        self.releases = Releases(self)  # gets, requests and grants
+        self.executor.on_write = self.releases.grants.written
         self._queue: queue.SimpleQueue[tuple[list[Message], list[memoryview]] | None] = (
             queue.SimpleQueue()
         )
-        self._waiting: dict[str, tuple[int, bool]] = {}  # request id -> (reply id, delete_obj)
-        # request id -> (the state under review, the entry reviewed: kept alive until decided)
-        self._frozen: dict[str, tuple[list[object], StoredObject | None]] = {}
-        # set while a get's request is submitted on this worker: a handler's decision made
-        # there is returned as the get's reply rather than sent on its own
-        self._inline: list[tuple[Reply, list[memoryview]]] | None = None
         self._plans: dict[str, DefinePlan] = {}
         self._plan_runs = 0
         self.max_backlog = MAX_BACKLOG
@@ -188,6 +173,10 @@ class PeerService:
     def join(self, timeout_secs: float) -> None:
         self._thread.join(timeout_secs)
 
+    def on_worker(self) -> bool:
+        """Whether the calling thread is this scientist's worker."""
+        return threading.current_thread() is self._thread
+
     # ---- the worker thread
     def _work(self) -> None:
         set_current(self.settings)
@@ -222,17 +211,19 @@ class PeerService:
                 # the owner's own bookkeeping failed part way: it can no longer tell what is
                 # private, so from now on everything this scientist sees is (fail closed)
                 self.executor.poisoned = self.executor.poisoned | UNKNOWN
-                self.grants.end_all(GrantState.STALE, "the owner lost track of what changed")
+                self.releases.grants.end_all(
+                    GrantState.STALE, "the owner lost track of what changed"
+                )
                 out.append(Failure(result=None, error=self._error_info(exc, None)))
             if out_buffers:
                 # a value goes out as soon as it is made: a frame of gets never piles up
                 # replies in memory (the connection's outbox then bounds what waits)
-                self._reply(out, out_buffers)
+                self.send_replies(out, out_buffers)
                 out, out_buffers = [], []
         if out:
-            self._reply(out, out_buffers)
+            self.send_replies(out, out_buffers)
 
-    def _reply(self, messages: list[Message], buffers: list[memoryview]) -> None:
+    def send_replies(self, messages: list[Message], buffers: list[memoryview]) -> None:
         """Send replies; one too large to frame becomes an error reply for that request."""
         try:
             self._send(messages, buffers)
@@ -275,9 +266,9 @@ class PeerService:
             # caller sends it after this returns)
             if message.request and self.audit is not None:
                 with self.audit.batch():
-                    reply = self._get(message, out_buffers)
+                    reply = self.releases.get(message, out_buffers)
             else:
-                reply = self._get(message, out_buffers)
+                reply = self.releases.get(message, out_buffers)
             if reply is not None:
                 out.append(reply)
         elif isinstance(message, DefinePlan):
@@ -295,7 +286,7 @@ class PeerService:
         elif isinstance(message, RunPlan):
             self._run_plan(message, out)
         elif isinstance(message, Sync):
-            out.append(_reply(message.rid))
+            out.append(built_reply(message.rid))
         elif isinstance(message, ListStore):
             rows = [
                 {"id": e.id, "tags": e.tags, "description": e.description, "size": e.nbytes,
@@ -307,7 +298,7 @@ class PeerService:
         elif isinstance(message, DpStatistic | DpTraining | DpBudget):  # rare: after the rest
             if self.private_releases is None:
                 error = UsageError("this owner serves no differential privacy (no budgets)")
-                out.append(self._error_reply(message.rid, error, "privacy"))
+                out.append(self.error_reply(message.rid, error, "privacy"))
             else:  # a DP job runs here, on this worker: say what runs, like a long call
                 self.running = (f"differential privacy ({message.k})", time.monotonic())
                 try:
@@ -317,7 +308,7 @@ class PeerService:
         elif isinstance(message, SecAggKeys | SecAggShare | SecAggInput | SecAggUnmask):
             if self.secure_rounds is None:
                 refused = NotAllowed("this owner takes part in no secure aggregation")
-                out.append(self._error_reply(message.rid, refused, "secure aggregation"))
+                out.append(self.error_reply(message.rid, refused, "secure aggregation"))
             else:  # the round's cryptography runs here, on this worker, like a call
                 self.running = ("secure aggregation", time.monotonic())
                 try:
@@ -414,286 +405,8 @@ class PeerService:
         for object_id in temporaries:  # what the step made along the way, nobody points at
             self.store.remove(self.executor.key(object_id))
 
-    # ---- gets and requests
-    def _get(self, message: Get, out_buffers: list[memoryview]) -> Reply | Notice | None:
-        try:
-            entry = self.executor.visible(message.id)
-        except UsageError as exc:
-            return self._error_reply(message.rid, exc, "get")
-        label = self.executor.label_of(entry)
-        if not label:  # the scientist's own: at once
-            if entry.failure is not None:
-                return _reply(message.rid, "error", error=entry.failure)
-            snapshot = Snapshot.of(entry.value, buffers=out_buffers)
-            return self._value_reply(message.rid, entry, snapshot, "ok", message.delete_obj)
-        if self.grants.find(entry.id) is not None:
-            reply = self._granted(message, entry, label, out_buffers)
-            if reply is not None:
-                return reply
-        if not message.request:
-            return self._error_reply(
-                message.rid,
-                PermissionDenied(
-                    f"object {entry.id} depends on the owner's private data; ask for it with "
-                    f".get(request_block=True, name=..., reason=...) or .request(name=..., reason=...)"
-                ),
-                "get",
-            )
-        try:  # may this scientist ask for releases at all (before anything reaches the queue)
-            self.policy.check_release(self.peer, entry)
-        except DuetError as exc:
-            if self.audit is not None:
-                self.audit.record("refused", scientist=self.peer, name=self.peer_name,
-                                  object_id=entry.id, reason=str(exc), request_name=message.name)  # fmt: skip
-            return self._error_reply(message.rid, exc, "get")
-        request = self._request(message, entry, label)
-        self.record_request(request)
-        quota = self.store.quota(self.peer)
-        held = request.snapshot.nbytes
-        # whether it would wait for a person matters only near a limit (matching costs)
-        near = quota.pending >= quota.max_pending or quota.private_bytes + held > quota.max_bytes
-        waits = near and self.requests.handler_for(request) is None
-        if waits and quota.pending >= quota.max_pending:
-            # it would wait for a person, and this scientist has enough waiting already
-            return self._error_reply(
-                message.rid,
-                QuotaExceeded(
-                    f"you have {quota.pending} requests waiting for the owner (the limit is "
-                    f"{quota.max_pending}); wait for their decisions"
-                ),
-                "get",
-            )
-        if waits and quota.private_bytes + held > quota.max_bytes:
-            # what waits for a person is held for it, counted with the values that depend on
-            # the owner's data; one that would pass that account is refused like a denial
-            return Reply(
-                rid=message.rid,
-                status="denied",
-                note=(
-                    f"request {request.name!r}: the value under review ({held:,} bytes) would "
-                    f"pass what the owner holds for you ({quota.max_bytes:,} bytes) while it "
-                    "waits; delete pointers you no longer need"
-                ),
-            )
-        self._waiting[request.id] = (message.rid, message.delete_obj)
-        # what the owner decides on cannot change until it is decided: the scientist's writes
-        # to it are refused meanwhile (the snapshot views its memory, no copy is made)
-        frozen = [] if entry.failure is not None else Walk().add(entry.value).nodes.values()
-        self._frozen[request.id] = (list(frozen), entry)
-        self.store.labels.freeze(self._frozen[request.id][0])
-        self._inline = []
-        try:
-            self.submit_request(request, message.timeout_secs)
-        finally:
-            inline, self._inline = self._inline, None
-        if inline:  # decided by a handler as it arrived: the reply goes out with the frame
-            reply, buffers = inline[0]
-            out_buffers.extend(buffers)
-            return reply
-        if request.status is RequestStatus.PENDING and request.note:
-            # a handler would have decided it: say why it waits instead
-            return Notice(rid=message.rid, text=f"{request.note}; it waits for the owner")
-        return None  # the reply is sent when the request is decided
-
-    def record_request(self, request: Request) -> None:
-        """The audit log's ``request`` event for a request about to reach the queue."""
-        if self.audit is not None:
-            self.audit.record(
-                "request", scientist=self.peer, name=self.peer_name, request=request.id,
-                object_id=request.object_id, request_name=request.name, reason=request.reason,
-                tags=request.tags, op=request.op, value_kind=request.kind, elements=request.elements,
-            )  # fmt: skip
-
-    def submit_request(self, request: Request, timeout_secs: float | None) -> None:
-        """Let ``request`` (recorded in the audit log) reach the owner's queue: its value held
-        against this scientist's quota until it is decided (``release_hold`` gives it back),
-        waiting at most ``timeout_secs`` (the scientist's) and the owner's limit."""
-        quota = self.store.quota(self.peer)
-        quota.pending += 1
-        quota.add(request.snapshot.nbytes, True)
-        timeout = timeout_secs
-        if self.request_timeout_secs is not None and (
-            timeout is None or timeout > self.request_timeout_secs
-        ):
-            timeout = self.request_timeout_secs  # the owner's limit on how long one waits
-        if timeout is not None:  # when it times out, for the owner's page and notices
-            timeout = max(0.0, timeout)
-            request.timeout_secs = timeout
-            request.deadline = time.monotonic() + timeout
-        self.requests.submit(request)
-        if timeout is not None and request.status is RequestStatus.PENDING:
-            self._call_later(timeout, lambda: self.requests.expire(request))
-
-    def release_hold(self, request: Request) -> None:
-        """A request was decided: what ``submit_request`` held for it is given back."""
-        quota = self.store.quotas.get(self.peer)
-        if quota is not None:
-            quota.pending -= 1
-            quota.add(-request.snapshot.nbytes, True)
-
-    def _request(self, message: Get, entry: StoredObject, label: Label) -> Request:
-        """A request for ``entry``: its snapshot, and what automatic decisions rely on."""
-        whole = derivation.whole_now(entry)
-        settings_private, architecture, sent = False, None, None
-        if entry.failure is not None:
-            snapshot = Snapshot.failed(entry.failure)
-        else:
-            if isinstance(entry.value, nn.Module):
-                settings = derivation.settings_label(
-                    entry, self.store.labels, self.executor.poisoned
-                )
-                settings_private = bool(settings)
-                architecture = derivation.architecture(entry.value)
-                sent = entry.sent_architecture
-            snapshot = Snapshot.of(entry.value, settings=settings_private)
-        return Request(
-            reply=self.on_decided,  # the decision comes back here, whoever makes it
-            id=new_request_id(),
-            name=message.name,
-            reason=message.reason,
-            object_id=entry.id,
-            peer=self.peer,
-            label=label,
-            op=entry.op,
-            snapshot=snapshot,
-            scientist_name=self.peer_name,
-            whole=None if whole is None else whole.op,
-            architecture=architecture,
-            sent_architecture=sent,
-            settings_private=settings_private,
-        )
-
-    def on_decided(self, request: Request) -> None:
-        """Called by the request queue from whichever thread decided the request."""
-        waiting = self._waiting.pop(request.id, None)
-        if waiting is None:
-            return
-        self.release_hold(request)
-        rid, delete_obj = waiting
-        buffers: list[memoryview] = []
-        entry = self.store.get(request.object_id)
-        frozen, reviewed = self._frozen.get(request.id, ([], None))
-        if (
-            request.status is RequestStatus.ACCEPTED
-            and request.by_hand
-            and entry is not None
-            and entry is reviewed
-        ):
-            # what the owner accepted by hand leaves a grant (a handler decides every request
-            # afresh: its quota counts, and removing it stops it), made before the value is
-            # unfrozen, so no write comes between review and grant, and only for the object
-            # reviewed, not one made since under the same id
-            self._grant(request, entry)
-        self._frozen.pop(request.id, None)
-        self.store.labels.freeze(frozen, -1)
-        if request.status is RequestStatus.ACCEPTED:
-            reply = self._value_reply(rid, entry, request.snapshot, "accepted", delete_obj)
-            buffers = request.snapshot.buffers
-            if self.audit is not None:
-                self.audit.record(
-                    "release", scientist=self.peer, name=self.peer_name, request=request.id,
-                    object_id=request.object_id, digest=request.snapshot.digest(),
-                    nbytes=request.snapshot.nbytes, value_kind=request.kind,
-                )  # fmt: skip
-        else:
-            note = "denied by the owner" if request.status is RequestStatus.DENIED else "timed out"
-            if request.denial:
-                note += f": {request.denial}"
-            # validated as Reply(...) would be: the status is one of the reply's literals
-            reply = Reply.model_validate(
-                {
-                    "rid": rid,
-                    "status": request.status.value,
-                    "note": f"request {request.name!r} {note}",
-                }
-            )
-        if self._inline is not None and threading.current_thread() is self._thread:
-            self._inline.append((reply, buffers))  # _get returns it
-            return
-        self._reply([reply], buffers)
-
-    # ---- grants
-    def _grant(self, request: Request, entry: StoredObject) -> None:
-        """Leave a grant for an accepted request, naming exactly what was reviewed. None is
-        left (fail closed) when that cannot be told or no longer holds."""
-        if entry.failure is not None:
-            current = Snapshot.failed(entry.failure)
-            walk = Walk()
-        else:
-            walk = Walk().add(entry.value)
-            current = Snapshot.of(entry.value)
-        if walk.unknown or (current.error is not None and entry.failure is None):
-            return
-        digest = request.snapshot.digest()
-        grant = Grant(
-            request_id=request.id, peer=self.peer, entry=entry, walk=walk, label=request.label,
-            digest=digest,
-        )  # fmt: skip
-        why = grant.check(entry, walk, self.executor.label_of(entry), current.digest())
-        request.grant = grant
-        if why is not None:  # changed while it was reviewed (the owner's own write, say)
-            grant.end(GrantState.STALE, why)
-            return
-        self.grants.add(grant)
-        if self.audit is not None:
-            self.audit.record(
-                "grant", scientist=self.peer, name=self.peer_name, request=request.id,
-                object_id=entry.id, digest=digest, state=grant.state.value,
-            )  # fmt: skip
-
-    def _granted(
-        self, message: Get, entry: StoredObject, label: Label, out_buffers: list[memoryview]
-    ) -> Reply | None:
-        """The reply releasing ``entry`` through this scientist's grant on it, or None (and
-        the grant ends) when the object is not exactly what the owner reviewed."""
-        grant = self.grants.find(entry.id)
-        if grant is None:
-            return None
-        try:  # the owner may have changed its rules for this scientist since
-            self.policy.check_release(self.peer, entry)
-        except DuetError:
-            return None
-        if entry.failure is not None:
-            walk, snapshot = Walk(), Snapshot.failed(entry.failure)
-        else:
-            walk, snapshot = Walk().add(entry.value), Snapshot.of(entry.value)
-        why = grant.check(entry, walk, label, snapshot.digest())
-        if why is not None:
-            self.grants.end(grant, GrantState.STALE, why)
-            return None
-        grant.uses += 1
-        if snapshot.buffers:  # into the frame's buffers (empty: replies with values go alone)
-            if out_buffers:
-                snapshot = Snapshot.of(entry.value, buffers=out_buffers)
-            else:
-                out_buffers.extend(snapshot.buffers)
-        if self.audit is not None:
-            self.audit.record(
-                "release", scientist=self.peer, name=self.peer_name, request=grant.request_id,
-                object_id=entry.id, digest=grant.digest, nbytes=snapshot.nbytes,
-                value_kind=snapshot.kind, decided_by=f"grant of request {grant.request_id}",
-            )  # fmt: skip
-        reply = self._value_reply(message.rid, entry, snapshot, "accepted", message.delete_obj)
-        return reply.model_copy(
-            update={"note": f"released under the grant of request {grant.request_id}"}
-        )
-
-    def _value_reply(
-        self,
-        rid: int,
-        entry: StoredObject | None,
-        snapshot: Snapshot,
-        status: Literal["ok", "accepted"],
-        delete_obj: bool,
-    ) -> Reply:
-        """The reply releasing ``snapshot`` (its buffers are already where the frame's are)."""
-        if delete_obj and entry is not None and entry.owner == self.peer:
-            self.store.remove(entry.id)
-        if snapshot.error is not None:
-            return _reply(rid, "error", error=snapshot.error)
-        return _reply(rid, status, value=snapshot.value)
-
-    def _error_reply(self, rid: int, exc: Exception, op: str) -> Reply:
+    # ---- errors
+    def error_reply(self, rid: int, exc: Exception, op: str) -> Reply:
         return Reply(rid=rid, status="error", error=self._error_info(exc, op))
 
     def _error_info(self, exc: BaseException, op: str | None) -> ErrorInfo:
@@ -710,15 +423,6 @@ class PeerService:
             code=RemoteError.code, message=str(exc)[:MAX_ERROR_TEXT] or type(exc).__name__, op=op,
             remote_type=type(exc).__name__,
         )  # fmt: skip
-
-
-def _reply(
-    rid: int, status: str = "ok", *, value: JSONValue = None, error: ErrorInfo | None = None
-) -> Reply:
-    """A reply the owner builds from values it made itself (a request id the scientist's
-    message already passed validation with, a status of the literal set, an encoded value or
-    a validated error): not validated again (a few microseconds on every get and sync)."""
-    return Reply.model_construct(rid=rid, status=status, value=value, error=error)
 
 
 def _json_bytes(value: object) -> int:
