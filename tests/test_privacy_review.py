@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import sqlite3
+import threading
 
 import pytest
 import torch
@@ -115,13 +116,12 @@ def test_a_scientist_that_leaves_while_its_release_waits_is_charged_nothing(revi
     owner, alice, alice_id, pool = reviewed
     answer = ask_mean(pool, alice)
     request = waiting(owner)
+    decided = threading.Event()  # told by the queue when it decides (no polling)
+    owner.requests.add_listener(lambda r: decided.set() if r is request else None)
     alice.close()
     with pytest.raises(sy.DuetError):
         answer.result(SECS)
-    for _ in range(200):  # bounded: the owner sees the channel close
-        if request.status is not sy.RequestStatus.PENDING:
-            break
-        owner.requests.wait_for_request(0.05)
+    assert decided.wait(SECS)  # the owner saw the channel close
     assert request.status is sy.RequestStatus.TIMEOUT
     assert owner.privacy.budget(alice_id, "ages")["spent"] == 0
     with pytest.raises(sy.UsageError, match="was already timeout"):
