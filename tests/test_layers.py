@@ -18,8 +18,9 @@ ALLOWED = {
     # shown by the layers above, it knows none of them (and of the leaves only errors, below)
     "display": set(),
     # the owner's layers call differential privacy's core (owner.privacy, DP releases) and
-    # secure aggregation's (owner.secure_rounds runs an OwnerRound per round)
-    "owner": {"protocol", "display", "privacy", "secure"},
+    # secure aggregation's (owner.secure_rounds runs an OwnerRound per round); owner.smpc_desk
+    # runs smpc.remote's party core (imported at first use: smpc's package imports the workers)
+    "owner": {"protocol", "display", "privacy", "secure", "smpc"},
     # differential privacy's owner core: prices, the ledger, the mechanisms run (Opacus, OpenDP);
     # it knows no session, no wire: the owner's layers call it
     "privacy": set(),
@@ -28,8 +29,9 @@ ALLOWED = {
     "secure": set(),
     "scientist": {"protocol", "display"},
     # secret-shared tensors: shares live on workers (VirtualWorkers) as the scientist's pointers;
-    # nothing below imports it (duet/__init__ installs its tensor methods)
-    "smpc": {"workers", "scientist"},
+    # nothing below imports it (duet/__init__ installs its tensor methods); smpc.remote speaks
+    # the wire's messages and seals with secure's crypto
+    "smpc": {"workers", "scientist", "protocol", "secure"},
     # how owner and scientist find each other (the signaling server an owner starts)
     "pairing": {"protocol", "transport"},
     # the owner's review page: a view of the owner's objects, never the other way round

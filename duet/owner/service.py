@@ -44,6 +44,7 @@ from ..protocol.messages import (
     SecAggKeys,
     SecAggShare,
     SecAggUnmask,
+    SmpcMessage,
     Sync,
 )
 from ..protocol.serde import Decoder, JSONValue
@@ -60,6 +61,7 @@ from .quota import scalar_bytes
 from .releases import Releases, built_reply
 from .requests import RequestQueue
 from .secure_rounds import SecureAggregationRules, SecureRounds
+from .smpc_desk import SecureComputationRules, SmpcDesk
 from .store import OWNER, ObjectStore, StoredObject, describe
 
 log = logging.getLogger(__name__)
@@ -112,11 +114,13 @@ class PeerService:
         request_timeout_secs: float | None = None,
         privacy: PrivacyDesk | None = None,
         secure_aggregation: SecureAggregationRules | None = None,
+        secure_computation: SecureComputationRules | None = None,
     ):
         """``request_timeout_secs``: the longest a request waits for the owner (None: as long
         as the scientist's ``timeout_secs`` says, and without one until it is decided).
         ``privacy``: the owner's budgets, for DP releases (None: every one is refused).
-        ``secure_aggregation``: the owner's rules for secure-aggregation rounds (None: refused)."""
+        ``secure_aggregation``: the owner's rules for secure-aggregation rounds (None: refused).
+        ``secure_computation``: its rules for secret-shared computations (None: refused)."""
         self.settings = settings or OwnerSettings()
         self.request_timeout_secs = request_timeout_secs
         self.peer = peer
@@ -146,6 +150,7 @@ class PeerService:
         self.secure_rounds = (
             None if secure_aggregation is None else SecureRounds(self, secure_aggregation)
         )
+        self.smpc = None if secure_computation is None else SmpcDesk(self, secure_computation)
         self._thread = threading.Thread(target=self._work, name=f"duet-owner-{peer}", daemon=True)
         self._thread.start()
 
@@ -315,8 +320,25 @@ class PeerService:
                     out.append(self.secure_rounds.handle(message, out_buffers))
                 finally:
                     self.running = None
+        elif isinstance(message, SmpcMessage):  # secret-shared computation: smpc_desk.py
+            self._smpc(message, out, out_buffers)
         else:
             raise ProtocolError(f"a scientist may not send {type(message).__name__} messages")
+
+    def _smpc(
+        self, message: SmpcMessage, out: list[Message], out_buffers: list[memoryview]
+    ) -> None:
+        if self.smpc is None:
+            refused = NotAllowed("this owner takes part in no secure computation")
+            out.append(self.error_reply(message.rid, refused, "secure computation"))
+            return
+        self.running = ("secure computation", time.monotonic())
+        try:
+            reply = self.smpc.handle(message, out_buffers)
+        finally:
+            self.running = None
+        if reply is not None:  # None: a reveal waits for the owner's decision
+            out.append(reply)
 
     # ---- the scientist's own values
     def _put(self, message: Put, buffers: list[memoryview]) -> Failure | None:

@@ -55,6 +55,7 @@ from ..owner.privacy_desk import PrivacyDesk
 from ..owner.requests import RequestQueue
 from ..owner.secure_rounds import SecureAggregationRules
 from ..owner.service import PeerService
+from ..owner.smpc_desk import SecureComputationRule, SecureComputationRules
 from ..owner.store import (
     DEFAULT_MAX_BYTES,
     DEFAULT_MAX_OBJECTS,
@@ -265,6 +266,19 @@ class OwnerSession(Session):
         self.privacy = PrivacyDesk(privacy_ledger or default_privacy_path())
         #: federations this owner takes part in with secure aggregation (issue 20), by name
         self.secure_aggregation = SecureAggregationRules(self.identity)
+        #: secret-shared computations this owner takes part in (issue 20), and their results
+        self.secure_computation = SecureComputationRules(self.identity)
+
+    def allow_secure_computation(
+        self, data: str | None, *, parties: list[str], provider: str, scientist: str | None = None
+    ) -> SecureComputationRule:
+        """Take part in secret-shared computations among ``parties`` (the three owners'
+        identity IDs, this one's included) with ``provider`` dealing: as a holder, the published
+        object tagged ``data`` may be split into shares; as the provider (``data=None``), this
+        owner deals triples. Reveals still come to ``requests`` (see duet.smpc.remote)."""
+        return self.secure_computation.allow(
+            data, parties=parties, provider=provider, scientist=scientist
+        )
 
     def notify(self, say: Say | None = None, *, hint: bool = True) -> RequestNotices:
         """Tell the owner about each request no handler decides, as it arrives, and again
@@ -483,6 +497,7 @@ class OwnerSession(Session):
             request_timeout_secs=self.request_timeout_secs,
             privacy=self.privacy,
             secure_aggregation=self.secure_aggregation,
+            secure_computation=self.secure_computation,
         )
 
         def worker_died(reason: str) -> None:  # tell the scientist, rather than go deaf

@@ -1,0 +1,490 @@
+"""One party's side of a secret-shared computation over duets: the protocol core, no I/O.
+
+A computation has two share holders (in order: holder 0, holder 1) and a crypto provider,
+each an owner node; the scientist relays every value one party sends another, so each is
+sealed to its receiver (ChaCha20-Poly1305 under a key from X25519, ``duet.secure.crypto``).
+Each party makes an X25519 key per computation and signs it with its identity (Ed25519) over
+the transcript: the computation id, the holders in order, the provider, the fixed point, and
+the signer's role. A party that sees a roster, a role or a key other than the ones signed
+refuses to agree; what it seals is bound (associated data) to the computation, the sender,
+the receiver, what the value is (an input share, a dealing, an opening, a revealed share)
+and its name, so a relayed value cannot be replayed in another slot or forged.
+
+What a holder keeps: its share of each tensor by name, in Z(2^64) (``duet.smpc.ring``). What
+leaves it: shares of its inputs (uniform: the input minus a fresh uniform mask), its shares of
+Beaver's openings e = x - a and f = y - b (masked by the provider's a and b), and, once its
+owner accepts a reveal, its share of a computed result. The provider sees only shapes.
+
+Multiplication: the provider deals a triple as seeds and one correction
+(``duet.smpc.provider``); each holder opens its e and f to the other, computes its share of
+the product and truncates it locally (SecureML's two-party truncation, as
+``duet.smpc.truncation.divide_two_party``: holder 0 floor(z0 / 2^f), holder 1
+-floor(-z1 / 2^f)). Every triple and every name is used once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from ...errors import NotAllowed, ProtocolError, UsageError
+from ...identity import Identity, id_of, verify
+from ...secure import crypto
+from .. import provider as dealer
+from .. import ring
+
+PROTOCOL = "duet-smpc/1"
+MAX_ELEMENTS = 1 << 24  # elements of one tensor (128 MiB of shares)
+MAX_BYTES = 1 << 30  # shares one party keeps for one computation
+MAX_NAMES = 100_000  # names one computation may use
+
+_OPS: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "mul": torch.mul,
+    "matmul": torch.matmul,
+}
+
+
+@dataclass(frozen=True)
+class Roster:
+    """Who takes part in computation ``computation``: the holders in order and the provider."""
+
+    computation: str
+    holders: tuple[str, str]
+    provider: str
+    fractional_bits: int
+
+    def check(self) -> None:
+        if self.holders[0] == self.holders[1]:
+            raise UsageError("the two share holders must be different owners")
+        if self.provider in self.holders:
+            raise NotAllowed(
+                f"the crypto provider {self.provider} is also named as a share holder: a provider "
+                "that holds a share can remove the masks it dealt and read the values"
+            )
+
+    def role_of(self, owner: str) -> str | None:
+        if owner in self.holders:
+            return "holder"
+        return "provider" if owner == self.provider else None
+
+    def transcript(self, owner: str, role: str, cipher_key: bytes) -> bytes:
+        """What ``owner`` signs: the computation as it sees it, its role, its key."""
+        fields = (PROTOCOL, self.computation, ",".join(self.holders), self.provider,
+                  str(self.fractional_bits), owner, role, cipher_key.hex())  # fmt: skip
+        return "|".join(fields).encode()
+
+    @property
+    def digest(self) -> bytes:
+        text = "|".join((PROTOCOL, self.computation, ",".join(self.holders), self.provider,
+                         str(self.fractional_bits)))  # fmt: skip
+        return hashlib.sha256(text.encode()).digest()
+
+
+@dataclass
+class SharedValue:
+    """A holder's share of one tensor; ``derived``: computed (not an input as shared);
+    ``expression``: how it was computed, from the names of the inputs (for the owner)."""
+
+    share: torch.Tensor
+    derived: bool
+    expression: str
+
+
+@dataclass
+class _Triple:
+    op: str
+    a: torch.Tensor
+    b: torch.Tensor
+    c: torch.Tensor
+    e: torch.Tensor
+    f: torch.Tensor
+    expression: str
+
+
+@dataclass
+class Sealed:
+    """A value sealed by ``sender`` to ``receiver`` (the wire's SealedWire, bytes)."""
+
+    sender: str
+    receiver: str
+    nonce: bytes
+    ciphertext: bytes
+
+    def wire(self) -> dict[str, str]:
+        return {"sender": self.sender, "receiver": self.receiver, "nonce": self.nonce.hex(),
+                "ciphertext": self.ciphertext.hex()}  # fmt: skip
+
+
+@dataclass
+class Party:
+    """``identity``'s part in the computation ``roster`` (thread-confined: one worker)."""
+
+    identity: Identity
+    roster: Roster
+    max_bytes: int = MAX_BYTES
+    role: str = field(init=False)
+    index: int | None = field(init=False)
+    tensors: dict[str, SharedValue] = field(default_factory=dict, init=False)
+    _key: object = field(init=False, repr=False)
+    _pair_keys: dict[str, bytes] = field(default_factory=dict, init=False, repr=False)
+    _triples: dict[str, _Triple] = field(default_factory=dict, init=False, repr=False)
+    _dealt: dict[str, tuple[str, tuple[int, ...], tuple[int, ...]]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _names: set[str] = field(default_factory=set, init=False, repr=False)
+    _nbytes: int = field(default=0, init=False)
+
+    def __post_init__(self) -> None:
+        self.roster.check()
+        role = self.roster.role_of(self.identity.id)
+        if role is None:
+            raise NotAllowed(f"this owner ({self.identity.id}) is not named in the computation")
+        self.role = role
+        self.index = self.roster.holders.index(self.identity.id) if role == "holder" else None
+        self._key = crypto.new_key()
+
+    # ---- keys
+    def advertise(self) -> dict[str, str]:
+        """This party's signed key (a PartyKeyWire's fields)."""
+        public = crypto.public_bytes(self._key)  # type: ignore[arg-type]
+        signature = self.identity.sign(self.roster.transcript(self.identity.id, self.role, public))
+        return {"owner": self.identity.id, "role": self.role,
+                "identity_key": self.identity.public_key.hex(), "cipher_key": public.hex(),
+                "signature": signature.hex()}  # fmt: skip
+
+    def agree(self, keys: Sequence[dict[str, str]]) -> None:
+        """Check every party's signed key against the roster this party holds; derive a key
+        with each other party. Raises ProtocolError naming what does not match."""
+        if self._pair_keys:
+            raise UsageError("the keys of this computation were agreed already")
+        everyone = {*self.roster.holders, self.roster.provider}
+        seen: dict[str, bytes] = {}
+        for key in keys:
+            owner, role = key["owner"], key["role"]
+            if owner not in everyone or owner in seen:
+                raise ProtocolError(f"a key from {owner}, who is not (or twice) in the computation")
+            if role != self.roster.role_of(owner):
+                raise ProtocolError(f"{owner}'s key claims the role {role!r}, not its own")
+            identity_key = bytes.fromhex(key["identity_key"])
+            if id_of(identity_key) != owner:
+                raise ProtocolError(f"the identity key relayed for {owner} is not {owner}'s")
+            cipher_key = bytes.fromhex(key["cipher_key"])
+            verify(identity_key, bytes.fromhex(key["signature"]),
+                   self.roster.transcript(owner, role, cipher_key), who=f"party {owner}")  # fmt: skip
+            seen[owner] = cipher_key
+        if set(seen) != everyone:
+            raise ProtocolError(f"keys missing from {sorted(everyone - set(seen))}")
+        mine = crypto.public_bytes(self._key)  # type: ignore[arg-type]
+        if seen[self.identity.id] != mine:
+            raise ProtocolError("the key relayed as this party's is not the one it made")
+        for owner, public in seen.items():
+            if owner == self.identity.id:
+                continue
+            try:
+                secret = crypto.agree(self._key, public)  # type: ignore[arg-type]
+            except ValueError as exc:
+                raise ProtocolError(f"{owner}'s key is not a usable X25519 key") from exc
+            low, high = sorted((owner, self.identity.id))
+            context = self.roster.digest + f"|{low}|{high}".encode()
+            self._pair_keys[owner] = crypto.derive(secret, purpose="smpc pair", context=context)
+
+    # ---- sealing
+    def _associated(self, sender: str, receiver: str, kind: str, name: str, extra: str) -> bytes:
+        return "|".join((PROTOCOL, self.roster.computation, sender, receiver, kind, name,
+                         extra)).encode()  # fmt: skip
+
+    def seal(self, receiver: str, kind: str, name: str, data: bytes, extra: str = "") -> Sealed:
+        key = self._pair_key(receiver)
+        ad = self._associated(self.identity.id, receiver, kind, name, extra)
+        nonce, ciphertext = crypto.seal(key, data, ad)
+        return Sealed(self.identity.id, receiver, nonce, ciphertext)
+
+    def open(self, sealed: Sealed, sender: str, kind: str, name: str, extra: str = "") -> bytes:
+        """The plaintext ``sender`` sealed to this party as ``kind`` ``name``; ProtocolError
+        otherwise (forged, replayed into another slot, or meant for someone else)."""
+        what = f"the {kind} {name!r} relayed from {sender}"
+        if sealed.sender != sender or sealed.receiver != self.identity.id:
+            raise ProtocolError(
+                f"{what} is addressed from {sealed.sender} to {sealed.receiver}, not from "
+                f"{sender} to this owner ({self.identity.id}); refused, nothing was revealed"
+            )
+        ad = self._associated(sender, self.identity.id, kind, name, extra)
+        plain = crypto.open_sealed(self._pair_key(sender), sealed.nonce, sealed.ciphertext, ad)
+        if plain is None:
+            raise ProtocolError(
+                f"{what} does not open: it was not sealed by {sender} for this slot of this "
+                "computation (forged, replayed or changed by the relay); refused, nothing was "
+                "revealed"
+            )
+        return plain
+
+    def _pair_key(self, other: str) -> bytes:
+        key = self._pair_keys.get(other)
+        if key is None:
+            raise UsageError(
+                f"no key agreed with {other} in this computation (agree the keys first)"
+            )
+        return key
+
+    # ---- holders: inputs and local operations
+    def _holder(self) -> int:
+        if self.index is None:
+            raise NotAllowed(
+                "this owner is the computation's crypto provider: it holds no shares and "
+                "deals only triples"
+            )
+        if not self._pair_keys:
+            raise UsageError("agree the computation's keys first")
+        return self.index
+
+    @property
+    def other(self) -> str:
+        return self.roster.holders[1 - self._holder()]
+
+    def _new_name(self, name: str) -> None:
+        if name in self._names:
+            raise UsageError(f"the name {name!r} was used before in this computation")
+        if len(self._names) >= MAX_NAMES:
+            raise UsageError(f"this computation used its {MAX_NAMES} names")
+        self._names.add(name)
+
+    def _keep(self, name: str, share: torch.Tensor, derived: bool, expression: str) -> None:
+        size = share.numel() * 8
+        if share.numel() > MAX_ELEMENTS or self._nbytes + size > self.max_bytes:
+            raise UsageError(
+                f"{name!r} ({share.numel()} elements) would pass what a party keeps for one "
+                f"computation ({MAX_ELEMENTS} elements a tensor, {self.max_bytes} bytes in all)"
+            )
+        self._nbytes += size
+        self.tensors[name] = SharedValue(share.contiguous(), derived, expression[:300])
+
+    def get(self, name: str) -> SharedValue:
+        value = self.tensors.get(name)
+        if value is None:
+            raise UsageError(f"no shared tensor {name!r} in this computation here")
+        return value
+
+    def split(self, name: str, encoded: torch.Tensor, label: str) -> tuple[list[int], Sealed]:
+        """Share this holder's input: keep ``encoded - r``, seal a fresh uniform ``r`` to the
+        other holder."""
+        self._holder()
+        self._new_name(name)
+        mask = ring.uniform(encoded.shape)
+        self._keep(name, encoded - mask, False, label)
+        shape = list(encoded.shape)
+        sealed = self.seal(self.other, "input", name, _bytes(mask), str(shape))
+        return shape, sealed
+
+    def accept(self, name: str, shape: list[int], sealed: Sealed, label: str) -> None:
+        self._holder()
+        _check_shape(shape)
+        self._new_name(name)
+        plain = self.open(sealed, self.other, "input", name, str(shape))
+        self._keep(name, _tensor(plain, tuple(shape), f"input {name!r}"), False, label)
+
+    def local(
+        self,
+        op: str,
+        inputs: Sequence[str],
+        result: str,
+        scalar: float | int | None,
+        dim: int | None,
+    ) -> list[int]:
+        """One operation each holder runs on its own share (no interaction)."""
+        index = self._holder()
+        values = [self.get(n) for n in inputs]
+        shares = [v.share for v in values]
+        first = shares[0]
+        bits = self.roster.fractional_bits
+        if op in ("add", "sub"):
+            if len(shares) != 2:
+                raise UsageError(f"{op} takes two shared tensors")
+            out = first + shares[1] if op == "add" else first - shares[1]
+            text = f"({values[0].expression} {'+' if op == 'add' else '-'} {values[1].expression})"
+        elif len(shares) != 1:
+            raise UsageError(f"{op} takes one shared tensor")
+        elif op == "neg":
+            out, text = -first, f"-{values[0].expression}"
+        elif op == "add_public":
+            public = ring.encode(_scalar(scalar, op), bits)
+            out = first + public if index == 0 else first.clone()
+            text = f"({values[0].expression} + {scalar})"
+        elif op == "mul_public":
+            number = _scalar(scalar, op)
+            if isinstance(number, int):
+                out = first * number
+            else:
+                out = _truncate(first * ring.encode(number, bits), index, bits)
+            text = f"{scalar} * {values[0].expression}"
+        elif op == "t":
+            if first.dim() != 2:
+                raise UsageError(f"t() takes a 2-D tensor, not {first.dim()}-D")
+            out, text = first.t().contiguous(), f"{values[0].expression}.t()"
+        else:  # sum
+            if dim is not None and not -first.dim() <= dim < max(first.dim(), 1):
+                raise UsageError(f"sum over dim {dim} of a {first.dim()}-D tensor")
+            out = first.sum() if dim is None else first.sum(dim)
+            text = f"{values[0].expression}.sum({'' if dim is None else dim})"
+        self._new_name(result)
+        self._keep(result, out, True, text)
+        return list(out.shape)
+
+    # ---- multiplication (Beaver triples)
+    def deal(self, triple: str, op: str, x_shape: list[int], y_shape: list[int]) -> list[Sealed]:
+        """The provider: a triple for ``op`` on these shapes, each holder's part sealed to it."""
+        if self.role != "provider":
+            raise NotAllowed("only the computation's crypto provider deals triples")
+        if not self._pair_keys:
+            raise UsageError("agree the computation's keys first")
+        x, y = _check_shape(x_shape), _check_shape(y_shape)
+        out_shape = _product_shape(op, x, y)
+        self._new_name(triple)
+        dealings = dealer.deal_triple(2, torch.Size(x), torch.Size(y), _OPS[op])
+        extra = _triple_extra(op, x, y)
+        sealed = []
+        for holder, dealing in zip(self.roster.holders, dealings, strict=True):
+            data = dealing.seed
+            for label, correction in dealing.corrections.items():
+                if tuple(correction.shape) != out_shape:
+                    raise AssertionError("a correction is c's")
+                data += bytes([label]) + _bytes(correction)
+            sealed.append(self.seal(holder, "dealing", triple, data, extra))
+        return sealed
+
+    def mask(self, triple: str, op: str, x: str, y: str, dealing: Sealed) -> Sealed:
+        """A holder: expand its dealing into its shares of a, b, c; seal its shares of the
+        openings e = x - a, f = y - b to the other holder."""
+        self._holder()
+        xv, yv = self.get(x), self.get(y)
+        x_shape, y_shape = tuple(xv.share.shape), tuple(yv.share.shape)
+        out_shape = _product_shape(op, x_shape, y_shape)
+        self._new_name(f"triple:{triple}")
+        plain = self.open(dealing, self.roster.provider, "dealing", triple,
+                          _triple_extra(op, x_shape, y_shape))  # fmt: skip
+        seed, rest = plain[: ring.SEED_BYTES], plain[ring.SEED_BYTES :]
+        corrections = {}
+        if rest:
+            corrections[rest[0]] = _tensor(rest[1:], out_shape, "the dealing's correction")
+        if len(seed) != ring.SEED_BYTES or (self.index == 1) != bool(corrections):
+            raise ProtocolError(
+                "the dealing is not a seed (and, for the last holder, c's correction)"
+            )
+        parts = dealer.triple_of(dealer.Dealing(seed, corrections), torch.Size(x_shape),
+                                 torch.Size(y_shape), torch.Size(out_shape))  # fmt: skip
+        e, f = xv.share - parts.a, yv.share - parts.b
+        symbol = "@" if op == "matmul" else "*"
+        self._triples[triple] = _Triple(op, parts.a, parts.b, parts.c, e, f,
+                                        f"({xv.expression} {symbol} {yv.expression})")  # fmt: skip
+        return self.seal(self.other, "opening", triple, _bytes(e) + _bytes(f))
+
+    def multiply(self, triple: str, result: str, opening: Sealed) -> list[int]:
+        """A holder: the other's openings in, its share of x (op) y out, truncated."""
+        index = self._holder()
+        pending = self._triples.pop(triple, None)  # used once, whatever happens
+        if pending is None:
+            raise UsageError(
+                f"no opened triple {triple!r} here: mask with it first (each triple is used once)"
+            )
+        plain = self.open(opening, self.other, "opening", triple)
+        size = pending.e.numel() * 8
+        if len(plain) != size + pending.f.numel() * 8:
+            raise ProtocolError("the openings relayed do not have the operands' sizes")
+        e = pending.e + _tensor(plain[:size], tuple(pending.e.shape), "e")
+        f = pending.f + _tensor(plain[size:], tuple(pending.f.shape), "f")
+        op = _OPS[pending.op]
+        z = pending.c + op(e, pending.b) + op(pending.a, f)
+        if index == 0:
+            z = z + op(e, f)
+        out = _truncate(z, index, self.roster.fractional_bits)
+        self._new_name(result)
+        self._keep(result, out, True, pending.expression)
+        return list(out.shape)
+
+    # ---- revealing
+    def releasable(self, name: str) -> SharedValue:
+        """A computed tensor this holder may release its share of (after its owner agrees)."""
+        self._holder()
+        value = self.get(name)
+        if not value.derived:
+            raise NotAllowed(
+                f"{name!r} is an input as it was shared, not a computed result: its shares are "
+                "not opened (ask for the data itself with a get if that is what you want)"
+            )
+        return value
+
+    def seal_result(self, name: str, receiver: str) -> Sealed:
+        value = self.releasable(name)
+        if receiver != self.other:
+            raise NotAllowed(f"a result is revealed to the other share holder only, not {receiver}")
+        return self.seal(
+            receiver, "reveal", name, _bytes(value.share), str(list(value.share.shape))
+        )
+
+    def combine(self, name: str, sealed: Sealed) -> torch.Tensor:
+        """This holder's share plus the other's: the value, decoded from fixed point."""
+        value = self.releasable(name)
+        shape = list(value.share.shape)
+        plain = self.open(sealed, self.other, "reveal", name, str(shape))
+        total = value.share + _tensor(plain, tuple(shape), "the revealed share")
+        self.drop([name])
+        return ring.decode(total, self.roster.fractional_bits, torch.float64)
+
+    def drop(self, names: Sequence[str]) -> None:
+        for name in names:
+            value = self.tensors.pop(name, None)
+            if value is not None:
+                self._nbytes -= value.share.numel() * 8
+
+
+def _scalar(value: float | int | None, op: str) -> float | int:
+    if value is None or isinstance(value, bool):
+        raise UsageError(f"{op} takes a public number (scalar=)")
+    return value
+
+
+def _truncate(z: torch.Tensor, index: int, bits: int) -> torch.Tensor:
+    """SecureML's local truncation by 2^bits (see truncation.divide_two_party)."""
+    if bits == 0:
+        return z
+    if index == 0:
+        return torch.div(z, 1 << bits, rounding_mode="floor")
+    return -torch.div(-z, 1 << bits, rounding_mode="floor")
+
+
+def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
+    out = tuple(int(d) for d in shape)
+    if int(np.prod(out, dtype=np.int64)) > MAX_ELEMENTS:
+        raise UsageError(f"a tensor of shape {list(out)} is larger than {MAX_ELEMENTS} elements")
+    return out
+
+
+def _product_shape(op: str, x: tuple[int, ...], y: tuple[int, ...]) -> tuple[int, ...]:
+    try:
+        shape = _OPS[op](torch.empty(x, device="meta"), torch.empty(y, device="meta")).shape
+    except RuntimeError as exc:
+        raise UsageError(f"{op} of shapes {list(x)} and {list(y)}: {exc}") from None
+    return _check_shape(tuple(shape))
+
+
+def _triple_extra(op: str, x: tuple[int, ...], y: tuple[int, ...]) -> str:
+    return f"{op}|{list(x)}|{list(y)}"
+
+
+def _bytes(tensor: torch.Tensor) -> bytes:
+    return tensor.contiguous().numpy().astype("<i8", copy=False).tobytes()
+
+
+def _tensor(data: bytes, shape: tuple[int, ...], what: str) -> torch.Tensor:
+    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
+    if len(data) != 8 * count:
+        raise ProtocolError(
+            f"{what} has {len(data)} bytes, not the {8 * count} of shape {list(shape)}"
+        )
+    return torch.from_numpy(np.frombuffer(data, dtype="<i8").astype(np.int64)).reshape(shape)
+
+
+__all__ = ["PROTOCOL", "Party", "Roster", "Sealed", "SharedValue"]
