@@ -282,8 +282,10 @@ class Party:
     def accept(self, name: str, shape: list[int], sealed: Sealed, label: str) -> None:
         self._holder()
         _check_shape(shape)
-        self._new_name(name)
+        if name in self._names:
+            raise UsageError(f"the name {name!r} was used before in this computation")
         plain = self.open(sealed, self.other, "input", name, str(shape))
+        self._new_name(name)  # a forged share does not burn the name; the genuine one, once
         self._keep(name, _tensor(plain, tuple(shape), f"input {name!r}"), False, label)
 
     def local(
