@@ -300,6 +300,11 @@ class SmpcDesk:
                 f"{rule.data!r} is a {type(value).__name__}: a tensor, or a model's parameter "
                 "(part=), is secret-shared"
             )
+        if message.rows is not None:
+            start, stop = message.rows
+            if value.dim() == 0 or not start < stop <= len(value):
+                raise UsageError(f"rows {start}:{stop} are not rows of {rule.data!r}")
+            value, label = value[start:stop], f"{label}[{start}:{stop}]"
         encoded = ring.encode(value.detach(), party.roster.fractional_bits)
         shape, sealed = party.split(message.result, encoded, label)
         return {"shape": shape, "sealed": sealed.wire()}

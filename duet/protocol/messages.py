@@ -434,8 +434,8 @@ class SmpcAgree(_Message):
 
 
 class SmpcShare(_Message):
-    """A holder splits its published object ``source`` (or one parameter of it, ``part``)
-    into shares named ``result``; it answers with the shape and the other holder's share,
+    """A holder splits its published object ``source`` (or one parameter of it, ``part``;
+    or some of its rows) into shares named ``result``; it answers with the shape and the other holder's share,
     sealed to it."""
 
     k: Literal["smpc_share"] = "smpc_share"
@@ -443,6 +443,14 @@ class SmpcShare(_Message):
     computation: ComputationId
     source: ObjectId
     part: PartName | None = None
+    #: only these rows (first dimension, start and stop) of the tensor
+    rows: (
+        Annotated[
+            list[Annotated[int, Field(strict=True, ge=0, le=2**31)]],
+            Field(min_length=2, max_length=2),
+        ]
+        | None
+    ) = None
     result: ObjectId
 
 

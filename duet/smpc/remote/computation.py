@@ -144,11 +144,18 @@ class SecureComputation:
         return self._all(self.holders, lambda s: lambda rid: build(rid, index[id(s)]), what)
 
     # ---- sharing
-    def share(self, pointer: Pointer, *, part: str | None = None) -> RemoteShared:
+    def share(
+        self, pointer: Pointer, *, part: str | None = None, rows: slice | None = None
+    ) -> RemoteShared:
         """Secret-share a holder's published tensor (``pointer``, from its ``store``), or one
-        parameter of its published model (``part="weight"``): the holder splits it and seals
-        the other holder's share to it. Raises NotAllowed for data its owner's rule does not
-        name."""
+        parameter of its published model (``part="weight"``), or some of its rows
+        (``rows=slice(0, 1)``): the holder splits it and seals the other holder's share to it.
+        Raises NotAllowed for data its owner's rule does not name."""
+        span = None
+        if rows is not None:
+            if rows.step not in (None, 1) or rows.start is None or rows.stop is None:
+                raise UsageError("rows= is a slice(start, stop) of the first dimension")
+            span = [rows.start, rows.stop]
         if not isinstance(pointer, Pointer):
             raise UsageError(
                 f"share() takes a pointer to a holder's object, not {type(pointer).__name__}"
@@ -162,7 +169,7 @@ class SecureComputation:
         i = owners[0]
         name = self._name()
         answer = self._one(self.holders[i], lambda rid: SmpcShare(
-            rid=rid, computation=self.id, source=pointer.id, part=part, result=name), "share")  # fmt: skip
+            rid=rid, computation=self.id, source=pointer.id, part=part, rows=span, result=name), "share")  # fmt: skip
         shape, sealed = _shape(answer), SealedWire.model_validate(answer["sealed"])
         self._one(self.holders[1 - i], lambda rid: SmpcAccept(
             rid=rid, computation=self.id, result=name, shape=shape, sealed=sealed), "share")  # fmt: skip
