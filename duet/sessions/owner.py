@@ -79,6 +79,7 @@ from ..protocol.messages import (
     Reply,
     RunPlan,
     SecAggMessage,
+    SmpcMessage,
     Sync,
 )
 from ..runtime import run
@@ -119,6 +120,8 @@ def answer_refused(held: list[Message], info: ErrorInfo) -> list[Message]:
         elif isinstance(
             message, Get | Sync | ListStore | DpStatistic | DpTraining | DpBudget | SecAggMessage
         ):
+            answers.append(Reply(rid=message.rid, status="error", error=info))
+        elif isinstance(message, SmpcMessage):
             answers.append(Reply(rid=message.rid, status="error", error=info))
     return answers or [Failure(result=None, error=info)]
 

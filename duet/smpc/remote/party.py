@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from ...errors import NotAllowed, ProtocolError, UsageError
+from ...errors import HandshakeError, NotAllowed, ProtocolError, UsageError
 from ...identity import Identity, id_of, verify
 from ...secure import crypto
 from .. import provider as dealer
@@ -173,8 +173,15 @@ class Party:
             if id_of(identity_key) != owner:
                 raise ProtocolError(f"the identity key relayed for {owner} is not {owner}'s")
             cipher_key = bytes.fromhex(key["cipher_key"])
-            verify(identity_key, bytes.fromhex(key["signature"]),
-                   self.roster.transcript(owner, role, cipher_key), who=f"party {owner}")  # fmt: skip
+            try:
+                verify(identity_key, bytes.fromhex(key["signature"]),
+                       self.roster.transcript(owner, role, cipher_key), who=owner)  # fmt: skip
+            except HandshakeError:
+                raise ProtocolError(
+                    f"{owner}'s key is not signed over the computation this party holds (another "
+                    "roster, role, fixed point or key: the relay changed it, or the parties were "
+                    "told different computations); refused, nothing was revealed"
+                ) from None
             seen[owner] = cipher_key
         if set(seen) != everyone:
             raise ProtocolError(f"keys missing from {sorted(everyone - set(seen))}")
