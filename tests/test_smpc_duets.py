@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import duet as sy
-from duet.errors import NotAllowed, ProtocolError, UsageError
+from duet.errors import NotAllowed, ProtocolError, QuotaExceeded, UsageError
 from duet.protocol.messages import SealedWire, SmpcDeal, SmpcKeys, SmpcMask, SmpcReveal
 from duet.smpc import ring
 from duet.smpc.remote import SecureComputation
@@ -225,3 +225,25 @@ def test_the_provider_deals_only_for_its_rule_and_holders_keep_distinct_roles(tr
     # and the owner keeps serving
     x = comp.share(ds.store["inputs"])
     assert x.shape == [6, 8]
+
+
+def test_shares_count_against_the_scientists_quota(trio):
+    pairs, ids, _, _ = trio
+    (mo, ms), (do, ds), (_, ps) = pairs
+    allow(pairs, ids)
+    big = do.publish(torch.zeros(100_000), tags=["inputs"], description="large inputs")
+    comp = SecureComputation(ms, ds, crypto_provider=ps, timeout_secs=TIMEOUT)
+    (scientist,) = do.links  # the one scientist, as the owner knows it
+    quota = do.objects.quota(scientist)
+    before = quota.private_bytes
+    x = comp.share(ds.store[big.id])
+    assert quota.private_bytes == before + 800_000  # its share, 8 bytes an element
+    comp.close()
+    assert quota.private_bytes == before
+    (seen_by_model,) = mo.links  # each in-memory pair has a scientist identity of its own
+    model_quota = mo.objects.quota(seen_by_model)
+    model_quota.max_bytes = model_quota.used(True) + 500_000
+    comp = SecureComputation(ms, ds, crypto_provider=ps, timeout_secs=TIMEOUT)
+    with pytest.raises(QuotaExceeded, match="shares of this secure computation"):
+        comp.share(ds.store[big.id])  # the model owner would keep the other share
+    assert x.shape == [100_000]

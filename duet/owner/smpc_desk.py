@@ -214,6 +214,14 @@ class SmpcDesk:
             return self.service.error_reply(message.rid, exc, op)
         return Reply(rid=message.rid, value=Encoder(out_buffers).encode(value))
 
+    def _account(self, nbytes: int) -> None:
+        """Shares kept for this scientist count against its quota (values that depend on the
+        owner's data): refused before they are kept when they would pass it."""
+        quota = self.service.store.quota(self.service.peer)
+        if nbytes > 0:
+            quota.check(nbytes, True, "the shares of this secure computation")
+        quota.add(nbytes, True)
+
     # ---- the steps
     def _keys(self, message: SmpcKeys) -> dict[str, str]:
         from ..smpc.remote.party import Party, Roster
@@ -226,10 +234,11 @@ class SmpcDesk:
             raise UsageError("a computation has three distinct parties")
         rule = self.rules.rule_for(parties, roster.provider, self.service.peer)
         self.rules.use(message.computation)
-        party = Party(self.rules.identity, roster)
+        party = Party(self.rules.identity, roster, account=self._account)
         self._computations[message.computation] = _Computation(rule, party)
         while len(self._computations) > MAX_COMPUTATIONS:
-            self._computations.popitem(last=False)
+            _, oldest = self._computations.popitem(last=False)
+            oldest.party.forget()
         return party.advertise()
 
     def _step(self, message: SmpcMessage, out_buffers: list[memoryview]) -> object:
@@ -271,6 +280,7 @@ class SmpcDesk:
             party.drop(message.tensors)
         else:
             self._computations.pop(message.computation, None)
+            party.forget()
         return "dropped"
 
     def _share(self, found: _Computation, message: SmpcShare) -> dict[str, object]:

@@ -126,6 +126,9 @@ class Party:
     identity: Identity
     roster: Roster
     max_bytes: int = MAX_BYTES
+    #: told every change in the bytes of shares kept (+ before keeping: it may refuse, - after
+    #: forgetting), so that an owner counts them against the scientist's quota
+    account: Callable[[int], None] | None = None
     role: str = field(init=False)
     index: int | None = field(init=False)
     tensors: dict[str, SharedValue] = field(default_factory=dict, init=False)
@@ -266,6 +269,8 @@ class Party:
                 f"{name!r} ({share.numel()} elements) would pass what a party keeps for one "
                 f"computation ({MAX_ELEMENTS} elements a tensor, {self.max_bytes} bytes in all)"
             )
+        if self.account is not None:
+            self.account(size)
         self._nbytes += size
         self.tensors[name] = SharedValue(share.contiguous(), derived, expression[:300])
 
@@ -447,6 +452,13 @@ class Party:
             value = self.tensors.pop(name, None)
             if value is not None:
                 self._nbytes -= value.share.numel() * 8
+                if self.account is not None:
+                    self.account(-value.share.numel() * 8)
+
+    def forget(self) -> None:
+        """Drop every share and pending triple (the computation ends here)."""
+        self.drop(list(self.tensors))
+        self._triples.clear()
 
 
 def _scalar(value: float | int | None, op: str) -> float | int:
