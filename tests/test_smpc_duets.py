@@ -8,12 +8,26 @@ test_smpc_duets_processes.py.
 
 from __future__ import annotations
 
+import json
+import secrets
+
+import pydantic
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import duet as sy
 from duet.errors import NotAllowed, ProtocolError, QuotaExceeded, UsageError
-from duet.protocol.messages import SealedWire, SmpcDeal, SmpcKeys, SmpcMask, SmpcReveal
+from duet.protocol.messages import (
+    Message,
+    Reply,
+    SealedWire,
+    SmpcDeal,
+    SmpcKeys,
+    SmpcMask,
+    SmpcReveal,
+)
 from duet.smpc import ring
 from duet.smpc.remote import SecureComputation
 from duet.smpc.remote.party import Party, Roster
@@ -247,3 +261,72 @@ def test_shares_count_against_the_scientists_quota(trio):
     with pytest.raises(QuotaExceeded, match="shares of this secure computation"):
         comp.share(ds.store[big.id])  # the model owner would keep the other share
     assert x.shape == [100_000]
+
+
+HEX = "0123456789abcdef"
+NAMES = st.sampled_from(["t1", "t2", "t3", "b4", "zz", "t1.x"])
+SEALED = st.fixed_dictionaries({
+    "sender": st.sampled_from(["sender"]), "receiver": st.sampled_from(["receiver"]),
+    "nonce": st.text(alphabet=HEX, min_size=24, max_size=24),
+    "ciphertext": st.text(alphabet=HEX, min_size=32, max_size=80),
+})  # fmt: skip
+FIELDS = st.fixed_dictionaries({}, optional={
+    "holders": st.just("holders"), "provider": st.just("provider"),
+    "fractional_bits": st.integers(-2, 40), "keys": st.lists(st.dictionaries(
+        st.sampled_from(["owner", "role", "identity_key", "cipher_key", "signature"]),
+        st.text(alphabet=HEX, max_size=130)), max_size=3),
+    "source": NAMES, "part": st.sampled_from(["weight", "bias", "nope", "0.x"]),
+    "rows": st.lists(st.integers(-1, 9), min_size=2, max_size=2), "result": NAMES,
+    "shape": st.lists(st.integers(0, 9), max_size=3), "sealed": SEALED, "dealing": SEALED,
+    "opening": SEALED, "op": st.sampled_from(["add", "sub", "neg", "add_public", "mul_public",
+                                              "t", "sum", "mul", "matmul", "exec"]),
+    "inputs": st.lists(NAMES, min_size=1, max_size=2), "scalar": st.floats(-10, 10) | st.integers(),
+    "dim": st.integers(-3, 3), "triple": NAMES, "x_shape": st.lists(st.integers(0, 9), max_size=3),
+    "y_shape": st.lists(st.integers(0, 9), max_size=3), "x": NAMES, "y": NAMES, "tensor": NAMES,
+    "to": st.sampled_from(["scientist", "data", "model", "provider"]),
+    "tensors": st.lists(NAMES, max_size=2),
+})  # fmt: skip
+KINDS = ["smpc_keys", "smpc_agree", "smpc_share", "smpc_accept", "smpc_local", "smpc_deal",
+         "smpc_mask", "smpc_multiply", "smpc_reveal", "smpc_drop"]  # fmt: skip
+
+
+def test_any_secure_computation_message_gets_a_clear_answer_and_the_owner_keeps_serving(trio):
+    pairs, ids, _, _ = trio
+    (_, ms), (_, ds), (_, ps) = pairs
+    allow(pairs, ids)
+    comp = SecureComputation(ms, ds, crypto_provider=ps, timeout_secs=TIMEOUT)
+    x = comp.share(ds.store["inputs"])
+    w = comp.share(ms.store["model"], part="weight")
+    _ = x @ w.t()
+    by_name = {"holders": ids[:2], "provider": ids[2], "sender": ids[0], "receiver": ids[1],
+               "data": ids[1], "model": ids[0]}  # fmt: skip
+    adapter = pydantic.TypeAdapter(Message)
+    answers: list[str] = []
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(kind=st.sampled_from(KINDS), fields=FIELDS, fresh=st.booleans())
+    def one(kind: str, fields: dict, fresh: bool) -> None:
+        resolved = json.loads(json.dumps(fields), object_hook=lambda d: {
+            k: by_name.get(v, v) if isinstance(v, str) else v for k, v in d.items()})  # fmt: skip
+        resolved = {k: by_name.get(v, v) if isinstance(v, str) else v for k, v in resolved.items()}
+        computation = secrets.token_hex(16) if fresh and kind == "smpc_keys" else comp.id
+        body = {"k": kind, "computation": computation, **resolved}
+        if kind == "smpc_reveal":
+            body["timeout_secs"] = 0  # no handler decides it: it times out at once
+        try:
+            adapter.validate_python({**body, "rid": 1})
+        except pydantic.ValidationError:
+            return  # the wire refuses it before any owner sees it (test_protocol)
+        reply, _ = ds.client.request_async(
+            lambda rid: adapter.validate_python({**body, "rid": rid})
+        ).result(TIMEOUT)
+        assert isinstance(reply, Reply) and reply.status in ("ok", "error", "timeout")
+        if reply.status == "error":  # a DuetError's clear message, never an unexpected one
+            assert reply.error is not None and reply.error.code != "remote_error", reply.error
+            answers.append(reply.error.message)
+
+    one()
+    assert answers and all(a for a in answers)
+    # the owner still serves this scientist (the fuzzing may have dropped the computation)
+    again = SecureComputation(ms, ds, crypto_provider=ps, timeout_secs=TIMEOUT)
+    assert again.share(ds.store["inputs"]).shape == [6, 8]
