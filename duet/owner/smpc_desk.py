@@ -196,10 +196,17 @@ class SmpcDesk:
         self.rules = rules
         self._computations: OrderedDict[str, _Computation] = OrderedDict()
         self._inline: list[Reply] | None = None
+        # a reveal the owner decides by hand comes from its own thread, while the worker may be
+        # computing on the same shares: one at a time (re-entrant: a handler decides inline)
+        self._lock = threading.RLock()
 
     def handle(self, message: SmpcMessage, out_buffers: list[memoryview]) -> Reply | None:
         """The reply to one message, or None when a reveal waits for the owner's decision
         (the reply is sent when it is decided)."""
+        with self._lock:
+            return self._handle(message, out_buffers)
+
+    def _handle(self, message: SmpcMessage, out_buffers: list[memoryview]) -> Reply | None:
         op = f"secure computation ({message.k.removeprefix('smpc_')})"
         try:
             if isinstance(message, SmpcKeys):
@@ -373,7 +380,16 @@ class SmpcDesk:
         return _WAITING
 
     def _decided(self, request: Request, message: SmpcReveal, party: Party) -> None:
-        """The owner (or a handler) decided a reveal: reply from whichever thread decided."""
+        """The owner (or a handler) decided a reveal: reply from whichever thread decided.
+        Only an acceptance touches the shares (under the lock); a timeout is decided on the
+        network loop, which never waits for the worker."""
+        if request.status is RequestStatus.ACCEPTED:
+            with self._lock:
+                self._decide(request, message, party)
+        else:
+            self._decide(request, message, party)
+
+    def _decide(self, request: Request, message: SmpcReveal, party: Party) -> None:
         self.service.releases.release_hold(request)
         if request.status is RequestStatus.ACCEPTED:
             if self._inline is not None and self.service.on_worker():
