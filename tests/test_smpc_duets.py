@@ -277,12 +277,12 @@ SEALED = st.fixed_dictionaries({
     "nonce": st.text(alphabet=HEX, min_size=24, max_size=24),
     "ciphertext": st.text(alphabet=HEX, min_size=32, max_size=80),
 })  # fmt: skip
-FIELDS = st.fixed_dictionaries({}, optional={
+FIELDS = st.fixed_dictionaries({
     "holders": st.just("holders"), "provider": st.just("provider"),
     "fractional_bits": st.integers(-2, 40), "keys": st.lists(st.dictionaries(
         st.sampled_from(["owner", "role", "identity_key", "cipher_key", "signature"]),
         st.text(alphabet=HEX, max_size=130)), max_size=3),
-    "source": NAMES, "part": st.sampled_from(["weight", "bias", "nope", "0.x"]),
+    "source": NAMES,
     "rows": st.lists(st.integers(-1, 9), min_size=2, max_size=2), "result": NAMES,
     "shape": st.lists(st.integers(0, 9), max_size=3), "sealed": SEALED, "dealing": SEALED,
     "opening": SEALED, "op": st.sampled_from(["add", "sub", "neg", "add_public", "mul_public",
@@ -292,7 +292,7 @@ FIELDS = st.fixed_dictionaries({}, optional={
     "y_shape": st.lists(st.integers(0, 9), max_size=3), "x": NAMES, "y": NAMES, "tensor": NAMES,
     "to": st.sampled_from(["scientist", "data", "model", "provider"]),
     "tensors": st.lists(NAMES, max_size=2),
-})  # fmt: skip
+}, optional={"part": st.sampled_from(["weight", "bias", "nope"])})  # fmt: skip
 MODELS = {m.model_fields["k"].default: m for m in (
     SmpcKeys, SmpcAgree, SmpcShare, SmpcAccept, SmpcLocal, SmpcDeal, SmpcMask, SmpcMultiply,
     SmpcReveal, SmpcDrop)}  # fmt: skip
@@ -323,6 +323,8 @@ def test_any_secure_computation_message_gets_a_clear_answer_and_the_owner_keeps_
         allowed = MODELS[kind].model_fields
         body = {"k": kind, "computation": computation,
                 **{k: v for k, v in resolved.items() if k in allowed}}  # fmt: skip
+        if kind == "smpc_drop" and not body.get("tensors"):
+            return  # ending the computation would leave nothing for the rest to reach
         if kind == "smpc_reveal":
             body["timeout_secs"] = 0  # no handler decides it: it times out at once
         try:
@@ -338,7 +340,7 @@ def test_any_secure_computation_message_gets_a_clear_answer_and_the_owner_keeps_
             answers.append(reply.error.message)
 
     one()
-    assert len(answers) > 20 and all(answers)  # most reach a party, which refuses them
+    assert len(set(answers)) > 5 and all(answers)  # they reach a party, which refuses them
     # the owner still serves this scientist (the fuzzing may have dropped the computation)
     again = SecureComputation(ms, ds, crypto_provider=ps, timeout_secs=TIMEOUT)
     assert again.share(ds.store["inputs"]).shape == [6, 8]

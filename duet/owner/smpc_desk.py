@@ -36,7 +36,7 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
-from ..errors import DuetError, NotAllowed, UsageError
+from ..errors import DuetError, NotAllowed, ProtocolError, UsageError
 from ..identity import Identity
 from ..protocol.messages import (
     Reply,
@@ -435,8 +435,11 @@ _WAITING = object()
 def _sealed(wire: SealedWire) -> Sealed:
     from ..smpc.remote.party import Sealed
 
-    return Sealed(wire.sender, wire.receiver, bytes.fromhex(wire.nonce),
-                  bytes.fromhex(wire.ciphertext))  # fmt: skip
+    try:
+        nonce, ciphertext = bytes.fromhex(wire.nonce), bytes.fromhex(wire.ciphertext)
+    except ValueError:
+        raise ProtocolError("a sealed value relayed is not hex bytes") from None
+    return Sealed(wire.sender, wire.receiver, nonce, ciphertext)
 
 
 __all__ = ["SecureComputationRule", "SecureComputationRules", "SmpcDesk"]

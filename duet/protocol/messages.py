@@ -398,7 +398,12 @@ class SealedWire(_Message):
     nonce: Annotated[str, Field(strict=True, min_length=24, max_length=24, pattern=r"^[0-9a-f]+$")]
     ciphertext: Annotated[
         str,
-        Field(strict=True, min_length=32, max_length=MAX_SMPC_SEALED_HEX, pattern=r"^[0-9a-f]+$"),
+        Field(
+            strict=True,
+            min_length=32,
+            max_length=MAX_SMPC_SEALED_HEX,
+            pattern=r"^(?:[0-9a-f]{2})+$",  # whole bytes
+        ),  # fmt: skip
     ]
 
 
