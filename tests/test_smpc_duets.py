@@ -120,6 +120,11 @@ def test_party_core_refuses_forged_replayed_and_misaddressed_values():
         m.releasable("x")
     with pytest.raises(UsageError, match="used before"):
         m.local("neg", ["x"], "x", None, None)
+    shared((m, d), "other", torch.ones(3))
+    with pytest.raises(UsageError, match="add of x, other"):  # shapes that do not broadcast
+        m.local("add", ["x", "other"], "sum", None, None)
+    with pytest.raises(UsageError):
+        m.local("mul_public", ["x"], "huge", 2**70, None)
 
 
 def test_keys_relayed_wrong_are_refused():

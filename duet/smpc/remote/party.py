@@ -309,6 +309,19 @@ class Party:
         dim: int | None,
     ) -> list[int]:
         """One operation each holder runs on its own share (no interaction)."""
+        try:
+            return self._local(op, inputs, result, scalar, dim)
+        except (RuntimeError, OverflowError, ValueError) as exc:  # torch's, on shapes or sizes
+            raise UsageError(f"{op} of {', '.join(inputs)}: {exc}") from None
+
+    def _local(
+        self,
+        op: str,
+        inputs: Sequence[str],
+        result: str,
+        scalar: float | int | None,
+        dim: int | None,
+    ) -> list[int]:
         index = self._holder()
         values = [self.get(n) for n in inputs]
         shares = [v.share for v in values]
