@@ -33,7 +33,8 @@ from .join import join_duet
 from .launch import launch_duet
 from .lib import load
 from .network import duet
-from .owner.requests import AS_SENT, Handler, Request, RequestQueue, RequestStatus
+from .owner.handlers import AS_SENT, Handler
+from .owner.requests import Request, RequestQueue, RequestStatus
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
 from .scientist.tables import TablePointer
