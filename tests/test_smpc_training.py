@@ -142,7 +142,9 @@ def test_gradients_on_shares_equal_torch_autograd(workers, count):
     for name, tensor, grad in zip(("x", "weight", "bias"), shared, expected, strict=True):
         got = tensor.grad.get().float_precision()
         assert got.shape == grad.shape
-        assert (got - grad).abs().max() < 2e-2 * max(1.0, float(grad.abs().max())), name
+        # fixed point's rounding through two products and a square, relative to the largest
+        # gradient (about 50 here): measured within 3e-5 of it, held to 2e-4
+        assert (got - grad).abs().max() < 2e-4 * max(1.0, float(grad.abs().max())), name
     # gradients accumulate across backward() calls, as torch's do
     weight = shared[1]
     first = torch.randn(3, generator=generator, dtype=torch.float64)
@@ -190,6 +192,15 @@ def test_training_on_shares_refuses_what_it_cannot_differentiate_or_optimise(wor
         optim.SGD(nn.Linear(2, 1).parameters(), lr=0.1).fix_precision()
     with pytest.raises(sy.UsageError, match="shared already"):
         model.share(bob, alice, crypto_provider=james)
+    # torch's own optimiser, not converted, fails clearly rather than doing nothing
+    unconverted = optim.SGD(model.parameters(), lr=0.1)
+    rows = torch.ones(3, 2).fix_precision().share(bob, alice, crypto_provider=james)
+    model(rows).sum().backward()
+    with pytest.raises(sy.UsageError, match=r"torch's own optimiser cannot update shared"):
+        unconverted.step()
+    assert model.weight.grad is not None
+    model.zero_grad()  # torch's, through the SharedParameters
+    assert model.weight.grad is None and model.bias.grad is None
     assert "SharedParameter(shape=(1, 2), shared among bob, alice)" in repr(
         list(model.parameters())
     )

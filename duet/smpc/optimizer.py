@@ -8,9 +8,10 @@ optimiser constructor take ``model.parameters()`` as PySyft's Part 12 writes it;
 computes w - lr * w.grad on shares (lr in fixed point) and ``zero_grad()`` clears the gradients.
 
 Only plain SGD is supported: momentum, weight decay, Nesterov, ``maximize`` and other optimisers
-are refused (their state would be more shared tensors; not built). torch's own ``step()`` on
-these parameters changes nothing (they have no data and no torch gradient): call
-``.fix_precision()`` on the optimiser, as Part 12 does.
+are refused (their state would be more shared tensors; not built). A ``SharedParameter``'s
+``.grad`` is its shared weight's gradient, so ``model.zero_grad()`` clears it, and torch's own
+``step()`` (an optimiser not converted) meets a shared gradient and is a ``UsageError`` naming
+the fix.
 """
 
 from __future__ import annotations
@@ -37,6 +38,18 @@ class SharedParameter(nn.Parameter):
         parameter = super().__new__(cls, placeholder, requires_grad=True)
         parameter.shared = shared
         return parameter
+
+    # torch reads and clears a parameter's gradient through .grad (model.zero_grad(), an
+    # optimiser's step): here that is the shared weight's gradient
+    @property  # type: ignore[override]
+    def grad(self) -> Shared:
+        return self.shared.grad
+
+    @grad.setter
+    def grad(self, value: object) -> None:
+        if value is not None:
+            raise UsageError("a shared weight's gradient comes from loss.backward() on shares")
+        self.shared.grad = None
 
     def __repr__(self) -> str:  # type: ignore[override]  # not the meta tensor
         holders = ", ".join(w.id for w in self.shared.holders)

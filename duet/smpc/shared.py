@@ -578,6 +578,16 @@ class SharedTensor(Differentiable):
         return operation(*args, **kwargs)
 
     # -- what is refused
+    @property
+    def is_sparse(self) -> bool:
+        # torch's optimisers ask this of every gradient first: a shared model's gradient
+        # reaching one means its optimiser was not converted
+        raise UsageError(
+            "torch's own optimiser cannot update shared weights: convert it, "
+            "optim.SGD(params=model.parameters(), lr=0.1).fix_precision(), as PySyft's Part 12 "
+            "does"
+        )
+
     def __bool__(self) -> bool:
         raise UsageError("the truth of a shared tensor is secret: .get() it first")
 
