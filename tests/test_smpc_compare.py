@@ -163,6 +163,9 @@ def test_relu_abs_max_and_argmax_equal_torch_on_shares(workers, count):
     values, indices = torch.max(x, 1, keepdim=True)
     assert torch.equal(opened(values), plain.max(1, keepdim=True).values)
     assert torch.equal(opened(torch.argmax(x, dim=2)).long(), plain.argmax(dim=2))
+    in_place = plain.fix_precision().share(*holders, crypto_provider=provider)
+    assert torch.relu_(in_place) is in_place  # torch.relu_, nn.ReLU(inplace=True)
+    assert torch.equal(opened(in_place), F.relu(plain))
     one = torch.tensor([[3.5]]).fix_precision().share(*holders, crypto_provider=provider)
     assert torch.equal(opened(one.max(dim=1).indices), torch.tensor([0.0]))
 

@@ -178,6 +178,8 @@ def test_training_on_shares_refuses_what_it_cannot_differentiate_or_optimise(wor
         ).matmul(torch.ones(2, 2))
     with pytest.raises(sy.UsageError, match="gradients need fixed precision"):
         torch.tensor([1, 2]).share(bob, alice, crypto_provider=james, requires_grad=True)
+    with pytest.raises(sy.UsageError, match="in-place relu on a shared tensor that requires"):
+        F.relu(x, inplace=True)
     # comparisons have no gradient (as in torch) and leave the graph alone
     assert not (x > 0).requires_grad
 

@@ -13,6 +13,7 @@ imported); the modules here are private, one concern each:
 - compare.py: comparisons, ReLU, abs and max (a provider's bit-shared mask, a bitwise comparison);
 - autograd.py, gradients.py: ``backward()`` on shared tensors, and each operation's rule;
 - shared.py: SharedTensor, the shares and the operations on them;
+- torch_functions.py: torch's functions (F.linear, torch.max, ...) called with shared tensors;
 - optimizer.py: ``optim.SGD(...).fix_precision()``, SGD on shared weights;
 - models.py: a model's weights fixed and shared, for inference or training on shared inputs.
 """
@@ -22,6 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import torch_functions as _torch_functions  # noqa: F401 (fills shared.TORCH_FUNCTIONS)
 from .fixed import FixedPrecisionTensor, fix_precision
 from .models import fix_module, share_module
 from .optimizer import fix_optimizer

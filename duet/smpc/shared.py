@@ -26,6 +26,10 @@ from .fixed import FixedPrecisionTensor, set_sharer
 from .parties import Share, check_holders, check_provider, deliver, open_value
 from .truncation import divide_two_party, shift_with_provider
 
+# torch's functions and Tensor's operators, by name, for calls with a SharedTensor among the
+# arguments: torch_functions.py fills it (it builds on this module)
+TORCH_FUNCTIONS: dict[str, Callable[..., object]] = {}
+
 
 class SharedTensor(Differentiable):
     """Additive shares of a tensor held by two or more VirtualWorkers.
@@ -568,7 +572,7 @@ class SharedTensor(Differentiable):
     ) -> object:
         name = getattr(func, "__name__", repr(func))
         kwargs = kwargs or {}
-        operation = _TORCH_FUNCTIONS.get(name)
+        operation = TORCH_FUNCTIONS.get(name)
         if operation is None:
             raise UsageError(
                 f"torch's {name} is not defined on shared tensors; they take + - * @ / by a "
@@ -667,103 +671,6 @@ def share(
     )
 
 
-def _matmul(x: object, y: object) -> SharedTensor:
-    if isinstance(x, SharedTensor):
-        return x.matmul(y)
-    assert isinstance(y, SharedTensor)
-    return y.__rmatmul__(x)
-
-
-def _linear(x: object, weight: object, bias: object = None) -> object:
-    transposed = weight.t() if isinstance(weight, SharedTensor | torch.Tensor) else weight
-    out = _matmul(x, transposed)
-    return out if bias is None else out + bias
-
-
-def _add(x: object, y: object, *, alpha: object = 1) -> object:
-    if alpha != 1:
-        y = y * alpha  # type: ignore[operator]
-    if isinstance(x, SharedTensor):
-        return x.__add__(y)
-    assert isinstance(y, SharedTensor)
-    return y.__radd__(x)
-
-
-def _sub(x: object, y: object) -> object:
-    if isinstance(x, SharedTensor):
-        return x.__sub__(y)
-    assert isinstance(y, SharedTensor)
-    return y.__rsub__(x)
-
-
-def _mul(x: object, y: object) -> object:
-    if isinstance(x, SharedTensor):
-        return x.__mul__(y)
-    assert isinstance(y, SharedTensor)
-    return y.__rmul__(x)
-
-
-def _sum(
-    x: SharedTensor, dim: int | tuple[int, ...] | None = None, keepdim: bool = False
-) -> object:
-    return x.sum(dim, keepdim=keepdim)
-
-
-def _relu(x: SharedTensor, inplace: bool = False) -> SharedTensor:
-    return x.relu()  # a shared tensor is never changed in place: the result is new
-
-
-def _compared(name: str) -> Callable[..., object]:
-    """``torch.gt(x, y)`` and friends, with the shared tensor on either side."""
-    mirrored = {"gt": "lt", "lt": "gt", "ge": "le", "le": "ge", "eq": "eq", "ne": "ne"}
-
-    def operation(x: object, y: object) -> object:
-        if isinstance(x, SharedTensor):
-            return getattr(x, f"__{name}__")(y)
-        assert isinstance(y, SharedTensor)
-        return getattr(y, f"__{mirrored[name]}__")(x)
-
-    return operation
-
-
-def _max(x: SharedTensor, dim: int | None = None, keepdim: bool = False) -> object:
-    return x.max(dim, keepdim)
-
-
-def _min(x: SharedTensor, dim: int | None = None, keepdim: bool = False) -> object:
-    return x.min(dim, keepdim)
-
-
-# torch's functions and Tensor's operators, by name, when a SharedTensor is among the arguments
-_TORCH_FUNCTIONS: dict[str, Callable[..., object]] = {
-    "linear": _linear,
-    "matmul": _matmul,
-    "mm": _matmul,
-    "__matmul__": _matmul,
-    "__rmatmul__": lambda tensor, shared: _matmul(shared, tensor),
-    "add": _add,
-    "__add__": _add,
-    "__radd__": _add,
-    "sub": _sub,
-    "__sub__": _sub,
-    "__rsub__": lambda tensor, other: _sub(other, tensor),
-    "mul": _mul,
-    "__mul__": _mul,
-    "__rmul__": _mul,
-    "neg": lambda x: -x,  # type: ignore[operator]
-    "sum": _sum,
-    "relu": _relu,
-    "relu_": _relu,
-    "abs": lambda x: x.abs(),
-    "max": _max,
-    "min": _min,
-    "argmax": lambda x, dim=None, keepdim=False: x.argmax(dim, keepdim),
-    "argmin": lambda x, dim=None, keepdim=False: x.argmin(dim, keepdim),
-    **{name: _compared(name) for name in ("gt", "ge", "lt", "le", "eq", "ne")},
-    **{f"__{name}__": _compared(name) for name in ("gt", "ge", "lt", "le", "eq", "ne")},
-}
-
-
 def _share_fixed(
     fixed: FixedPrecisionTensor,
     workers: tuple[object, ...],
@@ -782,4 +689,4 @@ def _share_fixed(
 
 set_sharer(_share_fixed)  # FixedPrecisionTensor.share
 
-__all__ = ["SharedTensor", "share"]
+__all__ = ["TORCH_FUNCTIONS", "SharedTensor", "share"]
