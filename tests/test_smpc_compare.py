@@ -111,6 +111,7 @@ def test_integer_sharings_compare_exactly_and_give_integer_bits(workers):
     assert torch.equal((x <= 7).get(), (a <= 7).long())
     assert torch.equal(x.max().get(), a.max())
     assert torch.equal(x.argmax().get(), a.argmax())
+    assert torch.equal((x.sum() > y.sum()).get(), (a.sum() > b.sum()).long())  # single values
 
 
 @pytest.mark.parametrize("count", [2, 3])
@@ -290,6 +291,8 @@ def test_comparisons_refuse_what_they_cannot_do_safely(workers):
         torch.tensor([1]).share(bob, alice, crypto_provider=carol).lt(0.5)
     with pytest.raises(sy.UsageError, match="out of the fixed-point range"):
         on_bob_alice.lt(2.0**50)
+    with pytest.raises(sy.UsageError, match="inf or nan"):
+        on_bob_alice.gt(float("nan"))
     with pytest.raises(sy.UsageError, match="the truth of a shared tensor is secret"):
         bool(on_bob_alice > 0)
     with pytest.raises(sy.UsageError, match="not defined for str"):
