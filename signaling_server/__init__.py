@@ -139,6 +139,14 @@ ends (an open session's as counts: joined, answered, left, declined).
 
 from __future__ import annotations
 
+from ._registry import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_MAX_RECORD_AGE,
+    DEFAULT_MAX_REGISTRATIONS_PER_IP,
+    Registry,
+    RegistryLimits,
+)
+from ._registry_store import MemoryRegistryStore, RedisRegistryStore, RegistryStore
 from ._server import SignalingServer, start_embedded_server
 from ._sessions import (
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
@@ -154,14 +162,22 @@ from ._sessions import (
 start_server = start_embedded_server
 
 __all__ = [
+    "DEFAULT_CLOCK_SKEW",
     "DEFAULT_FIRST_MESSAGE_TIMEOUT",
     "DEFAULT_JOIN_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_PENDING_JOINS",
+    "DEFAULT_MAX_RECORD_AGE",
+    "DEFAULT_MAX_REGISTRATIONS_PER_IP",
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_MAX_SESSIONS_PER_IP",
     "DEFAULT_SESSION_TTL",
     "Limits",
+    "MemoryRegistryStore",
+    "RedisRegistryStore",
+    "Registry",
+    "RegistryLimits",
+    "RegistryStore",
     "SignalingServer",
     "start_embedded_server",
     "start_server",

@@ -12,6 +12,18 @@ from hypothesis import strategies as st
 from signaling_server._messages import Reject, parse
 from signaling_server.protocol import (
     CLIENT_TYPES,
+    Announce,
+    Announced,
+    DatasetListing,
+    Listing,
+    Listings,
+    OwnerRecord,
+    Search,
+    SignedRecord,
+    SignedWithdrawal,
+    Withdraw,
+    Withdrawal,
+    Withdrawn,
     MAX_SDP_CHARS,
     SERVER_TYPES,
     Answer,
@@ -37,6 +49,14 @@ from signaling_server.protocol import (
 )
 
 LIMIT = 256 * 1024
+OWNER = dict(owner_key="ab" * 32, owner_id="3fa2-91bc-0d4e-77a1", issued_at=1_800_000_000, seq=7)
+RECORD = SignedRecord(
+    record=OwnerRecord(
+        **OWNER, session_id="3fa2" * 8, owner_name="clinic", ttl_secs=120,
+        datasets=[DatasetListing(id="o1", tags=["births"], shape=[50, 3], dtype="float32")],
+    ),
+    signature="cd" * 64,
+)  # fmt: skip
 
 CLIENT_MESSAGES: list[ClientModel] = [
     Register(),
@@ -51,6 +71,10 @@ CLIENT_MESSAGES: list[ClientModel] = [
     Decline(peer="p2", reason="client ID not confirmed"),
     Ping(),
     Close(),
+    Announce(signed=RECORD),
+    Withdraw(signed=SignedWithdrawal(withdrawal=Withdrawal(**OWNER), signature="ef" * 64)),
+    Search(),
+    Search(tags=["births", "2020"], owner="3fa2-91bc-0d4e-77a1", limit=5),
 ]
 SERVER_MESSAGES: list[ServerModel] = [
     Registered(session_id="3fa2" * 8, ttl_secs=600),
@@ -64,6 +88,10 @@ SERVER_MESSAGES: list[ServerModel] = [
     Pong(ttl_secs=600),
     Closed(reason="max_peers", answered=3),
     Error(code="unknown_session", message="session 3fa2… is unknown"),
+    Announced(owner_id="3fa2-91bc-0d4e-77a1", seq=7, ttl_secs=120),
+    Withdrawn(owner_id="3fa2-91bc-0d4e-77a1", found=True),
+    Listings(),
+    Listings(results=[Listing(signed=RECORD, online=True)]),
 ]
 
 
