@@ -250,6 +250,7 @@ def _open(
         accepting = door.start(arrive, lobby.ended)
         if not one:
             owner._accepting = accepting  # owner.close() cancels it
+            _list_on_network(owner, door, session_id)
         if on_ready is not None:
             on_ready(session_id, str(door.url))
         if wait:
@@ -379,6 +380,17 @@ def _announce(
         started_server=door.server is not None, loopback=loopback, max_scientists=max_scientists,
     ):  # fmt: skip
         _say(line)
+
+
+def _list_on_network(owner: OwnerSession, door: Doorway, session_id: str) -> None:
+    """A node registers what its owner listed (``publish(..., listed=True)``, now or later) on
+    the signaling server it launched on (duet/registry/node.py); nothing, if nothing is."""
+    from .registry.node import NodeListing
+
+    owner.listing = NodeListing(
+        owner.identity, str(door.url), session_id, owner.listed, owner_name=owner.identity.name
+    )
+    owner.listing.start()
 
 
 def _audit(audit: AuditLog | str | Path | bool) -> AuditLog:

@@ -64,6 +64,7 @@ class StoredObject:
     tags: list[str] = field(default_factory=list)
     description: str = ""
     pointable: bool = False
+    listed: bool = False  # its metadata registered on the network (duet/registry), if a node
     nbytes: int = 0  # what the entry itself holds (a number, a string); state is held apart
     created: float = field(default_factory=time.time)
     label: Label = EMPTY
@@ -168,12 +169,20 @@ class ObjectStore:
         pointable: bool = True,
         tags: list[str] | None = None,
         description: str = "",
+        listed: bool = False,
     ) -> StoredObject:
-        """Store one of the owner's values: private, and read-only for every scientist. A pandas
+        """Store one of the owner's values: private, and read-only for every scientist.
+        ``listed``: its metadata (tags, description, shape, size; never values) is registered
+        on the network by an owner node (``duet.search`` finds it); it must be pointable. A pandas
         DataFrame becomes a table only DP statistics read (duet/privacy/tables.py). Raises
         UsageError for what no remote operation works on (a NumPy array, a pandas Series, a
         DataFrame in a container), naming what to publish instead, and for a DataFrame that
         cannot be a table (a column of text, missing values)."""
+        if listed and not pointable:
+            raise UsageError(
+                "listed=True registers the dataset on the network for scientists to find and "
+                "point to: it must be pointable too (pointable=True)"
+            )
         check_publishable(value)
         if is_frame(value):
             from ..privacy.tables import Table
@@ -191,6 +200,7 @@ class ObjectStore:
             tags=tags,
             description=description,
             pointable=pointable,
+            listed=listed,
             nbytes=listed_nbytes(value),
             label=label,
             whole=Whole(ITSELF, object_id),
