@@ -61,6 +61,8 @@ class NodeListing:
         self.seq = Seq()
         self.announced = 0  # the seq of the record registered now (0: none)
         self.last_error: DuetError | None = None
+        #: called on duet's loop with the seq of each record registered (0: withdrawn)
+        self.listeners: list[Callable[[int], None]] = []
         self._loop = get_loop()
         self._lock: asyncio.Lock | None = None
         self._timer: asyncio.TimerHandle | None = None
@@ -134,11 +136,20 @@ class NodeListing:
             await registry.announce(signed)
         self.announced = signed.record.seq
         log.info("listed %d datasets on %s (seq %d)", len(listed), self.url, self.announced)
+        self._tell(self.announced)
 
     async def _send_withdrawal(self) -> None:
         async with await RegistryClient.connect(self.url) as registry:
             await registry.withdraw(sign_withdrawal(self.identity, seq=self.seq.next()))
         self.announced = 0
+        self._tell(0)
+
+    def _tell(self, seq: int) -> None:
+        for listener in list(self.listeners):
+            try:
+                listener(seq)
+            except Exception:  # a listener's failure is its own
+                log.exception("a listing listener failed")
 
     async def _withdraw(self) -> None:
         if self._lock is None:
