@@ -96,7 +96,7 @@ class NodeListing:
     # ---- duet's loop
     def _spawn(self) -> None:
         task = asyncio.ensure_future(self.refresh())
-        task.add_done_callback(lambda done: done.cancelled() or done.exception())
+        task.add_done_callback(_log_failure)
 
     async def refresh(self) -> None:
         """Announce the listing as it is now (or withdraw it, if nothing is listed any more),
@@ -160,6 +160,12 @@ class NodeListing:
                 self._timer = None
             if self.announced:
                 await self._send_withdrawal()
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    # refresh() handles DuetError itself; anything else is a bug, said rather than lost
+    if not task.cancelled() and task.exception() is not None:
+        log.error("announcing the listed datasets failed", exc_info=task.exception())
 
 
 __all__ = ["NodeListing"]
