@@ -320,16 +320,8 @@ class OwnerSession(Session):
         entry = self.objects.publish(
             value, pointable=pointable, tags=tags, description=description, listed=listed
         )
-        if listed:
-            from ..registry.records import dataset_listing
-
-            try:
-                dataset_listing(entry)  # what the registry would refuse is refused here, now
-            except UsageError:
-                self.objects.remove(entry.id)
-                raise
-            if self.listing is not None:
-                self.listing.changed()
+        if listed and self.listing is not None:
+            self.listing.changed()
         return entry
 
     def listed(self) -> list[StoredObject]:
