@@ -17,10 +17,12 @@ again: by then it is too old.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeAlias
 
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
@@ -52,6 +54,8 @@ DEFAULT_CLOCK_SKEW = 30.0
 DEFAULT_REGISTRY_IDLE = 30.0
 
 REGISTRY_TYPES = (Announce, Withdraw, Search)
+#: whether a session is open (on this server, or on any instance sharing its sessions)
+Online: TypeAlias = Callable[[str], bool | Awaitable[bool]]
 
 
 @dataclass(frozen=True)
@@ -95,11 +99,12 @@ class Registry:
         *,
         recv: Callable[[], Awaitable[ClientModel]],
         address: str,
-        online: Callable[[str], bool],
+        online: Online,
     ) -> None:
         """Answer ``first`` and what follows on ``ws``; raise Reject to refuse (the server sends
         the error and closes). ``recv`` is the server's (it raises Reject for a malformed or too
-        big message); ``online(session_id)`` says whether a session is open."""
+        big message); ``online(session_id)`` says whether a session is open (a bool, or an
+        awaitable of one)."""
         message = first
         while True:  # bounded: each turn waits at most idle_secs for the client
             if not isinstance(message, REGISTRY_TYPES):
@@ -120,17 +125,19 @@ class Registry:
                 await ws.close()
                 return
 
-    async def _answer(
-        self, message: ClientModel, address: str, online: Callable[[str], bool]
-    ) -> ServerModel:
+    async def _answer(self, message: ClientModel, address: str, online: Online) -> ServerModel:
         now = self.clock()
         if isinstance(message, Search):
             found = await self.store.search(
                 list(message.tags), message.owner, now=now, limit=message.limit
             )
-            return Listings(
-                results=[Listing(signed=s, online=online(s.record.session_id)) for s in found]
-            )
+            results = []
+            for signed in found:
+                is_open = online(signed.record.session_id)
+                if inspect.isawaitable(is_open):
+                    is_open = await is_open
+                results.append(Listing(signed=signed, online=bool(is_open)))
+            return Listings(results=results)
         if isinstance(message, Announce):
             record = message.signed.record
             self._check(message.signed, now)

@@ -19,6 +19,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
+from duet.errors import UsageError
 from duet.identity import Identity
 from duet.pairing.signaling import SignalingClient, SignalingServerError
 from duet.registry.client import RegistryClient, RegistryError, verified
@@ -34,6 +35,7 @@ from signaling_server.protocol import (
     DatasetListing,
     Listing,
     Listings,
+    Search,
     SignedRecord,
     to_wire,
 )
@@ -304,6 +306,34 @@ def test_registration_flood_from_one_address_is_limited():
         assert len(await search(url, ["digits"])) == 3
 
     run(body, registry=registry)
+
+
+def test_a_search_beyond_the_limits_is_refused_before_it_is_sent():
+    async def body(url: str, server: Any) -> None:
+        async with await RegistryClient.connect(url) as client:
+            with pytest.raises(UsageError, match="at most 8 tags"):
+                await client.search(["x"] * 9)
+            with pytest.raises(UsageError, match="is not an owner ID"):
+                await client.search([], owner="hospital")
+            assert await client.search(["x"]) == []  # the connection is still good
+
+    run(body)
+
+
+def test_online_may_come_from_an_awaitable_lookup():
+    owner = Identity.ephemeral()
+
+    class SharedSessions:  # as sessions shared across instances would answer
+        async def __call__(self, session_id: str) -> bool:
+            await asyncio.sleep(0)
+            return session_id == "a" * 32
+
+    async def body(url: str, server: Any) -> None:
+        await announce(url, record(owner, 1))
+        reply = await server.registry._answer(Search(tags=["digits"]), "x", SharedSessions())
+        assert [r.online for r in reply.results] == [True]
+
+    run(body)
 
 
 # --------------------------------------------------------------------------- hostile servers

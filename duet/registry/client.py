@@ -24,7 +24,12 @@ import time
 from dataclasses import dataclass
 from types import TracebackType
 
+import pydantic
+
 from signaling_server.protocol import (
+    MAX_SEARCH_RESULTS,
+    MAX_SEARCH_TAGS,
+    MAX_TAG_CHARS,
     Announce,
     Announced,
     Listings,
@@ -110,7 +115,15 @@ class RegistryClient:
         raise RegistryError if ``strict``."""
         tags = [str(t) for t in tags]
         owner_id = canonical_owner_id(owner) if owner is not None else None
-        await self._client._send(Search(tags=tags, owner=owner_id, limit=limit))
+        try:
+            query = Search(tags=tags, owner=owner_id, limit=limit)
+        except pydantic.ValidationError:
+            raise UsageError(
+                f"a search takes at most {MAX_SEARCH_TAGS} tags of 1 to {MAX_TAG_CHARS} "
+                f"characters and a limit from 1 to {MAX_SEARCH_RESULTS}; got tags {tags!r:.200} "
+                f"and limit {limit!r}"
+            ) from None
+        await self._client._send(query)
         reply = await self._client._wait_for(Listings, timeout_secs, "the search's results")
         found: list[Found] = []
         for listing in reply.results:
