@@ -108,6 +108,7 @@ tags a search, 200 results. Registry errors (besides ``malformed`` and ``too_big
 ``stale`` / ``future``      issued more than ``max_age_secs`` (60 s) ago, or more than
                             ``skew_secs`` (30 s) ahead of the server's clock
 ``too_many_registrations``  this address holds records of ``max_per_address`` (16) owners
+``registry_full``           the registry holds records of ``max_records`` (100,000) owners
 
 The store is :class:`MemoryRegistryStore` unless the server is given another
 (``SignalingServer(registry=Registry(RedisRegistryStore(client)))``: several instances share

@@ -52,6 +52,7 @@ DEFAULT_MAX_REGISTRATIONS_PER_IP = 16
 DEFAULT_MAX_RECORD_AGE = 60.0
 DEFAULT_CLOCK_SKEW = 30.0
 DEFAULT_REGISTRY_IDLE = 30.0
+DEFAULT_MAX_RECORDS = 100_000
 
 REGISTRY_TYPES = (Announce, Withdraw, Search)
 #: whether a session is open (on this server, or on any instance sharing its sessions)
@@ -66,9 +67,10 @@ class RegistryLimits:
     max_age_secs: float = DEFAULT_MAX_RECORD_AGE
     skew_secs: float = DEFAULT_CLOCK_SKEW
     idle_secs: float = DEFAULT_REGISTRY_IDLE
+    max_records: int = DEFAULT_MAX_RECORDS
 
     def __post_init__(self) -> None:
-        for name in ("max_per_address", "max_age_secs", "skew_secs", "idle_secs"):
+        for name in ("max_per_address", "max_age_secs", "skew_secs", "idle_secs", "max_records"):
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
@@ -148,6 +150,7 @@ class Registry:
                     now=now,
                     keep_seq_secs=self.limits.keep_seq_secs(record.ttl_secs),
                     max_per_address=self.limits.max_per_address,
+                    max_records=self.limits.max_records,
                 )
             except StoreRefusal as exc:
                 raise self._refusal(exc, record.owner_id, record.seq, address) from None
@@ -190,6 +193,14 @@ class Registry:
                 "replay",
                 f"owner {owner}'s record has seq {seq}, not above the {exc.held} already "
                 "registered: a replayed or out-of-date record; sign a new one",
+            )
+        if exc.reason == "full":
+            logger.warning("refused owner %s: the registry holds %d owners", owner, exc.held)
+            return Reject(
+                "registry_full",
+                f"the registry holds records of {exc.held} owners already (limit "
+                f"{self.limits.max_records}); try again later, or raise the server's "
+                "RegistryLimits(max_records=...)",
             )
         logger.warning(
             "refused owner %s from %s: %d owners registered there", owner, address, exc.held

@@ -25,9 +25,10 @@ __all__ = ["MemoryRegistryStore", "RedisRegistryStore", "RegistryStore", "StoreR
 
 class StoreRefusal(Exception):
     """``put`` or ``withdraw`` refused: ``reason`` is ``replay`` (``held`` is the stored sequence
-    number) or ``too_many`` (``held`` is how many owners the address holds)."""
+    number), ``too_many`` (``held`` is how many owners the address holds) or ``full``
+    (``held`` is how many owners the store holds)."""
 
-    def __init__(self, reason: Literal["replay", "too_many"], held: int) -> None:
+    def __init__(self, reason: Literal["replay", "too_many", "full"], held: int) -> None:
         super().__init__(f"{reason} ({held})")
         self.reason = reason
         self.held = held
@@ -38,10 +39,11 @@ class RegistryStore(Protocol):
 
     async def put(
         self, signed: SignedRecord, *, address: str, now: float, keep_seq_secs: float,
-        max_per_address: int,
+        max_per_address: int, max_records: int,
     ) -> None:  # fmt: skip
-        """Store ``signed`` unless its ``seq`` is not above the owner's stored one or its
-        address holds ``max_per_address`` other owners' live records; raise StoreRefusal."""
+        """Store ``signed`` unless its ``seq`` is not above the owner's stored one, its address
+        holds ``max_per_address`` other owners' live records, or the store holds
+        ``max_records`` other owners' already; raise StoreRefusal."""
 
     async def withdraw(self, owner_id: str, seq: int, *, now: float, keep_seq_secs: float) -> bool:
         """Drop the owner's record if ``seq`` is above its stored one (StoreRefusal otherwise);
@@ -104,7 +106,7 @@ class MemoryRegistryStore:
 
     async def put(
         self, signed: SignedRecord, *, address: str, now: float, keep_seq_secs: float,
-        max_per_address: int,
+        max_per_address: int, max_records: int,
     ) -> None:  # fmt: skip
         self._sweep(now)
         record = signed.record
@@ -113,6 +115,8 @@ class MemoryRegistryStore:
         owners = self.per_address.get(address, set())
         if owner not in owners and len(owners) >= max_per_address:
             raise StoreRefusal("too_many", len(owners))
+        if owner not in self.records and len(self.records) >= max_records:
+            raise StoreRefusal("full", len(self.records))
         self._drop(owner)
         expires = now + record.ttl_secs
         self.records[owner] = _Held(signed, expires, address)
@@ -147,9 +151,9 @@ class MemoryRegistryStore:
         return len(self.records)
 
 
-# KEYS: 1 the owner's seq, 2 its record, 3 the address's owners (a sorted set scored by expiry)
-# ARGV: 1 seq, 2 record JSON, 3 record ttl ms, 4 seq ttl ms, 5 now ms, 6 owner ID,
-#       7 max per address, 8 expiry ms
+# KEYS: 1 the owner's seq, 2 its record, 3 the address's owners, 4 every owner (sorted sets
+# scored by their records' expiry). ARGV: 1 seq, 2 record JSON, 3 record ttl ms, 4 seq ttl ms,
+# 5 now ms, 6 owner ID, 7 max per address, 8 expiry ms, 9 max records
 _PUT = """
 local held = redis.call('GET', KEYS[1])
 if held and tonumber(held) >= tonumber(ARGV[1]) then return {'replay', held} end
@@ -158,18 +162,25 @@ if not redis.call('ZSCORE', KEYS[3], ARGV[6]) then
   local n = redis.call('ZCARD', KEYS[3])
   if n >= tonumber(ARGV[7]) then return {'too_many', tostring(n)} end
 end
+redis.call('ZREMRANGEBYSCORE', KEYS[4], '-inf', ARGV[5])
+if not redis.call('ZSCORE', KEYS[4], ARGV[6]) then
+  local n = redis.call('ZCARD', KEYS[4])
+  if n >= tonumber(ARGV[9]) then return {'full', tostring(n)} end
+end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[4])
 redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
 redis.call('ZADD', KEYS[3], ARGV[8], ARGV[6])
+redis.call('ZADD', KEYS[4], ARGV[8], ARGV[6])
 if redis.call('PTTL', KEYS[3]) < tonumber(ARGV[3]) then redis.call('PEXPIRE', KEYS[3], ARGV[3]) end
 return {'ok', ''}
 """
 
-# KEYS: 1 the owner's seq, 2 its record. ARGV: 1 seq, 2 seq ttl ms
+# KEYS: 1 the owner's seq, 2 its record, 3 every owner. ARGV: 1 seq, 2 seq ttl ms, 3 owner ID
 _WITHDRAW = """
 local held = redis.call('GET', KEYS[1])
 if held and tonumber(held) >= tonumber(ARGV[1]) then return {'replay', held} end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+redis.call('ZREM', KEYS[3], ARGV[3])
 return {'ok', tostring(redis.call('DEL', KEYS[2]))}
 """
 
@@ -179,13 +190,15 @@ class RedisRegistryStore:
 
     ``client`` is a ``redis.asyncio.Redis`` (``decode_responses`` either way). Keys start with
     ``prefix``: ``<prefix>seq:<owner>``, ``<prefix>rec:<owner>`` (each with its expiry),
-    ``<prefix>addr:<address>`` and ``<prefix>tag:<tag>`` (an index whose stale members are
-    skipped and removed as they are met). The sequence check and the write are one Lua script.
+    ``<prefix>addr:<address>`` and ``<prefix>all:owners`` (sorted sets scored by the records'
+    expiry) and ``<prefix>tag:<tag>`` (an index whose stale members are skipped and removed
+    as they are met). The sequence check and the write are one Lua script.
     """
 
     def __init__(self, client: Any, *, prefix: str = "duet:registry:") -> None:
         self._redis = client
         self._prefix = prefix
+        self._all = self._key("all", "owners")
         self._put = client.register_script(_PUT)
         self._withdraw = client.register_script(_WITHDRAW)
 
@@ -194,41 +207,35 @@ class RedisRegistryStore:
 
     async def put(
         self, signed: SignedRecord, *, address: str, now: float, keep_seq_secs: float,
-        max_per_address: int,
+        max_per_address: int, max_records: int,
     ) -> None:  # fmt: skip
         record = signed.record
         owner = record.owner_id
         ttl_ms = record.ttl_secs * 1000
         now_ms = int(now * 1000)
-        result = await self._put(
-            keys=[self._key("seq", owner), self._key("rec", owner), self._key("addr", address)],
-            args=[
-                record.seq,
-                signed.model_dump_json(),
-                ttl_ms,
-                int(keep_seq_secs * 1000),
-                now_ms,
-                owner,
-                max_per_address,
-                now_ms + ttl_ms,
-            ],  # fmt: skip
-        )
+        keys = [self._key("seq", owner), self._key("rec", owner), self._key("addr", address)]
+        args = [record.seq, signed.model_dump_json(), ttl_ms, int(keep_seq_secs * 1000), now_ms]
+        args += [owner, max_per_address, now_ms + ttl_ms, max_records]
+        result = await self._put(keys=[*keys, self._all], args=args)
         status, held = (_text(v) for v in result)
-        if status != "ok":
-            raise StoreRefusal("replay" if status == "replay" else "too_many", int(held))
+        if status == "replay":
+            raise StoreRefusal("replay", int(held))
+        if status == "too_many":
+            raise StoreRefusal("too_many", int(held))
+        if status == "full":
+            raise StoreRefusal("full", int(held))
         tags = {tag for dataset in record.datasets for tag in dataset.tags}
         async with self._redis.pipeline(transaction=False) as pipe:
             for tag in tags:
                 pipe.sadd(self._key("tag", tag), owner)
                 pipe.expire(self._key("tag", tag), record.ttl_secs, gt=True)
                 pipe.expire(self._key("tag", tag), record.ttl_secs, nx=True)
-            pipe.sadd(self._key("all", "owners"), owner)
             await pipe.execute()
 
     async def withdraw(self, owner_id: str, seq: int, *, now: float, keep_seq_secs: float) -> bool:
         result = await self._withdraw(
-            keys=[self._key("seq", owner_id), self._key("rec", owner_id)],
-            args=[seq, int(keep_seq_secs * 1000)],
+            keys=[self._key("seq", owner_id), self._key("rec", owner_id), self._all],
+            args=[seq, int(keep_seq_secs * 1000), owner_id],
         )
         status, held = (_text(v) for v in result)
         if status != "ok":
@@ -238,12 +245,15 @@ class RedisRegistryStore:
     async def search(
         self, tags: list[str], owner: str | None, *, now: float, limit: int
     ) -> list[SignedRecord]:
+        index: list[str] = []
         if owner is not None:
             owners = [owner]
-            index = None
-        else:
-            index = [self._key("tag", t) for t in tags] or [self._key("all", "owners")]
+        elif tags:
+            index = [self._key("tag", t) for t in tags]
             owners = sorted(_text(m) for m in await self._redis.sinter(index))
+        else:
+            live = await self._redis.zrangebyscore(self._all, int(now * 1000), "+inf")
+            owners = sorted(_text(m) for m in live)
         found: list[SignedRecord] = []
         stale: list[str] = []
         for start in range(0, len(owners), 100):  # a bounded batch per round trip
@@ -258,7 +268,7 @@ class RedisRegistryStore:
                     found.append(signed)
             if len(found) >= limit:
                 break
-        if stale and index is not None:
+        if stale and index:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for key in index:
                     pipe.srem(key, *stale)
@@ -266,11 +276,7 @@ class RedisRegistryStore:
         return found[:limit]
 
     async def count(self, *, now: float) -> int:
-        owners = await self._redis.smembers(self._key("all", "owners"))
-        if not owners:
-            return 0
-        keys = [self._key("rec", _text(o)) for o in owners]
-        return int(await self._redis.exists(*keys))
+        return int(await self._redis.zcount(self._all, int(now * 1000), "+inf"))
 
 
 def _text(value: bytes | str) -> str:

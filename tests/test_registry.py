@@ -336,6 +336,19 @@ def test_online_may_come_from_an_awaitable_lookup():
     run(body)
 
 
+def test_a_full_registry_refuses_new_owners_and_still_renews_those_it_holds():
+    registry = Registry(limits=RegistryLimits(max_records=1))
+    first, second = Identity.ephemeral(), Identity.ephemeral()
+
+    async def body(url: str, server: Any) -> None:
+        await announce(url, record(first, 1))
+        error = await refused(url, record(second, 1))
+        assert error.server_code == "registry_full" and "records of 1 owners" in str(error)
+        await announce(url, record(first, 2))
+
+    run(body, registry=registry)
+
+
 # --------------------------------------------------------------------------- hostile servers
 
 
@@ -433,12 +446,15 @@ def test_stores_agree_on_replay_address_limit_and_search(kind):
 
     async def contract(store: Any) -> None:
         now = time.time()
-        put = dict(now=now, keep_seq_secs=200, max_per_address=2)
+        put = dict(now=now, keep_seq_secs=200, max_per_address=2, max_records=3)
         await store.put(record(owners[0], 3), address="10.0.0.1", **put)
         await store.put(record(owners[1], 1, BIRTHS), address="10.0.0.1", **put)
         with pytest.raises(Exception, match="too_many"):
             await store.put(record(owners[2], 1), address="10.0.0.1", **put)
         await store.put(record(owners[2], 1), address="10.0.0.2", **put)
+        with pytest.raises(Exception, match="full"):  # three owners held: no fourth
+            await store.put(record(Identity.ephemeral(), 1), address="10.0.0.3", **put)
+        await store.put(record(owners[2], 2), address="10.0.0.2", **put)  # a renewal is fine
         with pytest.raises(Exception, match="replay"):
             await store.put(record(owners[0], 3), address="10.0.0.1", **put)
         found = await store.search(["digits"], None, now=now, limit=10)
