@@ -16,6 +16,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
@@ -31,6 +33,7 @@ from signaling_server import (
     RegistryLimits,
     start_embedded_server,
 )
+from signaling_server._messages import Reject, parse
 from signaling_server.protocol import (
     DatasetListing,
     Listing,
@@ -39,7 +42,7 @@ from signaling_server.protocol import (
     SignedRecord,
     to_wire,
 )
-from signaling_server.records import record_payload
+from signaling_server.records import RecordError, check_signed, record_payload
 
 from .redis_server import RedisServer
 
@@ -347,6 +350,38 @@ def test_a_full_registry_refuses_new_owners_and_still_renews_those_it_holds():
         await announce(url, record(first, 2))
 
     run(body, registry=registry)
+
+
+GENUINE = record(Identity.ephemeral(), 3, DIGITS, BIRTHS)
+ANY_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=6), inner),
+    max_leaves=8,
+)
+RECORD_PATHS = st.sampled_from([
+    ("owner_key",), ("owner_id",), ("session_id",), ("owner_name",), ("datasets",),
+    ("issued_at",), ("seq",), ("ttl_secs",), ("datasets", 0, "id"), ("datasets", 0, "tags"),
+    ("datasets", 1, "shape"), ("datasets", 0, "size"), ("datasets", 1, "description"),
+])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(RECORD_PATHS, ANY_JSON)
+def test_any_change_to_a_signed_record_is_refused_cleanly(path, value):
+    message = {"type": "announce", "signed": json.loads(GENUINE.model_dump_json())}
+    where = message["signed"]["record"]
+    for step in path[:-1]:
+        where = where[step]
+    where[path[-1]] = value
+    try:
+        parsed = parse(json.dumps(message), 256 * 1024)
+    except Reject as rej:  # not a record at all: malformed, with a message
+        assert rej.code == "malformed" and rej.message
+        return
+    if parsed.signed == GENUINE:  # the same value written another way (1.0 for 1, say)
+        return
+    with pytest.raises(RecordError):
+        check_signed(parsed.signed)
 
 
 # --------------------------------------------------------------------------- hostile servers
