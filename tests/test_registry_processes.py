@@ -54,7 +54,8 @@ def test_scientist_finds_the_two_owners_that_listed_digits_joins_them_and_trains
     ]  # fmt: skip
     assert table.online.all() and set(table.owner_name) == {"owner 0", "owner 1"}
     assert all(t == ["digits"] for t in table.tags)
-    assert all(shape[0] > 400 for shape in table["shape"])  # its length; no value travels
+    assert all(shape[0] > 400 and shape[1:] == (64,) for shape in table["shape"])
+    assert set(table.dtype) == {"float32"}  # what the data is like; no value travels
     everything = sy.search(network_url=url)  # every listed dataset: not north's secret
     assert sorted(everything.dataset) == sorted(table.dataset)
     assert sy.search(tags=["secret"], network_url=url).empty

@@ -59,18 +59,24 @@ def dataset_listing(entry: Any) -> DatasetListing:
             f"{entry.id}'s has {len(entry.description)}"
         )
     value = entry.value
+    tensors = getattr(value, "tensors", None)  # a TensorDataset: its inputs' shape and dtype
+    if isinstance(tensors, tuple) and tensors and hasattr(tensors[0], "shape"):
+        value = tensors[0]
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
-    if shape is None and hasattr(value, "__len__"):
-        try:
-            shape = (len(value),)
-        except TypeError:
-            shape = None
+    dims: list[int] | None = None
+    try:
+        if shape is not None:
+            dims = [int(n) for n in shape][:8]
+        elif hasattr(value, "__len__"):
+            dims = [len(value)]
+    except (TypeError, ValueError):  # a value whose shape is not a list of sizes: none shown
+        dims = None
     return DatasetListing(
         id=entry.id,
         tags=tags,
         description=entry.description,
-        shape=[int(n) for n in shape][:8] if shape is not None else None,
+        shape=dims,
         dtype=str(dtype).removeprefix("torch.")[:32] if dtype is not None else "",
         size=int(entry.nbytes),
     )
