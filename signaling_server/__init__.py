@@ -109,6 +109,8 @@ tags a search, 200 results. Registry errors (besides ``malformed`` and ``too_big
                             ``skew_secs`` (30 s) ahead of the server's clock
 ``too_many_registrations``  this address holds records of ``max_per_address`` (16) owners
 ``registry_full``           the registry holds records of ``max_records`` (100,000) owners
+``registry_unavailable``    the store (Redis) failed or did not answer within
+                            ``store_timeout_secs`` (5 s); try again shortly
 
 The store is :class:`MemoryRegistryStore` unless the server is given another
 (``SignalingServer(registry=Registry(RedisRegistryStore(client)))``: several instances share

@@ -53,6 +53,8 @@ DEFAULT_MAX_RECORD_AGE = 60.0
 DEFAULT_CLOCK_SKEW = 30.0
 DEFAULT_REGISTRY_IDLE = 30.0
 DEFAULT_MAX_RECORDS = 100_000
+#: the longest a request may wait on the store (Redis) before the client is told to retry
+DEFAULT_STORE_TIMEOUT = 5.0
 
 REGISTRY_TYPES = (Announce, Withdraw, Search)
 #: whether a session is open (on this server, or on any instance sharing its sessions)
@@ -68,9 +70,13 @@ class RegistryLimits:
     skew_secs: float = DEFAULT_CLOCK_SKEW
     idle_secs: float = DEFAULT_REGISTRY_IDLE
     max_records: int = DEFAULT_MAX_RECORDS
+    store_timeout_secs: float = DEFAULT_STORE_TIMEOUT
 
     def __post_init__(self) -> None:
-        for name in ("max_per_address", "max_age_secs", "skew_secs", "idle_secs", "max_records"):
+        for name in (
+            "max_per_address", "max_age_secs", "skew_secs", "idle_secs", "max_records",
+            "store_timeout_secs",
+        ):  # fmt: skip
             value = getattr(self, name)
             if not value > 0:
                 raise ValueError(f"{name} must be positive, got {value!r}")
@@ -115,7 +121,7 @@ class Registry:
                     f'a registry connection sends "announce", "withdraw" or "search", not '
                     f'"{message.type}"; open a new connection to register or join a session',
                 )
-            reply = await self._answer(message, address, online)
+            reply = await self._answer_in_time(message, address, online)
             try:
                 await ws.send(to_wire(reply))
             except ConnectionClosed:
@@ -126,6 +132,31 @@ class Registry:
             except TimeoutError:
                 await ws.close()
                 return
+
+    async def _answer_in_time(
+        self, message: ClientModel, address: str, online: Online
+    ) -> ServerModel:
+        """``_answer``, or ``registry_unavailable`` if the store fails or does not answer in
+        time (Redis down): the client is told to retry, the server goes on."""
+        wait = self.limits.store_timeout_secs
+        try:
+            async with asyncio.timeout(wait):
+                return await self._answer(message, address, online)
+        except Reject:
+            raise
+        except TimeoutError:
+            logger.warning(
+                "the registry's store did not answer a %s within %g s", message.type, wait
+            )
+            problem = f"did not answer within {wait:g} s"
+        except Exception as exc:  # the store's own errors (redis-py's, say): said, not lost
+            logger.exception("the registry's store failed on a %s", message.type)
+            problem = f"failed ({type(exc).__name__})"
+        raise Reject(
+            "registry_unavailable",
+            f"the registry's store {problem}; try again shortly (the server's operator can "
+            "check its Redis)",
+        )
 
     async def _answer(self, message: ClientModel, address: str, online: Online) -> ServerModel:
         now = self.clock()
@@ -183,7 +214,7 @@ class Registry:
                 skew_secs=self.limits.skew_secs,
             )  # fmt: skip
         except RecordError as exc:
-            logger.warning("refused a registration for %s: %s", body.owner_id, exc)
+            logger.info("refused a registration for %s: %s", body.owner_id, exc)
             raise Reject(exc.code, exc.message) from None
 
     def _refusal(self, exc: StoreRefusal, owner: str, seq: int, address: str) -> Reject:

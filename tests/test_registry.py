@@ -384,6 +384,30 @@ def test_any_change_to_a_signed_record_is_refused_cleanly(path, value):
         check_signed(parsed.signed)
 
 
+def test_a_failing_or_silent_store_is_a_clear_error_and_the_server_goes_on():
+    class Broken(MemoryRegistryStore):
+        async def search(self, tags, owner, *, now, limit):  # type: ignore[no-untyped-def]
+            raise ConnectionError("Redis is down")
+
+        async def put(self, signed, **fields):  # type: ignore[no-untyped-def]
+            await asyncio.Event().wait()  # never answers
+
+    registry = Registry(Broken(), RegistryLimits(store_timeout_secs=0.2))
+
+    async def body(url: str, server: Any) -> None:
+        with pytest.raises(SignalingServerError) as failed:
+            await search(url, ["digits"])
+        assert failed.value.server_code == "registry_unavailable"
+        assert "failed (ConnectionError); try again shortly" in str(failed.value)
+        error = await refused(url, record(Identity.ephemeral(), 1))
+        assert error.server_code == "registry_unavailable" and "did not answer" in str(error)
+        signaling = await SignalingClient.connect(url)  # sessions are served as ever
+        assert await signaling.register()
+        await signaling.close()
+
+    run(body, registry=registry)
+
+
 # --------------------------------------------------------------------------- hostile servers
 
 

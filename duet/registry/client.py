@@ -7,7 +7,8 @@ scientist makes on every search result.
 
 The connection and its errors are the signaling client's (``duet.pairing.signaling``): a server
 refusal raises SignalingServerError with its code (``bad_signature``, ``wrong_id``, ``replay``,
-``stale``, ``future``, ``too_many_registrations``, ``malformed``, ``too_big``), nothing at the
+``stale``, ``future``, ``too_many_registrations``, ``registry_full``,
+``registry_unavailable``, ``malformed``, ``too_big``), nothing at the
 address SignalingUnreachable, a wait that runs out DuetTimeout.
 
 A scientist trusts the registry server with nothing: every result's signature is checked
