@@ -85,17 +85,24 @@ one reply each, until it closes or is silent for ``idle_secs`` (30 s)::
                        "owner_id": "...", "issued_at": 1765000000, "seq": 8},
                        "signature": "<hex>"}}
     server -> owner   {"type": "withdrawn", "owner_id": "...", "found": true}
-    anyone -> server  {"type": "search", "tags": ["digits"], "owner": null, "limit": 50}
+    anyone -> server  {"type": "search", "tags": ["digits"], "owner": null, "limit": 50,
+                       "proof": null}
     server -> anyone  {"type": "listings", "results": [{"signed": {...}, "online": true}]}
 
 ``RECORD`` is ``{"owner_key": "<64 hex: the raw Ed25519 public key>", "owner_id": "<its ID>",
 "session_id": "<the open session to join>", "owner_name": "...", "datasets": [{"id": "...",
 "tags": [...], "description": "...", "shape": [50, 3], "dtype": "float32", "size": 600}],
-"issued_at": <Unix seconds>, "seq": <above every earlier one>, "ttl_secs": <1 to 3600>}``; the
+"issued_at": <Unix seconds>, "seq": <above every earlier one>, "ttl_secs": <1 to 3600>,
+"audience": null | ["<scientist ID>", ...]}``; the
 signature is over ``b"duet-registry-record/1\n"`` and the record's canonical JSON (every field,
 keys sorted, no spaces, ASCII), a withdrawal's over ``b"duet-registry-withdrawal/1\n"`` and
 its own (:mod:`signaling_server.records`). A search returns the live records with a dataset
-carrying every tag asked for (every record, with none), of ``owner`` only if given; ``online``
+carrying every tag asked for (every record, with none), of ``owner`` only if given, and open to
+anyone (``audience`` null) or naming the scientist whose ``proof`` the search carries:
+``{"scientist_key": "<hex>", "scientist_id": "...", "issued_at": ..., "signature": "<hex>"}``,
+a signature over ``b"duet-registry-search/1\n"`` and the canonical JSON of the search's other
+fields with the proof's (a proof that is not the key's over this search, or stale, is refused
+like a record); ``online``
 says whether the record's session is open on this server, which nothing signs. Records expire
 ``ttl_secs`` after they are stored unless a newer one renews them. Limits: 64 datasets a record,
 16 tags of 64 characters a dataset, descriptions of 1,000 characters, owner names of 100, 8

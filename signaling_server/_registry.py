@@ -31,6 +31,7 @@ from ._messages import Reject
 from ._registry_store import MemoryRegistryStore, RegistryStore, StoreRefusal
 from .protocol import (
     MAX_RECORD_TTL_SECS,
+    MAX_SEARCH_RESULTS,
     Announce,
     Announced,
     ClientModel,
@@ -44,7 +45,7 @@ from .protocol import (
     Withdrawn,
     to_wire,
 )
-from .records import RecordError, check_fresh, check_signed
+from .records import RecordError, check_fresh, check_search, check_signed, visible_to
 
 logger = logging.getLogger(__name__)
 
@@ -161,11 +162,23 @@ class Registry:
     async def _answer(self, message: ClientModel, address: str, online: Online) -> ServerModel:
         now = self.clock()
         if isinstance(message, Search):
+            scientist = None
+            if message.proof is not None:
+                try:
+                    scientist = check_search(
+                        message, now=now, max_age_secs=self.limits.max_age_secs,
+                        skew_secs=self.limits.skew_secs,
+                    )  # fmt: skip
+                except RecordError as exc:
+                    raise Reject(exc.code, exc.message) from None
+            # records shown only to their audience are left out for anyone else, after the
+            # store has picked: ask it for as many as may be sent, then cut to the limit
             found = await self.store.search(
-                list(message.tags), message.owner, now=now, limit=message.limit
+                list(message.tags), message.owner, now=now, limit=MAX_SEARCH_RESULTS
             )
+            shown = [s for s in found if visible_to(s.record, scientist)][: message.limit]
             results = []
-            for signed in found:
+            for signed in shown:
                 is_open = online(signed.record.session_id)
                 if inspect.isawaitable(is_open):
                     is_open = await is_open

@@ -38,6 +38,8 @@ MAX_DIMS = 8
 MAX_RECORD_TTL_SECS = 3600
 MAX_SEARCH_TAGS = 8
 MAX_SEARCH_RESULTS = 200
+#: the most scientists a record may name as the only ones to see it
+MAX_AUDIENCE = 1000
 #: sequence numbers and times stay below 2**53, so every JSON reader reads them exactly
 MAX_SAFE_INT = (1 << 53) - 1
 
@@ -162,7 +164,8 @@ class OwnerRecord(_Model):
 
     ``seq`` grows with every record the owner signs (a registration with a ``seq`` not above the
     stored one is a replay); ``issued_at`` is Unix seconds; the record lives ``ttl_secs`` unless
-    renewed by a newer one."""
+    renewed by a newer one. ``audience``: the scientists (IDs) the owner admits, the only ones
+    the server shows the record to (a search signed by one of them); None: anyone."""
 
     owner_key: KeyHex  # the raw Ed25519 public key, hex
     owner_id: OwnerIdText  # id_of(owner_key): checked by the server and by every scientist
@@ -172,6 +175,7 @@ class OwnerRecord(_Model):
     issued_at: SafeInt
     seq: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)]
     ttl_secs: Annotated[int, Field(ge=1, le=MAX_RECORD_TTL_SECS)]
+    audience: Annotated[list[OwnerIdText], Field(max_length=MAX_AUDIENCE)] | None = None
 
 
 class SignedRecord(_Model):
@@ -207,14 +211,26 @@ class Withdraw(_Model):
     signed: SignedWithdrawal
 
 
+class SearchProof(_Model):
+    """Who searches: a scientist's key, its ID and its signature over the search (see
+    ``signaling_server.records.search_payload``), fresh like a record."""
+
+    scientist_key: KeyHex
+    scientist_id: OwnerIdText
+    issued_at: SafeInt
+    signature: SignatureHex
+
+
 class Search(_Model):
     """Anyone: the live records with a dataset carrying every tag in ``tags`` (all records when
-    there are none), of ``owner`` only if given."""
+    there are none), of ``owner`` only if given. With a ``proof``, also the records whose
+    audience names the scientist who signed it."""
 
     type: Literal["search"] = "search"
     tags: Annotated[list[Tag], Field(max_length=MAX_SEARCH_TAGS)] = []
     owner: OwnerIdText | None = None
     limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_RESULTS)] = 50
+    proof: SearchProof | None = None
 
 
 ClientModel: TypeAlias = (

@@ -20,12 +20,13 @@ from typing import Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from .protocol import OwnerRecord, SignedRecord, SignedWithdrawal, Withdrawal
+from .protocol import OwnerRecord, Search, SearchProof, SignedRecord, SignedWithdrawal, Withdrawal
 
 ID_DIGITS = 16
 #: what a record's and a withdrawal's signatures are over: a domain, then canonical JSON
 RECORD_DOMAIN = b"duet-registry-record/1\n"
 WITHDRAWAL_DOMAIN = b"duet-registry-withdrawal/1\n"
+SEARCH_DOMAIN = b"duet-registry-search/1\n"
 
 RecordProblem = Literal["bad_signature", "wrong_id", "stale", "future", "expired"]
 
@@ -45,9 +46,9 @@ def id_of(public_key: bytes) -> str:
     return "-".join(digest[i : i + 4] for i in range(0, ID_DIGITS, 4))
 
 
-def _canonical(model: OwnerRecord | Withdrawal) -> bytes:
+def _canonical(model: OwnerRecord | Withdrawal | dict[str, object]) -> bytes:
     # every field, defaults included, keys sorted, no spaces, ASCII only: one text per record
-    fields = model.model_dump(mode="json")
+    fields = model if isinstance(model, dict) else model.model_dump(mode="json")
     return json.dumps(fields, sort_keys=True, separators=(",", ":"), ensure_ascii=True).encode()
 
 
@@ -59,6 +60,41 @@ def record_payload(record: OwnerRecord) -> bytes:
 def withdrawal_payload(withdrawal: Withdrawal) -> bytes:
     """The bytes an owner signs for ``withdrawal``."""
     return WITHDRAWAL_DOMAIN + _canonical(withdrawal)
+
+
+def search_payload(search: Search, scientist_key: str, scientist_id: str, issued_at: int) -> bytes:
+    """The bytes a scientist signs for ``search`` (its proof's fields but the signature)."""
+    fields = search.model_dump(mode="json", exclude={"proof"})
+    fields.update(scientist_key=scientist_key, scientist_id=scientist_id, issued_at=issued_at)
+    return SEARCH_DOMAIN + _canonical(fields)
+
+
+def check_search(search: Search, *, now: float, max_age_secs: float, skew_secs: float) -> str:
+    """The ID of the scientist whose signed ``proof`` ``search`` carries; raise RecordError if
+    the proof is not that key's over this very search, the ID not the key's, or it is stale."""
+    proof = search.proof
+    assert proof is not None
+    key = bytes.fromhex(proof.scientist_key)
+    if id_of(key) != proof.scientist_id:
+        raise RecordError(
+            "wrong_id",
+            f"scientist ID {proof.scientist_id} is not the ID of the key the search carries",
+        )
+    payload = search_payload(search, proof.scientist_key, proof.scientist_id, proof.issued_at)
+    try:
+        Ed25519PublicKey.from_public_bytes(key).verify(bytes.fromhex(proof.signature), payload)
+    except (InvalidSignature, ValueError):
+        raise RecordError(
+            "bad_signature",
+            f"the search's signature is not scientist {proof.scientist_id}'s over this search",
+        ) from None
+    check_fresh(proof, now=now, max_age_secs=max_age_secs, skew_secs=skew_secs)
+    return proof.scientist_id
+
+
+def visible_to(record: OwnerRecord, scientist: str | None) -> bool:
+    """Whether ``record`` is shown to ``scientist`` (None: a search no one signed)."""
+    return record.audience is None or (scientist is not None and scientist in record.audience)
 
 
 def check_signed(signed: SignedRecord | SignedWithdrawal) -> None:
@@ -88,7 +124,11 @@ def check_signed(signed: SignedRecord | SignedWithdrawal) -> None:
 
 
 def check_fresh(
-    body: OwnerRecord | Withdrawal, *, now: float, max_age_secs: float, skew_secs: float
+    body: OwnerRecord | Withdrawal | SearchProof,
+    *,
+    now: float,
+    max_age_secs: float,
+    skew_secs: float,
 ) -> None:
     """Raise RecordError if ``body`` was issued more than ``max_age_secs`` ago, or more than
     ``skew_secs`` in the future (clocks differ a little, never by minutes)."""
@@ -116,8 +156,9 @@ def check_live(record: OwnerRecord, *, now: float, skew_secs: float) -> None:
     if record.issued_at + record.ttl_secs + skew_secs < now:
         raise RecordError(
             "expired",
-            f"owner {record.owner_id}'s record expired {now - record.issued_at - record.ttl_secs:.0f}"
-            " s ago; the server returned an old registration",
+            f"owner {record.owner_id}'s record expired "
+            f"{now - record.issued_at - record.ttl_secs:.0f} s ago; the server returned an old "
+            "registration",
         )
 
 
@@ -136,9 +177,12 @@ __all__ = [
     "RecordError",
     "check_fresh",
     "check_live",
+    "check_search",
     "check_signed",
     "id_of",
     "record_matches",
     "record_payload",
+    "search_payload",
+    "visible_to",
     "withdrawal_payload",
 ]

@@ -25,7 +25,7 @@ from duet.errors import UsageError
 from duet.identity import Identity
 from duet.pairing.signaling import SignalingClient, SignalingServerError
 from duet.registry.client import RegistryClient, RegistryError, verified
-from duet.registry.records import sign_record, sign_withdrawal
+from duet.registry.records import sign_record, sign_search, sign_withdrawal
 from signaling_server import (
     MemoryRegistryStore,
     RedisRegistryStore,
@@ -406,6 +406,37 @@ def test_a_failing_or_silent_store_is_a_clear_error_and_the_server_goes_on():
         await signaling.close()
 
     run(body, registry=registry)
+
+
+def test_a_record_for_an_audience_is_shown_only_to_a_search_signed_by_one_of_it():
+    owner, alice, bob = Identity.ephemeral(), Identity.ephemeral(), Identity.ephemeral()
+
+    async def body(url: str, server: Any) -> None:
+        await announce(url, record(owner, 1, audience=[alice.id]))
+        await announce(url, record(Identity.ephemeral(), 1))  # open to anyone
+        async with await RegistryClient.connect(url) as client:
+            anyone = await client.search(["digits"])
+            to_alice = await client.search(["digits"], identity=alice)
+            to_bob = await client.search(["digits"], identity=bob)
+        assert owner.id not in {f.record.owner_id for f in anyone}
+        assert owner.id in {f.record.owner_id for f in to_alice} and len(to_alice) == 2
+        assert owner.id not in {f.record.owner_id for f in to_bob} and len(to_bob) == 1
+
+        signed = sign_search(alice, Search(tags=["digits"]))
+        proof = signed.proof
+        assert proof is not None
+        as_alice = proof.model_copy(update={"scientist_key": bob.public_key.hex()})
+        other_search = Search(tags=["births"], proof=proof)  # alice's proof, another search
+        stale = sign_search(alice, Search(tags=["digits"]), issued_at=int(time.time()) - 3600)
+        for bad, code in [
+            (signed.model_copy(update={"proof": as_alice}), "wrong_id"),
+            (other_search, "bad_signature"),
+            (stale, "stale"),
+        ]:
+            reply, close = await raw(url, to_wire(bad))
+            assert (reply["code"], close) == (code, 1008), reply
+
+    run(body)
 
 
 # --------------------------------------------------------------------------- hostile servers

@@ -118,3 +118,26 @@ def test_a_serve_config_lists_only_entries_marked_listed(tmp_path):
     config, locator = parse_config(bad)
     with pytest.raises(sy.ConfigError, match="must be pointable too"):
         build_owner(config, locator, tmp_path)
+
+
+def test_the_listing_is_shown_only_to_the_scientists_the_node_would_admit():
+    from duet.launch import _audience
+
+    alice, bob, carol = (sy.Identity.ephemeral().id for _ in range(3))
+    owner = sy.OwnerSession(audit=None, identity=sy.Identity.ephemeral())
+    try:
+        assert _audience(owner, True) is None  # strangers are asked: anyone may find it
+        assert _audience(owner, False) is None  # strangers are let in
+        assert _audience(owner, alice) == [alice]  # only the ID given is admitted
+        owner.audit.remember(bob, "Bob", owner_id=owner.identity.id)
+        owner.access.allow(carol)
+        assert _audience(owner, alice) == sorted([alice, bob, carol])
+        owner.unknown = "refuse"
+        assert _audience(owner, True) == sorted([bob, carol])
+        owner.access.deny(bob)
+        assert _audience(owner, True) == [carol]
+        owner.access.deny()  # strangers and the known without a rule: refused
+        owner.access.remove(bob)
+        assert _audience(owner, True) == [carol]
+    finally:
+        owner.close()

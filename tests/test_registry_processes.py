@@ -59,6 +59,9 @@ def test_scientist_finds_the_two_owners_that_listed_digits_joins_them_and_trains
     everything = sy.search(network_url=url)  # every listed dataset: not north's secret
     assert sorted(everything.dataset) == sorted(table.dataset)
     assert sy.search(tags=["secret"], network_url=url).empty
+    # each owner admits only this scientist: nobody else is shown its listing
+    assert sy.search(tags=["digits"], network_url=url, identity=False).empty
+    assert sy.search(tags=["digits"], network_url=url, identity=sy.Identity.ephemeral()).empty
 
     joined: dict[str, sy.ScientistSession] = {}
     for name in ("north", "south"):

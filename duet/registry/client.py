@@ -44,8 +44,9 @@ from signaling_server.protocol import (
 from signaling_server.records import RecordError, check_live, check_signed, record_matches
 
 from ..errors import SignalingError, UsageError
-from ..identity import normalize
+from ..identity import Identity, normalize
 from ..pairing.signaling import SignalingClient
+from .records import sign_search
 
 log = logging.getLogger(__name__)
 
@@ -109,11 +110,14 @@ class RegistryClient:
         owner: str | None = None,
         limit: int = 50,
         strict: bool = False,
+        identity: Identity | None = None,
         timeout_secs: float = REPLY_TIMEOUT_SECS,
     ) -> list[Found]:
         """The verified records of owners listing a dataset with every one of ``tags`` (of
-        ``owner`` only, if given). Results that fail verification are left out (logged), or
-        raise RegistryError if ``strict``."""
+        ``owner`` only, if given). With ``identity`` the search is signed, and the records
+        owners show only to the scientists they admit are found too if it is one of them.
+        Results that fail verification are left out (logged), or raise RegistryError if
+        ``strict``."""
         tags = [str(t) for t in tags]
         owner_id = canonical_owner_id(owner) if owner is not None else None
         try:
@@ -124,6 +128,8 @@ class RegistryClient:
                 f"characters and a limit from 1 to {MAX_SEARCH_RESULTS}; got tags {tags!r:.200} "
                 f"and limit {limit!r}"
             ) from None
+        if identity is not None:
+            query = sign_search(identity, query)
         await self._client._send(query)
         reply = await self._client._wait_for(Listings, timeout_secs, "the search's results")
         found: list[Found] = []

@@ -39,7 +39,9 @@ class NodeListing:
     """The registration of one owner node's listed datasets.
 
     ``entries()`` returns the store entries to list (called on duet's loop, each time the
-    listing is announced). ``changed()`` may be called from any thread.
+    listing is announced); ``audience()`` the scientists (IDs) the node would admit, the only
+    ones the registry shows the listing to, or None for anyone (called on a worker thread: it
+    may read the audit database). ``changed()`` may be called from any thread.
     """
 
     def __init__(
@@ -51,11 +53,13 @@ class NodeListing:
         *,
         owner_name: str = "",
         ttl_secs: int = DEFAULT_TTL_SECS,
+        audience: Callable[[], list[str] | None] = lambda: None,
     ) -> None:
         self.identity = identity
         self.url = url
         self.session_id = session_id
         self.entries = entries
+        self.audience = audience
         self.owner_name = owner_name
         self.ttl_secs = ttl_secs
         self.seq = Seq()
@@ -112,7 +116,7 @@ class NodeListing:
             listed = [dataset_listing(e) for e in self.entries()]
             try:
                 if listed:
-                    await self._announce(listed)
+                    await self._announce(listed, await asyncio.to_thread(self.audience))
                 elif self.announced:
                     await self._send_withdrawal()
                 self.last_error = None
@@ -127,10 +131,10 @@ class NodeListing:
     def _schedule(self, delay: float) -> None:
         self._timer = asyncio.get_running_loop().call_later(delay, self._spawn)
 
-    async def _announce(self, listed: list[Any]) -> None:
+    async def _announce(self, listed: list[Any], audience: list[str] | None) -> None:
         signed = sign_record(
             self.identity, session_id=self.session_id, datasets=listed, seq=self.seq.next(),
-            ttl_secs=self.ttl_secs, owner_name=self.owner_name,
+            ttl_secs=self.ttl_secs, owner_name=self.owner_name, audience=audience,
         )  # fmt: skip
         async with await RegistryClient.connect(self.url) as registry:
             await registry.announce(signed)

@@ -20,11 +20,13 @@ from signaling_server.protocol import (
     MAX_TAGS,
     DatasetListing,
     OwnerRecord,
+    Search,
+    SearchProof,
     SignedRecord,
     SignedWithdrawal,
     Withdrawal,
 )
-from signaling_server.records import record_payload, withdrawal_payload
+from signaling_server.records import record_payload, search_payload, withdrawal_payload
 
 from ..errors import UsageError
 from ..identity import Identity
@@ -91,8 +93,10 @@ def sign_record(
     ttl_secs: int = DEFAULT_TTL_SECS,
     owner_name: str = "",
     issued_at: int | None = None,
+    audience: list[str] | None = None,
 ) -> SignedRecord:
-    """The owner's record, signed with ``identity``."""
+    """The owner's record, signed with ``identity``; ``audience``: the only scientists (IDs)
+    the server may show it to (None: anyone)."""
     listed = list(datasets)
     if len(listed) > MAX_DATASETS:
         raise UsageError(
@@ -108,6 +112,7 @@ def sign_record(
         issued_at=int(time.time()) if issued_at is None else issued_at,
         seq=seq,
         ttl_secs=ttl_secs,
+        audience=sorted(set(audience)) if audience is not None else None,
     )
     return SignedRecord(record=record, signature=identity.sign(record_payload(record)).hex())
 
@@ -127,4 +132,23 @@ def sign_withdrawal(
     )
 
 
-__all__ = ["DEFAULT_TTL_SECS", "Sequence", "dataset_listing", "sign_record", "sign_withdrawal"]
+def sign_search(identity: Identity, search: Search, *, issued_at: int | None = None) -> Search:
+    """``search`` with a proof that ``identity``'s scientist asks it (records whose audience
+    names it are shown to it)."""
+    when = int(time.time()) if issued_at is None else issued_at
+    key = identity.public_key.hex()
+    signature = identity.sign(search_payload(search, key, identity.id, when)).hex()
+    proof = SearchProof(
+        scientist_key=key, scientist_id=identity.id, issued_at=when, signature=signature
+    )
+    return search.model_copy(update={"proof": proof})
+
+
+__all__ = [
+    "DEFAULT_TTL_SECS",
+    "Sequence",
+    "dataset_listing",
+    "sign_record",
+    "sign_search",
+    "sign_withdrawal",
+]

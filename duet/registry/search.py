@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
+from ..identity import Identity
 from ..pairing.signaling import websocket_url
 from ..runtime import run
 from .client import REPLY_TIMEOUT_SECS, Found, RegistryClient, canonical_owner_id
@@ -35,22 +36,41 @@ def _tags(tags: Sequence[str] | str | None) -> list[str]:
     return [str(t) for t in tags]
 
 
+SearchIdentity = Identity | str | bool | None
+
+
+def searcher(identity: SearchIdentity) -> Identity | None:
+    """Who signs a search: the scientist's identity as ``join_duet`` takes it (None: the
+    default one; a str: that key in the duet home), or no one (``False``: anonymous)."""
+    if identity is False:
+        return None
+    if identity is None or identity is True:
+        return Identity.for_role("scientist")
+    if isinstance(identity, str):
+        return Identity.load_or_create(identity)
+    if isinstance(identity, Identity):
+        return identity
+    raise UsageError(f"identity is an Identity, a key name, None or False, not {identity!r:.40}")
+
+
 def find(
     network_url: str,
     tags: Sequence[str] | str | None = None,
     *,
     owner: str | None = None,
     limit: int = 50,
+    identity: SearchIdentity = None,
     timeout_secs: float = REPLY_TIMEOUT_SECS,
 ) -> list[Found]:
     """The verified records answering a search (see ``search``)."""
     url = websocket_url(network_url)
     wanted = _tags(tags)
+    who = searcher(identity)
 
     async def ask() -> list[Found]:
         async with await RegistryClient.connect(url, timeout_secs=timeout_secs) as registry:
             return await registry.search(
-                wanted, owner=owner, limit=limit, timeout_secs=timeout_secs
+                wanted, owner=owner, limit=limit, identity=who, timeout_secs=timeout_secs
             )
 
     return run(ask(), timeout_secs=timeout_secs * 2 + 1, what="searching the network")
@@ -62,6 +82,7 @@ def search(
     network_url: str,
     owner: str | None = None,
     limit: int = 50,
+    identity: SearchIdentity = None,
     timeout_secs: float = REPLY_TIMEOUT_SECS,
 ) -> pandas.DataFrame:
     """The datasets owners listed on the network at ``network_url`` carrying every tag in
@@ -72,13 +93,22 @@ def search(
     Each owner's record is checked here (its signature, that its ID is its key's, that it has
     not expired); one that fails is left out and logged. ``owner_name`` is what the owner calls
     itself, not proof; ``online`` is the server's word that the owner's session is open.
-    Raises SignalingError (the server refused, or cannot be reached), DuetTimeout, UsageError.
+
+    The search is signed with the scientist's ``identity`` (as ``join_duet`` takes it: None is
+    the default one), so owners that list only for the scientists they admit are found by those
+    scientists; the server then knows who searched. ``identity=False`` searches anonymously
+    (only records open to anyone). Raises SignalingError (the server refused, or cannot be
+    reached), DuetTimeout, UsageError.
     """
     import pandas
 
     wanted = _tags(tags)
     rows: list[dict[str, Any]] = []
-    for found in find(network_url, wanted, owner=owner, limit=limit, timeout_secs=timeout_secs):
+    found_records = find(
+        network_url, wanted, owner=owner, limit=limit, identity=identity,
+        timeout_secs=timeout_secs,
+    )  # fmt: skip
+    for found in found_records:
         record = found.record
         for dataset in record.datasets:
             if set(wanted) <= set(dataset.tags):
@@ -116,7 +146,7 @@ def join(
     from ..join import join_duet
 
     owner_id = canonical_owner_id(owner)
-    found = find(network_url, owner=owner_id)
+    found = find(network_url, owner=owner_id, identity=join_options.get("identity"))
     if not found:
         raise UsageError(
             f"owner {owner_id} lists nothing on {network_url} (or its registration expired); "
