@@ -35,6 +35,7 @@ from .lib import load
 from .network import duet
 from .owner.handlers import AS_SENT, Handler
 from .owner.requests import Request, RequestQueue, RequestStatus
+from .registry import join, search
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
 from .scientist.tables import TablePointer
@@ -109,11 +110,13 @@ __all__ = [
     "duet_pair",
     "federated",
     "gym",
+    "join",
     "join_duet",
     "launch_duet",
     "lib",
     "load",
     "logger",
+    "search",
     "util",
     "utils",
 ]

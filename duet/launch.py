@@ -32,6 +32,7 @@ from . import tracebacks
 from .display import banner
 from .errors import DuetError, DuetTimeout, HandshakeError, UsageError
 from .identity import DEFAULT_KEYS, Identity, duet_home
+from .owner.access import DEFAULT as DEFAULT_RULE
 from .owner.audit import AuditLog
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
 from .pairing import loopback as loopback_pairing
@@ -250,6 +251,7 @@ def _open(
         accepting = door.start(arrive, lobby.ended)
         if not one:
             owner._accepting = accepting  # owner.close() cancels it
+            _list_on_network(owner, door, session_id, confirm)
         if on_ready is not None:
             on_ready(session_id, str(door.url))
         if wait:
@@ -379,6 +381,50 @@ def _announce(
         started_server=door.server is not None, loopback=loopback, max_scientists=max_scientists,
     ):  # fmt: skip
         _say(line)
+
+
+def _list_on_network(owner: OwnerSession, door: Doorway, session_id: str, confirm: Confirm) -> None:
+    """A node registers what its owner listed (``publish(..., listed=True)``, now or later) on
+    the signaling server it launched on (duet/registry/node.py); nothing, if nothing is. Only
+    the scientists it would admit are shown the listing (``_audience``)."""
+    from .registry.node import NodeListing
+
+    owner.listing = NodeListing(
+        owner.identity, str(door.url), session_id, owner.listed, owner_name=owner.identity.name,
+        audience=lambda: _audience(owner, confirm),
+    )  # fmt: skip
+    owner.listing.start()
+
+
+def _audience(owner: OwnerSession, confirm: Confirm) -> list[str] | None:
+    """The scientists ``owner`` admits (``OwnerSession.verdict``'s rules, read the other way
+    round), or None while a stranger may be admitted (asked, or let in by ``confirm=False``):
+    those an access rule lets in; unless strangers are denied by the default rule, those this
+    identity knows and no rule refuses; and the one ``confirm`` names, if it names one."""
+    rules = [rule for rule in owner.access if rule.scientist != DEFAULT_RULE]
+    allowed = {rule.scientist for rule in rules if rule.connect}
+    if not owner.access.rule_for(DEFAULT_RULE).connect:
+        return sorted(allowed)
+    expected = _scientist_id(confirm) if isinstance(confirm, str) else None
+    if owner.unknown != "refuse" and isinstance(confirm, str) and expected is None:
+        return None  # a confirmation we cannot read the other way round: anyone may find it
+    if owner.unknown != "refuse" and not isinstance(confirm, str):
+        return None
+    denied = {rule.scientist for rule in rules if not rule.connect}
+    known = {k["id"] for k in owner.audit.known_scientists(owner_id=owner.identity.id)}
+    admitted = allowed | (known - denied)
+    if expected is not None and owner.unknown != "refuse":
+        admitted.add(expected)
+    return sorted(admitted)
+
+
+def _scientist_id(text: str) -> str | None:
+    from .registry.client import canonical_owner_id
+
+    try:
+        return canonical_owner_id(text)
+    except UsageError:
+        return None
 
 
 def _audit(audit: AuditLog | str | Path | bool) -> AuditLog:

@@ -70,6 +70,61 @@ Scientist (the same in both kinds of session)::
 
 The session ID is ``secrets.token_hex(16)`` (128 random bits).
 
+Registry
+========
+
+The server is also the network's registry: owners register signed records of the datasets
+they list (metadata only), anyone searches them. A connection whose first message is
+``announce``, ``withdraw`` or ``search`` is a registry connection: it may send more of them,
+one reply each, until it closes or is silent for ``idle_secs`` (30 s)::
+
+    owner  -> server  {"type": "announce", "signed": {"record": RECORD, "signature": "<hex>"}}
+    server -> owner   {"type": "announced", "owner_id": "3fa2-91bc-0d4e-77a1", "seq": 7,
+                       "ttl_secs": 120}
+    owner  -> server  {"type": "withdraw", "signed": {"withdrawal": {"owner_key": "<hex>",
+                       "owner_id": "...", "issued_at": 1765000000, "seq": 8},
+                       "signature": "<hex>"}}
+    server -> owner   {"type": "withdrawn", "owner_id": "...", "found": true}
+    anyone -> server  {"type": "search", "tags": ["digits"], "owner": null, "limit": 50,
+                       "proof": null}
+    server -> anyone  {"type": "listings", "results": [{"signed": {...}, "online": true}]}
+
+``RECORD`` is ``{"owner_key": "<64 hex: the raw Ed25519 public key>", "owner_id": "<its ID>",
+"session_id": "<the open session to join>", "owner_name": "...", "datasets": [{"id": "...",
+"tags": [...], "description": "...", "shape": [50, 3], "dtype": "float32", "size": 600}],
+"issued_at": <Unix seconds>, "seq": <above every earlier one>, "ttl_secs": <1 to 3600>,
+"audience": null | ["<scientist ID>", ...]}``; the
+signature is over ``b"duet-registry-record/1\n"`` and the record's canonical JSON (every field,
+keys sorted, no spaces, ASCII), a withdrawal's over ``b"duet-registry-withdrawal/1\n"`` and
+its own (:mod:`signaling_server.records`). A search returns the live records with a dataset
+carrying every tag asked for (every record, with none), of ``owner`` only if given, and open to
+anyone (``audience`` null) or naming the scientist whose ``proof`` the search carries:
+``{"scientist_key": "<hex>", "scientist_id": "...", "issued_at": ..., "signature": "<hex>"}``,
+a signature over ``b"duet-registry-search/1\n"`` and the canonical JSON of the search's other
+fields with the proof's (a proof that is not the key's over this search, or stale, is refused
+like a record); ``online``
+says whether the record's session is open on this server, which nothing signs. Records expire
+``ttl_secs`` after they are stored unless a newer one renews them. Limits: 64 datasets a record,
+16 tags of 64 characters a dataset, descriptions of 1,000 characters, owner names of 100, 8
+tags a search, 200 results. Registry errors (besides ``malformed`` and ``too_big``):
+
+``bad_signature``           the signature is not the named key's over this record
+``wrong_id``                the owner ID is not the ID of the key the record carries
+``replay``                  the ``seq`` is not above the last one that owner used (in the
+                            store: across every instance sharing it)
+``stale`` / ``future``      issued more than ``max_age_secs`` (60 s) ago, or more than
+                            ``skew_secs`` (30 s) ahead of the server's clock
+``too_many_registrations``  this address holds records of ``max_per_address`` (16) owners
+``registry_full``           the registry holds records of ``max_records`` (100,000) owners
+``registry_unavailable``    the store (Redis) failed or did not answer within
+                            ``store_timeout_secs`` (5 s); try again shortly
+
+The store is :class:`MemoryRegistryStore` unless the server is given another
+(``SignalingServer(registry=Registry(RedisRegistryStore(client)))``: several instances share
+one Redis, the sequence check is atomic there). Every scientist checks each result again (its
+signature, ID and expiry), so the server cannot forge or replay an expired listing; it can
+still hide one, or return a superseded record that has not yet expired.
+
 Limits
 ======
 
@@ -139,6 +194,14 @@ ends (an open session's as counts: joined, answered, left, declined).
 
 from __future__ import annotations
 
+from ._registry import (
+    DEFAULT_CLOCK_SKEW,
+    DEFAULT_MAX_RECORD_AGE,
+    DEFAULT_MAX_REGISTRATIONS_PER_IP,
+    Registry,
+    RegistryLimits,
+)
+from ._registry_store import MemoryRegistryStore, RedisRegistryStore, RegistryStore
 from ._server import SignalingServer, start_embedded_server
 from ._sessions import (
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
@@ -154,14 +217,22 @@ from ._sessions import (
 start_server = start_embedded_server
 
 __all__ = [
+    "DEFAULT_CLOCK_SKEW",
     "DEFAULT_FIRST_MESSAGE_TIMEOUT",
     "DEFAULT_JOIN_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
     "DEFAULT_MAX_PENDING_JOINS",
+    "DEFAULT_MAX_RECORD_AGE",
+    "DEFAULT_MAX_REGISTRATIONS_PER_IP",
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_MAX_SESSIONS_PER_IP",
     "DEFAULT_SESSION_TTL",
     "Limits",
+    "MemoryRegistryStore",
+    "RedisRegistryStore",
+    "Registry",
+    "RegistryLimits",
+    "RegistryStore",
     "SignalingServer",
     "start_embedded_server",
     "start_server",

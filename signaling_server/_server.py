@@ -29,6 +29,7 @@ from ._messages import (
     scientist_named_peer,
     short_id,
 )
+from ._registry import REGISTRY_TYPES, Registry  # the registry (issue 21)
 from ._sessions import (
     HARD_SIZE_FACTOR,
     Limits,
@@ -70,8 +71,10 @@ class _Gone(Exception):
 class SignalingServer:
     """Pairs owners with scientists and relays offers and answers between them."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(self, limits: Limits | None = None, *, registry: Registry | None = None) -> None:
         self.limits = limits or Limits()
+        # --- the registry (issue 21): owners' signed listings; in memory unless given a store
+        self.registry = registry if registry is not None else Registry()
         self._sessions: dict[str, Session] = {}
         self._sessions_per_ip: dict[str, int] = {}
         self._ws_server: Server | None = None
@@ -157,6 +160,10 @@ class SignalingServer:
             await self._run_owner(ws, first)
         elif isinstance(first, Join):
             await self._run_scientist(ws, first.session_id)
+        elif isinstance(first, REGISTRY_TYPES):  # --- the registry (issue 21)
+            online = self._sessions.__contains__
+            recv = lambda: self._recv(ws)  # noqa: E731
+            await self.registry.serve(ws, first, recv=recv, address=_ip(ws), online=online)
         else:
             raise Reject(
                 "malformed",
@@ -615,14 +622,16 @@ def _ip(ws: ServerConnection) -> str:
 
 
 async def start_embedded_server(
-    host: str = "127.0.0.1", port: int = 0, **limits: Any
+    host: str = "127.0.0.1", port: int = 0, *, registry: Registry | None = None, **limits: Any
 ) -> tuple[SignalingServer, str]:
     """Run a signaling server on the current asyncio loop; return it and its ``ws://`` URL.
 
     ``limits`` are the fields of :class:`Limits` (``session_ttl``, ``max_message_bytes``,
     ``max_sessions_per_ip``, ``max_sessions``, ``first_message_timeout``,
-    ``max_pending_joins``, ``join_timeout``). Stop it with ``await server.close()``.
+    ``max_pending_joins``, ``join_timeout``); ``registry`` the owners' registry (an in-memory
+    one by default; ``Registry(RedisRegistryStore(client))`` to share one). Stop it with
+    ``await server.close()``.
     """
-    server = SignalingServer(Limits(**limits))
+    server = SignalingServer(Limits(**limits), registry=registry)
     url = await server.start(host, port)
     return server, url

@@ -95,6 +95,7 @@ from .base import LIVE, Session
 from .scientists import ScientistsView, claimed
 
 if TYPE_CHECKING:
+    from ..registry.node import NodeListing
     from ..review import ReviewServer
 
 log = logging.getLogger(__name__)
@@ -265,6 +266,8 @@ class OwnerSession(Session):
         self.privacy = PrivacyDesk(privacy_ledger or default_privacy_path())
         #: federations this owner takes part in with secure aggregation (issue 20), by name
         self.secure_aggregation = SecureAggregationRules(self.identity)
+        #: the node's registration of what it listed (issue 21), once it is open on a network
+        self.listing: NodeListing | None = None
 
     def notify(self, say: Say | None = None, *, hint: bool = True) -> RequestNotices:
         """Tell the owner about each request no handler decides, as it arrives, and again
@@ -308,9 +311,22 @@ class OwnerSession(Session):
         pointable: bool = True,
         tags: list[str] | None = None,
         description: str = "",
+        listed: bool = False,
     ) -> StoredObject:
-        """Put one of the owner's values in the store; it stays private (gets are requests)."""
-        return self.objects.publish(value, pointable=pointable, tags=tags, description=description)
+        """Put one of the owner's values in the store; it stays private (gets are requests).
+        ``listed=True``: a node (``launch_duet(max_scientists=N, wait=False)``, ``duet serve``)
+        registers its metadata, never its values, on the signaling server it launched on, for
+        scientists to find with ``duet.search``. Nothing is listed unless the owner says so."""
+        entry = self.objects.publish(
+            value, pointable=pointable, tags=tags, description=description, listed=listed
+        )
+        if listed and self.listing is not None:
+            self.listing.changed()
+        return entry
+
+    def listed(self) -> list[StoredObject]:
+        """The published objects the owner listed on the network."""
+        return [e for e in self.objects.published() if e.listed and e.pointable]
 
     def _data_tags(self) -> set[str]:
         return {tag for entry in self.objects.published() for tag in entry.tags}
@@ -581,6 +597,9 @@ class OwnerSession(Session):
     def close(self, *, timeout_secs: float = 10.0) -> None:
         """Stop admitting, and leave every scientist's session (each sees it closed)."""
         self._closed = True
+        listing, self.listing = self.listing, None
+        if listing is not None:  # before the signaling server (if started here) stops
+            listing.close()
         self.stop_review()
         if self.notices is not None:
             self.notices.close()
