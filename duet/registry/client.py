@@ -94,14 +94,14 @@ class RegistryClient:
     async def announce(
         self, signed: SignedRecord, *, timeout_secs: float = REPLY_TIMEOUT_SECS
     ) -> Announced:
-        await self._client._send(Announce(signed=signed))
-        return await self._client._wait_for(Announced, timeout_secs, "the reply to announce")
+        await self._client.send(Announce(signed=signed))
+        return await self._client.wait_for(Announced, timeout_secs, "the reply to announce")
 
     async def withdraw(
         self, signed: SignedWithdrawal, *, timeout_secs: float = REPLY_TIMEOUT_SECS
     ) -> Withdrawn:
-        await self._client._send(Withdraw(signed=signed))
-        return await self._client._wait_for(Withdrawn, timeout_secs, "the reply to withdraw")
+        await self._client.send(Withdraw(signed=signed))
+        return await self._client.wait_for(Withdrawn, timeout_secs, "the reply to withdraw")
 
     async def search(
         self,
@@ -130,8 +130,8 @@ class RegistryClient:
             ) from None
         if identity is not None:
             query = sign_search(identity, query)
-        await self._client._send(query)
-        reply = await self._client._wait_for(Listings, timeout_secs, "the search's results")
+        await self._client.send(query)
+        reply = await self._client.wait_for(Listings, timeout_secs, "the search's results")
         found: list[Found] = []
         for listing in reply.results:
             try:
