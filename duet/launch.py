@@ -140,7 +140,8 @@ def launch_duet(
     an ID, let in only known ones (``unknown="refuse"``), or set access rules. Known and ruled
     scientists are let in at once, however many strangers are waiting.
     ``owner``: an OwnerSession prepared beforehand (published data, handlers, access rules in
-    place before the first scientist can join); its own settings replace the ones above.
+    place before the first scientist can join); its own settings replace the ones above, and
+    one of them given here too is a UsageError (it would be ignored).
 
     ``review``: start the owner's review page (a local web page showing who is connected,
     the store, the requests waiting with Accept / Deny buttons, handlers, access rules and the
@@ -167,6 +168,15 @@ def launch_duet(
             "memory, never in a database; leave db_path out (the record of requests and "
             "releases is the audit log: launch_duet(audit=path))"
         )
+    if owner is not None:
+        _owner_settings_unused(
+            max_bytes=(max_bytes, DEFAULT_MAX_BYTES), max_objects=(max_objects, DEFAULT_MAX_OBJECTS),
+            max_pending_requests=(max_pending_requests, DEFAULT_MAX_PENDING),
+            redact_errors=(redact_errors, False), data_root=(data_root, None),
+            identity=(identity, None), audit=(audit, True), unknown=(unknown, "confirm"),
+            max_scientists=(max_scientists, 1), request_timeout_secs=(request_timeout_secs, None),
+            privacy_ledger=(privacy_ledger, None),
+        )  # fmt: skip
     if owner is None:
         owner = OwnerSession(
             max_bytes=max_bytes,
@@ -195,6 +205,18 @@ def launch_duet(
         if started:  # no session: no page either
             owner.stop_review()
         raise
+
+
+def _owner_settings_unused(**given: tuple[object, object]) -> None:
+    """UsageError naming the OwnerSession settings given beside ``owner=``: they are the
+    session's own, so a value given here would be silently ignored."""
+    changed = [name for name, (value, default) in given.items() if value != default]
+    if changed:
+        named = ", ".join(f"{name}={given[name][0]!r}" for name in changed)
+        raise UsageError(
+            f"launch_duet(owner=...) runs the OwnerSession as it was made, so {named} would be "
+            f"ignored: pass {'it' if len(changed) == 1 else 'them'} to OwnerSession(...) instead"
+        )
 
 
 def _open(

@@ -251,6 +251,8 @@ class OwnerSession(Session):
         self.unknown = unknown
         self.links: dict[str, ScientistLink] = {}
         self._last: ScientistLink | None = None  # the last scientist that left
+        self.admitted = 0  # scientists admitted since the session began (wait_served)
+        self._arrivals: list[asyncio.Future[None]] = []  # wait_served's, woken by the next
         # options for each scientist's Connection (heartbeat, stall timeout...: tests, tuning)
         self.connection_options: dict[str, Any] = {}
         self.scientists = ScientistsView(self)
@@ -506,6 +508,11 @@ class OwnerSession(Session):
 
         service.on_dead = worker_died
         self.links[peer.id] = link
+        self.admitted += 1
+        arrivals, self._arrivals = self._arrivals, []
+        for arrival in arrivals:
+            if not arrival.done():
+                arrival.set_result(None)
         self.audit.record("connect", scientist=peer.id, name=shown)
         link.connection.welcome()
         loop.call_soon(self._watch, link, None)
@@ -634,6 +641,36 @@ class OwnerSession(Session):
                 await asyncio.sleep(0)  # let the links that closed be forgotten
 
         run(wait(), timeout_secs=timeout_secs, what="waiting for the scientists to leave")
+
+    def wait_served(self, count: int = 1, timeout_secs: float | None = None) -> None:
+        """Block until ``count`` scientists have been admitted since this session began and
+        none is connected any more: a node in a notebook serves the researchers it expects,
+        then goes on (it still admits others until it is closed; ``wait_closed`` waits for
+        that). Raises DuetTimeout, UsageError for a count below 1."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise UsageError(f"count is a number of scientists, at least 1, not {count!r}")
+
+        async def wait() -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                links = list(self.links.values())
+                if self.admitted >= count and not links:
+                    return
+                arrival: asyncio.Future[None] = loop.create_future()
+                self._arrivals.append(arrival)
+                waits: list[asyncio.Future[Any]] = [
+                    asyncio.ensure_future(link.connection.wait_closed()) for link in links
+                ]
+                try:
+                    await asyncio.wait([*waits, arrival], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in (*waits, arrival):
+                        waiting.cancel()
+                    if arrival in self._arrivals:
+                        self._arrivals.remove(arrival)
+                await asyncio.sleep(0)  # let the links that closed be forgotten
+
+        run(wait(), timeout_secs=timeout_secs, what=f"waiting for {count} scientists to be served")
 
     def __repr__(self) -> str:
         state = f"{len(self.links)} scientists connected" if self.links else "no scientist"
