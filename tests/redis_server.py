@@ -40,7 +40,8 @@ class RedisServer:
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         try:
             self._wait_ready(timeout_secs)
         except BaseException:
@@ -84,6 +85,9 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(STOP_TIMEOUT_SECS)
+        self._reader.join(STOP_TIMEOUT_SECS)  # it has read to the end: the pipe can close
+        if self._process.stdout is not None:
+            self._process.stdout.close()
         self._dir.cleanup()
 
     def __enter__(self) -> RedisServer:
