@@ -14,7 +14,8 @@ message one way and the server's reply the other. The messages inside are parsed
 models as on a local connection (``signaling_server.protocol``), so nothing written into Redis
 is trusted beyond what a websocket client is trusted with.
 
-Every Redis call is bounded by ``socket_timeout``; the channel reader waits without one.
+Every Redis call is bounded by ``REDIS_TIMEOUT_SECS`` (waiting for one of the pool's
+``MAX_REDIS_CONNECTIONS`` included); the channel reader waits without one.
 """
 
 from __future__ import annotations
@@ -38,6 +39,9 @@ logger = logging.getLogger(__name__)
 
 #: Every Redis command (but the channel reader's wait) gives up after this many seconds.
 REDIS_TIMEOUT_SECS = 5.0
+#: Commands in flight at once share this many connections (the channel reader holds one more);
+#: a burst of joins waits for a free one rather than opening a connection each.
+MAX_REDIS_CONNECTIONS = 32
 SESSION_KEY = "duet:signaling:session:"
 CHANNEL = "duet:signaling:instance:"
 #: The largest relayed message: a scientist's message is refused on arrival above 4x the
@@ -83,8 +87,14 @@ class RedisBus:
         self.instance = secrets.token_hex(8)
         self.channel = CHANNEL + self.instance
         #: the redis.asyncio client, for other parts of the server to share
-        self.redis: redis.Redis = redis.Redis.from_url(
-            url, socket_timeout=REDIS_TIMEOUT_SECS, socket_connect_timeout=REDIS_TIMEOUT_SECS
+        self.redis: redis.Redis = redis.Redis.from_pool(
+            redis.BlockingConnectionPool.from_url(
+                url,
+                max_connections=MAX_REDIS_CONNECTIONS,
+                timeout=REDIS_TIMEOUT_SECS,
+                socket_timeout=REDIS_TIMEOUT_SECS,
+                socket_connect_timeout=REDIS_TIMEOUT_SECS,
+            )
         )
         self._on_envelope = on_envelope
         self._pubsub = self.redis.pubsub(ignore_subscribe_messages=True)
