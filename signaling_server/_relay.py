@@ -179,6 +179,7 @@ class Relays:
         self._outbound[conn] = queue
         ip = ws.remote_address[0] if ws.remote_address else ""
         pump: asyncio.Task[None] | None = None
+        closed_by_holder = False
         try:
             opened = Envelope(kind="open", src=self.bus.instance, conn=conn, session_id=session_id,
                               ip=str(ip))  # fmt: skip
@@ -192,6 +193,7 @@ class Relays:
                     if isinstance(item, Reject):
                         raise item
                     if item.kind == "close":
+                        closed_by_holder = True  # it has forgotten the scientist already
                         await ws.close(item.code, item.reason)
                         return
                     try:
@@ -217,9 +219,10 @@ class Relays:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await pump
-            gone = Envelope(kind="gone", src=self.bus.instance, conn=conn)
-            with contextlib.suppress(RedisUnavailable):
-                await self.bus.publish(instance, gone)
+            if not closed_by_holder:
+                gone = Envelope(kind="gone", src=self.bus.instance, conn=conn)
+                with contextlib.suppress(RedisUnavailable):
+                    await self.bus.publish(instance, gone)
 
     async def _pump(
         self,

@@ -65,6 +65,9 @@ logger = logging.getLogger(__name__)
 
 #: How long ``close()`` lets closing handshakes it started run on once every connection is closed.
 _SHUTDOWN_WAIT_SECS = 5.0
+#: Bytes buffered for a client below which a send cannot wait (websockets' write limit is 32 KiB;
+#: what the server sends is ASCII JSON, one byte a character).
+_UNBLOCKED = 16 * 1024
 
 
 class _Gone(Exception):
@@ -241,6 +244,14 @@ class SignalingServer:
 
         Raises ``ConnectionClosed`` if the connection is closed, or was dropped here.
         """
+        if isinstance(ws, RelayedConnection):  # a publish, bounded by Redis's own timeout
+            await ws.send(text)
+            return
+        transport = getattr(ws, "transport", None)
+        if transport is not None and transport.get_write_buffer_size() + len(text) < _UNBLOCKED:
+            # below websockets' write limit a send never waits: no timer to set (the usual case)
+            await ws.send(text)
+            return
         try:
             async with asyncio.timeout(self.limits.send_timeout):
                 await ws.send(text)
