@@ -14,6 +14,7 @@ message one way and the server's reply the other. The messages inside are parsed
 models as on a local connection (``signaling_server.protocol``), so nothing written into Redis
 is trusted beyond what a websocket client is trusted with.
 
+redis-py (the ``network`` extra) is imported only by an instance started with a Redis URL.
 Every Redis call is bounded by ``REDIS_TIMEOUT_SECS`` (waiting for one of the pool's
 ``MAX_REDIS_CONNECTIONS`` included); the channel reader waits without one.
 """
@@ -26,14 +27,15 @@ import logging
 import math
 import secrets
 from collections.abc import Callable
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import pydantic
-import redis.asyncio as redis
 from pydantic import BaseModel, ConfigDict, Field
-from redis.exceptions import RedisError
 
 from .protocol import MAX_SDP_CHARS, MAX_SESSION_ID_CHARS
+
+if TYPE_CHECKING:
+    import redis.asyncio as redis
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +85,15 @@ class RedisBus:
     """
 
     def __init__(self, url: str, on_envelope: Callable[[Envelope], None]) -> None:
+        try:
+            import redis.asyncio as redis
+            from redis.exceptions import RedisError
+        except ImportError as exc:
+            raise RedisUnavailable(
+                "--redis-url needs redis-py: pip install 'duet[network]' (or redis)"
+            ) from exc
+        #: what a failed Redis call raises
+        self._errors: tuple[type[BaseException], ...] = (RedisError, OSError, TimeoutError)
         self.url = url
         self.instance = secrets.token_hex(8)
         self.channel = CHANNEL + self.instance
@@ -106,7 +117,7 @@ class RedisBus:
             async with asyncio.timeout(REDIS_TIMEOUT_SECS):
                 await self.redis.ping()
                 await self._pubsub.subscribe(self.channel)
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._errors as exc:
             await self.close()
             raise RedisUnavailable(
                 f"cannot reach Redis at {self.url} ({exc or type(exc).__name__}); check that "
@@ -117,11 +128,11 @@ class RedisBus:
     async def close(self) -> None:
         if self._reader is not None:
             self._reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, RedisError, OSError):
+            with contextlib.suppress(asyncio.CancelledError, *self._errors):
                 await self._reader
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*self._errors):
             await self._pubsub.aclose()
-        with contextlib.suppress(RedisError, OSError, TimeoutError):
+        with contextlib.suppress(*self._errors):
             await self.redis.aclose()
 
     async def _read(self) -> None:
@@ -132,7 +143,7 @@ class RedisBus:
                 envelope = self._decode(item.get("data"))
                 if envelope is not None:
                     self._on_envelope(envelope)
-        except (RedisError, OSError) as exc:
+        except self._errors as exc:
             logger.error(
                 "lost Redis at %s (%s): joins relayed between instances fail until restart",
                 self.url,
@@ -176,12 +187,11 @@ class RedisBus:
         count = await self._call(self.redis.publish(CHANNEL + instance, envelope.model_dump_json()))
         return int(count)
 
-    @staticmethod
-    async def _call(awaitable: Any) -> Any:
+    async def _call(self, awaitable: Any) -> Any:
         try:
             async with asyncio.timeout(REDIS_TIMEOUT_SECS):
                 return await awaitable
-        except (RedisError, OSError, TimeoutError) as exc:
+        except self._errors as exc:
             raise RedisUnavailable(f"Redis did not answer ({exc or type(exc).__name__})") from exc
 
 

@@ -92,10 +92,6 @@ class RelayedConnection:
     async def wait_closed(self) -> None:
         await self._closed.wait()
 
-    def abort(self) -> None:
-        """Give up on the scientist without telling A (A's own timeouts close its websocket)."""
-        self._mark_closed()
-
     @property
     def closed(self) -> bool:
         return self._closed.is_set()

@@ -244,12 +244,10 @@ class SignalingServer:
 
         Raises ``ConnectionClosed`` if the connection is closed, or was dropped here.
         """
-        if isinstance(ws, RelayedConnection):  # a publish, bounded by Redis's own timeout
-            await ws.send(text)
-            return
-        transport = getattr(ws, "transport", None)
-        if transport is not None and transport.get_write_buffer_size() + len(text) < _UNBLOCKED:
-            # below websockets' write limit a send never waits: no timer to set (the usual case)
+        transport = getattr(ws, "transport", None)  # None: a relayed scientist (_relay)
+        if transport is None or transport.get_write_buffer_size() + len(text) < _UNBLOCKED:
+            # below websockets' write limit a send never waits, so no timer is set (the usual
+            # case); a relayed scientist's send is a publish, bounded by Redis's own timeout
             await ws.send(text)
             return
         try:
@@ -259,10 +257,7 @@ class SignalingServer:
             logger.warning(
                 "dropped %s: it read nothing for %s s", _ip(ws), secs(self.limits.send_timeout)
             )
-            if isinstance(ws, ServerConnection) and ws.transport is not None:
-                ws.transport.abort()
-            elif isinstance(ws, RelayedConnection):
-                ws.abort()
+            transport.abort()
             raise ConnectionClosedError(None, None) from None
 
     # ----------------------------------------------------------------- owners
