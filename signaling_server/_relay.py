@@ -30,6 +30,10 @@ from .protocol import WireError, parse_server_message
 
 logger = logging.getLogger(__name__)
 
+#: Relayed messages one connection may have waiting: a scientist sends two (join, offer) and
+#: receives two or three, so more means someone writes into Redis in its name; it is dropped.
+MAX_WAITING = 16
+
 #: B's side: serve a relayed scientist joining ``session_id`` (the server's scientist path).
 ServeRelayed = Callable[["RelayedConnection", str], Awaitable[None]]
 #: A's side: write to a scientist's websocket within the server's send timeout.
@@ -57,6 +61,9 @@ class RelayedConnection:
         if self._closed.is_set():
             return
         if envelope.kind == "gone":
+            self._mark_closed()
+        elif self._inbox.qsize() >= MAX_WAITING:
+            logger.warning("dropped a relayed scientist: %d messages waiting", MAX_WAITING)
             self._mark_closed()
         elif envelope.binary:
             self._inbox.put_nowait(envelope.data.encode("latin-1", "replace"))
@@ -123,6 +130,10 @@ class Relays:
             queue = self._outbound.get(envelope.conn)
             if queue is None:
                 logger.debug("relayed %s for a gone scientist ignored", envelope.kind)
+            elif queue.qsize() >= MAX_WAITING:
+                logger.warning("dropped a relayed scientist: %d replies waiting", MAX_WAITING)
+                del self._outbound[envelope.conn]
+                queue.put_nowait(None)
             else:
                 queue.put_nowait(envelope)
             return
@@ -210,7 +221,7 @@ class Relays:
         except RedisUnavailable as exc:
             raise _unavailable(exc) from None
         finally:
-            del self._outbound[conn]
+            self._outbound.pop(conn, None)
             if pump is not None:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):

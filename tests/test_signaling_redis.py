@@ -412,6 +412,50 @@ def test_garbage_in_redis_is_dropped_and_a_forged_reply_never_reaches_the_scient
     run(body)
 
 
+def test_a_flood_written_into_redis_in_one_scientists_name_ends_only_its_exchange(
+    redis_url: str, two: tuple[str, str]
+) -> None:
+    url_a, url_b = two
+
+    async def body() -> None:
+        client, spy = await spy_on(redis_url)
+        owner, session_id = await owner_on(url_a, max_peers=None)
+        victim = await connect(url_b, compression=None)
+        await victim.send(json.dumps({"type": "join", "session_id": session_id}))
+        holder, opened = await next_envelope(spy, "open")
+        assert json.loads(await victim.recv()) == {"type": "joined"}
+        bystander = await scientist_on(url_b, session_id)
+        offer = json.dumps({"type": "offer", "sdp": "forged"})
+        for _ in range(200):
+            await client.publish(holder, json.dumps({**opened, "kind": "msg", "data": offer}))
+        # the first forged offer is relayed as the victim's; the second is refused as a second
+        # offer from a local scientist would be, and the rest find the exchange over
+        error, code = await refused(victim)
+        assert (error["code"], code) == ("malformed", 1008)
+        assert "was already relayed" in error["message"]
+        events = await events_until(owner, lambda e: "p1" in left_peers(e))
+        assert left_peers(events)["p1"].reason == "refused"
+        # the bystander's exchange is untouched
+        await bystander.send_offer("bystander-offer")
+        while (offer_event := await owner.next_offer(UNIT)) is not None:
+            if offer_event[0] == "p2":
+                break
+        assert offer_event == ("p2", "bystander-offer")
+        await owner.send_answer("bystander-answer", peer="p2")
+        assert await bystander.wait_answer(UNIT) == "bystander-answer"
+        await owner.close()
+        await bystander.close()
+        await victim.close()
+        await spy.aclose()
+        await client.aclose()
+
+    run(body)
+
+
+def left_peers(events: list[OwnerEvent]) -> dict[str, PeerLeft]:
+    return {e.peer: e for e in events if isinstance(e, PeerLeft)}
+
+
 # --------------------------------------------------------------------------- a real duet across
 
 
