@@ -337,7 +337,8 @@ def report(runs: list[Run]) -> None:
     secs = float(flooded.flood.get("secs", 0.0)) or float("nan")
     print(
         f"  flood from {FLOODER} ({tried} connections in {secs:.1f} s, {tried / secs:.0f}/s: "
-        f"{counts.get('rate_limited', 0)} refused rate_limited, others {counts}) while "
+        f"{counts.get('rate_limited', 0)} refused with the rate_limited error, "
+        f"{counts.get('InvalidStatus', 0)} with HTTP 429; all: {counts}) while "
         f"{flooded.pairs} pairs joined from 125 other addresses: join p50 / p99 "
         f"{ms(flooded.joins, 0.5)} / {ms(flooded.joins, 0.99)} ms, join->answer p99 "
         f"{ms(flooded.exchanges, 0.99)} ms, {len(flooded.failed)} failed; the instance used "

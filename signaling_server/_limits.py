@@ -7,17 +7,29 @@ and ``rate`` a second after that, and one flooding address spends only its own t
 buckets are untouched. Buckets that are full again are forgotten, so memory follows the
 addresses active in the last ``burst / rate`` seconds, and at most ``max_addresses`` are kept
 (past that, the fullest are dropped first, which errs on the side of the clients).
+
+A refused connection is told why (:attr:`Admission.REFUSE`); one from an address refused
+``burst`` times in a row since its last admitted connection has been told enough
+(:attr:`Admission.SHUT`), and the server answers it more cheaply.
 """
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
+
+
+class Admission(enum.Enum):
+    ALLOW = "allow"
+    REFUSE = "refuse"  # tell the client why
+    SHUT = "shut"  # refused ``burst`` times in a row already: spend as little as possible
 
 
 @dataclass
 class _Bucket:
     tokens: float
     updated: float
+    refusals: int = 0  # since the last connection admitted
 
 
 class RateLimiter:
@@ -34,6 +46,11 @@ class RateLimiter:
 
     def allow(self, address: str, now: float) -> bool:
         """Take one token from ``address``'s bucket at time ``now`` (seconds); False if empty."""
+        return self.admit(address, now) is Admission.ALLOW
+
+    def admit(self, address: str, now: float) -> Admission:
+        """Take one token from ``address``'s bucket at time ``now`` (seconds), or say how to
+        refuse it."""
         bucket = self._buckets.get(address)
         if bucket is None:
             if len(self._buckets) >= self.max_addresses or now - self._swept > self._refill_secs:
@@ -43,9 +60,11 @@ class RateLimiter:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
         if bucket.tokens < 1:
-            return False
+            bucket.refusals += 1
+            return Admission.REFUSE if bucket.refusals <= self.burst else Admission.SHUT
         bucket.tokens -= 1
-        return True
+        bucket.refusals = 0
+        return Admission.ALLOW
 
     @property
     def _refill_secs(self) -> float:

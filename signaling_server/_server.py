@@ -14,14 +14,17 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import weakref
 from collections.abc import Coroutine
+from http import HTTPStatus
 from typing import Any, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
 
-from ._limits import RateLimiter
+from ._limits import Admission, RateLimiter
 from ._messages import (
     Reject,
     out_of_order,
@@ -91,6 +94,8 @@ class SignalingServer:
         self.redis: Any = None
         self._relays: Relays | None = None
         self._rate = RateLimiter(self.limits.connections_per_sec, self.limits.connection_burst)
+        #: connections over their address's rate, to be told so once the handshake is done
+        self._over_rate: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
 
     # ----------------------------------------------------------------- lifecycle
 
@@ -110,6 +115,7 @@ class SignalingServer:
             port,
             compression=None,
             max_size=self.limits.max_message_bytes * HARD_SIZE_FACTOR,
+            process_request=self._screen,
         )
         bound_host, bound_port = self._ws_server.sockets[0].getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -199,17 +205,32 @@ class SignalingServer:
                 f'not "{first.type}"',
             )
 
+    def _screen(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Before the websocket handshake: take a token from the address's bucket.
+
+        A connection over the rate is told so (``rate_limited``) after the handshake; one from
+        an address already told ``connection_burst`` times in a row gets a bare HTTP 429.
+        """
+        admission = self._rate.admit(_ip(ws), asyncio.get_running_loop().time())
+        if admission is Admission.REFUSE:
+            self._over_rate.add(ws)
+        elif admission is Admission.SHUT:
+            return ws.respond(HTTPStatus.TOO_MANY_REQUESTS, f"rate_limited: {self._too_fast(ws)}\n")
+        return None
+
     def _admit_connection(self, ws: ServerConnection) -> None:
-        """Refuse an address that opens connections faster than its token bucket allows."""
-        ip = _ip(ws)
-        if not self._rate.allow(ip, asyncio.get_running_loop().time()):
-            logger.debug("rate limited %s", ip)
-            raise Reject(
-                "rate_limited",
-                f"{ip} opens connections faster than this signaling server allows "
-                f"({self.limits.connections_per_sec:g} a second after the first "
-                f"{self.limits.connection_burst}); wait a second and try again",
-            )
+        """Refuse a connection from an address that opens them faster than its bucket allows."""
+        if ws in self._over_rate:
+            self._over_rate.discard(ws)
+            logger.debug("rate limited %s", _ip(ws))
+            raise Reject("rate_limited", self._too_fast(ws))
+
+    def _too_fast(self, ws: ServerConnection) -> str:
+        return (
+            f"{_ip(ws)} opens connections faster than this signaling server allows "
+            f"({self.limits.connections_per_sec:g} a second after the first "
+            f"{self.limits.connection_burst}); wait a second and try again"
+        )
 
     async def _serve_relayed(self, conn: RelayedConnection, session_id: str) -> None:
         """A scientist of another instance joins a session held here (see ``_relay``)."""

@@ -18,10 +18,10 @@ from typing import Any, TypeVar
 
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from duet.pairing.signaling import SignalingClient
-from signaling_server._limits import RateLimiter
+from signaling_server._limits import Admission, RateLimiter
 from tests.processes import start_signaling_server
 
 UNIT = 10.0  # seconds; every wait here is a multiple of it, none is asserted
@@ -69,6 +69,10 @@ async def flood_once(url: str, n: int) -> str:
             reply = json.loads(await asyncio.wait_for(ws.recv(), UNIT))
     except ConnectionClosed:
         return "closed"
+    except InvalidStatus as exc:  # told burst times already: a bare HTTP refusal
+        assert exc.response.status_code == 429
+        assert exc.response.body.startswith(f"rate_limited: {FLOODER} opens".encode())
+        return "http_429"
     if reply["type"] == "error":
         if reply["code"] == "rate_limited":
             assert f"{FLOODER} opens connections faster than" in reply["message"]
@@ -100,10 +104,12 @@ def test_a_flood_from_one_address_is_refused_while_another_clients_pairs_succeed
         codes, answers = await asyncio.gather(flood(), pairs())
         assert answers == [f"answer-to-offer-{n}" for n in range(6)]
         # the flood got its burst and 5 a second (registered or told the ID is unknown), and
-        # every other connection was refused
+        # every other connection was refused: told why the first 20 times in a row, then with
+        # a bare HTTP 429
         served = codes["registered"] + codes["unknown_session"]
-        assert served + codes["rate_limited"] == 300, codes
+        assert served + codes["rate_limited"] + codes["http_429"] == 300, codes
         assert 20 <= served <= 20 + 5 * codes["secs"], codes
+        assert codes["rate_limited"] >= 20 and codes["http_429"] > 0, codes
 
     run(body)
 
@@ -178,6 +184,15 @@ def test_a_bucket_allows_its_burst_then_its_rate_and_addresses_do_not_share() ->
     assert limiter.allow("a", 0.5)  # one token after half a second at 2 a second
     assert not limiter.allow("a", 0.5)
     assert [limiter.allow("a", 100.0) for _ in range(4)] == [True, True, True, False]
+
+
+def test_an_address_refused_burst_times_in_a_row_is_shut_until_it_gets_a_token() -> None:
+    limiter = RateLimiter(rate=1.0, burst=2)
+    verdicts = [limiter.admit("a", 0.0) for _ in range(6)]
+    allow, refuse, shut = Admission.ALLOW, Admission.REFUSE, Admission.SHUT
+    assert verdicts == [allow, allow, refuse, refuse, shut, shut]
+    assert limiter.admit("a", 1.0) is allow  # a token again: told why next time it is refused
+    assert limiter.admit("a", 1.0) is refuse
 
 
 def test_buckets_are_forgotten_once_full_and_their_number_is_bounded() -> None:
