@@ -99,10 +99,12 @@ Limits
 ``connection_burst`` (100)       per address holding ``connection_burst`` tokens, refilled at
                                  ``connections_per_sec``; an address that finds its bucket
                                  empty is refused (``rate_limited``) before its first message,
-                                 and a flood from one address spends only its own tokens; an
-                                 address refused ``connection_burst`` times in a row gets a bare
-                                 HTTP 429 (body ``rate_limited: ...``) instead of the websocket
-                                 handshake, until it is admitted again
+                                 and a flood from one address spends only its own tokens.
+                                 Refused attempts count too (down to ``-connection_burst``
+                                 tokens), so an address that goes on connecting faster than
+                                 the rate stays refused until it slows down; at that floor it
+                                 gets a bare HTTP 429 (body ``rate_limited: ...``) instead of
+                                 the websocket handshake
 ``send_timeout`` (10 s)          a client that does not read what the server sends it within
                                  this time is dropped (its connection aborted, as if it had
                                  left: its peers get ``peer_left``); a send that fits under

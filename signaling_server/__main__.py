@@ -138,7 +138,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=DEFAULT_CONNECTIONS_PER_SEC,
         metavar="N",
         help="new connections one source IP address may open a second (after --connection-burst "
-        "at once); further ones get a rate_limited error",
+        "at once); further ones get a rate_limited error, and count too: an address that goes "
+        "on connecting faster stays refused (with a bare HTTP 429) until it slows down",
     )
     parser.add_argument(
         "--connection-burst",

@@ -8,9 +8,12 @@ buckets are untouched. Buckets that are full again are forgotten, so memory foll
 addresses active in the last ``burst / rate`` seconds, and at most ``max_addresses`` are kept
 (past that, the fullest are dropped first, which errs on the side of the clients).
 
-A refused connection is told why (:attr:`Admission.REFUSE`); one from an address refused
-``burst`` times in a row since its last admitted connection has been told enough
-(:attr:`Admission.SHUT`), and the server answers it more cheaply.
+Refused attempts count too: each takes the bucket further below empty, down to ``-burst``, so
+an address that goes on connecting faster than ``rate`` stays refused until it slows down (an
+empty bucket refills in ``1 / rate`` seconds; one at the floor in ``(burst + 1) / rate``). A
+refused connection is told why (:attr:`Admission.REFUSE`) until its bucket reaches the floor;
+one from an address at the floor has been told ``burst - 1`` times already
+(:attr:`Admission.SHUT`) and the server answers it as cheaply as it can.
 """
 
 from __future__ import annotations
@@ -29,7 +32,6 @@ class Admission(enum.Enum):
 class _Bucket:
     tokens: float
     updated: float
-    refusals: int = 0  # since the last connection admitted
 
 
 class RateLimiter:
@@ -59,12 +61,11 @@ class RateLimiter:
         else:
             bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.updated) * self.rate)
             bucket.updated = now
-        if bucket.tokens < 1:
-            bucket.refusals += 1
-            return Admission.REFUSE if bucket.refusals <= self.burst else Admission.SHUT
-        bucket.tokens -= 1
-        bucket.refusals = 0
-        return Admission.ALLOW
+        if bucket.tokens >= 1:
+            bucket.tokens -= 1
+            return Admission.ALLOW
+        bucket.tokens = max(bucket.tokens - 1, -self.burst)
+        return Admission.REFUSE if bucket.tokens > -self.burst else Admission.SHUT
 
     @property
     def _refill_secs(self) -> float:

@@ -209,7 +209,7 @@ class SignalingServer:
         """Before the websocket handshake: take a token from the address's bucket.
 
         A connection over the rate is told so (``rate_limited``) after the handshake; one from
-        an address already told ``connection_burst`` times in a row gets a bare HTTP 429.
+        an address whose bucket is at its floor (see ``_limits``) gets a bare HTTP 429.
         """
         admission = self._rate.admit(_ip(ws), asyncio.get_running_loop().time())
         if admission is Admission.REFUSE:
