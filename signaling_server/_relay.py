@@ -17,7 +17,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from websockets.asyncio.server import ServerConnection
@@ -123,6 +123,7 @@ class Relays:
         #: A's side: our scientists in other instances' sessions: what B sends them, queued
         self._outbound: dict[str, asyncio.Queue[Envelope | Reject | None]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._updates: set[asyncio.Task[None]] = set()
 
     def on_envelope(self, envelope: Envelope) -> None:
         """Route one envelope from the channel (called in arrival order; never blocks)."""
@@ -162,9 +163,42 @@ class Relays:
             await conn.close()
 
     async def close(self) -> None:
+        """Cancel the relayed scientists' handlers; let the directory's updates finish."""
         for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, *self._updates, return_exceptions=True)
+
+    # ----------------------------------------------------------------- the directory
+
+    async def claim(self, session_id: str, ttl: float) -> None:
+        """List ``session_id`` as held here; raise :class:`Reject` (``unavailable``) if not."""
+        try:
+            await self.bus.claim(session_id, ttl)
+        except RedisUnavailable as exc:
+            raise Reject(
+                "unavailable",
+                f"this signaling server cannot reach Redis to share the session ({exc}); try "
+                "again shortly, or ask its operator to check Redis",
+            ) from None
+
+    def renew(self, session_id: str, ttl: float) -> None:
+        self._update(self.bus.renew(session_id, ttl))
+
+    def forget(self, session_id: str) -> None:
+        self._update(self.bus.forget(session_id))
+
+    def _update(self, change: Coroutine[Any, Any, None]) -> None:
+        """Run a directory update apart: an owner's messages never wait on Redis."""
+
+        async def update() -> None:
+            try:
+                await change
+            except RedisUnavailable as exc:
+                logger.warning("could not update the Redis session directory: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(update())
+        self._updates.add(task)
+        task.add_done_callback(self._updates.discard)
 
     # ----------------------------------------------------------------- A's side
 

@@ -33,7 +33,7 @@ from ._messages import (
     scientist_named_peer,
     short_id,
 )
-from ._redis import RedisBus, RedisUnavailable
+from ._redis import RedisBus
 from ._relay import RelayedConnection, Relays
 from ._sessions import (
     HARD_SIZE_FACTOR,
@@ -703,41 +703,23 @@ class SignalingServer:
             del self._sessions_per_ip[session.owner_ip]
         logger.info("session %s %s, %s", short_id(session.id), session.life(), outcome)
         if self._relays is not None:
-            self._spawn(self._directory(self._relays.bus.forget(session.id)))
+            self._relays.forget(session.id)
         return True
 
     # ----------------------------------------------------------------- the Redis directory
 
     async def _claim(self, session: Session) -> None:
         """With Redis: list the session as held here, before its owner learns its ID."""
-        if self._relays is None:
-            return
-        session.renewed = asyncio.get_running_loop().time()
-        try:
-            await self._relays.bus.claim(session.id, self.limits.session_ttl)
-        except RedisUnavailable as exc:
-            raise Reject(
-                "unavailable",
-                f"this signaling server cannot reach Redis to share the session ({exc}); try "
-                "again shortly, or ask its operator to check Redis",
-            ) from None
+        if self._relays is not None:
+            session.renewed = asyncio.get_running_loop().time()
+            await self._relays.claim(session.id, self.limits.session_ttl)
 
     def _renew(self, session: Session) -> None:
         """With Redis: push the directory entry's expiry back (at most ten times a TTL)."""
-        if self._relays is None:
-            return
         now = asyncio.get_running_loop().time()
-        if now - session.renewed < self.limits.session_ttl / 10:
-            return
-        session.renewed = now
-        self._spawn(self._directory(self._relays.bus.renew(session.id, self.limits.session_ttl)))
-
-    @staticmethod
-    async def _directory(change: Coroutine[Any, Any, None]) -> None:
-        try:
-            await change
-        except RedisUnavailable as exc:
-            logger.warning("could not update the Redis session directory: %s", exc)
+        if self._relays is not None and now - session.renewed >= self.limits.session_ttl / 10:
+            session.renewed = now
+            self._relays.renew(session.id, self.limits.session_ttl)
 
     @staticmethod
     def _age(session: Session) -> str:
