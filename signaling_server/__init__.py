@@ -170,7 +170,10 @@ pub/sub channel (``duet:signaling:instance:<ID>``), B serves it with exactly the
 timeouts and errors of a local scientist, and A writes B's replies to the scientist. The
 protocol is the same as on one instance; a join on the owner's own instance touches Redis not
 at all. An instance that dies takes its sessions with it: publishing to its channel reaches no
-one, so joins get ``unknown_session`` at once, and its directory entries expire. Redis is
+one, so joins get ``unknown_session`` at once, and its directory entries expire. Every 2 s an
+instance with relays in progress checks that the instances at their other ends still listen
+(one ``PUBSUB NUMSUB``); a relay whose other end died ends then, its scientist or owner told
+``peer_left``. Redis is
 inside the server's trust boundary: anyone who can write to it can disrupt sessions as a
 hostile server could, and no more (whatever arrives from Redis is validated by the same models
 as what a websocket client sends, and the replies relayed back by the server's models), so the

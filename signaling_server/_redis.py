@@ -150,6 +150,15 @@ class RedisBus:
                 exc,
             )
 
+    async def listening(self, instances: set[str]) -> set[str]:
+        """Those of ``instances`` that still listen on their channel (one ``PUBSUB NUMSUB``)."""
+        counts = await self._call(self.redis.pubsub_numsub(*(CHANNEL + i for i in instances)))
+        return {
+            str(channel.decode() if isinstance(channel, bytes) else channel).removeprefix(CHANNEL)
+            for channel, count in counts
+            if count
+        }
+
     @staticmethod
     def _decode(raw: Any) -> Envelope | None:
         if not isinstance(raw, bytes) or len(raw) > 2 * MAX_RELAYED_CHARS:

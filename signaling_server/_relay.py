@@ -30,6 +30,10 @@ from .protocol import WireError, parse_server_message
 
 logger = logging.getLogger(__name__)
 
+#: How often an instance with relayed scientists checks that the instances at the other ends
+#: still listen (one ``PUBSUB NUMSUB`` for all of them): a relay whose other end died ends
+#: within this time, not at its timeout. A heartbeat, like the websocket's keepalive ping.
+WATCH_SECS = 2.0
 #: Relayed messages one connection may have waiting: a scientist sends two (join, offer) and
 #: receives two or three, so more means someone writes into Redis in its name; it is dropped.
 MAX_WAITING = 16
@@ -122,8 +126,40 @@ class Relays:
         self._inbound: dict[tuple[str, str], RelayedConnection] = {}
         #: A's side: our scientists in other instances' sessions: what B sends them, queued
         self._outbound: dict[str, asyncio.Queue[Envelope | Reject | None]] = {}
+        #: A's side: the instance and (short) session ID each outbound scientist is relayed to
+        self._holders: dict[str, tuple[str, str]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._updates: set[asyncio.Task[None]] = set()
+        self._watcher: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start watching the other ends of the relays (on the running loop)."""
+        self._watcher = asyncio.get_running_loop().create_task(self._watch())
+
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCH_SECS)
+            others = {src for src, _ in self._inbound} | {i for i, _ in self._holders.values()}
+            if not others:
+                continue
+            try:
+                listening = await self.bus.listening(others)
+            except RedisUnavailable as exc:
+                logger.warning("could not check the other signaling instances: %s", exc)
+                continue
+            for instance in others - listening:
+                self._instance_gone(instance)
+
+    def _instance_gone(self, instance: str) -> None:
+        """End every relay with ``instance``: it no longer listens on its channel."""
+        logger.warning("signaling instance %s stopped: ending its relays", instance)
+        for (src, conn), inbound in list(self._inbound.items()):
+            if src == instance:
+                inbound.deliver(Envelope(kind="gone", src=src, conn=conn))
+        for conn, (holder, sid) in list(self._holders.items()):
+            queue = self._outbound.get(conn)
+            if holder == instance and queue is not None:
+                queue.put_nowait(_holder_gone(sid))
 
     def on_envelope(self, envelope: Envelope) -> None:
         """Route one envelope from the channel (called in arrival order; never blocks)."""
@@ -164,6 +200,9 @@ class Relays:
 
     async def close(self) -> None:
         """Cancel the relayed scientists' handlers; let the directory's updates finish."""
+        if self._watcher is not None:
+            self._watcher.cancel()
+            await asyncio.gather(self._watcher, return_exceptions=True)
         for task in list(self._tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._updates, return_exceptions=True)
@@ -218,6 +257,7 @@ class Relays:
         conn = secrets.token_hex(16)
         queue: asyncio.Queue[Envelope | Reject | None] = asyncio.Queue()
         self._outbound[conn] = queue
+        self._holders[conn] = (instance, sid)
         ip = ws.remote_address[0] if ws.remote_address else ""
         pump: asyncio.Task[None] | None = None
         closed_by_holder = False
@@ -256,6 +296,7 @@ class Relays:
             raise _unavailable(exc) from None
         finally:
             self._outbound.pop(conn, None)
+            self._holders.pop(conn, None)
             if pump is not None:
                 pump.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
@@ -291,13 +332,7 @@ class Relays:
                 queue.put_nowait(_unavailable(exc))
                 return
             if not received:
-                queue.put_nowait(
-                    Reject(
-                        "peer_left",
-                        f"the signaling instance holding session {sid} stopped before the "
-                        "offer/answer exchange completed; ask the owner for a new session ID",
-                    )
-                )
+                queue.put_nowait(_holder_gone(sid))
                 return
 
     async def _publish(self, instance: str, envelope: Envelope) -> int:
@@ -308,6 +343,14 @@ def _unknown(sid: str) -> Reject:
     return Reject(
         "unknown_session",
         f"session {sid} is unknown or expired; ask the owner for a new ID",
+    )
+
+
+def _holder_gone(sid: str) -> Reject:
+    return Reject(
+        "peer_left",
+        f"the signaling instance holding session {sid} stopped before the offer/answer "
+        "exchange completed; ask the owner for a new session ID",
     )
 
 

@@ -108,6 +108,7 @@ class SignalingServer:
             bus = RedisBus(self.redis_url, lambda envelope: relays.on_envelope(envelope))
             relays = Relays(bus, self._serve_relayed, self._write)
             await bus.start()
+            relays.start()
             self._relays, self.redis = relays, bus.redis
         self._ws_server = await serve(
             self._handle,

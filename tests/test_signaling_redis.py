@@ -311,6 +311,50 @@ def test_sessions_of_an_instance_that_dies_are_unknown_to_the_others(
         doomed.stop()
 
 
+def test_a_scientist_waiting_on_an_instance_that_dies_is_told_it_stopped(
+    redis_url: str, two: tuple[str, str]
+) -> None:
+    doomed, url_c = start_signaling_server("--redis-url", redis_url)
+
+    async def body() -> None:
+        owner, session_id = await owner_on(url_c, max_peers=None)
+        scientist = await connect(two[1], compression=None)
+        await scientist.send(json.dumps({"type": "join", "session_id": session_id}))
+        assert json.loads(await asyncio.wait_for(scientist.recv(), UNIT)) == {"type": "joined"}
+        doomed.kill()
+        error, code = await refused(scientist)
+        assert (error["code"], code) == ("peer_left", 1008)
+        assert "the signaling instance holding session" in error["message"]
+        await owner.close()
+        await scientist.close()
+
+    try:
+        run(body)
+    finally:
+        doomed.stop()
+
+
+def test_an_owner_is_told_when_the_instance_of_its_scientist_dies(
+    redis_url: str, two: tuple[str, str]
+) -> None:
+    doomed, url_c = start_signaling_server("--redis-url", redis_url)
+
+    async def body() -> None:
+        owner, session_id = await owner_on(two[0], max_peers=None)
+        scientist = await scientist_on(url_c, session_id)
+        assert isinstance(await owner.next_event(UNIT), PeerJoined)
+        doomed.kill()
+        left = await owner.next_event(UNIT)
+        assert isinstance(left, PeerLeft) and left.reason == "left"
+        await owner.close()
+        await scientist.close()  # its instance is gone: the connection is closed already
+
+    try:
+        run(body)
+    finally:
+        doomed.stop()
+
+
 def test_an_instance_refuses_to_start_without_its_redis() -> None:
     process = Process(
         "-m", "signaling_server", "--port", "0", "--redis-url", "unix:///nonexistent/redis.sock",
