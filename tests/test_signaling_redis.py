@@ -68,7 +68,11 @@ def run(body: Callable[[], Awaitable[T]]) -> T:
 
 async def owner_on(url: str, **register: Any) -> tuple[SignalingClient, str]:
     owner = await SignalingClient.connect(url)
-    return owner, await owner.register(**register)
+    try:
+        return owner, await owner.register(**register)
+    except BaseException:
+        await owner.close()
+        raise
 
 
 async def scientist_on(url: str, session_id: str) -> SignalingClient:
@@ -353,6 +357,27 @@ def test_an_owner_is_told_when_the_instance_of_its_scientist_dies(
         run(body)
     finally:
         doomed.stop()
+
+
+def test_an_instance_that_loses_redis_refuses_registers_and_joins_with_unavailable() -> None:
+    with RedisServer() as lost:
+        server, url = start_signaling_server("--redis-url", lost.url)
+        lost.close()
+
+    async def body() -> None:
+        with pytest.raises(SignalingServerError) as register:
+            await owner_on(url)
+        assert register.value.server_code == "unavailable"
+        assert "cannot reach Redis to share the session" in str(register.value)
+        with pytest.raises(SignalingServerError) as join:
+            await scientist_on(url, "0" * 32)
+        assert join.value.server_code == "unavailable"
+
+    try:
+        run(body)
+        assert "lost Redis at" in "".join(server.errors)
+    finally:
+        server.stop()
 
 
 def test_an_instance_refuses_to_start_without_its_redis() -> None:
