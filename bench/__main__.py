@@ -22,7 +22,7 @@ os.environ["DUET_ICE_HOSTS"] = "127.0.0.1"
 
 import torch
 
-from . import federated, gets, memory, ops, privacy, setup, training, transfer, tutorial
+from . import federated, gets, memory, network, ops, privacy, setup, training, transfer, tutorial
 from .common import Context
 from .procs import ROOT, pin_malloc, start_signaling_server, terminate
 from .sampler import Sampler
@@ -37,6 +37,7 @@ BENCHMARKS = {
     "memory": memory.run,
     "federated": federated.run,
     "privacy": privacy.run,
+    "network": network.run,
 }
 SHARED = {"training", "tutorial", "gets", "ops", "transfer"}  # these share one session
 

@@ -5,7 +5,8 @@ the WebRTC offer (scientist -> owner) and answer (owner -> scientist) and nothin
 session is for one scientist, or *open*: it then accepts scientists, each with its own exchange,
 until its owner closes it or it has answered ``max_peers`` of them. Run it with
 ``python -m signaling_server --host 127.0.0.1 --port 5000`` or embed it on a running asyncio
-loop with :func:`start_embedded_server`.
+loop with :func:`start_embedded_server`. Several instances behind one address share their
+sessions through Redis (``--redis-url``, see "Several instances" below).
 
 Wire protocol
 =============
@@ -149,14 +150,28 @@ Limits
 ``max_sessions`` (10,000)        sessions held at once (``server_full``)
 ``max_message_bytes`` (256 KiB)  largest message (``too_big``); an SDP is at most 1 MiB
                                  characters whatever this limit, a reason 500
+``connections_per_sec`` (20),    new connections one source address may open: a token bucket
+``connection_burst`` (100)       per address holding ``connection_burst`` tokens, refilled at
+                                 ``connections_per_sec``; an address that finds its bucket
+                                 empty is refused (``rate_limited``) before its first message,
+                                 and a flood from one address spends only its own tokens.
+                                 Refused attempts count too (down to ``-connection_burst``
+                                 tokens), so an address that goes on connecting faster than
+                                 the rate stays refused until it slows down; at that floor it
+                                 gets a bare HTTP 429 (body ``rate_limited: ...``) instead of
+                                 the websocket handshake
+``send_timeout`` (10 s)          a client that does not read what the server sends it within
+                                 this time is dropped (its connection aborted, as if it had
+                                 left: its peers get ``peer_left``); a send that fits under
+                                 the websocket's write buffer limit never waits
 
 The server trusts nothing it relays and is trusted with nothing: it sees session IDs and SDP,
 and a hostile or compromised server can refuse or disrupt sessions, but the peers authenticate
 each other by the certificates presented in the DTLS handshake (the client ID the owner
 confirms, the owner ID the scientist is given), so it cannot read or alter their traffic.
-Counting per source address is coarse: users behind one NAT share a quota, and anyone able to
-open many connections from many addresses can still exhaust the server's sockets; put it behind
-a proxy that limits connection rates if it faces the internet. Anyone who has an open
+Counting per source address is coarse: users behind one NAT share a quota (and a connection
+rate), and anyone able to open many connections from many addresses can still exhaust the
+server's sockets; put it behind a proxy that limits connections if it faces the internet. Anyone who has an open
 session's ID can join it (and take one of its pending places until its exchange expires, after
 ``join_timeout``): the owner's confirmation of each scientist's client ID is what admits them.
 
@@ -182,6 +197,10 @@ Codes:
 ``expired``               the session outlived ``session_ttl``, a scientist's exchange did not
                           complete in time, or a new connection sent nothing within
                           ``first_message_timeout``
+``rate_limited``          this source IP address opens connections faster than
+                          ``connections_per_sec`` (after ``connection_burst``); wait a second
+``unavailable``           an instance started with ``--redis-url`` cannot reach Redis (to
+                          register a session, or to relay a join to the instance holding it)
 ``peer_left``             the other side disconnected before the exchange completed, or the
                           owner closed the open session before answering this scientist
 
@@ -190,10 +209,36 @@ the connection is closed with code 1009 without an error message.
 
 The server keeps serving after any bad input; each session's life is logged in one line when it
 ends (an open session's as counts: joined, answered, left, declined).
+
+Several instances
+=================
+
+Without a Redis URL the server is one process holding its sessions in memory. Started with one
+(``--redis-url redis://host:6379/0`` or ``unix:///path/redis.sock``; ``redis_url=`` on
+:class:`SignalingServer` and :func:`start_embedded_server`), instances behind one address (a
+load balancer, DNS) share their sessions: a scientist connected to instance A joins a session
+whose owner is connected to instance B. A session stays on its owner's instance; that instance
+lists it in Redis (``duet:signaling:session:<ID>`` -> its instance ID, expiring with the
+session's TTL, renewed while the session lives, deleted when it ends). A join for a session A
+does not hold is looked up there and relayed: A forwards what the scientist sends to B's
+pub/sub channel (``duet:signaling:instance:<ID>``), B serves it with exactly the code, limits,
+timeouts and errors of a local scientist, and A writes B's replies to the scientist. The
+protocol is the same as on one instance; a join on the owner's own instance touches Redis not
+at all. An instance that dies takes its sessions with it: publishing to its channel reaches no
+one, so joins get ``unknown_session`` at once, and its directory entries expire. Every 2 s an
+instance with relays in progress checks that the instances at their other ends still listen
+(one ``PUBSUB NUMSUB``); a relay whose other end died ends then, its scientist or owner told
+``peer_left``. Redis is
+inside the server's trust boundary: anyone who can write to it can disrupt sessions as a
+hostile server could, and no more (whatever arrives from Redis is validated by the same models
+as what a websocket client sends, and the replies relayed back by the server's models), so the
+peers' DTLS check still keeps them out of the session's traffic. Rate limits count where the
+client connects; the per-address session count is per instance.
 """
 
 from __future__ import annotations
 
+from ._redis import RedisUnavailable
 from ._registry import (
     DEFAULT_CLOCK_SKEW,
     DEFAULT_MAX_RECORD_AGE,
@@ -204,12 +249,15 @@ from ._registry import (
 from ._registry_store import MemoryRegistryStore, RedisRegistryStore, RegistryStore
 from ._server import SignalingServer, start_embedded_server
 from ._sessions import (
+    DEFAULT_CONNECTION_BURST,
+    DEFAULT_CONNECTIONS_PER_SEC,
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
     DEFAULT_JOIN_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PENDING_JOINS,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_MAX_SESSIONS_PER_IP,
+    DEFAULT_SEND_TIMEOUT,
     DEFAULT_SESSION_TTL,
     Limits,
 )
@@ -218,6 +266,8 @@ start_server = start_embedded_server
 
 __all__ = [
     "DEFAULT_CLOCK_SKEW",
+    "DEFAULT_CONNECTIONS_PER_SEC",
+    "DEFAULT_CONNECTION_BURST",
     "DEFAULT_FIRST_MESSAGE_TIMEOUT",
     "DEFAULT_JOIN_TIMEOUT",
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -226,10 +276,12 @@ __all__ = [
     "DEFAULT_MAX_REGISTRATIONS_PER_IP",
     "DEFAULT_MAX_SESSIONS",
     "DEFAULT_MAX_SESSIONS_PER_IP",
+    "DEFAULT_SEND_TIMEOUT",
     "DEFAULT_SESSION_TTL",
     "Limits",
     "MemoryRegistryStore",
     "RedisRegistryStore",
+    "RedisUnavailable",
     "Registry",
     "RegistryLimits",
     "RegistryStore",
