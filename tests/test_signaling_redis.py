@@ -558,3 +558,34 @@ def test_a_real_duet_pairs_over_webrtc_across_two_instances(two: tuple[str, str]
         scientist.close()
         if "owner" in found:
             found["owner"].close()
+
+
+def test_a_scientist_on_one_instance_finds_and_joins_an_owner_listed_on_another(
+    two: tuple[str, str],
+) -> None:
+    """The network behind one address: the owner's node registers and lists on instance A, the
+    scientist searches and joins through instance B (registry and session both in Redis)."""
+    url_a, url_b = two
+    owner = sy.launch_duet(url_a, confirm=False, max_scientists=2, wait=False, review=False)
+    session = None
+    try:
+        owner.publish(torch.arange(6.0), tags=["census"], description="six counts", listed=True)
+        assert owner.listing is not None
+        owner.listing.settle()
+        assert owner.listing.last_error is None, owner.listing.last_error
+        found = sy.search(tags=["census"], network_url=url_b)
+        assert list(found.owner_id) == [owner.identity.id]
+        assert list(found.online) == [True]  # the session lives on A: B asks the directory
+        assert sy.search(tags=["census"], network_url=url_a).owner_id.tolist() == [
+            owner.identity.id
+        ]
+        session, census = sy.join(url_b, owner=owner.identity.id, dataset="census")
+        assert session.owner_id == owner.identity.id
+        assert census.tags == ["census"]
+        with pytest.raises(sy.PermissionDenied):  # found through the network, still private
+            census.get()
+    finally:
+        if session is not None:
+            session.close()
+        owner.close()  # withdraws the listing, through A, for every instance
+    assert sy.search(tags=["census"], network_url=url_b).empty
