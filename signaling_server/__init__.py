@@ -117,12 +117,18 @@ tags a search, 200 results. Registry errors (besides ``malformed`` and ``too_big
                             ``skew_secs`` (30 s) ahead of the server's clock
 ``too_many_registrations``  this address holds records of ``max_per_address`` (16) owners
 ``registry_full``           the registry holds records of ``max_records`` (100,000) owners
+``rate_limited``            this identity (an owner, or the scientist a search's proof names;
+                            an anonymous search: its address) sent more than
+                            ``per_identity_burst`` (20) registry messages at once or
+                            ``per_identity_rate`` (2) a second; counted only once a signature
+                            holds, so no one can spend another identity's allowance
 ``registry_unavailable``    the store (Redis) failed or did not answer within
                             ``store_timeout_secs`` (5 s); try again shortly
 
-The store is :class:`MemoryRegistryStore` unless the server is given another
-(``SignalingServer(registry=Registry(RedisRegistryStore(client)))``: several instances share
-one Redis, the sequence check is atomic there). Every scientist checks each result again (its
+The store is :class:`MemoryRegistryStore` unless the server shares a Redis
+(``--redis-url``: the registry is kept there too, ``RedisRegistryStore``) or is given another
+(``SignalingServer(registry=Registry(...))``); several instances share one Redis, the sequence
+check is atomic there. Every scientist checks each result again (its
 signature, ID and expiry), so the server cannot forge or replay an expired listing; it can
 still hide one, or return a superseded record that has not yet expired.
 

@@ -27,6 +27,7 @@ from typing import TypeAlias
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
+from ._limits import RateLimiter
 from ._messages import Reject
 from ._registry_store import MemoryRegistryStore, RegistryStore, StoreRefusal
 from .protocol import (
@@ -56,6 +57,10 @@ DEFAULT_REGISTRY_IDLE = 30.0
 DEFAULT_MAX_RECORDS = 100_000
 #: the longest a request may wait on the store (Redis) before the client is told to retry
 DEFAULT_STORE_TIMEOUT = 5.0
+#: registry messages one identity may send (after a burst), counted once its signature holds:
+#: a node announces every minute and on each change; a scientist searches now and then
+DEFAULT_PER_IDENTITY_RATE = 2.0
+DEFAULT_PER_IDENTITY_BURST = 20
 
 REGISTRY_TYPES = (Announce, Withdraw, Search)
 #: whether a session is open (on this server, or on any instance sharing its sessions)
@@ -72,11 +77,13 @@ class RegistryLimits:
     idle_secs: float = DEFAULT_REGISTRY_IDLE
     max_records: int = DEFAULT_MAX_RECORDS
     store_timeout_secs: float = DEFAULT_STORE_TIMEOUT
+    per_identity_rate: float = DEFAULT_PER_IDENTITY_RATE
+    per_identity_burst: float = DEFAULT_PER_IDENTITY_BURST
 
     def __post_init__(self) -> None:
         for name in (
             "max_per_address", "max_age_secs", "skew_secs", "idle_secs", "max_records",
-            "store_timeout_secs",
+            "store_timeout_secs", "per_identity_rate", "per_identity_burst",
         ):  # fmt: skip
             value = getattr(self, name)
             if not value > 0:
@@ -100,6 +107,19 @@ class Registry:
         self.store: RegistryStore = store if store is not None else MemoryRegistryStore()
         self.limits = limits or RegistryLimits()
         self.clock = clock
+        # per identity, and only once its signature holds: no one can spend another's tokens
+        self._rate = RateLimiter(self.limits.per_identity_rate, self.limits.per_identity_burst)
+
+    def _limit(self, identity: str, now: float) -> None:
+        """Reject ``rate_limited`` when ``identity`` (an owner or a signed scientist) sends
+        faster than the limits allow."""
+        if not self._rate.allow(identity, now):
+            logger.warning("identity %s is over the registry's rate", identity)
+            raise Reject(
+                "rate_limited",
+                f"{identity} sent more than {self.limits.per_identity_burst:g} registry messages "
+                f"at once or {self.limits.per_identity_rate:g} a second; slow down",
+            )
 
     async def serve(
         self,
@@ -171,6 +191,9 @@ class Registry:
                     )  # fmt: skip
                 except RecordError as exc:
                     raise Reject(exc.code, exc.message) from None
+                self._limit(scientist, now)
+            else:  # anonymous: its address stands for it (many may share one connection)
+                self._limit(f"address {address}", now)
             # records shown only to their audience are left out for anyone else, after the
             # store has picked: ask it for as many as may be sent, then cut to the limit
             found = await self.store.search(
@@ -187,6 +210,7 @@ class Registry:
         if isinstance(message, Announce):
             record = message.signed.record
             self._check(message.signed, now)
+            self._limit(record.owner_id, now)
             try:
                 await self.store.put(
                     message.signed,
@@ -206,6 +230,7 @@ class Registry:
         assert isinstance(message, Withdraw)
         body = message.signed.withdrawal
         self._check(message.signed, now)
+        self._limit(body.owner_id, now)
         try:
             had = await self.store.withdraw(
                 body.owner_id,

@@ -311,6 +311,33 @@ def test_registration_flood_from_one_address_is_limited():
     run(body, registry=registry)
 
 
+def test_an_identity_sending_too_fast_is_limited_and_no_one_can_spend_its_tokens():
+    """Per identity, counted only once a signature holds: an owner renewing in a loop is
+    slowed down, forged announcements in its name cost it nothing, others go on."""
+    registry = Registry(limits=RegistryLimits(per_identity_rate=0.001, per_identity_burst=3))
+    owner, other = Identity.ephemeral("owner"), Identity.ephemeral("other")
+    seq = Seq()
+
+    async def body(url: str, server: Any) -> None:
+        forged = record(owner, 1000).model_copy(update={"signature": "00" * 64})
+        for _ in range(5):  # a stranger's forgeries in the owner's name: refused, not counted
+            assert (await refused(url, forged)).server_code == "bad_signature"
+        async with await RegistryClient.connect(url) as client:
+            for _ in range(3):
+                await client.announce(record(owner, seq()))
+        error = await refused(url, record(owner, seq()))
+        assert error.server_code == "rate_limited" and owner.id in str(error)
+        await announce(url, record(other, 1))  # another identity is untouched
+        async with await RegistryClient.connect(url) as client:  # one connection, anonymous
+            for _ in range(3):
+                await client.search(["digits"], identity=None)
+            with pytest.raises(SignalingServerError) as caught:
+                await client.search(["digits"], identity=None)
+            assert caught.value.server_code == "rate_limited"
+
+    run(body, registry=registry)
+
+
 def test_a_search_beyond_the_limits_is_refused_before_it_is_sent():
     async def body(url: str, server: Any) -> None:
         async with await RegistryClient.connect(url) as client:
