@@ -108,9 +108,7 @@ def test_a_researcher_finds_the_hospital_on_the_network_and_gets_only_dp_births(
         )
     }
     assert sorted(truth) == [2018, 2019, 2020, 2021, 2022], shown
-    released = re.findall(
-        r"^DP births in (\d+): (-?\d+), DP mean weight ([\d.]+) g$", said, re.M
-    )
+    released = re.findall(r"^DP births in (\d+): (-?\d+), DP mean weight ([\d.]+) g$", said, re.M)
     assert sorted(int(y) for y, _, _ in released) == sorted(truth), said
     for year, count, mean in released:
         births, weight = truth[int(year)]
