@@ -68,11 +68,13 @@ class _Held:
 @dataclass
 class MemoryRegistryStore:
     """The default store: one process's dicts. Expired entries are dropped as they are met and
-    on every write (a heap of expiry times), so memory follows live registrations."""
+    on every write (a heap of expiry times), so memory follows live registrations. A search by
+    tags reads only the owners listing every tag (an index by tag), not every record."""
 
     records: dict[str, _Held] = field(default_factory=dict)
     seqs: dict[str, tuple[int, float]] = field(default_factory=dict)  # owner -> (seq, until)
     per_address: dict[str, set[str]] = field(default_factory=dict)
+    by_tag: dict[str, set[str]] = field(default_factory=dict)  # tag -> owners listing it
     _expiries: list[tuple[float, str]] = field(default_factory=list)
 
     def _sweep(self, now: float) -> None:
@@ -93,6 +95,12 @@ class MemoryRegistryStore:
                 owners.discard(owner)
                 if not owners:
                     del self.per_address[held.address]
+            for tag in _tags(held.signed):
+                tagged = self.by_tag.get(tag)
+                if tagged is not None:
+                    tagged.discard(owner)
+                    if not tagged:
+                        del self.by_tag[tag]
         return held
 
     def _check_seq(self, owner: str, seq: int) -> None:
@@ -121,6 +129,8 @@ class MemoryRegistryStore:
         expires = now + record.ttl_secs
         self.records[owner] = _Held(signed, expires, address)
         self.per_address.setdefault(address, set()).add(owner)
+        for tag in _tags(signed):
+            self.by_tag.setdefault(tag, set()).add(owner)
         heapq.heappush(self._expiries, (expires, owner))
         self._keep_seq(owner, record.seq, now + keep_seq_secs)
 
@@ -137,6 +147,9 @@ class MemoryRegistryStore:
         if owner is not None:
             held = self.records.get(owner)
             candidates = [held] if held is not None else []
+        elif tags:  # the owners listing every tag (in some dataset: record_matches checks one)
+            owners = set.intersection(*(self.by_tag.get(t, set()) for t in tags))
+            candidates = [self.records[o] for o in sorted(owners)]
         else:
             candidates = list(self.records.values())
         found = [
@@ -277,6 +290,10 @@ class RedisRegistryStore:
 
     async def count(self, *, now: float) -> int:
         return int(await self._redis.zcount(self._all, int(now * 1000), "+inf"))
+
+
+def _tags(signed: SignedRecord) -> set[str]:
+    return {tag for dataset in signed.record.datasets for tag in dataset.tags}
 
 
 def _text(value: bytes | str) -> str:
