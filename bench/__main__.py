@@ -22,7 +22,19 @@ os.environ["DUET_ICE_HOSTS"] = "127.0.0.1"
 
 import torch
 
-from . import federated, gets, memory, ops, privacy, setup, smpc, training, transfer, tutorial
+from . import (
+    federated,
+    gets,
+    memory,
+    network,
+    ops,
+    privacy,
+    setup,
+    smpc,
+    training,
+    transfer,
+    tutorial,
+)
 from .common import Context
 from .procs import ROOT, pin_malloc, start_signaling_server, terminate
 from .sampler import Sampler
@@ -37,6 +49,7 @@ BENCHMARKS = {
     "memory": memory.run,
     "federated": federated.run,
     "privacy": privacy.run,
+    "network": network.run,
     "smpc": smpc.run,
 }
 SHARED = {"training", "tutorial", "gets", "ops", "transfer"}  # these share one session

@@ -5,7 +5,8 @@
 1. Rounds over duets: three owners in this process (in-memory channels, real frames, each
    owner's worker a thread of this process), the same data and training, a plain federation
    and a secure one (``secure_aggregation=True``), for the tests' model (64-16-10, 1,210
-   weights) and for a 1M-weight model; medians of rounds 2 onwards (round 1 sets up).
+   weights) and for a 1M-weight model, and eight owners for the 1M-weight model; medians of
+   rounds 2 onwards (round 1 sets up).
 2. The protocol alone (``duet.secure.Relay``, no wire): one round of a 1M-element update with
    3 and 8 owners: what the cryptography and the masks cost, per round.
 """
@@ -65,8 +66,8 @@ def federation(make: type | object, *, secure: bool, owners: int = 3) -> fl.Fede
                          secure_aggregation=secure, round_timeout_secs=600)  # fmt: skip
 
 
-def rounds(make: object, secure: bool) -> float:
-    fed = federation(make, secure=secure)
+def rounds(make: object, secure: bool, owners: int = 3) -> float:
+    fed = federation(make, secure=secure, owners=owners)
     try:
         history = fed.fit(rounds=ROUNDS)
     finally:
@@ -92,11 +93,13 @@ def protocol_only(owners: int, size: int = 1_000_000) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    print("round over 3 in-process duets (median of rounds 2-4): plain FedAvg | secure | ratio")
-    for name, make in (("64-16-10, 1,210 weights", small), ("1M weights (999,985)", large)):
-        plain = rounds(make, secure=False)
-        secure = rounds(make, secure=True)
-        print(f"  {name:24s} {plain * 1000:8.0f} ms | {secure * 1000:8.0f} ms | "
+    print("round over in-process duets (median of rounds 2-4): plain FedAvg | secure | ratio")
+    cases = (("64-16-10, 1,210 weights", small, 3), ("1M weights (999,985)", large, 3),
+             ("1M weights (999,985)", large, 8))  # fmt: skip
+    for name, make, owners in cases:
+        plain = rounds(make, secure=False, owners=owners)
+        secure = rounds(make, secure=True, owners=owners)
+        print(f"  {name:24s} {owners} owners {plain * 1000:8.0f} ms | {secure * 1000:8.0f} ms | "
               f"{secure / plain:.2f}x", flush=True)  # fmt: skip
     for owners in (3, 8):
         secs = protocol_only(owners)

@@ -33,7 +33,9 @@ from .join import join_duet
 from .launch import launch_duet
 from .lib import load
 from .network import duet
-from .owner.requests import AS_SENT, Handler, Request, RequestQueue, RequestStatus
+from .owner.handlers import AS_SENT, Handler
+from .owner.requests import Request, RequestQueue, RequestStatus
+from .registry import join, search
 from .scientist.module import Module
 from .scientist.pointer import Pointer, RequestHandle
 from .scientist.tables import TablePointer
@@ -108,11 +110,13 @@ __all__ = [
     "duet_pair",
     "federated",
     "gym",
+    "join",
     "join_duet",
     "launch_duet",
     "lib",
     "load",
     "logger",
+    "search",
     "util",
     "utils",
 ]

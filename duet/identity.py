@@ -15,7 +15,6 @@ sides on one machine have different IDs; every key made before stays readable by
 
 from __future__ import annotations
 
-import hashlib
 import os
 import stat
 from pathlib import Path
@@ -23,6 +22,10 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+# the one definition of an ID, shared with the signaling server's registry (which never imports
+# duet): the registry checks that an owner's ID is its key's
+from signaling_server.records import id_of
 
 from .errors import HandshakeError, UsageError
 
@@ -40,12 +43,6 @@ def duet_home() -> Path:
     home = Path(os.environ.get(HOME_ENV) or Path.home() / ".duet")
     home.mkdir(mode=0o700, parents=True, exist_ok=True)
     return home
-
-
-def id_of(public_key: bytes) -> str:
-    """The short ID of a raw Ed25519 public key."""
-    digest = hashlib.sha256(b"duet-identity/1" + public_key).hexdigest()[:ID_DIGITS]
-    return "-".join(digest[i : i + 4] for i in range(0, ID_DIGITS, 4))
 
 
 def normalize(text: str) -> str:

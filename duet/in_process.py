@@ -73,17 +73,22 @@ def _send(
     tags: list[str] | None = None,
     description: str = "",
     searchable: bool | None = None,
+    listed: bool = False,
 ) -> StoredObject | Pointer:
     """Send this tensor or model to a duet session.
 
     To an owner session: publish it in the owner's store (``pointable=False`` keeps it out of the
-    scientist's listing); returns the stored entry. To a scientist session: store it on the
+    scientist's listing; ``listed=True`` registers its metadata on the network, see
+    ``OwnerSession.publish``); returns the stored entry. To a scientist session: store it on the
     owner's side as the scientist's own object; returns a pointer.
     """
     tags, description = sent_tags(self, tags, description)  # or those given to .tag()
+    on_network = bool(listed)  # registered on the network, not only in the owner's store
     listed = visibility(pointable, searchable)  # (``searchable``: PySyft's older name)
     if isinstance(session, OwnerSession):
-        return session.publish(self, pointable=listed, tags=tags, description=description)
+        return session.publish(
+            self, pointable=listed, tags=tags, description=description, listed=on_network
+        )
     if isinstance(session, ScientistSession):
         return session.send_value(self, tags=tags, description=description)
     raise UsageError(f"send() takes a duet session, not {type(session).__name__}")

@@ -32,6 +32,7 @@ from . import tracebacks
 from .display import banner
 from .errors import DuetError, DuetTimeout, HandshakeError, UsageError
 from .identity import DEFAULT_KEYS, Identity, duet_home
+from .owner.access import DEFAULT as DEFAULT_RULE
 from .owner.audit import AuditLog
 from .owner.quota import DEFAULT_MAX_BYTES, DEFAULT_MAX_OBJECTS, DEFAULT_MAX_PENDING
 from .pairing import loopback as loopback_pairing
@@ -139,7 +140,8 @@ def launch_duet(
     an ID, let in only known ones (``unknown="refuse"``), or set access rules. Known and ruled
     scientists are let in at once, however many strangers are waiting.
     ``owner``: an OwnerSession prepared beforehand (published data, handlers, access rules in
-    place before the first scientist can join); its own settings replace the ones above.
+    place before the first scientist can join); its own settings replace the ones above, and
+    one of them given here too is a UsageError (it would be ignored).
 
     ``review``: start the owner's review page (a local web page showing who is connected,
     the store, the requests waiting with Accept / Deny buttons, handlers, access rules and the
@@ -166,6 +168,15 @@ def launch_duet(
             "memory, never in a database; leave db_path out (the record of requests and "
             "releases is the audit log: launch_duet(audit=path))"
         )
+    if owner is not None:
+        _owner_settings_unused(
+            max_bytes=(max_bytes, DEFAULT_MAX_BYTES), max_objects=(max_objects, DEFAULT_MAX_OBJECTS),
+            max_pending_requests=(max_pending_requests, DEFAULT_MAX_PENDING),
+            redact_errors=(redact_errors, False), data_root=(data_root, None),
+            identity=(identity, None), audit=(audit, True), unknown=(unknown, "confirm"),
+            max_scientists=(max_scientists, 1), request_timeout_secs=(request_timeout_secs, None),
+            privacy_ledger=(privacy_ledger, None),
+        )  # fmt: skip
     if owner is None:
         owner = OwnerSession(
             max_bytes=max_bytes,
@@ -194,6 +205,18 @@ def launch_duet(
         if started:  # no session: no page either
             owner.stop_review()
         raise
+
+
+def _owner_settings_unused(**given: tuple[object, object]) -> None:
+    """UsageError naming the OwnerSession settings given beside ``owner=``: they are the
+    session's own, so a value given here would be silently ignored."""
+    changed = [name for name, (value, default) in given.items() if value != default]
+    if changed:
+        named = ", ".join(f"{name}={given[name][0]!r}" for name in changed)
+        raise UsageError(
+            f"launch_duet(owner=...) runs the OwnerSession as it was made, so {named} would be "
+            f"ignored: pass {'it' if len(changed) == 1 else 'them'} to OwnerSession(...) instead"
+        )
 
 
 def _open(
@@ -250,6 +273,7 @@ def _open(
         accepting = door.start(arrive, lobby.ended)
         if not one:
             owner._accepting = accepting  # owner.close() cancels it
+            _list_on_network(owner, door, session_id, confirm)
         if on_ready is not None:
             on_ready(session_id, str(door.url))
         if wait:
@@ -379,6 +403,50 @@ def _announce(
         started_server=door.server is not None, loopback=loopback, max_scientists=max_scientists,
     ):  # fmt: skip
         _say(line)
+
+
+def _list_on_network(owner: OwnerSession, door: Doorway, session_id: str, confirm: Confirm) -> None:
+    """A node registers what its owner listed (``publish(..., listed=True)``, now or later) on
+    the signaling server it launched on (duet/registry/node.py); nothing, if nothing is. Only
+    the scientists it would admit are shown the listing (``_audience``)."""
+    from .registry.node import NodeListing
+
+    owner.listing = NodeListing(
+        owner.identity, str(door.url), session_id, owner.listed, owner_name=owner.identity.name,
+        audience=lambda: _audience(owner, confirm),
+    )  # fmt: skip
+    owner.listing.start()
+
+
+def _audience(owner: OwnerSession, confirm: Confirm) -> list[str] | None:
+    """The scientists ``owner`` admits (``OwnerSession.verdict``'s rules, read the other way
+    round), or None while a stranger may be admitted (asked, or let in by ``confirm=False``):
+    those an access rule lets in; unless strangers are denied by the default rule, those this
+    identity knows and no rule refuses; and the one ``confirm`` names, if it names one."""
+    rules = [rule for rule in owner.access if rule.scientist != DEFAULT_RULE]
+    allowed = {rule.scientist for rule in rules if rule.connect}
+    if not owner.access.rule_for(DEFAULT_RULE).connect:
+        return sorted(allowed)
+    expected = _scientist_id(confirm) if isinstance(confirm, str) else None
+    if owner.unknown != "refuse" and isinstance(confirm, str) and expected is None:
+        return None  # a confirmation we cannot read the other way round: anyone may find it
+    if owner.unknown != "refuse" and not isinstance(confirm, str):
+        return None
+    denied = {rule.scientist for rule in rules if not rule.connect}
+    known = {k["id"] for k in owner.audit.known_scientists(owner_id=owner.identity.id)}
+    admitted = allowed | (known - denied)
+    if expected is not None and owner.unknown != "refuse":
+        admitted.add(expected)
+    return sorted(admitted)
+
+
+def _scientist_id(text: str) -> str | None:
+    from .registry.client import canonical_owner_id
+
+    try:
+        return canonical_owner_id(text)
+    except UsageError:
+        return None
 
 
 def _audit(audit: AuditLog | str | Path | bool) -> AuditLog:

@@ -1,5 +1,8 @@
 """Command line entry point: ``python -m signaling_server --host 127.0.0.1 --port 5000``.
 
+With ``--redis-url`` several instances (behind one address) share their sessions through that
+Redis; without it the server is one instance holding its sessions in memory.
+
 Prints exactly one line to stdout once listening (``signaling server listening on ws://HOST:PORT``)
 and logs to stderr. SIGINT and SIGTERM shut it down gracefully.
 """
@@ -14,14 +17,18 @@ import signal
 import sys
 import threading
 
+from ._redis import RedisUnavailable
 from ._server import SignalingServer
 from ._sessions import (
+    DEFAULT_CONNECTION_BURST,
+    DEFAULT_CONNECTIONS_PER_SEC,
     DEFAULT_FIRST_MESSAGE_TIMEOUT,
     DEFAULT_JOIN_TIMEOUT,
     DEFAULT_MAX_MESSAGE_BYTES,
     DEFAULT_MAX_PENDING_JOINS,
     DEFAULT_MAX_SESSIONS,
     DEFAULT_MAX_SESSIONS_PER_IP,
+    DEFAULT_SEND_TIMEOUT,
     DEFAULT_SESSION_TTL,
     Limits,
 )
@@ -119,6 +126,38 @@ def build_parser() -> argparse.ArgumentParser:
         "that never offer cannot keep real scientists out",
     )
     parser.add_argument(
+        "--send-timeout",
+        type=_positive_float,
+        default=DEFAULT_SEND_TIMEOUT,
+        metavar="SECS",
+        help="a client that does not read what the server sends it within this time is dropped",
+    )
+    parser.add_argument(
+        "--connections-per-sec",
+        type=_positive_float,
+        default=DEFAULT_CONNECTIONS_PER_SEC,
+        metavar="N",
+        help="new connections one source IP address may open a second (after --connection-burst "
+        "at once); further ones get a rate_limited error, and count too: an address that goes "
+        "on connecting faster stays refused (with a bare HTTP 429) until it slows down",
+    )
+    parser.add_argument(
+        "--connection-burst",
+        type=_positive_int,
+        default=DEFAULT_CONNECTION_BURST,
+        metavar="N",
+        help="new connections one source IP address may open at once before "
+        "--connections-per-sec applies",
+    )
+    parser.add_argument(
+        "--redis-url",
+        metavar="URL",
+        help="share sessions with the other instances started with this Redis URL "
+        "(redis://host:6379/0 or unix:///path/to/redis.sock): a scientist connected to any of "
+        "them joins a session whose owner is connected to another; default: this instance "
+        "alone, sessions in memory",
+    )
+    parser.add_argument(
         "--stop-on-stdin-eof",
         action="store_true",
         help="shut down when standard input closes: a process that starts this server as its "
@@ -143,8 +182,11 @@ async def _serve(args: argparse.Namespace) -> None:
         first_message_timeout=args.first_message_timeout,
         max_pending_joins=args.max_pending_joins,
         join_timeout=args.join_timeout,
+        send_timeout=args.send_timeout,
+        connections_per_sec=args.connections_per_sec,
+        connection_burst=args.connection_burst,
     )
-    server = SignalingServer(limits)
+    server = SignalingServer(limits, redis_url=args.redis_url)
     url = await server.start(args.host, args.port)
     print(f"signaling server listening on {url}", flush=True)
     stop = asyncio.Event()
@@ -184,6 +226,9 @@ def main(argv: list[str] | None = None) -> int:
         logging.getLogger("websockets").setLevel(logging.WARNING)
     try:
         asyncio.run(_serve(args))
+    except RedisUnavailable as exc:
+        print(f"signaling server: {exc}", file=sys.stderr)
+        return 1
     except OSError as exc:
         print(f"signaling server cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1

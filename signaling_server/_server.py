@@ -14,13 +14,17 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import weakref
 from collections.abc import Coroutine
+from http import HTTPStatus
 from typing import Any, Literal
 
 from websockets.asyncio.server import Server, ServerConnection, serve
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, ConnectionClosedError
 from websockets.frames import CloseCode
+from websockets.http11 import Request, Response
 
+from ._limits import Admission, RateLimiter
 from ._messages import (
     Reject,
     out_of_order,
@@ -29,8 +33,13 @@ from ._messages import (
     scientist_named_peer,
     short_id,
 )
+from ._redis import RedisBus
+from ._registry import REGISTRY_TYPES, Registry  # the registry (issue 21)
+from ._registry_store import RedisRegistryStore
+from ._relay import RelayedConnection, Relays
 from ._sessions import (
     HARD_SIZE_FACTOR,
+    Connection,
     Limits,
     Peer,
     PeerState,
@@ -61,6 +70,9 @@ logger = logging.getLogger(__name__)
 
 #: How long ``close()`` lets closing handshakes it started run on once every connection is closed.
 _SHUTDOWN_WAIT_SECS = 5.0
+#: Bytes buffered for a client below which a send cannot wait (websockets' write limit is 32 KiB;
+#: what the server sends is ASCII JSON, one byte a character).
+_UNBLOCKED = 16 * 1024
 
 
 class _Gone(Exception):
@@ -70,24 +82,56 @@ class _Gone(Exception):
 class SignalingServer:
     """Pairs owners with scientists and relays offers and answers between them."""
 
-    def __init__(self, limits: Limits | None = None) -> None:
+    def __init__(
+        self,
+        limits: Limits | None = None,
+        *,
+        redis_url: str | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        """``redis_url`` (``redis://...`` or ``unix:///...``): share sessions and the registry
+        with the other instances using that Redis (see :mod:`._redis`); None: this instance
+        alone, in memory. ``registry``: the owners' registry (issue 21); by default one kept in
+        that Redis (``RedisRegistryStore``, set up by ``start``) or, without one, in memory."""
         self.limits = limits or Limits()
+        # --- the registry (issue 21): owners' signed listings
+        self.registry = registry if registry is not None else Registry()
+        self._registry_given = registry is not None
         self._sessions: dict[str, Session] = {}
         self._sessions_per_ip: dict[str, int] = {}
         self._ws_server: Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.url = ""
+        self.redis_url = redis_url
+        #: the redis.asyncio client once started with a Redis URL (None without one)
+        self.redis: Any = None
+        self._relays: Relays | None = None
+        self._rate = RateLimiter(self.limits.connections_per_sec, self.limits.connection_burst)
+        #: connections over their address's rate, to be told so once the handshake is done
+        self._over_rate: weakref.WeakSet[ServerConnection] = weakref.WeakSet()
 
     # ----------------------------------------------------------------- lifecycle
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        """Start listening on the running loop; return the ``ws://`` URL."""
+        """Start listening on the running loop; return the ``ws://`` URL.
+
+        With a Redis URL, connect to it first: raises ``RedisUnavailable`` if it cannot.
+        """
+        if self.redis_url is not None and self._relays is None:
+            bus = RedisBus(self.redis_url, lambda envelope: relays.on_envelope(envelope))
+            relays = Relays(bus, self._serve_relayed, self._write)
+            await bus.start()
+            relays.start()
+            self._relays, self.redis = relays, bus.redis
+            if not self._registry_given:  # one registry for every instance sharing the Redis
+                self.registry = Registry(RedisRegistryStore(bus.redis), self.registry.limits)
         self._ws_server = await serve(
             self._handle,
             host,
             port,
             compression=None,
             max_size=self.limits.max_message_bytes * HARD_SIZE_FACTOR,
+            process_request=self._screen,
         )
         bound_host, bound_port = self._ws_server.sockets[0].getsockname()[:2]
         shown = f"[{bound_host}]" if ":" in bound_host else bound_host
@@ -101,6 +145,11 @@ class SignalingServer:
     @property
     def session_count(self) -> int:
         return len(self._sessions)
+
+    @property
+    def instance(self) -> str | None:
+        """This instance's ID among those sharing a Redis (None without Redis)."""
+        return self._relays.bus.instance if self._relays is not None else None
 
     async def serve_forever(self) -> None:
         if self._ws_server is None:
@@ -117,6 +166,9 @@ class SignalingServer:
             for task in pending:
                 task.cancel()
             await asyncio.gather(*pending, return_exceptions=True)
+        if self._relays is not None:
+            await self._relays.close()
+            await self._relays.bus.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         """Run ``coro`` apart, so an owner's handler never waits on one scientist's socket."""
@@ -133,6 +185,7 @@ class SignalingServer:
 
     async def _handle(self, ws: ServerConnection) -> None:
         try:
+            self._admit_connection(ws)
             await self._serve_connection(ws)
         except Reject as rej:
             logger.debug("refused %s: %s", _ip(ws), rej)
@@ -156,7 +209,14 @@ class SignalingServer:
         if isinstance(first, Register):
             await self._run_owner(ws, first)
         elif isinstance(first, Join):
-            await self._run_scientist(ws, first.session_id)
+            if self._relays is not None and first.session_id not in self._sessions:
+                bound = self.limits.session_ttl + self.limits.first_message_timeout
+                await self._relays.join_remote(ws, first.session_id, bound)
+            else:
+                await self._run_scientist(ws, first.session_id)
+        elif isinstance(first, REGISTRY_TYPES):  # --- the registry (issue 21)
+            recv = lambda: self._recv(ws)  # noqa: E731
+            await self.registry.serve(ws, first, recv=recv, address=_ip(ws), online=self._online)
         else:
             raise Reject(
                 "malformed",
@@ -164,25 +224,81 @@ class SignalingServer:
                 f'not "{first.type}"',
             )
 
-    async def _recv(self, ws: ServerConnection) -> ClientModel:
+    def _screen(self, ws: ServerConnection, request: Request) -> Response | None:
+        """Before the websocket handshake: take a token from the address's bucket.
+
+        A connection over the rate is told so (``rate_limited``) after the handshake; one from
+        an address whose bucket is at its floor (see ``_limits``) gets a bare HTTP 429.
+        """
+        admission = self._rate.admit(_ip(ws), asyncio.get_running_loop().time())
+        if admission is Admission.REFUSE:
+            self._over_rate.add(ws)
+        elif admission is Admission.SHUT:
+            return ws.respond(HTTPStatus.TOO_MANY_REQUESTS, f"rate_limited: {self._too_fast(ws)}\n")
+        return None
+
+    def _admit_connection(self, ws: ServerConnection) -> None:
+        """Refuse a connection from an address that opens them faster than its bucket allows."""
+        if ws in self._over_rate:
+            self._over_rate.discard(ws)
+            logger.debug("rate limited %s", _ip(ws))
+            raise Reject("rate_limited", self._too_fast(ws))
+
+    def _too_fast(self, ws: ServerConnection) -> str:
+        return (
+            f"{_ip(ws)} opens connections faster than this signaling server allows "
+            f"({self.limits.connections_per_sec:g} a second after the first "
+            f"{self.limits.connection_burst}); wait a second and try again"
+        )
+
+    async def _serve_relayed(self, conn: RelayedConnection, session_id: str) -> None:
+        """A scientist of another instance joins a session held here (see ``_relay``)."""
+        try:
+            await self._run_scientist(conn, session_id)
+        except Reject as rej:
+            logger.debug("refused %s (relayed): %s", _ip(conn), rej)
+            await self._reject(conn, rej)
+        except _Gone:
+            pass
+
+    async def _recv(self, ws: Connection) -> ClientModel:
         try:
             raw = await ws.recv()
         except ConnectionClosed as exc:
             raise _Gone from exc
         return parse(raw, self.limits.max_message_bytes)
 
-    @staticmethod
-    async def _send(ws: ServerConnection, message: ServerModel) -> None:
+    async def _send(self, ws: Connection, message: ServerModel) -> None:
         try:
-            await ws.send(to_wire(message))
+            await self._write(ws, to_wire(message))
         except ConnectionClosed as exc:
             raise _Gone from exc
 
-    @staticmethod
-    async def _reject(ws: ServerConnection, rej: Reject) -> None:
+    async def _reject(self, ws: Connection, rej: Reject) -> None:
         with contextlib.suppress(ConnectionClosed):
-            await ws.send(rej.to_wire())
+            await self._write(ws, rej.to_wire())
         await ws.close(rej.close_code, rej.code)
+
+    async def _write(self, ws: Connection, text: str) -> None:
+        """Send ``text``, or drop a client that reads nothing for ``send_timeout``.
+
+        Raises ``ConnectionClosed`` if the connection is closed, or was dropped here.
+        """
+        transport = getattr(ws, "transport", None)  # None: a relayed scientist (_relay)
+        if transport is None or transport.get_write_buffer_size() + len(text) < _UNBLOCKED:
+            # below websockets' write limit a send never waits, so no timer is set (the usual
+            # case); a relayed scientist's send is a publish, bounded by Redis's own timeout
+            await ws.send(text)
+            return
+        try:
+            async with asyncio.timeout(self.limits.send_timeout):
+                await ws.send(text)
+        except TimeoutError:
+            logger.warning(
+                "dropped %s: it read nothing for %s s", _ip(ws), secs(self.limits.send_timeout)
+            )
+            transport.abort()
+            raise ConnectionClosedError(None, None) from None
 
     # ----------------------------------------------------------------- owners
 
@@ -220,6 +336,7 @@ class SignalingServer:
         session = self._admit_owner(ws, register)
         ttl = self.limits.session_ttl
         try:
+            await self._claim(session)
             await self._send(ws, Registered(session_id=session.id, ttl_secs=wire_secs(ttl)))
             async with asyncio.timeout(ttl) as deadline:
                 session.deadline = deadline
@@ -231,6 +348,7 @@ class SignalingServer:
                         continue
                     # an open session lives as long as its owner keeps talking (see "ping")
                     deadline.reschedule(asyncio.get_running_loop().time() + ttl)
+                    self._renew(session)
                     if await self._open_owner_message(session, msg):
                         return
         except TimeoutError:
@@ -343,7 +461,7 @@ class SignalingServer:
             raise owner_misaddressed(session.id, msg.type, msg.peer, "not_offered")
         self._finish_peer(session, peer, PeerState.ANSWERED)
         try:
-            await peer.ws.send(to_wire(Answer(sdp=msg.sdp)))
+            await self._write(peer.ws, to_wire(Answer(sdp=msg.sdp)))
         except ConnectionClosed:
             # it left just now; its own handler sees ANSWERED and says nothing, so tell here
             peer.state = PeerState.GONE
@@ -385,7 +503,16 @@ class SignalingServer:
 
     # ----------------------------------------------------------------- scientists
 
-    async def _run_scientist(self, ws: ServerConnection, session_id: str) -> None:
+    async def _online(self, session_id: str) -> bool:
+        """Whether ``session_id`` is open: here, or on another instance sharing this Redis
+        (the registry's ``online`` column)."""
+        if session_id in self._sessions:
+            return True
+        if self._relays is None:
+            return False
+        return await self._relays.bus.locate(session_id) is not None
+
+    async def _run_scientist(self, ws: Connection, session_id: str) -> None:
         session = self._sessions.get(session_id)
         if session is None or session.ended:
             raise Reject(
@@ -407,6 +534,7 @@ class SignalingServer:
         if session.deadline is not None:
             loop = asyncio.get_running_loop()
             session.deadline.reschedule(loop.time() + self.limits.session_ttl)
+            self._renew(session)
         try:
             await self._send(ws, Joined())
             await self._send_to_owner(session, PeerJoined())
@@ -449,7 +577,7 @@ class SignalingServer:
             )
             raise
 
-    async def _run_open_scientist(self, ws: ServerConnection, session: Session) -> None:
+    async def _run_open_scientist(self, ws: Connection, session: Session) -> None:
         """One scientist's exchange in an open session; its failure ends only this exchange.
 
         Whoever ends the exchange closes the connection: this handler if the scientist failed,
@@ -494,13 +622,13 @@ class SignalingServer:
             if session.peers.get(peer.id) is peer:  # cancelled: the server is shutting down
                 self._finish_peer(session, peer, PeerState.GONE)
 
-    def _add_peer(self, session: Session, ws: ServerConnection) -> Peer:
+    def _add_peer(self, session: Session, ws: Connection) -> Peer:
         session.issued += 1
         peer = Peer(f"p{session.issued}", ws)
         session.peers[peer.id] = peer
         return peer
 
-    def _admit_to_open(self, session: Session, ws: ServerConnection) -> Peer:
+    def _admit_to_open(self, session: Session, ws: Connection) -> Peer:
         sid = short_id(session.id)
         pending = len(session.peers)
         if pending >= self.limits.max_pending_joins:
@@ -538,8 +666,8 @@ class SignalingServer:
         logger.debug("session %s: %s %s", short_id(session.id), peer.id, reason)
         if not session.ended:
             with contextlib.suppress(ConnectionClosed):  # the owner's handler sees it gone
-                await session.owner.send(
-                    to_wire(PeerLeft(peer=peer.id, reason=reason, message=message))
+                await self._write(
+                    session.owner, to_wire(PeerLeft(peer=peer.id, reason=reason, message=message))
                 )
         return True
 
@@ -548,7 +676,7 @@ class SignalingServer:
     async def _send_to_owner(self, session: Session, message: ServerModel) -> None:
         """Relay to the owner; if it is gone, end the session and refuse this scientist."""
         try:
-            await session.owner.send(to_wire(message))
+            await self._write(session.owner, to_wire(message))
         except ConnectionClosed:
             self._mark_ended(session, f"owner left after {self._age(session)}")
             raise Reject(
@@ -560,7 +688,7 @@ class SignalingServer:
     async def _send_to_scientist(self, session: Session, peer: Peer, message: Answer) -> None:
         """One-scientist session: relay to the scientist; if it is gone, end the session."""
         try:
-            await peer.ws.send(to_wire(message))
+            await self._write(peer.ws, to_wire(message))
         except ConnectionClosed:
             self._mark_ended(session, f"scientist left after {self._age(session)}")
             raise Reject(
@@ -602,27 +730,52 @@ class SignalingServer:
         else:
             del self._sessions_per_ip[session.owner_ip]
         logger.info("session %s %s, %s", short_id(session.id), session.life(), outcome)
+        if self._relays is not None:
+            self._relays.forget(session.id)
         return True
+
+    # ----------------------------------------------------------------- the Redis directory
+
+    async def _claim(self, session: Session) -> None:
+        """With Redis: list the session as held here, before its owner learns its ID."""
+        if self._relays is not None:
+            session.renewed = asyncio.get_running_loop().time()
+            await self._relays.claim(session.id, self.limits.session_ttl)
+
+    def _renew(self, session: Session) -> None:
+        """With Redis: push the directory entry's expiry back (at most ten times a TTL)."""
+        now = asyncio.get_running_loop().time()
+        if self._relays is not None and now - session.renewed >= self.limits.session_ttl / 10:
+            session.renewed = now
+            self._relays.renew(session.id, self.limits.session_ttl)
 
     @staticmethod
     def _age(session: Session) -> str:
         return f"{asyncio.get_running_loop().time() - session.started:.1f} s"
 
 
-def _ip(ws: ServerConnection) -> str:
+def _ip(ws: Connection) -> str:
     address = ws.remote_address
     return str(address[0]) if address else "unknown"
 
 
 async def start_embedded_server(
-    host: str = "127.0.0.1", port: int = 0, **limits: Any
+    host: str = "127.0.0.1",
+    port: int = 0,
+    *,
+    redis_url: str | None = None,
+    registry: Registry | None = None,
+    **limits: Any,
 ) -> tuple[SignalingServer, str]:
     """Run a signaling server on the current asyncio loop; return it and its ``ws://`` URL.
 
     ``limits`` are the fields of :class:`Limits` (``session_ttl``, ``max_message_bytes``,
     ``max_sessions_per_ip``, ``max_sessions``, ``first_message_timeout``,
-    ``max_pending_joins``, ``join_timeout``). Stop it with ``await server.close()``.
+    ``max_pending_joins``, ``join_timeout``, ``send_timeout``, ``connections_per_sec``,
+    ``connection_burst``); ``redis_url`` shares its sessions and registry with the other
+    instances using that Redis; ``registry`` the owners' registry (see SignalingServer). Stop it
+    with ``await server.close()``.
     """
-    server = SignalingServer(Limits(**limits))
+    server = SignalingServer(Limits(**limits), redis_url=redis_url, registry=registry)
     url = await server.start(host, port)
     return server, url

@@ -9,6 +9,7 @@ import asyncio
 import enum
 import re
 from dataclasses import dataclass, field
+from typing import Any, Protocol
 
 from websockets.asyncio.server import ServerConnection
 
@@ -22,6 +23,11 @@ DEFAULT_MAX_PENDING_JOINS = 8
 #: scientist offers right after joining and its owner answers at once, so only a client that
 #: holds a place without using it needs longer
 DEFAULT_JOIN_TIMEOUT = 30.0
+#: a client that has not read what the server sends it within this time is dropped
+DEFAULT_SEND_TIMEOUT = 10.0
+#: new connections one source address may open: this many a second, after a first burst
+DEFAULT_CONNECTIONS_PER_SEC = 20.0
+DEFAULT_CONNECTION_BURST = 100
 
 #: Messages up to this many times ``max_message_bytes`` get a ``too_big`` error message; larger
 #: ones are cut off by the websocket layer (close code 1009, no message) before being buffered.
@@ -41,6 +47,9 @@ class Limits:
     first_message_timeout: float = DEFAULT_FIRST_MESSAGE_TIMEOUT
     max_pending_joins: int = DEFAULT_MAX_PENDING_JOINS
     join_timeout: float = DEFAULT_JOIN_TIMEOUT
+    send_timeout: float = DEFAULT_SEND_TIMEOUT
+    connections_per_sec: float = DEFAULT_CONNECTIONS_PER_SEC
+    connection_burst: int = DEFAULT_CONNECTION_BURST
 
     def __post_init__(self) -> None:
         for name in (
@@ -51,6 +60,9 @@ class Limits:
             "first_message_timeout",
             "max_pending_joins",
             "join_timeout",
+            "send_timeout",
+            "connections_per_sec",
+            "connection_burst",
         ):
             value = getattr(self, name)
             if not value > 0:
@@ -66,10 +78,26 @@ class PeerState(enum.Enum):
     GONE = "gone"
 
 
+class Connection(Protocol):
+    """What the session code needs of a scientist's connection: a websocket, or a scientist of
+    another instance relayed through Redis (``_relay.RelayedConnection``)."""
+
+    @property
+    def remote_address(self) -> Any: ...
+
+    async def recv(self) -> str | bytes: ...
+
+    async def send(self, message: str) -> None: ...
+
+    async def close(self, code: int = 1000, reason: str = "") -> None: ...
+
+    async def wait_closed(self) -> None: ...
+
+
 @dataclass(eq=False)
 class Peer:
     id: str
-    ws: ServerConnection
+    ws: Connection
     state: PeerState = PeerState.JOINED
 
 
@@ -94,6 +122,8 @@ class Session:
     events: list[str] = field(default_factory=lambda: ["registered"])
     deadline: asyncio.Timeout | None = None
     ended: bool = False
+    #: when the Redis directory's entry for this session was last renewed (loop time)
+    renewed: float = 0.0
 
     def was_issued(self, peer_id: str) -> bool:
         match = _PEER_ID.fullmatch(peer_id)

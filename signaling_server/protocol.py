@@ -28,6 +28,21 @@ MAX_SESSION_ID_CHARS = 256
 MAX_REASON_CHARS = 500
 MAX_ERROR_MESSAGE_CHARS = 2000
 
+#: Limits on what one owner's registration may hold (a record beyond them is refused whole).
+MAX_DATASETS = 64
+MAX_TAGS = 16
+MAX_TAG_CHARS = 64
+MAX_DESCRIPTION_CHARS = 1000
+MAX_OWNER_NAME_CHARS = 100
+MAX_DIMS = 8
+MAX_RECORD_TTL_SECS = 3600
+MAX_SEARCH_TAGS = 8
+MAX_SEARCH_RESULTS = 200
+#: the most scientists a record may name as the only ones to see it
+MAX_AUDIENCE = 1000
+#: sequence numbers and times stay below 2**53, so every JSON reader reads them exactly
+MAX_SAFE_INT = (1 << 53) - 1
+
 SessionId = Annotated[str, Field(min_length=1, max_length=MAX_SESSION_ID_CHARS)]
 Sdp = Annotated[str, Field(min_length=1, max_length=MAX_SDP_CHARS)]
 #: Names one scientist's join within an open session (``p1``, ``p2``...); never a session ID.
@@ -43,6 +58,10 @@ _FIELD_HINTS = {
     "max_peers": f"an integer from 1 to {MAX_PEERS_LIMIT}, or null for no limit",
     "reason": f"a string of at most {MAX_REASON_CHARS} characters",
     "open": "true or false",
+    "signed": "a signed record as duet.registry makes it",
+    "tags": f"a list of at most {MAX_SEARCH_TAGS} tags of 1 to {MAX_TAG_CHARS} characters",
+    "owner": 'an owner ID such as "3fa2-91bc-0d4e-77a1"',
+    "limit": f"an integer from 1 to {MAX_SEARCH_RESULTS}",
 }
 
 
@@ -120,7 +139,103 @@ class Close(_Model):
     type: Literal["close"] = "close"
 
 
-ClientModel: TypeAlias = Register | Join | Offer | Answer | Decline | Ping | Close
+# --------------------------------------------------------------------------- the registry
+
+Tag = Annotated[str, Field(min_length=1, max_length=MAX_TAG_CHARS, pattern=r"^[^\x00-\x1f]+$")]
+OwnerIdText = Annotated[str, Field(pattern=r"^[0-9a-f]{4}(-[0-9a-f]{4}){3}$")]
+KeyHex = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+SignatureHex = Annotated[str, Field(pattern=r"^[0-9a-f]{128}$")]
+SafeInt = Annotated[int, Field(ge=0, le=MAX_SAFE_INT)]
+
+
+class DatasetListing(_Model):
+    """One dataset an owner lists: what it is, never its values."""
+
+    id: Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+    tags: Annotated[list[Tag], Field(max_length=MAX_TAGS)] = []
+    description: Annotated[str, Field(max_length=MAX_DESCRIPTION_CHARS)] = ""
+    shape: Annotated[list[SafeInt], Field(max_length=MAX_DIMS)] | None = None
+    dtype: Annotated[str, Field(max_length=32)] = ""
+    size: SafeInt = 0  # bytes
+
+
+class OwnerRecord(_Model):
+    """What an owner registers, signed whole with its identity key (``signaling_server.records``).
+
+    ``seq`` grows with every record the owner signs (a registration with a ``seq`` not above the
+    stored one is a replay); ``issued_at`` is Unix seconds; the record lives ``ttl_secs`` unless
+    renewed by a newer one. ``audience``: the scientists (IDs) the owner admits, the only ones
+    the server shows the record to (a search signed by one of them); None: anyone."""
+
+    owner_key: KeyHex  # the raw Ed25519 public key, hex
+    owner_id: OwnerIdText  # id_of(owner_key): checked by the server and by every scientist
+    session_id: SessionId  # the open session scientists join
+    owner_name: Annotated[str, Field(max_length=MAX_OWNER_NAME_CHARS)] = ""
+    datasets: Annotated[list[DatasetListing], Field(max_length=MAX_DATASETS)] = []
+    issued_at: SafeInt
+    seq: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)]
+    ttl_secs: Annotated[int, Field(ge=1, le=MAX_RECORD_TTL_SECS)]
+    audience: Annotated[list[OwnerIdText], Field(max_length=MAX_AUDIENCE)] | None = None
+
+
+class SignedRecord(_Model):
+    record: OwnerRecord
+    signature: SignatureHex
+
+
+class Withdrawal(_Model):
+    """An owner takes its registration down; signed like a record, and newer than it."""
+
+    owner_key: KeyHex
+    owner_id: OwnerIdText
+    issued_at: SafeInt
+    seq: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)]
+
+
+class SignedWithdrawal(_Model):
+    withdrawal: Withdrawal
+    signature: SignatureHex
+
+
+class Announce(_Model):
+    """Owner: register (or renew, or change) its listing."""
+
+    type: Literal["announce"] = "announce"
+    signed: SignedRecord
+
+
+class Withdraw(_Model):
+    """Owner: take its listing down."""
+
+    type: Literal["withdraw"] = "withdraw"
+    signed: SignedWithdrawal
+
+
+class SearchProof(_Model):
+    """Who searches: a scientist's key, its ID and its signature over the search (see
+    ``signaling_server.records.search_payload``), fresh like a record."""
+
+    scientist_key: KeyHex
+    scientist_id: OwnerIdText
+    issued_at: SafeInt
+    signature: SignatureHex
+
+
+class Search(_Model):
+    """Anyone: the live records with a dataset carrying every tag in ``tags`` (all records when
+    there are none), of ``owner`` only if given. With a ``proof``, also the records whose
+    audience names the scientist who signed it."""
+
+    type: Literal["search"] = "search"
+    tags: Annotated[list[Tag], Field(max_length=MAX_SEARCH_TAGS)] = []
+    owner: OwnerIdText | None = None
+    limit: Annotated[int, Field(ge=1, le=MAX_SEARCH_RESULTS)] = 50
+    proof: SearchProof | None = None
+
+
+ClientModel: TypeAlias = (
+    Register | Join | Offer | Answer | Decline | Ping | Close | Announce | Withdraw | Search
+)
 #: What a client may send: one of the models above, told apart by ``type``.
 ClientMessage: TypeAlias = Annotated[ClientModel, Field(discriminator="type")]
 
@@ -179,13 +294,63 @@ class Error(_Model):
     message: Annotated[str, Field(max_length=MAX_ERROR_MESSAGE_CHARS)]
 
 
+class Announced(_Model):
+    """The registration is stored; it expires after ``ttl_secs`` unless renewed."""
+
+    type: Literal["announced"] = "announced"
+    owner_id: OwnerIdText
+    seq: Annotated[int, Field(ge=1, le=MAX_SAFE_INT)]
+    ttl_secs: Annotated[int, Field(ge=1, le=MAX_RECORD_TTL_SECS)]
+
+
+class Withdrawn(_Model):
+    type: Literal["withdrawn"] = "withdrawn"
+    owner_id: OwnerIdText
+    found: bool
+
+
+class Listing(_Model):
+    """One search result: the record as its owner signed it, and whether its session is open
+    on this server (the server's word, signed by no one)."""
+
+    signed: SignedRecord
+    online: bool = False
+
+
+class Listings(_Model):
+    type: Literal["listings"] = "listings"
+    results: Annotated[list[Listing], Field(max_length=MAX_SEARCH_RESULTS)] = []
+
+
 ServerModel: TypeAlias = (
-    Registered | Joined | PeerJoined | Offer | Answer | PeerLeft | Pong | Closed | Error
+    Registered
+    | Joined
+    | PeerJoined
+    | Offer
+    | Answer
+    | PeerLeft
+    | Pong
+    | Closed
+    | Error
+    | Announced
+    | Withdrawn
+    | Listings
 )
 #: What the server may send: one of the models above, told apart by ``type``.
 ServerMessage: TypeAlias = Annotated[ServerModel, Field(discriminator="type")]
 
-CLIENT_TYPES = ("register", "join", "offer", "answer", "decline", "ping", "close")
+CLIENT_TYPES = (
+    "register",
+    "join",
+    "offer",
+    "answer",
+    "decline",
+    "ping",
+    "close",
+    "announce",
+    "withdraw",
+    "search",
+)
 SERVER_TYPES = (
     "registered",
     "joined",
@@ -196,6 +361,9 @@ SERVER_TYPES = (
     "pong",
     "closed",
     "error",
+    "announced",
+    "withdrawn",
+    "listings",
 )
 
 _CLIENT_ADAPTER: pydantic.TypeAdapter[Any] = pydantic.TypeAdapter(ClientMessage)
@@ -262,7 +430,7 @@ def _explain(kind: str, exc: pydantic.ValidationError) -> str:
     """The first problem of a message, naming the field, what it must be and what it was."""
     error = exc.errors(include_url=False)[0]
     loc = error["loc"][1:]  # the first item is the union's tag, the message type
-    name = str(loc[0]) if loc else "?"
+    name = ".".join(str(part) for part in loc) if loc else "?"  # nested: signed.record.seq
     got = "nothing" if error["type"] == "missing" else show(error.get("input"))
     hint = _FIELD_HINTS.get(name)
     article = "an" if kind[:1] in "aeiou" else "a"

@@ -40,7 +40,8 @@ class RedisServer:
         )
         self._lines: queue.Queue[str | None] = queue.Queue()
         self.output: list[str] = []
-        threading.Thread(target=self._read, daemon=True).start()
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
         try:
             self._wait_ready(timeout_secs)
         except BaseException:
@@ -84,6 +85,9 @@ class RedisServer:
             except subprocess.TimeoutExpired:
                 self._process.kill()
                 self._process.wait(STOP_TIMEOUT_SECS)
+        self._reader.join(STOP_TIMEOUT_SECS)  # it reads to the end of the output, then stops
+        if self._process.stdout is not None and not self._reader.is_alive():
+            self._process.stdout.close()
         self._dir.cleanup()
 
     def __enter__(self) -> RedisServer:

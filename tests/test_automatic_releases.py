@@ -16,7 +16,7 @@ import torch
 
 import duet as sy
 from duet import federated as fl
-from duet.owner.requests import AS_SENT
+from duet.owner.handlers import AS_SENT
 
 AGES = [34.0, 51.0, 29.0, 62.0, 45.0, 38.0]
 

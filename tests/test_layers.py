@@ -51,6 +51,9 @@ ALLOWED = {
         # only for type checkers)
         "review",
     },
+    # a network of owners: records signed with the identity, the registry's client (on the
+    # signaling client), sy.join on join_duet; the sessions know it only for type checkers
+    "registry": {"pairing", "protocol", "join"},
 }
 LEAVES = {"duet.errors", "duet._version", "duet.identity", "duet.runtime"}
 

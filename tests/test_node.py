@@ -286,3 +286,38 @@ def test_the_owner_rebuilds_a_layer_from_the_names_and_weights_a_scientist_sent(
     pairs = zip(rebuilt.parameters(), layer.parameters(), strict=True)
     assert all(torch.equal(a, b) for a, b in pairs)
     assert len(kept) == 2
+
+
+def test_wait_served_returns_once_the_expected_scientists_have_come_and_gone():
+    """A node in a notebook serves two researchers, then goes on: not before the second has
+    come, nor while one is connected."""
+    owner = sy.OwnerSession(max_scientists=4)
+    served = threading.Event()
+    errors: list[BaseException] = []
+
+    def wait() -> None:
+        try:
+            owner.wait_served(2, timeout_secs=60)
+        except BaseException as exc:  # reported by the assertion below
+            errors.append(exc)
+        served.set()
+
+    waiter = threading.Thread(target=wait, daemon=True)
+    waiter.start()
+    try:
+        _, first = sy.duet_pair(owner=owner, identity=sy.Identity.ephemeral("first"))
+        first.close()
+        assert not served.wait(0.5), "returned after one scientist of two"
+        _, second = sy.duet_pair(owner=owner, identity=sy.Identity.ephemeral("second"))
+        assert not served.wait(0.5), "returned while a scientist was connected"
+        second.close()
+        assert served.wait(30), "did not return once both had left"
+        assert not errors, errors
+        assert owner.admitted == 2
+        with pytest.raises(sy.UsageError, match="at least 1"):
+            owner.wait_served(0)
+        with pytest.raises(sy.DuetTimeout):
+            owner.wait_served(3, timeout_secs=0.2)
+    finally:
+        waiter.join(30)
+        owner.close()

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import duet as sy
-from duet.owner.requests import HandlerWarning
+from duet.owner.handlers import HandlerWarning
 
 
 def test_a_handler_whose_tags_name_nothing_published_warns_naming_them(pair):

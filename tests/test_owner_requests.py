@@ -11,7 +11,7 @@ import duet as sy
 
 # these tests are about how handlers match names; the warning an accept handler keyed only by a
 # name gives is tested in test_release_boundary.py
-pytestmark = pytest.mark.filterwarnings("ignore::duet.owner.requests.HandlerWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::duet.owner.handlers.HandlerWarning")
 
 
 def test_published_tensor_is_listed_with_its_metadata(pair):

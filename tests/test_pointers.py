@@ -50,6 +50,17 @@ def test_remote_torch_creation_functions(pair):
     assert has_cuda.get(request_block=True, name="cuda_is_available") is torch.cuda.is_available()
 
 
+def test_plain_torch_functions_over_lists_of_pointers_run_on_the_owner(pair):
+    """torch.cat([a, b]) hands torch's dispatch a list: the pointers inside it are found."""
+    _, scientist = pair
+    a = scientist.torch.tensor([1.0, 2.0])
+    b = scientist.torch.tensor([3.0])
+    joined = torch.cat([a, b])
+    assert isinstance(joined, sy.Pointer)
+    assert torch.equal(joined.get(), torch.tensor([1.0, 2.0, 3.0]))
+    assert torch.equal(torch.stack((a[:1], b)).get(), torch.tensor([[1.0], [3.0]]))
+
+
 def test_tensor_methods_and_operators_match_local_torch(pair):
     _, scientist = pair
     local = torch.tensor([[1.0, -2.0, 3.0], [4.0, 5.0, -6.0]])

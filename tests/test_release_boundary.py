@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import duet as sy
-from duet.owner.requests import HandlerWarning
+from duet.owner.handlers import HandlerWarning
 
 SECRET = [11.0, 22.0, 33.0, 44.0]
 

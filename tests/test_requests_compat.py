@@ -12,7 +12,7 @@ import torch
 import duet as sy
 from duet.protocol.messages import Call, Delete, Get
 
-pytestmark = pytest.mark.filterwarnings("ignore::duet.owner.requests.HandlerWarning")
+pytestmark = pytest.mark.filterwarnings("ignore::duet.owner.handlers.HandlerWarning")
 
 
 def accept(owner, ptr, name="values"):

@@ -14,29 +14,49 @@ from signaling_server.protocol import (
     CLIENT_TYPES,
     MAX_SDP_CHARS,
     SERVER_TYPES,
+    Announce,
+    Announced,
     Answer,
     ClientModel,
     Close,
     Closed,
+    DatasetListing,
     Decline,
     Error,
     Join,
     Joined,
+    Listing,
+    Listings,
     Offer,
+    OwnerRecord,
     PeerJoined,
     PeerLeft,
     Ping,
     Pong,
     Register,
     Registered,
+    Search,
     ServerModel,
+    SignedRecord,
+    SignedWithdrawal,
     WireError,
+    Withdraw,
+    Withdrawal,
+    Withdrawn,
     parse_client_message,
     parse_server_message,
     to_wire,
 )
 
 LIMIT = 256 * 1024
+OWNER = dict(owner_key="ab" * 32, owner_id="3fa2-91bc-0d4e-77a1", issued_at=1_800_000_000, seq=7)
+RECORD = SignedRecord(
+    record=OwnerRecord(
+        **OWNER, session_id="3fa2" * 8, owner_name="clinic", ttl_secs=120,
+        datasets=[DatasetListing(id="o1", tags=["births"], shape=[50, 3], dtype="float32")],
+    ),
+    signature="cd" * 64,
+)  # fmt: skip
 
 CLIENT_MESSAGES: list[ClientModel] = [
     Register(),
@@ -51,6 +71,10 @@ CLIENT_MESSAGES: list[ClientModel] = [
     Decline(peer="p2", reason="client ID not confirmed"),
     Ping(),
     Close(),
+    Announce(signed=RECORD),
+    Withdraw(signed=SignedWithdrawal(withdrawal=Withdrawal(**OWNER), signature="ef" * 64)),
+    Search(),
+    Search(tags=["births", "2020"], owner="3fa2-91bc-0d4e-77a1", limit=5),
 ]
 SERVER_MESSAGES: list[ServerModel] = [
     Registered(session_id="3fa2" * 8, ttl_secs=600),
@@ -64,6 +88,10 @@ SERVER_MESSAGES: list[ServerModel] = [
     Pong(ttl_secs=600),
     Closed(reason="max_peers", answered=3),
     Error(code="unknown_session", message="session 3fa2… is unknown"),
+    Announced(owner_id="3fa2-91bc-0d4e-77a1", seq=7, ttl_secs=120),
+    Withdrawn(owner_id="3fa2-91bc-0d4e-77a1", found=True),
+    Listings(),
+    Listings(results=[Listing(signed=RECORD, online=True)]),
 ]
 
 
@@ -126,7 +154,25 @@ JSON_VALUES = st.recursive(
     max_leaves=12,
 )
 FIELD_NAMES = st.sampled_from(
-    ["type", "session_id", "sdp", "peer", "max_peers", "reason", "code", "message", "ttl_secs"]
+    [
+        "type",
+        "session_id",
+        "sdp",
+        "peer",
+        "max_peers",
+        "reason",
+        "code",
+        "message",
+        "ttl_secs",
+        "signed",
+        "tags",
+        "owner",
+        "limit",
+        "results",
+        "owner_id",
+        "seq",
+        "found",
+    ]  # fmt: skip
 )
 NEAR_MESSAGES = st.builds(
     lambda kind, fields: {**fields, "type": kind},

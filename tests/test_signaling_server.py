@@ -292,7 +292,7 @@ def test_answer_before_offer_and_owner_join_are_malformed(server_url: str) -> No
         await owner.close()
 
         owner, session_id = await _registered_owner(server_url)
-        await owner._send(Join(session_id=session_id))
+        await owner.send(Join(session_id=session_id))
         with pytest.raises(SignalingServerError) as refused:
             await owner.wait_peer_joined(10)
         assert refused.value.server_code == "malformed"

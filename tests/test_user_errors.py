@@ -157,3 +157,17 @@ def test_over_webrtc_the_owner_confirms_an_id_that_is_not_its_own(tmp_path):
     finally:
         scientist.close()
         owner.close()
+
+
+def test_launch_with_a_prepared_owner_refuses_settings_it_would_ignore():
+    """launch_duet(owner=...) runs that OwnerSession as made: a setting given beside it would be
+    silently dropped (a node meant for four scientists serving one), so it is refused."""
+    owner = sy.OwnerSession()
+    try:
+        with pytest.raises(sy.UsageError, match=r"max_scientists=4 would be ignored"):
+            sy.launch_duet(owner=owner, max_scientists=4, wait=False, review=False)
+        with pytest.raises(sy.UsageError, match=r"max_bytes=10, unknown='refuse' would be"):
+            sy.launch_duet(owner=owner, max_bytes=10, unknown="refuse", review=False)
+        assert owner.max_scientists == 1 and not owner.links
+    finally:
+        owner.close()

@@ -30,8 +30,8 @@ from typing import TypedDict, Unpack
 from torch import nn
 
 from ..errors import UsageError
+from ..owner.handlers import AS_SENT, Handler
 from ..owner.privacy_desk import ANYONE
-from ..owner.requests import AS_SENT, Handler
 from ..secure import MIN_OWNERS
 from ..sessions.owner import OwnerSession
 from .dp import PrivacyBudget

@@ -46,6 +46,7 @@ class Primitive:
         tags: list[str] | None = None,
         description: str = "",
         searchable: bool | None = None,
+        listed: bool = False,
     ) -> Any:  # Any: the owner's stored entry, or a pointer that callers chain calls on
         """Send the value to a duet session (or worker) as ``x.send(duet)`` sends a tensor.
 
@@ -55,9 +56,12 @@ class Primitive:
         """
         value = plain(self)
         tags, description = tagging.sent_tags(self, tags, description)  # or those of .tag()
+        on_network = bool(listed)  # registered on the network, not only in the owner's store
         listed = tagging.visibility(pointable, searchable)  # (``searchable``: PySyft's name)
         if isinstance(session, OwnerSession):
-            return session.publish(value, pointable=listed, tags=tags, description=description)
+            return session.publish(
+                value, pointable=listed, tags=tags, description=description, listed=on_network
+            )
         send_value = getattr(session, "send_value", None)  # a fixed name, on a local object
         if send_value is None:
             raise UsageError(f"send() takes a duet session or worker, not {type(session).__name__}")

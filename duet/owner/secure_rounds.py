@@ -257,7 +257,7 @@ class SecureRounds:
                 "release", scientist=self.service.peer, name=self.service.peer_name,
                 object_id=message.round_id[:200], value_kind="masked update",
                 nbytes=int(masked.values.nbytes), masked_with=list(masked.masked_with),
-                digest=hashlib.sha256(masked.values.tobytes()).hexdigest(),
+                digest=hashlib.sha256(np.ascontiguousarray(masked.values).data).hexdigest(),
                 decided_by=f"secure aggregation rule of {live.round.spec.round_id[:200]!r}",
             )  # fmt: skip
         return {

@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING
 import torch
 from torch import nn
 
+from signaling_server.protocol import MAX_DESCRIPTION_CHARS, MAX_TAG_CHARS, MAX_TAGS
+
 from ..errors import QuotaExceeded, UsageError
 from ..protocol.allowlist import type_key
 from .access import _key as scientist_key
@@ -64,6 +66,7 @@ class StoredObject:
     tags: list[str] = field(default_factory=list)
     description: str = ""
     pointable: bool = False
+    listed: bool = False  # its metadata registered on the network (duet/registry), if a node
     nbytes: int = 0  # what the entry itself holds (a number, a string); state is held apart
     created: float = field(default_factory=time.time)
     label: Label = EMPTY
@@ -93,6 +96,26 @@ class StoredObject:
     @property
     def type_name(self) -> str:
         return "failure" if self.failure is not None else type(self.value).__name__
+
+
+def check_listable(pointable: bool, tags: list[str], description: str) -> None:
+    """Raise UsageError for a dataset the network's registry would refuse to list (the limits
+    are the registry's, ``signaling_server.protocol``), before anything is published."""
+    if not pointable:
+        raise UsageError(
+            "listed=True registers the dataset on the network for scientists to find and "
+            "point to: it must be pointable too (pointable=True)"
+        )
+    if len(tags) > MAX_TAGS or any(not 0 < len(str(t)) <= MAX_TAG_CHARS for t in tags):
+        raise UsageError(
+            f"a listed dataset has at most {MAX_TAGS} tags of 1 to {MAX_TAG_CHARS} characters, "
+            f"not {[str(t) for t in tags]!r:.200}"
+        )
+    if len(description) > MAX_DESCRIPTION_CHARS:
+        raise UsageError(
+            f"a listed dataset's description is at most {MAX_DESCRIPTION_CHARS} characters, "
+            f"not {len(description)}"
+        )
 
 
 def listed_nbytes(value: object, depth: int = 0) -> int:
@@ -168,12 +191,17 @@ class ObjectStore:
         pointable: bool = True,
         tags: list[str] | None = None,
         description: str = "",
+        listed: bool = False,
     ) -> StoredObject:
-        """Store one of the owner's values: private, and read-only for every scientist. A pandas
+        """Store one of the owner's values: private, and read-only for every scientist.
+        ``listed``: its metadata (tags, description, shape, size; never values) is registered
+        on the network by an owner node (``duet.search`` finds it); it must be pointable. A pandas
         DataFrame becomes a table only DP statistics read (duet/privacy/tables.py). Raises
         UsageError for what no remote operation works on (a NumPy array, a pandas Series, a
         DataFrame in a container), naming what to publish instead, and for a DataFrame that
         cannot be a table (a column of text, missing values)."""
+        if listed:
+            check_listable(pointable, tags or [], description)
         check_publishable(value)
         if is_frame(value):
             from ..privacy.tables import Table
@@ -191,6 +219,7 @@ class ObjectStore:
             tags=tags,
             description=description,
             pointable=pointable,
+            listed=listed,
             nbytes=listed_nbytes(value),
             label=label,
             whole=Whole(ITSELF, object_id),

@@ -252,8 +252,8 @@ class SignalingClient:
         if self.role is not None:
             raise UsageError(f"this connection already serves a session as the {self.role}")
         register = Register(max_peers=max_peers, open=bool(open_session))
-        await self._send(register)
-        msg = await self._wait_for(Registered, timeout_secs, "the reply to register")
+        await self.send(register)
+        msg = await self.wait_for(Registered, timeout_secs, "the reply to register")
         self.ttl_secs = float(msg.ttl_secs)
         self.session_id = msg.session_id
         self.max_peers = max_peers
@@ -271,13 +271,13 @@ class SignalingClient:
             return
         if timeout_secs is None and self.ttl_secs is not None:
             timeout_secs = self.ttl_secs + _TTL_SLACK_SECS
-        await self._wait_for(PeerJoined, timeout_secs, "a scientist to join")
+        await self.wait_for(PeerJoined, timeout_secs, "a scientist to join")
 
     async def wait_offer(self, timeout_secs: float | None = 30.0) -> str:
         """One-scientist session: wait for the scientist's offer (SDP); ``None`` waits without
         a limit."""
         self._require_owner("wait_offer", open_session=False)
-        msg = await self._wait_for(Offer, timeout_secs, "the scientist's offer")
+        msg = await self.wait_for(Offer, timeout_secs, "the scientist's offer")
         return msg.sdp
 
     async def send_answer(self, sdp: str, *, peer: str | None = None) -> None:
@@ -294,13 +294,13 @@ class SignalingClient:
                     "this session is open to several scientists: name the one you answer, "
                     "send_answer(sdp, peer=peer) with the peer next_offer() returned"
                 )
-            await self._send(Answer(sdp=_check_sdp(sdp), peer=_check_peer(peer)))
+            await self.send(Answer(sdp=_check_sdp(sdp), peer=_check_peer(peer)))
             return
         if peer not in (None, ONLY_PEER):
             raise UsageError(
                 f"this session has one scientist, {ONLY_PEER!r}; there is no peer {peer!r}"
             )
-        await self._send(Answer(sdp=_check_sdp(sdp)))
+        await self.send(Answer(sdp=_check_sdp(sdp)))
         self._answered = True
 
     async def next_event(self, timeout_secs: float | None = 600.0) -> OwnerEvent:
@@ -340,7 +340,7 @@ class SignalingClient:
                     msg = await self._recv("a scientist")
             except TimeoutError:
                 if self.open_session and loop.time() >= self._last_sent + ping_every:
-                    await self._send(Ping())
+                    await self.send(Ping())
                 continue
             except SignalingError:
                 if self._answered and self._ws.close_code == CloseCode.NORMAL_CLOSURE:
@@ -408,13 +408,13 @@ class SignalingClient:
         self._require_owner("decline", open_session=True)
         if not isinstance(reason, str):
             raise UsageError(f"reason must be a str, got {type(reason).__name__}")
-        await self._send(Decline(peer=_check_peer(peer), reason=reason[:MAX_REASON_CHARS]))
+        await self.send(Decline(peer=_check_peer(peer), reason=reason[:MAX_REASON_CHARS]))
 
     async def keepalive(self) -> None:
         """Open session: tell the server the owner is still there (restarts the session TTL).
         :meth:`next_event` does this by itself while it waits."""
         self._require_owner("keepalive", open_session=True)
-        await self._send(Ping())
+        await self.send(Ping())
 
     async def close_session(self) -> None:
         """Owner: accept no more scientists. In an open session the server answers ``closed``
@@ -424,7 +424,7 @@ class SignalingClient:
         if not self.open_session:
             await self.close()
             return
-        await self._send(Close())
+        await self.send(Close())
 
     # ----------------------------------------------------------------- scientist
 
@@ -440,18 +440,18 @@ class SignalingClient:
             )
         if self.role is not None:
             raise UsageError(f"this connection already serves a session as the {self.role}")
-        await self._send(Join(session_id=session_id))
-        await self._wait_for(Joined, timeout_secs, "the reply to join")
+        await self.send(Join(session_id=session_id))
+        await self.wait_for(Joined, timeout_secs, "the reply to join")
         self.session_id = session_id
         self.role = "scientist"
 
     async def send_offer(self, sdp: str) -> None:
         """Send the offer (SDP) to the owner."""
-        await self._send(Offer(sdp=_check_sdp(sdp)))
+        await self.send(Offer(sdp=_check_sdp(sdp)))
 
     async def wait_answer(self, timeout_secs: float | None = 30.0) -> str:
         """Wait for the owner's answer (SDP); ``None`` waits without a limit."""
-        msg = await self._wait_for(Answer, timeout_secs, "the owner's answer")
+        msg = await self.wait_for(Answer, timeout_secs, "the owner's answer")
         return msg.sdp
 
     # ----------------------------------------------------------------- common
@@ -497,7 +497,8 @@ class SignalingClient:
             return None
         raise SignalingError(f"signaling server sent {msg.type!r} to the owner of a session")
 
-    async def _send(self, message: ClientModel) -> None:
+    async def send(self, message: ClientModel) -> None:
+        """Send one message of the protocol (the registry's client sends its own this way)."""
         try:
             await self._ws.send(to_wire(message))
         except ConnectionClosed as exc:
@@ -506,7 +507,7 @@ class SignalingClient:
             ) from exc
         self._last_sent = asyncio.get_running_loop().time()
 
-    async def _wait_for(self, expected: type[M], timeout_secs: float | None, what: str) -> M:
+    async def wait_for(self, expected: type[M], timeout_secs: float | None, what: str) -> M:
         """Receive until a message of type ``expected``; ``peer_joined`` is noted on the way."""
         try:
             async with asyncio.timeout(timeout_secs):

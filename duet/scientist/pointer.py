@@ -141,9 +141,11 @@ class Pointer:
         """Plain torch calls on pointers run on the owner's side: ``torch.flatten(ptr, 1)``,
         ``torch.nn.functional.nll_loss(output_ptr, target_ptr)``. Only allowlisted functions."""
         kwargs = kwargs or {}
-        pointer = next(
-            a for a in (*args, *kwargs.values()) if isinstance(a, Pointer)
-        )  # torch only calls this when a pointer is among the arguments
+        # torch only calls this when a pointer is among the arguments, or in a list of tensors
+        # among them (torch.cat([a, b]))
+        pointer = _first_pointer((*args, *kwargs.values()))
+        if pointer is None:
+            raise NotAllowed(f"{getattr(func, '__qualname__', func)!r} was given no pointer")
         op = allowlist.function_for(func)
         if op is not None:
             return pointer._client.call(op, None, args, kwargs)
@@ -607,3 +609,15 @@ class RequestHandle:
 
     def __repr__(self) -> str:
         return f"<RequestHandle {self.name!r} for {self.pointer.id}: {self.status}>"
+
+
+def _first_pointer(values: Iterable[object]) -> Pointer | None:
+    """The first pointer among ``values`` or inside the lists and tuples among them."""
+    for value in values:
+        if isinstance(value, Pointer):
+            return value
+        if isinstance(value, list | tuple):
+            found = _first_pointer(value)
+            if found is not None:
+                return found
+    return None

@@ -129,16 +129,18 @@ class Aggregator:
         self masks, minus what is left of their pairwise masks with the dropped owners."""
         size = self.layout.size
         total = np.zeros(size, dtype=np.uint64)
-        for owner, masked in self.masked.items():
-            total = (
-                total + masked.values - crypto.mask(self_mask_key(seeds[owner], self.spec), size)
-            )
+        for owner, masked in self.masked.items():  # in place: wrapping uint64 arithmetic
+            total += masked.values
+            total -= crypto.mask(self_mask_key(seeds[owner], self.spec), size)
         for gone, private in mask_keys.items():
             for owner in self.masked:
                 secret = crypto.agree(private, self.keys[owner].mask_key)
                 stream = crypto.mask(pairwise_mask_key(secret, self.spec, owner, gone), size)
                 # the survivor added the stream if its ID is the lower, subtracted it otherwise
-                total = total - stream if owner < gone else total + stream
+                if owner < gone:
+                    total -= stream
+                else:
+                    total += stream
         return total
 
     def _abort(self, message: str, reason: str) -> NoReturn:

@@ -11,16 +11,15 @@ import hashlib
 import os
 from collections.abc import Mapping
 
-import numpy as np
 from Crypto.Protocol.SecretSharing import Shamir
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms
 from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .round import PROTOCOL
+from .stream import mask
 
 BLOCK = 16  # pycryptodome's Shamir shares 16-byte secrets
 SECRET = 32  # the secrets shared: an X25519 private key, a self-mask seed
@@ -53,12 +52,6 @@ def derive(secret: bytes, *, purpose: str, context: bytes) -> bytes:
     and the round's transcript digest (plus whom it is between) as info."""
     info = f"{PROTOCOL} {purpose}|".encode() + context
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret)
-
-
-def mask(key: bytes, count: int) -> np.ndarray:
-    """``count`` uniform elements of Z(2^64): the ChaCha20 key stream under ``key``."""
-    stream = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
-    return np.frombuffer(stream.update(bytes(8 * count)), dtype="<u8").astype(np.uint64)
 
 
 def seed_commitment(seed: bytes) -> bytes:

@@ -104,7 +104,9 @@ class History:
 
 
 def update_digest(vector: np.ndarray) -> bytes:
-    return hashlib.sha256(b"duet-secagg/1 update|" + vector.astype("<f8").tobytes()).digest()
+    digest = hashlib.sha256(b"duet-secagg/1 update|")
+    digest.update(np.ascontiguousarray(vector, dtype="<f8").data)  # no copy of a float64 vector
+    return digest.digest()
 
 
 class OwnerRound:

@@ -6,8 +6,9 @@ An owner's update (a tensor, or a state_dict of float tensors) is
    ``clip``; every coordinate is then in [-clip, clip];
 2. scaled to fixed point: multiplied by ``2 ** fractional_bits`` (exact in float64);
 3. stochastically rounded: ``floor(v) + 1`` with probability ``v - floor(v)``, else
-   ``floor(v)``, the coin drawn from the operating system's cryptographic generator
-   (``os.urandom``), so the rounding is unbiased and tells nothing about the bits it dropped;
+   ``floor(v)``, the coin drawn from a cryptographic generator (ChaCha20 keyed from
+   ``os.urandom``: ``crypto.random_words``), so the rounding is unbiased and tells nothing
+   about the bits it dropped;
 4. written in the ring: the signed integers as ``uint64``, added with numpy's wrapping arithmetic.
 
 The sum of ``n`` such vectors, read back as signed 64-bit integers and divided by the scale,
@@ -20,7 +21,6 @@ the integers and their sums stay exact in float64 and never wrap in the ring).
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -28,6 +28,7 @@ import numpy as np
 import torch
 
 from ..errors import UsageError
+from .stream import random_words
 
 #: a tensor, or a state_dict's worth of named float tensors
 Update = torch.Tensor | Mapping[str, torch.Tensor]
@@ -137,10 +138,14 @@ class Quantiser:
         """A float64 vector, clipped, in the ring (``uint64``), rounded stochastically."""
         scaled = self.clip_vector(vector) * self.scale
         low = np.floor(scaled)
-        coins = np.frombuffer(os.urandom(8 * scaled.size), dtype="<u8") >> np.uint64(11)
-        uniform = coins.astype(np.float64) * 2.0**-53  # exact: 53-bit integers times 2**-53
-        rounded = low + (uniform < scaled - low)
-        return rounded.astype(np.int64).view(np.uint64)
+        # up with probability frac = scaled - low: a 53-bit coin c is below frac * 2**53 (both
+        # exact in float64, frac's bits shifted, c < 2**53) with probability frac, as c * 2**-53
+        # uniform in [0, 1) is below frac; computed in place, one array at a time
+        frac = np.subtract(scaled, low, out=scaled)
+        np.multiply(frac, 2.0**53, out=frac)
+        coins = np.right_shift(random_words(frac.size), np.uint64(11))
+        low += coins < frac
+        return low.astype(np.int64).view(np.uint64)
 
     def dequantise(self, total: np.ndarray) -> np.ndarray:
         """The float64 vector a ring sum of quantised updates stands for."""

@@ -90,6 +90,7 @@ class PublishConfig(_Strict):
     tags: Tags = []
     description: str = ""
     pointable: bool = True
+    listed: bool = False  # registered on the signaling server's registry (duet.search finds it)
     format: Literal["pt", "npy", "csv", "imagefolder"] | None = None  # none: from the path
     target: str | None = None  # csv: the column of labels (a dataset of (features, label))
     image_size: list[Annotated[int, Field(ge=1, le=8192)]] | None = None  # imagefolder: H, W

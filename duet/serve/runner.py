@@ -50,9 +50,13 @@ def build_owner(config: NodeConfig, locator: Locator, base: Path) -> OwnerSessio
                 value = load_publication(entry, base)
             except ConfigError as exc:
                 raise ConfigError(f"{locator.line(('publish', index, 'path'))}: {exc}") from None
-            owner.publish(
-                value, pointable=entry.pointable, tags=entry.tags, description=entry.description
-            )
+            try:
+                owner.publish(
+                    value, pointable=entry.pointable, tags=entry.tags,
+                    description=entry.description, listed=entry.listed,
+                )  # fmt: skip
+            except DuetError as exc:  # listed without pointable
+                raise ConfigError(f"{locator.line(('publish', index))}: {exc}") from None
         for index, handler in enumerate(config.handler):
             try:
                 owner.requests.add_handler(**handler.model_dump())

@@ -97,6 +97,7 @@ from .base import LIVE, Session
 from .scientists import ScientistsView, claimed
 
 if TYPE_CHECKING:
+    from ..registry.node import NodeListing
     from ..review import ReviewServer
 
 log = logging.getLogger(__name__)
@@ -254,6 +255,8 @@ class OwnerSession(Session):
         self.unknown = unknown
         self.links: dict[str, ScientistLink] = {}
         self._last: ScientistLink | None = None  # the last scientist that left
+        self.admitted = 0  # scientists admitted since the session began (wait_served)
+        self._arrivals: list[asyncio.Future[None]] = []  # wait_served's, woken by the next
         # options for each scientist's Connection (heartbeat, stall timeout...: tests, tuning)
         self.connection_options: dict[str, Any] = {}
         self.scientists = ScientistsView(self)
@@ -269,6 +272,8 @@ class OwnerSession(Session):
         self.privacy = PrivacyDesk(privacy_ledger or default_privacy_path())
         #: federations this owner takes part in with secure aggregation (issue 20), by name
         self.secure_aggregation = SecureAggregationRules(self.identity)
+        #: the node's registration of what it listed (issue 21), once it is open on a network
+        self.listing: NodeListing | None = None
         #: secret-shared computations this owner takes part in (issue 20), and their results
         self.secure_computation = SecureComputationRules(self.identity)
 
@@ -325,9 +330,22 @@ class OwnerSession(Session):
         pointable: bool = True,
         tags: list[str] | None = None,
         description: str = "",
+        listed: bool = False,
     ) -> StoredObject:
-        """Put one of the owner's values in the store; it stays private (gets are requests)."""
-        return self.objects.publish(value, pointable=pointable, tags=tags, description=description)
+        """Put one of the owner's values in the store; it stays private (gets are requests).
+        ``listed=True``: a node (``launch_duet(max_scientists=N, wait=False)``, ``duet serve``)
+        registers its metadata, never its values, on the signaling server it launched on, for
+        scientists to find with ``duet.search``. Nothing is listed unless the owner says so."""
+        entry = self.objects.publish(
+            value, pointable=pointable, tags=tags, description=description, listed=listed
+        )
+        if listed and self.listing is not None:
+            self.listing.changed()
+        return entry
+
+    def listed(self) -> list[StoredObject]:
+        """The published objects the owner listed on the network."""
+        return [e for e in self.objects.published() if e.listed and e.pointable]
 
     def _data_tags(self) -> set[str]:
         return {tag for entry in self.objects.published() for tag in entry.tags}
@@ -508,6 +526,11 @@ class OwnerSession(Session):
 
         service.on_dead = worker_died
         self.links[peer.id] = link
+        self.admitted += 1
+        arrivals, self._arrivals = self._arrivals, []
+        for arrival in arrivals:
+            if not arrival.done():
+                arrival.set_result(None)
         self.audit.record("connect", scientist=peer.id, name=shown)
         link.connection.welcome()
         loop.call_soon(self._watch, link, None)
@@ -599,6 +622,9 @@ class OwnerSession(Session):
     def close(self, *, timeout_secs: float = 10.0) -> None:
         """Stop admitting, and leave every scientist's session (each sees it closed)."""
         self._closed = True
+        listing, self.listing = self.listing, None
+        if listing is not None:  # before the signaling server (if started here) stops
+            listing.close()
         self.stop_review()
         if self.notices is not None:
             self.notices.close()
@@ -633,6 +659,36 @@ class OwnerSession(Session):
                 await asyncio.sleep(0)  # let the links that closed be forgotten
 
         run(wait(), timeout_secs=timeout_secs, what="waiting for the scientists to leave")
+
+    def wait_served(self, count: int = 1, timeout_secs: float | None = None) -> None:
+        """Block until ``count`` scientists have been admitted since this session began and
+        none is connected any more: a node in a notebook serves the researchers it expects,
+        then goes on (it still admits others until it is closed; ``wait_closed`` waits for
+        that). Raises DuetTimeout, UsageError for a count below 1."""
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise UsageError(f"count is a number of scientists, at least 1, not {count!r}")
+
+        async def wait() -> None:
+            loop = asyncio.get_running_loop()
+            while True:
+                links = list(self.links.values())
+                if self.admitted >= count and not links:
+                    return
+                arrival: asyncio.Future[None] = loop.create_future()
+                self._arrivals.append(arrival)
+                waits: list[asyncio.Future[Any]] = [
+                    asyncio.ensure_future(link.connection.wait_closed()) for link in links
+                ]
+                try:
+                    await asyncio.wait([*waits, arrival], return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    for waiting in (*waits, arrival):
+                        waiting.cancel()
+                    if arrival in self._arrivals:
+                        self._arrivals.remove(arrival)
+                await asyncio.sleep(0)  # let the links that closed be forgotten
+
+        run(wait(), timeout_secs=timeout_secs, what=f"waiting for {count} scientists to be served")
 
     def __repr__(self) -> str:
         state = f"{len(self.links)} scientists connected" if self.links else "no scientist"

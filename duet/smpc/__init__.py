@@ -10,8 +10,12 @@ imported); the modules here are private, one concern each:
 - provider.py: what the crypto provider deals (Beaver triples, truncation masks) as seeds and
   corrections;
 - truncation.py: division by a public number (SecureML for two holders, a provider's mask for more);
+- compare.py: comparisons, ReLU, abs and max (a provider's bit-shared mask, a bitwise comparison);
+- autograd.py, gradients.py: ``backward()`` on shared tensors, and each operation's rule;
 - shared.py: SharedTensor, the shares and the operations on them;
-- models.py: a model's weights fixed and shared, for inference on shared inputs.
+- torch_functions.py: torch's functions (F.linear, torch.max, ...) called with shared tensors;
+- optimizer.py: ``optim.SGD(...).fix_precision()``, SGD on shared weights;
+- models.py: a model's weights fixed and shared, for inference or training on shared inputs.
 """
 
 from __future__ import annotations
@@ -19,19 +23,24 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import torch_functions as _torch_functions  # noqa: F401 (fills shared.TORCH_FUNCTIONS)
 from .fixed import FixedPrecisionTensor, fix_precision
 from .models import fix_module, share_module
+from .optimizer import fix_optimizer
 from .shared import SharedTensor, share
 
 
 def install_smpc() -> None:
-    """Add ``fix_precision`` / ``fix_prec`` and ``share`` to torch.Tensor and nn.Module."""
+    """Add ``fix_precision`` / ``fix_prec`` and ``share`` to torch.Tensor and nn.Module, and
+    ``fix_precision`` to torch's optimizers."""
     torch.Tensor.fix_precision = fix_precision  # type: ignore[attr-defined]
     torch.Tensor.fix_prec = fix_precision  # type: ignore[attr-defined]
     torch.Tensor.share = share  # type: ignore[attr-defined]
     nn.Module.fix_precision = fix_module  # type: ignore[attr-defined]
     nn.Module.fix_prec = fix_module  # type: ignore[attr-defined]
     nn.Module.share = share_module  # type: ignore[attr-defined]
+    torch.optim.Optimizer.fix_precision = fix_optimizer  # type: ignore[attr-defined]
+    torch.optim.Optimizer.fix_prec = fix_optimizer  # type: ignore[attr-defined]
 
 
 __all__ = ["FixedPrecisionTensor", "SharedTensor", "install_smpc"]

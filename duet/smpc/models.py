@@ -5,10 +5,12 @@ classification).
 Each parameter leaves the module's parameters and becomes an attribute of the same name holding
 a ``FixedPrecisionTensor``, then a ``SharedTensor``: the module's own ``forward`` runs as
 written, since ``F.linear`` and the operators reach the shared tensors through torch's
-``__torch_function__``. Layers built from linear maps (``nn.Linear``) and polynomial
-activations (``x * x``, ``x ** 2``) work; ReLU and max pooling need comparisons and are refused
-when reached. Like PySyft's, both calls change the model in place and return it; there is no
-training on shares.
+``__torch_function__``. Layers built from linear maps (``nn.Linear``), ReLU (``F.relu``,
+``nn.ReLU``: compare.py's protocol) and polynomial activations (``x * x``) work. Like PySyft's,
+both calls change the model in place and return it. Shared with ``requires_grad=True``, the
+weights record their operations for ``backward()`` and the model lists one
+``SharedParameter`` per weight, for ``optim.SGD(params=model.parameters(), lr=0.1)
+.fix_precision()`` (optimizer.py): PySyft's Part 12.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from torch import nn
 from ..errors import UsageError
 from . import ring
 from .fixed import FixedPrecisionTensor
+from .optimizer import SharedParameter
 from .shared import SharedTensor
 
 
@@ -51,17 +54,24 @@ def fix_module(
 def share_module(
     self: nn.Module, *workers: object, crypto_provider: object = None, **options: object
 ) -> nn.Module:
-    """Every fixed-precision weight of ``self`` shared among ``workers`` (in place)."""
+    """Every fixed-precision weight of ``self`` shared among ``workers`` (in place); with
+    ``requires_grad=True``, trainable (see the module's docstring)."""
     found = [
         (module, name, value)
         for module in self.modules()
         for name, value in module.__dict__.items()
         if isinstance(value, FixedPrecisionTensor)
     ]
+    if shared_weights(self):
+        raise UsageError("this model is shared already: its weights live on their holders")
     if any(p is not None for p in self.parameters()) or not found:
         raise UsageError("fix the model first: model.fix_precision().share(...)")
     for module, name, value in found:
-        module.__dict__[name] = value.share(*workers, crypto_provider=crypto_provider, **options)
+        shared = value.share(*workers, crypto_provider=crypto_provider, **options)
+        module.__dict__[name] = shared
+        if shared.requires_grad:
+            # the forward finds the shared weight in __dict__; parameters() lists its stand-in
+            module._parameters[name] = SharedParameter(shared)
     return self
 
 

@@ -1,4 +1,5 @@
-"""What the crypto provider deals: Beaver triples for multiplications, and truncation masks.
+"""What the crypto provider deals: Beaver triples for multiplications, truncation masks, and
+comparison masks (a uniform r given as shares of its bits).
 
 A dealing gives each of n parties a ChaCha20 seed; parties expand their seeds into their
 shares of the random values. The first n - 1 parties' shares come from their seeds alone; the
@@ -24,6 +25,8 @@ Multiply = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 # stream labels (ChaCha20 nonces) of the values a seed expands into
 _A, _B, _C = 1, 2, 3
 _R, _R_HIGH, _R_MSB = 4, 5, 6
+_R_BITS = 7
+RING_BITS = 64
 _LOW_BITS = (1 << 63) - 1
 
 
@@ -118,6 +121,20 @@ def deal_truncation(parties: int, shape: torch.Size, shift: int) -> list[Dealing
     return _deal(parties, {_R: r, _R_HIGH: high, _R_MSB: msb}, {_R: key, _R_HIGH: key, _R_MSB: key})
 
 
+def deal_bits(parties: int, shape: torch.Size) -> list[Dealing]:
+    """A comparison mask (see compare.py): shares of each of the 64 bits of a uniform r, as
+    integers 0 or 1 in Z(2^64), shape ``(*shape, 64)``, least significant bit first."""
+    r = ring.uniform(shape)
+    bits = (r.unsqueeze(-1) >> torch.arange(RING_BITS)) & 1
+    key = (*tuple(shape), RING_BITS)
+    return _deal(parties, {_R_BITS: bits}, {_R_BITS: key})
+
+
+def bits_of(dealing: Dealing, shape: torch.Size) -> torch.Tensor:
+    """A party's shares of the comparison mask's bits."""
+    return dealing.expand(_R_BITS, (*tuple(shape), RING_BITS))
+
+
 def mask_of(dealing: Dealing, shape: torch.Size) -> TruncationMask:
     key = tuple(shape)
     return TruncationMask(
@@ -126,9 +143,12 @@ def mask_of(dealing: Dealing, shape: torch.Size) -> TruncationMask:
 
 
 __all__ = [
+    "RING_BITS",
     "Dealing",
     "Triple",
     "TruncationMask",
+    "bits_of",
+    "deal_bits",
     "deal_triple",
     "deal_truncation",
     "mask_of",

@@ -3,7 +3,9 @@
 A ``SharedTensor`` holds one pointer per holder, to that holder's share; the shares add up (mod
 2^64) to the secret's encoding. Linear operations run on each holder's share alone; a product
 of two shared values uses a Beaver triple the crypto provider deals (provider.py); a fixed-point
-product is truncated afterwards (truncation.py). ``get()`` reconstructs and deletes the shares.
+product is truncated afterwards (truncation.py). Comparisons, ReLU, abs and max run
+compare.py's protocol; shares created with ``requires_grad=True`` record their operations for
+``backward()`` (autograd.py, gradients.py). ``get()`` reconstructs and deletes the shares.
 """
 
 from __future__ import annotations
@@ -16,24 +18,25 @@ import torch
 from ..errors import UsageError
 from ..scientist.pointer import Pointer
 from ..workers import VirtualWorker
+from . import compare, ring
+from . import gradients as rules
 from . import provider as dealer
-from . import ring
+from .autograd import Differentiable, no_recording, record, tracked, untracked
 from .fixed import FixedPrecisionTensor, set_sharer
 from .parties import Share, check_holders, check_provider, deliver, open_value
 from .truncation import divide_two_party, shift_with_provider
 
-_COMPARISONS = (
-    "comparisons (<, <=, >, >=, ==), max, argmax and relu need a secure comparison protocol "
-    "(SecureNN / function secret sharing), which duet does not have yet; reconstruct with "
-    ".get() if the holders agree to reveal the value, or use polynomial activations (x * x)"
-)
+# torch's functions and Tensor's operators, by name, for calls with a SharedTensor among the
+# arguments: torch_functions.py fills it (it builds on this module)
+TORCH_FUNCTIONS: dict[str, Callable[..., object]] = {}
 
 
-class SharedTensor:
+class SharedTensor(Differentiable):
     """Additive shares of a tensor held by two or more VirtualWorkers.
 
     ``precision_fractional`` is 0 for shared integers (``torch.tensor([25]).share(...)``) and
-    the fixed-point precision for ``x.fix_precision().share(...)``.
+    the fixed-point precision for ``x.fix_precision().share(...)``. ``requires_grad``, ``grad``
+    and ``backward()`` work as torch's (autograd.py).
     """
 
     def __init__(
@@ -65,10 +68,10 @@ class SharedTensor:
         dtype: torch.dtype,
         options: dict[str, object],
     ) -> SharedTensor:
-        if options.get("requires_grad"):
+        if options.get("requires_grad") and precision_fractional == 0:
             raise UsageError(
-                "share(requires_grad=True): training on shares (autograd over secret-shared "
-                "tensors) is not supported"
+                "share(requires_grad=True) on integers: gradients need fixed precision, "
+                "x.fix_precision().share(..., requires_grad=True)"
             )
         unknown = set(options) - {"requires_grad", "protocol", "field", "dtype"}
         if unknown:
@@ -82,7 +85,7 @@ class SharedTensor:
         randoms = [ring.uniform(encoded.shape) for _ in holders[1:]]
         last = encoded - sum(randoms, start=torch.zeros_like(encoded))
         shares = [deliver(s, w) for s, w in zip([last, *randoms], holders, strict=True)]
-        return cls(
+        out = cls(
             shares,
             holders,
             crypto_provider=provider,
@@ -90,6 +93,8 @@ class SharedTensor:
             dtype=dtype,
             shape=encoded.shape,
         )
+        out.requires_grad = bool(options.get("requires_grad"))
+        return out
 
     # -- bookkeeping
     def _like(self, shares: Sequence[Share], shape: torch.Size | None = None) -> SharedTensor:
@@ -101,6 +106,58 @@ class SharedTensor:
             dtype=self.dtype,
             shape=self.shape if shape is None else shape,
         )
+
+    def _integer(self, shares: Sequence[Share], shape: torch.Size) -> SharedTensor:
+        """A sharing of integers (precision 0) among the same holders."""
+        return SharedTensor(
+            shares,
+            self.holders,
+            crypto_provider=self.crypto_provider,
+            precision_fractional=0,
+            dtype=torch.int64,
+            shape=shape,
+        )
+
+    def _scaled_to(self, precision_fractional: int, dtype: torch.dtype) -> SharedTensor:
+        """An integer sharing in fixed point: each share times 2^precision_fractional."""
+        factor = 1 << precision_fractional
+        return SharedTensor(
+            [s * factor for s in self.shares],
+            self.holders,
+            crypto_provider=self.crypto_provider,
+            precision_fractional=precision_fractional,
+            dtype=dtype if precision_fractional else torch.int64,
+            shape=self.shape,
+        )
+
+    def _constant(
+        self,
+        value: float,
+        shape: torch.Size | tuple[int, ...] | None = None,
+        *,
+        precision_fractional: int | None = None,
+    ) -> SharedTensor:
+        """A public constant as a sharing among the same holders (the first holds it all)."""
+        bits = self.precision_fractional if precision_fractional is None else precision_fractional
+        size = torch.Size(self.shape if shape is None else shape)
+        encoded = ring.encode(torch.full(size, float(value), dtype=torch.float64), bits)
+        zeros = torch.zeros(size, dtype=torch.int64)
+        shares = [deliver(encoded if i == 0 else zeros, w) for i, w in enumerate(self.holders)]
+        out = self._integer(shares, size)
+        out.precision_fractional = bits
+        out.dtype = self.dtype if bits else torch.int64
+        return out
+
+    def _expanded(self, shape: torch.Size) -> SharedTensor:
+        """Broadcast to ``shape`` (each holder its share)."""
+        return self._like(self._copies(0, torch.Size(shape)), torch.Size(shape))
+
+    def _assign(self, other: SharedTensor) -> None:
+        """Take ``other``'s shares in place (an optimiser's update): this object, which a model
+        holds, now stands for the new value."""
+        self.shares = other.shares
+        other.shares = []
+        other._taken = True
 
     def _copies(self, start: int, shape: torch.Size | None = None) -> list[Share]:
         """Copies of the shares from ``start`` on, on their holders: a result never holds its
@@ -117,7 +174,7 @@ class SharedTensor:
                 "this shared tensor was reconstructed with .get(): its shares are gone"
             )
 
-    def _partner(self, other: SharedTensor) -> VirtualWorker | None:
+    def _partner(self, other: SharedTensor, *, same_precision: bool = True) -> VirtualWorker | None:
         """Check ``other`` is shared among the same holders at the same precision; the crypto
         provider the two agree on."""
         other._check_live()
@@ -128,7 +185,7 @@ class SharedTensor:
                 f"these tensors are shared among different workers ({ours} and {theirs}); "
                 "share both among the same workers, in the same order"
             )
-        if other.precision_fractional != self.precision_fractional:
+        if same_precision and other.precision_fractional != self.precision_fractional:
             raise UsageError(
                 f"precision mismatch: precision_fractional={self.precision_fractional} and "
                 f"{other.precision_fractional} (an integer sharing has 0); fix both with the "
@@ -177,6 +234,7 @@ class SharedTensor:
         raise UsageError(f"{what}: not defined for {type(other).__name__}")
 
     # -- linear operations: each holder on its own share
+    @tracked("add", rules.add_rule)
     def __add__(self, other: object) -> SharedTensor:
         self._check_live()
         if isinstance(other, SharedTensor):
@@ -194,10 +252,12 @@ class SharedTensor:
 
     __radd__ = __add__
 
+    @tracked("neg", rules.neg_rule)
     def __neg__(self) -> SharedTensor:
         self._check_live()
         return self._like([s.neg() for s in self.shares])
 
+    @tracked("sub", rules.sub_rule)
     def __sub__(self, other: object) -> SharedTensor:
         if isinstance(other, SharedTensor):
             return self + (-other)
@@ -212,6 +272,7 @@ class SharedTensor:
     def __rsub__(self, other: object) -> SharedTensor:
         return (-self) + other
 
+    @tracked("sum", rules.sum_rule)
     def sum(self, dim: int | tuple[int, ...] | None = None, keepdim: bool = False) -> SharedTensor:
         """The sum of all elements, or along ``dim``: each holder sums its share."""
         self._check_live()
@@ -224,6 +285,7 @@ class SharedTensor:
         return self._like(shares, shape)
 
     # -- products
+    @tracked("mul", rules.mul_rule)
     def __mul__(self, other: object) -> SharedTensor:
         self._check_live()
         if isinstance(other, SharedTensor):
@@ -238,6 +300,7 @@ class SharedTensor:
 
     __rmul__ = __mul__
 
+    @tracked("matmul", rules.matmul_rule)
     def __matmul__(self, other: object) -> SharedTensor:
         self._check_live()
         if isinstance(other, SharedTensor):
@@ -248,6 +311,7 @@ class SharedTensor:
         shape = torch.matmul(torch.zeros(self.shape), torch.zeros(public.shape)).shape
         return self._truncated([s.matmul(public) for s in self.shares], shape, self.crypto_provider)
 
+    @tracked("matmul", rules.rmatmul_rule)
     def __rmatmul__(self, other: object) -> SharedTensor:
         self._check_live()
         public = self._public(other)
@@ -268,6 +332,26 @@ class SharedTensor:
         symbol: str,
     ) -> SharedTensor:
         provider = self._partner(other)
+        shares, shape = self._beaver_shares(other, op, symbol, provider)
+        return self._truncated(shares, shape, provider)
+
+    def _times_integer(self, other: SharedTensor) -> SharedTensor:
+        """Elementwise product with an integer sharing (0/1 bits, signs, indices): a Beaver
+        product with no truncation, in this sharing's precision."""
+        provider = self._partner(other, same_precision=False)
+        shares, shape = self._beaver_shares(other, torch.mul, "*", provider)
+        out = self._like(shares, shape)
+        out.crypto_provider = provider
+        return out
+
+    def _beaver_shares(
+        self,
+        other: SharedTensor,
+        op: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+        symbol: str,
+        provider: VirtualWorker | None,
+    ) -> tuple[list[Share], torch.Size]:
+        """Shares of op(self, other) at scale 2^(f + f'), with a triple the provider deals."""
         if provider is None:
             raise UsageError(
                 f"shared {symbol} shared needs a crypto provider to deal Beaver triples: "
@@ -290,7 +374,7 @@ class SharedTensor:
             e_w, d_w = deliver(e, worker), deliver(d, worker)
             z = c + op(e_w, b) + op(a, d_w)  # type: ignore[arg-type]
             shares.append(z + op(e, d) if i == 0 else z)
-        return self._truncated(shares, shape, provider)
+        return shares, shape
 
     def _truncated(
         self, shares: list[Share], shape: torch.Size, provider: VirtualWorker | None
@@ -312,6 +396,7 @@ class SharedTensor:
             )
         return out
 
+    @tracked("div", rules.div_rule)
     def __truediv__(self, other: object) -> SharedTensor:
         """Division by a public positive int (PySyft's ``x / 2``)."""
         self._check_live()
@@ -353,7 +438,7 @@ class SharedTensor:
                 break
             square = square * square
         assert result is not None
-        return result if result is not self else self._like(self._copies(0))
+        return result if result is not self else self * 1
 
     # -- shape: each holder reshapes its own share
     def _reshaped(self, name: str, *args: object, **kwargs: object) -> SharedTensor:
@@ -361,32 +446,120 @@ class SharedTensor:
         shape = getattr(torch.empty(self.shape, device="meta"), name)(*args, **kwargs).shape
         return self._like([getattr(s, name)(*args, **kwargs) for s in self.shares], shape)
 
+    @tracked("view", rules.reshape_rule)
     def view(self, *shape: object) -> SharedTensor:
         return self._reshaped("view", *shape)
 
+    @tracked("reshape", rules.reshape_rule)
     def reshape(self, *shape: object) -> SharedTensor:
         return self._reshaped("reshape", *shape)
 
+    @tracked("flatten", rules.reshape_rule)
     def flatten(self, start_dim: int = 0, end_dim: int = -1) -> SharedTensor:
         return self._reshaped("flatten", start_dim, end_dim)
 
+    @tracked("t", rules.t_rule)
     def t(self) -> SharedTensor:
         return self._reshaped("t")
 
+    @tracked("transpose", rules.transpose_rule)
     def transpose(self, dim0: int, dim1: int) -> SharedTensor:
         return self._reshaped("transpose", dim0, dim1)
 
+    @tracked("permute", rules.permute_rule)
     def permute(self, *dims: object) -> SharedTensor:
         return self._reshaped("permute", *dims)
 
+    @tracked("unsqueeze", rules.reshape_rule)
     def unsqueeze(self, dim: int) -> SharedTensor:
         return self._reshaped("unsqueeze", dim)
 
+    @tracked("squeeze", rules.reshape_rule)
     def squeeze(self, *dim: object) -> SharedTensor:
         return self._reshaped("squeeze", *dim)
 
+    @untracked("indexing (x[...])")
     def __getitem__(self, index: object) -> SharedTensor:
         return self._reshaped("__getitem__", index)
+
+    # -- comparisons (compare.py): shared 0/1 in this sharing's precision
+    def _bit(self, compute: Callable[[], SharedTensor]) -> SharedTensor:
+        self._check_live()
+        with no_recording():
+            return compute()._scaled_to(self.precision_fractional, self.dtype)
+
+    def __lt__(self, other: object) -> SharedTensor:
+        return self._bit(lambda: compare.less_than(self, other))
+
+    def __gt__(self, other: object) -> SharedTensor:
+        return self._bit(lambda: compare.greater_than(self, other))
+
+    def __le__(self, other: object) -> SharedTensor:
+        return self._bit(lambda: 1 - compare.greater_than(self, other))
+
+    def __ge__(self, other: object) -> SharedTensor:
+        return self._bit(lambda: 1 - compare.less_than(self, other))
+
+    def __eq__(self, other: object) -> SharedTensor:  # type: ignore[override]
+        return self._bit(
+            lambda: 1 - compare.less_than(self, other) - compare.greater_than(self, other)
+        )
+
+    def __ne__(self, other: object) -> SharedTensor:  # type: ignore[override]
+        return self._bit(lambda: compare.less_than(self, other) + compare.greater_than(self, other))
+
+    __hash__ = object.__hash__
+    gt, ge, lt, le, eq, ne = __gt__, __ge__, __lt__, __le__, __eq__, __ne__
+
+    def relu(self) -> SharedTensor:
+        """max(x, 0); differentiable (its derivative is the comparison bit)."""
+        self._check_live()
+        with no_recording():
+            out, positive = compare.relu(self)
+        record(out, "relu", (self,), lambda g: (g._times_integer(positive),))
+        return out
+
+    @untracked("abs()")
+    def abs(self) -> SharedTensor:
+        """|x|: x times its shared sign."""
+        self._check_live()
+        return compare.absolute(self)
+
+    __abs__ = abs
+
+    @untracked("max()")
+    def max(
+        self, dim: int | None = None, keepdim: bool = False
+    ) -> SharedTensor | compare.MaxResult:
+        """The largest element; along ``dim``, torch's (values, indices) pair (indices shared,
+        in this sharing's precision)."""
+        self._check_live()
+        result = compare.maximum(self, dim)
+        if dim is None:
+            return result.values
+        if keepdim:
+            return compare.MaxResult(result.values.unsqueeze(dim), result.indices.unsqueeze(dim))
+        return result
+
+    @untracked("argmax()")
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
+        """The index of the largest element (the first on ties), shared; with ``dim=None`` an
+        index into the flattened tensor, as torch's."""
+        self._check_live()
+        indices = compare.maximum(self, dim).indices
+        return indices.unsqueeze(dim) if keepdim and dim is not None else indices
+
+    def min(
+        self, dim: int | None = None, keepdim: bool = False
+    ) -> SharedTensor | compare.MaxResult:
+        """The smallest element: -max(-x)."""
+        result = (-self).max(dim, keepdim)
+        if isinstance(result, compare.MaxResult):
+            return compare.MaxResult(-result.values, result.indices)
+        return -result
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> SharedTensor:
+        return (-self).argmax(dim, keepdim)
 
     # -- torch's functions (F.linear in a model's forward, tensor + shared, ...)
     @classmethod
@@ -399,24 +572,25 @@ class SharedTensor:
     ) -> object:
         name = getattr(func, "__name__", repr(func))
         kwargs = kwargs or {}
-        operation = _TORCH_FUNCTIONS.get(name)
-        if name in _NEEDS_COMPARISON:
-            raise UsageError(f"{name}: {_COMPARISONS}")
+        operation = TORCH_FUNCTIONS.get(name)
         if operation is None:
             raise UsageError(
                 f"torch's {name} is not defined on shared tensors; they take + - * @ / by a "
-                "public int, ** n, .sum(), F.linear, and reshaping (view, t, transpose, [...])"
+                "public int, ** n, .sum(), F.linear, comparisons, relu, abs, max / argmax, and "
+                "reshaping (view, t, transpose, [...])"
             )
         return operation(*args, **kwargs)
 
     # -- what is refused
-    def _no_comparison(self, *_args: object, **_kwargs: object) -> NoReturn:
-        raise UsageError(_COMPARISONS)
-
-    __lt__ = __le__ = __gt__ = __ge__ = _no_comparison
-    __eq__ = __ne__ = _no_comparison  # type: ignore[assignment]
-    max = argmax = relu = _no_comparison
-    __hash__ = object.__hash__
+    @property
+    def is_sparse(self) -> bool:
+        # torch's optimisers ask this of every gradient first: a shared model's gradient
+        # reaching one means its optimiser was not converted
+        raise UsageError(
+            "torch's own optimiser cannot update shared weights: convert it, "
+            "optim.SGD(params=model.parameters(), lr=0.1).fix_precision(), as PySyft's Part 12 "
+            "does"
+        )
 
     def __bool__(self) -> bool:
         raise UsageError("the truth of a shared tensor is secret: .get() it first")
@@ -473,7 +647,8 @@ class SharedTensor:
         )
         holders = ", ".join(w.id for w in self.holders)
         state = " (reconstructed)" if self._taken else ""
-        return f"<SharedTensor shape={tuple(self.shape)} {kind} among {holders}{state}>"
+        grad = ", requires_grad" if self.requires_grad else ""
+        return f"<SharedTensor shape={tuple(self.shape)} {kind} among {holders}{grad}{state}>"
 
 
 def share(
@@ -496,74 +671,6 @@ def share(
     )
 
 
-def _matmul(x: object, y: object) -> SharedTensor:
-    if isinstance(x, SharedTensor):
-        return x.matmul(y)
-    assert isinstance(y, SharedTensor)
-    return y.__rmatmul__(x)
-
-
-def _linear(x: object, weight: object, bias: object = None) -> object:
-    transposed = weight.t() if isinstance(weight, SharedTensor | torch.Tensor) else weight
-    out = _matmul(x, transposed)
-    return out if bias is None else out + bias
-
-
-def _add(x: object, y: object, *, alpha: object = 1) -> object:
-    if alpha != 1:
-        y = y * alpha  # type: ignore[operator]
-    if isinstance(x, SharedTensor):
-        return x.__add__(y)
-    assert isinstance(y, SharedTensor)
-    return y.__radd__(x)
-
-
-def _sub(x: object, y: object) -> object:
-    if isinstance(x, SharedTensor):
-        return x.__sub__(y)
-    assert isinstance(y, SharedTensor)
-    return y.__rsub__(x)
-
-
-def _mul(x: object, y: object) -> object:
-    if isinstance(x, SharedTensor):
-        return x.__mul__(y)
-    assert isinstance(y, SharedTensor)
-    return y.__rmul__(x)
-
-
-def _sum(
-    x: SharedTensor, dim: int | tuple[int, ...] | None = None, keepdim: bool = False
-) -> object:
-    return x.sum(dim, keepdim=keepdim)
-
-
-# torch's functions and Tensor's operators, by name, when a SharedTensor is among the arguments
-_TORCH_FUNCTIONS: dict[str, Callable[..., object]] = {
-    "linear": _linear,
-    "matmul": _matmul,
-    "mm": _matmul,
-    "__matmul__": _matmul,
-    "__rmatmul__": lambda tensor, shared: _matmul(shared, tensor),
-    "add": _add,
-    "__add__": _add,
-    "__radd__": _add,
-    "sub": _sub,
-    "__sub__": _sub,
-    "__rsub__": lambda tensor, other: _sub(other, tensor),
-    "mul": _mul,
-    "__mul__": _mul,
-    "__rmul__": _mul,
-    "neg": lambda x: -x,  # type: ignore[operator]
-    "sum": _sum,
-}
-_NEEDS_COMPARISON = frozenset({
-    "relu", "relu_", "max", "min", "argmax", "argmin", "gt", "ge", "lt", "le", "eq", "ne",
-    "__gt__", "__ge__", "__lt__", "__le__", "__eq__", "__ne__", "sigmoid", "softmax",
-    "log_softmax", "max_pool2d", "threshold", "hardtanh", "sign", "abs",
-})  # fmt: skip
-
-
 def _share_fixed(
     fixed: FixedPrecisionTensor,
     workers: tuple[object, ...],
@@ -582,4 +689,4 @@ def _share_fixed(
 
 set_sharer(_share_fixed)  # FixedPrecisionTensor.share
 
-__all__ = ["SharedTensor", "share"]
+__all__ = ["TORCH_FUNCTIONS", "SharedTensor", "share"]
