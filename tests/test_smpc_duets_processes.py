@@ -5,7 +5,10 @@ and relays only what the parties sealed to each other.
 
 What is compared: the model owner writes its weights down (``--record``: the test's window,
 nothing the scientist receives) and the test runs plaintext inference with them; the data owner
-prints what was revealed to it. The logits agree within 1e-3 and no prediction differs.
+prints what was revealed to it. No prediction differs, so the accuracy is plaintext's exactly;
+the logits agree within 1e-3 as measured (7.8e-4 at most: 7.6e-4 of it is the weights' rounding
+to 16 fractional bits, fixed by the model, the rest truncation's noise), and the test allows
+2e-3 so that truncation's rare larger draws cannot fail it.
 """
 
 from __future__ import annotations
@@ -37,6 +40,9 @@ from .processes import UNIT, Process, start_signaling_server
 OWNER = __file__.rsplit("/", 1)[0] + "/peers/smpc_owner.py"
 ROLES = ["model", "data", "provider"]
 torch.set_num_threads(1)
+
+#: logits on shares vs plaintext: 7.8e-4 measured (the weights' 16-bit rounding, then truncation)
+LOGIT_BOUND = 2e-3
 
 
 class Parties:
@@ -153,7 +159,7 @@ def test_encrypted_inference_reveals_predictions_only_to_the_data_owner(parties)
     accuracy = float((got.argmax(1) == labels).float().mean())
     print(f"encrypted inference: max logit error {error:.2e}, {mismatched} predictions differ, "
           f"accuracy {accuracy:.3f} on {len(labels)} held-out digits")  # fmt: skip
-    assert error < 1e-3
+    assert error < LOGIT_BOUND
     assert mismatched == 0
     assert accuracy == pytest.approx(result["accuracy"]) and accuracy > 0.9
     # the model owner's handler accepted the reveal; the scientist received no logit: no reply
@@ -175,8 +181,8 @@ def test_get_reconstructs_only_through_both_owners_approval(parties):
     logits = infer(comp, s)
     total = logits.sum().get(name="total", reason="a checksum", timeout_secs=UNIT)
     assert total is not None
-    # each logit within 1e-3 (as the reveal to the data owner shows), so their sum within 1e-3 each
-    bound = 1e-3 * expected.numel()
+    # each logit within LOGIT_BOUND (as the reveal to the data owner shows), so their sum too
+    bound = LOGIT_BOUND * expected.numel()
     assert float(total.float_precision()) == pytest.approx(float(expected.sum()), abs=bound)
     # one logit per example, unreviewed: the data owner has no handler for it, so it waits
     # and times out; the scientist gets None, nothing else

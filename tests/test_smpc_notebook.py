@@ -61,14 +61,14 @@ def test_the_notebook_classifies_the_data_owners_digits_on_shares(tmp_path):
     with torch.no_grad():
         expected = model(x).double()
     revealed = torch.load(record / "predictions.pt")
-    assert (revealed - expected).abs().max() < 1e-3
+    assert (revealed - expected).abs().max() < 2e-3  # 7.8e-4 measured: see the processes' test
     assert int((revealed.argmax(1) != expected.argmax(1)).sum()) == 0
     accuracy = float((expected.argmax(1) == y).float().mean())
     shown = re.search(r"^data owner: predictions for 360 digits revealed to me, accuracy ([\d.]+)%$",
                       said, re.M)  # fmt: skip
     assert shown and float(shown.group(1)) == pytest.approx(100 * accuracy, abs=0.05), said
     one = torch.load(record / "prediction.pt")
-    assert (one - expected[:1]).abs().max() < 1e-3
+    assert (one - expected[:1]).abs().max() < 2e-3
     assert re.search(r"^inference on shares of 360 digits: [\d.]+ s, [\d.]+ ms per example$",
                      said, re.M), said  # fmt: skip
     assert "get without approval: None" in said, said
