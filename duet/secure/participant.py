@@ -303,8 +303,8 @@ class OwnerRound:
                     "replay",
                 )
             self._history.submitted[digest] = self.spec.round_id
-        vector = self.spec.quantiser.quantise(plain)
-        masked = vector + crypto.mask(self_mask_key(self._seed, self.spec), vector.size)
+        masked = self.spec.quantiser.quantise(plain)  # a new array: masked in place below
+        masked += crypto.mask(self_mask_key(self._seed, self.spec), masked.size)
         for other in masked_with:
             if other == self.id:
                 continue
@@ -312,8 +312,11 @@ class OwnerRound:
                 secret = crypto.agree(self._mask_key, self._keys[other].mask_key)
             except ValueError:
                 self._abort(f"owner {other}'s mask key is not a usable X25519 key", "protocol")
-            stream = crypto.mask(pairwise_mask_key(secret, self.spec, self.id, other), vector.size)
-            masked = masked + stream if self.id < other else masked - stream
+            stream = crypto.mask(pairwise_mask_key(secret, self.spec, self.id, other), masked.size)
+            if self.id < other:  # wrapping uint64 arithmetic, in place
+                masked += stream
+            else:
+                masked -= stream
         self._masked_with = masked_with
         self._mask_key = self._seed = None  # shared; this owner needs them no more
         self.stage = Stage.UNMASK
