@@ -101,6 +101,7 @@ def launch_duet(
     signaling_host: str = "127.0.0.1",
     signaling_port: int = 0,
     privacy_ledger: str | Path | None = None,
+    secure_history: str | Path | None = None,
 ) -> OwnerSession:
     """Start a duet as the data owner and wait until a scientist has joined.
 
@@ -149,7 +150,9 @@ def launch_duet(
     it in a notebook. ``request_timeout_secs``: the longest a request waits for a decision
     (None: as long as the scientist's ``timeout_secs`` says).
     ``privacy_ledger``: the SQLite file of the privacy budgets (``owner.privacy``; default
-    ``privacy.sqlite3`` in the duet home).
+    ``privacy.sqlite3`` in the duet home). ``secure_history``: the SQLite file where the owner
+    remembers its secure-aggregation rounds across restarts (default
+    ``secure_history.sqlite3`` in the duet home).
 
     PySyft's names: ``network_url`` is ``signaling_url``; ``logging`` (PySyft's live status
     line) is accepted and changes nothing, as duet prints no such line (``duet.requests``
@@ -175,7 +178,7 @@ def launch_duet(
             redact_errors=(redact_errors, False), data_root=(data_root, None),
             identity=(identity, None), audit=(audit, True), unknown=(unknown, "confirm"),
             max_scientists=(max_scientists, 1), request_timeout_secs=(request_timeout_secs, None),
-            privacy_ledger=(privacy_ledger, None),
+            privacy_ledger=(privacy_ledger, None), secure_history=(secure_history, None),
         )  # fmt: skip
     if owner is None:
         owner = OwnerSession(
@@ -190,6 +193,7 @@ def launch_duet(
             max_scientists=max_scientists,
             request_timeout_secs=request_timeout_secs,
             privacy_ledger=privacy_ledger,
+            secure_history=secure_history,
         )
     owner.notify()  # a request no handler decides is told to the owner as it arrives
     started = review and owner.review_url is None

@@ -18,9 +18,10 @@ the round sends: no unmasked update, no trained weights.
 The update: the trained model's floating-point weights minus the global model's, times this
 owner's sample count (the length of the dataset the rule names), so that the scientist's sum
 divided by the survivors' sample counts is FedAvg's weighted mean of the owners' deltas.
-Integer buffers (``num_batches_tracked``) are left out. An owner's ``History`` (round ids and
-update digests it has submitted) is kept in memory per rule, across scientists: it is lost when
-the owner's process ends.
+Integer buffers (``num_batches_tracked``) are left out. What an owner must remember (the round
+ids it took part in, the digests of the updates and trained models it gave) is kept per identity
+and federation in its history file (``secure_history.py``), across scientists and restarts, and
+recorded before what it guards leaves.
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -50,7 +52,6 @@ from ..protocol.serde import Encoder
 from ..secure import (
     MIN_OWNERS,
     EncryptedShare,
-    History,
     KeyAdvertisement,
     OwnerRound,
     Quantiser,
@@ -58,6 +59,7 @@ from ..secure import (
     UnmaskRequest,
     model_digest,
 )
+from .secure_history import OwnerHistory, SecureHistory
 from .store import OWNER
 
 if TYPE_CHECKING:
@@ -78,27 +80,48 @@ class SecureRule:
     rounds whose roster is exactly ``owners`` (identity IDs, this owner among them, at least
     ``min_owners`` of them, 3 or more); models of at most ``model_elements`` weights; only
     ``scientist``'s, if given. A round unmasks with more than half the roster's inputs
-    (``duet.secure.threshold_against``) or with ``min_threshold``, if that is more."""
+    (``duet.secure.threshold_against``) or with ``min_threshold``, if that is more.
+    ``history``: what this owner remembers of the federation's rounds (kept in its file)."""
 
     federation: str
     data: str
     owners: frozenset[str]
     min_owners: int
     model_elements: int
-    scientist: str | None = None
-    min_threshold: int | None = None
-    history: History = field(default_factory=History)
-    # digests of the trained models whose updates this owner fixed: one model, one round
-    trained: set[bytes] = field(default_factory=set)
+    scientist: str | None
+    min_threshold: int | None
+    history: OwnerHistory
 
 
 class SecureAggregationRules:
-    """The owner node's secure-aggregation rules, by federation name (thread-safe)."""
+    """The owner node's secure-aggregation rules, by federation name (thread-safe), and the
+    history file they remember rounds in (``history_path``: opened, and checked, when the first
+    rule is allowed; raises SecureHistoryCorrupt there)."""
 
-    def __init__(self, identity: Identity):
+    def __init__(self, identity: Identity, history_path: str | Path):
         self.identity = identity
+        self.history_path = Path(history_path)
+        self._history: SecureHistory | None = None
         self._rules: dict[str, SecureRule] = {}
         self._lock = threading.Lock()
+        self._closed = False
+
+    @property
+    def history(self) -> SecureHistory:
+        """The history file, opened (and checked) on first use."""
+        with self._lock:
+            if self._closed:
+                raise UsageError("this owner session is closed; its secure-aggregation history too")
+            if self._history is None:
+                self._history = SecureHistory(self.history_path)
+            return self._history
+
+    def close(self) -> None:
+        with self._lock:
+            self._closed = True
+            history, self._history = self._history, None
+        if history is not None:
+            history.close()
 
     def allow(
         self,
@@ -124,8 +147,9 @@ class SecureAggregationRules:
             )
         if min_threshold is not None and not 2 <= min_threshold <= len(roster):
             raise UsageError(f"min_threshold is from 2 to {len(roster)}, not {min_threshold!r}")
+        memory = self.history.memory(self.identity.id, federation)  # read before any round
         rule = SecureRule(
-            federation, data, roster, min_owners, model_elements, scientist, min_threshold
+            federation, data, roster, min_owners, model_elements, scientist, min_threshold, memory
         )
         with self._lock:
             if federation.lower() in self._rules:
@@ -203,12 +227,20 @@ class SecureRounds:
             self.rules.identity, spec, expected_owners=rule.owners, model_digest=digest,
             history=rule.history, min_threshold=rule.min_threshold,
         )  # fmt: skip
-        if trained_digest in rule.trained:  # against the same weights over another start
+        try:  # against the same weights over another start; recorded before the keys leave
+            earlier = rule.history.give_trained(trained_digest, message.round_id)
+        except DuetError as exc:
             raise SecureAggregationAborted(
-                "this trained model's update was given to an earlier round: an owner gives "
-                "one model's update once", reason="replay", owner=self.rules.identity.id,
+                f"this owner could not record the trained model in its history ({exc}); it "
+                "gives nothing it could not remember giving", reason="history",
+                owner=self.rules.identity.id,
+            ) from exc  # fmt: skip
+        if earlier is not None:
+            raise SecureAggregationAborted(
+                f"this trained model's update was given to an earlier round ({earlier!r}): an "
+                "owner gives one model's update once", reason="replay",
+                owner=self.rules.identity.id,
             )  # fmt: skip
-        rule.trained.add(trained_digest)
         self._remember(key, _Live(owner_round, update))
         ad = owner_round.advertise()
         return {

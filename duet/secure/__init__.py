@@ -30,7 +30,7 @@ from .messages import (
     UnmaskRequest,
     UnmaskResponse,
 )
-from .participant import History, OwnerRound, Stage
+from .participant import History, OwnerRound, RoundHistory, Stage
 from .quantise import Layout, Quantiser, Update
 from .relay import Relay
 from .round import (
@@ -53,6 +53,7 @@ __all__ = [
     "OwnerRound",
     "Quantiser",
     "Relay",
+    "RoundHistory",
     "RoundSpec",
     "SecureAggregationAborted",
     "Stage",

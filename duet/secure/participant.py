@@ -28,9 +28,9 @@ import dataclasses
 import enum
 import hashlib
 import os
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
-from typing import NoReturn
+from typing import NoReturn, Protocol, TypeVar
 
 import numpy as np
 
@@ -40,6 +40,8 @@ from . import crypto
 from .messages import EncryptedShare, KeyAdvertisement, MaskedInput, UnmaskRequest, UnmaskResponse
 from .quantise import Layout, Update
 from .round import MIN_OWNERS, RoundSpec, SecureAggregationAborted
+
+_T = TypeVar("_T")
 
 
 class Stage(enum.Enum):
@@ -92,15 +94,44 @@ def advertisement_problem(ad: KeyAdvertisement, spec: RoundSpec) -> tuple[str, s
     return None
 
 
+class RoundHistory(Protocol):
+    """What an owner remembers across rounds, and across restarts if it keeps it on disk
+    (``duet.owner.secure_history``): the round ids it took part in and a digest of every
+    update it submitted. Each call records what it is asked about, checked and recorded in one
+    step; one that cannot record raises a DuetError, and the round gives nothing away."""
+
+    def begin_round(self, round_id: str) -> bool:
+        """Record ``round_id``; False if it was recorded before (a replay)."""
+        ...
+
+    def submit(self, digest: bytes, round_id: str) -> str | None:
+        """Record update ``digest`` as submitted to ``round_id``; the round it was submitted to
+        before (nothing recorded now), or None."""
+        ...
+
+
 @dataclass
 class History:
-    """What one owner remembers across rounds (in memory here; the owner's node will keep it):
-    the round ids it took part in, and a digest of every update it submitted, with its round.
-    An owner never runs a round id twice, and never submits one update twice: the same update
-    in two rounds with different rosters would give away the difference of the two sums."""
+    """A ``RoundHistory`` in memory: the round ids an owner took part in, and a digest of every
+    update it submitted, with its round. An owner never runs a round id twice, and never submits
+    one update twice: the same update in two rounds with different rosters would give away the
+    difference of the two sums. Lost when the process ends: an owner node keeps its history in
+    a file (``duet.owner.secure_history``)."""
 
     rounds: set[str] = field(default_factory=set)
     submitted: dict[bytes, str] = field(default_factory=dict)
+
+    def begin_round(self, round_id: str) -> bool:
+        if round_id in self.rounds:
+            return False
+        self.rounds.add(round_id)
+        return True
+
+    def submit(self, digest: bytes, round_id: str) -> str | None:
+        if digest in self.submitted:
+            return self.submitted[digest]
+        self.submitted[digest] = round_id
+        return None
 
 
 def update_digest(vector: np.ndarray) -> bytes:
@@ -127,7 +158,7 @@ class OwnerRound:
         *,
         expected_owners: Collection[str],
         model_digest: bytes,
-        history: History | None = None,
+        history: RoundHistory | None = None,
         min_threshold: int | None = None,
     ):
         self.id = identity.id
@@ -148,14 +179,12 @@ class OwnerRound:
                 f"at least {MIN_OWNERS} in all, not {sorted(expected)}"
             )
         self._history = history
-        if history is not None:
-            if spec.round_id in history.rounds:
-                self._abort(
-                    f"round {spec.round_id!r} was run before: an owner never submits an update to "
-                    "a round id twice",
-                    "replay",
-                )
-            history.rounds.add(spec.round_id)
+        if history is not None and not self._remember(history.begin_round, spec.round_id):
+            self._abort(
+                f"round {spec.round_id!r} was run before: an owner never submits an update to "
+                "a round id twice",
+                "replay",
+            )
         if set(spec.roster) != expected:
             strangers = sorted(set(spec.roster) - expected)
             missing = sorted(expected - set(spec.roster))
@@ -293,16 +322,14 @@ class OwnerRound:
             )
         assert self._mask_key is not None and self._seed is not None
         plain = Layout.of(update).flatten(update)
-        if self._history is not None:
-            digest = update_digest(plain)
-            if digest in self._history.submitted:
+        if self._history is not None:  # recorded before anything leaves
+            earlier = self._remember(self._history.submit, update_digest(plain), self.spec.round_id)
+            if earlier is not None:
                 self._abort(
-                    f"this update was submitted before, in round "
-                    f"{self._history.submitted[digest]!r}: an owner never submits an update twice "
-                    "(two sums over different rosters would give it away)",
+                    f"this update was submitted before, in round {earlier!r}: an owner never "
+                    "submits an update twice (two sums over different rosters would give it away)",
                     "replay",
                 )
-            self._history.submitted[digest] = self.spec.round_id
         masked = self.spec.quantiser.quantise(plain)  # a new array: masked in place below
         masked += crypto.mask(self_mask_key(self._seed, self.spec), masked.size)
         for other in masked_with:
@@ -391,6 +418,20 @@ class OwnerRound:
         self.aborted = SecureAggregationAborted(message, reason=reason, owner=self.id)
         raise self.aborted
 
+    def _remember(self, record: Callable[..., _T], *args: object) -> _T:
+        """``record(*args)`` on the history; if it cannot record, the round aborts (fail
+        closed: an owner gives nothing it could not remember giving)."""
+        try:
+            return record(*args)
+        except SecureAggregationAborted:
+            raise
+        except DuetError as exc:
+            self._abort(
+                f"this owner could not record the round in its history ({exc}); it gives nothing "
+                "it could not remember giving: fix the history file and run a new round",
+                "history",
+            )
+
     def _share_key(self, other: str, *, sender: str, receiver: str) -> bytes:
         try:
             secret = crypto.agree(self._cipher_key, self._keys[other].cipher_key)
@@ -420,6 +461,7 @@ def pairwise_mask_key(secret: bytes, spec: RoundSpec, a: str, b: str) -> bytes:
 __all__ = [
     "History",
     "OwnerRound",
+    "RoundHistory",
     "Stage",
     "advertisement_problem",
     "pairwise_mask_key",

@@ -216,10 +216,14 @@ class OwnerSession(Session):
         unknown: str = "confirm",
         request_timeout_secs: float | None = None,
         privacy_ledger: str | Path | None = None,
+        secure_history: str | Path | None = None,
     ):
         """``audit``: where the log lives (an AuditLog, a path, or None for one in memory).
         ``privacy_ledger``: the SQLite file of the privacy budgets (``owner.privacy``; by
         default ``privacy.sqlite3`` in the duet home, opened when first used).
+        ``secure_history``: the SQLite file where this owner remembers its secure-aggregation
+        rounds across restarts (round ids, digests of what it gave; by default
+        ``secure_history.sqlite3`` in the duet home, opened when the first rule is allowed).
         ``max_scientists``: how many may be connected at once. ``unknown``: what happens to a
         scientist this owner does not know: "confirm" (its ID is checked as ``launch_duet``'s
         ``confirm`` says) or "refuse". ``request_timeout_secs``: the longest a request waits
@@ -271,7 +275,9 @@ class OwnerSession(Session):
         #: the privacy budgets per scientist and dataset (issue 19), kept in the ledger
         self.privacy = PrivacyDesk(privacy_ledger or default_privacy_path())
         #: federations this owner takes part in with secure aggregation (issue 20), by name
-        self.secure_aggregation = SecureAggregationRules(self.identity)
+        self.secure_aggregation = SecureAggregationRules(
+            self.identity, secure_history or default_secure_history_path()
+        )
         #: the node's registration of what it listed (issue 21), once it is open on a network
         self.listing: NodeListing | None = None
         #: secret-shared computations this owner takes part in (issue 20), and their results
@@ -638,6 +644,7 @@ class OwnerSession(Session):
                     what="closing")  # fmt: skip
         super().close(timeout_secs=timeout_secs)
         self.privacy.close()
+        self.secure_aggregation.close()
 
     def wait_closed(self, timeout_secs: float | None = None) -> None:
         """Block until every connected scientist has left (and, for a node still admitting
@@ -710,6 +717,10 @@ def default_audit_path() -> Path:
 
 def default_privacy_path() -> Path:
     return duet_home() / "privacy.sqlite3"
+
+
+def default_secure_history_path() -> Path:
+    return duet_home() / "secure_history.sqlite3"
 
 
 __all__ = ["OwnerSession", "ScientistLink", "answer_refused", "claimed"]
