@@ -21,10 +21,11 @@ interleave with. Append-only (triggers refuse UPDATE and DELETE):
             model ("trained") given to a round: their SHA-256, unique per owner across its
             federations (the same update in two federations is the same leak)
 
-Digests only, so a row's size is bounded: about 0.4 KB of file per round (measured: see the
-tests' ``test_the_history_grows_by_digests_only``), 40 MB for ``MAX_ROUNDS`` (100,000) rounds
-of one federation, the most it records (then it refuses new rounds: the owner names a new
-federation, or raises ``max_rounds``).
+Digests only, so a row's size is bounded: about 0.5 KB of file per round with 200-character
+round ids (496 bytes measured by ``test_the_history_grows_by_digests_only``), 50 MB for
+``MAX_ROUNDS`` (100,000) rounds of one federation, the most it records for one owner identity
+(then it refuses new rounds: the owner allows the federation under a new name, or opens the
+file with a larger ``max_rounds``).
 
 Read when the first secure-aggregation rule is allowed: a file that is not this history (not
 SQLite, another application's, a newer schema, damaged pages or rows) raises
@@ -99,14 +100,14 @@ def round_digest(round_id: str) -> bytes:
 class SecureHistory:
     """The history file at ``path`` (created if missing), checked as it opens. Thread-safe:
     one connection, one lock; several processes may open one path (SQLite orders their
-    writes). A write that cannot take the file's lock within ``lock_timeout_secs`` raises
-    DuetTimeout, having written nothing. Raises SecureHistoryCorrupt (see the module)."""
+    writes). A write that cannot take the file's lock within ``lock_timeout_secs`` (default
+    ``LOCK_TIMEOUT_SECS``) raises DuetTimeout, having written nothing. Raises SecureHistoryCorrupt (see the module)."""
 
     def __init__(
         self,
         path: str | Path,
         *,
-        lock_timeout_secs: float = LOCK_TIMEOUT_SECS,
+        lock_timeout_secs: float | None = None,
         max_rounds: int = MAX_ROUNDS,
     ):
         if isinstance(max_rounds, bool) or not isinstance(max_rounds, int) or max_rounds < 1:
@@ -118,7 +119,7 @@ class SecureHistory:
         try:
             # autocommit mode: every transaction here is opened explicitly
             self._db = sqlite3.connect(
-                self.path, timeout=lock_timeout_secs, isolation_level=None,
+                self.path, timeout=LOCK_TIMEOUT_SECS if lock_timeout_secs is None else lock_timeout_secs, isolation_level=None,
                 check_same_thread=False,
             )  # fmt: skip
         except sqlite3.Error as exc:
