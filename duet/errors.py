@@ -94,7 +94,8 @@ class SecureAggregationAborted(DuetError):
     """An owner (or the scientist's aggregator) stopped a round of secure aggregation.
 
     ``reason`` is a short word for what went wrong (``roster``, ``signature``, ``replay``,
-    ``model``, ``parameters``, ``both_kinds``, ``below_threshold``, ``protocol``, ``shares``);
+    ``model``, ``parameters``, ``both_kinds``, ``below_threshold``, ``protocol``, ``shares``,
+    ``history``: the owner could not record the round in its history file);
     the message says it in full. An owner that aborts has released no unmasked update, and
     reveals nothing more for the round. From the wire (an owner's abort) the reason is read
     back from the message; ``owner`` is then empty (the operation names the owner).

@@ -29,7 +29,8 @@ The modules here are private; use these names:
 - federation.py: Federation (rounds, deadlines, min_owners, fit / fit_async);
 - history.py: History, RoundReport, OwnerResult, Outcome, LeftOut (and the plot);
 - the live per-owner display (OwnerProgress) is duet/display/progress.py;
-- owner.py: allow_federated_training, the owner's handlers;
+- owner.py: allow_federated_training, the owner's handlers (SecureHistoryCorrupt: its secure
+  aggregation's history file, duet/owner/secure_history.py, cannot be read);
 - names.py: the requests' names.
 """
 
@@ -39,6 +40,7 @@ from collections.abc import Sequence
 
 from ..display.progress import OwnerProgress
 from ..identity import Identity
+from ..owner.secure_history import SecureHistoryCorrupt
 from ..runtime import run
 from ..sessions.aio import AsyncSession, Released
 from ..sessions.scientist import ScientistSession
@@ -99,6 +101,7 @@ __all__ = [
     "RequestNames",
     "RoundReport",
     "SecureAggregation",
+    "SecureHistoryCorrupt",
     "Strategy",
     "Update",
     "allow_federated_training",

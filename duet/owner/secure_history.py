@@ -173,6 +173,11 @@ class SecureHistory:
             if mode != "wal":
                 raise SecureHistoryError(f"{self.path}: SQLite refused WAL mode (got {mode!r})")
             self._db.execute("PRAGMA synchronous=FULL")
+        except sqlite3.OperationalError as exc:  # cannot be opened or locked: not its content
+            raise SecureHistoryError(
+                f"cannot open the secure-aggregation history {self.path} ({exc}): check the "
+                "path and its permissions"
+            ) from exc
         except sqlite3.DatabaseError as exc:  # not SQLite at all, or unreadable
             raise self._corrupt(f"cannot be read as SQLite ({exc})", _RESTORE) from exc
 
