@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import tempfile
+import threading
 
 import pytest
 import torch
@@ -256,6 +257,45 @@ def test_the_history_grows_by_digests_only(tmp_path):
     size = path.stat().st_size + sum(p.stat().st_size for p in tmp_path.glob("history.sqlite3-*"))
     print(f"\n{size / rounds:.0f} bytes of file per round ({rounds} rounds: {size / 1e6:.2f} MB)")
     assert size / rounds < 1000  # digests and a 64-character label, not the 200-character id
+
+
+def test_two_processes_serving_one_home_start_a_round_id_once(tmp_path):
+    # two connections to one file (as two processes with the same identity would hold), racing
+    path = tmp_path / "history.sqlite3"
+    histories = [SecureHistory(path), SecureHistory(path)]
+    memories = [h.memory("3fa2-91bc-0d4e-77a1", "federated") for h in histories]
+    barrier = threading.Barrier(2)
+    answers: list[bool] = []
+
+    def begin(memory) -> None:
+        barrier.wait(SECS)
+        answers.append(memory.begin_round("federated 1234 round 1"))
+
+    threads = [threading.Thread(target=begin, args=(m,)) for m in memories]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(SECS)
+    assert sorted(answers) == [False, True]
+    for history in histories:
+        history.close()
+
+
+def test_round_ids_are_per_federation_and_digests_per_identity(tmp_path):
+    history = SecureHistory(tmp_path / "history.sqlite3")
+    north, south = "3fa2-91bc-0d4e-77a1", "77a1-0d4e-91bc-3fa2"
+    first, other = history.memory(north, "Digits"), history.memory(north, "vision")
+    assert first.begin_round("round 1") and other.begin_round("round 1")
+    assert not history.memory(north, "digits").begin_round(
+        "round 1"
+    )  # names as the rules: any case
+    update = bytes(range(32))
+    assert first.submit(update, "round 1") is None
+    # the same update in another federation is the same leak: refused, and where it went said
+    assert other.submit(update, "round 2") == "round 1 (federation 'digits')"
+    assert other.give_trained(update, "round 2") is None  # a trained model's digest: its own kind
+    assert history.memory(south, "digits").submit(update, "round 1") is None  # another identity
+    history.close()
 
 
 # ---- the file itself
