@@ -241,6 +241,26 @@ def test_a_round_that_cannot_be_recorded_gives_no_keys(tmp_path, monkeypatch):
     history.close()
 
 
+def test_a_full_disk_aborts_the_round_and_the_history_goes_on_once_there_is_room(tmp_path):
+    game = Round(3)
+    history = file_histories(game, tmp_path / "history.sqlite3")
+    # SQLite's own page limit stands in for a full disk (the same error, SQLITE_FULL): pages
+    # packed full by VACUUM, the owners' rows sorting before the last, partly filled, page
+    filler = history.memory("zzzz-zzzz-zzzz-zzzz", "fed")
+    for i in range(300):
+        filler.begin_round(f"filler {i}")
+    history._db.execute("VACUUM")
+    (pages,) = history._db.execute("PRAGMA page_count").fetchone()
+    history._db.execute(f"PRAGMA max_page_count={pages}")
+    with pytest.raises(SecureAggregationAborted, match="could not record") as caught:
+        game.owners()
+    assert caught.value.reason == "history" and "full" in str(caught.value)
+    history._db.execute(f"PRAGMA max_page_count={pages * 100}")  # room again
+    Relay(game.spec, game.layout).run(game.owners(), game.updates)  # the round id is free
+    assert history.counts(game.roster[0]) == {"rounds": 1, "update": 1, "trained": 0}
+    history.close()
+
+
 def test_the_history_grows_by_digests_only(tmp_path):
     path = tmp_path / "history.sqlite3"
     history = SecureHistory(path, max_rounds=2000)

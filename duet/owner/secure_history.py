@@ -101,7 +101,8 @@ class SecureHistory:
     """The history file at ``path`` (created if missing), checked as it opens. Thread-safe:
     one connection, one lock; several processes may open one path (SQLite orders their
     writes). A write that cannot take the file's lock within ``lock_timeout_secs`` (default
-    ``LOCK_TIMEOUT_SECS``) raises DuetTimeout, having written nothing. Raises SecureHistoryCorrupt (see the module)."""
+    ``LOCK_TIMEOUT_SECS``) raises DuetTimeout, having written nothing. Raises
+    SecureHistoryCorrupt (see the module), SecureHistoryError (the file cannot be opened)."""
 
     def __init__(
         self,
@@ -116,15 +117,15 @@ class SecureHistory:
         self.max_rounds = max_rounds
         self._lock = threading.Lock()
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            # autocommit mode: every transaction here is opened explicitly
+        timeout = LOCK_TIMEOUT_SECS if lock_timeout_secs is None else lock_timeout_secs
+        try:  # autocommit mode: every transaction here is opened explicitly
             self._db = sqlite3.connect(
-                self.path, timeout=LOCK_TIMEOUT_SECS if lock_timeout_secs is None else lock_timeout_secs, isolation_level=None,
-                check_same_thread=False,
-            )  # fmt: skip
+                self.path, timeout=timeout, isolation_level=None, check_same_thread=False
+            )
         except sqlite3.Error as exc:
-            raise SecureHistoryError(f"cannot open the secure-aggregation history {self.path}: "
-                                     f"{exc}") from exc  # fmt: skip
+            raise SecureHistoryError(
+                f"cannot open the secure-aggregation history {self.path}: {exc}"
+            ) from exc
         try:
             self._open()
         except BaseException:
@@ -215,10 +216,11 @@ class SecureHistory:
             ) from exc
         try:
             yield
+            self._db.execute("COMMIT")  # may fail too (a full disk): then nothing is recorded
         except BaseException:
-            self._db.execute("ROLLBACK")
+            if self._db.in_transaction:  # SQLite may have rolled back on its own
+                self._db.execute("ROLLBACK")
             raise
-        self._db.execute("COMMIT")
 
     def memory(self, owner: str, federation: str) -> OwnerHistory:
         """What owner identity ``owner`` remembers of federation ``federation`` (a
