@@ -4,7 +4,7 @@ An owner never answers a round id twice, never submits one update twice, and nev
 trained model's update to two rounds: two sums over different rosters would give away the
 difference, its update. Kept in memory only, that memory would end with the owner's process, and
 a scientist could replay a round id, or the same trained model, to an owner restarted with the
-same identity (a ``duet serve`` node restarted, a notebook run again). So it is kept here, in
+same identity (an owner node restarted, a notebook run again). So it is kept here, in
 ``secure_history.sqlite3`` in the duet home by default (``OwnerSession(secure_history=path)``),
 per owner identity and federation, and every record is written, and made durable, before what it
 guards leaves: the round's keys, the masked input. A record that cannot be written aborts the
