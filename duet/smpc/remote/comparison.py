@@ -2,8 +2,9 @@
 
 The crypto provider deals, for a comparison on a tensor of shape S, a uniform mask r as shares of
 its 64 bits (``duet.smpc.provider.deal_bits``) and the Beaver triples of the bitwise comparison
-(``deal_triple``, elementwise, on integers: 6 suffix rounds and one product on shape (*S, 63),
-the final xor on S, and ReLU's product x * [x >= 0] on S); each holder's part is one sealed
+(elementwise, on integers: 6 suffix rounds and one product on shape (*S, 63), the final xor on
+S, and ReLU's product x * [x >= 0] on S; the suffix rounds' are ``deal_linked_triple``'s, whose
+b is the shift of a, so that only e is opened); each holder's part is one sealed
 blob (seeds; the last holder's corrections too). A holder then runs ``Comparison``: a state
 machine that, at each step, takes the other holder's message of the step before and gives its
 own for the next, until it holds its share of the result:
@@ -127,8 +128,11 @@ def deal(op: CompareOp, shape: tuple[int, ...]) -> list[bytes]:
     check_shape(shape)
     size = torch.Size(shape)
     dealings = [dealer.deal_bits(2, size)]
-    for s in triple_shapes(op, shape):
-        dealings.append(dealer.deal_triple(2, torch.Size(s), torch.Size(s), torch.mul))
+    for k, s in enumerate(triple_shapes(op, shape)):
+        if k < _SUFFIX_ROUNDS:  # u * (u @ M + ones): b = a @ M, one opening
+            dealings.append(dealer.deal_linked_triple(2, torch.Size(s), SPANS[k][0].__rmatmul__))
+        else:
+            dealings.append(dealer.deal_triple(2, torch.Size(s), torch.Size(s), torch.mul))
     blobs = []
     for holder in range(2):
         data = bytearray()
@@ -209,6 +213,19 @@ class Comparison:
         z = triple.c + big_e * triple.b + triple.a * big_f
         return z + big_e * big_f if self.index == 0 else z
 
+    def _multiply_shifted(
+        self, u: torch.Tensor, matrix: torch.Tensor, ones: torch.Tensor
+    ) -> Generator[bytes, bytes, torch.Tensor]:
+        """u * (u @ matrix + ones) with a linked triple (b = a @ matrix): only e is opened."""
+        dealing = self._triples[self._used]
+        self._used += 1
+        triple = dealer.linked_triple_of(dealing, torch.Size(u.shape), lambda a: a @ matrix)
+        e = u - triple.a
+        big_e = e + (yield from self._exchange(e))
+        big_f = big_e @ matrix + ones
+        z = triple.c + big_e * triple.b + triple.a * big_f
+        return z + big_e * big_f if self.index == 0 else z
+
     def _run(self, x: torch.Tensor) -> Steps:
         r_bits = dealer.bits_of(self._bits, torch.Size(self.shape))
         masked = x + (r_bits * WEIGHTS).sum(-1)
@@ -220,7 +237,7 @@ class Comparison:
         differ = r_low * (1 - 2 * c_low) + self._public(c_low)  # r_i xor c_i
         product = self._public(1) - differ
         for matrix, ones in SPANS:  # prod_{j >= i} (1 - w_j), by doubling
-            product = yield from self._multiply(product, product @ matrix + self._public(ones))
+            product = yield from self._multiply_shifted(product, matrix, ones)
         above, ones = SPANS[0]
         same_above = product @ above + self._public(ones)  # prod_{j > i} (1 - w_j)
         borrow = ((yield from self._multiply(r_low, same_above)) * (1 - c_low)).sum(-1)
