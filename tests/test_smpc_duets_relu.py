@@ -82,6 +82,22 @@ def test_relu_and_sign_on_shares_are_exact_across_the_fixed_point_range():
     assert m.get("relu").expression == "relu(x)" and m.get("relu").derived
 
 
+def test_a_linked_triple_multiplies_a_value_by_its_own_shift_with_one_opening():
+    from duet.smpc import provider
+    from duet.smpc.compare import SPANS
+
+    matrix, ones = SPANS[2]
+    u = torch.randint(0, 2, (5, 63))
+    dealt = provider.deal_linked_triple(2, torch.Size((5, 63)), matrix.__rmatmul__)
+    parts = [provider.linked_triple_of(d, torch.Size((5, 63)), matrix.__rmatmul__) for d in dealt]
+    a, b, c = (sum(getattr(t, f) for t in parts) for f in "abc")
+    assert torch.equal(b, a @ matrix) and torch.equal(c, a * (a @ matrix))
+    # Beaver with f = e @ M + ones: the product u * (u @ M + ones) from e alone
+    e = u - a
+    f = e @ matrix + ones
+    assert torch.equal(c + e * b + a * f + e * f, u * (u @ matrix + ones))
+
+
 def test_what_a_holder_opens_is_uniform_whatever_the_secret():
     # step 0 sends x + r: for x = 0 and x = 2^45 alike, each bit is set about half the time
     for secret in (0.0, 2.0**45):

@@ -20,6 +20,11 @@ Multiplication: the provider deals a triple as seeds and one correction
 the product and truncates it locally (SecureML's two-party truncation, as
 ``duet.smpc.truncation.divide_two_party``: holder 0 floor(z0 / 2^f), holder 1
 -floor(-z1 / 2^f)). Every triple and every name is used once.
+
+Comparisons and ReLU (comparison.py): the provider deals each part's mask bits and triples
+(``deal_comparison``), each holder runs the part's state machine (``compare``, then
+``compare_round`` once per step), its messages sealed to the other holder as kind "round",
+bound to the comparison, the part and the step.
 """
 
 from __future__ import annotations
