@@ -12,13 +12,23 @@ from __future__ import annotations
 
 import json
 
+import pydantic
 import pytest
 import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import duet as sy
 from duet import federated as fl
 from duet.errors import NotAllowed, ProtocolError, UsageError
-from duet.protocol.messages import Reply, SealedWire, SmpcCompare, SmpcCompareDeal, SmpcRound
+from duet.protocol.messages import (
+    Message,
+    Reply,
+    SealedWire,
+    SmpcCompare,
+    SmpcCompareDeal,
+    SmpcRound,
+)
 from duet.smpc import ring
 from duet.smpc.remote import SecureComputation
 from duet.smpc.remote.comparison import MAX_PART_ELEMENTS, rounds
@@ -368,3 +378,54 @@ def test_a_relu_network_classifies_on_shares_and_only_the_data_owner_learns_the_
         assert "dtype" not in json.dumps(value, default=str)
     with pytest.raises(UsageError, match="no shared tensor"):  # revealed once, then forgotten
         logits.get(name="predictions", timeout_secs=UNIT)
+
+
+HEX = "0123456789abcdef"
+NAMES = st.sampled_from(["c1", "c2", "t1", "t3", "zz"])
+SEALED = st.fixed_dictionaries({
+    "sender": st.sampled_from(["model", "data", "provider"]),
+    "receiver": st.sampled_from(["model", "data", "provider"]),
+    "nonce": st.text(alphabet=HEX, min_size=24, max_size=24),
+    "ciphertext": st.text(alphabet=HEX, min_size=32, max_size=80),
+})  # fmt: skip
+FIELDS = st.fixed_dictionaries({
+    "comparison": NAMES, "part": st.integers(-1, 5), "parts": st.integers(0, 6),
+    "op": st.sampled_from(["relu", "negative", "max"]), "x": NAMES, "result": NAMES,
+    "shape": st.lists(st.integers(0, 1100), max_size=3), "dealing": SEALED, "message": SEALED,
+})  # fmt: skip
+KINDS = {"smpc_compare_deal": SmpcCompareDeal, "smpc_compare": SmpcCompare, "smpc_round": SmpcRound}
+
+
+def test_any_comparison_message_gets_a_clear_answer_and_the_owners_keep_serving(trio):
+    comp, pairs, ids, x = trio
+    (_, ms), (_, ds), (_, ps) = pairs
+    xs = comp.share(ds.store["inputs"])
+    by_name = {"model": ids[0], "data": ids[1], "provider": ids[2], "t1": xs.name}
+    adapter = pydantic.TypeAdapter(Message)
+    answers: list[str] = []
+
+    @settings(max_examples=120, deadline=None, suppress_health_check=list(HealthCheck))
+    @given(kind=st.sampled_from(sorted(KINDS)), fields=FIELDS, to=st.integers(0, 2))
+    def one(kind: str, fields: dict, to: int) -> None:
+        resolved = json.loads(json.dumps(fields), object_hook=lambda d: {
+            k: by_name.get(v, v) if isinstance(v, str) else v for k, v in d.items()})  # fmt: skip
+        allowed = KINDS[kind].model_fields
+        body = {"k": kind, "computation": comp.id,
+                **{k: v for k, v in resolved.items() if k in allowed}}  # fmt: skip
+        try:
+            adapter.validate_python({**body, "rid": 1})
+        except pydantic.ValidationError:
+            return  # the wire refuses it before any owner sees it
+        session = (ms, ds, ps)[to]
+        reply, _ = session.client.request_async(
+            lambda rid: adapter.validate_python({**body, "rid": rid})
+        ).result(TIMEOUT)
+        assert isinstance(reply, Reply) and reply.status in ("ok", "error")
+        if reply.status == "error":  # a DuetError's clear message, never an unexpected one
+            assert reply.error is not None and reply.error.code != "remote_error", reply.error
+            answers.append(reply.error.message)
+
+    one()
+    assert len(set(answers)) > 4 and all(answers)
+    relu = xs.relu().get(name="out", timeout_secs=TIMEOUT)  # and the computation goes on
+    assert relu is not None and float((relu.float_precision() - x.clamp(min=0)).abs().max()) < 1e-4
