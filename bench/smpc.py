@@ -9,7 +9,11 @@ with its signaling server on 127.0.0.1; this process is the scientist and relays
   the scientist; two transposes and two additions, one round each: 13 round trips), for the
   whole held-out batch and for one example, shares made beforehand;
 - sharing the inputs, and the reveal of the logits to the data owner (its handler accepts);
-- plaintext inference of the same network here, for the ratio.
+- plaintext inference of the same network here, for the ratio;
+- the same layers with ReLU in place of the square, ``(x @ w1.t() + b1).relu() @ w2.t() + b2``
+  (the comparison protocol between the holders, ``duet.smpc.remote.comparison``: a dealing and
+  10 exchanges, every part of the batch at once; its latency does not depend on the weights), for
+  the batch (once: it is long) and for one example.
 """
 
 from __future__ import annotations
@@ -89,6 +93,25 @@ def run(ctx: Context) -> None:
             "ms", baseline=f"plaintext {local_secs / examples * 1e6:,.1f} us per example",
             note=f"{batch_secs:.2f} s the batch; sharing it {share_secs * 1000:.0f} ms; the "
                  f"logits revealed to the data owner {reveal_secs * 1000:.0f} ms",
+        ))  # fmt: skip
+
+        def forward_relu(x):  # type: ignore[no-untyped-def]
+            return (x @ w1.t() + b1).relu() @ w2.t() + b2
+
+        relu_batch_secs, _ = _timed(lambda: forward_relu(batch), 1)
+        relu_single_secs, _ = _timed(lambda: forward_relu(one), ctx.n(7, 2))
+        ctx.report(Figure(
+            f"encrypted inference with ReLU, batch of {examples}: per example",
+            relu_batch_secs / examples * 1000, "ms",
+            baseline=f"square activation {batch_secs / examples * 1000:.2f} ms",
+            note=f"{relu_batch_secs:.1f} s the batch ({examples * 32} comparisons, in parts of "
+                 "1,024 elements; one run)",
+        ))  # fmt: skip
+        ctx.report(Figure(
+            "encrypted inference with ReLU, one example", relu_single_secs * 1000, "ms",
+            baseline=f"square activation {single_secs * 1000:.0f} ms",
+            note="24 round trips through the scientist (the square's 13, less one product, "
+                 "plus a dealing, a start and 10 exchanges for the comparison)",
         ))  # fmt: skip
         ctx.report(Figure(
             "encrypted inference, one example", single_secs * 1000, "ms",

@@ -13,6 +13,10 @@ relays. Each message (protocol/messages.py's ``Smpc*``) is answered with a Reply
     SmpcDeal      (provider) shapes    -> a Beaver triple's dealings, sealed to each holder
     SmpcMask      a dealing            -> this holder's openings, sealed to the other holder
     SmpcMultiply  the other's openings -> the product's shape (kept, truncated)
+    SmpcCompareDeal (provider) a part's shape -> a comparison's mask bits and triples, sealed
+                                          to each holder (duet.smpc.remote.comparison)
+    SmpcCompare   a part's dealing     -> this holder's first message, sealed to the other
+    SmpcRound     the other's message  -> the next one, sealed; at the end the result's shape
     SmpcReveal    a computed tensor    -> a request in this owner's queue; once accepted, the
                                           share (to the scientist) or the share sealed to the
                                           other holder; to this owner: the value is kept here
@@ -43,6 +47,8 @@ from ..protocol.messages import (
     SealedWire,
     SmpcAccept,
     SmpcAgree,
+    SmpcCompare,
+    SmpcCompareDeal,
     SmpcDeal,
     SmpcDrop,
     SmpcKeys,
@@ -51,6 +57,7 @@ from ..protocol.messages import (
     SmpcMessage,
     SmpcMultiply,
     SmpcReveal,
+    SmpcRound,
     SmpcShare,
 )
 from ..protocol.serde import Encoder
@@ -280,6 +287,19 @@ class SmpcDesk:
         if isinstance(message, SmpcMultiply):
             shape = party.multiply(message.triple, message.result, _sealed(message.opening))
             return {"shape": shape}
+        if isinstance(message, SmpcCompareDeal):
+            dealt = party.deal_comparison(message.comparison, message.part, message.op,
+                                          message.shape)  # fmt: skip
+            return [s.wire() for s in dealt]
+        if isinstance(message, SmpcCompare):
+            sealed = party.compare(message.comparison, message.op, message.x, message.result,
+                                   message.part, message.parts, _sealed(message.dealing))  # fmt: skip
+            return sealed.wire()
+        if isinstance(message, SmpcRound):
+            out = party.compare_round(message.comparison, message.part, _sealed(message.message))
+            if out is None or isinstance(out, list):
+                return {"shape": out}
+            return out.wire()
         if isinstance(message, SmpcReveal):
             return self._reveal(found, message, out_buffers)
         assert isinstance(message, SmpcDrop)

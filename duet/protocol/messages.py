@@ -540,6 +540,54 @@ class SmpcReveal(_Message):
     sealed: SealedWire | None = None
 
 
+CompareOp = Literal["relu", "negative"]
+#: a comparison's part: its index; parts run over a tensor's flattened elements
+PartIndex = Annotated[int, Field(strict=True, ge=0, lt=2**24)]
+
+
+class SmpcCompareDeal(_Message):
+    """To the crypto provider: the mask bits and Beaver triples of part ``part`` of comparison
+    ``comparison`` (``shape``: the part's, 1-D); it answers with each holder's, sealed to it."""
+
+    k: Literal["smpc_compare_deal"] = "smpc_compare_deal"
+    rid: RequestId
+    computation: ComputationId
+    comparison: ObjectId
+    part: PartIndex
+    op: CompareOp
+    shape: SmpcShape
+
+
+class SmpcCompare(_Message):
+    """To a holder: start part ``part`` of ``parts`` of comparing ``x`` with 0 (``op`` "relu":
+    relu(x); "negative": [x < 0]), kept as ``result`` when every part is done; it answers with
+    its first message (its share of x + r), sealed to the other holder."""
+
+    k: Literal["smpc_compare"] = "smpc_compare"
+    rid: RequestId
+    computation: ComputationId
+    comparison: ObjectId
+    op: CompareOp
+    x: ObjectId
+    result: ObjectId
+    part: PartIndex
+    parts: Annotated[int, Field(strict=True, ge=1, le=2**24)]
+    dealing: SealedWire
+
+
+class SmpcRound(_Message):
+    """To a holder: the other holder's message of one step of a comparison's part; it answers
+    with its next message sealed to the other holder, or, once done, the result's shape (or
+    None while other parts run)."""
+
+    k: Literal["smpc_round"] = "smpc_round"
+    rid: RequestId
+    computation: ComputationId
+    comparison: ObjectId
+    part: PartIndex
+    message: SealedWire
+
+
 class SmpcDrop(_Message):
     """Forget these shares (or, with none named, the whole computation)."""
 
@@ -552,7 +600,7 @@ class SmpcDrop(_Message):
 #: the scientist's secret-shared-computation messages (each answered with a Reply)
 SmpcMessage = (
     SmpcKeys | SmpcAgree | SmpcShare | SmpcAccept | SmpcLocal | SmpcDeal | SmpcMask
-    | SmpcMultiply | SmpcReveal | SmpcDrop
+    | SmpcMultiply | SmpcCompareDeal | SmpcCompare | SmpcRound | SmpcReveal | SmpcDrop
 )  # fmt: skip
 
 
@@ -588,6 +636,9 @@ Message = Annotated[
     | SmpcDeal
     | SmpcMask
     | SmpcMultiply
+    | SmpcCompareDeal
+    | SmpcCompare
+    | SmpcRound
     | SmpcReveal
     | SmpcDrop
     | Reply

@@ -58,6 +58,8 @@ def _shift(span: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 _SPANS = [_shift(1 << k) for k in range(6)]  # 1, 2, 4, ..., 32: past 63 bits
+# the protocol's public constants, for another front end of it (duet.smpc.remote.comparison)
+LOW_BITS, SHIFTS, SPANS, WEIGHTS = _LOW, _SHIFTS, _SPANS, _WEIGHTS
 
 
 def _suffix_products(bits: SharedTensor) -> SharedTensor:
@@ -177,4 +179,16 @@ def maximum(x: SharedTensor, dim: int | None) -> MaxResult:
     return MaxResult(values, indices._scaled_to(x.precision_fractional, x.dtype))
 
 
-__all__ = ["MaxResult", "absolute", "greater_than", "less_than", "maximum", "relu", "sign_bit"]
+__all__ = [
+    "LOW_BITS",
+    "SHIFTS",
+    "SPANS",
+    "WEIGHTS",
+    "MaxResult",
+    "absolute",
+    "greater_than",
+    "less_than",
+    "maximum",
+    "relu",
+    "sign_bit",
+]

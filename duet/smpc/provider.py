@@ -101,6 +101,35 @@ def deal_triple(
     return [Dealing(s, {}) for s in seeds[:-1]] + [Dealing(seeds[-1], {_C: c - rest})]
 
 
+def deal_linked_triple(
+    parties: int, shape: torch.Size, link: Callable[[torch.Tensor], torch.Tensor]
+) -> list[Dealing]:
+    """A Beaver triple for u * v where v = link(u) + a public value and ``link`` is linear
+    (a shift of places, as the comparison's suffix products): b = link(a), which every party
+    computes from its own share of a, and c = a * b. Opening e = u - a then gives
+    f = link(e) + the public value: one opening instead of two, and f reveals nothing e does
+    not (it is computed from it)."""
+    seeds = [ring.new_seed() for _ in range(parties)]
+    key = tuple(shape)
+    a = sum(
+        (ring.stream(s, key, label=_A) for s in seeds), start=torch.zeros(key, dtype=torch.int64)
+    )
+    c = a * link(a)
+    rest = sum(
+        (ring.stream(s, key, label=_C) for s in seeds[:-1]),
+        start=torch.zeros(key, dtype=torch.int64),
+    )
+    return [Dealing(s, {}) for s in seeds[:-1]] + [Dealing(seeds[-1], {_C: c - rest})]
+
+
+def linked_triple_of(
+    dealing: Dealing, shape: torch.Size, link: Callable[[torch.Tensor], torch.Tensor]
+) -> Triple:
+    """What a party expands a linked triple's dealing into (b = link(a), its own share)."""
+    a = dealing.expand(_A, tuple(shape))
+    return Triple(a, link(a), dealing.expand(_C, tuple(shape)))
+
+
 def triple_of(
     dealing: Dealing, x_shape: torch.Size, y_shape: torch.Size, c_shape: torch.Size
 ) -> Triple:
@@ -149,8 +178,10 @@ __all__ = [
     "TruncationMask",
     "bits_of",
     "deal_bits",
+    "deal_linked_triple",
     "deal_triple",
     "deal_truncation",
+    "linked_triple_of",
     "mask_of",
     "triple_of",
 ]

@@ -1,6 +1,6 @@
 """An owner taking part in encrypted inference (issue 20), as a real process.
 
-    python smpc_owner.py <signaling_url> <role> <scientist ID> [--record DIR]
+    python smpc_owner.py <signaling_url> <role> <scientist ID> [--record DIR] [--net relu]
 
 ``role``: ``model`` trains a small network with a square activation (``SquareNet``) on
 scikit-learn's digits (the training part, in plaintext) and publishes it tagged
@@ -13,7 +13,8 @@ Prints JSON lines: ``ready`` (session ID), ``published`` (owner ID), ``allowed``
 against the labels it holds). Handlers: the model owner accepts reveals named "predictions"
 or "total" of its model's computations; the data owner accepts "total" (one number) and
 nothing else. ``--record DIR``: the model owner writes its weights to DIR/model.pt (the
-test's window, to compute plaintext inference). ``quit`` ends it.
+test's window, to compute plaintext inference). ``--net relu``: the model owner's network is
+``ReluNet`` (ReLU instead of the square). ``quit`` ends it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ import threading
 
 os.environ.setdefault("DUET_ICE_HOSTS", "127.0.0.1")
 
+import relu_net
+import square_net
 import torch
 from digits_shards import digits
-from square_net import trained
 
 import duet as sy
 
@@ -49,6 +51,7 @@ def main() -> None:
     parser.add_argument("role", choices=["model", "data", "provider"])
     parser.add_argument("scientist")
     parser.add_argument("--record", default=None)
+    parser.add_argument("--net", choices=["square", "relu"], default="square")
     args = parser.parse_args()
 
     owner = sy.launch_duet(
@@ -63,6 +66,7 @@ def main() -> None:
     data = None
     if args.role == "model":
         train_x, train_y, _, _ = digits()
+        trained = relu_net.trained if args.net == "relu" else square_net.trained
         model = trained(train_x, train_y)
         if args.record:
             torch.save(model.state_dict(), os.path.join(args.record, "model.pt"))

@@ -31,6 +31,8 @@ from ...protocol.messages import (
     SealedWire,
     SmpcAccept,
     SmpcAgree,
+    SmpcCompare,
+    SmpcCompareDeal,
     SmpcDeal,
     SmpcDrop,
     SmpcKeys,
@@ -38,11 +40,13 @@ from ...protocol.messages import (
     SmpcMask,
     SmpcMultiply,
     SmpcReveal,
+    SmpcRound,
     SmpcShare,
 )
 from ...scientist.pointer import Pointer
 from .. import ring
 from ..fixed import FixedPrecisionTensor
+from .comparison import CompareOp, parts_for
 
 if TYPE_CHECKING:
     from ...sessions.scientist import ScientistSession
@@ -207,6 +211,70 @@ class SecureComputation:
         ), f"{op} (product)")  # fmt: skip
         return RemoteShared(self, name, _shape(shapes[0]))
 
+    def _each(
+        self, asks: Sequence[tuple[ScientistSession, Callable[[int], Message]]], what: str
+    ) -> list[Any]:
+        """The answers to several messages (to any parties), all sent before any is awaited."""
+        futures = [s.client.request_async(build) for s, build in asks]  # type: ignore[union-attr]
+        return [_answer(s, f, what, self.timeout_secs)
+                for (s, _), f in zip(asks, futures, strict=True)]  # fmt: skip
+
+    def _compare(self, op: CompareOp, x: RemoteShared) -> RemoteShared:
+        """``duet.smpc.compare``'s protocol between the holders: the provider deals each part's
+        mask bits and triples, the holders exchange their messages step by step (every part at
+        once: 2 + 9 round trips for [x < 0], 2 + 10 for relu), each keeps its share."""
+        comparison, name = self._name("c"), self._name()
+        elements = 1
+        for d in x.shape:
+            elements *= d
+        parts = parts_for(elements)
+        size = -(-elements // parts)
+        holders = self.holders
+
+        def deal(k: int) -> Callable[[int], Message]:
+            shape = [min(size, elements - k * size)]
+            return lambda rid: SmpcCompareDeal(rid=rid, computation=self.id,
+                                               comparison=comparison, part=k, op=op, shape=shape)  # fmt: skip
+
+        def start(k: int, i: int) -> Callable[[int], Message]:
+            dealing = SealedWire.model_validate(dealt[k][i])
+            return lambda rid: SmpcCompare(rid=rid, computation=self.id, comparison=comparison,
+                                           op=op, x=x.name, result=name, part=k, parts=parts,
+                                           dealing=dealing)  # fmt: skip
+
+        def step(k: int, i: int) -> Callable[[int], Message]:
+            message = SealedWire.model_validate(messages[k][1 - i])
+            return lambda rid: SmpcRound(rid=rid, computation=self.id, comparison=comparison,
+                                         part=k, message=message)  # fmt: skip
+
+        dealt = self._each([(self.provider, deal(k)) for k in range(parts)], f"{op} (dealing)")
+        for d in dealt:
+            if not isinstance(d, list) or len(d) != 2:
+                raise UsageError("the crypto provider answered with something other than dealings")
+        sent = self._each(
+            [(holders[i], start(k, i)) for k in range(parts) for i in (0, 1)], f"{op} (start)"
+        )
+        messages = {k: (sent[2 * k], sent[2 * k + 1]) for k in range(parts)}
+        shape: list[int] | None = None
+        while messages:
+            live = sorted(messages)
+            answers = self._each(
+                [(holders[i], step(k, i)) for k in live for i in (0, 1)], f"{op} (round)"
+            )
+            for j, k in enumerate(live):
+                pair = answers[2 * j], answers[2 * j + 1]
+                if all(isinstance(a, dict) and "shape" in a for a in pair):
+                    del messages[k]
+                    if pair[0]["shape"] is not None:
+                        shape = _shape(pair[0])
+                elif any(isinstance(a, dict) and "shape" in a for a in pair):
+                    raise UsageError(f"the holders disagree on when part {k} of {op} ends")
+                else:
+                    messages[k] = pair
+        if shape is None:
+            raise UsageError(f"the holders finished {op} without the result's shape")
+        return RemoteShared(self, name, shape)
+
     def close(self) -> None:
         """Ask every party to forget this computation's shares."""
         self._all([*self.holders, self.provider], lambda s: lambda rid: SmpcDrop(
@@ -226,7 +294,8 @@ class SecureComputation:
 class RemoteShared:
     """A tensor secret-shared between a computation's two holders (fixed point): + - of two
     sharings, a public number added or multiplied, * and @ of two sharings (Beaver), ``.t()``,
-    ``.sum()``, ``** 2``; ``get()`` and ``reveal_to()`` reconstruct it."""
+    ``.sum()``, ``** 2``, ``.relu()``, ``<`` and ``>`` with a sharing or a public number;
+    ``get()`` and ``reveal_to()`` reconstruct it."""
 
     def __init__(self, computation: SecureComputation, name: str, shape: list[int]):
         self.computation = computation
@@ -278,6 +347,19 @@ class RemoteShared:
 
     def t(self) -> RemoteShared:
         return self.computation._local("t", [self.name])
+
+    def relu(self) -> RemoteShared:
+        """max(x, 0) on shares, exact (no error of its own): ``duet.smpc.compare``'s
+        comparison with 0 between the holders, then x times the shared bit [x >= 0]."""
+        return self.computation._compare("relu", self)
+
+    def __lt__(self, other: object) -> RemoteShared:
+        """[x < y] as a shared 0 or 1 (fixed point); ``other`` shared or a public number."""
+        return self.computation._compare("negative", self - other)
+
+    def __gt__(self, other: object) -> RemoteShared:
+        """[x > y] as a shared 0 or 1 (fixed point): the sign of y - x."""
+        return self.computation._compare("negative", -self + other)
 
     def sum(self, dim: int | None = None) -> RemoteShared:
         return self.computation._local("sum", [self.name], dim=dim)

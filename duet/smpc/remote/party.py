@@ -20,6 +20,11 @@ Multiplication: the provider deals a triple as seeds and one correction
 the product and truncates it locally (SecureML's two-party truncation, as
 ``duet.smpc.truncation.divide_two_party``: holder 0 floor(z0 / 2^f), holder 1
 -floor(-z1 / 2^f)). Every triple and every name is used once.
+
+Comparisons and ReLU (comparison.py): the provider deals each part's mask bits and triples
+(``deal_comparison``), each holder runs the part's state machine (``compare``, then
+``compare_round`` once per step), its messages sealed to the other holder as kind "round",
+bound to the comparison, the part and the step.
 """
 
 from __future__ import annotations
@@ -36,6 +41,7 @@ from ...identity import Identity, id_of, verify
 from ...secure import crypto
 from .. import provider as dealer
 from .. import ring
+from . import comparison as compare
 
 PROTOCOL = "duet-smpc/1"
 MAX_ELEMENTS = 1 << 24  # elements of one tensor (128 MiB of shares)
@@ -139,6 +145,7 @@ class Party:
         default_factory=dict, init=False, repr=False
     )
     _names: set[str] = field(default_factory=set, init=False, repr=False)
+    _comparisons: dict[str, compare.Group] = field(default_factory=dict, init=False, repr=False)
     _nbytes: int = field(default=0, init=False)
 
     def __post_init__(self) -> None:
@@ -431,6 +438,111 @@ class Party:
         self._keep(result, out, True, pending.expression)
         return list(out.shape)
 
+    # ---- comparisons and ReLU (duet.smpc.compare's protocol, comparison.py)
+    def deal_comparison(
+        self, name: str, part: int, op: compare.CompareOp, shape: list[int]
+    ) -> list[Sealed]:
+        """The provider: one part's mask bits and triples, each holder's blob sealed to it."""
+        if self.role != "provider":
+            raise NotAllowed("only the computation's crypto provider deals comparison masks")
+        if not self._pair_keys:
+            raise UsageError("agree the computation's keys first")
+        dims = compare.check_shape(_check_shape(shape))
+        self._new_name(f"comparison:{name}/{part}")
+        blobs = compare.deal(op, dims)
+        extra = f"{op}|{list(dims)}"
+        return [self.seal(h, "comparison", f"{name}/{part}", b, extra)
+                for h, b in zip(self.roster.holders, blobs, strict=True)]  # fmt: skip
+
+    def compare(
+        self,
+        name: str,
+        op: compare.CompareOp,
+        x: str,
+        result: str,
+        part: int,
+        parts: int,
+        dealing: Sealed,
+    ) -> Sealed:
+        """A holder: start part ``part`` of ``parts`` of comparison ``name`` of ``x`` with 0
+        (``op`` "relu": relu(x), kept as ``result``; "negative": [x < 0]) with the provider's
+        dealing for it; its first message, sealed to the other holder. The parts are ``x``'s
+        flattened elements in runs of ceil(n / parts)."""
+        index = self._holder()
+        value = self.get(x)
+        group = self._comparisons.get(name)
+        if group is None:
+            if f"comparison:{name}" in self._names or result in self._names:
+                raise UsageError(f"the comparison {name!r} or the name {result!r} was used before")
+            group = compare.Group(op, value.share, result, parts, value.expression)
+        elif (group.op, group.result, group.parts) != (
+            op,
+            result,
+            parts,
+        ) or group.x is not value.share:
+            raise UsageError(f"part {part} does not belong to the comparison {name!r} as started")
+        chunk = group.chunk(part)
+        key = f"{name}/{part}"
+        plain = self.open(
+            dealing, self.roster.provider, "comparison", key, f"{op}|{[chunk.numel()]}"
+        )
+        if group.started(part):
+            raise UsageError(f"part {part} of the comparison {name!r} was started before")
+        working = compare.working_bytes(tuple(chunk.shape))
+        if self.account is not None:
+            self.account(working)  # held while the part runs (refused past the quota)
+        try:
+            machine = compare.Comparison(index, chunk, op, plain, self.roster.fractional_bits)
+        except BaseException:
+            if self.account is not None:
+                self.account(-working)
+            raise
+        if name not in self._comparisons:  # a forged first dealing burns no name
+            self._new_name(f"comparison:{name}")
+            self._new_name(result)
+            self._comparisons[name] = group
+        group.machines[part] = machine
+        return self.seal(self.other, "round", key, machine.outgoing, "0")
+
+    def compare_round(self, name: str, part: int, message: Sealed) -> Sealed | list[int] | None:
+        """A holder: the other holder's message of the step before in, this holder's next
+        message out; after a part's last step None (its share kept), after the last part's the
+        result's shape. Any failure ends the whole comparison here (its triples are not used
+        again)."""
+        self._holder()
+        group = self._comparisons.get(name)
+        machine = None if group is None else group.machines.get(part)
+        if group is None or machine is None:
+            raise UsageError(
+                f"no comparison {name!r} (part {part}) running here: start it with its dealing "
+                "(each comparison's masks and triples are used once; one that failed is not "
+                "resumed)"
+            )
+        key = f"{name}/{part}"
+        try:
+            plain = self.open(message, self.other, "round", key, str(machine.step_count))
+            out = machine.step(plain)
+        except BaseException:
+            self._end_comparison(name)
+            raise
+        if isinstance(out, bytes):
+            return self.seal(self.other, "round", key, out, str(machine.step_count))
+        group.finish(part, out)
+        if self.account is not None:
+            self.account(-compare.working_bytes(machine.shape))
+        if not group.done:
+            return None
+        del self._comparisons[name]
+        self._keep(group.result, group.joined(), True, group.text)
+        return list(group.x.shape)
+
+    def _end_comparison(self, name: str) -> None:
+        group = self._comparisons.pop(name, None)
+        if group is not None and self.account is not None:
+            for machine in group.machines.values():
+                if machine is not None:
+                    self.account(-compare.working_bytes(machine.shape))
+
     # ---- revealing
     def releasable(self, name: str) -> SharedValue:
         """A computed tensor this holder may release its share of (after its owner agrees)."""
@@ -472,6 +584,8 @@ class Party:
         """Drop every share and pending triple (the computation ends here)."""
         self.drop(list(self.tensors))
         self._triples.clear()
+        for name in list(self._comparisons):
+            self._end_comparison(name)
 
 
 def _scalar(value: float | int | None, op: str) -> float | int:
