@@ -37,29 +37,14 @@ import torch
 
 from ..errors import UsageError
 from . import provider as dealer
+from .bitwise import LOW_BITS as _LOW
+from .bitwise import SHIFTS as _SHIFTS
+from .bitwise import SPANS as _SPANS
+from .bitwise import WEIGHTS as _WEIGHTS
 from .parties import deliver, open_value
 
 if TYPE_CHECKING:
     from .shared import SharedTensor
-
-_LOW = dealer.RING_BITS - 1  # the bits below the sign
-_SHIFTS = torch.arange(dealer.RING_BITS)
-# r = sum_i 2^i r_i in Z(2^64): the top weight is 2^63, which int64 spells -2^63
-_WEIGHTS = torch.tensor([1 << i for i in range(_LOW)] + [-(1 << _LOW)])
-
-
-def _shift(span: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """A matrix M with (v @ M)[i] = v[i + span], and the public 1s for the places past the top."""
-    places = torch.arange(_LOW)
-    matrix = torch.zeros(_LOW, _LOW, dtype=torch.int64)
-    inside = places + span < _LOW
-    matrix[(places + span)[inside], places[inside]] = 1
-    return matrix, (~inside).long()
-
-
-_SPANS = [_shift(1 << k) for k in range(6)]  # 1, 2, 4, ..., 32: past 63 bits
-# the protocol's public constants, for another front end of it (duet.smpc.remote.comparison)
-LOW_BITS, SHIFTS, SPANS, WEIGHTS = _LOW, _SHIFTS, _SPANS, _WEIGHTS
 
 
 def _suffix_products(bits: SharedTensor) -> SharedTensor:
@@ -180,10 +165,6 @@ def maximum(x: SharedTensor, dim: int | None) -> MaxResult:
 
 
 __all__ = [
-    "LOW_BITS",
-    "SHIFTS",
-    "SPANS",
-    "WEIGHTS",
     "MaxResult",
     "absolute",
     "greater_than",

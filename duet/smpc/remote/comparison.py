@@ -36,7 +36,7 @@ import torch
 from ...errors import ProtocolError, UsageError
 from .. import provider as dealer
 from .. import ring
-from ..compare import LOW_BITS, SHIFTS, SPANS, WEIGHTS
+from ..bitwise import LOW_BITS, SHIFTS, SPANS, WEIGHTS
 
 CompareOp = Literal["relu", "negative"]
 #: elements of one part of a comparison: its largest message (the last holder's dealing, about
