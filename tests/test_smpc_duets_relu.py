@@ -94,7 +94,7 @@ def test_relu_and_sign_on_shares_are_exact_across_the_fixed_point_range():
 
 def test_a_linked_triple_multiplies_a_value_by_its_own_shift_with_one_opening():
     from duet.smpc import provider
-    from duet.smpc.compare import SPANS
+    from duet.smpc.bitwise import SPANS
 
     matrix, ones = SPANS[2]
     u = torch.randint(0, 2, (5, 63))

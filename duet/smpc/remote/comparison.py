@@ -37,6 +37,7 @@ from ...errors import ProtocolError, UsageError
 from .. import provider as dealer
 from .. import ring
 from ..bitwise import LOW_BITS, SHIFTS, SPANS, WEIGHTS
+from .encoding import from_bytes, to_bytes
 
 CompareOp = Literal["relu", "negative"]
 #: elements of one part of a comparison: its largest message (the last holder's dealing, about
@@ -139,7 +140,7 @@ def deal(op: CompareOp, shape: tuple[int, ...]) -> list[bytes]:
         for dealt in dealings:
             data += dealt[holder].seed
             for label, correction in dealt[holder].corrections.items():
-                data += bytes([label]) + _bytes(correction)
+                data += bytes([label]) + to_bytes(correction)
         blobs.append(bytes(data))
     return blobs
 
@@ -174,7 +175,7 @@ class Comparison:
             if self.index == 1:  # the last holder: the correction of the related value
                 size = 8 * (int(np.prod(shape, dtype=np.int64)) if shape else 1)
                 label = data[at] if at < len(data) else -1
-                corrections[label] = _tensor(data[at + 1 : at + 1 + size], shape, "a correction")
+                corrections[label] = from_bytes(data[at + 1 : at + 1 + size], shape, "a correction")
                 at += 1 + size
             if len(seed) != ring.SEED_BYTES:
                 break
@@ -199,8 +200,8 @@ class Comparison:
         return value if self.index == 0 else value * 0
 
     def _exchange(self, mine: torch.Tensor) -> Generator[bytes, bytes, torch.Tensor]:
-        incoming = yield _bytes(mine)
-        return _tensor(incoming, tuple(mine.shape), "the other holder's message")
+        incoming = yield to_bytes(mine)
+        return from_bytes(incoming, tuple(mine.shape), "the other holder's message")
 
     def _multiply(self, u: torch.Tensor, v: torch.Tensor) -> Generator[bytes, bytes, torch.Tensor]:
         dealing = self._triples[self._used]
@@ -247,19 +248,6 @@ class Comparison:
             return sign * (1 << self.fractional_bits)
         positive = self._public(1) - sign
         return (yield from self._multiply(x, positive))  # a fixed-point x times a bit: exact
-
-
-def _bytes(tensor: torch.Tensor) -> bytes:
-    return tensor.contiguous().numpy().astype("<i8", copy=False).tobytes()
-
-
-def _tensor(data: bytes, shape: tuple[int, ...], what: str) -> torch.Tensor:
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if len(data) != 8 * count:
-        raise ProtocolError(
-            f"{what} has {len(data)} bytes, not the {8 * count} of shape {list(shape)}"
-        )
-    return torch.from_numpy(np.frombuffer(data, dtype="<i8").astype(np.int64)).reshape(shape)
 
 
 __all__ = [

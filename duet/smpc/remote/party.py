@@ -42,6 +42,7 @@ from ...secure import crypto
 from .. import provider as dealer
 from .. import ring
 from . import comparison as compare
+from .encoding import from_bytes, to_bytes
 
 PROTOCOL = "duet-smpc/1"
 MAX_ELEMENTS = 1 << 24  # elements of one tensor (128 MiB of shares)
@@ -295,7 +296,7 @@ class Party:
         mask = ring.uniform(encoded.shape)
         self._keep(name, encoded - mask, False, label)
         shape = list(encoded.shape)
-        sealed = self.seal(self.other, "input", name, _bytes(mask), str(shape))
+        sealed = self.seal(self.other, "input", name, to_bytes(mask), str(shape))
         return shape, sealed
 
     def accept(self, name: str, shape: list[int], sealed: Sealed, label: str) -> None:
@@ -305,7 +306,7 @@ class Party:
             raise UsageError(f"the name {name!r} was used before in this computation")
         plain = self.open(sealed, self.other, "input", name, str(shape))
         self._new_name(name)  # a forged share does not burn the name; the genuine one, once
-        self._keep(name, _tensor(plain, tuple(shape), f"input {name!r}"), False, label)
+        self._keep(name, from_bytes(plain, tuple(shape), f"input {name!r}"), False, label)
 
     def local(
         self,
@@ -385,7 +386,7 @@ class Party:
             for label, correction in dealing.corrections.items():
                 if tuple(correction.shape) != out_shape:
                     raise AssertionError("a correction is c's")
-                data += bytes([label]) + _bytes(correction)
+                data += bytes([label]) + to_bytes(correction)
             sealed.append(self.seal(holder, "dealing", triple, data, extra))
         return sealed
 
@@ -402,7 +403,7 @@ class Party:
         seed, rest = plain[: ring.SEED_BYTES], plain[ring.SEED_BYTES :]
         corrections = {}
         if rest:
-            corrections[rest[0]] = _tensor(rest[1:], out_shape, "the dealing's correction")
+            corrections[rest[0]] = from_bytes(rest[1:], out_shape, "the dealing's correction")
         if len(seed) != ring.SEED_BYTES or (self.index == 1) != bool(corrections):
             raise ProtocolError(
                 "the dealing is not a seed (and, for the last holder, c's correction)"
@@ -413,7 +414,7 @@ class Party:
         symbol = "@" if op == "matmul" else "*"
         self._triples[triple] = _Triple(op, parts.a, parts.b, parts.c, e, f,
                                         f"({xv.expression} {symbol} {yv.expression})")  # fmt: skip
-        return self.seal(self.other, "opening", triple, _bytes(e) + _bytes(f))
+        return self.seal(self.other, "opening", triple, to_bytes(e) + to_bytes(f))
 
     def multiply(self, triple: str, result: str, opening: Sealed) -> list[int]:
         """A holder: the other's openings in, its share of x (op) y out, truncated."""
@@ -427,8 +428,8 @@ class Party:
         size = pending.e.numel() * 8
         if len(plain) != size + pending.f.numel() * 8:
             raise ProtocolError("the openings relayed do not have the operands' sizes")
-        e = pending.e + _tensor(plain[:size], tuple(pending.e.shape), "e")
-        f = pending.f + _tensor(plain[size:], tuple(pending.f.shape), "f")
+        e = pending.e + from_bytes(plain[:size], tuple(pending.e.shape), "e")
+        f = pending.f + from_bytes(plain[size:], tuple(pending.f.shape), "f")
         op = _OPS[pending.op]
         z = pending.c + op(e, pending.b) + op(pending.a, f)
         if index == 0:
@@ -560,7 +561,7 @@ class Party:
         if receiver != self.other:
             raise NotAllowed(f"a result is revealed to the other share holder only, not {receiver}")
         return self.seal(
-            receiver, "reveal", name, _bytes(value.share), str(list(value.share.shape))
+            receiver, "reveal", name, to_bytes(value.share), str(list(value.share.shape))
         )
 
     def combine(self, name: str, sealed: Sealed) -> torch.Tensor:
@@ -568,7 +569,7 @@ class Party:
         value = self.releasable(name)
         shape = list(value.share.shape)
         plain = self.open(sealed, self.other, "reveal", name, str(shape))
-        total = value.share + _tensor(plain, tuple(shape), "the revealed share")
+        total = value.share + from_bytes(plain, tuple(shape), "the revealed share")
         self.drop([name])
         return ring.decode(total, self.roster.fractional_bits, torch.float64)
 
@@ -620,19 +621,6 @@ def _product_shape(op: str, x: tuple[int, ...], y: tuple[int, ...]) -> tuple[int
 
 def _triple_extra(op: str, x: tuple[int, ...], y: tuple[int, ...]) -> str:
     return f"{op}|{list(x)}|{list(y)}"
-
-
-def _bytes(tensor: torch.Tensor) -> bytes:
-    return tensor.contiguous().numpy().astype("<i8", copy=False).tobytes()
-
-
-def _tensor(data: bytes, shape: tuple[int, ...], what: str) -> torch.Tensor:
-    count = int(np.prod(shape, dtype=np.int64)) if shape else 1
-    if len(data) != 8 * count:
-        raise ProtocolError(
-            f"{what} has {len(data)} bytes, not the {8 * count} of shape {list(shape)}"
-        )
-    return torch.from_numpy(np.frombuffer(data, dtype="<i8").astype(np.int64)).reshape(shape)
 
 
 __all__ = ["PROTOCOL", "Party", "Roster", "Sealed", "SharedValue"]
