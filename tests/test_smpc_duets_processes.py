@@ -46,14 +46,16 @@ LOGIT_BOUND = 2e-3
 
 
 class Parties:
-    """The signaling server and the three owner processes, joined by this process."""
+    """The signaling server and the three owner processes, joined by this process; ``extra``:
+    more arguments for each owner (``"--net", "relu"``: the model owner's network)."""
 
-    def __init__(self, record: str) -> None:
+    def __init__(self, record: str, *extra: str) -> None:
         self.record = record
         self.server, self.url = start_signaling_server()
         scientist = sy.Identity.load_or_create().id
         self.processes = {
-            role: Process(OWNER, self.url, role, scientist, "--record", record) for role in ROLES
+            role: Process(OWNER, self.url, role, scientist, "--record", record, *extra)
+            for role in ROLES
         }
         self.addresses = []
         for role, process in self.processes.items():

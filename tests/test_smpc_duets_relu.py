@@ -19,7 +19,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import duet as sy
-from duet import federated as fl
 from duet.errors import NotAllowed, ProtocolError, UsageError
 from duet.protocol.messages import (
     Message,
@@ -36,12 +35,11 @@ from duet.smpc.remote.party import Party, Sealed
 
 from .peers.digits_shards import digits
 from .peers.relu_net import ReluNet
-from .processes import UNIT, Process, start_signaling_server
+from .processes import UNIT
 from .test_smpc_duets import parties, shared, value_of
+from .test_smpc_duets_processes import Parties
 
 TIMEOUT = 20.0
-OWNER = __file__.rsplit("/", 1)[0] + "/peers/smpc_owner.py"
-ROLES = ["model", "data", "provider"]
 torch.set_num_threads(1)
 
 
@@ -290,50 +288,9 @@ def test_hostile_comparison_messages_over_the_wire_are_refused_and_the_owners_ke
 LOGIT_BOUND = 1e-3
 
 
-class ReluParties:
-    """The signaling server and three owner processes (the model owner's network: ReluNet)."""
-
-    def __init__(self, record: str) -> None:
-        self.record = record
-        self.server, self.url = start_signaling_server()
-        scientist = sy.Identity.load_or_create().id
-        self.processes = {
-            role: Process(OWNER, self.url, role, scientist, "--record", record, "--net", "relu")
-            for role in ROLES
-        }
-        addresses = []
-        for role, process in self.processes.items():
-            session_id = process.event("event", "ready", 2 * UNIT)["session_id"]
-            owner_id = process.event("event", "published", 2 * UNIT)["owner_id"]
-            addresses.append(fl.OwnerAddress(role, session_id, self.url, owner_id))
-        self.ids = [a.owner_id for a in addresses]
-        for process in self.processes.values():
-            process.send(f"roster {','.join(self.ids)}")  # type: ignore[arg-type]
-        for process in self.processes.values():
-            process.event("event", "allowed", UNIT)
-        self.sessions = fl.join_owners(addresses, timeout_secs=2 * UNIT)
-        self.received: list[Reply] = []
-        for session in self.sessions.values():
-            client = session.client
-            original = client.on_messages
-
-            def on_messages(messages, buffers, original=original):  # type: ignore[no-untyped-def]
-                self.received += [m for m in messages if isinstance(m, Reply)]
-                original(messages, buffers)
-
-            client.on_messages = on_messages
-
-    def stop(self) -> None:
-        for session in self.sessions.values():
-            session.close()
-        for process in self.processes.values():
-            process.stop()
-        self.server.stop()
-
-
 @pytest.fixture(scope="module")
 def relu_parties(tmp_path_factory):
-    made = ReluParties(str(tmp_path_factory.mktemp("smpc-relu-record")))
+    made = Parties(str(tmp_path_factory.mktemp("smpc-relu-record")), "--net", "relu")
     yield made
     made.stop()
 
