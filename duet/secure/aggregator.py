@@ -19,6 +19,7 @@ from .messages import KeyAdvertisement, MaskedInput, UnmaskRequest, UnmaskRespon
 from .participant import advertisement_problem, pairwise_mask_key, self_mask_key
 from .quantise import Layout, Update
 from .round import RoundSpec, SecureAggregationAborted
+from .stream import PIECE, KeyStreams
 
 
 class Aggregator:
@@ -128,19 +129,21 @@ class Aggregator:
         """The ring sum of the survivors' quantised updates: their masked inputs, minus their
         self masks, minus what is left of their pairwise masks with the dropped owners."""
         size = self.layout.size
-        total = np.zeros(size, dtype=np.uint64)
-        for owner, masked in self.masked.items():  # in place: wrapping uint64 arithmetic
-            total += masked.values
-            total -= crypto.mask(self_mask_key(seeds[owner], self.spec), size)
+        add: list[bytes] = []
+        subtract = [self_mask_key(seeds[owner], self.spec) for owner in self.masked]
         for gone, private in mask_keys.items():
             for owner in self.masked:
                 secret = crypto.agree(private, self.keys[owner].mask_key)
-                stream = crypto.mask(pairwise_mask_key(secret, self.spec, owner, gone), size)
+                key = pairwise_mask_key(secret, self.spec, owner, gone)
                 # the survivor added the stream if its ID is the lower, subtracted it otherwise
-                if owner < gone:
-                    total -= stream
-                else:
-                    total += stream
+                (subtract if owner < gone else add).append(key)
+        streams = KeyStreams(add, subtract)
+        total = np.zeros(size, dtype=np.uint64)
+        for start in range(0, size, PIECE):  # a cache-sized piece at a time, wrapping in place
+            piece = total[start : start + PIECE]
+            for masked in self.masked.values():
+                piece += masked.values[start : start + PIECE]
+            streams.apply(piece)
         return total
 
     def _abort(self, message: str, reason: str) -> NoReturn:

@@ -40,6 +40,7 @@ from . import crypto
 from .messages import EncryptedShare, KeyAdvertisement, MaskedInput, UnmaskRequest, UnmaskResponse
 from .quantise import Layout, Update
 from .round import MIN_OWNERS, RoundSpec, SecureAggregationAborted
+from .stream import KeyStreams
 
 _T = TypeVar("_T")
 
@@ -134,9 +135,11 @@ class History:
         return None
 
 
-def update_digest(vector: np.ndarray) -> bytes:
+def update_digest(parts: Iterable[np.ndarray]) -> bytes:
+    """SHA-256 of an update's float64 values (its ``Layout.parts``, end to end)."""
     digest = hashlib.sha256(b"duet-secagg/1 update|")
-    digest.update(np.ascontiguousarray(vector, dtype="<f8").data)  # no copy of a float64 vector
+    for part in parts:
+        digest.update(np.ascontiguousarray(part, dtype="<f8").data)  # no copy of float64 values
     return digest.digest()
 
 
@@ -321,17 +324,16 @@ class OwnerRound:
                 "below_threshold",
             )
         assert self._mask_key is not None and self._seed is not None
-        plain = Layout.of(update).flatten(update)
+        parts = Layout.of(update).parts(update)
         if self._history is not None:  # recorded before anything leaves
-            earlier = self._remember(self._history.submit, update_digest(plain), self.spec.round_id)
+            earlier = self._remember(self._history.submit, update_digest(parts), self.spec.round_id)
             if earlier is not None:
                 self._abort(
                     f"this update was submitted before, in round {earlier!r}: an owner never "
                     "submits an update twice (two sums over different rosters would give it away)",
                     "replay",
                 )
-        masked = self.spec.quantiser.quantise(plain)  # a new array: masked in place below
-        masked += crypto.mask(self_mask_key(self._seed, self.spec), masked.size)
+        add, subtract = [self_mask_key(self._seed, self.spec)], list[bytes]()
         for other in masked_with:
             if other == self.id:
                 continue
@@ -339,11 +341,10 @@ class OwnerRound:
                 secret = crypto.agree(self._mask_key, self._keys[other].mask_key)
             except ValueError:
                 self._abort(f"owner {other}'s mask key is not a usable X25519 key", "protocol")
-            stream = crypto.mask(pairwise_mask_key(secret, self.spec, self.id, other), masked.size)
-            if self.id < other:  # wrapping uint64 arithmetic, in place
-                masked += stream
-            else:
-                masked -= stream
+            key = pairwise_mask_key(secret, self.spec, self.id, other)
+            (add if self.id < other else subtract).append(key)  # wrapping uint64 arithmetic
+        # quantised and masked a piece at a time: the unmasked vector is never whole
+        masked = self.spec.quantiser.quantise_parts(parts, KeyStreams(add, subtract))
         self._masked_with = masked_with
         self._mask_key = self._seed = None  # shared; this owner needs them no more
         self.stage = Stage.UNMASK

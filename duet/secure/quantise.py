@@ -21,14 +21,14 @@ the integers and their sums stay exact in float64 and never wrap in the ring).
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 
 from ..errors import UsageError
-from .stream import random_words
+from .stream import PIECE, KeyStreams, random_words
 
 #: a tensor, or a state_dict's worth of named float tensors
 Update = torch.Tensor | Mapping[str, torch.Tensor]
@@ -55,6 +55,13 @@ class Layout:
 
     def flatten(self, update: Update) -> np.ndarray:
         """The update's values as one float64 vector, in this layout's order."""
+        parts = self.parts(update)
+        return np.concatenate(parts) if parts else np.zeros(0)
+
+    def parts(self, update: Update) -> list[np.ndarray]:
+        """The update's tensors as 1-D float64 arrays, in this layout's order (the tensors'
+        own memory where they are float64 on the CPU already: no copy). Raises UsageError
+        unless the update has this layout's names and shapes."""
         named = _named(update)
         if (
             tuple(named) != self.names
@@ -65,8 +72,10 @@ class Layout:
                 f"the update's tensors ({_describe(named)}) are not the round's "
                 f"({_describe(expected)})"
             )
-        parts = [t.detach().to("cpu", torch.float64).reshape(-1).numpy() for t in named.values()]
-        return np.concatenate(parts) if parts else np.zeros(0)
+        return [
+            np.ascontiguousarray(t.detach().to("cpu", torch.float64).reshape(-1).numpy())
+            for t in named.values()
+        ]
 
     def unflatten(self, vector: np.ndarray) -> Update:
         """Tensors (float64) cut from ``vector``: a dict by name, or the bare tensor."""
@@ -128,24 +137,48 @@ class Quantiser:
         the exact sum of the clipped updates (strictly less than this)."""
         return owners / self.scale
 
-    def clip_vector(self, vector: np.ndarray) -> np.ndarray:
-        norm = float(np.linalg.norm(vector))
+    def quantise(self, vector: np.ndarray, masks: KeyStreams | None = None) -> np.ndarray:
+        """A float64 vector, clipped, in the ring (``uint64``), rounded stochastically, and
+        ``masks`` applied."""
+        return self.quantise_parts([vector], masks)
+
+    def quantise_parts(
+        self, parts: Sequence[np.ndarray], masks: KeyStreams | None = None
+    ) -> np.ndarray:
+        """``quantise`` of the vector ``parts`` make end to end (each a 1-D float64 array, a
+        tensor's values): clipped as one vector, written into one new uint64 array a cache-sized
+        piece at a time, with no full-size temporary."""
+        norm = math.sqrt(sum(float(np.dot(part, part)) for part in parts))
         if not math.isfinite(norm):
             raise UsageError("the update holds NaN or infinite values; nothing can be aggregated")
-        return vector if norm <= self.clip else vector * (self.clip / norm)
-
-    def quantise(self, vector: np.ndarray) -> np.ndarray:
-        """A float64 vector, clipped, in the ring (``uint64``), rounded stochastically."""
-        scaled = self.clip_vector(vector) * self.scale
-        low = np.floor(scaled)
-        # up with probability frac = scaled - low: a 53-bit coin c is below frac * 2**53 (both
-        # exact in float64, frac's bits shifted, c < 2**53) with probability frac, as c * 2**-53
-        # uniform in [0, 1) is below frac; computed in place, one array at a time
-        frac = np.subtract(scaled, low, out=scaled)
-        np.multiply(frac, 2.0**53, out=frac)
-        coins = np.right_shift(random_words(frac.size), np.uint64(11))
-        low += coins < frac
-        return low.astype(np.int64).view(np.uint64)
+        # scale is a power of two: v * (clip / norm) * scale is v * factor, exactly
+        factor = self.scale if norm <= self.clip else self.clip / norm * self.scale
+        out = np.empty(sum(part.size for part in parts), dtype=np.uint64)
+        coins = random_words()
+        scaled, low, up = np.empty(PIECE), np.empty(PIECE), np.empty(PIECE, dtype=bool)
+        at = 0
+        for part in parts:
+            for start in range(0, part.size, PIECE):
+                source = part[start : start + PIECE]
+                n = source.size
+                value, floor, rounds_up = scaled[:n], low[:n], up[:n]
+                np.multiply(source, factor, out=value)
+                np.floor(value, out=floor)
+                # up with probability frac = value - floor: a 53-bit coin c is below
+                # frac * 2**53 (both exact in float64, frac's bits shifted, c < 2**53) with
+                # probability frac, as c * 2**-53 uniform in [0, 1) is below frac
+                frac = np.subtract(value, floor, out=value)
+                np.multiply(frac, 2.0**53, out=frac)
+                coin = coins.next(n)
+                np.right_shift(coin, np.uint64(11), out=coin)
+                np.less(coin, frac, out=rounds_up)
+                floor += rounds_up
+                piece = out[at : at + n]
+                np.copyto(piece.view(np.int64), floor, casting="unsafe")  # exact: |floor| < 2**53
+                if masks is not None:
+                    masks.apply(piece)
+                at += n
+        return out
 
     def dequantise(self, total: np.ndarray) -> np.ndarray:
         """The float64 vector a ring sum of quantised updates stands for."""
