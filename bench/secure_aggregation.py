@@ -6,7 +6,8 @@
    owner's worker a thread of this process), the same data and training, a plain federation
    and a secure one (``secure_aggregation=True``), for the tests' model (64-16-10, 1,210
    weights) and for a 1M-weight model, and eight owners for the 1M-weight model; medians of
-   rounds 2 onwards (round 1 sets up).
+   rounds 2 onwards (round 1 sets up), and the CPU a round took in this process (every
+   thread: owners, scientist, network), which the machine's other load does not inflate.
 2. The protocol alone (``duet.secure.Relay``, no wire): one round of a 1M-element update with
    3 and 8 owners: what the cryptography and the masks cost, per round.
 """
@@ -66,15 +67,20 @@ def federation(make: type | object, *, secure: bool, owners: int = 3) -> fl.Fede
                          secure_aggregation=secure, round_timeout_secs=600)  # fmt: skip
 
 
-def rounds(make: object, secure: bool, owners: int = 3) -> float:
+def rounds(make: object, secure: bool, owners: int = 3) -> tuple[float, float]:
+    """Median wall seconds of rounds 2 onwards, and the CPU seconds (every thread of this
+    process: owners, scientist, network) a round took on average over them."""
     fed = federation(make, secure=secure, owners=owners)
     try:
-        history = fed.fit(rounds=ROUNDS)
+        history = fed.fit(rounds=1)  # sets up
+        cpu = time.process_time()
+        history = fed.fit(rounds=ROUNDS - 1)
+        cpu = (time.process_time() - cpu) / (ROUNDS - 1)
     finally:
         for member in fed.members:
             member.session.close()
     assert all(r.counted for r in history), [r.summary() for r in history]
-    return statistics.median(r.secs for r in history[1:])
+    return statistics.median(r.secs for r in history[1:]), cpu
 
 
 def protocol_only(owners: int, size: int = 1_000_000) -> float:
@@ -93,14 +99,18 @@ def protocol_only(owners: int, size: int = 1_000_000) -> float:
 
 def main() -> None:
     torch.set_num_threads(1)
-    print("round over in-process duets (median of rounds 2-4): plain FedAvg | secure | ratio")
+    print(
+        "round over in-process duets (rounds 2-4): wall median plain | secure | ratio; "
+        "CPU per round plain | secure | ratio"
+    )
     cases = (("64-16-10, 1,210 weights", small, 3), ("1M weights (999,985)", large, 3),
              ("1M weights (999,985)", large, 8))  # fmt: skip
     for name, make, owners in cases:
-        plain = rounds(make, secure=False, owners=owners)
-        secure = rounds(make, secure=True, owners=owners)
-        print(f"  {name:24s} {owners} owners {plain * 1000:8.0f} ms | {secure * 1000:8.0f} ms | "
-              f"{secure / plain:.2f}x", flush=True)  # fmt: skip
+        plain, plain_cpu = rounds(make, secure=False, owners=owners)
+        secure, secure_cpu = rounds(make, secure=True, owners=owners)
+        print(f"  {name:24s} {owners} owners {plain * 1000:6.0f} | {secure * 1000:6.0f} ms | "
+              f"{secure / plain:.2f}x; CPU {plain_cpu * 1000:6.0f} | {secure_cpu * 1000:6.0f} ms | "
+              f"{secure_cpu / plain_cpu:.2f}x", flush=True)  # fmt: skip
     for owners in (3, 8):
         secs = protocol_only(owners)
         print(

@@ -369,7 +369,11 @@ def _update(
         raise UsageError("the trained model does not have the global model's weights")
     if sum(v.numel() for v in after.values()) > rule.model_elements:
         raise UsageError(f"the model has more than the {rule.model_elements} weights allowed")
-    return {k: (after[k].double() - before[k].double()) * samples for k in before}
+    update = {}
+    for key, start_value in before.items():  # one float64 copy each, then in place
+        delta = after[key].to(torch.float64, copy=True)
+        update[key] = delta.sub_(start_value).mul_(samples)
+    return update
 
 
 __all__ = ["SecureAggregationRules", "SecureRounds", "SecureRule"]

@@ -148,7 +148,8 @@ class Quantiser:
         """``quantise`` of the vector ``parts`` make end to end (each a 1-D float64 array, a
         tensor's values): clipped as one vector, written into one new uint64 array a cache-sized
         piece at a time, with no full-size temporary."""
-        norm = math.sqrt(sum(float(np.dot(part, part)) for part in parts))
+        # einsum, not np.dot: BLAS's dot may start threads that spin against the owner's work
+        norm = math.sqrt(sum(float(np.einsum("i,i->", part, part)) for part in parts))
         if not math.isfinite(norm):
             raise UsageError("the update holds NaN or infinite values; nothing can be aggregated")
         # scale is a power of two: v * (clip / norm) * scale is v * factor, exactly
