@@ -13,7 +13,7 @@ round is one DP training job of the global model on the owner (``dp.py``): no lo
 here, no update or loss asked for.
 
 In a round of secure aggregation the training is the same, but nothing is asked for at its end:
-a copy of the round's global model is sent alongside, and the two objects' ids
+a copy of the round's global model is made at the owner, and the two objects' ids
 (``secure_objects``) are what the round's messages name (``secure.py``).
 
 An owner that cannot take part raises ``LeftOut`` with the outcome and the reason.
@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import copy
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -257,7 +256,8 @@ class Member:
         state = {k: v.detach() for k, v in global_model.state_dict().items()}
         pointer.load_state_dict(state)
         self.secure_objects = None
-        start = self._start = session.send_value(copy.deepcopy(global_model)) if secure else None
+        # secure: the global model it starts from, copied at the owner (not sent a second time)
+        start = self._start = pointer.copy() if secure else None
         optimizer = getattr(session.torch.optim, training.optimizer.__name__)(
             pointer.parameters(), **dict(training.optimizer_options)
         )
