@@ -29,6 +29,7 @@ from . import (
     network,
     ops,
     privacy,
+    secure_aggregation,
     setup,
     smpc,
     training,
@@ -51,6 +52,7 @@ BENCHMARKS = {
     "privacy": privacy.run,
     "network": network.run,
     "smpc": smpc.run,
+    "secure_aggregation": secure_aggregation.run,
 }
 SHARED = {"training", "tutorial", "gets", "ops", "transfer"}  # these share one session
 

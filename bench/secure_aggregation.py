@@ -126,6 +126,7 @@ class ProcessRounds:
 
     owners: int
     weights: int
+    pids: list[int] = field(default_factory=list)
     plain: list[float] = field(default_factory=list)
     secure: list[float] = field(default_factory=list)
     cpu: dict[str, list[float]] = field(
@@ -152,7 +153,7 @@ class ProcessRounds:
             f"{cpu['plain'][0]:.0f} / {cpu['plain'][1]:.0f} ms, secure {cpu['secure'][0]:.0f} / "
             f"{cpu['secure'][1]:.0f} ms\n"
             f"    rounds (ms): plain {[round(s * 1000) for s in self.plain]}, "
-            f"secure {[round(s * 1000) for s in self.secure]}"
+            f"secure {[round(s * 1000) for s in self.secure]}; owner pids {self.pids} (stopped)"
         )
 
 
@@ -203,7 +204,7 @@ def over_processes(
                 )
                 for kind in ("plain", "secure")
             }  # fmt: skip
-            pids = [p.pid for p in processes]
+            pids = result.pids = [p.pid for p in processes]
             for _ in range(warmup):  # a federation's first round sends the model, starts torch
                 for fed in feds.values():
                     _counted(asyncio.run(fed.run_round()))
@@ -246,7 +247,7 @@ def run(ctx: Context) -> None:
         (sp, op), (ss, os_) = m.cpu_ms("plain"), m.cpu_ms("secure")
         ctx.report(
             Figure(
-                f"secure aggregation: {owners} owner processes", secure / plain, "x",
+                f"secure aggregation: {owners} owners, {m.weights:,} weights", secure / plain, "x",
                 baseline=f"secure {secure * 1000:.0f} ms vs plain {plain * 1000:.0f} ms",
                 target="<= 2x", met=secure / plain <= 2,
                 note=f"{m.weights:,} weights, medians of {len(m.plain)} rounds; CPU per round "
