@@ -48,7 +48,7 @@ from duet import federated as fl
 from duet.identity import Identity
 from duet.secure import Layout, OwnerRound, Quantiser, Relay, RoundSpec, model_digest
 
-from .common import Context, Figure
+from .common import Context, Figure, cpu_ticks, others_busy
 from .procs import Process, child_env, start_signaling_server, terminate, thread_stats
 
 ROUNDS = 4
@@ -276,18 +276,17 @@ def in_process() -> None:
 
 
 def processes(*, quick: bool, owners: list[int], rounds: int) -> None:
-    load = os.getloadavg()[0]
-    print(f"rounds over owner processes, WebRTC on 127.0.0.1 ({os.cpu_count()} cores, "
-          f"load average {load:.2f} before)", flush=True)  # fmt: skip
+    print(f"rounds over owner processes, WebRTC on 127.0.0.1 ({os.cpu_count()} cores)",
+          flush=True)  # fmt: skip
     server, url = start_signaling_server()
     try:
         for n, make in process_cases(quick=quick, owners=owners):
+            ticks = cpu_ticks()
             m = over_processes(url, owners=n, make=make, rounds=1 if quick else rounds,
                                warmup=1)  # fmt: skip
-            print(m.line(), flush=True)
+            print(f"{m.line()}\n    ({others_busy(ticks)})", flush=True)
     finally:
         terminate(server)
-    print(f"  load average {os.getloadavg()[0]:.2f} after", flush=True)
 
 
 def main() -> None:
