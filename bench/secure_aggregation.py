@@ -17,7 +17,7 @@
 3. Rounds over real processes: a signaling server process, N owner processes
    (``bench/secure_owner.py``, each with a duet home and so an identity of its own) and this
    process the scientist, joining each owner over WebRTC on 127.0.0.1. Each owner publishes
-   the data of 1 and allows a plain federation; once every owner has printed its identity ID,
+   the same data as in 1 and allows a plain federation; once every owner has printed its identity ID,
    this driver tells each the roster and each allows a secure federation over it (the owners'
    roster comes from the owners, relayed here as a stand-in for their own channel). Both
    federations run over the same sessions and the same ~1M-weight model (``large()``): one
@@ -222,10 +222,12 @@ def over_processes(
                     result.cpu[kind][1] += _owners_cpu(pids) - before[1]
                     getattr(result, kind).append(report.secs)
         finally:
-            for session in sessions.values():
-                session.close()
-            for process in processes:
-                terminate(process)
+            try:
+                for session in sessions.values():
+                    session.close()
+            finally:  # the owners stop even if a session's close failed
+                for process in processes:
+                    terminate(process)
     return result
 
 
@@ -257,7 +259,7 @@ def run(ctx: Context) -> None:
                 baseline=f"secure {secure * 1000:.0f} ms vs plain {plain * 1000:.0f} ms; pairs "
                 f"{m.paired_ratio():.2f}x",
                 target="<= 2x", met=secure / plain <= 2,
-                note=f"{m.weights:,} weights, medians of {len(m.plain)} rounds; CPU per round "
+                note=f"medians of {len(m.plain)} rounds; CPU per round "
                 f"scientist/owners: plain {sp:.0f}/{op:.0f} ms, secure {ss:.0f}/{os_:.0f} ms",
             )
         )  # fmt: skip
@@ -309,6 +311,10 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true",
                         help="part 3 as a smoke run: 3 owners, the small model, one round each")  # fmt: skip
     args = parser.parse_args()
+    if args.owners and min(args.owners) < 3:
+        parser.error("--owners: secure aggregation needs at least 3 owners")
+    if args.rounds < 1:
+        parser.error("--rounds: at least 1")
     torch.set_num_threads(1)
     if not args.processes:
         in_process()
