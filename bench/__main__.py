@@ -29,13 +29,14 @@ from . import (
     network,
     ops,
     privacy,
+    secure_aggregation,
     setup,
     smpc,
     training,
     transfer,
     tutorial,
 )
-from .common import Context
+from .common import Context, cpu_ticks, others_busy
 from .procs import ROOT, pin_malloc, start_signaling_server, terminate
 from .sampler import Sampler
 
@@ -51,6 +52,7 @@ BENCHMARKS = {
     "privacy": privacy.run,
     "network": network.run,
     "smpc": smpc.run,
+    "secure_aggregation": secure_aggregation.run,
 }
 SHARED = {"training", "tutorial", "gets", "ops", "transfer"}  # these share one session
 
@@ -79,33 +81,6 @@ def cpu_busy(seconds: float = 0.5) -> float:
     time.sleep(seconds)
     busy1, total1 = sample()
     return (busy1 - busy0) / max(1, total1 - total0)
-
-
-def cpu_ticks() -> tuple[int, int, int]:
-    """CPU ticks so far: busy on the machine, used by this benchmark's processes (its process
-    group, finished children included), and in all."""
-    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
-    total = sum(fields)
-    ours, group = 0, os.getpgrp()
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            parts = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # the process ended
-            continue
-        if int(parts[2]) == group:
-            ours += int(parts[11]) + int(parts[12])
-            if stat.parent.name == str(os.getpid()):
-                ours += int(parts[13]) + int(parts[14])
-    return total - fields[3] - fields[4], ours, total
-
-
-def others_busy(before: tuple[int, int, int]) -> str:
-    """How much of the machine other processes used since ``before`` (they skew timings)."""
-    busy, ours, total = (a - b for a, b in zip(cpu_ticks(), before, strict=True))
-    share = max(0, busy - ours) / max(1, total)
-    return f"other processes used {100 * share:.0f}% of the CPUs meanwhile" + (
-        " (NOT idle: figures skewed)" if share > 0.05 else ""
-    )
 
 
 def wait_idle(limit_secs: float) -> str:
