@@ -44,6 +44,7 @@ from .display import quoted
 from .errors import ConnectionLost, DuetTimeout, HandshakeError, ProtocolError
 from .identity import Identity, auth_message, verify
 from .protocol import allowlist
+from .protocol.fields import Role
 from .protocol.frames import (
     DEFAULT_MAX_FRAME_BYTES,
     MAX_HEADER_BYTES,
@@ -59,7 +60,6 @@ from .protocol.messages import (
     Message,
     Ping,
     Pong,
-    Role,
     Welcome,
     pack,
     unpack,

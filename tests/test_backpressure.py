@@ -16,8 +16,9 @@ import torch
 import duet as sy
 from duet.connection import Connection
 from duet.identity import Identity, auth_message
+from duet.protocol.fields import Role
 from duet.protocol.frames import FrameTooLarge
-from duet.protocol.messages import Auth, Hello, Put, Reply, Role, Sync, pack, unpack
+from duet.protocol.messages import Auth, Hello, Put, Reply, Sync, pack, unpack
 from duet.protocol.serde import Encoder
 from duet.runtime import run
 from duet.transport.channel import Channel

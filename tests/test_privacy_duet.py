@@ -13,8 +13,8 @@ import torch
 from torch import nn
 
 import duet as sy
+from duet.protocol.dp_messages import DpStatistic
 from duet.protocol.frames import encode_frame
-from duet.protocol.messages import DpStatistic
 
 SECS = 60
 AGES = torch.tensor([23.0, 35.0, 41.0, 52.0, 67.0, 29.0, 44.0, 38.0, 71.0, 19.0] * 20)

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import duet as sy
-from duet.protocol.messages import DpStatistic
+from duet.protocol.dp_messages import DpStatistic
 
 from .test_privacy_duet import send_raw
 

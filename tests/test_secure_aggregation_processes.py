@@ -24,7 +24,8 @@ from duet import federated as fl
 from duet.errors import SecureAggregationAborted
 from duet.federated import Outcome
 from duet.federated import secure as secure_module
-from duet.protocol.messages import Reply, SecAggUnmask
+from duet.protocol.messages import Reply
+from duet.protocol.secagg_messages import SecAggUnmask
 from duet.runtime import run
 
 from .processes import UNIT

@@ -24,7 +24,8 @@ from duet.errors import (
 )
 from duet.federated import Outcome
 from duet.owner import secure_rounds
-from duet.protocol.messages import SecAggKeys, unpack_header
+from duet.protocol.messages import unpack_header
+from duet.protocol.secagg_messages import SecAggKeys
 from duet.runtime import run
 from duet.sessions.aio import AsyncSession
 

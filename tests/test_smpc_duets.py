@@ -20,9 +20,8 @@ from hypothesis import strategies as st
 
 import duet as sy
 from duet.errors import NotAllowed, ProtocolError, QuotaExceeded, UsageError
-from duet.protocol.messages import (
-    Message,
-    Reply,
+from duet.protocol.messages import Message, Reply
+from duet.protocol.smpc_messages import (
     SealedWire,
     SmpcAccept,
     SmpcAgree,

@@ -21,15 +21,8 @@ import torch
 import duet as sy
 from duet import federated as fl
 from duet.errors import NotAllowed, ProtocolError, UsageError
-from duet.protocol.messages import (
-    Get,
-    Reply,
-    SealedWire,
-    SmpcAccept,
-    SmpcKeys,
-    SmpcMultiply,
-    SmpcShare,
-)
+from duet.protocol.messages import Get, Reply
+from duet.protocol.smpc_messages import SealedWire, SmpcAccept, SmpcKeys, SmpcMultiply, SmpcShare
 from duet.smpc import ring
 from duet.smpc.remote import SecureComputation
 

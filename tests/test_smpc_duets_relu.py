@@ -20,14 +20,8 @@ from hypothesis import strategies as st
 
 import duet as sy
 from duet.errors import NotAllowed, ProtocolError, UsageError
-from duet.protocol.messages import (
-    Message,
-    Reply,
-    SealedWire,
-    SmpcCompare,
-    SmpcCompareDeal,
-    SmpcRound,
-)
+from duet.protocol.messages import Message, Reply
+from duet.protocol.smpc_messages import SealedWire, SmpcCompare, SmpcCompareDeal, SmpcRound
 from duet.smpc import ring
 from duet.smpc.remote import SecureComputation
 from duet.smpc.remote.comparison import MAX_PART_ELEMENTS, rounds

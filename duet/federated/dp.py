@@ -36,7 +36,7 @@ from ..errors import (
     RemoteError,
     UsageError,
 )
-from ..protocol.messages import DpTraining
+from ..protocol.dp_messages import DpTraining
 from ..sessions.aio import AsyncSession
 from .history import LeftOut, Outcome
 

@@ -32,9 +32,9 @@ from pydantic import ValidationError
 from torch import nn
 
 from ..errors import SecureAggregationAborted, UsageError
-from ..protocol.messages import (
+from ..protocol.messages import Message
+from ..protocol.secagg_messages import (
     KeyAdvertisementWire,
-    Message,
     SealedShareWire,
     SecAggInput,
     SecAggKeys,

@@ -49,7 +49,8 @@ import torch
 from torch import nn
 
 from ..errors import DuetError, QuotaExceeded, RemoteError, UsageError
-from ..protocol.messages import DpBudget, DpStatistic, DpTraining, ErrorInfo, Notice, Reply
+from ..protocol.dp_messages import DpBudget, DpStatistic, DpTraining
+from ..protocol.messages import ErrorInfo, Notice, Reply
 from . import derivation
 from .publishable import is_table
 from .requests import DpPrice, Request, RequestStatus, new_request_id

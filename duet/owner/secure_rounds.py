@@ -40,8 +40,8 @@ from torch import nn
 
 from ..errors import DuetError, NotAllowed, SecureAggregationAborted, UsageError
 from ..identity import Identity
-from ..protocol.messages import (
-    Reply,
+from ..protocol.messages import Reply
+from ..protocol.secagg_messages import (
     SecAggInput,
     SecAggKeys,
     SecAggMessage,

@@ -24,14 +24,12 @@ from ..errors import (
     RemoteError,
     UsageError,
 )
+from ..protocol.dp_messages import DpBudget, DpStatistic, DpTraining
 from ..protocol.frames import FrameTooLarge
 from ..protocol.messages import (
     Call,
     DefinePlan,
     Delete,
-    DpBudget,
-    DpStatistic,
-    DpTraining,
     ErrorInfo,
     Failure,
     Get,
@@ -40,14 +38,11 @@ from ..protocol.messages import (
     Put,
     Reply,
     RunPlan,
-    SecAggInput,
-    SecAggKeys,
-    SecAggShare,
-    SecAggUnmask,
-    SmpcMessage,
     Sync,
 )
+from ..protocol.secagg_messages import SecAggInput, SecAggKeys, SecAggShare, SecAggUnmask
 from ..protocol.serde import Decoder, JSONValue
+from ..protocol.smpc_messages import SmpcMessage
 from . import derivation
 from .audit import AuditLog
 from .context import OwnerSettings, set_current

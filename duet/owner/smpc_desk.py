@@ -42,8 +42,9 @@ from torch import nn
 
 from ..errors import DuetError, NotAllowed, ProtocolError, UsageError
 from ..identity import Identity
-from ..protocol.messages import (
-    Reply,
+from ..protocol.messages import Reply
+from ..protocol.serde import Encoder
+from ..protocol.smpc_messages import (
     SealedWire,
     SmpcAccept,
     SmpcAgree,
@@ -60,7 +61,6 @@ from ..protocol.messages import (
     SmpcRound,
     SmpcShare,
 )
-from ..protocol.serde import Encoder
 from .labels import Source
 from .requests import Request, RequestStatus, new_request_id
 from .snapshot import Snapshot

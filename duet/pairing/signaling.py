@@ -86,7 +86,7 @@ from signaling_server.protocol import (
 )
 
 from ..errors import DuetTimeout, SignalingError, UsageError
-from ..protocol.messages import Role
+from ..protocol.fields import Role
 
 logger = logging.getLogger(__name__)
 

@@ -32,7 +32,8 @@ from torch import nn
 
 from ..errors import DuetError, RequestDenied, UsageError
 from ..protocol.allowlist import type_key
-from ..protocol.messages import DpBudget, DpStatistic, DpTraining, Reply
+from ..protocol.dp_messages import DpBudget, DpStatistic, DpTraining
+from ..protocol.messages import Reply
 from ..protocol.modules import match_dtypes
 from .module import RemoteModule, _rebuild
 from .pointer import Pointer

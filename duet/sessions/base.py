@@ -16,7 +16,7 @@ from typing import Self
 from ..connection import Connection, State
 from ..errors import UsageError
 from ..pairing.server import SignalingProcess
-from ..protocol.messages import Role
+from ..protocol.fields import Role
 from ..runtime import run
 
 log = logging.getLogger(__name__)

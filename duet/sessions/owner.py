@@ -65,11 +65,9 @@ from ..owner.store import (
     StoredObject,
 )
 from ..owner.tuning import give_back_memory, tune_owner_process
+from ..protocol.dp_messages import DpBudget, DpStatistic, DpTraining
 from ..protocol.messages import (
     Call,
-    DpBudget,
-    DpStatistic,
-    DpTraining,
     ErrorInfo,
     Failure,
     Get,
@@ -78,10 +76,10 @@ from ..protocol.messages import (
     Put,
     Reply,
     RunPlan,
-    SecAggMessage,
-    SmpcMessage,
     Sync,
 )
+from ..protocol.secagg_messages import SecAggMessage
+from ..protocol.smpc_messages import SmpcMessage
 from ..runtime import run
 from ..transport.channel import Channel
 from .admission import (

@@ -24,10 +24,9 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from ...errors import DuetTimeout, UsageError
-from ...protocol.messages import (
-    Message,
+from ...protocol.messages import Message, Reply
+from ...protocol.smpc_messages import (
     PartyKeyWire,
-    Reply,
     SealedWire,
     SmpcAccept,
     SmpcAgree,
