@@ -9,20 +9,18 @@ padding can ask for any size), samples drawn from a distribution, optimizer stat
 from a loader, what is put into a list or a dict, and the tensor objects made by iterating a
 tensor or splitting it (each shares the storage, but is an object of several hundred bytes).
 Sizes are read as torch reads them, whatever carries them (a 0-dim tensor, a numpy integer, a
-tuple of them); one that cannot be read is refused naming the argument.
+tuple of them); one that cannot be read is refused naming the argument (size_args.py). Layers
+built from sizes and what their forward passes make are worked out in layer_sizes.py; this
+module binds every size rule an op may declare to its estimate (``RULES``).
 """
 
 from __future__ import annotations
 
-import functools
-import inspect
 import math
-import numbers
-import operator
 import sys
 import weakref
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import SupportsIndex, cast
+from collections.abc import Callable, Iterable
+from typing import cast
 
 import numpy as np
 import torch
@@ -30,111 +28,24 @@ import torch.utils.data as tud
 from torch import nn
 
 from ..protocol.allowlist import Op
-from ..protocol.modules import LAYERS
+from .layer_sizes import forward_bytes, layer_bytes
 from .quota import ITEM_BYTES, iterator_bytes, scalar_bytes
+from .size_args import (
+    Args,
+    Kwargs,
+    count_of,
+    read_dims,
+    read_index,
+    read_numel,
+    read_real,
+    read_varargs_dims,
+)
 
 PY_FLOAT_BYTES = 32  # a float object and its slot in a list
 # one tensor object that shares another's storage (a row of list(t), a piece of t.split(1)):
 # measured 640 to 740 bytes with its slot in a list or tuple. Its storage is charged once, the
 # objects are not: a million of them are counted here, before they are made.
 TENSOR_HANDLE_BYTES = 768
-# one parameter of an RNN layer besides its data (the Parameter, its slot in the layer's flat
-# weights: 1 to 2.4 KB measured): num_layers makes four per layer and direction
-PARAMETER_BYTES = 2048
-
-# what a call is given, as the size rules read it: any values (the scientist's, or the owner's
-# objects they name), narrowed where a rule uses them
-Args = Sequence[object]
-Kwargs = Mapping[str, object]
-
-
-# ---- size arguments, read as torch reads them. A size may arrive as an int, a numpy integer,
-# a bool, a tensor or array of one element (the scientist's, or one computed from the owner's
-# data), or a list, tuple or torch.Size of any of these: each is read the way torch would read
-# it, and one that cannot be read is refused naming the argument (an estimate of 0 would let
-# torch allocate whatever the value says).
-
-MAX_SIZE_ELEMENTS = 64  # a size given as a tensor of more elements than this is not a size
-
-
-def _describe(value: object) -> str:
-    if isinstance(value, torch.Tensor):
-        return f"a {str(value.dtype).removeprefix('torch.')} tensor of shape {list(value.shape)}"
-    if isinstance(value, np.ndarray):
-        return f"a {value.dtype} array of shape {list(value.shape)}"
-    return f"a {type(value).__name__}"
-
-
-def _elements(value: torch.Tensor | np.ndarray) -> int:
-    return value.numel() if isinstance(value, torch.Tensor) else int(value.size)
-
-
-def _index(value: object, what: str) -> int:
-    """An integer argument as torch reads it: anything with ``__index__`` (numpy integers,
-    bools), or a tensor or array of one element by that element."""
-    item: object = value
-    if isinstance(value, torch.Tensor | np.ndarray):
-        if _elements(value) != 1:
-            raise TypeError(f"{what} must be an integer, not {_describe(value)}")
-        item = value.item()
-    if isinstance(item, SupportsIndex):  # what has no __index__ fails operator.index as well
-        try:
-            return operator.index(item)
-        except TypeError:
-            pass
-    raise TypeError(f"{what} must be an integer, not {_describe(value)}")
-
-
-def _real(value: object, what: str) -> int | float:
-    """A number argument (``arange``'s bounds and step) as torch reads it: an integer exactly,
-    anything else real as a float, a complex number by its real part, a tensor or array of one
-    element by that element."""
-    item: object = value
-    if isinstance(value, torch.Tensor | np.ndarray):
-        if _elements(value) != 1:
-            raise TypeError(f"{what} must be a number, not {_describe(value)}")
-        item = value.item()
-    if isinstance(item, numbers.Complex) and not isinstance(item, numbers.Real):
-        item = item.real
-    if isinstance(item, SupportsIndex):  # what has no __index__ fails operator.index as well
-        try:
-            return operator.index(item)
-        except TypeError:
-            pass
-    if isinstance(item, numbers.Real):
-        return float(item)
-    raise TypeError(f"{what} must be a number, not {_describe(value)}")
-
-
-def _dims(value: object, what: str) -> list[int]:
-    """A size given as one value: a list, tuple or torch.Size of integers, a tensor or array
-    (its elements, as torch reads one of a single element: one dimension), or one integer."""
-    if isinstance(value, list | tuple):
-        return [_index(v, f"{what}[{i}]") for i, v in enumerate(value)]
-    if isinstance(value, torch.Tensor | np.ndarray) and _elements(value) != 1:
-        if _elements(value) > MAX_SIZE_ELEMENTS or (
-            isinstance(value, torch.Tensor) and value.is_complex()
-        ):
-            raise TypeError(f"{what} must be a sequence of integers, not {_describe(value)}")
-        flat = value.reshape(-1).tolist()
-        return [_index(v, f"{what}[{i}]") for i, v in enumerate(flat)]
-    return [_index(value, what)]
-
-
-def _varargs_dims(args: Args, what: str) -> list[int]:
-    """A size given as torch's ``*size``: one sequence, or integers one by one."""
-    if len(args) == 1:
-        return _dims(args[0], what)
-    return [_index(a, f"{what}[{i}]") for i, a in enumerate(args)]
-
-
-def _count(dims: list[int]) -> int:
-    return math.prod(max(d, 0) for d in dims)
-
-
-def _numel(shape: object, what: str) -> int:
-    """The number of elements of a tensor of size ``shape`` (one value, read as torch does)."""
-    return _count(_dims(shape, what))
 
 
 def _itemsize(kwargs: Kwargs, default: int = 4) -> int:
@@ -247,9 +158,9 @@ def _module_bytes(module: nn.Module) -> int:
 def _legacy_tensor_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     # torch.Tensor(2, 3): sizes (data arrived with the message)
     if args and all(type(a) is int for a in args):
-        return _count(cast(list[int], list(args))) * 4  # each is an int: checked just above
+        return count_of(cast(list[int], list(args))) * 4  # each is an int: checked just above
     if len(args) == 1 and isinstance(args[0], torch.Size):
-        return _numel(args[0], f"{op.path}: size") * 4
+        return read_numel(args[0], f"{op.path}: size") * 4
     if len(args) == 1 and not isinstance(args[0], torch.Tensor):  # data (a tensor: itself)
         return _data_elements(args[0], {}, 0) * 4
     return 0
@@ -275,7 +186,7 @@ def _data_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
 
 
 def _layer_rule(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
-    return _layer_bytes(op.path, args, kwargs)
+    return layer_bytes(op.path, args, kwargs)
 
 
 def _concat_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
@@ -327,32 +238,32 @@ def _data_elements(data: object, seen: dict[int, int], depth: int) -> int:
 def _creation_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     # (*size) or (size=)
     if "size" in kwargs:
-        return _numel(kwargs["size"], f"{op.path}: size") * _itemsize(kwargs)
-    return _count(_varargs_dims(args, f"{op.path}: size")) * _itemsize(kwargs)
+        return read_numel(kwargs["size"], f"{op.path}: size") * _itemsize(kwargs)
+    return count_of(read_varargs_dims(args, f"{op.path}: size")) * _itemsize(kwargs)
 
 
 def _full_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     size = kwargs["size"] if "size" in kwargs else args[0] if args else ()
     fill = kwargs.get("fill_value", args[1] if len(args) > 1 else 0.0)
     default = 4 if isinstance(fill, float | torch.Tensor) else 8
-    return _numel(size, f"{op.path}: size") * _itemsize(kwargs, default)
+    return read_numel(size, f"{op.path}: size") * _itemsize(kwargs, default)
 
 
 def _randint_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     size = kwargs["size"] if "size" in kwargs else args[-1] if len(args) >= 2 else ()
-    return _numel(size, f"{op.path}: size") * _itemsize(kwargs, 8)
+    return read_numel(size, f"{op.path}: size") * _itemsize(kwargs, 8)
 
 
 def _linspace_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     steps = kwargs["steps"] if "steps" in kwargs else args[2] if len(args) > 2 else 0
-    return max(_index(steps, f"{op.path}: steps"), 0) * _itemsize(kwargs)
+    return max(read_index(steps, f"{op.path}: steps"), 0) * _itemsize(kwargs)
 
 
 def _eye_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     rows = kwargs["n"] if "n" in kwargs else args[0] if args else 0
     cols = kwargs["m"] if "m" in kwargs else args[1] if len(args) > 1 else None
-    n = max(_index(rows, f"{op.path}: n"), 0)
-    m = n if cols is None else max(_index(cols, f"{op.path}: m"), 0)
+    n = max(read_index(rows, f"{op.path}: n"), 0)
+    m = n if cols is None else max(read_index(cols, f"{op.path}: m"), 0)
     return n * m * _itemsize(kwargs)
 
 
@@ -369,7 +280,9 @@ def _arange_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     bounds.update((key, kwargs[key]) for key in ("start", "end", "step") if key in kwargs)
     if "end" not in bounds:
         return 0  # torch refuses a range without an end
-    start, end, step = (_real(bounds[key], f"{path}: {key}") for key in ("start", "end", "step"))
+    start, end, step = (
+        read_real(bounds[key], f"{path}: {key}") for key in ("start", "end", "step")
+    )
     integers = isinstance(start, int) and isinstance(end, int) and isinstance(step, int)
     count: int
     if isinstance(start, int) and isinstance(end, int) and isinstance(step, int):
@@ -408,10 +321,10 @@ def _repeat_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
     if not isinstance(target, torch.Tensor):
         return 0
     if "repeats" in kwargs:
-        repeats = _dims(kwargs["repeats"], f"{op.path}: repeats")
+        repeats = read_dims(kwargs["repeats"], f"{op.path}: repeats")
     else:
-        repeats = _varargs_dims(args, f"{op.path}: repeats")
-    return _nbytes(target) * _count(repeats)
+        repeats = read_varargs_dims(args, f"{op.path}: repeats")
+    return _nbytes(target) * count_of(repeats)
 
 
 def _pieces_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
@@ -458,7 +371,7 @@ def _index_rule(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
 
 def _dim_size(target: torch.Tensor, dim: object, what: str) -> int | None:
     """The size of ``target`` along ``dim`` (None: no such dimension, the call fails)."""
-    axis = _index(dim, what)
+    axis = read_index(dim, what)
     if target.dim() == 0 or not -target.dim() <= axis < target.dim():
         return None
     return int(target.shape[axis])
@@ -474,7 +387,7 @@ def _pieces(path: str, name: str, target: torch.Tensor, args: Args, kwargs: Kwar
         return 0
     if name == "split" and isinstance(how, list | tuple):
         return len(how)  # sections: one piece each
-    size = _index(how, f"{path}: {key}")
+    size = read_index(how, f"{path}: {key}")
     if size <= 0:
         return 1 if name == "split" and size == 0 and length == 0 else 0
     return -(-length // size) if name == "split" else min(size, max(length, 1))
@@ -514,218 +427,15 @@ def _matmul_bytes(a: torch.Tensor, b: torch.Tensor) -> int:
     return math.prod(batch) * rows * cols * max(a.element_size(), b.element_size())
 
 
-@functools.cache
-def _signature(path: str) -> inspect.Signature:
-    return inspect.signature(LAYERS[path][0])
-
-
-def _settings(path: str, args: Args, kwargs: Kwargs) -> dict[str, object]:
-    cls = LAYERS[path][0]
-    if issubclass(cls, nn.RNNBase):  # (*args, **kwargs) in torch: name the leading ones
-        leading = ("input_size", "hidden_size", "num_layers")
-        return {**dict(zip(leading, args, strict=False)), **kwargs}
-    try:
-        bound = _signature(path).bind(*args, **kwargs)
-    except TypeError:
-        return {}  # the call will fail
-    return dict(bound.arguments)
-
-
-def _ints(settings: Kwargs, key: str, path: str, default: int = 1) -> int:
-    """The number of elements a size setting (an int, a sequence of them, a tensor: read as
-    torch reads it) spans; ``default`` when it is not given."""
-    value = settings.get(key)
-    if value is None:
-        return default
-    return _numel(value, f"{path}: {key}")
-
-
-_GATES = {"LSTM": 4, "GRU": 3, "RNN": 1, "LSTMCell": 4, "GRUCell": 3, "RNNCell": 1}
-
-
-def _layer_bytes(path: str, args: Args, kwargs: Kwargs) -> int:
-    """The weights a layer is built with, from its settings."""
-    name = path.rsplit(".", 1)[-1]
-    a = _settings(path, args, kwargs)
-
-    def ints(key: str, default: int = 1) -> int:
-        return _ints(a, key, path, default)
-
-    if name == "Linear":
-        return (ints("in_features", 0) + 1) * ints("out_features", 0) * 4
-    if name.startswith("Conv"):
-        channels = ints("in_channels", 0) * ints("out_channels", 0)
-        groups = max(ints("groups"), 1)
-        sides = (
-            [1] if a.get("kernel_size") is None else _dims(a["kernel_size"], f"{path}: kernel_size")
-        )
-        kernel = _count(sides)
-        if name.endswith("2d") and len(sides) == 1:
-            kernel *= kernel  # one number: a square kernel
-        return channels // groups * kernel * 4 + ints("out_channels", 0) * 4
-    if name.startswith("BatchNorm"):
-        return ints("num_features", 0) * 4 * 4
-    if name == "LayerNorm":
-        return 2 * ints("normalized_shape", 0) * 4
-    if name == "Embedding":
-        return ints("num_embeddings", 0) * ints("embedding_dim", 0) * 4
-    if name == "PReLU":
-        return ints("num_parameters") * 4
-    if name in _GATES:
-        gates, inputs = _GATES[name], ints("input_size", 0)
-        hidden = ints("hidden_size", 0)
-        if name.endswith("Cell"):
-            return gates * hidden * (inputs + hidden + 2) * 4 + 4 * PARAMETER_BYTES
-        layers = ints("num_layers")
-        directions = 2 if a.get("bidirectional") else 1
-        per_layer = gates * hidden * (max(inputs, hidden * directions) + hidden + 2)
-        return layers * directions * (per_layer * 4 + 4 * PARAMETER_BYTES)
-    return 0
-
-
-# ---- what a forward pass makes (the planned size of a layer's output, and of the outputs of
-# the layers after it in a Sequential, as far as their shapes can be told)
-
-Shape = tuple[int, ...]
-
-
-# a layer's settings never change once it is built (no op on the allowlist sets them): what
-# its forward makes from a shape is worked out once per layer and shape
-_FORWARD: weakref.WeakKeyDictionary[nn.Module, dict[tuple[Shape, int], int]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def _forward_bytes(module: nn.Module, args: Args) -> int:
-    if not args or not isinstance(args[0], torch.Tensor):
-        return 0
-    x = args[0]
-    key = (tuple(x.shape), max(x.element_size(), 4))
-    known = _FORWARD.get(module)
-    if known is not None and key in known:
-        return known[key]
-    total, _ = _through(module, key[0], key[1], 0)
-    _FORWARD.setdefault(module, {})[key] = total
-    return total
-
-
-def _spatial(module: nn.Module, sizes: Shape, *, transposed: bool = False) -> Shape | None:
-    dims = len(sizes)
-
-    def each(setting: str, default: int) -> tuple[int, ...] | None:
-        value = getattr(module, setting, default)
-        if value is None:
-            return (default,) * dims
-        if isinstance(value, str):
-            return None  # padding="same" or "valid"
-        read = _dims(value, f"{type(module).__name__}: {setting}")
-        if len(read) == 1 and not isinstance(value, list | tuple):
-            return (read[0],) * dims
-        return tuple(read) if len(read) == dims else None
-
-    kernel, stride = each("kernel_size", 1), each("stride", 1)
-    padding = each("padding", 0)
-    dilation = each("dilation", 1)
-    if kernel is None or stride is None or dilation is None:
-        return None
-    if padding is None:  # "same" keeps the size, "valid" pads nothing
-        padding = (0,) * dims
-        if getattr(module, "padding", None) == "same":
-            return sizes
-    if transposed:
-        extra = each("output_padding", 0) or (0,) * dims
-        return tuple(
-            max((n - 1) * s - 2 * p + d * (k - 1) + e + 1, 0)
-            for n, s, p, d, k, e in zip(
-                sizes, stride, padding, dilation, kernel, extra, strict=True
-            )
-        )
-    return tuple(
-        max((n + 2 * p - d * (k - 1) - 1) // max(s, 1) + 1, 0)
-        for n, s, p, d, k in zip(sizes, stride, padding, dilation, kernel, strict=True)
-    )
-
-
-_SAME_SHAPE = (nn.ReLU, nn.LeakyReLU, nn.ELU, nn.ReLU6, nn.SiLU, nn.GELU, nn.Softplus, nn.PReLU,
-               nn.Sigmoid, nn.Tanh, nn.Identity, nn.Dropout, nn.Dropout2d, nn.LogSoftmax,
-               nn.Softmax, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm,
-               nn.PixelShuffle, nn.PixelUnshuffle)  # fmt: skip
-
-
-def _through(
-    module: nn.Module, shape: Shape, itemsize: int, depth: int
-) -> tuple[int, Shape | None]:
-    """Bytes ``module`` makes from an input of ``shape``, and the shape it returns (None: it
-    cannot be told)."""
-    if depth > 64:
-        return 0, None
-    out: Shape | None = None
-
-    def setting(name: str) -> int:  # a layer's size setting, as torch reads it
-        return _index(getattr(module, name), f"{type(module).__name__}: {name}")
-
-    if isinstance(module, nn.Sequential):
-        total = 0
-        for child in module:
-            made, next_shape = _through(child, shape, itemsize, depth + 1)
-            total += made
-            if next_shape is None:
-                return total, None
-            shape = next_shape
-        return total, shape
-    if isinstance(module, _SAME_SHAPE):
-        if isinstance(module, nn.PixelShuffle) and len(shape) >= 3:
-            r = setting("upscale_factor")
-            out = (*shape[:-3], shape[-3] // max(r * r, 1), shape[-2] * r, shape[-1] * r)
-        else:
-            out = shape
-    elif isinstance(module, nn.modules.conv._ConvNd) and len(shape) >= 2:
-        dims = len(module.kernel_size)
-        sizes = _spatial(module, shape[-dims:], transposed=module.transposed)
-        if sizes is not None:
-            out = (*shape[: -dims - 1], setting("out_channels"), *sizes)
-    elif isinstance(module, nn.MaxPool2d | nn.AvgPool2d) and len(shape) >= 2:
-        sizes = _spatial(module, shape[-2:])
-        if sizes is not None:
-            out = (*shape[:-2], *sizes)
-    elif isinstance(module, nn.AdaptiveAvgPool2d) and len(shape) >= 2:
-        size = module.output_size
-        what = "AdaptiveAvgPool2d: output_size"
-        wanted: list[int | None]
-        if isinstance(size, list | tuple):  # None keeps that side of the input
-            wanted = [None if w is None else _index(w, f"{what}[{i}]") for i, w in enumerate(size)]
-        else:
-            read = _dims(size, what)
-            wanted = [*read, *read] if len(read) == 1 else [*read]
-        if len(wanted) == 2:
-            out = (
-                *shape[:-2],
-                *(n if w is None else w for n, w in zip(shape[-2:], wanted, strict=True)),
-            )
-    elif isinstance(module, nn.Linear) and shape:
-        out = (*shape[:-1], setting("out_features"))
-    elif isinstance(module, nn.Flatten) and shape:
-        start, end = setting("start_dim") % len(shape), setting("end_dim") % len(shape)
-        out = (*shape[:start], math.prod(shape[start : end + 1]), *shape[end + 1 :])
-    elif isinstance(module, nn.Embedding):
-        out = (*shape, setting("embedding_dim"))
-    elif isinstance(module, nn.RNNBase | nn.RNNCellBase) and shape:
-        gates = _GATES.get(type(module).__name__, 4)
-        hidden = setting("hidden_size") * (2 if getattr(module, "bidirectional", False) else 1)
-        made = math.prod((*shape[:-1], hidden)) * itemsize * (gates + 2)  # kept for backward
-        return made, None
-    else:
-        return 0, None  # a loss, or a layer whose output size is its input's or less
-    return _count(list(out)) * itemsize if out is not None else 0, out
-
-
 def _distribution_bytes(
     name: str, distribution: torch.distributions.Distribution, args: Args, kwargs: Kwargs
 ) -> int:
     shape = tuple(distribution.batch_shape) + tuple(distribution.event_shape)
     if name in ("sample", "rsample"):
         drawn = kwargs["sample_shape"] if "sample_shape" in kwargs else args[0] if args else ()
-        return _numel(drawn, f"Distribution.{name}: sample_shape") * max(math.prod(shape), 1) * 8
+        return (
+            read_numel(drawn, f"Distribution.{name}: sample_shape") * max(math.prod(shape), 1) * 8
+        )
     values = _tensors(args)
     if name == "log_prob" and values:
         if isinstance(distribution, torch.distributions.Categorical):
@@ -815,7 +525,7 @@ def _collect_pairs_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> 
 
 
 def _forward_rule(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
-    return _forward_bytes(target, args) if isinstance(target, nn.Module) else 0
+    return forward_bytes(target, args) if isinstance(target, nn.Module) else 0
 
 
 def _module_copy_bytes(op: Op, target: object, args: Args, kwargs: Kwargs) -> int:
