@@ -21,7 +21,13 @@ from hypothesis import strategies as st
 import duet as sy
 from duet.errors import NotAllowed, ProtocolError, UsageError
 from duet.protocol.messages import Message, Reply
-from duet.protocol.smpc_messages import SealedWire, SmpcCompare, SmpcCompareDeal, SmpcRound
+from duet.protocol.smpc_messages import (
+    SealedWire,
+    SmpcCompare,
+    SmpcCompareDeal,
+    SmpcLocal,
+    SmpcRound,
+)
 from duet.smpc import ring
 from duet.smpc.remote import SecureComputation
 from duet.smpc.remote.comparison import MAX_PART_ELEMENTS, rounds
@@ -218,6 +224,68 @@ def test_relu_and_comparisons_over_duets_equal_plaintext(trio):
     y = xs @ w.t()
     below = (xs @ w.t() < y + 0.25).get(name="out", timeout_secs=TIMEOUT)  # shared on both sides
     assert below is not None and bool((below.float_precision() == 1).all())
+
+
+def test_max_and_min_over_duets_equal_plaintext_for_even_odd_and_all(trio):
+    comp, pairs, _, x = trio
+    _, (_, ds), _ = pairs
+    xs = comp.share(ds.store["inputs"])  # 40 x 30
+    encoded = ring.decode(ring.encode(x, 16), 16, torch.float64).float()
+
+    def got(shared):  # type: ignore[no-untyped-def]
+        value = shared.get(name="out", timeout_secs=TIMEOUT)
+        assert value is not None
+        return value.float_precision()
+
+    # max(a, b) = b + relu(a - b) is exact on shares: equal to the encoded inputs' max
+    assert torch.equal(got(xs.max(1)), encoded.max(1).values)  # 30: even, then odd rounds
+    odd = xs.narrow(0, 3, 7)  # 7 rows: the odd one out carried over
+    assert torch.equal(got(odd.max(0, keepdim=True)), encoded[3:10].max(0, keepdim=True).values)
+    assert torch.equal(got(odd.min(-1)), encoded[3:10].min(-1).values)
+    whole = xs.narrow(1, 0, 3).max()  # all of them, a 0-dim tensor
+    assert whole.shape == [] and torch.equal(got(whole), encoded[:, :3].max())
+    joined = comp.cat([xs.narrow(0, 0, 2), xs.narrow(0, 38, 2)], 0)
+    assert joined.shape == [4, 30] and torch.equal(got(joined), encoded[[0, 1, 38, 39]])
+    one = xs.narrow(0, 5, 1)
+    assert torch.equal(got(one.max(0)), encoded[5])  # a single row: no comparison at all
+    with pytest.raises(UsageError, match="max over dim 2"):
+        xs.max(2)
+
+
+def test_hostile_reshaping_messages_get_clear_errors_and_the_owners_keep_serving(trio):
+    comp, pairs, _, x = trio
+    (_, ms), (_, ds), _ = pairs
+    xs = comp.share(ds.store["inputs"])  # 40 x 30
+    cases = [
+        ({"op": "narrow", "inputs": [xs.name], "dim": 0, "start": 39, "length": 2}, "within dim 0"),
+        ({"op": "narrow", "inputs": [xs.name], "dim": 0}, "a start and a length"),
+        (
+            {"op": "narrow", "inputs": [xs.name], "dim": 5, "start": 0, "length": 1},
+            "a dim of a 2-D",
+        ),
+        ({"op": "squeeze", "inputs": [xs.name], "dim": 1}, "a dim of size 1"),
+        ({"op": "cat", "inputs": [xs.name], "dim": 0}, "cat takes two"),
+        ({"op": "flatten", "inputs": [xs.name, xs.name]}, "takes one shared tensor"),
+        ({"op": "narrow", "inputs": ["nothing"], "dim": 0, "start": 0, "length": 1}, "no shared"),
+    ]
+    t = xs.t()  # 30 x 40: joined to xs along 0, the other dim differs
+    cases.append(({"op": "cat", "inputs": [xs.name, t.name], "dim": 0}, "cat of"))
+    for session in (ms, ds):
+        for fields, expected in cases:
+            reply, _ = session.client.request_async(lambda rid, f=fields: SmpcLocal(
+                rid=rid, computation=comp.id, result="bad", **f,
+            )).result(TIMEOUT)  # fmt: skip
+            assert reply.status == "error", fields
+            assert expected in reply.error.message, (fields, reply.error.message)
+    for huge in ({"start": 2**31}, {"length": 2**31 + 1}, {"start": -1}):
+        with pytest.raises(pydantic.ValidationError):
+            SmpcLocal(rid=1, computation=comp.id, result="bad", op="narrow", inputs=[xs.name],
+                      dim=0, **{"start": 0, "length": 1, **huge})  # fmt: skip
+    # nothing was kept under the refused name, and the computation goes on
+    assert torch.equal(
+        xs.narrow(0, 0, 1).get(name="out", timeout_secs=TIMEOUT).float_precision(),
+        ring.decode(ring.encode(x[:1], 16), 16, torch.float64).float(),
+    )
 
 
 def test_hostile_comparison_messages_over_the_wire_are_refused_and_the_owners_keep_serving(trio):

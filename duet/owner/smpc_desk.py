@@ -9,7 +9,8 @@ relays. Each message (protocol/messages.py's ``Smpc*``) is answered with a Reply
     SmpcAgree     every party's key    -> "agreed" (signatures and roster checked)
     SmpcShare     a published object   -> its shape and the other holder's share, sealed to it
     SmpcAccept    that sealed share    -> kept
-    SmpcLocal     + - neg, public + *, t, sum on shares -> the result's shape
+    SmpcLocal     + - neg, public + *, t, sum, narrow, cat, squeeze, flatten on shares -> the
+                  result's shape
     SmpcDeal      (provider) shapes    -> a Beaver triple's dealings, sealed to each holder
     SmpcMask      a dealing            -> this holder's openings, sealed to the other holder
     SmpcMultiply  the other's openings -> the product's shape (kept, truncated)
@@ -275,7 +276,7 @@ class SmpcDesk:
             return {"shape": message.shape}
         if isinstance(message, SmpcLocal):
             shape = party.local(message.op, message.inputs, message.result, message.scalar,
-                                message.dim)  # fmt: skip
+                                message.dim, message.start, message.length)  # fmt: skip
             return {"shape": shape}
         if isinstance(message, SmpcDeal):
             dealt = party.deal(message.triple, message.op, message.x_shape, message.y_shape)

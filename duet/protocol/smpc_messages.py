@@ -116,18 +116,50 @@ class SmpcAccept(WireMessage):
     sealed: SealedWire
 
 
+#: what a holder does to its own shares, alone (``SmpcLocal``)
+LocalOp = Literal[
+    "add",
+    "sub",
+    "neg",
+    "add_public",
+    "mul_public",
+    "t",
+    "sum",
+    "narrow",
+    "cat",
+    "squeeze",
+    "flatten",
+]
+
+
 class SmpcLocal(WireMessage):
     """An operation each holder runs on its own shares: + - of two sharings, a public number
-    added or multiplied in, a transpose, a sum (over ``dim``, or all)."""
+    added or multiplied in, a transpose, a sum (over ``dim``, or all), and reshaping: a slice
+    along ``dim`` (``narrow``: ``start``, ``length``), two sharings joined along ``dim``
+    (``cat``), a dimension of size one dropped (``squeeze``), all flattened (``flatten``)."""
 
     k: Literal["smpc_local"] = "smpc_local"
     rid: RequestId
     computation: ComputationId
-    op: Literal["add", "sub", "neg", "add_public", "mul_public", "t", "sum"]
+    op: Literal[
+        "add",
+        "sub",
+        "neg",
+        "add_public",
+        "mul_public",
+        "t",
+        "sum",
+        "narrow",
+        "cat",
+        "squeeze",
+        "flatten",
+    ]
     inputs: Annotated[list[ObjectId], Field(min_length=1, max_length=2)]
     result: ObjectId
     scalar: Annotated[float, Field(strict=True, allow_inf_nan=False)] | int | None = None
     dim: Annotated[int, Field(strict=True, ge=-8, le=7)] | None = None
+    start: Annotated[int, Field(strict=True, ge=0, lt=2**31)] | None = None
+    length: Annotated[int, Field(strict=True, ge=0, le=2**31)] | None = None
 
 
 class SmpcDeal(WireMessage):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from ...errors import DuetTimeout, UsageError
 from ...protocol.messages import Message, Reply
 from ...protocol.smpc_messages import (
+    LocalOp,
     PartyKeyWire,
     SealedWire,
     SmpcAccept,
@@ -51,7 +52,6 @@ if TYPE_CHECKING:
     from ...sessions.scientist import ScientistSession
 
 DEFAULT_TIMEOUT_SECS = 60.0
-LocalOp = Literal["add", "sub", "neg", "add_public", "mul_public", "t", "sum"]
 Product = Literal["mul", "matmul"]
 _DENIED = object()
 
@@ -185,10 +185,13 @@ class SecureComputation:
         *,
         scalar: float | int | None = None,
         dim: int | None = None,
+        start: int | None = None,
+        length: int | None = None,
     ) -> RemoteShared:
         name = self._name()
         shapes = self._holders(lambda rid, _i: SmpcLocal(
             rid=rid, computation=self.id, op=op, inputs=inputs, result=name, scalar=scalar, dim=dim,
+            start=start, length=length,
         ), op)  # fmt: skip
         return RemoteShared(self, name, _shape(shapes[0]))
 
@@ -273,6 +276,16 @@ class SecureComputation:
         if shape is None:
             raise UsageError(f"the holders finished {op} without the result's shape")
         return RemoteShared(self, name, shape)
+
+    def cat(self, tensors: Sequence[RemoteShared], dim: int = 0) -> RemoteShared:
+        """``torch.cat`` of shared tensors of this computation, along ``dim``: each holder joins
+        its own shares (no interaction)."""
+        if not tensors:
+            raise UsageError("cat takes at least one shared tensor")
+        out = tensors[0]
+        for other in tensors[1:]:
+            out = self._local("cat", [out.name, out._other(other).name], dim=dim)
+        return out
 
     def close(self) -> None:
         """Ask every party to forget this computation's shares."""
@@ -362,6 +375,41 @@ class RemoteShared:
 
     def sum(self, dim: int | None = None) -> RemoteShared:
         return self.computation._local("sum", [self.name], dim=dim)
+
+    def narrow(self, dim: int, start: int, length: int) -> RemoteShared:
+        """Elements ``start`` to ``start + length`` along ``dim`` (a copy, as ``torch.narrow``
+        would give a view)."""
+        return self.computation._local("narrow", [self.name], dim=dim, start=start, length=length)
+
+    def squeeze(self, dim: int) -> RemoteShared:
+        return self.computation._local("squeeze", [self.name], dim=dim)
+
+    def flatten(self) -> RemoteShared:
+        return self.computation._local("flatten", [self.name])
+
+    def max(self, dim: int | None = None, keepdim: bool = False) -> RemoteShared:
+        """The largest element (along ``dim``; of all, as a 0-dim tensor, if None), exact on
+        shares: a tournament of ceil(log2 n) rounds, each one comparison of two halves,
+        max(a, b) = b + relu(a - b). The values only: no argmax over duets yet."""
+        x = self.flatten() if dim is None else self
+        if not -len(x.shape) <= (0 if dim is None else dim) < len(x.shape):
+            raise UsageError(f"max over dim {dim} of a {len(self.shape)}-D shared tensor")
+        axis = 0 if dim is None else dim % len(x.shape)
+        count = x.shape[axis]
+        if count == 0:
+            raise UsageError("max() of an empty shared tensor")
+        while count > 1:
+            half = count // 2
+            first, second = x.narrow(axis, 0, half), x.narrow(axis, half, half)
+            larger = second + (first - second).relu()
+            if count % 2:  # the odd one out goes on to the next round as it is
+                larger = self.computation.cat([larger, x.narrow(axis, 2 * half, 1)], axis)
+            x, count = larger, half + count % 2
+        return x if keepdim and dim is not None else x.squeeze(axis)
+
+    def min(self, dim: int | None = None, keepdim: bool = False) -> RemoteShared:
+        """The smallest element: -max(-x)."""
+        return -(-self).max(dim, keepdim)
 
     def get(
         self, *, name: str = "", reason: str = "", timeout_secs: float = DEFAULT_TIMEOUT_SECS

@@ -315,10 +315,12 @@ class Party:
         result: str,
         scalar: float | int | None,
         dim: int | None,
+        start: int | None = None,
+        length: int | None = None,
     ) -> list[int]:
         """One operation each holder runs on its own share (no interaction)."""
         try:
-            return self._local(op, inputs, result, scalar, dim)
+            return self._local(op, inputs, result, scalar, dim, start, length)
         except (RuntimeError, OverflowError, ValueError) as exc:  # torch's, on shapes or sizes
             raise UsageError(f"{op} of {', '.join(inputs)}: {exc}") from None
 
@@ -329,6 +331,8 @@ class Party:
         result: str,
         scalar: float | int | None,
         dim: int | None,
+        start: int | None,
+        length: int | None,
     ) -> list[int]:
         index = self._holder()
         values = [self.get(n) for n in inputs]
@@ -340,6 +344,12 @@ class Party:
                 raise UsageError(f"{op} takes two shared tensors")
             out = first + shares[1] if op == "add" else first - shares[1]
             text = f"({values[0].expression} {'+' if op == 'add' else '-'} {values[1].expression})"
+        elif op == "cat":
+            if len(shares) != 2:
+                raise UsageError("cat takes two shared tensors")
+            axis = _axis(first, dim, op)
+            out = torch.cat([first, shares[1]], axis)  # torch refuses other shapes (UsageError)
+            text = f"cat({values[0].expression}, {values[1].expression}, {axis})"
         elif len(shares) != 1:
             raise UsageError(f"{op} takes one shared tensor")
         elif op == "neg":
@@ -355,6 +365,24 @@ class Party:
             else:
                 out = _truncate(first * ring.encode(number, bits), index, bits)
             text = f"{scalar} * {values[0].expression}"
+        elif op == "narrow":
+            axis = _axis(first, dim, op)
+            if start is None or length is None or start + length > first.shape[axis]:
+                raise UsageError(
+                    f"narrow takes a start and a length within dim {axis} of size "
+                    f"{first.shape[axis]}, not {start} and {length}"
+                )
+            out = first.narrow(axis, start, length).clone()  # a share of its own, not a view
+            text = f"{values[0].expression}.narrow({axis}, {start}, {length})"
+        elif op == "squeeze":
+            axis = _axis(first, dim, op)
+            if first.shape[axis] != 1:
+                raise UsageError(
+                    f"squeeze drops a dim of size 1; dim {axis} has {first.shape[axis]}"
+                )
+            out, text = first.squeeze(axis).clone(), f"{values[0].expression}.squeeze({axis})"
+        elif op == "flatten":
+            out, text = first.reshape(-1).clone(), f"{values[0].expression}.flatten()"
         elif op == "t":
             if first.dim() != 2:
                 raise UsageError(f"t() takes a 2-D tensor, not {first.dim()}-D")
@@ -593,6 +621,13 @@ def _scalar(value: float | int | None, op: str) -> float | int:
     if value is None or isinstance(value, bool):
         raise UsageError(f"{op} takes a public number (scalar=)")
     return value
+
+
+def _axis(share: torch.Tensor, dim: int | None, op: str) -> int:
+    """``dim`` of ``share`` as a non-negative axis; UsageError when it is missing or out of range."""
+    if dim is None or not -share.dim() <= dim < share.dim():
+        raise UsageError(f"{op} takes a dim of a {share.dim()}-D tensor, not {dim}")
+    return dim % share.dim()
 
 
 def _truncate(z: torch.Tensor, index: int, bits: int) -> torch.Tensor:
