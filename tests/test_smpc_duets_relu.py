@@ -226,7 +226,7 @@ def test_relu_and_comparisons_over_duets_equal_plaintext(trio):
     assert below is not None and bool((below.float_precision() == 1).all())
 
 
-def test_max_and_min_over_duets_equal_plaintext_for_even_odd_and_all(trio):
+def test_max_min_and_abs_over_duets_equal_plaintext_for_even_odd_and_all(trio):
     comp, pairs, _, x = trio
     _, (_, ds), _ = pairs
     xs = comp.share(ds.store["inputs"])  # 40 x 30
@@ -246,6 +246,7 @@ def test_max_and_min_over_duets_equal_plaintext_for_even_odd_and_all(trio):
     assert whole.shape == [] and torch.equal(got(whole), encoded[:, :3].max())
     joined = comp.cat([xs.narrow(0, 0, 2), xs.narrow(0, 38, 2)], 0)
     assert joined.shape == [4, 30] and torch.equal(got(joined), encoded[[0, 1, 38, 39]])
+    assert torch.equal(got(abs(odd)), encoded[3:10].abs())
     one = xs.narrow(0, 5, 1)
     assert torch.equal(got(one.max(0)), encoded[5])  # a single row: no comparison at all
     with pytest.raises(UsageError, match="max over dim 2"):

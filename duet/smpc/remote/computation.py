@@ -365,6 +365,12 @@ class RemoteShared:
         comparison with 0 between the holders, then x times the shared bit [x >= 0]."""
         return self.computation._compare("relu", self)
 
+    def abs(self) -> RemoteShared:
+        """|x| on shares, exact: 2 relu(x) - x (one comparison)."""
+        return self.relu() * 2 - self
+
+    __abs__ = abs
+
     def __lt__(self, other: object) -> RemoteShared:
         """[x < y] as a shared 0 or 1 (fixed point); ``other`` shared or a public number."""
         return self.computation._compare("negative", self - other)
