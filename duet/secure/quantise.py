@@ -148,8 +148,12 @@ class Quantiser:
         """``quantise`` of the vector ``parts`` make end to end (each a 1-D float64 array, a
         tensor's values): clipped as one vector, written into one new uint64 array a cache-sized
         piece at a time, with no full-size temporary."""
-        # einsum, not np.dot: BLAS's dot may start threads that spin against the owner's work
-        norm = math.sqrt(sum(float(np.einsum("i,i->", part, part)) for part in parts))
+        parts = [np.asarray(part).reshape(-1) for part in parts]  # views where they can be
+        # einsum, not np.dot: BLAS's dot may start threads that spin against the owner's work;
+        # in float64 whatever the parts' dtype
+        norm = math.sqrt(
+            sum(float(np.einsum("i,i->", part, part, dtype=np.float64)) for part in parts)
+        )
         if not math.isfinite(norm):
             raise UsageError("the update holds NaN or infinite values; nothing can be aggregated")
         # scale is a power of two: v * (clip / norm) * scale is v * factor, exactly
