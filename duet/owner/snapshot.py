@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -113,9 +115,14 @@ class Snapshot:
             return cls.failed(ErrorInfo(code=exc.code, message=str(exc), op="get"))
         own = frame[mark:]
         nbytes = sum(memoryview(b).nbytes for b in own)
+        if isinstance(value, torch.Tensor) and isinstance(encoded, dict):
+            # a tensor's facts from its encoding (the shape it was sent with), not asked of
+            # torch again: a get's reply costs fewer calls into torch
+            shape = tuple(cast("list[int]", encoded["shape"]))
+            elements = math.prod(shape) * (2 if value.dtype.is_complex else 1)
+            return cls(encoded, own, None, "tensor", elements, nbytes, shape=shape)
         elements = elements_of(value, settings=settings)
-        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
-        return cls(encoded, own, None, kind_of(value), elements, nbytes, shape=shape)
+        return cls(encoded, own, None, kind_of(value), elements, nbytes)
 
     @classmethod
     def failed(cls, error: ErrorInfo) -> Snapshot:
