@@ -9,7 +9,6 @@ op on private data that failed) is snapshotted as its error.
 from __future__ import annotations
 
 import hashlib
-import json
 import math
 from dataclasses import dataclass, field
 from typing import cast
@@ -21,6 +20,7 @@ from ..errors import DuetError, RemoteError
 from ..protocol.messages import ErrorInfo
 from ..protocol.serde import Decoder, Encoder, JSONValue
 from .derivation import settings_count
+from .json_text import encoder
 
 # the kinds a handler can ask for (``add_handler(kind="int")``)
 KINDS = frozenset({"tensor", "int", "float", "bool", "str", "bytes", "complex", "none", "list",
@@ -77,8 +77,8 @@ def elements_of(value: object, depth: int = 0, *, settings: bool = False) -> int
     return 1  # a number, a dtype, a device
 
 
-# made once (json.dumps with options builds an encoder per call); what a digest hashes
-_encode = json.JSONEncoder(sort_keys=True, default=str).encode
+# made once (json.dumps builds an encoder per call); what a digest hashes
+_encode = encoder(sort_keys=True)
 UNBOUNDED = 2**62  # more elements than any handler allows
 
 
