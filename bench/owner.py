@@ -8,7 +8,8 @@
 Prints one JSON object per line (``{"event": ...}``); the library's own lines are skipped by the
 driver. ``BENCH_PROFILE=<file>`` samples every thread while serving and writes the report there;
 ``BENCH_AUDIT=0`` keeps the audit log in memory, ``BENCH_REVIEW=0`` starts no review page (both
-on by default, as ``launch_duet`` has them).
+on by default, as ``launch_duet`` has them); ``BENCH_TIMELINE=<file>``: each get's steps
+timed (``python -m bench.timeline``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ os.environ.setdefault("DUET_ICE_HOSTS", "127.0.0.1")
 import torch
 
 import duet as sy
+from bench import timeline
 from bench.data import BIG_ELEMENTS, mnist_like, small_data
 from bench.procs import pin_malloc
 from bench.sampler import Sampler
@@ -40,6 +42,9 @@ def emit(event: str, **fields: object) -> None:
 
 
 def serve(args: argparse.Namespace) -> None:
+    marks = os.environ.get(timeline.ENV)  # python -m bench.timeline: mark each get's steps
+    if marks:
+        timeline.install("owner")
     duet = sy.launch_duet(
         args.url,
         confirm=False,
@@ -65,6 +70,8 @@ def serve(args: argparse.Namespace) -> None:
         sampler.stop()
         with open(os.environ["BENCH_PROFILE"], "w") as out:
             out.write(sampler.report(f"owner process ({args.data} session)"))
+    if marks:
+        timeline.write(marks)
     emit("closed", requests=len(duet.requests.history))
 
 

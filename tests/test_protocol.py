@@ -48,8 +48,25 @@ def test_tensor_of_every_dtype_round_trips_exactly(dtype_name):
         torch.zeros(0, 4),
         torch.arange(12).reshape(3, 4).t(),
         torch.ones(2, 3)[:, 1],
+        torch.arange(10.0)[3:7],
+        torch.tensor([1 + 2j, 3 - 4j]).conj(),
+        torch.tensor([1 + 2j, 3 - 4j]).conj().imag,
+        torch.tensor([3 - 4j]).conj().imag,
+        torch.zeros(3, 2, dtype=torch.bfloat16)[:1, 0],
+        torch.zeros(3, 2, requires_grad=True)[:1, 0],
     ],
-    ids=["scalar", "empty", "transposed", "strided-view"],
+    ids=[
+        "scalar",
+        "empty",
+        "transposed",
+        "strided-view",
+        "offset-view",
+        "conjugate-view",
+        "negative-view",
+        "contiguous-negative-view",
+        "one-element-strided",
+        "one-element-strided-with-grad",
+    ],
 )
 def test_unusual_tensor_layouts_round_trip(tensor):
     back = round_trip(tensor)

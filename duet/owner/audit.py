@@ -30,12 +30,14 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
 
+from .json_text import encoder
+
 if TYPE_CHECKING:
     import pandas
 
 log = logging.getLogger(__name__)
-# one encoder made once (json.dumps with any option builds a new one per call)
-_encode = json.JSONEncoder(default=str).encode
+# one encoder made once (json.dumps builds one per call)
+_encode = encoder()
 
 _EVENTS = """
 CREATE TABLE IF NOT EXISTS events (

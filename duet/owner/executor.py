@@ -304,11 +304,15 @@ class Executor:
         inputs.values.append(entry.value)
         return entry.value
 
-    def label_of(self, entry: StoredObject) -> Label:
-        """Everything ``entry`` may depend on: empty means it is the scientist's own."""
+    def label_of(self, entry: StoredObject, walk: Walk | None = None) -> Label:
+        """Everything ``entry`` may depend on: empty means it is the scientist's own.
+        ``walk``: the walk of its value, when the caller has made it now (it is not made
+        twice)."""
         if entry.failure is not None:
             return entry.label | self.poisoned
-        state = self.labels.label_of(Walk().add(entry.value)) | self.poisoned
+        if walk is None:
+            walk = Walk().add(entry.value)
+        state = self.labels.label_of(walk) | self.poisoned
         return entry.label | state if state else entry.label
 
     def _extra(self, op: allowlist.Op | None, draws: bool, *, failed: bool = False) -> Label:

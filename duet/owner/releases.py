@@ -57,7 +57,10 @@ class Releases:
             entry = self.service.executor.visible(message.id)
         except UsageError as exc:
             return self.service.error_reply(message.rid, exc, "get")
-        label = self.service.executor.label_of(entry)
+        # one walk of what the value reaches, for its label and (for a request) for what is
+        # frozen while it is decided: nothing runs in between that could change it
+        walk = None if entry.failure is not None else Walk().add(entry.value)
+        label = self.service.executor.label_of(entry, walk)
         if not label:  # the scientist's own: at once
             if entry.failure is not None:
                 return built_reply(message.rid, "error", error=entry.failure)
@@ -115,7 +118,7 @@ class Releases:
         self._waiting[request.id] = (message.rid, message.delete_obj)
         # what the owner decides on cannot change until it is decided: the scientist's writes
         # to it are refused meanwhile (the snapshot views its memory, no copy is made)
-        frozen = [] if entry.failure is not None else Walk().add(entry.value).nodes.values()
+        frozen = [] if walk is None else walk.nodes.values()
         self._frozen[request.id] = (list(frozen), entry)
         self.service.store.labels.freeze(self._frozen[request.id][0])
         self._inline = []

@@ -9,8 +9,9 @@ op on private data that failed) is snapshotted as its error.
 from __future__ import annotations
 
 import hashlib
-import json
+import math
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -19,6 +20,7 @@ from ..errors import DuetError, RemoteError
 from ..protocol.messages import ErrorInfo
 from ..protocol.serde import Decoder, Encoder, JSONValue
 from .derivation import settings_count
+from .json_text import encoder
 
 # the kinds a handler can ask for (``add_handler(kind="int")``)
 KINDS = frozenset({"tensor", "int", "float", "bool", "str", "bytes", "complex", "none", "list",
@@ -75,8 +77,8 @@ def elements_of(value: object, depth: int = 0, *, settings: bool = False) -> int
     return 1  # a number, a dtype, a device
 
 
-# made once (json.dumps with options builds an encoder per call); what a digest hashes
-_encode = json.JSONEncoder(sort_keys=True, default=str).encode
+# made once (json.dumps builds an encoder per call); what a digest hashes
+_encode = encoder(sort_keys=True)
 UNBOUNDED = 2**62  # more elements than any handler allows
 
 
@@ -113,9 +115,14 @@ class Snapshot:
             return cls.failed(ErrorInfo(code=exc.code, message=str(exc), op="get"))
         own = frame[mark:]
         nbytes = sum(memoryview(b).nbytes for b in own)
+        if isinstance(value, torch.Tensor) and isinstance(encoded, dict):
+            # a tensor's facts from its encoding (the shape it was sent with), not asked of
+            # torch again: a get's reply costs fewer calls into torch
+            shape = tuple(cast("list[int]", encoded["shape"]))
+            elements = math.prod(shape) * (2 if value.dtype.is_complex else 1)
+            return cls(encoded, own, None, "tensor", elements, nbytes, shape=shape)
         elements = elements_of(value, settings=settings)
-        shape = tuple(value.shape) if isinstance(value, torch.Tensor) else None
-        return cls(encoded, own, None, kind_of(value), elements, nbytes, shape=shape)
+        return cls(encoded, own, None, kind_of(value), elements, nbytes)
 
     @classmethod
     def failed(cls, error: ErrorInfo) -> Snapshot:

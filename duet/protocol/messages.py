@@ -272,7 +272,13 @@ def pack(
     frame itself in the first cases.
     """
     try:
-        header = _MESSAGES.dump_json(messages, exclude_defaults=False)
+        if len(messages) == 1:
+            # one message (a reply, a get): its own model's serializer writes exactly what the
+            # union's would, without looking for its type among them all
+            only = messages[0]
+            header = b"[" + type(only).__pydantic_serializer__.to_json(only) + b"]"
+        else:
+            header = _MESSAGES.dump_json(messages, exclude_defaults=False)
     except MemoryError:
         raise FrameTooLarge(
             f"the header of {len(messages)} messages could not be encoded: out of memory",

@@ -64,10 +64,22 @@ NUMPY_DTYPES: dict[str, np.dtype[np.generic]] = {
 
 
 def tensor_to_buffer(tensor: torch.Tensor) -> memoryview:
-    """The raw bytes of a tensor, without a copy when it is already contiguous."""
-    flat = tensor.detach().contiguous().reshape(-1)
+    """The raw bytes of a tensor, without a copy when it is already contiguous (and on the
+    CPU: another device's tensor is copied here)."""
+    if not tensor.requires_grad:
+        # the common case in one torch call (a get's whole encoding costs less): numpy views a
+        # contiguous CPU tensor's own memory; anything else (another device, a dtype numpy
+        # lacks, a negative or conjugate view, gaps, no elements) raises and goes the long way
+        try:
+            return tensor.numpy().data.cast("B")
+        except (TypeError, RuntimeError):
+            pass
+    # a conjugate or negative view's bytes are not its values until resolved
+    flat = tensor.detach().cpu().resolve_conj().resolve_neg().contiguous().reshape(-1)
     if flat.numel() == 0:
         return memoryview(b"")
+    if flat.stride(0) != 1:  # one element a stride away: torch calls that contiguous
+        flat = flat.clone(memory_format=torch.contiguous_format)
     return flat.view(torch.uint8).numpy().data
 
 
@@ -213,7 +225,7 @@ class Encoder:
             raise ProtocolError(f"tensors of dtype {tensor.dtype} cannot be sent")
         if tensor.layout != torch.strided:
             tensor = tensor.to_dense()
-        self.buffers.append(tensor_to_buffer(tensor.cpu()))
+        self.buffers.append(tensor_to_buffer(tensor))
         out: dict[str, JSONValue] = {
             "$": "tensor",
             "dtype": DTYPE_NAMES[tensor.dtype],
