@@ -23,11 +23,13 @@ _ZEROS = bytes(8 * PIECE)  # ChaCha20 of zeros is its key stream
 
 
 class Words:
-    """One ChaCha20 key stream under ``key``, read as uint64 words, a piece at a time."""
+    """One ChaCha20 key stream under ``key``, read as uint64 words, a piece at a time, into
+    ``buffer`` (``PIECE + 2`` words; streams used one after the other may share one)."""
 
-    def __init__(self, key: bytes):
+    def __init__(self, key: bytes, buffer: np.ndarray | None = None):
         self._stream = Cipher(algorithms.ChaCha20(key, bytes(16)), mode=None).encryptor()
-        self._buffer = np.empty(PIECE + 2, dtype="<u8")  # update_into wants room past the end
+        # update_into wants room past the data's end
+        self._buffer = np.empty(PIECE + 2, dtype="<u8") if buffer is None else buffer
         self._bytes = self._buffer.data.cast("B")
 
     def next(self, count: int) -> np.ndarray:
@@ -45,8 +47,9 @@ class KeyStreams:
     (subtracting) ``mask(key, len(vector))`` to the whole of it."""
 
     def __init__(self, add: Iterable[bytes] = (), subtract: Iterable[bytes] = ()):
-        self._streams = [(Words(key), True) for key in add]
-        self._streams += [(Words(key), False) for key in subtract]
+        shared = np.empty(PIECE + 2, dtype="<u8")  # one piece in cache whatever the count
+        self._streams = [(Words(key, shared), True) for key in add]
+        self._streams += [(Words(key, shared), False) for key in subtract]
 
     def apply(self, piece: np.ndarray) -> None:
         """Add and subtract the streams' next words to ``piece`` (uint64), in place."""
