@@ -118,18 +118,9 @@ class SmpcAccept(WireMessage):
 
 #: what a holder does to its own shares, alone (``SmpcLocal``)
 LocalOp = Literal[
-    "add",
-    "sub",
-    "neg",
-    "add_public",
-    "mul_public",
-    "t",
-    "sum",
-    "narrow",
-    "cat",
-    "squeeze",
+    "add", "sub", "neg", "add_public", "mul_public", "t", "sum", "narrow", "cat", "squeeze",
     "flatten",
-]
+]  # fmt: skip
 
 
 class SmpcLocal(WireMessage):
@@ -141,19 +132,7 @@ class SmpcLocal(WireMessage):
     k: Literal["smpc_local"] = "smpc_local"
     rid: RequestId
     computation: ComputationId
-    op: Literal[
-        "add",
-        "sub",
-        "neg",
-        "add_public",
-        "mul_public",
-        "t",
-        "sum",
-        "narrow",
-        "cat",
-        "squeeze",
-        "flatten",
-    ]
+    op: LocalOp
     inputs: Annotated[list[ObjectId], Field(min_length=1, max_length=2)]
     result: ObjectId
     scalar: Annotated[float, Field(strict=True, allow_inf_nan=False)] | int | None = None
