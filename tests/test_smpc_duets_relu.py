@@ -253,6 +253,31 @@ def test_max_min_and_abs_over_duets_equal_plaintext_for_even_odd_and_all(trio):
         xs.max(2)
 
 
+def test_argmax_and_argmin_over_duets_are_torchs_first_index_even_on_ties(trio):
+    comp, pairs, _, x = trio
+    _, (_, ds), _ = pairs
+    xs = comp.share(ds.store["inputs"])  # 40 x 30
+    encoded = ring.decode(ring.encode(x, 16), 16, torch.float64).float()
+
+    def index(shared):  # type: ignore[no-untyped-def]
+        value = shared.get(name="out", timeout_secs=TIMEOUT)
+        assert value is not None
+        got = value.float_precision()
+        assert float((got - got.round()).abs().max()) < 1e-3  # an integer, give or take rounds
+        return got.round().long()
+
+    rows = xs.narrow(0, 0, 9)  # 9 x 30: rounds of 15, 8 (an odd one carried), 4, 2, 1
+    assert torch.equal(index(rows.argmax(1)), encoded[:9].argmax(1))
+    assert torch.equal(index(rows.argmin(0, keepdim=True)), encoded[:9].argmin(0, keepdim=True))
+    assert torch.equal(index(rows.narrow(1, 0, 5).argmax()), encoded[:9, :5].argmax())
+    # every largest value twice: torch (and this) give the first of the two
+    twice = comp.cat([xs.narrow(1, 0, 5), xs.narrow(1, 0, 5)], 1).narrow(0, 0, 6)
+    expected = torch.cat([encoded[:6, :5], encoded[:6, :5]], 1).argmax(1)
+    assert bool((expected < 5).all())
+    assert torch.equal(index(twice.argmax(1)), expected)
+    assert torch.equal(index(xs.narrow(0, 7, 1).argmax(0)), torch.zeros(30, dtype=torch.long))
+
+
 def test_hostile_reshaping_messages_get_clear_errors_and_the_owners_keep_serving(trio):
     comp, pairs, _, x = trio
     (_, ms), (_, ds), _ = pairs

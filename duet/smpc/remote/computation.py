@@ -393,17 +393,21 @@ class RemoteShared:
     def flatten(self) -> RemoteShared:
         return self.computation._local("flatten", [self.name])
 
+    def _along(self, dim: int | None, what: str) -> tuple[RemoteShared, int, int]:
+        """The tensor a tournament runs on (flattened if ``dim`` is None), its axis and count."""
+        x = self.flatten() if dim is None else self
+        if not -len(x.shape) <= (0 if dim is None else dim) < len(x.shape):
+            raise UsageError(f"{what} over dim {dim} of a {len(self.shape)}-D shared tensor")
+        axis = 0 if dim is None else dim % len(x.shape)
+        if x.shape[axis] == 0:
+            raise UsageError(f"{what}() of an empty shared tensor")
+        return x, axis, x.shape[axis]
+
     def max(self, dim: int | None = None, keepdim: bool = False) -> RemoteShared:
         """The largest element (along ``dim``; of all, as a 0-dim tensor, if None), exact on
         shares: a tournament of ceil(log2 n) rounds, each one comparison of two halves,
-        max(a, b) = b + relu(a - b). The values only: no argmax over duets yet."""
-        x = self.flatten() if dim is None else self
-        if not -len(x.shape) <= (0 if dim is None else dim) < len(x.shape):
-            raise UsageError(f"max over dim {dim} of a {len(self.shape)}-D shared tensor")
-        axis = 0 if dim is None else dim % len(x.shape)
-        count = x.shape[axis]
-        if count == 0:
-            raise UsageError("max() of an empty shared tensor")
+        max(a, b) = b + relu(a - b). The values only (``argmax`` for the index)."""
+        x, axis, count = self._along(dim, "max")
         while count > 1:
             half = count // 2
             first, second = x.narrow(axis, 0, half), x.narrow(axis, half, half)
@@ -416,6 +420,34 @@ class RemoteShared:
     def min(self, dim: int | None = None, keepdim: bool = False) -> RemoteShared:
         """The smallest element: -max(-x)."""
         return -(-self).max(dim, keepdim)
+
+    def argmax(self, dim: int | None = None, keepdim: bool = False) -> RemoteShared:
+        """The index of the largest element along ``dim`` (into the flattened tensor if None),
+        the first on ties as torch's, shared in fixed point: the same tournament as ``max``,
+        each round one more comparison ([first >= second]) and one product that carries the
+        winner's index. Each product's truncation may move the index by 2**-16, so it is
+        within ``ceil(log2 n) * 2**-16`` of an integer: round what is revealed."""
+        x, axis, count = self._along(dim, "argmax")
+        # offset: how far the element now at each position is from its place in the input
+        offset = x * 0
+        while count > 1:
+            half = count // 2
+            first, second = x.narrow(axis, 0, half), x.narrow(axis, half, half)
+            keep = 1 - (first < second)  # the first wins ties: torch's first index
+            larger = second + (first - second).relu()
+            moved = offset.narrow(axis, half, half) + half  # the second half moves down by half
+            offset_next = moved + keep * (offset.narrow(axis, 0, half) - moved)
+            if count % 2:  # the odd one out moves from 2 * half to half
+                last = x.narrow(axis, 2 * half, 1)
+                larger = self.computation.cat([larger, last], axis)
+                carried = offset.narrow(axis, 2 * half, 1) + half
+                offset_next = self.computation.cat([offset_next, carried], axis)
+            x, offset, count = larger, offset_next, half + count % 2
+        return offset if keepdim and dim is not None else offset.squeeze(axis)
+
+    def argmin(self, dim: int | None = None, keepdim: bool = False) -> RemoteShared:
+        """The index of the smallest element: argmax(-x)."""
+        return (-self).argmax(dim, keepdim)
 
     def get(
         self, *, name: str = "", reason: str = "", timeout_secs: float = DEFAULT_TIMEOUT_SECS
