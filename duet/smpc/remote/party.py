@@ -42,6 +42,7 @@ from ...secure import crypto
 from .. import provider as dealer
 from .. import ring
 from . import comparison as compare
+from . import local_ops
 from .encoding import from_bytes, to_bytes
 
 PROTOCOL = "duet-smpc/1"
@@ -318,80 +319,17 @@ class Party:
         start: int | None = None,
         length: int | None = None,
     ) -> list[int]:
-        """One operation each holder runs on its own share (no interaction)."""
-        try:
-            return self._local(op, inputs, result, scalar, dim, start, length)
-        except (RuntimeError, OverflowError, ValueError) as exc:  # torch's, on shapes or sizes
-            raise UsageError(f"{op} of {', '.join(inputs)}: {exc}") from None
-
-    def _local(
-        self,
-        op: str,
-        inputs: Sequence[str],
-        result: str,
-        scalar: float | int | None,
-        dim: int | None,
-        start: int | None,
-        length: int | None,
-    ) -> list[int]:
+        """One operation each holder runs on its own share (no interaction: ``local_ops``)."""
         index = self._holder()
         values = [self.get(n) for n in inputs]
-        shares = [v.share for v in values]
-        first = shares[0]
-        bits = self.roster.fractional_bits
-        if op in ("add", "sub"):
-            if len(shares) != 2:
-                raise UsageError(f"{op} takes two shared tensors")
-            out = first + shares[1] if op == "add" else first - shares[1]
-            text = f"({values[0].expression} {'+' if op == 'add' else '-'} {values[1].expression})"
-        elif op == "cat":
-            if len(shares) != 2:
-                raise UsageError("cat takes two shared tensors")
-            axis = _axis(first, dim, op)
-            out = torch.cat([first, shares[1]], axis)  # torch refuses other shapes (UsageError)
-            text = f"cat({values[0].expression}, {values[1].expression}, {axis})"
-        elif len(shares) != 1:
-            raise UsageError(f"{op} takes one shared tensor")
-        elif op == "neg":
-            out, text = -first, f"-{values[0].expression}"
-        elif op == "add_public":
-            public = ring.encode(_scalar(scalar, op), bits)
-            out = first + public if index == 0 else first.clone()
-            text = f"({values[0].expression} + {scalar})"
-        elif op == "mul_public":
-            number = _scalar(scalar, op)
-            if isinstance(number, int):
-                out = first * number
-            else:
-                out = _truncate(first * ring.encode(number, bits), index, bits)
-            text = f"{scalar} * {values[0].expression}"
-        elif op == "narrow":
-            axis = _axis(first, dim, op)
-            if start is None or length is None or start + length > first.shape[axis]:
-                raise UsageError(
-                    f"narrow takes a start and a length within dim {axis} of size "
-                    f"{first.shape[axis]}, not {start} and {length}"
-                )
-            out = first.narrow(axis, start, length).clone()  # a share of its own, not a view
-            text = f"{values[0].expression}.narrow({axis}, {start}, {length})"
-        elif op == "squeeze":
-            axis = _axis(first, dim, op)
-            if first.shape[axis] != 1:
-                raise UsageError(
-                    f"squeeze drops a dim of size 1; dim {axis} has {first.shape[axis]}"
-                )
-            out, text = first.squeeze(axis).clone(), f"{values[0].expression}.squeeze({axis})"
-        elif op == "flatten":
-            out, text = first.reshape(-1).clone(), f"{values[0].expression}.flatten()"
-        elif op == "t":
-            if first.dim() != 2:
-                raise UsageError(f"t() takes a 2-D tensor, not {first.dim()}-D")
-            out, text = first.t().contiguous(), f"{values[0].expression}.t()"
-        else:  # sum
-            if dim is not None and not -first.dim() <= dim < max(first.dim(), 1):
-                raise UsageError(f"sum over dim {dim} of a {first.dim()}-D tensor")
-            out = first.sum() if dim is None else first.sum(dim)
-            text = f"{values[0].expression}.sum({'' if dim is None else dim})"
+        try:
+            out, text = local_ops.run(
+                op, [v.share for v in values], [v.expression for v in values], holder=index,
+                bits=self.roster.fractional_bits, scalar=scalar, dim=dim, start=start,
+                length=length,
+            )  # fmt: skip
+        except (RuntimeError, OverflowError, ValueError) as exc:  # torch's, on shapes or sizes
+            raise UsageError(f"{op} of {', '.join(inputs)}: {exc}") from None
         self._new_name(result)
         self._keep(result, out, True, text)
         return list(out.shape)
@@ -462,7 +400,7 @@ class Party:
         z = pending.c + op(e, pending.b) + op(pending.a, f)
         if index == 0:
             z = z + op(e, f)
-        out = _truncate(z, index, self.roster.fractional_bits)
+        out = local_ops.truncate(z, index, self.roster.fractional_bits)
         self._new_name(result)
         self._keep(result, out, True, pending.expression)
         return list(out.shape)
@@ -615,28 +553,6 @@ class Party:
         self._triples.clear()
         for name in list(self._comparisons):
             self._end_comparison(name)
-
-
-def _scalar(value: float | int | None, op: str) -> float | int:
-    if value is None or isinstance(value, bool):
-        raise UsageError(f"{op} takes a public number (scalar=)")
-    return value
-
-
-def _axis(share: torch.Tensor, dim: int | None, op: str) -> int:
-    """``dim`` of ``share`` as a non-negative axis; UsageError when it is missing or out of range."""
-    if dim is None or not -share.dim() <= dim < share.dim():
-        raise UsageError(f"{op} takes a dim of a {share.dim()}-D tensor, not {dim}")
-    return dim % share.dim()
-
-
-def _truncate(z: torch.Tensor, index: int, bits: int) -> torch.Tensor:
-    """SecureML's local truncation by 2^bits (see truncation.divide_two_party)."""
-    if bits == 0:
-        return z
-    if index == 0:
-        return torch.div(z, 1 << bits, rounding_mode="floor")
-    return -torch.div(-z, 1 << bits, rounding_mode="floor")
 
 
 def _check_shape(shape: Sequence[int]) -> tuple[int, ...]:
