@@ -26,8 +26,8 @@ from duet.protocol.smpc_messages import SealedWire, SmpcAccept, SmpcKeys, SmpcMu
 from duet.smpc import ring
 from duet.smpc.remote import SecureComputation
 
+from .peers.digits_nets import SquareNet
 from .peers.digits_shards import digits
-from .peers.square_net import SquareNet
 from .processes import UNIT, Process, start_signaling_server
 
 OWNER = __file__.rsplit("/", 1)[0] + "/peers/smpc_owner.py"

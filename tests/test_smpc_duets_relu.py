@@ -33,8 +33,8 @@ from duet.smpc.remote import SecureComputation
 from duet.smpc.remote.comparison import MAX_PART_ELEMENTS, rounds
 from duet.smpc.remote.party import Party, Sealed
 
+from .peers.digits_nets import ReluNet
 from .peers.digits_shards import digits
-from .peers.relu_net import ReluNet
 from .processes import UNIT
 from .test_smpc_duets import parties, shared, value_of
 from .test_smpc_duets_processes import Parties

@@ -27,9 +27,8 @@ import threading
 
 os.environ.setdefault("DUET_ICE_HOSTS", "127.0.0.1")
 
-import relu_net
-import square_net
 import torch
+from digits_nets import ReluNet, SquareNet, trained
 from digits_shards import digits
 
 import duet as sy
@@ -66,8 +65,7 @@ def main() -> None:
     data = None
     if args.role == "model":
         train_x, train_y, _, _ = digits()
-        trained = relu_net.trained if args.net == "relu" else square_net.trained
-        model = trained(train_x, train_y)
+        model = trained(ReluNet if args.net == "relu" else SquareNet, train_x, train_y)
         if args.record:
             torch.save(model.state_dict(), os.path.join(args.record, "model.pt"))
         owner.publish(model, tags=["digits-model"], description="a digits classifier")
