@@ -17,15 +17,16 @@ import duet as sy
 from duet import federated as fl
 from duet.federated import Outcome
 
+from .owner_pairs import OwnerPairs
+
 torch.set_num_threads(1)
 
 
-class Owners:
+class Owners(OwnerPairs):
     """In-process owners, each publishing a dataset tagged "data"; closed at the end."""
 
     def __init__(self) -> None:
-        self.owners: dict[str, sy.OwnerSession] = {}
-        self.sessions: dict[str, sy.ScientistSession] = {}
+        super().__init__()
 
     def add(self, name: str, dataset: torch.utils.data.Dataset, *, allow: bool = True, **kw):
         owner, scientist = sy.duet_pair()
@@ -34,12 +35,6 @@ class Owners:
             fl.allow_federated_training(owner, "data", model_elements=10_000, **kw)
         self.owners[name], self.sessions[name] = owner, scientist
         return owner
-
-    def close(self) -> None:
-        for session in self.sessions.values():
-            session.close()
-        for owner in self.owners.values():
-            owner.close()
 
 
 @pytest.fixture

@@ -21,6 +21,8 @@ from duet.federated import Outcome
 from duet.runtime import run
 from duet.sessions.aio import AsyncSession
 
+from .owner_pairs import OwnerPairs
+
 torch.set_num_threads(1)
 SECS = 60
 SETTINGS = dict(max_grad_norm=1.0, batch_size=20, epochs=1, lr=0.5, noise_multiplier=1.5)
@@ -32,13 +34,12 @@ def blobs(n: int, seed: int) -> torch.utils.data.TensorDataset:
     return torch.utils.data.TensorDataset(x, (x[:, 0] + x[:, 1] > 0).long())
 
 
-class Owners:
+class Owners(OwnerPairs):
     """In-process owners publishing "data", each with its own ledger; closed at the end."""
 
     def __init__(self, tmp_path) -> None:
         self.tmp_path = tmp_path
-        self.owners: dict[str, sy.OwnerSession] = {}
-        self.sessions: dict[str, sy.ScientistSession] = {}
+        super().__init__()
         self.ids: dict[str, str] = {}
 
     def add(self, name: str, n: int, *, epsilon: float | None = 10.0) -> sy.OwnerSession:
@@ -51,12 +52,6 @@ class Owners:
         _, scientist = sy.duet_pair(owner=owner, identity=identity)
         self.owners[name], self.sessions[name], self.ids[name] = owner, scientist, identity.id
         return owner
-
-    def close(self) -> None:
-        for session in self.sessions.values():
-            session.close()
-        for owner in self.owners.values():
-            owner.close()
 
 
 @pytest.fixture

@@ -29,6 +29,8 @@ from duet.protocol.secagg_messages import SecAggKeys
 from duet.runtime import run
 from duet.sessions.aio import AsyncSession
 
+from .owner_pairs import OwnerPairs
+
 torch.set_num_threads(1)
 SECS = 60
 NAMES = ["a", "b", "c"]
@@ -46,12 +48,11 @@ def model() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
 
 
-class Owners:
+class Owners(OwnerPairs):
     """Three in-process owners publishing "data"; ``allow(roster)`` lets each take part."""
 
     def __init__(self, sizes=(40, 50, 60)) -> None:
-        self.owners: dict[str, sy.OwnerSession] = {}
-        self.sessions: dict[str, sy.ScientistSession] = {}
+        super().__init__()
         for i, (name, n) in enumerate(zip(NAMES, sizes, strict=True)):
             owner = sy.OwnerSession()
             owner.publish(blobs(n, i), tags=["data"], description=f"{name}'s data")
@@ -68,12 +69,6 @@ class Owners:
                 owner, "data", model_elements=1000, secure_aggregation=True,
                 owners=(rosters or {}).get(name, self.ids),
             )  # fmt: skip
-
-    def close(self) -> None:
-        for session in self.sessions.values():
-            session.close()
-        for owner in self.owners.values():
-            owner.close()
 
 
 @pytest.fixture

@@ -30,6 +30,7 @@ from duet.privacy import Ledger
 from duet.secure import MaskedInput, Relay
 from duet.secure.messages import KeyAdvertisement
 
+from .owner_pairs import OwnerPairs
 from .processes import UNIT, Process, start_signaling_server
 from .test_federated_processes import OWNER
 from .test_secure_aggregation import Round
@@ -50,15 +51,14 @@ def model() -> nn.Module:
     return nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 2))
 
 
-class Owners:
+class Owners(OwnerPairs):
     """Three in-process owners with identities kept in the duet home (``owner-a``...), each
     allowing the federation with secure aggregation; ``restart()`` closes them and starts
     them again with the same identities and duet home, as a rerun notebook would."""
 
     def __init__(self, **options: object) -> None:
         self.options = options
-        self.owners: dict[str, sy.OwnerSession] = {}
-        self.sessions: dict[str, sy.ScientistSession] = {}
+        super().__init__()
         self.start()
 
     def start(self) -> None:
@@ -89,12 +89,6 @@ class Owners:
             name: sum(e.get("value_kind") == "masked update" for e in o.audit.events("release"))
             for name, o in self.owners.items()
         }
-
-    def close(self) -> None:
-        for session in self.sessions.values():
-            session.close()
-        for owner in self.owners.values():
-            owner.close()
 
 
 @pytest.fixture
