@@ -173,6 +173,7 @@ class Connection:
         self.frames_sent = 0
         self.frames_received = 0
         self.frames_refused = 0
+        self._deaf = False  # set by the peer's Bye: no later frame is taken
 
     # ---- limits
     @property
@@ -213,6 +214,7 @@ class Connection:
     # ---- lifecycle (on the loop)
     async def open(self, *, timeout_secs: float) -> Hello:
         """Exchange Hello messages and check that both sides speak the same protocol."""
+        self.channel.deliver_to(self._deliver)  # frames as they complete, where it can
         self._tasks = [
             asyncio.ensure_future(self._send_loop()),
             asyncio.ensure_future(self._recv_loop()),
@@ -479,7 +481,8 @@ class Connection:
             del frame  # do not hold the last frame's bytes while waiting for the next
 
     async def _recv_loop(self) -> None:
-        while True:
+        """What the channel did not hand to ``_receive`` itself: frames, refusals, its end."""
+        while not self._deaf:
             try:
                 data = await self.channel.recv()
             except FrameTooLarge as exc:  # refused by the channel; the stream goes on
@@ -493,57 +496,74 @@ class Connection:
             except Exception as exc:
                 self._lose(f"receiving failed: {exc!r}")
                 return
-            self._last_heard = time.monotonic()
-            self.frames_received += 1
+            self._receive(data)
+
+    def _deliver(self, data: bytes) -> None:
+        """A frame the channel hands on as it completes (``Channel.deliver_to``): taken at
+        once, inside the transport's callback, which must not see an exception."""
+        try:
+            self._receive(data)
+        except Exception as exc:  # not expected: _receive answers what it cannot take
+            log.exception("taking a frame from the channel failed")
+            self._lose(f"receiving failed: {exc!r}")
+
+    def _receive(self, data: bytes) -> None:
+        """One frame from the peer, in order: answer pings, the handshake and a Bye here, and
+        hand the rest to ``on_messages``."""
+        if self._deaf:  # the peer said Bye: nothing after it is taken
+            return
+        self._last_heard = time.monotonic()
+        self.frames_received += 1
+        try:
+            messages, buffers = unpack(data, max_frame_bytes=self.max_frame_bytes)
+        except FrameTooLarge as exc:
+            self._refuse(exc)
+            return
+        except ProtocolError as exc:
+            log.warning("refused a malformed frame from the peer: %s", exc)
+            self._reply_protocol_error(exc)
+            return
+        rest: list[Message] = []
+        ping: Ping | None = None
+        early = False
+        for message in messages:
+            if isinstance(message, Ping):
+                ping = message  # one Pong per frame answers them all
+            elif isinstance(message, Pong):
+                pass
+            elif isinstance(message, Hello):
+                self._on_hello(message)
+            elif isinstance(message, Auth):
+                self._on_auth(message)
+            elif isinstance(message, Welcome):
+                if not self._welcome.done():  # for whoever waits for one (wait_welcome)
+                    self._welcome.set_result(message)
+            elif isinstance(message, Bye):
+                # the peer's words, as data: they reach the other side's console and logs
+                reason = quoted(message.reason)
+                log.info("the peer closed the session: %s", reason)
+                self._deaf = True
+                self.lost = ConnectionLost(f"the peer closed the session ({reason})")
+                _fail(self._hello, self.lost)
+                # before a welcome: the owner would not serve this scientist
+                refused = HandshakeError(f"the owner refused to serve you: {message.reason}")
+                _fail(self._welcome, refused)
+                self.on_lost(self.lost)
+                self._tasks.append(asyncio.ensure_future(self._shutdown()))
+                return
+            elif self.state is State.OPEN:
+                rest.append(message)
+            else:
+                early = True
+        if ping is not None and self._room_left():  # a peer that does not read gets none
+            self._put_nowait(pack([Pong(seq=ping.seq)]))
+        if early:
+            self._reply_protocol_error(ProtocolError("messages before the handshake"))
+        if rest:
             try:
-                messages, buffers = unpack(data, max_frame_bytes=self.max_frame_bytes)
-            except FrameTooLarge as exc:
-                self._refuse(exc)
-                continue
-            except ProtocolError as exc:
-                log.warning("refused a malformed frame from the peer: %s", exc)
-                self._reply_protocol_error(exc)
-                continue
-            rest: list[Message] = []
-            ping: Ping | None = None
-            early = False
-            for message in messages:
-                if isinstance(message, Ping):
-                    ping = message  # one Pong per frame answers them all
-                elif isinstance(message, Pong):
-                    pass
-                elif isinstance(message, Hello):
-                    self._on_hello(message)
-                elif isinstance(message, Auth):
-                    self._on_auth(message)
-                elif isinstance(message, Welcome):
-                    if not self._welcome.done():  # for whoever waits for one (wait_welcome)
-                        self._welcome.set_result(message)
-                elif isinstance(message, Bye):
-                    # the peer's words, as data: they reach the other side's console and logs
-                    reason = quoted(message.reason)
-                    log.info("the peer closed the session: %s", reason)
-                    self.lost = ConnectionLost(f"the peer closed the session ({reason})")
-                    _fail(self._hello, self.lost)
-                    # before a welcome: the owner would not serve this scientist
-                    refused = HandshakeError(f"the owner refused to serve you: {message.reason}")
-                    _fail(self._welcome, refused)
-                    self.on_lost(self.lost)
-                    self._tasks.append(asyncio.ensure_future(self._shutdown()))
-                    return
-                elif self.state is State.OPEN:
-                    rest.append(message)
-                else:
-                    early = True
-            if ping is not None and self._room_left():  # a peer that does not read gets none
-                self._put_nowait(pack([Pong(seq=ping.seq)]))
-            if early:
-                self._reply_protocol_error(ProtocolError("messages before the handshake"))
-            if rest:
-                try:
-                    self.on_messages(rest, buffers)
-                except Exception:
-                    log.exception("handling the peer's messages failed")
+                self.on_messages(rest, buffers)
+            except Exception:
+                log.exception("handling the peer's messages failed")
 
     def _reply_protocol_error(self, exc: ProtocolError) -> None:
         info = ErrorInfo(code=exc.code, message=str(exc), op="frame")

@@ -300,6 +300,52 @@ def test_a_frame_over_the_limit_is_refused_from_its_head_and_the_stream_goes_on(
     run(with_pair(body))
 
 
+def test_frames_handed_on_as_they_complete_keep_their_place_behind_what_waits_for_recv() -> None:
+    """A reader that takes frames as they complete (what a connection does) gets them at once
+    while nothing waits for ``recv``; once something does (here a refused frame nobody has
+    read yet), later frames queue behind it, so the stream's order holds."""
+    from duet.protocol.frames import FrameTooLarge
+
+    async def body(a: WebRTCChannel, b: WebRTCChannel) -> None:
+        b.set_max_frame_bytes(1 << 20)
+        handed: list[bytes] = []
+        before = [f"before {i}".encode() for i in range(40)]
+        after = [f"after {i}".encode() for i in range(40)]
+        queued = asyncio.Event()
+        put = b._inbox.put_nowait
+
+        def counting_put(item: object) -> None:
+            put(item)
+            if b._inbox.qsize() == 1 + len(after):
+                queued.set()
+
+        b._inbox.put_nowait = counting_put  # type: ignore[method-assign]
+        more = asyncio.Event()
+
+        def receiver(frame: bytes) -> None:
+            handed.append(frame)
+            if len(handed) > len(before):
+                more.set()
+
+        assert b.deliver_to(receiver)
+        for frame in before:
+            await a.send(frame)
+        await a.send(os.urandom(2 << 20))  # refused: it waits for recv
+        for frame in after:
+            await a.send(frame)
+        await asyncio.wait_for(queued.wait(), WAIT)  # the refusal, then every later frame
+        assert handed == before
+        with pytest.raises(FrameTooLarge):
+            await recv(b)
+        assert [await recv(b) for _ in after] == after
+        await a.send(b"nothing waits now")  # straight to the reader again
+        await asyncio.wait_for(more.wait(), WAIT)
+        assert b._inbox.empty()
+        assert handed == [*before, b"nothing waits now"]
+
+    run(with_pair(body))
+
+
 def test_a_peer_that_stops_acknowledging_closes_the_channel_with_a_reason() -> None:
     async def body(a: WebRTCChannel, b: WebRTCChannel) -> None:
         async def no_sack() -> None:  # b still receives, but never acknowledges
