@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .procs import Owner, thread_stats
+from .procs import Owner, thread_stats, thread_waits
 
 
 @dataclass
@@ -120,30 +120,35 @@ class ThreadUsage:
         self._owner = (ctx.owner_pid, ctx.owner_threads())
         self.cpu: collections.defaultdict[str, float] = collections.defaultdict(float)
         self.faults: collections.defaultdict[str, int] = collections.defaultdict(int)
+        #: seconds runnable but waiting for a CPU (the machine's other threads had them)
+        self.waited: collections.defaultdict[str, float] = collections.defaultdict(float)
 
-    def _snapshot(self) -> dict[str, tuple[float, int]]:
+    def _snapshot(self) -> dict[str, tuple[float, int, float]]:
         here = {t.native_id: t.name for t in threading.enumerate()}
-        out: dict[str, tuple[float, int]] = {}
+        out: dict[str, tuple[float, int, float]] = {}
         for who, (pid, names) in (("owner", self._owner), ("scientist", (os.getpid(), here))):
+            waits = thread_waits(pid)
             for tid, (cpu, faults) in thread_stats(pid).items():
                 name = names.get(tid, "other")
                 role = f"{who} {'executor' if name.startswith('duet-owner') else name}"
-                c, f = out.get(role, (0.0, 0))
-                out[role] = (c + cpu, f + faults)
+                c, f, w = out.get(role, (0.0, 0, 0.0))
+                out[role] = (c + cpu, f + faults, w + waits.get(tid, 0.0))
         return out
 
     def reset(self) -> None:
         self.cpu.clear()
         self.faults.clear()
+        self.waited.clear()
 
     @contextlib.contextmanager
     def measure(self) -> Iterator[None]:
         before = self._snapshot()
         yield
-        for role, (cpu, faults) in self._snapshot().items():
-            c, f = before.get(role, (0.0, 0))
+        for role, (cpu, faults, waited) in self._snapshot().items():
+            c, f, w = before.get(role, (0.0, 0, 0.0))
             self.cpu[role] += cpu - c
             self.faults[role] += faults - f
+            self.waited[role] += waited - w
 
     def per_step(self, steps: int, roles: list[str]) -> str:
         """``role cpu ms (faults)`` per step for the given roles."""

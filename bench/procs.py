@@ -145,6 +145,19 @@ def thread_stats(pid: int) -> dict[int, tuple[float, int]]:
     return out
 
 
+def thread_waits(pid: int) -> dict[int, float]:
+    """Per thread of a process, by native id: seconds it has spent runnable but waiting for a
+    CPU (``schedstat``'s second field), so far. A thread's wall time is its CPU, this, and the
+    time it was blocked (on a lock, the GIL, a queue, I/O)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            out[int(task.name)] = int((task / "schedstat").read_text().split()[1]) / 1e9
+        except OSError:  # the thread ended
+            continue
+    return out
+
+
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD, M_ARENA_MAX = -1, -3, -8  # glibc's mallopt parameters
 
 
