@@ -132,8 +132,10 @@ class PointerClient:
         finally:
             self._recording = None
 
-    def enqueue(self, build: Callable[[Encoder], Message]) -> None:
-        """Queue one action; ``build`` encodes its values into this frame's buffers."""
+    def enqueue(self, build: Callable[[Encoder], Message], *, now: bool = False) -> None:
+        """Queue one action; ``build`` encodes its values into this frame's buffers. ``now``:
+        the frame goes at once (the caller is about to wait for its reply), so no flush is
+        scheduled on the loop for it."""
         if self.lost is not None:
             raise ConnectionLost(str(self.lost))
         if self._recording is not None:
@@ -159,9 +161,9 @@ class PointerClient:
             # tensors are encoded without a copy: send now, while they still hold the values
             # they had when sent (the frame is packed, so copied, before this call returns)
             copies_pending = len(self._buffers) > mark
-            schedule = not self._flush_scheduled
-            self._flush_scheduled = True
-        if size >= FLUSH_AT or copies_pending:
+            schedule = not self._flush_scheduled and not now
+            self._flush_scheduled = self._flush_scheduled or schedule
+        if size >= FLUSH_AT or copies_pending or now:
             self.flush()
         elif schedule:
             self.connection.loop.call_soon_threadsafe(self.flush)
@@ -299,12 +301,11 @@ class PointerClient:
             return message
 
         try:
-            self.enqueue(built)
+            self.enqueue(built, now=True)
         except BaseException:
             self._pending.pop(rid, None)
             self.requests.discard(rid)
             raise
-        self.flush()
         return future
 
     def wait(
