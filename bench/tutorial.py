@@ -94,9 +94,11 @@ def run(ctx: Context) -> None:
         return elapsed / steps_per_epoch, times, loss
 
     def local_epoch() -> tuple[float, list[float], Any]:
-        start = time.perf_counter()
-        times, loss = ctx.local(train_epoch, twin, torch, local_loader, local_opt)
-        return (time.perf_counter() - start) / steps_per_epoch, times, loss
+        with usage.measure():
+            start = time.perf_counter()
+            times, loss = ctx.local(train_epoch, twin, torch, local_loader, local_opt)
+            elapsed = time.perf_counter() - start
+        return elapsed / steps_per_epoch, times, loss
 
     len(train_loader)  # the train_size request, once, before anything is timed
     remote_epoch(), local_epoch()  # warm-up
@@ -113,6 +115,9 @@ def run(ctx: Context) -> None:
     messages = (client.actions_sent - actions) / timed_steps
     executor = usage.cpu["owner executor"] / timed_steps
     waited = usage.waited["owner executor"] / timed_steps  # runnable, but no CPU free
+    local_role = next((r for r in usage.cpu if r.startswith("scientist bench-local")), "")
+    local_cpu = usage.cpu[local_role] / timed_steps
+    local_waited = usage.waited[local_role] / timed_steps
     where = usage.per_step(
         timed_steps,
         ["owner executor", "owner duet-loop", "scientist MainThread", "scientist duet-loop"],
@@ -153,7 +158,8 @@ def run(ctx: Context) -> None:
         Figure(
             "tutorial: owner executor CPU per step", executor * 1000, "ms",
             baseline=f"local step {lo * 1000:.1f} ms",
-            note=f"the executor also waited {waited * 1000:.2f} ms a step for a CPU; "
+            note=f"the executor also waited {waited * 1000:.2f} ms a step for a CPU (the local "
+            f"thread: {local_cpu * 1000:.1f} ms CPU, waited {local_waited * 1000:.2f} ms); "
             f"CPU per step: {where}",
         )
     )  # fmt: skip
