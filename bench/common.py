@@ -80,6 +80,11 @@ class Context:
         assert self._owner is not None
         return self._owner.threads()
 
+    def owner_idle(self) -> float:
+        """How long the owner's workers have waited for work, so far (seconds)."""
+        assert self._owner is not None
+        return self._owner.idle_secs()
+
     def close(self) -> None:
         if self._local is not None:
             self._local.shutdown()

@@ -77,7 +77,8 @@ def serve(args: argparse.Namespace) -> None:
 
 def answer_stats(duet: sy.OwnerSession) -> None:
     """On a "stats" line: what the owner holds (reads internals; for leak hunting only); on a
-    "threads" line, its threads' native ids and names."""
+    "threads" line, its threads' native ids and names; on an "idle" line, how long its
+    workers have waited for work."""
     previous: collections.Counter[str] = collections.Counter()
     snapshot = None
     for line in sys.stdin:
@@ -88,6 +89,10 @@ def answer_stats(duet: sy.OwnerSession) -> None:
             continue
         if line.strip() == "threads":  # thread names by native id, to read per-thread CPU
             emit("threads", ids={str(t.native_id): t.name for t in threading.enumerate()})
+            continue
+        if line.strip() == "idle":  # how long the workers have waited for work, so far
+            links = list(duet.links.values())
+            emit("idle", secs=sum(x.service.idle_secs for x in links if x.service is not None))
             continue
         if line.strip() not in ("stats", "types"):
             continue

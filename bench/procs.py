@@ -223,6 +223,11 @@ class Owner:
         self.process.send("threads")
         return {int(k): v for k, v in self.process.event("threads")["ids"].items()}
 
+    def idle_secs(self) -> float:
+        """How long the owner's workers have waited for work, so far (seconds)."""
+        self.process.send("idle")
+        return float(self.process.event("idle")["secs"])
+
     def close(self, duet: Any) -> dict[str, Any]:
         duet.close()
         closed = self.process.event("closed")

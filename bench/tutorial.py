@@ -85,12 +85,16 @@ def run(ctx: Context) -> None:
 
     usage = ThreadUsage(ctx)
 
+    idle = [0.0]  # the owner's worker waiting for work during remote epochs
+
     def remote_epoch(**kwargs: Any) -> tuple[float, list[float], Any]:
+        idle_before = ctx.owner_idle()
         with usage.measure():
             start = time.perf_counter()
             times, loss = train_epoch(model, remote_torch, train_loader, optimizer, **kwargs)
             duet.sync()
             elapsed = time.perf_counter() - start
+        idle[0] += ctx.owner_idle() - idle_before
         return elapsed / steps_per_epoch, times, loss
 
     def local_epoch() -> tuple[float, list[float], Any]:
@@ -103,6 +107,7 @@ def run(ctx: Context) -> None:
     len(train_loader)  # the train_size request, once, before anything is timed
     remote_epoch(), local_epoch()  # warm-up
     usage.reset()
+    idle[0] = 0.0
     client = duet.client
     actions = client.actions_sent
     pipelined, local, local_steps = [], [], []
@@ -115,6 +120,7 @@ def run(ctx: Context) -> None:
     messages = (client.actions_sent - actions) / timed_steps
     executor = usage.cpu["owner executor"] / timed_steps
     waited = usage.waited["owner executor"] / timed_steps  # runnable, but no CPU free
+    starved = idle[0] / timed_steps  # the owner's worker waiting for the scientist's actions
     local_role = next((r for r in usage.cpu if r.startswith("scientist bench-local")), "")
     local_cpu = usage.cpu[local_role] / timed_steps
     local_waited = usage.waited[local_role] / timed_steps
@@ -158,7 +164,8 @@ def run(ctx: Context) -> None:
         Figure(
             "tutorial: owner executor CPU per step", executor * 1000, "ms",
             baseline=f"local step {lo * 1000:.1f} ms",
-            note=f"the executor also waited {waited * 1000:.2f} ms a step for a CPU (the local "
+            note=f"the executor waited {starved * 1000:.2f} ms a step for actions and "
+            f"{waited * 1000:.2f} ms for a CPU (the local "
             f"thread: {local_cpu * 1000:.1f} ms CPU, waited {local_waited * 1000:.2f} ms); "
             f"CPU per step: {where}",
         )

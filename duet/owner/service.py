@@ -141,6 +141,8 @@ class PeerService:
         # called (from the worker thread) if the worker stops: the session closes with the reason
         self.on_dead: Callable[[str], None] | None = None
         self.running: tuple[str, float] | None = None  # the call running now, and since when
+        self._idle = 0.0  # how long the worker waited for work, its current wait not counted
+        self._waiting_since: float | None = None
         self.private_releases = None if privacy is None else PrivateReleases(self, privacy)
         self.secure_rounds = (
             None if secure_aggregation is None else SecureRounds(self, secure_aggregation)
@@ -152,6 +154,14 @@ class PeerService:
     @property
     def actions_run(self) -> int:
         return self.executor.actions_run
+
+    @property
+    def idle_secs(self) -> float:
+        """How long the worker has waited for work so far (seconds; what it is waiting now
+        included): beside its CPU, what tells a busy owner from one starved of actions."""
+        since = self._waiting_since
+        now = 0.0 if since is None else time.perf_counter() - since
+        return self._idle + max(0.0, now)
 
     # ---- called from the network loop
     def submit(self, messages: list[Message], buffers: list[memoryview]) -> bool:
@@ -182,7 +192,10 @@ class PeerService:
         set_current(self.settings)
         try:
             while True:
+                self._waiting_since = waiting = time.perf_counter()
                 item = self._queue.get()
+                self._waiting_since = None
+                self._idle += time.perf_counter() - waiting
                 if item is None:
                     return
                 messages, buffers = item
