@@ -25,7 +25,7 @@ import threading
 import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -139,6 +139,63 @@ def _is_vision_object(obj: object) -> bool:
     return module.startswith("torchvision.datasets") or module.startswith("torchvision.transforms")
 
 
+# What Walk.add does with a node, by kind (the order of its checks, see _kind_of)
+(_TENSOR, _SCALAR, _LABEL_LIST, _LABEL_DICT, _SEQUENCE, _DICT, _MODULE, _OPTIMIZER, _SCHEDULER,
+ _LOADER, _LOADER_ITER, _TENSOR_DATASET, _ARRAY, _DISTRIBUTION, _VISION, _OPAQUE) = range(16)  # fmt: skip
+# the attribute lookups that find an object's real class (isinstance reads ``__class__``)
+_GENERIC_GETATTR = (object.__getattribute__, list.__getattribute__, tuple.__getattribute__,
+                    dict.__getattribute__)  # fmt: skip
+_MAX_KINDS = 4096
+# type -> its kind, for types whose instances cannot claim another class (see _kind_of)
+_KINDS: dict[type, int] = {}
+
+
+def _kind_of(obj: object) -> int:
+    """What a walk does with ``obj``: the first of its checks ``obj`` passes. Remembered for its
+    type when every instance of it passes the same ones: its attribute lookup is the generic
+    one and it does not redefine ``__class__`` (isinstance also believes ``obj.__class__``)."""
+    kind = type(obj)
+    if kind not in _NOT_TENSORS and isinstance(obj, torch.Tensor):
+        found = _TENSOR
+    elif isinstance(obj, _SCALARS):
+        found = _SCALAR
+    elif isinstance(obj, LabelList):
+        found = _LABEL_LIST
+    elif isinstance(obj, LabelDict):
+        found = _LABEL_DICT
+    elif isinstance(obj, list | tuple):
+        found = _SEQUENCE
+    elif isinstance(obj, dict):
+        found = _DICT
+    elif isinstance(obj, nn.Module):
+        found = _MODULE
+    elif isinstance(obj, torch.optim.Optimizer):
+        found = _OPTIMIZER
+    elif isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
+        found = _SCHEDULER
+    elif isinstance(obj, tud.DataLoader):
+        found = _LOADER
+    elif isinstance(obj, tud.dataloader._BaseDataLoaderIter):
+        found = _LOADER_ITER
+    elif isinstance(obj, tud.TensorDataset):
+        found = _TENSOR_DATASET
+    elif isinstance(obj, np.ndarray):
+        found = _ARRAY
+    elif isinstance(obj, torch.distributions.Distribution):
+        found = _DISTRIBUTION
+    elif _is_vision_object(obj):
+        found = _VISION
+    else:
+        found = _OPAQUE
+    if (
+        len(_KINDS) < _MAX_KINDS
+        and any(kind.__getattribute__ is generic for generic in _GENERIC_GETATTR)
+        and next(c for c in kind.__mro__ if "__class__" in vars(c)) is object
+    ):
+        _KINDS[kind] = found
+    return found
+
+
 class Walk:
     """The state nodes reachable from some values (what their labels are read from).
 
@@ -169,13 +226,18 @@ class Walk:
         # the common case, quickly (a plain tensor: its type checked first)
         if type(value) in _PLAIN_TENSORS and self._tensor(cast(torch.Tensor, value)):
             return self
-        stack: list[tuple[object, int]] = [(value, 0)]
+        # (the loop is the owner's hottest: names are locals, a node's kind is looked up by its
+        # type, children are pushed by list comprehensions, in the order a plain walk would)
+        stack: list[tuple[Any, int]] = [(value, 0)]
+        pop, push = stack.pop, stack.append
         nodes = self.nodes
         limit = self._limit
+        kinds = _KINDS
+        scalars, scalar_exact, plain_tensors = _SCALARS, _SCALAR_EXACT, _PLAIN_TENSORS
         while stack:
-            obj, depth = stack.pop()
+            obj, depth = pop()
             kind = type(obj)
-            if kind in _SCALAR_EXACT:
+            if kind in scalar_exact:
                 continue
             if depth > MAX_WALK_DEPTH or len(nodes) > limit:
                 self.unknown = True
@@ -183,94 +245,93 @@ class Walk:
             key = id(obj)
             if key in nodes:
                 continue
-            if kind in _PLAIN_TENSORS or (
-                kind not in _NOT_TENSORS and isinstance(obj, torch.Tensor)
-            ):
-                tensor = cast(torch.Tensor, obj)  # a tensor: its type checked just above
-                nodes[key] = tensor
+            if kind in plain_tensors:
+                found = _TENSOR
+            else:
+                found = kinds.get(kind, -1)
+                if found < 0:
+                    found = _kind_of(obj)
+            if found == _TENSOR:
+                nodes[key] = obj
                 try:
-                    storage = tensor.untyped_storage()
+                    storage = obj.untyped_storage()
                 except (RuntimeError, NotImplementedError):  # no storage to label: fail closed
                     self.unknown = True
                     continue
                 nodes[id(storage)] = storage
-                if tensor.is_leaf:
-                    grad = tensor.grad
+                if obj.is_leaf:
+                    grad = obj.grad
                     if grad is not None:
-                        stack.append((grad, depth + 1))
+                        push((grad, depth + 1))
                 continue
-            if isinstance(obj, _SCALARS):
+            if found == _SCALAR:
                 continue
-            if isinstance(obj, LabelList):
-                nodes[key] = obj
-                stack.extend((v, depth + 1) for v in obj if not isinstance(v, _SCALARS))
-            elif isinstance(obj, LabelDict):
-                nodes[key] = obj
+            if found == _OPAQUE:
+                self.unknown = True
+                continue
+            nodes[key] = obj
+            deeper = depth + 1
+            if found == _LABEL_LIST or found == _SEQUENCE:  # a plain one: only its contents
+                stack.extend([(v, deeper) for v in obj if not isinstance(v, scalars)])
+            elif found == _DICT:  # (what would be skipped when popped is not pushed)
                 for k, v in obj.items():
-                    if not isinstance(k, _SCALARS):
-                        stack.append((k, depth + 1))
-                    if not isinstance(v, _SCALARS):
-                        stack.append((v, depth + 1))
-            elif isinstance(obj, list | tuple):  # plain: no label of its own, only contents
-                nodes[key] = obj
-                stack.extend((v, depth + 1) for v in obj if not isinstance(v, _SCALARS))
-            elif isinstance(obj, dict):
-                nodes[key] = obj
+                    if type(k) not in scalar_exact:
+                        push((k, deeper))
+                    if type(v) not in scalar_exact:
+                        push((v, deeper))
+            elif found == _MODULE:
+                stack.extend([(t, deeper) for t in obj._parameters.values() if t is not None])
+                stack.extend([(t, deeper) for t in obj._buffers.values() if t is not None])
+                stack.extend([(m, deeper) for m in obj._modules.values() if m is not None])
+            elif found == _LABEL_DICT:
                 for k, v in obj.items():
-                    stack.append((k, depth + 1))
-                    stack.append((v, depth + 1))
-            elif isinstance(obj, nn.Module):
-                nodes[key] = obj
-                stack.extend((t, depth + 1) for t in obj._parameters.values() if t is not None)
-                stack.extend((t, depth + 1) for t in obj._buffers.values() if t is not None)
-                stack.extend((m, depth + 1) for m in obj._modules.values() if m is not None)
-            elif isinstance(obj, torch.optim.Optimizer):
-                nodes[key] = obj
-                stack.append((obj.param_groups, depth + 1))
-                stack.extend((s, depth + 1) for s in obj.state.values())
-            elif isinstance(obj, torch.optim.lr_scheduler.LRScheduler):
-                nodes[key] = obj
-                stack.append((obj.optimizer, depth + 1))
-            elif isinstance(obj, tud.DataLoader):
-                nodes[key] = obj
-                stack.append((obj.dataset, depth + 1))
-            elif isinstance(obj, tud.dataloader._BaseDataLoaderIter):
-                nodes[key] = obj
-                stack.append((obj._dataset, depth + 1))
-            elif isinstance(obj, tud.TensorDataset):
-                nodes[key] = obj
-                stack.extend((t, depth + 1) for t in obj.tensors)
-            elif isinstance(obj, np.ndarray):
-                # numbers only (serde refuses object arrays), never a view the owner made: the
-                # array is one piece of state, like a storage
-                nodes[key] = obj
-            elif isinstance(obj, torch.distributions.Distribution):
+                    if not isinstance(k, scalars):
+                        push((k, deeper))
+                    if not isinstance(v, scalars):
+                        push((v, deeper))
+            elif found == _OPTIMIZER:
+                push((obj.param_groups, deeper))
+                stack.extend([(s, deeper) for s in obj.state.values()])
+            elif found == _SCHEDULER:
+                push((obj.optimizer, deeper))
+            elif found == _LOADER:
+                push((obj.dataset, deeper))
+            elif found == _LOADER_ITER:
+                push((obj._dataset, deeper))
+            elif found == _TENSOR_DATASET:
+                stack.extend([(t, deeper) for t in obj.tensors])
+            elif found == _DISTRIBUTION:
                 # what it holds: the tensors it was made from and those it derived (probs,
                 # logits, loc...); anything else in it is unknown
-                nodes[key] = obj
                 stack.extend(
-                    (v, depth + 1) for v in vars(obj).values() if not isinstance(v, _SCALARS)
+                    [(v, deeper) for v in vars(obj).values() if not isinstance(v, scalars)]
                 )
-            elif _is_vision_object(obj):
-                # opened from the owner's files or built from plain settings; nothing a
-                # scientist can change in place: the object's own label covers it
-                nodes[key] = obj
-            else:
-                self.unknown = True
+            # (_ARRAY: numbers only (serde refuses object arrays), never a view the owner made:
+            # the array is one piece of state, like a storage; _VISION: opened from the owner's
+            # files or built from plain settings, nothing a scientist can change in place: the
+            # object's own label covers it)
         return self
 
 
-class _Record:
-    """What the registry knows of one node: a weak reference to it, its label, whether it is
-    protected (published), and how many reviews it is frozen for."""
+class _Record(weakref.ref):  # type: ignore[type-arg]
+    """What the registry knows of one node: a weak reference to it (the record itself), its
+    label, whether it is protected (published), and how many reviews it is frozen for. Made as
+    ``_Record(node, _forget)`` and then filled in (LabelRegistry._set): one object and no
+    callback of its own per node, as quota._Charge."""
 
-    __slots__ = ("frozen", "label", "protected", "ref")
+    __slots__ = ("frozen", "key", "label", "protected", "records")
+    frozen: int
+    key: int
+    label: Label
+    protected: bool
+    records: dict[int, _Record]
 
-    def __init__(self, ref: weakref.ref[object], label: Label, protected: bool):
-        self.ref = ref
-        self.label = label
-        self.protected = protected
-        self.frozen = 0
+
+def _forget(record: _Record) -> None:
+    """A labeled node died (the weakref callback): its record goes."""
+    records = record.records
+    if records.get(record.key) is record:
+        del records[record.key]
 
 
 class LabelRegistry:
@@ -291,13 +352,13 @@ class LabelRegistry:
 
     def _record(self, node: object) -> _Record | None:
         record = self._records.get(id(node))
-        if record is not None and record.ref() is node:
+        if record is not None and record() is node:
             return record
         return None
 
     def label(self, node: object) -> Label:
         record = self._records.get(id(node))
-        if record is None or record.ref() is not node:
+        if record is None or record() is not node:
             return EMPTY
         return record.label
 
@@ -308,19 +369,13 @@ class LabelRegistry:
 
     def _set(self, node: object, label: Label, protected: bool) -> _Record | None:
         key = id(node)
-        records = self._records
-
-        def forget(ref: weakref.ref[object]) -> None:
-            current = records.get(key)
-            if current is not None and current.ref is ref:
-                del records[key]
-
         try:
-            ref = weakref.ref(node, forget)
+            record = _Record(node, _forget)
         except TypeError:
             return None
-        record = _Record(ref, label, protected)
-        records[key] = record
+        record.key, record.label, record.protected, record.frozen = key, label, protected, 0
+        record.records = self._records
+        self._records[key] = record
         return record
 
     def join(self, node: object, label: Label) -> None:
@@ -361,7 +416,7 @@ class LabelRegistry:
         records = self._records
         for key, node in walk.nodes.items():
             record = records.get(key)
-            if record is not None and record.ref() is node and record.label:
+            if record is not None and record() is node and record.label:
                 label = record.label if not label else label | record.label
         return label
 
@@ -371,7 +426,7 @@ class LabelRegistry:
         records = self._records
         for key, node in walk.nodes.items():
             record = records.get(key)
-            if record is not None and (record.protected or record.frozen) and record.ref() is node:
+            if record is not None and (record.protected or record.frozen) and record() is node:
                 return node, "published" if record.protected else "under review"
         return None
 
@@ -381,12 +436,14 @@ class LabelRegistry:
         """Join ``label`` into every node not in ``skip`` (plain containers carry none)."""
         if not label:
             return
+        records = self._records
         with self._lock:
             for node in nodes:
-                if id(node) in skip or type(node) in (list, tuple, dict):
+                key = id(node)
+                if key in skip or type(node) in (list, tuple, dict):
                     continue
-                record = self._record(node)
-                if record is None:
+                record = records.get(key)  # (self._record, inline: once per node written)
+                if record is None or record() is not node:
                     self._set(node, label, False)
                 elif not record.protected and not label <= record.label:
                     record.label = record.label | label
