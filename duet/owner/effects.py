@@ -105,20 +105,23 @@ def written(
             modules = list(target.modules())
             if any(m.training for m in modules):
                 out.extend(b for m in modules for b in m._buffers.values() if b is not None)
-            if (
-                args
-                and args[0] is not None
-                and any(getattr(m, "inplace", False) is True for m in modules)
-            ):
+            if args and args[0] is not None and any(inplace_flag(m) is True for m in modules):
                 out.append(args[0])
         return out
     if effect == "inplace_arg":
         assert op.impl is not None
-        try:
-            bound = _signature(op.impl).bind(*args, **kwargs)
-        except TypeError:
+        slot = _inplace_slot(op.impl, len(args), tuple(kwargs))
+        if slot is _UNBOUND:
             return []  # the call itself will fail
-        if bound.arguments.get("inplace") and args and args[0] is not None:
+        if isinstance(slot, int):
+            inplace = args[slot]
+        elif isinstance(slot, str):
+            inplace = kwargs[slot]
+        elif slot is None:
+            inplace = None
+        else:  # not one argument: bind this call's own values
+            inplace = _signature(op.impl).bind(*args, **kwargs).arguments.get("inplace")
+        if inplace and args and args[0] is not None:
             return [args[0]]
         return []
     raise AssertionError(f"unknown write effect {effect}")
@@ -127,6 +130,38 @@ def written(
 @functools.cache
 def _signature(impl: Callable[..., object]) -> inspect.Signature:
     return inspect.signature(impl)
+
+
+class _Slot:
+    """Stands for one argument of a call while its shape is bound (see _inplace_slot)."""
+
+    __slots__ = ("at",)
+
+    def __init__(self, at: int | str):
+        self.at = at
+
+
+_UNBOUND = object()  # _inplace_slot: the call does not bind (it will fail)
+_ANY = object()  # _inplace_slot: ``inplace`` is not one argument of it
+
+
+@functools.lru_cache(maxsize=1024)
+def _inplace_slot(
+    impl: Callable[..., object], count: int, names: tuple[str, ...]
+) -> int | str | object | None:
+    """Where a call of ``impl`` with ``count`` positional arguments and keywords ``names``
+    passes ``inplace``: its position, its keyword, None when it does not. Binding looks at how
+    many arguments there are and their names, never at their values, so the answer holds for
+    every call of this shape, and the signature is bound once per shape, not once per call."""
+    placeholders = [_Slot(i) for i in range(count)]
+    try:
+        bound = _signature(impl).bind(*placeholders, **{n: _Slot(n) for n in names})
+    except TypeError:
+        return _UNBOUND
+    found = bound.arguments.get("inplace")
+    if found is None:
+        return None
+    return found.at if isinstance(found, _Slot) else _ANY
 
 
 def draws(op: allowlist.Op, target: object) -> bool:
@@ -168,13 +203,41 @@ def _named_changes_graphs(name: str) -> bool:
     return any(_changes_graphs(t[name]) for t in allowlist.TABLES.values() if name in t)
 
 
+_MODULE_GETATTR = nn.Module.__getattr__
+
+
+def inplace_flag(module: nn.Module) -> object:
+    """``getattr(module, "inplace", False)``: a layer's in-place flag, False when it has none.
+
+    Most layers have none, and a missing attribute costs a Module an exception raised and
+    caught (per layer, per call): for a layer that looks attributes up the way every Module
+    does, the places ``inplace`` could be found are read directly, and only when it is in one
+    of them is it looked up."""
+    kind = type(module)
+    if (
+        kind.__getattr__ is not _MODULE_GETATTR
+        or kind.__getattribute__ is not object.__getattribute__
+    ):
+        return getattr(module, "inplace", False)
+    own = module.__dict__
+    if (
+        "inplace" in own
+        or hasattr(kind, "inplace")
+        or "inplace" in own.get("_parameters", ())
+        or "inplace" in own.get("_buffers", ())
+        or "inplace" in own.get("_modules", ())
+    ):
+        return getattr(module, "inplace", False)
+    return False  # what Module.__getattr__ would have raised, and getattr's default
+
+
 def may_return_input(module: object) -> bool:
     """Whether calling ``module`` may hand back its input (or a view of it): an identity, a
     flatten, a dropout in evaluation mode, a layer working in place, an empty Sequential."""
     if not isinstance(module, nn.Module):
         return True
     for layer in module.modules():
-        if getattr(layer, "inplace", False) is not False:
+        if inplace_flag(layer) is not False:
             return True
         if isinstance(layer, nn.Sequential):
             if len(layer) == 0:

@@ -153,7 +153,7 @@ def _written_through(op: allowlist.Op, inputs: _Inputs) -> list[StoredObject]:
     if layer is not None and not layer.reach and not layer.reach_unknown:
         value = layer.value
         if isinstance(value, nn.Module) and not any(
-            getattr(m, "inplace", False) is True for m in value.modules()
+            effects.inplace_flag(m) is True for m in value.modules()
         ):
             return target
     return target + list(inputs.arguments)
