@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 MAX_OVERFLOW = 10_000
 _PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars: decoded as themselves
 _NOT_PLAIN = object()  # Executor._plain_call: not a call for the fast lane
+_PLAIN_CONTAINERS = (list, tuple, dict)  # no label or charge of their own, only their contents
 # torch has one default generator per process, and each scientist's ops run on a thread of
 # their own: one scientist's state is swapped in, drawn from and swapped out under this lock,
 # so no other scientist's thread draws from it (or replaces it) meanwhile
@@ -652,7 +653,8 @@ class Executor:
         for node in nodes:
             kind = type(node)
             key = id(node)
-            if kind is torch.Tensor or key in skip:
+            # (plain containers: hold_all would skip them; their contents are nodes of their own)
+            if kind is torch.Tensor or kind in _PLAIN_CONTAINERS or key in skip:
                 continue
             charge = held.get(key)
             if charge is not None and charge() is node:
@@ -829,9 +831,16 @@ class Executor:
             # storage a view shares) keeps its own label, and the entry's label covers the
             # choice of it
             skip = inputs.walk.nodes
-            layers = {
-                k: n for k, n in made.nodes.items() if isinstance(n, nn.Module) and k not in skip
-            }
+            # (a tensor's walk holds tensors and storages only: no layer among them)
+            layers = (
+                {}
+                if isinstance(value, torch.Tensor)
+                else {
+                    k: n
+                    for k, n in made.nodes.items()
+                    if isinstance(n, nn.Module) and k not in skip
+                }
+            )
             if layers:
                 # the layer objects a call makes (settings, structure) depend on the inputs'
                 # values and structure, not on the weights of models among them, nor on the
@@ -862,7 +871,8 @@ class Executor:
             return self._fail(
                 result_id, self._error_info(error, op.path), label, op, inputs, target
             )
-        self.register_leaves(value)
+        if type(value) is not torch.Tensor or (value.requires_grad and value.is_leaf):
+            self.register_leaves(value)  # (a plain tensor is a leaf to register, or none)
         entry = StoredObject(
             id=self.key(result_id),
             value=value,

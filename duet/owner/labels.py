@@ -416,8 +416,11 @@ class LabelRegistry:
         records = self._records
         for key, node in walk.nodes.items():
             record = records.get(key)
-            if record is not None and record() is node and record.label:
-                label = record.label if not label else label | record.label
+            if record is not None and record() is node:
+                found = record.label
+                # (most nodes of a walk carry the same label object: no union made for those)
+                if found and found is not label:
+                    label = found if not label else label | found
         return label
 
     def protected_in(self, walk: Walk) -> tuple[object, str] | None:
