@@ -601,13 +601,22 @@ class Executor:
         self, message: Call, buffers: list[memoryview], inputs: _Inputs
     ) -> tuple[list[object], dict[str, object]]:
         """The call's arguments, decoded; plain numbers and strings (most arguments) as they
-        came, checked as the decoder checks them."""
+        came, checked as the decoder checks them, and references to objects (most of the
+        rest) named as the decoder names them."""
         decoder: Decoder | None = None
         args = []
         for value in message.args:
             kind = type(value)
             if kind in _PLAIN and (kind is not int or value.bit_length() <= MAX_INT_BITS):
                 args.append(value)
+                continue
+            if (
+                kind is dict
+                and len(value) == 2
+                and value.get("$") == "ref"
+                and type(value.get("id")) is str
+            ):
+                args.append(self._use(value["id"], inputs))  # (a ref's only field, an id)
                 continue
             if decoder is None:
                 decoder = Decoder(buffers, lambda ref: self._use(ref, inputs))
