@@ -157,7 +157,8 @@ class Connection:
         self.peer_hello: Hello | None = None
         self.lost: ConnectionLost | None = None
         self.loop = get_loop()
-        self._outbox: asyncio.Queue[bytes | None] = asyncio.Queue()
+        # frames to send, in order; with each, an event for a sender that waits until it went
+        self._outbox: asyncio.Queue[tuple[bytes, threading.Event | None] | None] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._hello: asyncio.Future[Hello] = self.loop.create_future()
         self._welcome: asyncio.Future[Welcome] = self.loop.create_future()
@@ -334,7 +335,9 @@ class Connection:
     async def _shutdown(self) -> None:
         # what was waiting to be sent will never be: free it now, and wake waiting senders
         while not self._outbox.empty():
-            self._outbox.get_nowait()
+            item = self._outbox.get_nowait()
+            if item is not None and item[1] is not None:
+                item[1].set()  # never sent: its sender need not wait
         with self._room:
             self._queued = 0
             self._room.notify_all()
@@ -374,11 +377,22 @@ class Connection:
             self._tasks.append(asyncio.ensure_future(self._shutdown()))
 
     # ---- sending (thread-safe entry point)
-    def send(self, messages: list[Message], buffers: list[memoryview] | None = None) -> None:
+    def send(
+        self,
+        messages: list[Message],
+        buffers: list[memoryview] | None = None,
+        *,
+        until_sent: float | None = None,
+    ) -> None:
         """Encode here (any thread) and queue the frame for the loop to send, in order.
 
         From any thread but the loop's, waits while the outbox holds ``max_outbox_bytes`` (the
-        peer is slower than we produce); on the loop thread it never waits.
+        peer is slower than we produce); on the loop thread it never waits. ``until_sent``
+        (seconds; not on the loop thread): then also wait, at most that long, until the frame
+        has been handed to the network. A thread that goes on computing in Python holds the
+        interpreter's lock, and the loop could send nothing until it let go (up to the
+        interpreter's switch interval, 5 ms): this lets go at once, for a frame the peer is
+        idle without.
 
         Raises FrameTooLarge (a ProtocolError; nothing was queued and the connection is fine)
         when the frame is over the peer's frame limit or the header or buffer-count limits, or
@@ -388,8 +402,14 @@ class Connection:
         """
         self._raise_if_gone()
         frame = pack(messages, buffers, max_frame_bytes=self.peer_max_frame_bytes)
-        self._admit(len(frame), wait=not on_loop_thread())
-        self.loop.call_soon_threadsafe(self._accept, frame)
+        elsewhere = not on_loop_thread()
+        self._admit(len(frame), wait=elsewhere)
+        if until_sent is None or not elsewhere:
+            self.loop.call_soon_threadsafe(self._accept, frame, None)
+            return
+        sent = threading.Event()
+        self.loop.call_soon_threadsafe(self._accept, frame, sent)
+        sent.wait(until_sent)
 
     def send_if_open(
         self, messages: list[Message], buffers: list[memoryview] | None = None
@@ -427,13 +447,15 @@ class Connection:
                 self._progress_at = time.monotonic()
             self._queued += size
 
-    def _accept(self, frame: bytes) -> None:
+    def _accept(self, frame: bytes, sent: threading.Event | None) -> None:
         """On the loop: a frame a thread packed joins the outbox, unless it is closed."""
         if self.state is State.CLOSED:
             with self._room:
                 self._queued = max(0, self._queued - len(frame))
+            if sent is not None:
+                sent.set()
             return
-        self._outbox.put_nowait(frame)
+        self._outbox.put_nowait((frame, sent))
 
     def _put_nowait(self, frame: bytes) -> None:
         """On the loop: queue a frame of our own (a Hello, a Pong, an error); never waits.
@@ -443,7 +465,7 @@ class Connection:
             self._admit(len(frame), wait=False)
         except ConnectionLost:
             return
-        self._outbox.put_nowait(frame)
+        self._outbox.put_nowait((frame, None))
 
     def _room_left(self) -> bool:
         return self._queued <= self.max_outbox_bytes
@@ -462,23 +484,31 @@ class Connection:
 
     async def _send_loop(self) -> None:
         while True:
-            frame = await self._outbox.get()
-            if frame is None:
+            item = await self._outbox.get()
+            if item is None:
                 return
+            frame, sent = item
             try:
                 await self.channel.send(frame)
                 self.frames_sent += 1
+                if sent is not None:
+                    # a transport may send from a task of its own (aiortc does): one turn of
+                    # the loop, and it has
+                    await asyncio.sleep(0)
             except ChannelClosed as exc:
                 self._lose(f"the channel closed while sending: {exc}")
                 return
             except Exception as exc:
                 self._lose(f"sending failed: {exc!r}")
                 return
+            finally:
+                if sent is not None:
+                    sent.set()
             with self._room:
                 self._queued = max(0, self._queued - len(frame))
                 self._progress_at = time.monotonic()
                 self._room.notify_all()
-            del frame  # do not hold the last frame's bytes while waiting for the next
+            del frame, item  # do not hold the last frame's bytes while waiting for the next
 
     async def _recv_loop(self) -> None:
         """What the channel did not hand to ``_receive`` itself: frames, refusals, its end."""

@@ -163,7 +163,7 @@ def send_raw(scientist, messages):
     header = json.dumps(messages).encode()  # NaN travels as the NaN token
     frame = encode_frame(header, [], max_frame_bytes=connection.peer_max_frame_bytes)
     connection._admit(len(frame), wait=False)
-    connection.loop.call_soon_threadsafe(connection._accept, frame)
+    connection.loop.call_soon_threadsafe(connection._accept, frame, None)
 
 
 def stat(**fields):

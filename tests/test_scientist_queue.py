@@ -17,13 +17,21 @@ class RecordingConnection:
 
     def __init__(self) -> None:
         self.frames: list[list[Any]] = []
+        self.waited: list[bool] = []  # per frame: whether the sender waited until it went
         self.loop = self
 
     def call_soon_threadsafe(self, fn: Any, *args: Any) -> None:
         pass
 
-    def send(self, messages: list[Any], buffers: list[memoryview] | None = None) -> None:
+    def send(
+        self,
+        messages: list[Any],
+        buffers: list[memoryview] | None = None,
+        *,
+        until_sent: float | None = None,
+    ) -> None:
         self.frames.append(messages)
+        self.waited.append(until_sent is not None)
 
 
 def refs(message: Any) -> set[str]:
@@ -79,3 +87,38 @@ def test_dropped_pointers_are_freed_within_the_frame_by_default():
             assert isinstance(message, Call) and not (refs(message) & freed)
     made = {m.result for m in frame if isinstance(m, Call)}
     assert freed <= made and x.id not in freed and len(freed) == 40
+
+
+def test_once_the_owner_has_answered_everything_the_next_actions_leave_at_once(
+    monkeypatch: pytest.MonkeyPatch,
+):
+    """After a reply that leaves nothing unanswered (the owner is idle), the next frames go
+    at once, the caller waiting until each went: one action, then 8, then 64; then batching
+    as before. While a request is unanswered, nothing is hurried."""
+    from duet.protocol.messages import Reply, Sync
+
+    monkeypatch.setattr(client_module, "DELETE_BATCH", None)  # a frame's Delete at its end
+    connection = RecordingConnection()
+    client = PointerClient(connection)  # type: ignore[arg-type]
+    relu = allowlist.function("torch.nn.functional.relu")
+    x = client.call(allowlist.function("torch.zeros"), None, (4,), {})
+    assert connection.frames == []  # a fresh client batches: nothing was answered yet
+
+    first = client.request_async(lambda rid: Sync.model_construct(rid=rid))
+    second = client.request_async(lambda rid: Sync.model_construct(rid=rid))
+    sent = len(connection.frames)
+    [one, two] = [m.rid for frame in connection.frames for m in frame if isinstance(m, Sync)]
+    client.on_messages([Reply(rid=one, status="ok")], [])
+    assert first.done() and not second.done()
+    x = client.call(relu, None, (x,), {})
+    assert len(connection.frames) == sent  # the second sync still waits: the owner is busy
+
+    client.on_messages([Reply(rid=two, status="ok")], [])
+    for _ in range(100):
+        x = client.call(relu, None, (x,), {})
+    calls = [sum(isinstance(m, Call) for m in f) for f in connection.frames[sent:]]
+    assert calls == [2, 8, 64]  # the first: the action held back, and one
+    assert connection.waited[sent:] == [True] * 3
+    client.flush()  # the rest were batched as usual
+    assert sum(isinstance(m, Call) for m in connection.frames[-1]) == 100 + 1 - 2 - 8 - 64
+    assert connection.waited[-1] is False
