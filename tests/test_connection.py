@@ -44,6 +44,60 @@ class Blackhole(Channel):
         return self.inner.closed
 
 
+class Recording(Channel):
+    """Passes frames on, and notes each once it has been handed to the channel under it."""
+
+    def __init__(self, inner: Channel):
+        self.inner = inner
+        self.sent: list[bytes] = []
+
+    async def send(self, frame: bytes) -> None:
+        await self.inner.send(frame)
+        self.sent.append(frame)
+
+    async def recv(self) -> bytes:
+        return await self.inner.recv()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    @property
+    def closed(self) -> bool:
+        return self.inner.closed
+
+
+def test_a_frame_sent_until_sent_has_left_when_send_returns():
+    """``send(..., until_sent=)`` from a thread lets the network loop send the frame before
+    it returns (a caller busy in Python would otherwise hold the loop off)."""
+    from duet.protocol.messages import Sync
+
+    owner = sy.OwnerSession()
+    scientist = sy.ScientistSession()
+    holder = {}
+
+    async def join():
+        a, b = memory_pair()
+        holder["channel"] = Recording(b)
+        await asyncio.gather(
+            owner.admit(a, preapproved=True, timeout_secs=10),
+            connect_scientist(
+                scientist, holder["channel"], identity=sy.Identity.ephemeral(), timeout_secs=10
+            ),
+        )
+
+    run(join(), timeout_secs=20, what="join")
+    try:
+        recording = holder["channel"]
+        for rid in range(1_000_000, 1_000_020):
+            before = len(recording.sent)
+            scientist.connection.send([Sync(rid=rid)], until_sent=10)
+            assert len(recording.sent) == before + 1
+            assert f'"rid":{rid}'.encode() in recording.sent[-1]
+    finally:
+        scientist.close()
+        owner.close()
+
+
 def test_a_silent_peer_is_declared_lost_and_blocking_calls_raise():
     owner = sy.OwnerSession()
     scientist = sy.ScientistSession()
