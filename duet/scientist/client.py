@@ -50,13 +50,14 @@ MAX_MARKS = 2  # unanswered barriers before the caller waits
 # freeing mid-frame made the owner trim and fault its heap back in every step (44 -> 53 ms a
 # step); owners fix those thresholds (duet/owner/tuning.py), so it is both smaller and faster.
 DELETE_BATCH: int | None = 8
-# Once the owner has answered everything (a get, a sync), it waits for actions; the next
-# frames go at once, and the caller lets the network loop send each before going on: a frame
-# of the first action, of the next few, of the next few dozen (each URGENT_GROWTH times the
-# last, up to URGENT_MAX), then batching as usual. A caller computing in Python holds the
-# interpreter's lock, and frames queued meanwhile leave only when it lets go (its switch
-# interval, 5 ms) or waits: at the start of each tutorial epoch the owner sat idle ~10 ms for
-# a frame of a dozen steps.
+# Once the owner has answered everything (a get, a sync), it waits for actions. A caller
+# computing in Python holds the interpreter's lock, and frames queued meanwhile leave only when
+# it lets go (its switch interval, 5 ms) or waits: at the start of each tutorial epoch the owner
+# sat idle ~10 ms for a frame of a dozen steps. So the first URGENT_FIRST actions after such a
+# reply go in a frame at once, the next URGENT_FIRST * URGENT_GROWTH too (up to URGENT_MAX),
+# the caller letting the network loop send each before going on; then batching as usual. A few
+# actions between requests (an op, then a get) still ride with the request, in one frame.
+URGENT_FIRST = 8
 URGENT_GROWTH = 8
 URGENT_MAX = 64
 URGENT_WAIT_SECS = 0.05  # the longest the caller lets go for one frame
@@ -356,7 +357,7 @@ class PointerClient:
                 self.requests.answered(message.rid, message)
                 future = self._pending.pop(message.rid, None)
                 if not self._pending:  # all answered: the owner may wait for what comes next
-                    self._urgent = 1
+                    self._urgent = URGENT_FIRST
                 if future is not None and not future.done():
                     future.set_result((message, buffers))
             elif isinstance(message, Notice):
