@@ -66,28 +66,39 @@ class Recording(Channel):
         return self.inner.closed
 
 
+def joined_through(wrap, **options):
+    """An owner and a scientist joined in this process, the scientist's end of the in-memory
+    channel wrapped by ``wrap``; ``options``: both connections' (heartbeat...)."""
+    owner = sy.OwnerSession()
+    scientist = sy.ScientistSession()
+    owner.connection_options = options
+    holder = {}
+
+    async def join():
+        a, b = memory_pair()
+        holder["channel"] = wrap(b)
+        await asyncio.gather(
+            owner.admit(a, preapproved=True, timeout_secs=10),
+            connect_scientist(
+                scientist,
+                holder["channel"],
+                identity=sy.Identity.ephemeral(),
+                timeout_secs=10,
+                **options,
+            ),  # fmt: skip
+        )
+
+    run(join(), timeout_secs=20, what="join")
+    return owner, scientist, holder["channel"]
+
+
 def test_a_frame_sent_until_sent_has_left_when_send_returns():
     """``send(..., until_sent=)`` from a thread lets the network loop send the frame before
     it returns (a caller busy in Python would otherwise hold the loop off)."""
     from duet.protocol.messages import Sync
 
-    owner = sy.OwnerSession()
-    scientist = sy.ScientistSession()
-    holder = {}
-
-    async def join():
-        a, b = memory_pair()
-        holder["channel"] = Recording(b)
-        await asyncio.gather(
-            owner.admit(a, preapproved=True, timeout_secs=10),
-            connect_scientist(
-                scientist, holder["channel"], identity=sy.Identity.ephemeral(), timeout_secs=10
-            ),
-        )
-
-    run(join(), timeout_secs=20, what="join")
+    owner, scientist, recording = joined_through(Recording)
     try:
-        recording = holder["channel"]
         for rid in range(1_000_000, 1_000_020):
             before = len(recording.sent)
             scientist.connection.send([Sync(rid=rid)], until_sent=10)
@@ -99,31 +110,10 @@ def test_a_frame_sent_until_sent_has_left_when_send_returns():
 
 
 def test_a_silent_peer_is_declared_lost_and_blocking_calls_raise():
-    owner = sy.OwnerSession()
-    scientist = sy.ScientistSession()
-    holder = {}
-
-    quick = {"heartbeat_secs": 0.1, "dead_after_secs": 0.5}
-    owner.connection_options = quick
-
-    async def join():
-        a, b = memory_pair()
-        holder["hole"] = Blackhole(b)
-        await asyncio.gather(
-            owner.admit(a, preapproved=True, timeout_secs=10),
-            connect_scientist(
-                scientist,
-                holder["hole"],
-                identity=sy.Identity.ephemeral(),
-                timeout_secs=10,
-                **quick,
-            ),  # fmt: skip
-        )
-
-    run(join(), timeout_secs=20, what="join")
+    owner, scientist, hole = joined_through(Blackhole, heartbeat_secs=0.1, dead_after_secs=0.5)
     ptr = scientist.store[torch.ones(1).send(owner).id]
     handle = ptr.request(name="never")
-    holder["hole"].silence()
+    hole.silence()
     with pytest.raises(sy.ConnectionLost, match="no word from the peer"):
         handle.wait(30)
     with pytest.raises(sy.ConnectionLost):
