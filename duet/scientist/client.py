@@ -56,7 +56,7 @@ DELETE_BATCH: int | None = 8
 # sat idle ~10 ms for a frame of a dozen steps. So the first URGENT_FIRST actions after such a
 # reply go in a frame at once, the next URGENT_FIRST * URGENT_GROWTH too (up to URGENT_MAX),
 # the caller letting the network loop send each before going on; then batching as usual. A few
-# actions between requests (an op, then a get) still ride with the request, in one frame.
+# actions before a request (an op, then a get) are handed on as before, nobody waiting.
 URGENT_FIRST = 8
 URGENT_GROWTH = 8
 URGENT_MAX = 64
