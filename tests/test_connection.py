@@ -213,3 +213,48 @@ def test_a_process_that_exits_without_closing_says_goodbye(tmp_path):
             owner.kill()
         owner.wait(30)
         owner.stdout.close()
+
+
+def test_over_webrtc_a_malformed_frame_taken_as_it_arrives_gets_an_error_and_the_owner_serves_on(
+    monkeypatch,
+):
+    """Frames over WebRTC are taken inside the transport's callback (``deliver_to``): a
+    hostile scientist's garbage there is answered with a protocol error, and nothing is lost."""
+    import os
+
+    from duet.transport.webrtc import answer_offer, create_offer
+
+    monkeypatch.setenv("DUET_ICE_HOSTS", "127.0.0.1")
+    hosts = ["127.0.0.1"]
+
+    async def channels():
+        scientist_peer, offer = await create_offer(ice_hosts=hosts)
+        owner_peer, answer = await answer_offer(offer, ice_hosts=hosts, timeout_secs=30)
+        return await asyncio.gather(
+            scientist_peer.accept_answer(answer, timeout_secs=30), owner_peer.channel(30)
+        )
+
+    ours, theirs = run(channels(), timeout_secs=60, what="WebRTC channels")
+    owner = sy.OwnerSession()
+    scientist = sy.ScientistSession()
+
+    async def join():
+        await asyncio.gather(
+            owner.admit(theirs, preapproved=True, timeout_secs=30),
+            connect_scientist(scientist, ours, identity=sy.Identity.ephemeral(), timeout_secs=30),
+        )
+
+    run(join(), timeout_secs=60, what="join")
+    try:
+        assert ours._receiver is not None and theirs._receiver is not None  # taken as they come
+        x = torch.arange(5.0).send(scientist)
+        before = len(scientist.client.notices)
+        for garbage in (b"", b"DU\x02\x00" + os.urandom(64), b'DU\x02\x00\x05\x00\x00\x00[{"k"'):
+            run(ours.send(garbage), timeout_secs=30, what="a malformed frame")
+        assert torch.equal((x + 1).get(timeout_secs=30), torch.arange(5.0) + 1)
+        errors = list(scientist.client.notices)[before:]
+        assert len(errors) == 3 and all(e.op == "frame" for e in errors)
+        assert owner.connected
+    finally:
+        scientist.close()
+        owner.close()
