@@ -119,3 +119,99 @@ def _with(kind: str) -> nn.Module:
 )
 def test_a_layers_inplace_flag_is_found_wherever_it_is(layer):
     assert effects.inplace_flag(layer) is getattr(layer, "inplace", False)
+
+
+class _OwnLayers(nn.Module):
+    """A layer that lists layers of its own making (modules() overridden)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden = [nn.ReLU(inplace=True)]  # not a submodule: modules() names it anyway
+
+    def modules(self):  # type: ignore[override]
+        yield self
+        yield from self.hidden
+
+
+class _Unhashable(nn.Linear):
+    __hash__ = None  # type: ignore[assignment]
+
+
+def _shadowed() -> nn.Module:
+    layer, relu = nn.Linear(2, 2), nn.ReLU(inplace=True)
+    layer.__dict__["modules"] = lambda: iter([layer, relu])
+    return layer
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        nn.Conv2d(1, 1, 1),
+        nn.Dropout(),
+        nn.Sequential(),
+        nn.Sequential(nn.Linear(2, 2), nn.ReLU(inplace=True)),
+        _OwnLayers(),
+        _shadowed(),
+        _AnyAttribute(),
+    ],
+    ids=lambda m: type(m).__name__,
+)
+def test_the_layers_of_a_module_are_those_modules_names(module):
+    assert list(effects.layers_in(module)) == list(module.modules())
+
+
+def test_a_layer_that_cannot_be_listed_fails_as_modules_fails():
+    with pytest.raises(TypeError):
+        list(nn.Linear(2, 2).__class__.modules(_Unhashable(2, 2)))
+    with pytest.raises(TypeError):
+        effects.layers_in(_Unhashable(2, 2))
+
+
+def test_an_inplace_layer_listed_by_its_own_modules_makes_its_call_write_its_input():
+    # what decides that a call writes its input (and so labels it) reads the same layers
+    op = allowlist.TABLES["Module"]["__call__"]
+    x = torch.ones(2)
+    for layer in (_OwnLayers(), _shadowed()):
+        assert effects.written(op, layer, [x], {}, []) == [x]
+        assert effects.may_return_input(layer)
+
+
+def test_the_walks_of_many_writes_hold_what_each_holds_and_are_unknown_if_one_is():
+    leaves = [torch.ones(2, requires_grad=True) for _ in range(3)]
+    for leaf in leaves[:2]:
+        leaf.sum().backward()
+    items = [effects.Grad(leaf) for leaf in leaves]
+    (merged,) = effects.walks_written(items)
+    separate = [effects.walk_written(item) for item in items]
+    assert set(merged.nodes) == {key for walk in separate for key in walk.nodes}
+    assert id(leaves[0].grad.untyped_storage()) in merged.nodes
+    assert not merged.unknown
+
+    deep: list[object] = []
+    for _ in range(MAX_WALK_DEPTH + 2):
+        deep = [deep]
+    (merged,) = effects.walks_written([effects.Deep(LabelList(deep)), *items])
+    assert merged.unknown  # one write the owner cannot follow: what was written is unknown
+    assert id(leaves[1].grad) in merged.nodes  # and the others are still labeled
+
+
+class _Chameleon:
+    """Each instance names the class it was told to (a proxy does this)."""
+
+    def __init__(self, seen_as: type) -> None:
+        self._seen_as = seen_as
+
+    @property
+    def __class__(self) -> type:  # type: ignore[override]
+        return self._seen_as
+
+
+def test_the_table_of_an_objects_methods_is_never_remembered_for_a_class_that_can_lie():
+    assert allowlist.type_key(_Chameleon(torch.optim.SGD)) == "Optimizer"
+    assert allowlist.type_key(_Chameleon(nn.Module)) == "Module"
+    assert allowlist.type_key(_Chameleon(object)) is None
+    assert allowlist.type_key(weakref.proxy(torch.optim.SGD([torch.ones(1)]))) == "Optimizer"
+    assert allowlist.type_key(weakref.proxy(nn.Linear(1, 1))) == "Module"
+    # an honest class is remembered, and answers as isinstance does, every time
+    assert allowlist.type_key(nn.Conv2d(1, 1, 1)) == allowlist.type_key(nn.Conv2d(2, 2, 2))
+    assert allowlist.type_key(nn.Conv2d(1, 1, 1)) == "Module"

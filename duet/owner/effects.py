@@ -80,6 +80,21 @@ def walk_written(written: object) -> Walk:
     return walk
 
 
+def walks_written(items: Sequence[object]) -> list[Walk]:
+    """The walks of what a call wrote, as they are now: one walk holding what each of
+    ``items`` covers (each walked as ``walk_written`` walks it alone: within its own limits),
+    unknown when any of them is. A backward pass writes one gradient per leaf: its labels,
+    charges and ended grants are then made in one pass, not one per leaf."""
+    if len(items) < 2:
+        return [walk_written(item) for item in items]
+    merged = Walk()
+    for item in items:
+        walk = walk_written(item)
+        merged.nodes.update(walk.nodes)
+        merged.unknown = merged.unknown or walk.unknown
+    return [merged]
+
+
 def written(
     op: allowlist.Op,
     target: object,
@@ -102,7 +117,7 @@ def written(
     if effect == "module_call":
         out: list[object] = []
         if isinstance(target, nn.Module):
-            modules = list(target.modules())
+            modules = layers_in(target)
             if any(m.training for m in modules):
                 out.extend(b for m in modules for b in m._buffers.values() if b is not None)
             if args and args[0] is not None and any(inplace_flag(m) is True for m in modules):
@@ -171,7 +186,7 @@ def draws(op: allowlist.Op, target: object) -> bool:
     if not op.random:
         return False
     if op.writes == "module_call" and isinstance(target, nn.Module):
-        return any(m.training and _draws_in_forward(m) for m in target.modules())
+        return any(m.training and _draws_in_forward(m) for m in layers_in(target))
     if isinstance(target, tud.dataloader._BaseDataLoaderIter):
         # a pass over a loader draws its order when its first batch is made (a sampler with
         # no generator of its own seeds one from torch's); later batches draw nothing (no
@@ -204,6 +219,32 @@ def _named_changes_graphs(name: str) -> bool:
 
 
 _MODULE_GETATTR = nn.Module.__getattr__
+_MODULES = nn.Module.modules
+_NAMED_MODULES = nn.Module.named_modules
+
+
+def layers_in(module: nn.Module) -> Sequence[nn.Module]:
+    """``list(module.modules())``: the module and every layer under it, once each.
+
+    Most calls are on a layer with no layers of its own (a convolution, a dropout), which is
+    then alone, without the generator and the set ``modules()`` makes per call: when its class
+    finds attributes, lists its layers and hashes as every Module does, and it holds no layer
+    (``_modules`` empty), ``modules()`` would yield exactly it."""
+    kind = type(module)
+    own = getattr(module, "__dict__", None)
+    if (
+        kind.__getattribute__ is object.__getattribute__
+        and kind.modules is _MODULES
+        and kind.named_modules is _NAMED_MODULES
+        and kind.__hash__ is object.__hash__
+        and type(own) is dict
+        and "modules" not in own
+        and "named_modules" not in own
+        and type(own.get("_modules")) is dict
+        and not own["_modules"]
+    ):
+        return (module,)
+    return list(module.modules())
 
 
 def inplace_flag(module: nn.Module) -> object:
@@ -236,7 +277,7 @@ def may_return_input(module: object) -> bool:
     flatten, a dropout in evaluation mode, a layer working in place, an empty Sequential."""
     if not isinstance(module, nn.Module):
         return True
-    for layer in module.modules():
+    for layer in layers_in(module):
         if inplace_flag(layer) is not False:
             return True
         if isinstance(layer, nn.Sequential):

@@ -50,6 +50,7 @@ MAX_OVERFLOW = 10_000
 _PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars: decoded as themselves
 _NOT_PLAIN = object()  # Executor._plain_call: not a call for the fast lane
 _PLAIN_CONTAINERS = (list, tuple, dict)  # no label or charge of their own, only their contents
+_TENSOR_OBJECTS = frozenset({torch.Tensor, nn.Parameter})  # charged by their storages
 # torch has one default generator per process, and each scientist's ops run on a thread of
 # their own: one scientist's state is swapped in, drawn from and swapped out under this lock,
 # so no other scientist's thread draws from it (or replaces it) meanwhile
@@ -154,7 +155,7 @@ def _written_through(op: allowlist.Op, inputs: _Inputs) -> list[StoredObject]:
     if layer is not None and not layer.reach and not layer.reach_unknown:
         value = layer.value
         if isinstance(value, nn.Module) and not any(
-            effects.inplace_flag(m) is True for m in value.modules()
+            effects.inplace_flag(m) is True for m in effects.layers_in(value)
         ):
             return target
     return target + list(inputs.arguments)
@@ -444,7 +445,7 @@ class Executor:
         op, target, label = step.op, step.target, step.label
         assert op is not None
         self.actions_run += 1
-        written = [effects.walk_written(item) for item in step.writes]  # as they are now
+        written = effects.walks_written(step.writes)  # as they are now
         self._after(op, step.writes, label, step.draws, step.inputs, written, step.extra)
         if op.writes is not None:
             if op.makes_leaves and isinstance(target, torch.Tensor | nn.Module):
@@ -663,7 +664,7 @@ class Executor:
             kind = type(node)
             key = id(node)
             # (plain containers: hold_all would skip them; their contents are nodes of their own)
-            if kind is torch.Tensor or kind in _PLAIN_CONTAINERS or key in skip:
+            if kind in _TENSOR_OBJECTS or kind in _PLAIN_CONTAINERS or key in skip:
                 continue
             charge = held.get(key)
             if charge is not None and charge() is node:

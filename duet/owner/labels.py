@@ -32,6 +32,8 @@ import torch
 import torch.utils.data as tud
 from torch import nn
 
+from ..protocol.allowlist.type_keys import honest_class
+
 MAX_WALK_NODES = 200_000  # state nodes visited to label one value; more: UNKNOWN
 MAX_WALK_DEPTH = 64
 
@@ -142,9 +144,6 @@ def _is_vision_object(obj: object) -> bool:
 # What Walk.add does with a node, by kind (the order of its checks, see _kind_of)
 (_TENSOR, _SCALAR, _LABEL_LIST, _LABEL_DICT, _SEQUENCE, _DICT, _MODULE, _OPTIMIZER, _SCHEDULER,
  _LOADER, _LOADER_ITER, _TENSOR_DATASET, _ARRAY, _DISTRIBUTION, _VISION, _OPAQUE) = range(16)  # fmt: skip
-# the attribute lookups that find an object's real class (isinstance reads ``__class__``)
-_GENERIC_GETATTR = (object.__getattribute__, list.__getattribute__, tuple.__getattribute__,
-                    dict.__getattribute__)  # fmt: skip
 _MAX_KINDS = 4096
 # type -> its kind, for types whose instances cannot claim another class (see _kind_of)
 _KINDS: dict[type, int] = {}
@@ -187,11 +186,7 @@ def _kind_of(obj: object) -> int:
         found = _VISION
     else:
         found = _OPAQUE
-    if (
-        len(_KINDS) < _MAX_KINDS
-        and any(kind.__getattribute__ is generic for generic in _GENERIC_GETATTR)
-        and next(c for c in kind.__mro__ if "__class__" in vars(c)) is object
-    ):
+    if len(_KINDS) < _MAX_KINDS and honest_class(kind):
         _KINDS[kind] = found
     return found
 

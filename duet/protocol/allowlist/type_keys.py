@@ -6,12 +6,35 @@ import torch
 import torch.utils.data as tud
 from torch import nn
 
+# the attribute lookups that find an object's real class (isinstance reads ``__class__``)
+_GENERIC_GETATTR = (object.__getattribute__, list.__getattribute__, tuple.__getattribute__,
+                    dict.__getattribute__)  # fmt: skip
+_MAX_KNOWN = 4096
+
+
+def honest_class(kind: type) -> bool:
+    """Whether every instance of ``kind`` is what isinstance believes it is: its attribute
+    lookup is the generic one and no class of it redefines ``__class__`` (isinstance also
+    believes ``obj.__class__``). Only then may a fact found by isinstance on one instance be
+    remembered for its type."""
+    return any(kind.__getattribute__ is generic for generic in _GENERIC_GETATTR) and (
+        next(c for c in kind.__mro__ if "__class__" in vars(c)) is object
+    )
+
 
 def type_key(obj: object) -> str | None:
     """The table a value's methods are looked up in (the owner's view of its real type)."""
-    known = _EXACT_KEYS.get(type(obj))
-    if known is not None:  # the common types, by their exact class
+    kind = type(obj)
+    known = _EXACT_KEYS.get(kind, "")
+    if known != "":  # the common types by their exact class, and classes met before
         return known
+    found = _type_key(obj)
+    if len(_EXACT_KEYS) < _MAX_KNOWN and honest_class(kind):
+        _EXACT_KEYS[kind] = found
+    return found
+
+
+def _type_key(obj: object) -> str | None:
     if isinstance(obj, bool):
         return "Bool"
     if isinstance(obj, int | float):
@@ -51,7 +74,8 @@ def type_key(obj: object) -> str | None:
     return None
 
 
-_EXACT_KEYS: dict[type, str] = {
+# type -> its table (None: no methods), for the common types and the honest classes met since
+_EXACT_KEYS: dict[type, str | None] = {
     torch.Tensor: "Tensor", nn.Parameter: "Tensor", bool: "Bool", int: "Number",
     float: "Number", str: "String", tuple: "Tuple", list: "List", dict: "Dict",
     torch.Size: "Size",
