@@ -48,7 +48,8 @@ from .store import OWNER, ObjectStore, StoredObject
 log = logging.getLogger(__name__)
 MAX_OVERFLOW = 10_000
 _PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars: decoded as themselves
-_NOT_PLAIN = object()  # Executor._plain_call: not a call for the fast lane
+_NOT_PLAIN = object()  # Executor._plain_call, _function_call: not a call for a fast lane
+_LANE_WRITES = (None, "inplace_arg")  # the functions _function_call may take
 _PLAIN_CONTAINERS = (list, tuple, dict)  # no label or charge of their own, only their contents
 _TENSOR_OBJECTS = frozenset({torch.Tensor, nn.Parameter})  # charged by their storages
 # torch has one default generator per process, and each scientist's ops run on a thread of
@@ -344,8 +345,11 @@ class Executor:
         did and made. A failure in the first three is labeled from what was known by then
         (``_failed``): what the call read, and what it would have drawn and written.
         """
-        if message.target is not None and not self.poisoned:
-            done = self._plain_call(message)
+        if not self.poisoned:
+            if message.target is not None:
+                done = self._plain_call(message)
+            else:
+                done = self._function_call(message)
             if done is not _NOT_PLAIN:
                 return done  # type: ignore[return-value]
         if self.taken(message.result):
@@ -597,6 +601,87 @@ class Executor:
         except DuetError as exc:
             return self._fail(result_id, self._error_info(exc, op.path), EMPTY, op)
         return None
+
+    def _function_call(self, message: Call) -> Failure | object | None:
+        """The fast lane for a torch function on the scientist's own tensors, labeled or not
+        (``F.relu(x)``, ``F.max_pool2d(x, 2)``, ``F.nll_loss(out, target)``), with plain
+        numbers and strings besides: one that draws nothing, reads nothing else of the owner's,
+        writes nothing (``inplace`` not asked for) and stands for no published object.
+
+        It names, labels, checks and runs the call as ``call`` does, then stores its result
+        with the same ``_store_result``; what ``_admit`` and ``_after`` would add for such a
+        call is only the graph label (an op that may write in place). Anything else returns
+        _NOT_PLAIN before running; so does a call that fails, which the general way then runs
+        again and reports (it changed nothing: it writes and draws nothing)."""
+        op = allowlist.FUNCTIONS.get(message.op)
+        if (
+            op is None
+            or op.random
+            or op.owner_data
+            or op.wraps is not None
+            or op.makes_leaves
+            or op.writes not in _LANE_WRITES
+            or op.impl is None
+        ):
+            return _NOT_PLAIN
+        objects = self.store._objects
+        peer = self.peer
+        result_id = message.result
+        if f"{peer}:{result_id}" in objects or result_id in self._overflow or result_id in objects:
+            return _NOT_PLAIN  # taken: the general way says so
+        inputs = _Inputs()
+        args: list[object] = []
+        for value in message.args:
+            kind = type(value)
+            if kind in _PLAIN and (kind is not int or value.bit_length() <= MAX_INT_BITS):
+                args.append(value)
+                continue
+            if kind is not dict or len(value) != 2 or value.get("$") != "ref":
+                return _NOT_PLAIN
+            object_id = value.get("id")
+            if type(object_id) is not str or object_id in objects:
+                return _NOT_PLAIN  # (an owner's object of that name is named first)
+            entry = objects.get(f"{peer}:{object_id}")
+            if (
+                entry is None
+                or entry.owner != peer
+                or entry.failure is not None
+                or entry.whole is not None
+                or type(entry.value) is not torch.Tensor
+            ):
+                return _NOT_PLAIN
+            tensor = entry.value
+            if tensor.is_leaf and tensor.grad is not None:
+                return _NOT_PLAIN  # its gradient is part of what it holds
+            inputs.entries.append(entry)
+            inputs.arguments.append(entry)
+            if entry.label:
+                inputs.entry_label = inputs.entry_label | entry.label
+            inputs.walk.add(tensor)
+            inputs.values.append(tensor)
+            args.append(tensor)
+        kwargs = message.kwargs
+        for value in kwargs.values():
+            kind = type(value)
+            if kind not in _PLAIN or (kind is int and value.bit_length() > MAX_INT_BITS):
+                return _NOT_PLAIN
+        kwargs = dict(kwargs)
+        try:
+            op.check_kwargs(kwargs)
+            if op.writes is not None and (
+                effects.written(op, None, args, kwargs, []) or not self._writes_nothing(op, inputs)
+            ):
+                return _NOT_PLAIN  # it writes its input, or which input it writes is private
+            label = self._input_label(inputs)
+            planned = sizes.planned_bytes(op, None, args, kwargs)
+            self.policy.check_call(CallCheck(peer, op, None, planned, bool(label)))
+            result = op.impl(*args, **kwargs)
+        except Exception:
+            return _NOT_PLAIN
+        self.actions_run += 1
+        if label and effects.may_change_graphs(op):
+            self.graph_label = self.graph_label | label
+        return self._store_result(result_id, result, label, op, inputs, None)
 
     def _arguments(
         self, message: Call, buffers: list[memoryview], inputs: _Inputs
