@@ -27,14 +27,17 @@ PROGRAMS = {
 IDS = re.compile(r"[0-9a-f]{4}(-[0-9a-f]{4}){3}:s[0-9a-f]{8}-[0-9]+|s[0-9a-f]{8}-[0-9]+")
 
 
+def close_lane(monkeypatch, lane: str) -> None:
+    """Send every call the general way: the executor's fast lane ``lane`` takes none."""
+    monkeypatch.setattr(
+        executor_module.Executor, lane, lambda self, message: executor_module._NOT_PLAIN
+    )
+
+
 def observe(general: bool, program, monkeypatch) -> list[str]:
     """What a scientist sees of ``program``, and what the owner holds and labels after it."""
     if general:
-        monkeypatch.setattr(
-            executor_module.Executor,
-            "_plain_call",
-            lambda self, message: executor_module._NOT_PLAIN,
-        )
+        close_lane(monkeypatch, "_plain_call")
     owner, scientist = sy.duet_pair(max_bytes=2_000_000)
     try:
         owner.publish(torch.tensor([5.0, 6.0, 7.0, 8.0]), tags=["secret"])

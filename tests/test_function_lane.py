@@ -14,7 +14,7 @@ import torch
 
 import duet as sy
 from duet.owner import executor as executor_module
-from tests.test_fast_lane import IDS
+from tests.test_fast_lane import IDS, close_lane
 
 
 def _tail(object_id: str) -> str:
@@ -43,11 +43,7 @@ def _label(label: frozenset) -> list[str]:
 def observe(lane: bool, program, monkeypatch) -> list[str]:
     """What a scientist sees of ``program``, and everything the owner knows after it."""
     if not lane:
-        monkeypatch.setattr(
-            executor_module.Executor,
-            "_function_call",
-            lambda self, message: executor_module._NOT_PLAIN,
-        )
+        close_lane(monkeypatch, "_function_call")
     owner, scientist = sy.duet_pair(max_bytes=20_000_000)
     try:
         owner.publish(torch.tensor([[5.0, -6.0, 7.0, -8.0]]), tags=["secret"])

@@ -28,6 +28,7 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import cast
 
 import torch
 from torch import nn
@@ -50,6 +51,15 @@ MAX_OVERFLOW = 10_000
 _PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars: decoded as themselves
 _NOT_PLAIN = object()  # Executor._plain_call, _function_call: not a call for a fast lane
 _LANE_WRITES = (None, "inplace_arg")  # the functions _function_call may take
+
+
+def _plain_value(value: object) -> bool:
+    """A JSON number, string, bool or None among a call's arguments: decoded as itself (an
+    integer within the decoder's bound)."""
+    kind = type(value)
+    return kind in _PLAIN and (kind is not int or cast(int, value).bit_length() <= MAX_INT_BITS)
+
+
 _PLAIN_CONTAINERS = (list, tuple, dict)  # no label or charge of their own, only their contents
 _TENSOR_OBJECTS = frozenset({torch.Tensor, nn.Parameter})  # charged by their storages
 # torch has one default generator per process, and each scientist's ops run on a thread of
@@ -537,27 +547,13 @@ class Executor:
         read = {id(target): target, id(storage): storage}
         args: list[object] = []
         for value in message.args:
-            kind = type(value)
-            if kind in _PLAIN and (kind is not int or value.bit_length() <= MAX_INT_BITS):
+            if _plain_value(value):
                 args.append(value)
                 continue
-            if kind is not dict or value.get("$") != "ref" or len(value) != 2:
+            other = self._own_tensor(value)
+            if other is None or other.label:
                 return _NOT_PLAIN
-            other_id = value.get("id")
-            if not isinstance(other_id, str) or other_id in objects:
-                return _NOT_PLAIN
-            other = objects.get(f"{peer}:{other_id}")
-            if (
-                other is None
-                or other.owner != peer
-                or other.label
-                or other.failure is not None
-                or type(other.value) is not torch.Tensor
-            ):
-                return _NOT_PLAIN
-            tensor = other.value
-            if tensor.is_leaf and tensor.grad is not None:
-                return _NOT_PLAIN
+            tensor = cast(torch.Tensor, other.value)
             other_storage = tensor.untyped_storage()
             if labels.label(other_storage) or labels.label(tensor):
                 return _NOT_PLAIN
@@ -602,6 +598,30 @@ class Executor:
             return self._fail(result_id, self._error_info(exc, op.path), EMPTY, op)
         return None
 
+    def _own_tensor(self, value: object) -> StoredObject | None:
+        """The entry a reference among a call's arguments names, when a fast lane may take it:
+        one of the scientist's own plain tensors, not a failure, holding no gradient (a leaf's
+        gradient is part of what it holds), its name no owner's object's (that is named
+        first); None otherwise."""
+        if type(value) is not dict or len(value) != 2 or value.get("$") != "ref":
+            return None
+        object_id = value.get("id")
+        objects = self.store._objects
+        if type(object_id) is not str or object_id in objects:
+            return None
+        entry = objects.get(f"{self.peer}:{object_id}")
+        if (
+            entry is None
+            or entry.owner != self.peer
+            or entry.failure is not None
+            or type(entry.value) is not torch.Tensor
+        ):
+            return None
+        tensor = entry.value
+        if tensor.is_leaf and tensor.grad is not None:
+            return None
+        return entry
+
     def _function_call(self, message: Call) -> Failure | object | None:
         """The fast lane for a torch function on the scientist's own tensors, labeled or not
         (``F.relu(x)``, ``F.max_pool2d(x, 2)``, ``F.nll_loss(out, target)``), with plain
@@ -632,27 +652,13 @@ class Executor:
         inputs = _Inputs()
         args: list[object] = []
         for value in message.args:
-            kind = type(value)
-            if kind in _PLAIN and (kind is not int or value.bit_length() <= MAX_INT_BITS):
+            if _plain_value(value):
                 args.append(value)
                 continue
-            if kind is not dict or len(value) != 2 or value.get("$") != "ref":
-                return _NOT_PLAIN
-            object_id = value.get("id")
-            if type(object_id) is not str or object_id in objects:
-                return _NOT_PLAIN  # (an owner's object of that name is named first)
-            entry = objects.get(f"{peer}:{object_id}")
-            if (
-                entry is None
-                or entry.owner != peer
-                or entry.failure is not None
-                or entry.whole is not None
-                or type(entry.value) is not torch.Tensor
-            ):
+            entry = self._own_tensor(value)
+            if entry is None or entry.whole is not None:
                 return _NOT_PLAIN
             tensor = entry.value
-            if tensor.is_leaf and tensor.grad is not None:
-                return _NOT_PLAIN  # its gradient is part of what it holds
             inputs.entries.append(entry)
             inputs.arguments.append(entry)
             if entry.label:
@@ -661,10 +667,8 @@ class Executor:
             inputs.values.append(tensor)
             args.append(tensor)
         kwargs = message.kwargs
-        for value in kwargs.values():
-            kind = type(value)
-            if kind not in _PLAIN or (kind is int and value.bit_length() > MAX_INT_BITS):
-                return _NOT_PLAIN
+        if not all(_plain_value(value) for value in kwargs.values()):
+            return _NOT_PLAIN
         kwargs = dict(kwargs)
         try:
             op.check_kwargs(kwargs)
@@ -692,12 +696,11 @@ class Executor:
         decoder: Decoder | None = None
         args = []
         for value in message.args:
-            kind = type(value)
-            if kind in _PLAIN and (kind is not int or value.bit_length() <= MAX_INT_BITS):
+            if _plain_value(value):
                 args.append(value)
                 continue
             if (
-                kind is dict
+                type(value) is dict
                 and len(value) == 2
                 and value.get("$") == "ref"
                 and type(value.get("id")) is str
