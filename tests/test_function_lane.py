@@ -214,3 +214,33 @@ def test_the_function_lane_takes_the_tutorials_functions_on_private_data_and_not
     taken.clear()
     observe(True, _inplace_asked, monkeypatch)
     assert taken == []
+
+
+def test_a_scientist_names_no_other_scientists_tensor_through_the_lane(monkeypatch):
+    taken: list[str] = []
+    real = executor_module.Executor._function_call
+
+    def spy(self, message):
+        done = real(self, message)
+        if done is not executor_module._NOT_PLAIN:
+            taken.append(self.peer)
+        return done
+
+    monkeypatch.setattr(executor_module.Executor, "_function_call", spy)
+    owner, alice = sy.duet_pair()
+    try:
+        _, bob = sy.duet_pair(owner=owner)
+        try:
+            x = torch.tensor([1.0, -2.0]).send(alice)
+            alice.sync(timeout_secs=30)
+            forged = bob.client.pointer(x.id, "Tensor", {}, owned=False)  # alice's id, guessed
+            with pytest.raises(sy.DuetError, match="does not exist"):
+                bob.torch.nn.functional.relu(forged).get(timeout_secs=30)
+            assert taken == []  # refused the general way, which says it does not exist
+            assert alice.torch.nn.functional.relu(x).get(timeout_secs=30).tolist() == [1.0, 0.0]
+            assert len(taken) == 1  # alice's own call takes it
+        finally:
+            bob.close()
+    finally:
+        alice.close()
+        owner.close()
