@@ -34,6 +34,21 @@ def close_lane(monkeypatch, lane: str) -> None:
     )
 
 
+def spy_lane(monkeypatch, lane: str) -> list[tuple[str, str]]:
+    """The calls the executor's fast lane ``lane`` takes from now on: (scientist, op) each."""
+    taken: list[tuple[str, str]] = []
+    real = getattr(executor_module.Executor, lane)
+
+    def spy(self, message):
+        done = real(self, message)
+        if done is not executor_module._NOT_PLAIN:
+            taken.append((self.peer, message.op))
+        return done
+
+    monkeypatch.setattr(executor_module.Executor, lane, spy)
+    return taken
+
+
 def observe(general: bool, program, monkeypatch) -> list[str]:
     """What a scientist sees of ``program``, and what the owner holds and labels after it."""
     if general:
@@ -76,27 +91,18 @@ def test_the_fast_lane_does_what_the_general_way_does(name, monkeypatch):
 
 
 def test_the_fast_lane_takes_plain_calls_and_no_call_on_the_owners_data(monkeypatch):
-    taken: list[str] = []
-    real = executor_module.Executor._plain_call
-
-    def spy(self, message):
-        done = real(self, message)
-        if done is not executor_module._NOT_PLAIN:
-            taken.append(message.op)
-        return done
-
-    monkeypatch.setattr(executor_module.Executor, "_plain_call", spy)
+    taken = spy_lane(monkeypatch, "_plain_call")
     owner, scientist = sy.duet_pair()
     try:
         owner.publish(torch.arange(4.0), tags=["secret"])
         x = torch.ones(4).send(scientist)
         (x + 1).get()
-        assert taken == ["__add__"]
+        assert [op for _, op in taken] == ["__add__"]
         private = x + scientist.store["secret"]  # reads the owner's data: the general way
         (private * 2).sum()
         x.add_(1)  # writes: the general way
         scientist.sync(timeout_secs=30)
-        assert taken == ["__add__"]
+        assert [op for _, op in taken] == ["__add__"]
     finally:
         scientist.close()
         owner.close()

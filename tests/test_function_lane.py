@@ -13,8 +13,7 @@ import pytest
 import torch
 
 import duet as sy
-from duet.owner import executor as executor_module
-from tests.test_fast_lane import IDS, close_lane
+from tests.test_fast_lane import IDS, close_lane, spy_lane
 
 
 def _tail(object_id: str) -> str:
@@ -196,38 +195,25 @@ def test_the_function_lane_leaves_the_owner_as_the_general_way_does(name, monkey
 def test_the_function_lane_takes_the_tutorials_functions_on_private_data_and_nothing_else(
     monkeypatch,
 ):
-    taken: list[str] = []
-    real = executor_module.Executor._function_call
+    taken = spy_lane(monkeypatch, "_function_call")
 
-    def spy(self, message):
-        done = real(self, message)
-        if done is not executor_module._NOT_PLAIN:
-            taken.append(re.sub(r"^torch\.(nn\.functional\.)?", "", message.op))
-        return done
+    def names() -> list[str]:
+        found = [re.sub(r"^torch\.(nn\.functional\.)?", "", op) for _, op in taken]
+        taken.clear()
+        return found
 
-    monkeypatch.setattr(executor_module.Executor, "_function_call", spy)
     observe(True, _tutorial_tail, monkeypatch)
-    assert taken == ["relu", "max_pool2d", "flatten", "log_softmax", "nll_loss"]
-    taken.clear()
+    assert names() == ["relu", "max_pool2d", "flatten", "log_softmax", "nll_loss"]
     observe(True, _the_owners_objects_named, monkeypatch)
-    assert taken == ["relu"]  # only the last: on the scientist's own tensor
-    taken.clear()
+    assert names() == ["relu"]  # only the last: on the scientist's own tensor
     observe(True, _inplace_asked, monkeypatch)
-    assert taken == []
+    assert names() == []
 
 
 def test_a_scientist_names_no_other_scientists_tensor_through_the_lane(monkeypatch):
-    taken: list[str] = []
-    real = executor_module.Executor._function_call
-
-    def spy(self, message):
-        done = real(self, message)
-        if done is not executor_module._NOT_PLAIN:
-            taken.append(self.peer)
-        return done
-
-    monkeypatch.setattr(executor_module.Executor, "_function_call", spy)
+    taken = spy_lane(monkeypatch, "_function_call")
     owner, alice = sy.duet_pair()
+    alice_id = owner.client_id  # (the only scientist yet)
     try:
         _, bob = sy.duet_pair(owner=owner)
         try:
@@ -238,7 +224,7 @@ def test_a_scientist_names_no_other_scientists_tensor_through_the_lane(monkeypat
                 bob.torch.nn.functional.relu(forged).get(timeout_secs=30)
             assert taken == []  # refused the general way, which says it does not exist
             assert alice.torch.nn.functional.relu(x).get(timeout_secs=30).tolist() == [1.0, 0.0]
-            assert len(taken) == 1  # alice's own call takes it
+            assert len(taken) == 1 and taken[0][0] == alice_id  # alice's own call
         finally:
             bob.close()
     finally:

@@ -287,10 +287,8 @@ class PointerClient:
             return
         self.actions_sent += len(messages)
         try:
-            if until_sent:
-                self.connection.send(messages, buffers, until_sent=URGENT_WAIT_SECS)
-            else:
-                self.connection.send(messages, buffers)
+            wait = URGENT_WAIT_SECS if until_sent else None
+            self.connection.send(messages, buffers, until_sent=wait)
         except ConnectionLost as exc:
             self.on_lost(exc)
 
