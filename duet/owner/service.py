@@ -58,6 +58,7 @@ from .requests import RequestQueue
 from .secure_rounds import SecureAggregationRules, SecureRounds
 from .smpc_desk import SecureComputationRules, SmpcDesk
 from .store import OWNER, ObjectStore, StoredObject, describe
+from .tuning import settle_imports
 
 log = logging.getLogger(__name__)
 
@@ -204,6 +205,7 @@ class PeerService:
                 finally:
                     with self._backlog_lock:
                         self._backlog -= len(messages)
+                settle_imports()
         except BaseException as exc:  # never "connected but deaf": say so, and stop serving
             log.exception("the owner's worker for %s stopped", self.peer)
             if self.on_dead is not None:

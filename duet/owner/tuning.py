@@ -9,7 +9,13 @@ first owner session starts:
 - glibc's allocator keeps blocks up to 32 MiB on its heap and returns freed memory only past
   1 GiB (``mallopt``); other allocators are left alone;
 - the objects that exist at that moment (imports, mostly) are moved out of the collector's way
-  (``gc.freeze``); objects made later are collected as usual.
+  (``gc.freeze``); objects made later are collected as usual;
+- and again after a burst of imports (``settle_imports``, between a worker's frames): a
+  scientist's first optimizer makes torch import its compiler stack (~900 modules, ~130,000
+  objects), which each full collection then walked between a step's kernels (~45 ms each, on
+  the tutorial's loop). What is alive at that moment is frozen with them: should some of it
+  later become garbage in a reference cycle, it stays until the process ends. That happens once
+  per burst, and bursts end once torch's modules are in.
 
 Each scientist's operations run on a thread of their own, and glibc gives threads arenas of
 their own: what a departed scientist freed stays in its arena, which the next scientist's thread
@@ -36,6 +42,9 @@ _M_TRIM_THRESHOLD = -1
 _M_MMAP_THRESHOLD = -3
 _done = False
 _lock = threading.Lock()
+# modules imported since the last freeze, past which a worker freezes again (settle_imports)
+REFREEZE_MODULES = 50
+_frozen_modules = 0
 
 
 def _libc() -> ctypes.CDLL | None:
@@ -59,7 +68,7 @@ def give_back_memory() -> None:
 
 
 def tune_owner_process() -> None:
-    global _done
+    global _done, _frozen_modules
     with _lock:
         if _done or os.environ.get("DUET_OWNER_TUNING", "1") == "0":
             return
@@ -75,3 +84,18 @@ def tune_owner_process() -> None:
         except AttributeError:  # not glibc
             log.debug("no glibc mallopt here; the allocator is left as it is")
     gc.freeze()
+    _frozen_modules = len(sys.modules)
+
+
+def settle_imports() -> None:
+    """Freeze again what a burst of imports left behind, once REFREEZE_MODULES modules came
+    in since the last freeze (called by a worker between frames; cheap otherwise)."""
+    global _frozen_modules
+    if not _done or len(sys.modules) - _frozen_modules < REFREEZE_MODULES:
+        return
+    with _lock:
+        if len(sys.modules) - _frozen_modules < REFREEZE_MODULES:
+            return
+        _frozen_modules = len(sys.modules)
+        gc.collect()
+        gc.freeze()
