@@ -120,7 +120,8 @@ def written(
             modules = layers_in(target)
             if any(m.training for m in modules):
                 out.extend(b for m in modules for b in m._buffers.values() if b is not None)
-            if args and args[0] is not None and any(inplace_flag(m) is True for m in modules):
+            # (any flag but False: ``inplace=1`` works in place as True does)
+            if args and args[0] is not None and any(inplace_flag(m) is not False for m in modules):
                 out.append(args[0])
         return out
     if effect == "inplace_arg":
