@@ -39,11 +39,10 @@ def _label(label: frozenset) -> list[str]:
     return sorted(repr(source) for source in label)
 
 
-def observe(lane: bool, program, monkeypatch, *, name: str = "_function_call") -> list[str]:
-    """What a scientist sees of ``program``, and everything the owner knows after it;
-    ``lane``: whether the executor's fast lane ``name`` is open."""
+def observe(lane: bool, program, monkeypatch) -> list[str]:
+    """What a scientist sees of ``program``, and everything the owner knows after it."""
     if not lane:
-        close_lane(monkeypatch, name)
+        close_lane(monkeypatch, "_function_call")
     owner, scientist = sy.duet_pair(max_bytes=20_000_000)
     try:
         owner.publish(torch.tensor([[5.0, -6.0, 7.0, -8.0]]), tags=["secret"])

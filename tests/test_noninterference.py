@@ -122,6 +122,7 @@ STEPS: list[tuple[str | None, Callable[[Any, Pool, int, int], Any]]] = [
     ("dict", lambda s, p, a, b: p.pick("model", a).state_dict()),
     # what PySyft's examples use, where it can carry private data
     ("tensor", lambda s, p, a, b: s.torch.nn.LeakyReLU(0.2, inplace=True)(_t(p, a))),
+    ("tensor", lambda s, p, a, b: s.torch.nn.Dropout(0.5, inplace=1)(_t(p, a))),  # 1 as True
     ("tensor", lambda s, p, a, b: s.torch.nn.LSTMCell(4, 2)(_t(p, a).view(1, 4))[b % 2].view(-1).repeat(2)),
     ("tensor", lambda s, p, a, b: s.torch.nn.ConvTranspose2d(1, 1, 2, stride=1 + b % 2)(_t(p, a).view(1, 1, 2, 2)).view(-1)[0:4]),
     ("dist", lambda s, p, a, b: s.torch.distributions.Categorical(logits=_t(p, a))),

@@ -478,6 +478,22 @@ def test_a_private_seed_makes_random_draws_private_until_reseeded(duet):
     )
 
 
+@pytest.mark.parametrize("flag", [True, 1, 2.0, "yes"])
+def test_a_layer_working_in_place_by_any_true_flag_labels_its_input(duet, flag):
+    # Dropout(inplace=1) overwrites its input as inplace=True does: drawn from a generator
+    # whose state the owner's data chose, the input is then the owner's (every flag but False
+    # counts; the owner cannot tell what torch makes of the others)
+    _, scientist = duet
+    rt = scientist.torch
+    rt.manual_seed(private(scientist)[0].long().item())
+    x = torch.ones(8).send(scientist)
+    rt.nn.Dropout(0.5, inplace=flag)(x)
+    assert denied(x)
+    mine = torch.ones(8).send(scientist)
+    rt.nn.Dropout(0.5, inplace=False)(mine)
+    assert mine.get().tolist() == [1.0] * 8  # not written: still the scientist's own
+
+
 def test_the_scientist_does_not_draw_from_the_owners_generator(duet):
     _, scientist = duet
     torch.manual_seed(1234)  # the owner's own seed (this process is the owner too)

@@ -49,9 +49,8 @@ from .store import OWNER, ObjectStore, StoredObject
 log = logging.getLogger(__name__)
 MAX_OVERFLOW = 10_000
 _PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars: decoded as themselves
-_NOT_PLAIN = object()  # Executor's _plain_call, _function_call, _layer_call: not for a lane
+_NOT_PLAIN = object()  # Executor._plain_call, _function_call: not a call for a fast lane
 _LANE_WRITES = (None, "inplace_arg")  # the functions _function_call may take
-_LAYER_CALLS = frozenset({"__call__", "forward"})  # the methods _layer_call may take
 
 
 def _plain_value(value: object) -> bool:
@@ -359,8 +358,6 @@ class Executor:
         if not self.poisoned:
             if message.target is not None:
                 done = self._plain_call(message)
-                if done is _NOT_PLAIN and message.op in _LAYER_CALLS:
-                    done = self._layer_call(message)
             else:
                 done = self._function_call(message)
             if done is not _NOT_PLAIN:
@@ -689,106 +686,6 @@ class Executor:
         if label and effects.may_change_graphs(op):
             self.graph_label = self.graph_label | label
         return self._store_result(result_id, result, label, op, inputs, None)
-
-    def _layer_call(self, message: Call) -> Failure | object | None:
-        """The fast lane for a call of one of the scientist's own layers that holds no layer
-        of its own (``conv1(x)``, ``dropout1(x)``, ``fc1(x)``, a step's most common action) on
-        its own tensors, labeled or not, with plain numbers and strings besides: a layer whose
-        handle, kind and settings depend on nothing of the owner's, that writes nothing (no
-        buffers a training call updates, no ``inplace`` flag but False) and stands for no
-        published object. Its weights may hold the owner's data: they are read, as the
-        general way reads them.
-
-        It names, labels, checks and runs the call as ``call`` does (drawing from the
-        scientist's generator when the layer draws, a dropout in training), then stores its
-        result with the same ``_store_result``; what ``_admit`` and ``_after`` add for such a
-        call is the generator label (it drew, or its input was private) and the graph label.
-        Anything else returns _NOT_PLAIN before running; so does a call that fails, after
-        the generator is put back as it was: the general way then runs it again and reports
-        it."""
-        objects = self.store._objects
-        peer = self.peer
-        target_id = message.target
-        assert target_id is not None
-        entry = objects.get(f"{peer}:{target_id}")
-        if (
-            entry is None
-            or entry.owner != peer
-            or entry.failure is not None
-            or entry.label
-            or entry.reach
-            or entry.reach_unknown
-            or entry.whole is not None
-            or target_id in objects  # a published object of the same name is named first
-            or message.kwargs
-        ):
-            return _NOT_PLAIN
-        layer = entry.value
-        if not isinstance(layer, nn.Module) or len(effects.layers_in(layer)) != 1:
-            return _NOT_PLAIN
-        kind = allowlist.type_key(layer)
-        op = None if kind is None else allowlist.TABLES.get(kind, {}).get(message.op)
-        if (
-            op is None
-            or op.writes != "module_call"
-            or op.kind != "method"
-            or op.owner_data
-            or op.makes_leaves
-            or op.shape_query
-            or not op.reads_target
-            or op.impl is None
-        ):
-            return _NOT_PLAIN
-        result_id = message.result
-        if f"{peer}:{result_id}" in objects or result_id in self._overflow or result_id in objects:
-            return _NOT_PLAIN  # taken: the general way says so
-        inputs = _Inputs()
-        inputs.entries.append(entry)
-        inputs.target = entry  # (its label is empty: the target's label stays so)
-        inputs.walk.add(layer)
-        args: list[object] = []
-        for value in message.args:
-            if _plain_value(value):
-                args.append(value)
-                continue
-            argument = self._own_tensor(value)
-            if argument is None or argument.whole is not None:
-                return _NOT_PLAIN
-            tensor = argument.value
-            inputs.entries.append(argument)
-            inputs.arguments.append(argument)
-            if argument.label:
-                inputs.entry_label = inputs.entry_label | argument.label
-            inputs.walk.add(tensor)
-            inputs.values.append(tensor)
-            args.append(tensor)
-        if (
-            effects.inplace_flag(layer) is not False
-            or effects.written(op, layer, args, {}, [])
-            or not self._public_layer(inputs)
-        ):
-            return _NOT_PLAIN
-        draws = effects.draws(op, layer)
-        extra = self._extra(op, draws)
-        generator = self._rng_state
-        try:
-            label = self._input_label(inputs) | extra
-            planned = sizes.planned_bytes(op, layer, args, {})
-            self.policy.check_call(CallCheck(peer, op, layer, planned, bool(label)))
-            if draws:
-                with self.own_rng():
-                    result = op.impl(layer, *args)
-            else:
-                result = op.impl(layer, *args)
-        except Exception:
-            self._rng_state = generator  # the general way draws what it would have alone
-            return _NOT_PLAIN
-        self.actions_run += 1
-        if draws or (label and op.random):
-            self.rng_label = self.rng_label | label
-        if label and effects.may_change_graphs(op):
-            self.graph_label = self.graph_label | label
-        return self._store_result(result_id, result, label, op, inputs, layer)
 
     def _arguments(
         self, message: Call, buffers: list[memoryview], inputs: _Inputs
