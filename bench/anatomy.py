@@ -31,8 +31,8 @@ from typing import Any
 import torch
 
 import duet as sy
+from duet.owner import calls, sizes
 from duet.owner import executor as executor_module
-from duet.owner import sizes
 from duet.owner.labels import Walk
 from duet.owner.policy import CallCheck
 from duet.owner.store import StoredObject
@@ -93,7 +93,7 @@ def main() -> None:
         def run() -> None:
             kept = [getattr(executor_module.Executor, lane) for lane in lanes]
             for lane in lanes:
-                setattr(executor_module.Executor, lane, lambda self, m: executor_module._NOT_PLAIN)
+                setattr(executor_module.Executor, lane, lambda self, m: calls.NOT_PLAIN)
             try:
                 fn()
             finally:
@@ -104,7 +104,7 @@ def main() -> None:
 
     tensor = torch.zeros(4)
     op = allowlist.TABLES["Tensor"]["__add__"]
-    inputs = executor_module._Inputs()
+    inputs = calls.Inputs()
     inputs.walk.add(tensor)
     frame = wire.pack(
         [m for i in range(1000) for m in (

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import duet as sy
+from duet.owner import calls
 from duet.owner import executor as executor_module
 
 PROGRAMS = {
@@ -29,9 +30,7 @@ IDS = re.compile(r"[0-9a-f]{4}(-[0-9a-f]{4}){3}:s[0-9a-f]{8}-[0-9]+|s[0-9a-f]{8}
 
 def close_lane(monkeypatch, lane: str) -> None:
     """Send every call the general way: the executor's fast lane ``lane`` takes none."""
-    monkeypatch.setattr(
-        executor_module.Executor, lane, lambda self, message: executor_module._NOT_PLAIN
-    )
+    monkeypatch.setattr(executor_module.Executor, lane, lambda self, message: calls.NOT_PLAIN)
 
 
 def spy_lane(monkeypatch, lane: str) -> list[tuple[str, str]]:
@@ -41,7 +40,7 @@ def spy_lane(monkeypatch, lane: str) -> list[tuple[str, str]]:
 
     def spy(self, message):
         done = real(self, message)
-        if done is not executor_module._NOT_PLAIN:
+        if done is not calls.NOT_PLAIN:
             taken.append((self.peer, message.op))
         return done
 

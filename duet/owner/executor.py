@@ -28,7 +28,6 @@ import logging
 import threading
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from typing import cast
 
 import torch
 from torch import nn
@@ -36,9 +35,10 @@ from torch import nn
 from ..errors import DuetError, NotAllowed, ProtocolError, QuotaExceeded, UsageError
 from ..protocol import allowlist
 from ..protocol.messages import Call, ErrorInfo, Failure
-from ..protocol.serde import MAX_INT_BITS, Decoder
+from ..protocol.serde import Decoder
 from . import datasets as _datasets  # noqa: F401 (binds the owner's dataset ops)
-from . import derivation, effects, sizes
+from . import derivation, effects, lanes, sizes
+from .calls import NOT_PLAIN, InputFailed, Inputs, PublicRefusal, Step, plain_value, written_through
 from .derivation import Whole
 from .labels import EMPTY, UNKNOWN, Label, Source, Walk, owner_containers
 from .policy import CallCheck, PolicyChain, QuotaPolicy
@@ -48,16 +48,6 @@ from .store import OWNER, ObjectStore, StoredObject
 
 log = logging.getLogger(__name__)
 MAX_OVERFLOW = 10_000
-_PLAIN = frozenset({int, float, str, bool, type(None)})  # JSON scalars: decoded as themselves
-_NOT_PLAIN = object()  # Executor._plain_call, _function_call: not a call for a fast lane
-_LANE_WRITES = (None, "inplace_arg")  # the functions _function_call may take
-
-
-def _plain_value(value: object) -> bool:
-    """A JSON number, string, bool or None among a call's arguments: decoded as itself (an
-    integer within the decoder's bound)."""
-    kind = type(value)
-    return kind in _PLAIN and (kind is not int or cast(int, value).bit_length() <= MAX_INT_BITS)
 
 
 _PLAIN_CONTAINERS = (list, tuple, dict)  # no label or charge of their own, only their contents
@@ -66,110 +56,6 @@ _TENSOR_OBJECTS = frozenset({torch.Tensor, nn.Parameter})  # charged by their st
 # their own: one scientist's state is swapped in, drawn from and swapped out under this lock,
 # so no other scientist's thread draws from it (or replaces it) meanwhile
 RNG_LOCK = threading.RLock()
-
-
-class _InputFailed(Exception):
-    """An input of this call is itself a failure: the call fails the same way."""
-
-
-class _PublicRefusal(Exception):
-    """A write into a published object named directly: refused, and the scientist may know."""
-
-    def __init__(self, error: DuetError):
-        self.error = error
-
-
-class _Call:
-    """One call as the owner's pipeline fills it in (Executor.call): what ``_resolve`` named
-    and read, what ``_admit`` decided it may do, what ``_run`` derived. Each failure handler
-    reads what was known when the call failed."""
-
-    __slots__ = (
-        "args", "call_args", "draws", "extra", "inputs", "kwargs", "label", "leaves", "message",
-        "op", "path", "planned", "shape", "target", "whole", "writes",
-    )  # fmt: skip
-
-    def __init__(self, message: Call):
-        self.message = message
-        self.path = message.op  # the op's own path once it is found (errors name it)
-        self.inputs = _Inputs()
-        self.op: allowlist.Op | None = None
-        self.target: object = None
-        self.call_args: list[object] = []
-        self.args: list[object] = []
-        self.kwargs: dict[str, object] = {}
-        self.draws = False  # it draws from the scientist's generator
-        self.extra: Label = EMPTY  # what it reads besides its inputs
-        self.leaves: list[torch.Tensor] = []  # backward's: the scientist's leaves
-        self.writes: list[object] = []
-        self.label: Label = EMPTY  # what what it makes depends on
-        self.planned = 0  # bytes it will take
-        self.whole: Whole | None = None
-        self.shape: Label | None = None
-
-
-class _Inputs:
-    """What one call named and read."""
-
-    __slots__ = (
-        "arguments", "entries", "entry_label", "failed", "shape", "target", "target_label",
-        "values", "walk",
-    )  # fmt: skip
-
-    def __init__(self) -> None:
-        self.entries: list[StoredObject] = []  # every entry named, failures included
-        self.failed: list[StoredObject] = []
-        self.entry_label: Label = EMPTY  # of the arguments' entries
-        self.target: StoredObject | None = None
-        self.target_label: Label = EMPTY
-        # set when the op reads only its target's shape, and the owner knows what that depends
-        # on: it then stands for the target's own labels
-        self.shape: Label | None = None
-        self.walk = Walk()  # the state read
-        self.values: list[object] = []  # the argument values named (not the target)
-        self.arguments: list[StoredObject] = []  # the entries the arguments named, in order
-
-    def label(self) -> Label:
-        """The labels of the entries named (not of the state they hold)."""
-        return self.entry_label | (self.target_label if self.shape is None else self.shape)
-
-    def reach(self, entries: list[StoredObject] | None = None) -> tuple[list[object], bool]:
-        """The live objects the named entries (or ``entries``) stand for, and whether that is
-        unknown."""
-        nodes: list[object] = []
-        unknown = False
-        for entry in self.entries if entries is None else entries:
-            unknown = unknown or entry.reach_unknown
-            for ref in entry.reach:
-                node = ref()
-                if node is not None:
-                    nodes.append(node)
-        return nodes, unknown
-
-
-def _written_through(op: allowlist.Op, inputs: _Inputs) -> list[StoredObject]:
-    """The handles an op may write through (its write effect, allowlist.WRITES): what each of
-    them stands for is labeled when it writes. A backward pass writes the gradients of every
-    leaf, whatever handle it was called on; a layer writes its own buffers, and its input when
-    it works in place (which layer it is may be private: then its input too)."""
-    effect = op.writes
-    if effect == "graph":
-        return []
-    target = [] if inputs.target is None else [inputs.target]
-    if effect in ("target", "target_deep"):
-        return target
-    first = inputs.arguments[:1]
-    if effect == "inplace_arg":
-        return first if first else list(inputs.arguments)
-    # module_call: the layer, and its input if it could be one that works in place
-    layer = inputs.target
-    if layer is not None and not layer.reach and not layer.reach_unknown:
-        value = layer.value
-        if isinstance(value, nn.Module) and not any(
-            effects.inplace_flag(m) is not False for m in effects.layers_in(value)
-        ):
-            return target
-    return target + list(inputs.arguments)
 
 
 class Executor:
@@ -295,7 +181,7 @@ class Executor:
         """The scientist dropped a result that could not be stored."""
         self._overflow.pop(object_id, None)
 
-    def _name(self, object_id: str, inputs: _Inputs, *, target: bool = False) -> StoredObject:
+    def _name(self, object_id: str, inputs: Inputs, *, target: bool = False) -> StoredObject:
         entry = self.visible(object_id)
         inputs.entries.append(entry)
         if target:
@@ -308,7 +194,7 @@ class Executor:
             inputs.failed.append(entry)
         return entry
 
-    def _use(self, object_id: str, inputs: _Inputs) -> object:
+    def _use(self, object_id: str, inputs: Inputs) -> object:
         """An argument: read now (a failure stands in as None; the call will not run)."""
         entry = self._name(object_id, inputs)
         if entry.failure is not None:
@@ -345,6 +231,11 @@ class Executor:
             label = label | self.graph_label
         return label
 
+    # ---- the fast lanes (lanes.py), bound as methods: tests and benchmarks close or watch each
+    _plain_call = lanes.plain_call
+    _own_tensor = lanes.own_tensor
+    _function_call = lanes.function_call
+
     # ---- calls: resolve, admit, run, record
     def call(self, message: Call, buffers: list[memoryview]) -> Failure | None:
         """Run one call; returns a Failure to tell the scientist at once, or None.
@@ -360,7 +251,7 @@ class Executor:
                 done = self._plain_call(message)
             else:
                 done = self._function_call(message)
-            if done is not _NOT_PLAIN:
+            if done is not NOT_PLAIN:
                 return done  # type: ignore[return-value]
         if self.taken(message.result):
             return Failure(
@@ -371,21 +262,21 @@ class Executor:
                     message=f"object id {message.result!r} is already in use; ids cannot be reused",
                 ),
             )
-        step = _Call(message)
+        step = Step(message)
         try:
             self._resolve(step, buffers)
             self._admit(step)
             result = self._run(step)
-        except _InputFailed:
+        except InputFailed:
             return self._input_failed(step)
-        except _PublicRefusal as refusal:
+        except PublicRefusal as refusal:
             info = self._error_info(refusal.error, step.path)
             return self._fail(message.result, info, EMPTY, step.op)
         except Exception as exc:
             return self._failed(step, exc)
         return self._record(step, result)
 
-    def _resolve(self, step: _Call, buffers: list[memoryview]) -> None:
+    def _resolve(self, step: Step, buffers: list[memoryview]) -> None:
         """Name every input and find the op (even after an input turns out to be a failure:
         what the call would have used is what its failure stands for)."""
         message, inputs = step.message, step.inputs
@@ -410,7 +301,7 @@ class Executor:
                 step.call_args = [target]
         step.args, step.kwargs = self._arguments(message, buffers, inputs)
         if inputs.failed:
-            raise _InputFailed
+            raise InputFailed
         found = step.op
         assert found is not None
         step.path = found.path
@@ -418,7 +309,7 @@ class Executor:
         if found.kind == "attribute" and (step.args or step.kwargs):
             raise ProtocolError(f"{found.path} is an attribute and takes no arguments")
 
-    def _admit(self, step: _Call) -> None:
+    def _admit(self, step: Step) -> None:
         """What the call may do: what it draws and writes (a published object is never
         written), the label of what it makes, the memory it will take, the owner's policy."""
         op, target, inputs = step.op, step.target, step.inputs
@@ -435,7 +326,7 @@ class Executor:
         step.planned = sizes.planned_bytes(op, target, step.args, step.kwargs)
         self.policy.check_call(CallCheck(self.peer, op, target, step.planned, bool(step.label)))
 
-    def _run(self, step: _Call) -> object:
+    def _run(self, step: Step) -> object:
         """Run the op (drawing from this scientist's own generator) and note what its result
         is derived from, when that can be told."""
         op, kwargs = step.op, step.kwargs
@@ -454,7 +345,7 @@ class Executor:
             step.whole, step.shape = self._derivation(op, step.message, inputs, step.extra)
         return result
 
-    def _record(self, step: _Call, result: object) -> Failure | None:
+    def _record(self, step: Step, result: object) -> Failure | None:
         """Label what the call wrote and store what it made."""
         op, target, label = step.op, step.target, step.label
         assert op is not None
@@ -473,7 +364,7 @@ class Executor:
             whole=step.whole, shape=step.shape,
         )  # fmt: skip
 
-    def _input_failed(self, step: _Call) -> Failure | None:
+    def _input_failed(self, step: Step) -> Failure | None:
         """An input is itself a failure: the call fails as the first failed input did. Had
         that not failed, the op would have run: what it would have drawn and written is
         labeled as if it had."""
@@ -490,7 +381,7 @@ class Executor:
             name=message.op,
         )  # fmt: skip
 
-    def _failed(self, step: _Call, exc: Exception) -> Failure | None:
+    def _failed(self, step: Step, exc: Exception) -> Failure | None:
         """The call failed while it was resolved, admitted or run: its failure is labeled
         with what it read, and what it wrote (or would have) is labeled too."""
         message, op, inputs = step.message, step.op, step.inputs
@@ -504,191 +395,8 @@ class Executor:
         info = self._error_info(exc, step.path)
         return self._fail(message.result, info, label, op, inputs, step.target, name=message.op)
 
-    def _plain_call(self, message: Call) -> Failure | object | None:
-        """The fast lane for most of what a scientist sends: a method of one of its own plain
-        tensors, with numbers and its own plain tensors as arguments, that reads them and
-        draws, writes and depends on nothing else (``x + 1``, ``x.relu()``, ``x * y``). It does
-        exactly what ``call`` does for such a call, without the machinery the general case
-        needs (names of published objects, failures, labels to join, writes, reach); anything
-        else returns _NOT_PLAIN and goes the general way."""
-        objects = self.store._objects
-        peer = self.peer
-        entry = objects.get(f"{peer}:{message.target}")
-        if (
-            entry is None
-            or entry.owner != peer
-            or entry.label
-            or entry.failure is not None
-            or type(entry.value) is not torch.Tensor
-            or message.target in objects  # a published object of the same name is named first
-        ):
-            return _NOT_PLAIN
-        op = allowlist.TABLES["Tensor"].get(message.op)
-        if (
-            op is None
-            or op.writes is not None
-            or op.random
-            or op.owner_data
-            or op.kind != "method"
-            or message.kwargs
-        ):
-            return _NOT_PLAIN
-        target = entry.value
-        result_id = message.result
-        key = f"{peer}:{result_id}"
-        if key in objects or result_id in self._overflow or result_id in objects:
-            return _NOT_PLAIN  # taken: the general way says so
-        labels = self.labels
-        if target.is_leaf and target.grad is not None:
-            return _NOT_PLAIN  # its gradient is part of what it holds
-        storage = target.untyped_storage()
-        if labels.label(storage) or labels.label(target):
-            return _NOT_PLAIN
-        read = {id(target): target, id(storage): storage}
-        args: list[object] = []
-        for value in message.args:
-            if _plain_value(value):
-                args.append(value)
-                continue
-            other = self._own_tensor(value)
-            if other is None or other.label:
-                return _NOT_PLAIN
-            tensor = cast(torch.Tensor, other.value)
-            other_storage = tensor.untyped_storage()
-            if labels.label(other_storage) or labels.label(tensor):
-                return _NOT_PLAIN
-            read[id(tensor)] = tensor
-            read[id(other_storage)] = other_storage
-            args.append(tensor)
-        try:
-            planned = sizes.planned_bytes(op, target, args, {})
-            self.policy.check_call(CallCheck(peer, op, target, planned, False))
-            assert op.impl is not None
-            result = op.impl(target, *args)
-        except Exception as exc:  # a failure of the scientist's own op: told at once
-            return self._fail(result_id, self._error_info(exc, op.path), EMPTY, op)
-        self.actions_run += 1
-        if type(result) is not torch.Tensor or (result.is_leaf and result.grad is not None):
-            inputs = _Inputs()
-            inputs.walk.nodes.update(read)
-            return self._store_result(result_id, result, EMPTY, op, inputs, target)
-        quota = self.quota
-        made = result.untyped_storage()
-        if id(made) not in read:
-            quota.hold(made, made.nbytes(), False)
-        if result.requires_grad and not result.is_leaf:
-            graph = GRAPH_NODE_BYTES + sum(
-                quota.take(n) for n in read.values() if isinstance(n, torch.Tensor)
-            )
-            quota.hold(result, graph, False)
-        if quota.own_bytes > quota.max_bytes:  # took more than planned: give it back
-            del made, result
-            error = QuotaExceeded(
-                f"{op.path} made more than the owner allows: {quota.max_bytes:,} bytes per "
-                "scientist; delete pointers you no longer need"
-            )
-            return self._fail(result_id, self._error_info(error, op.path), EMPTY, op)
-        if result.requires_grad and result.is_leaf:
-            self.register_leaves(result)
-        try:
-            self.store.add_for_peer(
-                peer, StoredObject(id=key, value=result, owner=peer, op=op.name)
-            )
-        except DuetError as exc:
-            return self._fail(result_id, self._error_info(exc, op.path), EMPTY, op)
-        return None
-
-    def _own_tensor(self, value: object) -> StoredObject | None:
-        """The entry a reference among a call's arguments names, when a fast lane may take it:
-        one of the scientist's own plain tensors, not a failure, holding no gradient (a leaf's
-        gradient is part of what it holds), its name no owner's object's (that is named
-        first); None otherwise."""
-        if type(value) is not dict or len(value) != 2 or value.get("$") != "ref":
-            return None
-        object_id = value.get("id")
-        objects = self.store._objects
-        if type(object_id) is not str or object_id in objects:
-            return None
-        entry = objects.get(f"{self.peer}:{object_id}")
-        if (
-            entry is None
-            or entry.owner != self.peer
-            or entry.failure is not None
-            or type(entry.value) is not torch.Tensor
-        ):
-            return None
-        tensor = entry.value
-        if tensor.is_leaf and tensor.grad is not None:
-            return None
-        return entry
-
-    def _function_call(self, message: Call) -> Failure | object | None:
-        """The fast lane for a torch function on the scientist's own tensors, labeled or not
-        (``F.relu(x)``, ``F.max_pool2d(x, 2)``, ``F.nll_loss(out, target)``), with plain
-        numbers and strings besides: one that draws nothing, reads nothing else of the owner's,
-        writes nothing (``inplace`` not asked for) and stands for no published object.
-
-        It names, labels, checks and runs the call as ``call`` does, then stores its result
-        with the same ``_store_result``; what ``_admit`` and ``_after`` would add for such a
-        call is only the graph label (an op that may write in place). Anything else returns
-        _NOT_PLAIN before running; so does a call that fails, which the general way then runs
-        again and reports (it changed nothing: it writes and draws nothing)."""
-        op = allowlist.FUNCTIONS.get(message.op)
-        if (
-            op is None
-            or op.random
-            or op.owner_data
-            or op.wraps is not None
-            or op.makes_leaves
-            or op.writes not in _LANE_WRITES
-            or op.impl is None
-        ):
-            return _NOT_PLAIN
-        objects = self.store._objects
-        peer = self.peer
-        result_id = message.result
-        if f"{peer}:{result_id}" in objects or result_id in self._overflow or result_id in objects:
-            return _NOT_PLAIN  # taken: the general way says so
-        inputs = _Inputs()
-        args: list[object] = []
-        for value in message.args:
-            if _plain_value(value):
-                args.append(value)
-                continue
-            entry = self._own_tensor(value)
-            if entry is None or entry.whole is not None:
-                return _NOT_PLAIN
-            tensor = entry.value
-            inputs.entries.append(entry)
-            inputs.arguments.append(entry)
-            if entry.label:
-                inputs.entry_label = inputs.entry_label | entry.label
-            inputs.walk.add(tensor)
-            inputs.values.append(tensor)
-            args.append(tensor)
-        kwargs = message.kwargs
-        if not all(_plain_value(value) for value in kwargs.values()):
-            return _NOT_PLAIN
-        kwargs = dict(kwargs)
-        try:
-            op.check_kwargs(kwargs)
-            if op.writes is not None and (
-                effects.written(op, None, args, kwargs, []) or not self._writes_nothing(op, inputs)
-            ):
-                return _NOT_PLAIN  # it writes its input, or which input it writes is private
-            label = self._input_label(inputs)
-            planned = sizes.planned_bytes(op, None, args, kwargs)
-            self.policy.check_call(CallCheck(peer, op, None, planned, bool(label)))
-            result = op.impl(*args, **kwargs)
-        except Exception:
-            return _NOT_PLAIN
-        self.actions_run += 1
-        if label and effects.may_change_graphs(op):
-            self.graph_label = self.graph_label | label
-        return self._store_result(result_id, result, label, op, inputs, None)
-
     def _arguments(
-        self, message: Call, buffers: list[memoryview], inputs: _Inputs
+        self, message: Call, buffers: list[memoryview], inputs: Inputs
     ) -> tuple[list[object], dict[str, object]]:
         """The call's arguments, decoded; plain numbers and strings (most arguments) as they
         came, checked as the decoder checks them, and references to objects (most of the
@@ -696,7 +404,7 @@ class Executor:
         decoder: Decoder | None = None
         args = []
         for value in message.args:
-            if _plain_value(value):
+            if plain_value(value):
                 args.append(value)
                 continue
             if (
@@ -717,7 +425,7 @@ class Executor:
         return args, {key: decoder.decode(value) for key, value in message.kwargs.items()}
 
     def _derivation(
-        self, op: allowlist.Op, message: Call, inputs: _Inputs, extra: Label
+        self, op: allowlist.Op, message: Call, inputs: Inputs, extra: Label
     ) -> tuple[Whole | None, Label | None]:
         """What a result is exactly (derivation.py): the Whole it is, and what its shape
         depends on when that is less than its label. Cheap unless an input is a published
@@ -765,7 +473,7 @@ class Executor:
         if rest:
             quota.hold_all(rest, private)
 
-    def _input_label(self, inputs: _Inputs) -> Label:
+    def _input_label(self, inputs: Inputs) -> Label:
         state = self.labels.label_of(inputs.walk)
         return inputs.label() | state | self.poisoned
 
@@ -776,7 +484,7 @@ class Executor:
         target: object,
         args: list[object],
         kwargs: dict[str, object],
-        inputs: _Inputs,
+        inputs: Inputs,
         label: Label,
     ) -> None:
         """Label what ``message`` would have changed had it run (it did not, for a private
@@ -809,7 +517,7 @@ class Executor:
         # what the handles it would have written through stand for (as a run would label)
         through: dict[int, StoredObject] = {}
         for candidate in writing:
-            through.update((id(e), e) for e in _written_through(candidate, inputs))
+            through.update((id(e), e) for e in written_through(candidate, inputs))
         nodes, unknown = inputs.reach(list(through.values()))
         if nodes or unknown:
             self._label_reach(nodes, unknown, label)
@@ -832,7 +540,7 @@ class Executor:
             self.on_write(None if walk.unknown else walk.nodes.values())
 
     def _layer_writes(
-        self, written: list[Walk] | None, writes: list[object], inputs: _Inputs, extra: Label
+        self, written: list[Walk] | None, writes: list[object], inputs: Inputs, extra: Label
     ) -> dict[int, nn.Module]:
         """Label the layer objects a call on a model writes with what its arguments and the
         handle carry; returns them (by id), so that they are not labeled again."""
@@ -848,7 +556,7 @@ class Executor:
         return layers
 
     def _reach_of_result(
-        self, op: allowlist.Op | None, inputs: _Inputs, target: object, *, name: str = ""
+        self, op: allowlist.Op | None, inputs: Inputs, target: object, *, name: str = ""
     ) -> tuple[tuple[weakref.ref[object], ...], bool]:
         """What a result of this call may stand for: what its inputs stand for, and the state
         it may share with them (by the op's alias class) whether or not it actually does.
@@ -888,7 +596,7 @@ class Executor:
         found, too_many = effects.refs(nodes)
         return found, unknown or too_many or shared.unknown
 
-    def _structure_label(self, inputs: _Inputs, target: object) -> Label:
+    def _structure_label(self, inputs: Inputs, target: object) -> Label:
         """What the structure of a model an op makes or picks from may depend on: the handles
         named, the values of the arguments, and the layer objects (not the weights) of the
         models among its inputs (derivation.py)."""
@@ -913,7 +621,7 @@ class Executor:
         result: object,
         label: Label,
         op: allowlist.Op,
-        inputs: _Inputs,
+        inputs: Inputs,
         target: object,
         *,
         whole: Whole | None = None,
@@ -996,7 +704,7 @@ class Executor:
         info: ErrorInfo,
         label: Label,
         op: allowlist.Op | None,
-        inputs: _Inputs | None = None,
+        inputs: Inputs | None = None,
         target: object = None,
         *,
         notify: bool = True,
@@ -1036,7 +744,7 @@ class Executor:
         return Failure(result=result_id, error=info) if notify else None
 
     # ---- writes
-    def _public_layer(self, inputs: _Inputs) -> bool:
+    def _public_layer(self, inputs: Inputs) -> bool:
         """Whether the layer a call is made on, its kind, settings and flags, depend on
         nothing of the owner's (which layer the handle names included)."""
         layer = inputs.target
@@ -1049,7 +757,7 @@ class Executor:
             label(node) for node in inputs.walk.nodes.values() if isinstance(node, nn.Module)
         )
 
-    def _writes_nothing(self, op: allowlist.Op, inputs: _Inputs) -> bool:
+    def _writes_nothing(self, op: allowlist.Op, inputs: Inputs) -> bool:
         """Whether an op that wrote nothing could not have written anything whatever the
         owner's data: a layer whose settings, flags and handle depend on nothing of the
         owner's (a convolution has no buffers, in training or not), a function with
@@ -1060,7 +768,7 @@ class Executor:
             return not inputs.entry_label or all(not entry.label for entry in inputs.arguments[1:])
         return False
 
-    def _refuse_protected(self, op: allowlist.Op, writes: list[object], inputs: _Inputs) -> None:
+    def _refuse_protected(self, op: allowlist.Op, writes: list[object], inputs: Inputs) -> None:
         for item in writes:
             if (
                 isinstance(item, effects.Deep)
@@ -1091,7 +799,7 @@ class Executor:
             direct = any(e.owner == OWNER and e.value is root for e in inputs.entries)
             others_public = all(not e.label for e in inputs.entries if e.owner != OWNER)
             if direct and others_public:  # the scientist named it: nothing private in knowing
-                raise _PublicRefusal(error)
+                raise PublicRefusal(error)
             raise error
 
     def _after(
@@ -1100,7 +808,7 @@ class Executor:
         writes: list[object],
         label: Label,
         draws: bool,
-        inputs: _Inputs,
+        inputs: Inputs,
         written: list[Walk] | None = None,
         extra: Label = EMPTY,
     ) -> None:
@@ -1135,6 +843,6 @@ class Executor:
             self.labels.join_all(walk.nodes.values(), label, skip=layers)
         if op.writes not in (None, "rng") and (writes or not self._writes_nothing(op, inputs)):
             # writing through a handle that stands for more than its value: all of it
-            nodes, unknown = inputs.reach(_written_through(op, inputs))
+            nodes, unknown = inputs.reach(written_through(op, inputs))
             if nodes or unknown:
                 self._label_reach(nodes, unknown, label)
