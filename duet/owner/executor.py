@@ -37,8 +37,8 @@ from ..protocol import allowlist
 from ..protocol.messages import Call, ErrorInfo, Failure
 from ..protocol.serde import Decoder
 from . import datasets as _datasets  # noqa: F401 (binds the owner's dataset ops)
-from . import derivation, effects, lanes, sizes
-from .calls import NOT_PLAIN, InputFailed, Inputs, PublicRefusal, Step, plain_value, written_through
+from . import derivation, effects, lanes, sizes, writes
+from .calls import NOT_PLAIN, InputFailed, Inputs, PublicRefusal, Step, plain_value
 from .derivation import Whole
 from .labels import EMPTY, UNKNOWN, Label, Source, Walk, owner_containers
 from .policy import CallCheck, PolicyChain, QuotaPolicy
@@ -235,6 +235,16 @@ class Executor:
     _plain_call = lanes.plain_call
     _own_tensor = lanes.own_tensor
     _function_call = lanes.function_call
+
+    # ---- labeling what a call wrote or would have (writes.py), bound as methods
+    _would_have_run = writes.would_have_run
+    _label_reach = writes.label_reach
+    _wrote = writes.wrote
+    _layer_writes = writes.layer_writes
+    _public_layer = writes.public_layer
+    _writes_nothing = writes.writes_nothing
+    _refuse_protected = writes.refuse_protected
+    _after = writes.after
 
     # ---- calls: resolve, admit, run, record
     def call(self, message: Call, buffers: list[memoryview]) -> Failure | None:
@@ -477,84 +487,6 @@ class Executor:
         state = self.labels.label_of(inputs.walk)
         return inputs.label() | state | self.poisoned
 
-    def _would_have_run(
-        self,
-        op: allowlist.Op | None,
-        message: Call,
-        target: object,
-        args: list[object],
-        kwargs: dict[str, object],
-        inputs: Inputs,
-        label: Label,
-    ) -> None:
-        """Label what ``message`` would have changed had it run (it did not, for a private
-        reason): the generator if it would draw, what it would write, what its inputs stand
-        for."""
-        if op is not None:
-            candidates = [op]
-        elif message.target is not None:  # the target failed: any op of that name
-            candidates = [t[message.op] for t in allowlist.TABLES.values() if message.op in t]
-        else:
-            candidates = []
-        if any(effects.may_draw(c) for c in candidates):  # whether it would have drawn: private
-            self.rng_label = self.rng_label | label
-        if any(effects.may_change_graphs(c) for c in candidates):
-            self.graph_label = self.graph_label | label
-        writing = [c for c in candidates if c.writes not in (None, "rng")]
-        if not writing:
-            return
-        # exactly what a run would have labeled (see _after): what it writes, as written, and
-        # everything its inputs stand for
-        for candidate in writing:
-            try:
-                would = effects.written(candidate, target, args, kwargs, self.leaves())
-            except Exception:  # cannot tell: the target and everything it holds
-                would = [effects.Deep(target)] if target is not None else []
-            for item in would:
-                walk = effects.walk_written(item)
-                self._wrote(walk)
-                self.labels.join_all(walk.nodes.values(), label, skip={})
-        # what the handles it would have written through stand for (as a run would label)
-        through: dict[int, StoredObject] = {}
-        for candidate in writing:
-            through.update((id(e), e) for e in written_through(candidate, inputs))
-        nodes, unknown = inputs.reach(list(through.values()))
-        if nodes or unknown:
-            self._label_reach(nodes, unknown, label)
-
-    def _label_reach(self, nodes: list[object], unknown: bool, label: Label) -> None:
-        """Join ``label`` into everything held by ``nodes``; if that is unknown, into
-        everything this scientist will ever see."""
-        if unknown:
-            log.info("a write through a handle of unknown reach: all %s sees is private", self.peer)
-            self.poisoned = self.poisoned | label
-            if self.on_write is not None:
-                self.on_write(None)
-        for node in nodes:
-            walk = Walk().add(node)
-            self._wrote(walk)
-            self.labels.join_all(walk.nodes.values(), label, skip={})
-
-    def _wrote(self, walk: Walk) -> None:
-        if self.on_write is not None:
-            self.on_write(None if walk.unknown else walk.nodes.values())
-
-    def _layer_writes(
-        self, written: list[Walk] | None, writes: list[object], inputs: Inputs, extra: Label
-    ) -> dict[int, nn.Module]:
-        """Label the layer objects a call on a model writes with what its arguments and the
-        handle carry; returns them (by id), so that they are not labeled again."""
-        walks = written if written is not None else [effects.walk_written(w) for w in writes]
-        layers = {
-            key: node
-            for walk in walks
-            for key, node in walk.nodes.items()
-            if isinstance(node, nn.Module)
-        }
-        own = inputs.label() | self.labels.label_of(Walk().add(inputs.values)) | self.poisoned
-        self.labels.join_all(layers.values(), own | extra, skip={})
-        return layers
-
     def _reach_of_result(
         self, op: allowlist.Op | None, inputs: Inputs, target: object, *, name: str = ""
     ) -> tuple[tuple[weakref.ref[object], ...], bool]:
@@ -742,107 +674,3 @@ class Executor:
             log.debug("private failure of %s for %s: %s", info.op, self.peer, info.message)
             return None
         return Failure(result=result_id, error=info) if notify else None
-
-    # ---- writes
-    def _public_layer(self, inputs: Inputs) -> bool:
-        """Whether the layer a call is made on, its kind, settings and flags, depend on
-        nothing of the owner's (which layer the handle names included)."""
-        layer = inputs.target
-        if layer is None or layer.label or layer.reach or layer.reach_unknown:
-            return False
-        if inputs.walk.unknown:
-            return False
-        label = self.labels.label
-        return not any(
-            label(node) for node in inputs.walk.nodes.values() if isinstance(node, nn.Module)
-        )
-
-    def _writes_nothing(self, op: allowlist.Op, inputs: Inputs) -> bool:
-        """Whether an op that wrote nothing could not have written anything whatever the
-        owner's data: a layer whose settings, flags and handle depend on nothing of the
-        owner's (a convolution has no buffers, in training or not), a function with
-        ``inplace`` not asked for by a value of the owner's."""
-        if op.writes == "module_call":
-            return self._public_layer(inputs)
-        if op.writes == "inplace_arg":
-            return not inputs.entry_label or all(not entry.label for entry in inputs.arguments[1:])
-        return False
-
-    def _refuse_protected(self, op: allowlist.Op, writes: list[object], inputs: Inputs) -> None:
-        for item in writes:
-            if (
-                isinstance(item, effects.Deep)
-                and inputs.target is not None
-                and item.obj is inputs.target.value
-                and not inputs.values
-                and not inputs.walk.unknown
-            ):
-                walk = inputs.walk  # the target and all it holds, walked already
-            else:
-                walk = effects.walk_written(item)
-            found = self.labels.protected_in(walk)
-            if found is None:
-                continue
-            node, why = found
-            what = "tensor" if isinstance(node, torch.UntypedStorage) else type(node).__name__
-            if why == "published":
-                error = NotAllowed(
-                    f"{op.path} would change the owner's published {what}; the owner's objects "
-                    "are read-only for scientists: work on a copy (x.clone(), model.copy())"
-                )
-            else:
-                error = NotAllowed(
-                    f"{op.path} would change a {what} the owner is reviewing a request for; "
-                    "wait for the decision, or work on a copy"
-                )
-            root = effects.root(item)
-            direct = any(e.owner == OWNER and e.value is root for e in inputs.entries)
-            others_public = all(not e.label for e in inputs.entries if e.owner != OWNER)
-            if direct and others_public:  # the scientist named it: nothing private in knowing
-                raise PublicRefusal(error)
-            raise error
-
-    def _after(
-        self,
-        op: allowlist.Op | None,
-        writes: list[object],
-        label: Label,
-        draws: bool,
-        inputs: Inputs,
-        written: list[Walk] | None = None,
-        extra: Label = EMPTY,
-    ) -> None:
-        """Label what the op wrote (also when it failed part way); ``written``: the walks of
-        ``writes`` if the caller has them; ``extra``: what the op read besides its inputs (the
-        generator, the owner's information)."""
-        if op is None:
-            return
-        if writes and self.on_write is not None:
-            if written is None:
-                written = [effects.walk_written(item) for item in writes]
-            for walk in written:
-                self._wrote(walk)
-        if op.writes == "rng":
-            self.rng_label = label  # a seed replaces the whole state
-        elif draws or (label and op.random):
-            # how much it drew may depend on what it read, and so may whether it drew (a
-            # model's training flags)
-            self.rng_label = self.rng_label | label
-        if not label:
-            return
-        if effects.may_change_graphs(op):
-            self.graph_label = self.graph_label | label
-        layers: dict[int, nn.Module] = {}
-        if op.writes == "target_deep" and isinstance(writes[0] if writes else None, effects.Deep):
-            if isinstance(effects.root(writes[0]), nn.Module):
-                # a model's own layer objects (settings, flags, structure) get what its
-                # arguments carry (train(mode), which model), never its weights' label: the
-                # weights do not flow into the settings (derivation.settings_label)
-                layers = self._layer_writes(written, writes, inputs, extra)
-        for walk in written if written is not None else map(effects.walk_written, writes):
-            self.labels.join_all(walk.nodes.values(), label, skip=layers)
-        if op.writes not in (None, "rng") and (writes or not self._writes_nothing(op, inputs)):
-            # writing through a handle that stands for more than its value: all of it
-            nodes, unknown = inputs.reach(written_through(op, inputs))
-            if nodes or unknown:
-                self._label_reach(nodes, unknown, label)
