@@ -40,6 +40,7 @@ from duet.protocol import allowlist
 from duet.protocol.messages import Call, Delete
 
 from .data import BATCH, MNIST_SAMPLES, mnist_like
+from .tutorial import train_epoch as epoch  # the tutorial's loop, as tutorial.py runs it
 
 # the op's own time inside the call being timed, per worker thread (one owner here)
 _inside = [0.0]
@@ -84,15 +85,6 @@ def timing(samples: dict[str, list[tuple[float, float]]]) -> Iterator[None]:
         service_module.PeerService._handle = handle  # type: ignore[method-assign]
         for op, impl in kept:
             object.__setattr__(op, "impl", impl)
-
-
-def epoch(model: Any, torch_ref: Any, loader: Any, optimizer: Any) -> None:
-    for data, target in loader:
-        optimizer.zero_grad()
-        output = model(data)
-        loss = torch_ref.nn.functional.nll_loss(output, target)
-        loss.backward()
-        optimizer.step()
 
 
 def main() -> None:
