@@ -34,7 +34,7 @@ def plain_call(ex: Executor, message: Call) -> Failure | object | None:
     """The fast lane for most of what a scientist sends: a method of one of its own plain
     tensors, with numbers and its own plain tensors as arguments, that reads them and
     draws, writes and depends on nothing else (``x + 1``, ``x.relu()``, ``x * y``). It does
-    exactly what ``call`` does for such a call, without the machinery the general case
+    exactly what ``Executor.call`` does for such a call, without the machinery the general case
     needs (names of published objects, failures, labels to join, writes, reach); anything
     else returns NOT_PLAIN and goes the general way."""
     objects = ex.store._objects
@@ -154,7 +154,7 @@ def function_call(ex: Executor, message: Call) -> Failure | object | None:
     numbers and strings besides: one that draws nothing, reads nothing else of the owner's,
     writes nothing (``inplace`` not asked for) and stands for no published object.
 
-    It names, labels, checks and runs the call as ``call`` does, then stores its result
+    It names, labels, checks and runs the call as ``Executor.call`` does, then stores its result
     with the same ``_store_result``; what ``_admit`` and ``_after`` would add for such a
     call is only the graph label (an op that may write in place). Anything else returns
     NOT_PLAIN before running; so does a call that fails, which the general way then runs
