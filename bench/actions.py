@@ -16,7 +16,8 @@ local ones on a noisy machine, and a collection or a page fault falls in some an
 compare changes here first. Op times are not comparable with local ones here (the scientist's
 threads share this process and its interpreter lock); the bookkeeping is.
 
-Figures are for this machine and this moment; the wrappers add ~1 us to each timed call.
+Figures are for this machine and this moment. The wrappers add 0.2 us to each op and 0.4 us to
+each call (measured back to back).
 """
 
 from __future__ import annotations
