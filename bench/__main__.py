@@ -139,13 +139,21 @@ def main() -> None:
     parser.add_argument(
         "--rounds", type=int, default=3, help="with --against: runs of each side (default 3)"
     )
+    parser.add_argument(
+        "--bench-at", metavar="REF2",
+        help="with --against: both sides run the benchmarks as of this git ref (for a REF older "
+        "than the benchmark: --only tutorial --against 30f3fdb --bench-at 5d09f56)",
+    )  # fmt: skip
     args = parser.parse_args()
+    if args.bench_at and not args.against:
+        parser.error("--bench-at goes with --against")
     if args.against:
         from .against import compare
 
         extra = ["--threads", str(args.threads), "--wait-idle", str(args.wait_idle)]
         compare(args.against, args.only or ["ops"], rounds=args.rounds,
-                extra=[*extra, "--quick"] if args.quick else extra)  # fmt: skip
+                extra=[*extra, "--quick"] if args.quick else extra,
+                bench_at=args.bench_at)  # fmt: skip
         return
     torch.set_num_threads(args.threads)
     if args.delete_batch:
