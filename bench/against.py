@@ -116,8 +116,12 @@ def compare(
         using = "" if bench_at is None else f", both with the benchmarks as of {bench_at}"
         print(f"against {ref} ({other}); {rounds} rounds each, alternating{using}", flush=True)
         here = [n for n in names if bench is None or n in _known(ROOT, bench)]
-        there = [n for n in here if n in _known(other, bench)]
-        if len(there) < len(names):
+        known = _known(other, bench)
+        there = [n for n in here if n in known]
+        if bench is not None and not known:  # its bench --help failed: an import, most often
+            print(f"  the benchmarks as of {bench_at} do not start on {ref}'s code: measured "
+                  "here only", flush=True)  # fmt: skip
+        elif len(there) < len(names):
             missing = ", ".join(n for n in names if n not in there)
             print(f"  {ref} has no {missing} benchmark: measured here only", flush=True)
         seen, units = _alternate(ref, other, here, there, rounds, extra, Path(scratch), bench)
