@@ -116,6 +116,10 @@ def compare(
         using = "" if bench_at is None else f", both with the benchmarks as of {bench_at}"
         print(f"against {ref} ({other}); {rounds} rounds each, alternating{using}", flush=True)
         here = [n for n in names if bench is None or n in _known(ROOT, bench)]
+        if not here:
+            print(f"  the benchmarks as of {bench_at} have none of {', '.join(names)} that "
+                  "starts on this tree's code: nothing measured", flush=True)  # fmt: skip
+            return
         known = _known(other, bench)
         there = [n for n in here if n in known]
         if bench is not None and not known:  # its bench --help failed: an import, most often
