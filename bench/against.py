@@ -128,12 +128,11 @@ def compare(
         elif len(there) < len(names):
             missing = ", ".join(n for n in names if n not in there)
             print(f"  {ref} has no {missing} benchmark: measured here only", flush=True)
-        seen, units = _alternate(ref, other, here, there, rounds, extra, Path(scratch), bench)
+        seen, units = _alternate(other, here, there, rounds, extra, Path(scratch), bench)
     _print(ref, seen, units)
 
 
 def _alternate(
-    ref: str,
     other: Path,
     here: Sequence[str],
     there: Sequence[str],
